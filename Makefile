@@ -1,0 +1,124 @@
+# latchkey — one binary, `latchkey`, built from the module folders below.
+# Targets: all (default), check, san, demo, bench, fuzz, install, clean.
+
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+
+MODULES := common crypto vault k8s broker sync devserver
+PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1
+TESTPKG := check
+
+# A fresh machine: install the missing Debian packages before anything needs them.
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+ifneq ($(shell $(PKG_CONFIG) --exists $(PKGS) $(TESTPKG) 2>/dev/null && echo ok),ok)
+$(info latchkey: some libraries are missing; running tools/deps.sh)
+DEPS_STATUS := $(shell tools/deps.sh >&2 && echo ok)
+ifneq ($(DEPS_STATUS),ok)
+$(error tools/deps.sh could not install the build dependencies)
+endif
+endif
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TESTPKG))
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs $(TESTPKG))
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+HARDEN  := -fstack-protector-strong -fPIE
+LDHARDEN := -pie -Wl,-z,relro,-z,now
+ifeq ($(SAN),1)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDSAN   := -fsanitize=address,undefined
+else
+OPT     := -O2 -g -D_FORTIFY_SOURCE=2
+LDSAN   :=
+endif
+CFLAGS  ?=
+LDFLAGS ?=
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -I. $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
+
+LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c)) $(filter-out cli/main.c,$(wildcard cli/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/liblatchkey.a
+BIN      := $(BUILD)/latchkey
+
+UNIT_SRC := $(wildcard tests/unit/check_*.c)
+INTEG_SRC := $(wildcard tests/integration/check_*.c)
+TESTLIB_SRC := $(wildcard tests/lib/*.c)
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+FAKE_SRC := $(wildcard tests/fakes/*.c)
+FAKE_BIN := $(if $(FAKE_SRC),$(BUILD)/fake-apiserver)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+
+.PHONY: all check san demo bench fuzz install clean tests
+.DELETE_ON_ERROR:
+
+all: $(BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/cli/main.o $(LIB)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIB) $(TESTLIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -Itests/lib $(ALL_LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(LIB) $(CHECK_LIBS) $(PKG_LIBS)
+
+$(BUILD)/fake-apiserver: $(FAKE_SRC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Every fuzz target also builds with a plain driver that replays its corpus: `make check`
+# runs the seeds and the crashes found so far, `make fuzz` explores with libFuzzer.
+$(BUILD)/fuzz-replay/%: tests/fuzz/%.c tests/fuzz/replay.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< tests/fuzz/replay.c $(LIB) $(PKG_LIBS)
+
+tests: $(BIN) $(TEST_BINS) $(FAKE_BIN) $(FUZZ_REPLAY)
+
+check: tests
+	@LATCHKEY_BIN=$(abspath $(BIN)) FAKE_APISERVER=$(abspath $(FAKE_BIN)) BUILD=$(BUILD) \
+		tests/run.sh $(TEST_BINS) $(FUZZ_REPLAY)
+
+san:
+	$(MAKE) BUILD=build-san SAN=1 check
+
+demo: $(BIN)
+	@tools/demo.sh $(abspath $(BIN))
+
+bench: $(BIN)
+	@tools/deps.sh --dev
+	$(MAKE) $(BUILD)/bench/loadgen
+	@tools/bench.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench/loadgen)
+
+$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@tools/deps.sh --dev
+	@tools/fuzz.sh $(FUZZ_SECONDS)
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/latchkey
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/cli/main.d

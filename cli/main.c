@@ -1,0 +1,65 @@
+/* main.c — `latchkey SUBCOMMAND [ARGS]`: dispatch to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "devserver/devserver.h"
+
+#ifndef LK_VERSION
+#define LK_VERSION "0.1.0"
+#endif
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const struct lk_command commands[] = {
+	{ "dev",     "run an in-memory Vault-compatible backend for development and tests", devserver_main },
+	{ "version", "print the version", cmd_version },
+	{ "help",    "list the subcommands", cmd_help },
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out, "usage: latchkey SUBCOMMAND [OPTIONS]\n\nsubcommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\n`latchkey SUBCOMMAND --help` describes one.\n");
+}
+
+static int
+cmd_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	usage(stdout);
+	return LK_EXIT_OK;
+}
+
+static int
+cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("latchkey %s\n", LK_VERSION);
+	return LK_EXIT_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return LK_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "latchkey: unknown subcommand '%s' (see 'latchkey help')\n", argv[1]);
+	return LK_EXIT_USAGE;
+}

@@ -1,0 +1,128 @@
+/* httpd.h — an HTTP/1.1 server over libmicrohttpd, on a Unix socket or a TCP address.
+ *
+ * The server calls one handler per request, once the whole body has arrived. The handler
+ * either answers (lk_http_respond*), suspends the request (lk_http_suspend, to answer
+ * later from another thread: long polls), or drops the connection (lk_http_drop, for
+ * fault injection). A handler that does none of these gets a 500 answered for it.
+ *
+ * Keep-alive works: the library's two-call pattern is handled here (see
+ * ../shared/NOTES.md), so a client reuses its connection across requests.
+ *
+ * Limits: request bodies over max_body get 413 and headers over max_header 431 before the
+ * handler runs. The peer's credentials (SO_PEERCRED) are read once per Unix-socket
+ * connection.
+ */
+#ifndef LK_HTTPD_H
+#define LK_HTTPD_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+/* Defaults when the config leaves a limit at 0. */
+#define LK_HTTPD_MAX_BODY_DEFAULT   (1u << 20)  /* request body bytes */
+#define LK_HTTPD_MAX_HEADER_DEFAULT (16u << 10) /* request line + headers bytes */
+#define LK_HTTPD_MAX_CONN_DEFAULT   1024        /* open connections */
+#define LK_HTTPD_TIMEOUT_DEFAULT    60          /* idle seconds before a connection is closed */
+/* Most extra headers one response may carry. */
+#define LK_HTTP_RESP_HEADERS_MAX 8
+
+struct lk_httpd;
+struct lk_http_req;
+
+/* Who is on the other end of a Unix-socket connection. known is false on TCP. */
+struct lk_peer {
+	bool known;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
+typedef void (*lk_http_handler)(void *ctx, struct lk_http_req *req);
+
+struct lk_httpd_config {
+	/* Exactly one of unix_path and tcp_addr. */
+	const char *unix_path;   /* created (a stale socket file is replaced), removed on stop */
+	mode_t unix_mode;        /* e.g. 0660; 0 means 0600 */
+	uid_t unix_owner;        /* (uid_t)-1 leaves it */
+	gid_t unix_group;        /* (gid_t)-1 leaves it */
+	const char *tcp_addr;    /* "127.0.0.1:8200", "[::1]:0", "0.0.0.0:9102"; port 0 picks one */
+
+	unsigned threads;        /* worker threads (epoll thread pool); 0 = a thread per connection */
+	size_t max_body;
+	size_t max_header;
+	unsigned max_connections;
+	unsigned timeout_s;
+
+	lk_http_handler handler;
+	void *ctx;               /* handed to the handler */
+};
+
+/* Binds, listens and starts serving. *ret is owned: stop with lk_httpd_stop. On error,
+ * err names the address and what failed (bind, permissions, ...). */
+int lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
+		   struct lk_error *err) __attribute__((warn_unused_result));
+
+/* The TCP port actually bound (useful with port 0); 0 for a Unix socket. */
+int lk_httpd_port(const struct lk_httpd *srv);
+
+/* Stops accepting new connections; requests in flight go on. */
+void lk_httpd_quiesce(struct lk_httpd *srv);
+
+/* Stops the server: resumes suspended requests (their handler is called again and must
+ * answer), waits for handlers to return, closes connections, removes the Unix socket
+ * file. NULL allowed. */
+void lk_httpd_stop(struct lk_httpd *srv);
+
+/* ---- the request, valid only inside the handler (or until resumed) ---- */
+
+const char *lk_http_method(const struct lk_http_req *req);    /* "GET", "LIST", ... */
+const char *lk_http_path(const struct lk_http_req *req);      /* decoded path, no query */
+const char *lk_http_query(const struct lk_http_req *req, const char *key); /* NULL if absent */
+const char *lk_http_header(const struct lk_http_req *req, const char *name); /* case-insensitive */
+/* The body, NUL-terminated (len excludes the NUL); "" when there is none. Borrowed. */
+const char *lk_http_body(const struct lk_http_req *req, size_t *ret_len);
+const struct lk_peer *lk_http_peer(const struct lk_http_req *req);
+/* The connection's remote address as text ("127.0.0.1", "unix"). */
+const char *lk_http_remote(const struct lk_http_req *req);
+
+/* A per-request slot for the handler's own state, kept across suspend and resume.
+ * cleanup (may be NULL) is called with it when the request ends, however it ends. */
+void *lk_http_state(const struct lk_http_req *req);
+void lk_http_set_state(struct lk_http_req *req, void *state, void (*cleanup)(void *state));
+
+/* ---- answering ---- */
+
+/* Adds a response header (copied). At most LK_HTTP_RESP_HEADERS_MAX; returns 0 or -E2BIG. */
+int lk_http_add_header(struct lk_http_req *req, const char *name, const char *value);
+
+/* Answers with a copy of body (len bytes; body may be NULL when len is 0). The copy is
+ * zeroed when the response is done. */
+int lk_http_respond(struct lk_http_req *req, unsigned status, const char *content_type,
+		    const void *body, size_t len);
+
+/* Answers with body borrowed, not copied: release(cls) is called once the library has
+ * sent it (or dropped it). For pre-rendered, reference-counted payloads. */
+int lk_http_respond_borrowed(struct lk_http_req *req, unsigned status, const char *content_type,
+			     const void *body, size_t len,
+			     void (*release)(void *cls), void *cls);
+
+/* Answers with a compact JSON rendering of value (not stolen). */
+int lk_http_respond_json(struct lk_http_req *req, unsigned status, const json_t *value);
+
+/* Answers {"error": error, "reason": reason} with the status: latchkey's own error shape. */
+int lk_http_respond_error(struct lk_http_req *req, unsigned status, const char *error,
+			  const char *reason);
+
+/* Suspends the request: the handler returns without answering, and lk_http_resume (from
+ * any thread) makes the server call the handler again for the same request. */
+void lk_http_suspend(struct lk_http_req *req);
+void lk_http_resume(struct lk_http_req *req);
+
+/* Closes the connection without an answer. */
+void lk_http_drop(struct lk_http_req *req);
+
+#endif

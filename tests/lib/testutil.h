@@ -1,0 +1,74 @@
+/* testutil.h — helpers for tests that run real processes.
+ *
+ * Processes started here die with the test process (PR_SET_PDEATHSIG), so a failing
+ * test in a forked Check child leaves nothing behind; tests still stop them explicitly.
+ * Waits poll a condition against a generous deadline instead of sleeping a fixed time.
+ */
+#ifndef LK_TESTUTIL_H
+#define LK_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A generous deadline for things that take milliseconds on an idle machine. */
+#define T_DEADLINE_MS 20000
+
+struct t_proc {
+	pid_t pid;
+	char log_path[512];   /* stdout and stderr of the process */
+};
+
+/* The latchkey binary under test: $LATCHKEY_BIN, else build/latchkey. */
+const char *t_latchkey_bin(void);
+
+/* A fresh temporary directory (mode 0700), removed with everything in it by t_rmrf.
+ * Returns a static-lifetime malloc'd path. */
+char *t_tmpdir(void);
+void t_rmrf(const char *path);
+
+/* Starts argv[0] with argv, with stdout+stderr to log_path. env_extra: NULL-terminated
+ * "KEY=VALUE" strings added to the environment (may be NULL). Returns 0 or -errno. */
+int t_spawn(struct t_proc *p, const char *const argv[], const char *const env_extra[],
+	    const char *log_path);
+
+/* Sends sig, waits up to timeout_ms, then SIGKILL. Returns the wait status, or -1 when
+ * the process was not running. Safe to call twice. */
+int t_stop(struct t_proc *p, int sig, int timeout_ms);
+
+/* True while the process has not exited (reaps it when it has). */
+bool t_alive(struct t_proc *p);
+
+/* Waits until the process log contains needle; returns true if it did in time.
+ * If ret_line is not NULL, copies the first matching line (NUL-terminated) there. */
+bool t_wait_log(struct t_proc *p, const char *needle, int timeout_ms, char *ret_line, size_t linelen);
+
+/* Polls cond(arg) every few milliseconds until it is true or timeout_ms passes. */
+bool t_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
+char *t_read_file(const char *path);
+int t_write_file(const char *path, const char *text, mode_t mode);
+
+/* One HTTP request with libcurl, independent of latchkey's own client code.
+ * url: "http://127.0.0.1:PORT/v1/..."; unix_socket: NULL or a socket path; token: sent as
+ * X-Vault-Token when not NULL; body: NULL for none. Returns the status (0 when the
+ * request failed at the transport) and sets *ret_body (malloc'd; may be NULL). */
+long t_http(const char *method, const char *url, const char *unix_socket, const char *token,
+	    const char *body, char **ret_body);
+
+/* `latchkey dev` on a free port. */
+struct t_dev {
+	struct t_proc proc;
+	int port;
+	char addr[64];      /* "http://127.0.0.1:PORT" */
+	char token[64];     /* the root token */
+	char *dir;          /* temporary directory holding the log */
+};
+
+/* Starts `latchkey dev --listen 127.0.0.1:0 --root-token root` plus extra_args
+ * (NULL-terminated, may be NULL) and waits until it says where it listens. */
+int t_dev_start(struct t_dev *d, const char *const extra_args[]);
+void t_dev_stop(struct t_dev *d);
+
+#endif
