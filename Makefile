@@ -6,7 +6,7 @@ BUILD   ?= build
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
 
-MODULES := common crypto vault k8s broker sync devserver
+MODULES ?= common crypto vault k8s broker sync devserver
 PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1
 TESTPKG := check
 
@@ -42,7 +42,8 @@ LDFLAGS ?=
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -I. $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(LDHARDEN) $(LDSAN) $(LDFLAGS)
 
-LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c)) $(filter-out cli/main.c,$(wildcard cli/*.c))
+CLI_LIB  ?= $(filter-out cli/main.c,$(wildcard cli/*.c))
+LIB_SRC  := $(foreach m,$(MODULES),$(wildcard $(m)/*.c)) $(CLI_LIB)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/liblatchkey.a
 BIN      := $(BUILD)/latchkey
