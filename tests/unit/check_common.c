@@ -1,0 +1,595 @@
+/* check_common.c — the logger, buffers, clock and durations, backoff, config walker and
+ * metrics registry. */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/backoff.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "testutil.h"
+
+/* ---- logger ---- */
+
+static char *
+capture_log(void (*emit)(void))
+{
+	char path[] = "/tmp/latchkey-log.XXXXXX";
+	int fd = mkstemp(path);
+	char *text;
+
+	ck_assert_int_ge(fd, 0);
+	lk_log_setup(fd, LK_DEBUG);
+	emit();
+	lk_log_setup(2, LK_INFO);
+	close(fd);
+	text = t_read_file(path);
+	unlink(path);
+	ck_assert_ptr_nonnull(text);
+	return text;
+}
+
+static void
+emit_fields(void)
+{
+	lk_log(LK_INFO, "secret served", LK_STR("secret", "db"), LK_INT("uid", 1000),
+	       LK_BOOL("ok", true), LK_DOUBLE("secs", 1.5), LK_STR("none", NULL));
+}
+
+START_TEST(test_log_line_shape)
+{
+	char *text = capture_log(emit_fields);
+	json_error_t jerr;
+	json_t *o = json_loads(text, 0, &jerr);
+	const char *keys[8];
+	size_t n = 0;
+	const char *k;
+	json_t *v;
+	int64_t ms;
+
+	ck_assert_msg(o != NULL, "not JSON: %s (%s)", text, jerr.text);
+	ck_assert_int_eq(text[strlen(text) - 1], '\n');
+	json_object_foreach(o, k, v) {
+		if (n < 8)
+			keys[n++] = k;
+	}
+	/* Stable order: ts, level, msg, then the fields as given. */
+	ck_assert_uint_eq(n, 8);
+	ck_assert_str_eq(keys[0], "ts");
+	ck_assert_str_eq(keys[1], "level");
+	ck_assert_str_eq(keys[2], "msg");
+	ck_assert_str_eq(keys[3], "secret");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "info");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "msg")), "secret served");
+	ck_assert_int_eq(json_integer_value(json_object_get(o, "uid")), 1000);
+	ck_assert(json_is_true(json_object_get(o, "ok")));
+	ck_assert(json_real_value(json_object_get(o, "secs")) == 1.5);
+	ck_assert(json_is_null(json_object_get(o, "none")));
+	ck_assert_int_eq(lk_rfc3339_parse(json_string_value(json_object_get(o, "ts")), &ms), 0);
+	ck_assert_int_le(llabs(ms - lk_now_real_ms()), 60000);
+	ck_assert_uint_eq(strlen(json_string_value(json_object_get(o, "ts"))), 24);
+	json_decref(o);
+	free(text);
+}
+END_TEST
+
+static void
+emit_escapes(void)
+{
+	lk_log(LK_WARN, "quote \" backslash \\ newline \n tab \t bell \a", LK_STR("k\"ey", "v\x01"));
+	lk_log(LK_DEBUG, "no fields");
+}
+
+START_TEST(test_log_escaping)
+{
+	char *text = capture_log(emit_escapes);
+	char *second = strchr(text, '\n');
+	json_t *o;
+
+	ck_assert_ptr_nonnull(second);
+	*second++ = '\0';
+	o = json_loads(text, 0, NULL);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "msg")),
+			 "quote \" backslash \\ newline \n tab \t bell \a");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "k\"ey")), "v\x01");
+	json_decref(o);
+	o = json_loads(second, 0, NULL);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "debug");
+	json_decref(o);
+	free(text);
+}
+END_TEST
+
+static void
+emit_long(void)
+{
+	char *big = malloc(20000);
+	memset(big, 'x', 19999);
+	big[19999] = '\0';
+	lk_log(LK_ERROR, "long", LK_STR("value", big), LK_INT("after", 1));
+	free(big);
+}
+
+START_TEST(test_log_long_value_stays_json)
+{
+	char *text = capture_log(emit_long);
+	json_t *o = json_loads(text, 0, NULL);
+
+	ck_assert_msg(o != NULL, "a cut line must still be JSON");
+	ck_assert_uint_lt(strlen(text), 9000);
+	json_decref(o);
+	free(text);
+}
+END_TEST
+
+START_TEST(test_log_level_parse_and_filter)
+{
+	enum lk_log_level l;
+	char path[] = "/tmp/latchkey-log.XXXXXX";
+	int fd = mkstemp(path);
+	char *text;
+
+	ck_assert_int_eq(lk_log_level_parse("warn", &l), 0);
+	ck_assert_int_eq(l, LK_WARN);
+	ck_assert_int_eq(lk_log_level_parse("loud", &l), -EINVAL);
+	lk_log_setup(fd, LK_WARN);
+	lk_log(LK_INFO, "hidden");
+	lk_log(LK_ERROR, "shown");
+	lk_log_setup(2, LK_INFO);
+	close(fd);
+	text = t_read_file(path);
+	unlink(path);
+	ck_assert_ptr_null(strstr(text, "hidden"));
+	ck_assert_ptr_nonnull(strstr(text, "\"msg\":\"shown\""));
+	free(text);
+}
+END_TEST
+
+/* ---- buffers ---- */
+
+START_TEST(test_buf_cap)
+{
+	struct lk_buf b;
+
+	lk_buf_init(&b, 10, true);
+	ck_assert_int_eq(lk_buf_append(&b, "hello", 5), 0);
+	ck_assert_int_eq(lk_buf_printf(&b, "%d", 1234), 0);
+	ck_assert_str_eq(b.data, "hello1234");
+	ck_assert_int_eq(lk_buf_append(&b, "xy", 2), -E2BIG);
+	ck_assert_str_eq(b.data, "hello1234");
+	ck_assert_int_eq(lk_buf_append(&b, "z", 1), 0);
+	ck_assert_uint_eq(b.len, 10);
+	ck_assert_int_eq(lk_buf_printf(&b, "%s", "more"), -E2BIG);
+	lk_buf_reset(&b);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_str_eq(b.data, "");
+	lk_buf_free(&b);
+	ck_assert_ptr_null(b.data);
+	lk_buf_free(NULL);
+}
+END_TEST
+
+START_TEST(test_buf_grow_and_take)
+{
+	struct lk_buf b;
+	char *data;
+	size_t len;
+
+	lk_buf_init(&b, 1 << 20, false);
+	for (int i = 0; i < 10000; i++)
+		ck_assert_int_eq(lk_buf_printf(&b, "%04d", i % 10000), 0);
+	ck_assert_uint_eq(b.len, 40000);
+	ck_assert_int_eq(memcmp(b.data + 39996, "9999", 4), 0);
+	ck_assert_int_eq(lk_buf_take(&b, &data, &len), 0);
+	ck_assert_uint_eq(len, 40000);
+	ck_assert_ptr_null(b.data);
+	free(data);
+	ck_assert_int_eq(lk_buf_take(&b, &data, &len), 0);
+	ck_assert_str_eq(data, "");
+	free(data);
+	/* A long formatted string goes through the slow path. */
+	char big[1000];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(lk_buf_printf(&b, "[%s]", big), 0);
+	ck_assert_uint_eq(b.len, 1001);
+	lk_buf_free(&b);
+}
+END_TEST
+
+/* ---- clock and durations ---- */
+
+START_TEST(test_rfc3339)
+{
+	char out[LK_RFC3339_LEN];
+	int64_t ms;
+
+	ck_assert_str_eq(lk_rfc3339_ms(0, out), "1970-01-01T00:00:00.000Z");
+	ck_assert_str_eq(lk_rfc3339_ms(1795676400123LL, out), "2026-11-26T07:00:00.123Z");
+	ck_assert_int_eq(lk_rfc3339_parse("2026-11-26T07:00:00.123Z", &ms), 0);
+	ck_assert_int_eq(ms, 1795676400123LL);
+	ck_assert_int_eq(lk_rfc3339_parse("2018-05-19T11:35:54.466476215-04:00", &ms), 0);
+	ck_assert_int_eq(ms, 1526744154466LL);
+	ck_assert_int_eq(lk_rfc3339_parse("2026-11-26T07:00:00Z", &ms), 0);
+	ck_assert_int_eq(ms, 1795676400000LL);
+	ck_assert_int_eq(lk_rfc3339_parse("2026-13-26T07:00:00Z", &ms), -EINVAL);
+	ck_assert_int_eq(lk_rfc3339_parse("2026-11-26T07:00:00", &ms), -EINVAL);
+	ck_assert_int_eq(lk_rfc3339_parse("2026-11-26T07:00:00Zjunk", &ms), -EINVAL);
+	ck_assert_int_eq(lk_rfc3339_parse("", &ms), -EINVAL);
+	struct timespec ts = { 1795676400, 5 };
+	ck_assert_str_eq(lk_rfc3339_ns(&ts, out), "2026-11-26T07:00:00.000000005Z");
+}
+END_TEST
+
+START_TEST(test_duration_parse)
+{
+	int64_t ms = -1;
+
+	ck_assert_int_eq(lk_duration_parse("90", &ms), 0);
+	ck_assert_int_eq(ms, 90000);
+	ck_assert_int_eq(lk_duration_parse("5m", &ms), 0);
+	ck_assert_int_eq(ms, 300000);
+	ck_assert_int_eq(lk_duration_parse("1h30m", &ms), 0);
+	ck_assert_int_eq(ms, 5400000);
+	ck_assert_int_eq(lk_duration_parse("500ms", &ms), 0);
+	ck_assert_int_eq(ms, 500);
+	ck_assert_int_eq(lk_duration_parse("1.5s", &ms), 0);
+	ck_assert_int_eq(ms, 1500);
+	ck_assert_int_eq(lk_duration_parse("2h3m4s", &ms), 0);
+	ck_assert_int_eq(ms, 7384000);
+	ck_assert_int_eq(lk_duration_parse("0s", &ms), 0);
+	ck_assert_int_eq(ms, 0);
+	ms = 7;
+	ck_assert_int_eq(lk_duration_parse("", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse("5", &ms), 0);
+	ck_assert_int_eq(lk_duration_parse("m", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse("5d", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse("-5s", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse("5s ", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse(".s", &ms), -EINVAL);
+	ck_assert_int_eq(lk_duration_parse("99999999999999999999h", &ms), -ERANGE);
+	ck_assert_int_eq(lk_duration_parse("99999999999999999999", &ms), -ERANGE);
+	ck_assert_int_eq(ms, 5000);
+}
+END_TEST
+
+START_TEST(test_duration_format)
+{
+	char out[32];
+
+	ck_assert_str_eq(lk_duration_format(0, out, sizeof(out)), "0s");
+	ck_assert_str_eq(lk_duration_format(45000, out, sizeof(out)), "45s");
+	ck_assert_str_eq(lk_duration_format(724000, out, sizeof(out)), "12m4s");
+	ck_assert_str_eq(lk_duration_format(3600000, out, sizeof(out)), "1h0m0s");
+	ck_assert_str_eq(lk_duration_format(3723999, out, sizeof(out)), "1h2m3s");
+}
+END_TEST
+
+/* ---- backoff ---- */
+
+START_TEST(test_backoff_bounds_and_growth)
+{
+	struct lk_backoff b;
+	int64_t max_seen[8] = { 0 };
+
+	/* Over many runs, attempt n stays within [0, min(cap, base*2^n)] and reaches near it. */
+	for (int run = 0; run < 2000; run++) {
+		lk_backoff_init(&b, 100, 1000);
+		for (int n = 0; n < 8; n++) {
+			int64_t w = lk_backoff_next(&b);
+			int64_t ceiling = 100LL << n;
+			if (ceiling > 1000)
+				ceiling = 1000;
+			ck_assert_int_ge(w, 0);
+			ck_assert_int_le(w, ceiling);
+			if (w > max_seen[n])
+				max_seen[n] = w;
+		}
+	}
+	ck_assert_int_ge(max_seen[0], 90);
+	ck_assert_int_ge(max_seen[2], 360);
+	ck_assert_int_ge(max_seen[7], 900);
+	lk_backoff_reset(&b);
+	ck_assert_uint_eq(b.attempt, 0);
+	ck_assert_int_le(lk_backoff_next(&b), 100);
+}
+END_TEST
+
+START_TEST(test_backoff_full_jitter_spread)
+{
+	struct lk_backoff b;
+	unsigned low = 0, high = 0;
+
+	/* Full jitter: waits spread over the whole range, not clustered at the ceiling. */
+	lk_backoff_init(&b, 1000, 1000);
+	for (int i = 0; i < 4000; i++) {
+		int64_t w = lk_backoff_next(&b);
+		if (w < 250)
+			low++;
+		if (w > 750)
+			high++;
+	}
+	ck_assert_uint_gt(low, 700);
+	ck_assert_uint_gt(high, 700);
+}
+END_TEST
+
+/* ---- config ---- */
+
+static json_t *
+load(const char *text, struct lk_error *err)
+{
+	return lk_cfg_load_text("broker.json", text, strlen(text), err);
+}
+
+START_TEST(test_cfg_paths_in_errors)
+{
+	struct lk_error err = { 0 };
+	struct lk_cfg c;
+	json_t *root = load("{\"secrets\":[{\"name\":\"a\"},{\"name\":\"b\"},"
+			    "{\"name\":\"c\",\"allow\":{\"uids\":\"1000\"}}]}", &err);
+	json_t *secrets = NULL, *allow = NULL, *uids = NULL;
+
+	ck_assert_ptr_nonnull(root);
+	lk_cfg_init(&c, "broker.json", &err);
+	ck_assert_int_eq(lk_cfg_array(&c, root, "secrets", true, &secrets), 0);
+	size_t m1 = lk_cfg_push_key(&c, "secrets");
+	size_t m2 = lk_cfg_push_index(&c, 2);
+	ck_assert_int_eq(lk_cfg_object(&c, json_array_get(secrets, 2), "allow", false, &allow), 0);
+	size_t m3 = lk_cfg_push_key(&c, "allow");
+	ck_assert_int_eq(lk_cfg_array(&c, allow, "uids", false, &uids), -EINVAL);
+	ck_assert_str_eq(err.msg, "broker.json: secrets[2].allow.uids: expected an array, got a string");
+	lk_cfg_pop(&c, m3);
+	lk_cfg_pop(&c, m2);
+	lk_cfg_pop(&c, m1);
+	ck_assert_str_eq(c.path, "");
+	json_decref(root);
+}
+END_TEST
+
+START_TEST(test_cfg_unknown_and_missing)
+{
+	struct lk_error err = { 0 };
+	struct lk_cfg c;
+	json_t *root = load("{\"vault\":{\"adress\":\"x\"}}", &err);
+	json_t *vault = NULL;
+	const char *s = "default";
+	static const char *const top[] = { "vault", "listen", NULL };
+	static const char *const vkeys[] = { "address", "auth", NULL };
+
+	lk_cfg_init(&c, "broker.json", &err);
+	ck_assert_int_eq(lk_cfg_keys(&c, root, top), 0);
+	ck_assert_int_eq(lk_cfg_object(&c, root, "vault", true, &vault), 0);
+	lk_cfg_push_key(&c, "vault");
+	ck_assert_int_eq(lk_cfg_keys(&c, vault, vkeys), -EINVAL);
+	ck_assert_str_eq(err.msg,
+			 "broker.json: vault.adress: unknown key (expected one of: address, auth)");
+	ck_assert_int_eq(lk_cfg_string(&c, vault, "address", true, &s), -EINVAL);
+	ck_assert_str_eq(err.msg, "broker.json: vault.address: missing required key");
+	ck_assert_int_eq(lk_cfg_string(&c, vault, "role", false, &s), 0);
+	ck_assert_str_eq(s, "default");
+	json_decref(root);
+}
+END_TEST
+
+START_TEST(test_cfg_types)
+{
+	struct lk_error err = { 0 };
+	struct lk_cfg c;
+	json_t *root = load("{\"n\":5,\"big\":99999,\"d\":\"5m\",\"ds\":30,\"bad\":\"5 minutes\","
+			    "\"mode\":\"0660\",\"badmode\":\"0999\",\"b\":true,\"s\":\"\",\"x\":1.5}", &err);
+	int64_t n = 0, ms = 0;
+	mode_t mode = 0;
+	bool b = false;
+	const char *s = NULL;
+
+	ck_assert_ptr_nonnull(root);
+	lk_cfg_init(&c, "f.json", &err);
+	ck_assert_int_eq(lk_cfg_int(&c, root, "n", true, 0, 10, &n), 0);
+	ck_assert_int_eq(n, 5);
+	ck_assert_int_eq(lk_cfg_int(&c, root, "big", true, 0, 10, &n), -EINVAL);
+	ck_assert_str_eq(err.msg, "f.json: big: expected an integer from 0 to 10, got 99999");
+	ck_assert_int_eq(lk_cfg_int(&c, root, "x", true, 0, 10, &n), -EINVAL);
+	ck_assert_str_eq(err.msg, "f.json: x: expected an integer, got a number");
+	ck_assert_int_eq(lk_cfg_duration(&c, root, "d", true, &ms), 0);
+	ck_assert_int_eq(ms, 300000);
+	ck_assert_int_eq(lk_cfg_duration(&c, root, "ds", true, &ms), 0);
+	ck_assert_int_eq(ms, 30000);
+	ck_assert_int_eq(lk_cfg_duration(&c, root, "bad", true, &ms), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "f.json: bad: expected a duration"));
+	ck_assert_ptr_null(strstr(err.msg, "5 minutes"));
+	ck_assert_int_eq(lk_cfg_mode(&c, root, "mode", &mode), 0);
+	ck_assert_uint_eq(mode, 0660);
+	ck_assert_int_eq(lk_cfg_mode(&c, root, "badmode", &mode), -EINVAL);
+	ck_assert_int_eq(lk_cfg_bool(&c, root, "b", &b), 0);
+	ck_assert(b);
+	ck_assert_int_eq(lk_cfg_bool(&c, root, "n", &b), -EINVAL);
+	ck_assert_str_eq(err.msg, "f.json: n: expected true or false, got an integer");
+	ck_assert_int_eq(lk_cfg_string(&c, root, "s", true, &s), -EINVAL);
+	ck_assert_str_eq(err.msg, "f.json: s: expected a non-empty string");
+	json_decref(root);
+}
+END_TEST
+
+START_TEST(test_cfg_file_errors)
+{
+	struct lk_error err = { 0 };
+	char *dir = t_tmpdir();
+	char path[600];
+	json_t *root;
+
+	snprintf(path, sizeof(path), "%s/broker.json", dir);
+	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json: cannot open"));
+	t_write_file(path, "{\n  \"a\": 1,\n  \"a\": 2\n}\n", 0600);
+	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json:3:"));
+	t_write_file(path, "{\"a\": [1, 2,]}", 0600);
+	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json:1:"));
+	t_write_file(path, "{\"a\": [1, 2]}", 0600);
+	root = lk_cfg_load_file(path, &err);
+	ck_assert_ptr_nonnull(root);
+	json_decref(root);
+	ck_assert_ptr_null(lk_cfg_load_file(dir, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "is a directory"));
+	t_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
+/* ---- metrics ---- */
+
+START_TEST(test_metrics_render)
+{
+	struct lk_metrics *reg = lk_metrics_new();
+	struct lk_metric *req, *up, *lat;
+	struct lk_buf out;
+	static const double bounds[] = { 0.1, 1 };
+
+	lk_buf_init(&out, 1 << 20, false);
+	req = lk_metrics_add(reg, LK_COUNTER, "lk_requests_total", "Requests by route\nand code.",
+			     (const char *[]){ "route", "code", NULL }, NULL, 0);
+	up = lk_metrics_add(reg, LK_GAUGE, "lk_up", "Up.", NULL, NULL, 0);
+	lat = lk_metrics_add(reg, LK_HISTOGRAM, "lk_latency_seconds", "Latency.",
+			     (const char *[]){ "route", NULL }, bounds, 2);
+	ck_assert_ptr_nonnull(req);
+	ck_assert_ptr_nonnull(up);
+	ck_assert_ptr_nonnull(lat);
+	ck_assert_ptr_null(lk_metrics_add(reg, LK_GAUGE, "lk_up", "dup", NULL, NULL, 0));
+	ck_assert_ptr_null(lk_metrics_add(reg, LK_GAUGE, "9bad", "bad", NULL, NULL, 0));
+	ck_assert_ptr_null(lk_metrics_add(reg, LK_GAUGE, "lk_x", "x",
+					  (const char *[]){ "__reserved", NULL }, NULL, 0));
+	lk_metric_add(req, (const char *[]){ "/v1/secrets", "200" }, 1);
+	lk_metric_add(req, (const char *[]){ "/v1/secrets", "200" }, 2);
+	lk_metric_add(req, (const char *[]){ "a\"b\\c\nd", "403" }, 1);
+	lk_metric_set(up, NULL, 1);
+	lk_metric_observe(lat, (const char *[]){ "/x" }, 0.05);
+	lk_metric_observe(lat, (const char *[]){ "/x" }, 0.5);
+	lk_metric_observe(lat, (const char *[]){ "/x" }, 5);
+	ck_assert_int_eq(lk_metrics_render(reg, &out), 0);
+	ck_assert_str_eq(out.data,
+		"# HELP lk_requests_total Requests by route\\nand code.\n"
+		"# TYPE lk_requests_total counter\n"
+		"lk_requests_total{route=\"a\\\"b\\\\c\\nd\",code=\"403\"} 1\n"
+		"lk_requests_total{route=\"/v1/secrets\",code=\"200\"} 3\n"
+		"# HELP lk_up Up.\n"
+		"# TYPE lk_up gauge\n"
+		"lk_up 1\n"
+		"# HELP lk_latency_seconds Latency.\n"
+		"# TYPE lk_latency_seconds histogram\n"
+		"lk_latency_seconds_bucket{route=\"/x\",le=\"0.10000000000000001\"} 1\n"
+		"lk_latency_seconds_bucket{route=\"/x\",le=\"1\"} 2\n"
+		"lk_latency_seconds_bucket{route=\"/x\",le=\"+Inf\"} 3\n"
+		"lk_latency_seconds_sum{route=\"/x\"} 5.5499999999999998\n"
+		"lk_latency_seconds_count{route=\"/x\"} 3\n");
+	lk_metric_remove(req, (const char *[]){ "a\"b\\c\nd", "403" });
+	lk_buf_reset(&out);
+	ck_assert_int_eq(lk_metrics_render(reg, &out), 0);
+	ck_assert_ptr_null(strstr(out.data, "403"));
+	lk_buf_free(&out);
+	lk_metrics_free(reg);
+}
+END_TEST
+
+struct counter_arg {
+	struct lk_series *s;
+};
+
+static void *
+bump(void *p)
+{
+	struct counter_arg *a = p;
+
+	for (int i = 0; i < 100000; i++)
+		lk_series_add(a->s, 1);
+	return NULL;
+}
+
+START_TEST(test_metrics_concurrent_adds)
+{
+	struct lk_metrics *reg = lk_metrics_new();
+	struct lk_metric *m = lk_metrics_add(reg, LK_COUNTER, "lk_c_total", "c", NULL, NULL, 0);
+	struct counter_arg a = { lk_metric_series(m, NULL) };
+	pthread_t th[4];
+	struct lk_buf out;
+
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, bump, &a);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	lk_buf_init(&out, 4096, false);
+	ck_assert_int_eq(lk_metrics_render(reg, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out.data, "lk_c_total 400000\n"));
+	lk_buf_free(&out);
+	lk_metrics_free(reg);
+}
+END_TEST
+
+/* ---- errors ---- */
+
+START_TEST(test_error_prefix)
+{
+	struct lk_error err = { 0 };
+
+	ck_assert_int_eq(lk_error_set(&err, -ENOENT, "no such %s", "file"), -ENOENT);
+	ck_assert_int_eq(lk_error_prefix(&err, "token_file %s", "/x"), -ENOENT);
+	ck_assert_str_eq(err.msg, "token_file /x: no such file");
+	ck_assert_int_eq(lk_error_set(NULL, -EINVAL, "ignored"), -EINVAL);
+	lk_error_clear(&err);
+	ck_assert_int_eq(err.code, 0);
+	ck_assert_str_eq(err.msg, "");
+}
+END_TEST
+
+static Suite *
+common_suite(void)
+{
+	Suite *s = suite_create("common");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_log_line_shape);
+	tcase_add_test(tc, test_log_escaping);
+	tcase_add_test(tc, test_log_long_value_stays_json);
+	tcase_add_test(tc, test_log_level_parse_and_filter);
+	tcase_add_test(tc, test_buf_cap);
+	tcase_add_test(tc, test_buf_grow_and_take);
+	tcase_add_test(tc, test_rfc3339);
+	tcase_add_test(tc, test_duration_parse);
+	tcase_add_test(tc, test_duration_format);
+	tcase_add_test(tc, test_backoff_bounds_and_growth);
+	tcase_add_test(tc, test_backoff_full_jitter_spread);
+	tcase_add_test(tc, test_cfg_paths_in_errors);
+	tcase_add_test(tc, test_cfg_unknown_and_missing);
+	tcase_add_test(tc, test_cfg_types);
+	tcase_add_test(tc, test_cfg_file_errors);
+	tcase_add_test(tc, test_metrics_render);
+	tcase_add_test(tc, test_metrics_concurrent_adds);
+	tcase_add_test(tc, test_error_prefix);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(common_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
