@@ -101,14 +101,15 @@ san:
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
 
-bench: $(BIN)
-	@tools/deps.sh --dev
-	$(MAKE) $(BUILD)/bench/loadgen
-	@tools/bench.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench/loadgen)
+BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-$(BUILD)/bench/loadgen: tests/bench/loadgen.c
+bench: $(BIN) $(BENCH_BINS)
+	@tools/deps.sh --dev
+	@BUILD=$(BUILD) tools/bench.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS)
 
 FUZZ_SECONDS ?= 60
 fuzz:
