@@ -1,0 +1,56 @@
+/* fuzz_config.c — the config loader and walker, durations and RFC 3339 timestamps. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char *const known[] = { "vault", "listen", "secrets", "refresh", NULL };
+	struct lk_error err;
+	struct lk_cfg c;
+	char *text;
+	json_t *root, *arr = NULL, *obj = NULL;
+	const char *s;
+	int64_t ms, n;
+	bool b;
+	mode_t mode;
+
+	if (size > 65536)
+		return 0;
+	text = malloc(size + 1);
+	if (text == NULL)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	lk_duration_parse(text, &ms);
+	lk_rfc3339_parse(text, &ms);
+	root = lk_cfg_load_text("fuzz.json", text, size, &err);
+	if (root != NULL) {
+		lk_cfg_init(&c, "fuzz.json", &err);
+		lk_cfg_keys(&c, root, known);
+		lk_cfg_string(&c, root, "vault", false, &s);
+		lk_cfg_duration(&c, root, "refresh", false, &ms);
+		lk_cfg_int(&c, root, "n", false, -5, 5, &n);
+		lk_cfg_bool(&c, root, "b", &b);
+		lk_cfg_mode(&c, root, "mode", &mode);
+		lk_cfg_object(&c, root, "listen", false, &obj);
+		if (lk_cfg_array(&c, root, "secrets", false, &arr) == 0 && arr != NULL) {
+			size_t m = lk_cfg_push_key(&c, "secrets");
+			for (size_t i = 0; i < json_array_size(arr); i++) {
+				size_t m2 = lk_cfg_push_index(&c, i);
+				lk_cfg_keys(&c, json_array_get(arr, i), known);
+				lk_cfg_pop(&c, m2);
+			}
+			lk_cfg_pop(&c, m);
+		}
+		json_decref(root);
+	}
+	free(text);
+	return 0;
+}

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs every fuzz target under libFuzzer (clang, ASan+UBSan) for SECONDS each (default 60).
+# Seeds come from tests/fuzz/corpus/<target>/; new inputs go to build-fuzz/corpus/<target>/,
+# crashes to build-fuzz/crashes/. Copy a crash input into the seed folder to keep it as a
+# regression test: `make check` replays every seed.
+#   usage: tools/fuzz.sh [SECONDS] [TARGET...]
+set -eu
+secs=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-$(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')}
+out=build-fuzz
+command -v clang >/dev/null || { echo "fuzz: clang is missing (tools/deps.sh --dev)" >&2; exit 1; }
+
+san="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"
+make -s BUILD=$out CC=clang SAN=1 CFLAGS="-fsanitize=fuzzer-no-link" ${FUZZ_MAKEFLAGS:-} $out/liblatchkey.a
+libs=$(pkg-config --libs libcurl jansson libmicrohttpd libsodium openssl yaml-0.1)
+cflags=$(pkg-config --cflags libcurl jansson libmicrohttpd libsodium openssl yaml-0.1)
+mkdir -p $out/fuzz $out/crashes
+status=0
+for t in $targets; do
+	# shellcheck disable=SC2086
+	clang -std=c11 -D_GNU_SOURCE $san -fsanitize=fuzzer -I. $cflags -o $out/fuzz/$t \
+		tests/fuzz/$t.c $out/liblatchkey.a $libs -lpthread
+	mkdir -p $out/corpus/$t
+	echo "fuzz: $t for ${secs}s"
+	if ! $out/fuzz/$t -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 \
+		-artifact_prefix=$out/crashes/$t- $out/corpus/$t tests/fuzz/corpus/$t \
+		>$out/$t.log 2>&1; then
+		echo "fuzz: $t FAILED; see $out/$t.log and $out/crashes/" >&2
+		tail -n 30 $out/$t.log >&2
+		status=1
+	else
+		grep -E '^(#[0-9]+ +DONE|Done)' $out/$t.log | tail -n 1
+	fi
+done
+exit $status
