@@ -2,7 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "broker/broker.h"
+#include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/seal.h"
 #include "devserver/devserver.h"
 
 #ifndef LK_VERSION
@@ -13,6 +16,14 @@ static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
 static const struct lk_command commands[] = {
+	{ "broker",  "run the secrets broker sidecar (serves secrets over a Unix socket)", broker_main },
+	{ "get",     "read a secret from the broker: NAME or NAME/KEY", cmd_get },
+	{ "status",  "show the broker's secrets, versions, TTLs and next actions", cmd_status },
+	{ "seal",    "seal a Secret manifest into a SealedSecret", cmd_seal },
+	{ "unseal",  "open a SealedSecret with the private keys (admins, recovery)", cmd_unseal },
+	{ "reseal",  "re-encrypt a SealedSecret with the newest key", cmd_reseal },
+	{ "keygen",  "create or rotate sealing keys", cmd_keygen },
+	{ "scan",    "find plaintext secrets in files or staged Git changes", cmd_scan },
 	{ "dev",     "run an in-memory Vault-compatible backend for development and tests", devserver_main },
 	{ "version", "print the version", cmd_version },
 	{ "help",    "list the subcommands", cmd_help },
