@@ -22,8 +22,11 @@ static struct lk_secret *
 secret_alloc(const void *p, size_t len)
 {
 	struct lk_secret *s;
+	/* sodium_malloc places the block against the guard page at its end: keep the size a
+	 * multiple of 16 so that the struct is aligned. */
+	size_t n = (sizeof(*s) + len + 1 + 15) & ~(size_t)15;
 
-	s = sodium_malloc(sizeof(*s) + len + 1);
+	s = sodium_malloc(n);
 	if (s == NULL)
 		return NULL;
 	s->len = len;
