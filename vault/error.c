@@ -1,0 +1,229 @@
+#include "vault/error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void
+lk_vault_error_clear(struct lk_vault_error *err)
+{
+	if (err == NULL)
+		return;
+	memset(err, 0, sizeof(*err));
+	err->retry_after_ms = -1;
+}
+
+const char *
+lk_vault_error_kind_name(enum lk_vault_error_kind kind)
+{
+	switch (kind) {
+	case LK_VAULT_ERR_TRANSPORT:
+		return "transport";
+	case LK_VAULT_ERR_TIMEOUT:
+		return "timeout";
+	case LK_VAULT_ERR_HTTP:
+		return "http";
+	case LK_VAULT_ERR_INVALID:
+		return "invalid-response";
+	case LK_VAULT_ERR_TOO_LARGE:
+		return "too-large";
+	case LK_VAULT_ERR_CONFIG:
+		return "config";
+	case LK_VAULT_ERR_NONE:
+		break;
+	}
+	return "none";
+}
+
+const char *
+lk_vault_not_found_name(enum lk_vault_not_found nf)
+{
+	switch (nf) {
+	case LK_VAULT_NF_MISSING:
+		return "missing";
+	case LK_VAULT_NF_DELETED:
+		return "deleted";
+	case LK_VAULT_NF_DESTROYED:
+		return "destroyed";
+	case LK_VAULT_NF_NO_ROUTE:
+		return "no-route";
+	case LK_VAULT_NF_NONE:
+		break;
+	}
+	return "none";
+}
+
+int
+lk_vault_error_set(struct lk_vault_error *err, enum lk_vault_error_kind kind, int code,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return code;
+	lk_vault_error_clear(err);
+	err->kind = kind;
+	err->base.code = code;
+	err->retryable = kind == LK_VAULT_ERR_TRANSPORT || kind == LK_VAULT_ERR_TIMEOUT;
+	va_start(ap, fmt);
+	vsnprintf(err->base.msg, sizeof(err->base.msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int
+lk_vault_error_from_curl(struct lk_vault_error *err, CURLcode cc, bool too_large)
+{
+	if (too_large)
+		return lk_vault_error_set(err, LK_VAULT_ERR_TOO_LARGE, -EMSGSIZE,
+		    "response body larger than %u bytes", LK_VAULT_RESPONSE_MAX);
+	switch (cc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return lk_vault_error_set(err, LK_VAULT_ERR_TIMEOUT, -ETIMEDOUT,
+		    "timed out: %s", curl_easy_strerror(cc));
+	case CURLE_COULDNT_CONNECT:
+		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -ECONNREFUSED,
+		    "cannot connect: %s", curl_easy_strerror(cc));
+	case CURLE_OUT_OF_MEMORY:
+		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_BAD_FUNCTION_ARGUMENT:
+		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -EINVAL,
+		    "bad client settings: %s", curl_easy_strerror(cc));
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		/* A certificate that does not verify will not verify on the next try either. */
+		lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO,
+		    "TLS verification failed: %s", curl_easy_strerror(cc));
+		if (err != NULL)
+			err->retryable = false;
+		return -EIO;
+	default:
+		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO,
+		    "transfer failed: %s", curl_easy_strerror(cc));
+	}
+}
+
+static const char *
+json_error_words(enum json_error_code c)
+{
+	switch (c) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	case json_error_cannot_open_file:
+		return "cannot open";
+	case json_error_invalid_argument:
+		return "invalid argument";
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "truncated";
+	case json_error_end_of_input_expected:
+		return "garbage after the document";
+	case json_error_invalid_syntax:
+		return "invalid syntax";
+	case json_error_invalid_format:
+		return "invalid format";
+	case json_error_wrong_type:
+		return "wrong type";
+	case json_error_null_character:
+		return "NUL character";
+	case json_error_null_value:
+		return "null value";
+	case json_error_null_byte_in_key:
+		return "NUL byte in a key";
+	case json_error_duplicate_key:
+		return "duplicate key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	case json_error_item_not_found:
+		return "item not found";
+	case json_error_index_out_of_range:
+		return "index out of range";
+	case json_error_unknown:
+		break;
+	}
+	return "unreadable";
+}
+
+int
+lk_vault_error_from_json(struct lk_vault_error *err, const json_error_t *je)
+{
+	if (json_error_code(je) == json_error_out_of_memory)
+		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
+	return lk_vault_error_set(err, LK_VAULT_ERR_INVALID, -EBADMSG,
+	    "response body is not valid JSON (%s at line %d, column %d)",
+	    json_error_words(json_error_code(je)), je->line, je->column);
+}
+
+int
+lk_vault_error_http_code(long status)
+{
+	switch (status) {
+	case 403:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 412:
+	case 429:
+	case 503:
+		return -EAGAIN;
+	default:
+		return -EREMOTEIO;
+	}
+}
+
+bool
+lk_vault_error_http_retryable(long status)
+{
+	return status == 412 || status == 429 || (status >= 500 && status <= 599);
+}
+
+void
+lk_vault_error_prefix(struct lk_vault_error *err, const char *fmt, ...)
+{
+	char prefix[LK_ERROR_MSG_MAX];
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	lk_error_prefix(&err->base, "%s", prefix);
+}
+
+void
+lk_vault_error_redact(struct lk_vault_error *err, const char *needle, size_t len)
+{
+	static const char mark[] = "[redacted]";
+	char out[LK_ERROR_MSG_MAX];
+	size_t o = 0, i = 0, n;
+
+	if (err == NULL || needle == NULL || len == 0)
+		return;
+	n = strlen(err->base.msg);
+	if (memmem(err->base.msg, n, needle, len) == NULL)
+		return;
+	while (i < n && o + 1 < sizeof(out)) {
+		if (i + len <= n && memcmp(err->base.msg + i, needle, len) == 0) {
+			size_t m = sizeof(mark) - 1;
+			if (o + m >= sizeof(out))
+				break;
+			memcpy(out + o, mark, m);
+			o += m;
+			i += len;
+		} else {
+			out[o++] = err->base.msg[i++];
+		}
+	}
+	out[o] = '\0';
+	memcpy(err->base.msg, out, o + 1);
+}
