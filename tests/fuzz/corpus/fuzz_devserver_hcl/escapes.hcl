@@ -1,0 +1,1 @@
+path "\"esc\\aped" { capabilities = ["sudo","patch","create","update","delete"], }
