@@ -9,7 +9,8 @@
  * ../shared/NOTES.md), so a client reuses its connection across requests.
  *
  * Limits: request bodies over max_body get 413 and headers over max_header 431 before the
- * handler runs. The peer's credentials (SO_PEERCRED) are read once per Unix-socket
+ * handler runs (a chunked body past max_body is answered 413 when it ends, up to 1 MiB past
+ * the limit; beyond that the connection is closed). The peer's credentials (SO_PEERCRED) are read once per Unix-socket
  * connection.
  */
 #ifndef LK_HTTPD_H
@@ -80,8 +81,11 @@ void lk_httpd_stop(struct lk_httpd *srv);
 /* ---- the request, valid only inside the handler (or until resumed) ---- */
 
 const char *lk_http_method(const struct lk_http_req *req);    /* "GET", "LIST", ... */
-const char *lk_http_path(const struct lk_http_req *req);      /* decoded path, no query */
-const char *lk_http_query(const struct lk_http_req *req, const char *key); /* NULL if absent */
+/* The path without the query, percent-decoded by the library (%2F becomes /; not
+ * normalised). A URL that decodes to a NUL byte is answered 400 before the handler. */
+const char *lk_http_path(const struct lk_http_req *req);
+/* A query value; NULL when absent, or when the key is given without '='. */
+const char *lk_http_query(const struct lk_http_req *req, const char *key);
 const char *lk_http_header(const struct lk_http_req *req, const char *name); /* case-insensitive */
 /* The body, NUL-terminated (len excludes the NUL); "" when there is none. Borrowed. */
 const char *lk_http_body(const struct lk_http_req *req, size_t *ret_len);
@@ -105,7 +109,8 @@ int lk_http_respond(struct lk_http_req *req, unsigned status, const char *conten
 		    const void *body, size_t len);
 
 /* Answers with body borrowed, not copied: release(cls) is called once the library has
- * sent it (or dropped it). For pre-rendered, reference-counted payloads. */
+ * sent it (or dropped it). release runs exactly once, also when the answer fails (the
+ * function then returns < 0). For pre-rendered, reference-counted payloads. */
 int lk_http_respond_borrowed(struct lk_http_req *req, unsigned status, const char *content_type,
 			     const void *body, size_t len,
 			     void (*release)(void *cls), void *cls);
@@ -118,7 +123,9 @@ int lk_http_respond_error(struct lk_http_req *req, unsigned status, const char *
 			  const char *reason);
 
 /* Suspends the request: the handler returns without answering, and lk_http_resume (from
- * any thread) makes the server call the handler again for the same request. */
+ * any thread) makes the server call the handler again for the same request. Never resume
+ * after the state cleanup has run: unregister the request there, under the same lock the
+ * resuming thread holds. Do not call lk_httpd_stop from a handler. */
 void lk_http_suspend(struct lk_http_req *req);
 void lk_http_resume(struct lk_http_req *req);
 
