@@ -7,6 +7,8 @@
 #include "cli/commands.h"
 #include "cli/seal.h"
 #include "devserver/devserver.h"
+#include "cli/push.h"
+#include "vault/vault.h"
 
 #ifndef LK_VERSION
 #define LK_VERSION "0.1.0"
@@ -23,6 +25,7 @@ static const struct lk_command commands[] = {
 	{ "unseal",  "open a SealedSecret with the private keys (admins, recovery)", cmd_unseal },
 	{ "reseal",  "re-encrypt a SealedSecret with the newest key", cmd_reseal },
 	{ "keygen",  "create or rotate sealing keys", cmd_keygen },
+	{ "push",    "write values to the backend's KV v2 and print the ExternalSecret to commit", cmd_push },
 	{ "scan",    "find plaintext secrets in files or staged Git changes", cmd_scan },
 	{ "dev",     "run an in-memory Vault-compatible backend for development and tests", devserver_main },
 	{ "version", "print the version", cmd_version },
@@ -59,6 +62,8 @@ cmd_version(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+	/* Before any json_t exists: jansson zeroes what it frees (secret values pass through it). */
+	lk_vault_json_wipe_on_free();
 	if (argc < 2) {
 		usage(stderr);
 		return LK_EXIT_USAGE;
