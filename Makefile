@@ -61,6 +61,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
 .PHONY: all check san demo bench fuzz install clean tests
 .DELETE_ON_ERROR:
+.SECONDARY: $(TESTLIB_OBJ)
 
 all: $(BIN)
 

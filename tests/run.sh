@@ -12,7 +12,8 @@ mkdir -p "$log_dir"
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120}
 
 for t in "$@"; do
-	name=$(basename "$t")
+	name="$(basename "$(dirname "$t")")/$(basename "$t")"
+	mkdir -p "$log_dir/$(basename "$(dirname "$t")")"
 	out="$log_dir/$name.log"
 	start=$(date +%s)
 	timeout -k 10 "$limit" "$t" >"$out" 2>&1
