@@ -1,0 +1,818 @@
+/* manifest.c — YAML/JSON manifests to jansson values and back, over libyaml. */
+#include "cli/manifest.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Scalars longer than this are never numbers or booleans. */
+#define RESOLVE_LEN_MAX 64
+
+struct reader {
+	yaml_parser_t parser;
+	const char *name;
+	size_t nodes;
+	struct lk_error *err;
+	json_t *key_lines;   /* the current document's root keys → lines */
+};
+
+enum kind_of_value { VALUE_ANY, VALUE_STRING };
+
+static int
+reader_error(struct reader *rd, const yaml_mark_t *mark, int code, const char *what)
+{
+	return lk_error_set(rd->err, code, "%s:%zu:%zu: %s", rd->name, mark->line + 1,
+			    mark->column + 1, what);
+}
+
+static int
+next_event(struct reader *rd, yaml_event_t *ev)
+{
+	if (yaml_parser_parse(&rd->parser, ev))
+		return 0;
+	if (rd->parser.error == YAML_MEMORY_ERROR)
+		return lk_error_set(rd->err, -ENOMEM, "%s: out of memory", rd->name);
+	if (rd->parser.context != NULL)
+		return lk_error_set(rd->err, -EINVAL, "%s:%zu:%zu: %s (%s at line %zu)", rd->name,
+				    rd->parser.problem_mark.line + 1,
+				    rd->parser.problem_mark.column + 1,
+				    rd->parser.problem ? rd->parser.problem : "syntax error",
+				    rd->parser.context, rd->parser.context_mark.line + 1);
+	return lk_error_set(rd->err, -EINVAL, "%s:%zu:%zu: %s", rd->name,
+			    rd->parser.problem_mark.line + 1, rd->parser.problem_mark.column + 1,
+			    rd->parser.problem ? rd->parser.problem : "syntax error");
+}
+
+static bool
+in_list(const char *s, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (strcmp(s, *list) == 0)
+			return true;
+	return false;
+}
+
+static const char *const yaml_nulls[] = { "", "~", "null", "Null", "NULL", NULL };
+static const char *const yaml_trues[] = { "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE",
+					  "on", "On", "ON", NULL };
+static const char *const yaml_falses[] = { "n", "N", "no", "No", "NO", "false", "False", "FALSE",
+					   "off", "Off", "OFF", NULL };
+static const char *const yaml_specials[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
+					     "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN",
+					     NULL };
+
+/* Copies s without '_' into buf; false when too long or empty after that. */
+static bool
+strip_underscores(const char *s, char *buf, size_t buflen)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '_')
+			continue;
+		if (j + 1 >= buflen)
+			return false;
+		buf[j++] = s[i];
+	}
+	buf[j] = '\0';
+	return j > 0;
+}
+
+static bool
+all_in(const char *s, const char *set)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (strchr(set, *s) == NULL)
+			return false;
+	return true;
+}
+
+/* YAML 1.1 integer: [-+]?(0b[01_]+ | 0x[0-9a-fA-F_]+ | 0[0-7_]+ | [1-9][0-9_]* | 0). */
+static bool
+resolve_int(const char *s, json_int_t *ret, bool *ret_overflow)
+{
+	char buf[RESOLVE_LEN_MAX + 1], *p, *end;
+	bool neg = false;
+	int base = 10;
+	unsigned long long v;
+
+	*ret_overflow = false;
+	if (!strip_underscores(s, buf, sizeof(buf)))
+		return false;
+	if (s[0] == '_')
+		return false;
+	p = buf;
+	if (*p == '-' || *p == '+') {
+		neg = *p == '-';
+		p++;
+	}
+	if (p[0] == '0' && p[1] == 'b') {
+		base = 2;
+		p += 2;
+		if (!all_in(p, "01"))
+			return false;
+	} else if (p[0] == '0' && p[1] == 'x') {
+		base = 16;
+		p += 2;
+		if (!all_in(p, "0123456789abcdefABCDEF"))
+			return false;
+	} else if (p[0] == '0' && p[1] != '\0') {
+		base = 8;
+		p += 1;
+		if (!all_in(p, "01234567"))
+			return false;
+	} else if (!all_in(p, "0123456789")) {
+		return false;
+	}
+	errno = 0;
+	v = strtoull(p, &end, base);
+	if (*end != '\0')
+		return false;
+	if (errno == ERANGE || (!neg && v > (unsigned long long)INT64_MAX) ||
+	    (neg && v > (unsigned long long)INT64_MAX + 1)) {
+		*ret_overflow = true;
+		return true;
+	}
+	if (neg)
+		*ret = v == (unsigned long long)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)v;
+	else
+		*ret = (json_int_t)v;
+	return true;
+}
+
+/* A float as Go's strconv.ParseFloat reads a plain scalar: digits, one '.', an
+ * exponent; at least one digit in the mantissa. */
+static bool
+resolve_float(const char *s, double *ret)
+{
+	char buf[RESOLVE_LEN_MAX + 1], *end;
+	const char *p;
+	bool digit = false;
+
+	if (!strip_underscores(s, buf, sizeof(buf)) || !all_in(buf, "0123456789+-.eE"))
+		return false;
+	p = buf;
+	if (*p == '+' || *p == '-')
+		p++;
+	for (const char *q = p; *q != '\0' && *q != 'e' && *q != 'E'; q++)
+		if (*q >= '0' && *q <= '9')
+			digit = true;
+	if (!digit)
+		return false;
+	errno = 0;
+	*ret = strtod(buf, &end);
+	return *end == '\0';
+}
+
+/* The JSON value of a plain scalar, or NULL for a string. */
+static json_t *
+resolve_plain(const char *s, size_t len)
+{
+	json_int_t iv;
+	double dv;
+	bool overflow;
+
+	if (len > RESOLVE_LEN_MAX || strlen(s) != len)
+		return NULL;
+	if (in_list(s, yaml_nulls))
+		return json_null();
+	if (in_list(s, yaml_trues))
+		return json_true();
+	if (in_list(s, yaml_falses))
+		return json_false();
+	if (resolve_int(s, &iv, &overflow)) {
+		if (!overflow)
+			return json_integer(iv);
+		if (resolve_float(s, &dv))
+			return json_real(dv);
+		return NULL;
+	}
+	if (resolve_float(s, &dv))
+		return json_real(dv);
+	return NULL;
+}
+
+/* Would a plain scalar with this text be read as something else than this string? */
+static bool
+plain_is_ambiguous(const char *s, size_t len)
+{
+	json_t *v;
+
+	if (in_list(s, yaml_specials))
+		return true;
+	v = resolve_plain(s, len);
+	if (v == NULL)
+		return false;
+	json_decref(v);
+	return true;
+}
+
+static json_t *
+scalar_value(struct reader *rd, yaml_event_t *ev, enum kind_of_value kind, int *ret_r)
+{
+	const char *s = (const char *)ev->data.scalar.value;
+	size_t len = ev->data.scalar.length;
+	const char *tag = (const char *)ev->data.scalar.tag;
+	json_t *v = NULL;
+
+	*ret_r = 0;
+	if (strlen(s) != len) {
+		*ret_r = reader_error(rd, &ev->start_mark, -EINVAL, "NUL character in a scalar");
+		return NULL;
+	}
+	if (kind == VALUE_STRING || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+	    (tag != NULL && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0 ||
+			     strcmp(tag, "tag:yaml.org,2002:binary") == 0)))
+		v = NULL;
+	else
+		v = resolve_plain(s, len);
+	if (v == NULL && tag != NULL && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+	    kind != VALUE_STRING &&
+	    (strcmp(tag, YAML_INT_TAG) == 0 || strcmp(tag, YAML_FLOAT_TAG) == 0 ||
+	     strcmp(tag, YAML_BOOL_TAG) == 0 || strcmp(tag, YAML_NULL_TAG) == 0)) {
+		*ret_r = reader_error(rd, &ev->start_mark, -EINVAL,
+				      "scalar does not match its explicit tag");
+		return NULL;
+	}
+	if (v == NULL)
+		v = json_stringn(s, len);
+	if (v == NULL)
+		*ret_r = reader_error(rd, &ev->start_mark, -EINVAL,
+				      "scalar is not valid UTF-8 or out of memory");
+	return v;
+}
+
+static int parse_node(struct reader *rd, yaml_event_t *ev, unsigned depth, enum kind_of_value kind,
+		      bool resource, json_t **ret);
+
+static int
+parse_sequence(struct reader *rd, unsigned depth, bool items_are_resources, json_t **ret)
+{
+	json_t *arr = json_array();
+	yaml_event_t ev;
+	int r;
+
+	if (arr == NULL)
+		return lk_error_set(rd->err, -ENOMEM, "out of memory");
+	for (;;) {
+		json_t *child = NULL;
+
+		r = next_event(rd, &ev);
+		if (r < 0)
+			goto out;
+		if (ev.type == YAML_SEQUENCE_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		r = parse_node(rd, &ev, depth + 1, VALUE_ANY, items_are_resources, &child);
+		yaml_event_delete(&ev);
+		if (r < 0)
+			goto out;
+		if (json_array_append_new(arr, child) != 0) {
+			r = lk_error_set(rd->err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	*ret = arr;
+	arr = NULL;
+	r = 0;
+out:
+	json_decref(arr);
+	return r;
+}
+
+static int
+parse_mapping(struct reader *rd, unsigned depth, enum kind_of_value kind, bool resource,
+	      json_t **ret)
+{
+	json_t *obj = json_object();
+	yaml_event_t ev;
+	char *key = NULL;
+	int r;
+
+	if (obj == NULL)
+		return lk_error_set(rd->err, -ENOMEM, "out of memory");
+	for (;;) {
+		json_t *child = NULL;
+		enum kind_of_value child_kind = VALUE_ANY;
+		size_t key_line;
+
+		r = next_event(rd, &ev);
+		if (r < 0)
+			goto out;
+		if (ev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		if (ev.type == YAML_ALIAS_EVENT) {
+			r = reader_error(rd, &ev.start_mark, -EINVAL,
+					 "aliases are not supported in manifests");
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		if (ev.type != YAML_SCALAR_EVENT) {
+			r = reader_error(rd, &ev.start_mark, -EINVAL,
+					 "mapping keys must be scalars");
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		if (++rd->nodes > LK_MANIFEST_NODES_MAX) {
+			r = reader_error(rd, &ev.start_mark, -E2BIG, "too many nodes");
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		if (strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length) {
+			r = reader_error(rd, &ev.start_mark, -EINVAL, "NUL character in a key");
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		key = strdup((const char *)ev.data.scalar.value);
+		key_line = ev.start_mark.line + 1;
+		if (key == NULL) {
+			yaml_event_delete(&ev);
+			r = lk_error_set(rd->err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		if (json_object_get(obj, key) != NULL) {
+			char what[160];
+
+			snprintf(what, sizeof(what), "duplicate key '%.100s'", key);
+			r = reader_error(rd, &ev.start_mark, -EINVAL, what);
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		yaml_event_delete(&ev);
+		if (resource && (strcmp(key, "data") == 0 || strcmp(key, "stringData") == 0))
+			child_kind = VALUE_STRING;
+		if (depth == 0 && rd->key_lines != NULL)
+			json_object_set_new(rd->key_lines, key, json_integer((json_int_t)key_line));
+		r = next_event(rd, &ev);
+		if (r < 0)
+			goto out;
+		/* Values under a resource's data/stringData, and below, are strings. */
+		if (kind == VALUE_STRING)
+			child_kind = VALUE_STRING;
+		r = parse_node(rd, &ev, depth + 1, child_kind,
+			       resource && strcmp(key, "items") == 0, &child);
+		yaml_event_delete(&ev);
+		if (r < 0)
+			goto out;
+		if (json_object_set_new(obj, key, child) != 0) {
+			r = lk_error_set(rd->err, -ENOMEM, "%s: key is not valid UTF-8", rd->name);
+			goto out;
+		}
+		free(key);
+		key = NULL;
+	}
+	*ret = obj;
+	obj = NULL;
+	r = 0;
+out:
+	free(key);
+	json_decref(obj);
+	return r;
+}
+
+static int
+parse_node(struct reader *rd, yaml_event_t *ev, unsigned depth, enum kind_of_value kind,
+	   bool resource, json_t **ret)
+{
+	int r = 0;
+
+	if (depth > LK_MANIFEST_DEPTH_MAX)
+		return reader_error(rd, &ev->start_mark, -E2BIG, "nesting too deep");
+	if (++rd->nodes > LK_MANIFEST_NODES_MAX)
+		return reader_error(rd, &ev->start_mark, -E2BIG, "too many nodes");
+	switch (ev->type) {
+	case YAML_SCALAR_EVENT:
+		*ret = scalar_value(rd, ev, kind, &r);
+		return r;
+	case YAML_SEQUENCE_START_EVENT:
+		return parse_sequence(rd, depth, resource, ret);
+	case YAML_MAPPING_START_EVENT:
+		return parse_mapping(rd, depth, kind, resource, ret);
+	case YAML_ALIAS_EVENT:
+		return reader_error(rd, &ev->start_mark, -EINVAL,
+				    "aliases are not supported in manifests");
+	default:
+		return reader_error(rd, &ev->start_mark, -EINVAL, "unexpected YAML event");
+	}
+}
+
+static bool
+looks_like_json(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')
+			continue;
+		return text[i] == '{' || text[i] == '[';
+	}
+	return false;
+}
+
+static int
+parse_json(const char *text, size_t len, const char *name, json_t **ret, struct lk_error *err)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+		return lk_error_set(err, -EINVAL, "%s:%d:%d: %s", name, jerr.line, jerr.column,
+				    jerr.text);
+	*ret = root;
+	return 0;
+}
+
+static int
+parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn, void *arg,
+	       bool single, struct lk_error *err)
+{
+	struct reader rd;
+	yaml_event_t ev;
+	unsigned docs = 0;
+	int r;
+
+	memset(&rd, 0, sizeof(rd));
+	rd.name = name;
+	rd.err = err;
+	if (!yaml_parser_initialize(&rd.parser))
+		return lk_error_set(err, -ENOMEM, "%s: out of memory", name);
+	yaml_parser_set_input_string(&rd.parser, (const unsigned char *)text, len);
+	for (;;) {
+		json_t *root = NULL;
+		struct lk_manifest_doc doc;
+		size_t doc_line;
+
+		r = next_event(&rd, &ev);
+		if (r < 0)
+			goto out;
+		if (ev.type == YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		if (ev.type == YAML_STREAM_START_EVENT) {
+			yaml_event_delete(&ev);
+			continue;
+		}
+		if (ev.type != YAML_DOCUMENT_START_EVENT) {
+			r = reader_error(&rd, &ev.start_mark, -EINVAL, "expected a document");
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		docs++;
+		if (single && docs > 1) {
+			r = lk_error_set(err, -EINVAL,
+					 "%s:%zu:%zu: document %u: more than one YAML document; "
+					 "give one manifest per file", name, ev.start_mark.line + 1,
+					 ev.start_mark.column + 1, docs);
+			yaml_event_delete(&ev);
+			goto out;
+		}
+		yaml_event_delete(&ev);
+		r = next_event(&rd, &ev);
+		if (r < 0)
+			goto out;
+		doc_line = ev.start_mark.line + 1;
+		rd.key_lines = json_object();
+		if (rd.key_lines == NULL) {
+			yaml_event_delete(&ev);
+			r = lk_error_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		r = parse_node(&rd, &ev, 0, VALUE_ANY, true, &root);
+		yaml_event_delete(&ev);
+		if (r < 0) {
+			json_decref(rd.key_lines);
+			rd.key_lines = NULL;
+			goto out;
+		}
+		r = next_event(&rd, &ev);
+		if (r == 0) {
+			if (ev.type != YAML_DOCUMENT_END_EVENT)
+				r = reader_error(&rd, &ev.start_mark, -EINVAL, "expected document end");
+			yaml_event_delete(&ev);
+		}
+		if (r == 0 && !json_is_null(root)) {
+			doc.root = root;
+			doc.index = docs;
+			doc.line = (unsigned)doc_line;
+			doc.key_lines = rd.key_lines;
+			r = fn(&doc, arg);
+		} else if (r == 0 && single) {
+			r = lk_error_set(err, -EINVAL, "%s:%zu: document %u is empty", name, doc_line,
+					 docs);
+		}
+		json_decref(root);
+		json_decref(rd.key_lines);
+		rd.key_lines = NULL;
+		if (r != 0)
+			goto out;
+	}
+	if (docs == 0 && single)
+		r = lk_error_set(err, -EINVAL, "%s: no document", name);
+out:
+	yaml_parser_delete(&rd.parser);
+	return r;
+}
+
+int
+lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn,
+		      void *arg, struct lk_error *err)
+{
+	if (len > LK_MANIFEST_MAX)
+		return lk_error_set(err, -E2BIG, "%s: larger than %u bytes", name, LK_MANIFEST_MAX);
+	if (looks_like_json(text, len)) {
+		struct lk_manifest_doc doc;
+		json_t *root = NULL;
+		int r;
+
+		r = parse_json(text, len, name, &root, err);
+		if (r < 0)
+			return r;
+		memset(&doc, 0, sizeof(doc));
+		doc.root = root;
+		doc.index = 1;
+		doc.line = 1;
+		r = fn(&doc, arg);
+		json_decref(root);
+		return r;
+	}
+	return parse_yaml_all(text, len, name, fn, arg, false, err);
+}
+
+struct take_one {
+	json_t *root;
+};
+
+static int
+take_one(const struct lk_manifest_doc *doc, void *arg)
+{
+	struct take_one *t = arg;
+
+	t->root = json_incref(doc->root);
+	return 0;
+}
+
+int
+lk_manifest_parse(const char *text, size_t len, const char *name, json_t **ret,
+		  enum lk_manifest_format *ret_format, struct lk_error *err)
+{
+	struct take_one t = { NULL };
+	enum lk_manifest_format format;
+	int r;
+
+	if (len > LK_MANIFEST_MAX)
+		return lk_error_set(err, -E2BIG, "%s: larger than %u bytes", name, LK_MANIFEST_MAX);
+	if (looks_like_json(text, len)) {
+		format = LK_MANIFEST_JSON;
+		r = parse_json(text, len, name, &t.root, err);
+		if (r < 0) {
+			/* A YAML flow mapping also starts with '{'; the JSON message stays when
+			 * YAML cannot read it either. */
+			struct lk_error yerr;
+
+			if (parse_yaml_all(text, len, name, take_one, &t, true, &yerr) == 0) {
+				format = LK_MANIFEST_YAML;
+				r = 0;
+			} else {
+				json_decref(t.root);
+				t.root = NULL;
+			}
+		}
+	} else {
+		format = LK_MANIFEST_YAML;
+		r = parse_yaml_all(text, len, name, take_one, &t, true, err);
+	}
+	if (r < 0)
+		goto out;
+	if (!json_is_object(t.root)) {
+		r = lk_error_set(err, -EINVAL, "%s:1:1: the document is not a mapping", name);
+		goto out;
+	}
+	*ret = t.root;
+	t.root = NULL;
+	if (ret_format != NULL)
+		*ret_format = format;
+	r = 0;
+out:
+	json_decref(t.root);
+	return r;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+struct out_buf {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+
+static int
+write_handler(void *arg, unsigned char *buffer, size_t size)
+{
+	struct out_buf *o = arg;
+
+	if (o->len + size + 1 > o->cap) {
+		size_t ncap = o->cap ? o->cap * 2 : 4096;
+		char *n;
+
+		while (ncap < o->len + size + 1)
+			ncap *= 2;
+		if (ncap > (size_t)LK_MANIFEST_MAX * 4) {
+			o->failed = true;
+			return 0;
+		}
+		/* Not realloc: the old block may hold secret values and is wiped first. */
+		n = malloc(ncap);
+		if (n == NULL) {
+			o->failed = true;
+			return 0;
+		}
+		if (o->data != NULL) {
+			memcpy(n, o->data, o->len);
+			explicit_bzero(o->data, o->cap);
+			free(o->data);
+		}
+		o->data = n;
+		o->cap = ncap;
+	}
+	memcpy(o->data + o->len, buffer, size);
+	o->len += size;
+	o->data[o->len] = '\0';
+	return 1;
+}
+
+static int
+emit_scalar(yaml_emitter_t *em, const char *s, size_t len, yaml_scalar_style_t style)
+{
+	yaml_event_t ev;
+
+	if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)len, 1, 1, style))
+		return -ENOMEM;
+	return yaml_emitter_emit(em, &ev) ? 0 : -EIO;
+}
+
+static int
+emit_string(yaml_emitter_t *em, const char *s, size_t len)
+{
+	yaml_scalar_style_t style = YAML_PLAIN_SCALAR_STYLE;
+
+	if (len > INT_MAX)
+		return -E2BIG;
+	if (memchr(s, '\n', len) != NULL)
+		style = YAML_LITERAL_SCALAR_STYLE;
+	else if (plain_is_ambiguous(s, len))
+		style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+	return emit_scalar(em, s, len, style);
+}
+
+static int
+emit_value(yaml_emitter_t *em, const json_t *v, unsigned depth)
+{
+	yaml_event_t ev;
+	char num[64];
+	int r;
+
+	if (depth > LK_MANIFEST_DEPTH_MAX)
+		return -E2BIG;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		const char *key;
+		json_t *child;
+
+		if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+		    !yaml_emitter_emit(em, &ev))
+			return -EIO;
+		json_object_foreach((json_t *)v, key, child) {
+			r = emit_string(em, key, strlen(key));
+			if (r < 0)
+				return r;
+			r = emit_value(em, child, depth + 1);
+			if (r < 0)
+				return r;
+		}
+		if (!yaml_mapping_end_event_initialize(&ev) || !yaml_emitter_emit(em, &ev))
+			return -EIO;
+		return 0;
+	}
+	case JSON_ARRAY: {
+		size_t i;
+		json_t *child;
+
+		if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+							  YAML_BLOCK_SEQUENCE_STYLE) ||
+		    !yaml_emitter_emit(em, &ev))
+			return -EIO;
+		json_array_foreach((json_t *)v, i, child) {
+			r = emit_value(em, child, depth + 1);
+			if (r < 0)
+				return r;
+		}
+		if (!yaml_sequence_end_event_initialize(&ev) || !yaml_emitter_emit(em, &ev))
+			return -EIO;
+		return 0;
+	}
+	case JSON_STRING:
+		return emit_string(em, json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return emit_scalar(em, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
+	case JSON_REAL:
+		snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		if (strpbrk(num, ".eEn") == NULL)
+			strcat(num, ".0");
+		return emit_scalar(em, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
+	case JSON_TRUE:
+		return emit_scalar(em, "true", 4, YAML_PLAIN_SCALAR_STYLE);
+	case JSON_FALSE:
+		return emit_scalar(em, "false", 5, YAML_PLAIN_SCALAR_STYLE);
+	case JSON_NULL:
+	default:
+		return emit_scalar(em, "null", 4, YAML_PLAIN_SCALAR_STYLE);
+	}
+}
+
+static int
+dump_yaml(const json_t *root, struct out_buf *o)
+{
+	yaml_emitter_t em;
+	yaml_event_t ev;
+	int r = -EIO;
+
+	if (!yaml_emitter_initialize(&em))
+		return -ENOMEM;
+	yaml_emitter_set_output(&em, write_handler, o);
+	yaml_emitter_set_unicode(&em, 1);
+	yaml_emitter_set_width(&em, -1);
+	yaml_emitter_set_indent(&em, 2);
+	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) ||
+	    !yaml_emitter_emit(&em, &ev))
+		goto out;
+	if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) ||
+	    !yaml_emitter_emit(&em, &ev))
+		goto out;
+	r = emit_value(&em, root, 0);
+	if (r < 0)
+		goto out;
+	r = -EIO;
+	if (!yaml_document_end_event_initialize(&ev, 1) || !yaml_emitter_emit(&em, &ev))
+		goto out;
+	if (!yaml_stream_end_event_initialize(&ev) || !yaml_emitter_emit(&em, &ev))
+		goto out;
+	r = 0;
+out:
+	yaml_emitter_delete(&em);
+	return r;
+}
+
+int
+lk_manifest_dump(const json_t *root, enum lk_manifest_format format, char **ret,
+		 size_t *ret_len, struct lk_error *err)
+{
+	struct out_buf o = { NULL, 0, 0, false };
+	int r;
+
+	if (!json_is_object(root))
+		return lk_error_set(err, -EINVAL, "manifest root is not an object");
+	if (format == LK_MANIFEST_JSON) {
+		char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		size_t n;
+
+		if (s == NULL)
+			return lk_error_set(err, -ENOMEM, "cannot serialize the manifest as JSON");
+		n = strlen(s);
+		o.data = malloc(n + 2);
+		if (o.data == NULL) {
+			free(s);
+			return lk_error_set(err, -ENOMEM, "out of memory");
+		}
+		memcpy(o.data, s, n);
+		o.data[n] = '\n';
+		o.data[n + 1] = '\0';
+		o.len = n + 1;
+		/* The text may hold secret values (an unsealed Secret). */
+		memset(s, 0, n);
+		free(s);
+		r = 0;
+	} else {
+		r = dump_yaml(root, &o);
+		if (r < 0 || o.failed) {
+			free(o.data);
+			return lk_error_set(err, r < 0 ? r : -ENOMEM,
+					    "cannot serialize the manifest as YAML");
+		}
+		if (o.data == NULL)
+			return lk_error_set(err, -EIO, "empty YAML output");
+	}
+	*ret = o.data;
+	if (ret_len != NULL)
+		*ret_len = o.len;
+	return 0;
+}
