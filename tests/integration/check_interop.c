@@ -49,30 +49,11 @@ p(const char *name)
 	return b;
 }
 
+/* On failure, dir/stderr tells why; expected failures are quiet. */
 static int
 run(const char *const argv[], const char *in, const char *out)
 {
-	int status = 0;
-	pid_t pid = fork();
-
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(in ? in : "/dev/null", O_RDONLY);
-		dup2(fd, 0);
-		fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 1);
-		fd = open(p("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		ck_assert_int_eq(errno, EINTR);
-	/* On failure, dir/stderr tells why; expected failures are quiet. */
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	return t_run(argv, NULL, in, out, p("stderr")) == 0 ? 0 : -1;
 }
 
 static const char secret_json[] =

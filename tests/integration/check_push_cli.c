@@ -36,10 +36,11 @@ static void
 push(struct run *r, const char *token, const char *input, const char *const args[])
 {
 	char dir_out[600], dir_err[600], dir_in[600], addr[128], tok[128];
+	char home[600];
 	const char *argv[32];
+	/* HOME elsewhere: no ~/.vault-token of the machine's user is picked up. */
+	const char *env[] = { addr, home, token != NULL ? tok : "VAULT_TOKEN=", "VAULT_NAMESPACE=", NULL };
 	size_t n = 0;
-	pid_t pid;
-	int status;
 
 	snprintf(dir_out, sizeof(dir_out), "%s/push.out", dev.dir);
 	snprintf(dir_err, sizeof(dir_err), "%s/push.err", dev.dir);
@@ -47,33 +48,13 @@ push(struct run *r, const char *token, const char *input, const char *const args
 	ck_assert_int_eq(t_write_file(dir_in, input != NULL ? input : "", 0600), 0);
 	snprintf(addr, sizeof(addr), "VAULT_ADDR=%s", dev.addr);
 	snprintf(tok, sizeof(tok), "VAULT_TOKEN=%s", token != NULL ? token : "");
+	snprintf(home, sizeof(home), "HOME=%s", dev.dir);
 	argv[n++] = t_latchkey_bin();
 	argv[n++] = "push";
 	for (size_t i = 0; args[i] != NULL && n < 31; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int in = open(dir_in, O_RDONLY), out = open(dir_out, O_WRONLY | O_CREAT | O_TRUNC, 0600),
-		    err = open(dir_err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(in, 0);
-		dup2(out, 1);
-		dup2(err, 2);
-		/* HOME elsewhere: no ~/.vault-token of the machine's user is picked up. */
-		setenv("HOME", dev.dir, 1);
-		unsetenv("VAULT_NAMESPACE");
-		putenv(addr);
-		if (token != NULL)
-			putenv(tok);
-		else
-			unsetenv("VAULT_TOKEN");
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	r->status = t_run(argv, env, dir_in, dir_out, dir_err);
 	r->out = t_read_file(dir_out);
 	r->err = t_read_file(dir_err);
 	ck_assert_ptr_nonnull(r->out);

@@ -43,34 +43,12 @@ p(const char *name)
 	return b;
 }
 
-/* Runs argv (argv[0] = a program path) with stdin from in (NULL: /dev/null), stdout to
- * out and stderr to err (NULL: dir/last.err). Returns the exit status, or -1. */
+/* Runs argv with stdin from in (NULL: /dev/null), stdout to out (NULL: discarded) and
+ * stderr to err (NULL: dir/last.err). Returns the exit status, or -1. */
 static int
 run_io(const char *const argv[], const char *in, const char *out, const char *err, const char *const env[])
 {
-	pid_t pid;
-	int status = 0;
-
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(in ? in : "/dev/null", O_RDONLY);
-		dup2(fd, 0);
-		fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 1);
-		fd = open(err ? err : p("last.err"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		for (size_t i = 0; env != NULL && env[i] != NULL; i++)
-			putenv((char *)env[i]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		ck_assert_int_eq(errno, EINTR);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return t_run(argv, env, in, out, err != NULL ? err : p("last.err"));
 }
 
 /* latchkey ARGS... NULL with stdin/stdout files. */

@@ -114,6 +114,44 @@ t_spawn(struct t_proc *p, const char *const argv[], const char *const env_extra[
 	return 0;
 }
 
+int
+t_run(const char *const argv[], const char *const env_extra[], const char *in_path,
+      const char *out_path, const char *err_path)
+{
+	pid_t parent = getpid();
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open(in_path != NULL ? in_path : "/dev/null", O_RDONLY);
+		if (fd >= 0)
+			dup2(fd, 0);
+		fd = open(out_path != NULL ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0)
+			dup2(fd, 1);
+		fd = open(err_path != NULL ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0)
+			dup2(fd, 2);
+		for (size_t i = 0; env_extra != NULL && env_extra[i] != NULL; i++)
+			putenv((char *)env_extra[i]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 bool
 t_alive(struct t_proc *p)
 {

@@ -32,6 +32,12 @@ void t_rmrf(const char *path);
 int t_spawn(struct t_proc *p, const char *const argv[], const char *const env_extra[],
 	    const char *log_path);
 
+/* Runs argv (argv[0] a program path) to completion: stdin from in_path, stdout to
+ * out_path, stderr to err_path (each NULL: /dev/null), env_extra as for t_spawn. The child
+ * dies with the test. Returns the exit status, or -1 when it did not exit normally. */
+int t_run(const char *const argv[], const char *const env_extra[], const char *in_path,
+	  const char *out_path, const char *err_path);
+
 /* Sends sig, waits up to timeout_ms, then SIGKILL. Returns the wait status, or -1 when
  * the process was not running. Safe to call twice. */
 int t_stop(struct t_proc *p, int sig, int timeout_ms);
