@@ -1,0 +1,543 @@
+#!/bin/sh
+# shellcheck disable=SC2317  # functions run through wait_for and traps
+# bench.sh — the socket benchmark that `make bench` runs: `latchkey broker` against nginx
+# serving the same bytes on a Unix socket, broker memory with many cached secrets, time
+# from start to ready, and the seal/open rates when bench_seal was built.
+#
+# usage: tools/bench.sh LATCHKEY_BIN BENCH_BIN_DIR
+#
+# Environment (all optional):
+#   BENCH_ROUNDS=5        nginx/broker pairs of throughput runs, alternated
+#   BENCH_DURATION=4      measured seconds per run
+#   BENCH_WARMUP=1        warm-up seconds per run, not measured
+#   BENCH_CONNS=4         keep-alive connections
+#   BENCH_WORKERS=ncpu    nginx worker processes and broker serving threads (the same number)
+#   BENCH_SECRETS=1000    secrets cached for the memory figure
+#   BENCH_READY_RUNS=5    start-to-ready runs (the median is reported)
+#   BENCH_CLIENT_CPU=     pin the load generator to this CPU (unpinned by default)
+#   BENCH_TIME_LIMIT=300  seconds after which the whole run is stopped
+#   BENCH_KEEP=1          keep the temporary directory (logs, configs) for a look afterwards
+#
+# Figures are reported, never judged: the exit status is 0 when every part ran, 1 when
+# something could not run (a process failed to start, a request failed, loadgen errors).
+set -eu
+
+if [ $# -ne 2 ]; then
+	echo "usage: tools/bench.sh LATCHKEY_BIN BENCH_BIN_DIR" >&2
+	exit 2
+fi
+LK=$1
+BENCHDIR=$2
+LOADGEN=$BENCHDIR/loadgen
+
+ROUNDS=${BENCH_ROUNDS:-5}
+DURATION=${BENCH_DURATION:-4}
+WARMUP=${BENCH_WARMUP:-1}
+CONNS=${BENCH_CONNS:-4}
+WORKERS=${BENCH_WORKERS:-$(nproc 2>/dev/null || echo 2)}
+NSECRETS=${BENCH_SECRETS:-1000}
+READY_RUNS=${BENCH_READY_RUNS:-5}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-300}
+CLIENT_CPU=${BENCH_CLIENT_CPU:+--cpu $BENCH_CLIENT_CPU}
+# How long a started process may take to become ready, seconds.
+START_WAIT=20
+
+for v in "${BENCH_CLIENT_CPU:-0}" "$ROUNDS" "$CONNS" "$WORKERS" "$NSECRETS" "$READY_RUNS" "$TIME_LIMIT"; do
+	case $v in
+	'' | *[!0-9]*) echo "bench: BENCH_* counts must be positive integers" >&2; exit 2 ;;
+	esac
+done
+[ -x "$LK" ] || { echo "bench: $LK: not an executable" >&2; exit 2; }
+[ -x "$LOADGEN" ] || { echo "bench: $LOADGEN: not built" >&2; exit 2; }
+command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
+NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "bench: nginx is needed (tools/deps.sh --dev installs nginx-light)" >&2; exit 2; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
+PIDS=""
+WATCHDOG=""
+FAILED=""
+
+# ---- process bookkeeping ----
+
+# stop_pid PID: SIGTERM, up to 5 s, then SIGKILL.
+stop_pid() {
+	kill -s TERM "$1" 2>/dev/null || return 0
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	kill -s KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+forget_pid() {
+	new=""
+	for p in $PIDS; do
+		[ "$p" = "$1" ] || new="$new $p"
+	done
+	PIDS=$new
+}
+
+cleanup() {
+	trap - EXIT INT TERM
+	for p in $PIDS; do
+		stop_pid "$p"
+	done
+	PIDS=""
+	if [ -n "$WATCHDOG" ]; then
+		kill -s TERM "$WATCHDOG" 2>/dev/null || true
+		wait "$WATCHDOG" 2>/dev/null || true
+	fi
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: kept $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+}
+trap cleanup EXIT
+on_signal() {
+	if [ -e "$TMP/.time-limit" ]; then
+		echo "bench: stopped at the time limit of $TIME_LIMIT s (BENCH_TIME_LIMIT)" >&2
+	else
+		echo "bench: interrupted" >&2
+	fi
+	cleanup
+	exit 1
+}
+trap on_signal INT TERM
+
+# The whole run is bounded: past the limit the main shell gets SIGTERM (handled once the
+# running command, itself bounded, returns).
+(
+	trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+	sleep "$TIME_LIMIT" &
+	sp=$!
+	wait "$sp"
+	: >"$TMP/.time-limit"
+	kill -s TERM $$
+) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+fail() {
+	echo "bench: $*" >&2
+	FAILED="$FAILED
+  - $*"
+}
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+# wait_for SECONDS COMMAND...: runs COMMAND every 20 ms until it succeeds.
+wait_for() {
+	n=$(($1 * 50))
+	shift
+	i=0
+	while [ $i -lt $n ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.02
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# jnum JSON KEY: a number from a flat JSON line.
+jnum() {
+	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p"
+}
+
+# median [FORMAT]: the median of the numbers on stdin, printed with FORMAT (%.1f).
+median() {
+	sort -n | awk -v f="${1:-%.1f}\n" '{ v[NR] = $1 } END {
+		if (NR == 0) { print "n/a"; exit }
+		if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A/B with two decimals, n/a when either is missing.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a";
+		else printf "%.2f\n", a / b }'
+}
+
+http_code() {
+	curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true
+}
+
+socket_ready() {
+	[ "$(http_code --unix-socket "$1" http://localhost/v1/ready)" = 200 ]
+}
+
+vm_field() {
+	awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+log_has_listening() {
+	grep -q '"msg":"listening"' "$1"
+}
+
+# ---- (1) the backend ----
+
+TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+umask 077
+printf '%s' "$TOKEN" >"$TMP/token"
+
+DEV_ADDR=""
+"$LK" dev --listen 127.0.0.1:0 --root-token "$TOKEN" >"$TMP/dev.log" 2>&1 &
+DEV_PID=$!
+PIDS="$PIDS $DEV_PID"
+if wait_for "$START_WAIT" log_has_listening "$TMP/dev.log"; then
+	DEV_ADDR=$(sed -n 's/.*"msg":"listening".*"addr":"\([0-9.]*:[0-9]*\)".*/\1/p' "$TMP/dev.log" | head -n 1)
+fi
+[ -n "$DEV_ADDR" ] || { tail -n 5 "$TMP/dev.log" >&2; die "latchkey dev did not start"; }
+VAULT="http://$DEV_ADDR"
+
+seed() {
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
+		-H "X-Vault-Token: $TOKEN" -H 'Content-Type: application/json' \
+		--data "$2" "$VAULT/v1/secret/data/$1" || true)
+	case $code in 200 | 204) return 0 ;; esac
+	die "seeding secret/data/$1 failed (HTTP $code)"
+}
+seed bench '{"data":{"username":"bench-user","password":"bench-password-0123456789abcdef"}}'
+
+# ---- (2) the broker, serving that secret ----
+
+broker_config() {
+	# broker_config FILE SOCKET SECRETS_JSON
+	cat >"$1" <<EOF
+{
+  "vault": {"address": "$VAULT", "auth": {"method": "token", "token_file": "$TMP/token"}},
+  "listen": {"socket": "$2", "mode": "0600", "threads": $WORKERS},
+  "secrets": [$3]
+}
+EOF
+}
+
+BROKER_OK=1
+if ! "$LK" broker --help >/dev/null 2>&1; then
+	fail "this latchkey has no working 'broker' subcommand: broker figures skipped"
+	BROKER_OK=0
+fi
+
+BSOCK=$TMP/broker.sock
+BODY=$TMP/body.json
+CTYPE=application/json
+if [ $BROKER_OK = 1 ]; then
+	broker_config "$TMP/broker.json" "$BSOCK" \
+		'{"name": "bench", "path": "secret/data/bench", "required": true}'
+	"$LK" broker --config "$TMP/broker.json" >"$TMP/broker.log" 2>&1 &
+	BROKER_PID=$!
+	PIDS="$PIDS $BROKER_PID"
+	if ! wait_for "$START_WAIT" socket_ready "$BSOCK"; then
+		tail -n 5 "$TMP/broker.log" >&2
+		fail "the broker did not become ready within $START_WAIT s"
+		BROKER_OK=0
+	fi
+fi
+if [ $BROKER_OK = 1 ]; then
+	curl -sf --max-time 5 --unix-socket "$BSOCK" -D "$TMP/headers" -o "$BODY" \
+		http://localhost/v1/secrets/bench || die "reading /v1/secrets/bench from the broker failed"
+	curl -sf --max-time 5 --unix-socket "$BSOCK" -o "$TMP/body2.json" \
+		http://localhost/v1/secrets/bench || die "reading /v1/secrets/bench from the broker failed"
+	CTYPE=$(sed -n 's/^[Cc]ontent-[Tt]ype:[[:space:]]*\([^[:cntrl:]]*\).*/\1/p' "$TMP/headers" | head -n 1)
+	[ -n "$CTYPE" ] || CTYPE=application/json
+else
+	# No broker: nginx alone, on a body of the same shape and size.
+	printf '%s' '{"name":"bench","version":1,"data":{"password":"bench-password-0123456789abcdef","username":"bench-user"},"lease":{"renewable":false,"ttl":0}}' >"$BODY"
+	cp "$BODY" "$TMP/body2.json"
+fi
+# The body is checked byte for byte on every response when the broker's is stable.
+EXPECT_BROKER="--expect-file $BODY"
+if ! cmp -s "$BODY" "$TMP/body2.json"; then
+	echo "bench: the broker's body differs between two reads; its responses are checked for status and length only" >&2
+	EXPECT_BROKER=""
+fi
+BODY_BYTES=$(wc -c <"$BODY" | tr -d ' ')
+
+# ---- (3) nginx, serving the same bytes from a file ----
+
+NGX=$TMP/nginx
+mkdir -p "$NGX/www/v1/secrets" "$NGX/temp"
+cp "$BODY" "$NGX/www/v1/secrets/bench"
+NSOCK=$NGX/nginx.sock
+NGX_USER=""
+# As root nginx would switch its workers to nobody, who cannot enter this 0700 directory.
+[ "$(id -u)" -eq 0 ] && NGX_USER="user root;"
+# Fairness: as many worker processes as the broker has serving threads; the file's
+# descriptor and metadata cached (open_file_cache), no access log, keep-alive without a
+# request limit, and sendfile off, which on this small body saves a system call.
+cat >"$NGX/nginx.conf" <<EOF
+$NGX_USER
+worker_processes $WORKERS;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $NGX/temp/body;
+	proxy_temp_path $NGX/temp/proxy;
+	fastcgi_temp_path $NGX/temp/fastcgi;
+	uwsgi_temp_path $NGX/temp/uwsgi;
+	scgi_temp_path $NGX/temp/scgi;
+	keepalive_requests 1000000000;
+	keepalive_timeout 300s;
+	open_file_cache max=16 inactive=300s;
+	open_file_cache_valid 300s;
+	sendfile off;
+	server_tokens off;
+	types { }
+	default_type "$CTYPE";
+	server {
+		listen unix:$NSOCK;
+		root $NGX/www;
+		add_header Cache-Control no-store;
+	}
+}
+EOF
+"$NGINX" -p "$NGX" -c "$NGX/nginx.conf" -g 'daemon off;' >"$NGX/stdout.log" 2>&1 &
+NGINX_PID=$!
+PIDS="$PIDS $NGINX_PID"
+nginx_up() {
+	[ "$(http_code --unix-socket "$NSOCK" http://localhost/v1/secrets/bench)" = 200 ]
+}
+if ! wait_for "$START_WAIT" nginx_up; then
+	cat "$NGX/error.log" "$NGX/stdout.log" >&2 2>/dev/null || true
+	die "nginx did not start"
+fi
+curl -sf --max-time 5 --unix-socket "$NSOCK" -o "$TMP/nginx-body" http://localhost/v1/secrets/bench
+cmp -s "$BODY" "$TMP/nginx-body" || die "nginx does not serve the broker's bytes"
+
+# ---- (4) throughput and latency, alternated ----
+
+RESULTS=$TMP/results
+: >"$RESULTS"
+# load LABEL SOCKET [EXPECT...]
+load() {
+	label=$1
+	sock=$2
+	shift 2
+	set +e
+	# shellcheck disable=SC2086  # CLIENT_CPU is empty or two words
+	out=$("$LOADGEN" --unix "$sock" --path /v1/secrets/bench -c "$CONNS" -d "$DURATION" \
+		-w "$WARMUP" --label "$label" $CLIENT_CPU "$@")
+	rc=$?
+	set -e
+	line=$(printf '%s\n' "$out" | grep '^{' || true)
+	printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' || true
+	if [ -z "$line" ]; then
+		fail "loadgen against $label could not run"
+		return 0
+	fi
+	printf '%s\n' "$line" >>"$RESULTS"
+	[ $rc -eq 0 ] || fail "loadgen against $label reported errors: $(printf '%s' "$line" | sed -n 's/.*\("errors":[0-9]*\).*/\1/p')"
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
+echo "== throughput: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s per run, $ROUNDS rounds, $WORKERS nginx workers / broker threads, ${BODY_BYTES}-byte body"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	load nginx "$NSOCK" --expect-file "$BODY"
+	if [ $BROKER_OK = 1 ]; then
+		# shellcheck disable=SC2086
+		load broker "$BSOCK" $EXPECT_BROKER
+	fi
+	r=$((r + 1))
+done
+
+# figure LABEL KEY: the median of KEY over LABEL's runs.
+figure() {
+	grep "\"label\":\"$1\"" "$RESULTS" | while IFS= read -r l; do jnum "$l" "$2"; done | median
+}
+# range LABEL KEY: "min-max" of KEY over LABEL's runs.
+range() {
+	grep "\"label\":\"$1\"" "$RESULTS" | while IFS= read -r l; do jnum "$l" "$2"; done |
+		sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.0f-%.0f\n", lo, hi; else print "n/a" }'
+}
+# paired KEY: the median over the rounds of broker/nginx, each broker run against the
+# nginx run just before it, so that a slow phase of the machine cancels out.
+paired() {
+	while IFS= read -r l; do
+		case $l in
+		*'"label":"nginx"'*) n=$(jnum "$l" "$1") ;;
+		*'"label":"broker"'*) ratio "$(jnum "$l" "$1")" "${n:-}" ;;
+		esac
+	done <"$RESULTS" | grep -v n/a | median %.2f
+}
+errors_of() {
+	grep "\"label\":\"$1\"" "$RESULTS" | while IFS= read -r l; do jnum "$l" errors; done |
+		awk '{ s += $1 } END { print s + 0 }'
+}
+
+RSS_ONE=n/a
+ANON_ONE=n/a
+if [ $BROKER_OK = 1 ]; then
+	RSS_ONE=$(vm_field "$BROKER_PID" VmRSS)
+	ANON_ONE=$(vm_field "$BROKER_PID" RssAnon)
+	stop_pid "$BROKER_PID"
+	forget_pid "$BROKER_PID"
+fi
+stop_pid "$NGINX_PID"
+forget_pid "$NGINX_PID"
+
+# ---- (5) memory with many cached secrets ----
+
+RSS_LOADED=n/a
+RSS_READ=n/a
+ANON_READ=n/a
+HWM=n/a
+READY_MANY=n/a
+if [ $BROKER_OK = 1 ]; then
+	echo "== memory: $NSECRETS cached secrets"
+	# One curl run writes them all over one connection.
+	i=1
+	: >"$TMP/seed.curl"
+	: >"$TMP/secrets.json"
+	while [ $i -le "$NSECRETS" ]; do
+		[ $i -gt 1 ] && printf 'next\n' >>"$TMP/seed.curl" && printf ',\n' >>"$TMP/secrets.json"
+		cat >>"$TMP/seed.curl" <<EOF
+url = "$VAULT/v1/secret/data/s$i"
+request = "POST"
+header = "X-Vault-Token: $TOKEN"
+header = "Content-Type: application/json"
+data = "{\"data\":{\"username\":\"user-$i\",\"password\":\"password-$i-0123456789abcdef\"}}"
+output = "/dev/null"
+write-out = "%{http_code}\\n"
+EOF
+		printf '{"name": "s%d", "path": "secret/data/s%d", "required": true}' $i $i >>"$TMP/secrets.json"
+		i=$((i + 1))
+	done
+	curl -s --max-time 120 -K "$TMP/seed.curl" >"$TMP/seed.codes" || true
+	seeded=$(grep -c '^20[04]$' "$TMP/seed.codes" || true)
+	[ "$seeded" -eq "$NSECRETS" ] || die "seeding $NSECRETS secrets: only $seeded succeeded"
+
+	MSOCK=$TMP/many.sock
+	broker_config "$TMP/many.json" "$MSOCK" "$(cat "$TMP/secrets.json")"
+	"$LK" broker --config "$TMP/many.json" >"$TMP/many.log" 2>&1 &
+	MANY_PID=$!
+	PIDS="$PIDS $MANY_PID"
+	if wait_for 60 socket_ready "$MSOCK"; then
+		RSS_LOADED=$(vm_field "$MANY_PID" VmRSS)
+		codes=$(curl -s --max-time 120 --unix-socket "$MSOCK" -o /dev/null -w '%{http_code}\n' \
+			"http://localhost/v1/secrets/s[1-$NSECRETS]" || true)
+		read_ok=$(printf '%s\n' "$codes" | grep -c '^200$' || true)
+		[ "$read_ok" -eq "$NSECRETS" ] || fail "reading the $NSECRETS secrets: only $read_ok answered 200"
+		RSS_READ=$(vm_field "$MANY_PID" VmRSS)
+		ANON_READ=$(vm_field "$MANY_PID" RssAnon)
+		HWM=$(vm_field "$MANY_PID" VmHWM)
+	else
+		tail -n 5 "$TMP/many.log" >&2
+		fail "the broker with $NSECRETS secrets did not become ready within 60 s"
+	fi
+	stop_pid "$MANY_PID"
+	forget_pid "$MANY_PID"
+	echo "  VmRSS ${RSS_LOADED} kB loaded, ${RSS_READ} kB after reading each (RssAnon ${ANON_READ} kB), VmHWM ${HWM} kB"
+	echo "  (the one-secret broker after its throughput runs: VmRSS ${RSS_ONE} kB, RssAnon ${ANON_ONE} kB)"
+fi
+
+# ---- (6) start to ready ----
+
+READY_MEDIAN=n/a
+STOP_MEDIAN=n/a
+# ready_run CONFIG SOCKET LOG: one start-to-ready measurement; prints loadgen's JSON line,
+# or nothing (and the end of the broker's log on stderr) when it did not get ready.
+ready_run() {
+	rm -f "$2"
+	out=$("$LOADGEN" ready --unix "$2" --timeout-ms 30000 --log "$3" -- \
+		"$LK" broker --config "$1" || true)
+	if printf '%s\n' "$out" | grep '^{'; then
+		return 0
+	fi
+	tail -n 3 "$3" >&2 2>/dev/null || true
+}
+if [ $BROKER_OK = 1 ]; then
+	echo "== start to ready: $READY_RUNS runs"
+	: >"$TMP/ready.results"
+	i=1
+	while [ $i -le "$READY_RUNS" ]; do
+		line=$(ready_run "$TMP/broker.json" "$BSOCK" "$TMP/ready-$i.log")
+		if [ -n "$line" ]; then
+			printf '%s\n' "$line" >>"$TMP/ready.results"
+			echo "  run $i: $(jnum "$line" ready_ms) ms to ready, exited $(jnum "$line" stop_ms) ms after SIGTERM"
+		else
+			fail "start-to-ready run $i did not reach ready"
+		fi
+		i=$((i + 1))
+	done
+	READY_MEDIAN=$(while IFS= read -r l; do jnum "$l" ready_ms; done <"$TMP/ready.results" | median)
+	STOP_MEDIAN=$(while IFS= read -r l; do jnum "$l" stop_ms; done <"$TMP/ready.results" | median)
+	line=$(ready_run "$TMP/many.json" "$TMP/many.sock" "$TMP/ready-many.log")
+	if [ -n "$line" ]; then
+		READY_MANY=$(jnum "$line" ready_ms)
+		echo "  with $NSECRETS secrets: $READY_MANY ms to ready"
+	else
+		fail "start-to-ready with $NSECRETS secrets did not reach ready"
+	fi
+fi
+
+# ---- (7) seal and open rates ----
+
+SEAL_OUT=""
+if [ -x "$BENCHDIR/bench_seal" ]; then
+	echo "== bench_seal"
+	if SEAL_OUT=$(timeout 120 "$BENCHDIR/bench_seal" 2>&1); then
+		printf '%s\n' "$SEAL_OUT" | sed 's/^/  /'
+	else
+		printf '%s\n' "$SEAL_OUT" | sed 's/^/  /'
+		fail "bench_seal failed"
+	fi
+fi
+
+# ---- summary ----
+
+N_RPS=$(figure nginx rps)
+N_P50=$(figure nginx p50_us)
+N_P99=$(figure nginx p99_us)
+B_RPS=n/a
+B_P50=n/a
+B_P99=n/a
+if [ $BROKER_OK = 1 ]; then
+	B_RPS=$(figure broker rps)
+	B_P50=$(figure broker p50_us)
+	B_P99=$(figure broker p99_us)
+fi
+kb_to_mib() {
+	awk -v k="$1" 'BEGIN { if (k == "n/a" || k == "") print "n/a"; else printf "%.1f MiB\n", k / 1024 }'
+}
+
+echo
+echo "== summary ($(date -u +%Y-%m-%d), $(nproc 2>/dev/null || echo '?') cores, medians of $ROUNDS runs)"
+# Other work on the machine moves every figure; the load average says how busy it was.
+echo "load average before the throughput runs: $LOAD_BEFORE; now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
+printf '%-34s %14s %14s %12s\n' "figure" "broker" "nginx" "broker/nginx"
+R_RPS=n/a
+R_P50=n/a
+R_P99=n/a
+if [ $BROKER_OK = 1 ]; then
+	R_RPS=$(paired rps)
+	R_P50=$(paired p50_us)
+	R_P99=$(paired p99_us)
+fi
+printf '%-34s %14s %14s %12s\n' "throughput (req/s)" "$B_RPS" "$N_RPS" "$R_RPS"
+printf '%-34s %14s %14s\n' "  range over the runs" "$( [ $BROKER_OK = 1 ] && range broker rps || echo n/a)" "$(range nginx rps)"
+printf '%-34s %14s %14s %12s\n' "latency p50 (us)" "$B_P50" "$N_P50" "$R_P50"
+printf '%-34s %14s %14s %12s\n' "latency p99 (us)" "$B_P99" "$N_P99" "$R_P99"
+echo "(figures: medians over the runs; broker/nginx: the median of each round's ratio)"
+printf '%-34s %14s %14s\n' "errors (all runs)" "$( [ $BROKER_OK = 1 ] && errors_of broker || echo n/a)" "$(errors_of nginx)"
+printf '%-34s %14s\n' "RSS, $NSECRETS secrets loaded" "$(kb_to_mib "$RSS_LOADED")"
+printf '%-34s %14s\n' "RSS, after reading each" "$(kb_to_mib "$RSS_READ")"
+printf '%-34s %14s\n' "  of which anonymous" "$(kb_to_mib "$ANON_READ")"
+printf '%-34s %14s\n' "RSS, 1 secret, after the load" "$(kb_to_mib "$RSS_ONE")"
+printf '%-34s %14s\n' "start to ready, 1 secret (ms)" "$READY_MEDIAN"
+printf '%-34s %14s\n' "start to ready, $NSECRETS secrets (ms)" "$READY_MANY"
+printf '%-34s %14s\n' "exit after SIGTERM (ms)" "$STOP_MEDIAN"
+echo "targets: throughput >= nginx, p99 <= 150 us, RSS <= 8 MiB with 1,000 secrets, ready <= 100 ms"
+
+if [ -n "$FAILED" ]; then
+	echo "bench: some parts could not run:$FAILED" >&2
+	exit 1
+fi
+exit 0
