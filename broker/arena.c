@@ -1,0 +1,194 @@
+/* arena.c — small secret blocks carved from guarded, locked regions.
+ *
+ * sodium_malloc spends whole pages (plus guard pages) on each allocation, so one per
+ * snapshot would cost ~10 KiB of RSS and locked memory per secret. Instead, blocks come in
+ * power-of-two size classes, each class carved from BROKER_REGION_SIZE regions that are
+ * themselves sodium_malloc'd: the regions keep guard pages, mlock and MADV_DONTDUMP, and a
+ * thousand small secrets fit in a few of them. Blocks larger than the biggest class get
+ * their own sodium_malloc. Released blocks are zeroed and kept on a per-class free list;
+ * regions are zeroed and returned to the system when the arena is freed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/internal.h"
+#include "crypto/secret.h"
+
+/* Bytes per region carved into blocks of one class. */
+#define BROKER_REGION_SIZE (64u << 10)
+/* Smallest block (header included). */
+#define BROKER_CLASS_MIN_SHIFT 6
+/* Largest carved block: 16 KiB; anything bigger gets its own allocation. */
+#define BROKER_CLASS_MAX_SHIFT 14
+#define BROKER_CLASSES (BROKER_CLASS_MAX_SHIFT - BROKER_CLASS_MIN_SHIFT + 1)
+/* Marks a block header, to catch a release of something the arena never gave. */
+#define BROKER_BLOCK_MAGIC 0x6c6b6172656e6131ULL
+#define BROKER_CLASS_LARGE 0xffu
+
+/* 16 bytes, so blocks stay 16-byte aligned. */
+struct block_header {
+	uint64_t magic;
+	uint32_t cls;
+	uint32_t large_len;         /* payload bytes of a large block */
+};
+
+struct free_block {
+	struct free_block *next;
+};
+
+struct region {
+	struct region *next;
+	void *mem;                  /* sodium_malloc'd */
+};
+
+struct broker_arena {
+	pthread_mutex_t lock;
+	struct free_block *free[BROKER_CLASSES];
+	struct region *regions;
+	size_t bytes;
+};
+
+struct broker_arena *
+broker_arena_new(void)
+{
+	struct broker_arena *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	if (pthread_mutex_init(&a->lock, NULL) != 0) {
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void
+broker_arena_free(struct broker_arena *a)
+{
+	struct region *r, *next;
+
+	if (a == NULL)
+		return;
+	for (r = a->regions; r != NULL; r = next) {
+		next = r->next;
+		sodium_free(r->mem);
+		free(r);
+	}
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+static int
+grow(struct broker_arena *a, unsigned cls)
+{
+	size_t bsize = (size_t)1 << (cls + BROKER_CLASS_MIN_SHIFT);
+	struct region *r;
+	char *p;
+
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	r->mem = sodium_malloc(BROKER_REGION_SIZE);
+	if (r->mem == NULL) {
+		free(r);
+		return -ENOMEM;
+	}
+	/* sodium_malloc fills with garbage bytes; blocks are handed out zeroed. */
+	sodium_memzero(r->mem, BROKER_REGION_SIZE);
+	r->next = a->regions;
+	a->regions = r;
+	a->bytes += BROKER_REGION_SIZE;
+	/* Pushed in reverse so the first block of the region is handed out first. */
+	for (size_t off = BROKER_REGION_SIZE; off >= bsize; off -= bsize) {
+		struct free_block *fb;
+
+		p = (char *)r->mem + off - bsize;
+		fb = (struct free_block *)p;
+		fb->next = a->free[cls];
+		a->free[cls] = fb;
+	}
+	return 0;
+}
+
+void *
+broker_arena_alloc(struct broker_arena *a, size_t n)
+{
+	struct block_header *h = NULL;
+	size_t need;
+	unsigned cls;
+
+	if (n == 0 || n > LK_SECRET_MAX)
+		return NULL;
+	need = n + sizeof(struct block_header);
+	if (need > ((size_t)1 << BROKER_CLASS_MAX_SHIFT)) {
+		/* sodium_malloc puts the block's end against a guard page: a size that is a
+		 * multiple of 16 keeps the header and the payload aligned. */
+		need = (need + 15) & ~(size_t)15;
+		h = sodium_malloc(need);
+		if (h == NULL)
+			return NULL;
+		sodium_memzero(h, need);
+		h->magic = BROKER_BLOCK_MAGIC;
+		h->cls = BROKER_CLASS_LARGE;
+		h->large_len = (uint32_t)n;
+		return h + 1;
+	}
+	for (cls = 0; ((size_t)1 << (cls + BROKER_CLASS_MIN_SHIFT)) < need; cls++)
+		;
+	pthread_mutex_lock(&a->lock);
+	if (a->free[cls] == NULL && grow(a, cls) < 0) {
+		pthread_mutex_unlock(&a->lock);
+		return NULL;
+	}
+	h = (struct block_header *)a->free[cls];
+	a->free[cls] = a->free[cls]->next;
+	pthread_mutex_unlock(&a->lock);
+	memset(h, 0, sizeof(*h));
+	h->magic = BROKER_BLOCK_MAGIC;
+	h->cls = cls;
+	return h + 1;
+}
+
+void
+broker_arena_release(struct broker_arena *a, void *p)
+{
+	struct block_header *h;
+	struct free_block *fb;
+	unsigned cls;
+	size_t bsize;
+
+	if (p == NULL)
+		return;
+	h = (struct block_header *)p - 1;
+	if (h->magic != BROKER_BLOCK_MAGIC)
+		abort();
+	if (h->cls == BROKER_CLASS_LARGE) {
+		sodium_free(h);
+		return;
+	}
+	if (h->cls >= BROKER_CLASSES)
+		abort();
+	cls = h->cls;
+	bsize = (size_t)1 << (cls + BROKER_CLASS_MIN_SHIFT);
+	sodium_memzero(h, bsize);
+	fb = (struct free_block *)h;
+	pthread_mutex_lock(&a->lock);
+	fb->next = a->free[cls];
+	a->free[cls] = fb;
+	pthread_mutex_unlock(&a->lock);
+}
+
+size_t
+broker_arena_bytes(struct broker_arena *a)
+{
+	size_t n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->bytes;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}

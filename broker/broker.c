@@ -1,0 +1,393 @@
+/* broker.c — `latchkey broker`: flags, hardening, start-up order, signals, shutdown. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "broker/internal.h"
+#include "cli/commands.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "crypto/secret.h"
+
+static const char *const state_names[BROKER_STATE_COUNT] = {
+	"pending", "valid", "stale", "expired", "failed",
+};
+
+const char *
+broker_state_name(enum broker_state s)
+{
+	return (unsigned)s < BROKER_STATE_COUNT ? state_names[s] : "unknown";
+}
+
+void
+broker_copy_text(char *dst, size_t n, const char *src)
+{
+	size_t len = src != NULL ? strlen(src) : 0;
+
+	if (n == 0)
+		return;
+	if (len >= n)
+		len = n - 1;
+	if (len > 0)
+		memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+struct broker_snapshot *
+broker_entry_snapshot(struct broker_entry *e)
+{
+	struct broker_snapshot *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = broker_snapshot_ref(e->current);
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+enum broker_state
+broker_entry_state(struct broker_entry *e, int64_t now_mono_ms)
+{
+	enum broker_state st;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->current == NULL)
+		st = e->failing ? BROKER_STATE_FAILED : BROKER_STATE_PENDING;
+	else if (broker_snapshot_expired(e->current, now_mono_ms))
+		st = BROKER_STATE_EXPIRED;
+	else
+		st = e->failing ? BROKER_STATE_STALE : BROKER_STATE_VALID;
+	pthread_mutex_unlock(&e->lock);
+	return st;
+}
+
+bool
+broker_ready(struct broker *b, char *reason, size_t reasonlen)
+{
+	int64_t now = lk_now_mono_ms();
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+		enum broker_state st;
+
+		if (!e->spec->required)
+			continue;
+		st = broker_entry_state(e, now);
+		if (st == BROKER_STATE_VALID || st == BROKER_STATE_STALE)
+			continue;
+		pthread_mutex_lock(&e->lock);
+		snprintf(reason, reasonlen, "required secret %s is %s%s%s", e->spec->name,
+			 broker_state_name(st), e->failing ? ": " : "", e->failing ? e->reason : "");
+		pthread_mutex_unlock(&e->lock);
+		return false;
+	}
+	snprintf(reason, reasonlen, "%s", "");
+	return true;
+}
+
+struct broker_entry *
+broker_find(struct broker *b, const char *name)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (strcmp(b->entries[i].spec->name, name) == 0)
+			return &b->entries[i];
+	return NULL;
+}
+
+int
+broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
+{
+	struct lk_vault_error verr;
+	pthread_condattr_t ca;
+	int rc;
+
+	memset(b, 0, sizeof(*b));
+	b->cfg = cfg;
+	b->started_mono_ms = lk_now_mono_ms();
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_mutex_init(&b->waiters_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
+	b->backend_ok = true;
+	atomic_init(&b->announced_ready, false);
+	b->arena = broker_arena_new();
+	b->entries = calloc(cfg->nsecrets, sizeof(*b->entries));
+	if (b->arena == NULL || b->entries == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	b->n = cfg->nsecrets;
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+
+		e->spec = &cfg->secrets[i];
+		e->index = i;
+		pthread_mutex_init(&e->lock, NULL);
+		lk_backoff_init(&e->backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
+	}
+	b->metrics = broker_metrics_new(b);
+	if (b->metrics == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory (metrics)");
+	if (cfg->vault.connect_timeout_ms <= 0)
+		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
+	if (cfg->vault.timeout_ms <= 0)
+		cfg->vault.timeout_ms = BROKER_VAULT_TIMEOUT_MS;
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_client_new(&cfg->vault, &b->vault, &verr);
+	if (rc < 0)
+		return lk_error_set(err, rc, "%s: vault: %s", cfg->file, verr.base.msg);
+	return 0;
+}
+
+void
+broker_fini(struct broker *b)
+{
+	if (b->thread_abandoned)
+		return;
+	for (size_t i = 0; i < b->nrevocations; i++)
+		free(b->revocations[i].lease_id);
+	free(b->revocations);
+	b->revocations = NULL;
+	for (size_t i = 0; b->entries != NULL && i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+
+		broker_snapshot_unref(e->current);
+		e->current = NULL;
+		free(e->lease_id);
+		pthread_mutex_destroy(&e->lock);
+	}
+	free(b->entries);
+	b->entries = NULL;
+	broker_metrics_free(b->metrics);
+	b->metrics = NULL;
+	b->vault = lk_vault_client_free(b->vault);
+	broker_arena_free(b->arena);
+	b->arena = NULL;
+	pthread_cond_destroy(&b->cond);
+	pthread_mutex_destroy(&b->lock);
+	pthread_mutex_destroy(&b->waiters_lock);
+}
+
+/* ---- the command ---- */
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: latchkey broker --config FILE [--log-level LEVEL]\n"
+		"       latchkey broker --check-config FILE\n"
+		"\n"
+		"Caches secrets from a Vault-compatible backend in locked memory, renews and\n"
+		"rotates them, and serves them over a Unix socket (see docs/broker.md).\n"
+		"\n"
+		"  --config FILE        the JSON configuration\n"
+		"  --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
+		"  --log-level LEVEL    debug, info, warn or error (default info)\n"
+		"  --help               this text\n");
+}
+
+/* No core dumps (they would hold secrets), files private by default. */
+static int
+harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -errno;
+	if (setrlimit(RLIMIT_CORE, &rl) < 0)
+		return -errno;
+	umask(077);
+	return 0;
+}
+
+/* The socket's directory must exist (it is created if its parent does) and must not be
+ * writable by others, who could replace the socket with their own. */
+static int
+check_socket_dir(const char *socket_path, struct lk_error *err)
+{
+	char copy[PATH_MAX], *dir;
+	struct stat st;
+
+	if (strlen(socket_path) >= sizeof(copy))
+		return lk_error_set(err, -ENAMETOOLONG, "%s: path too long", socket_path);
+	strcpy(copy, socket_path);
+	dir = dirname(copy);
+	if (stat(dir, &st) < 0) {
+		/* chmod: the umask (077) would leave it closed to the application's user. */
+		if (errno != ENOENT || mkdir(dir, 0755) < 0 || chmod(dir, 0755) < 0 ||
+		    stat(dir, &st) < 0)
+			return lk_error_set(err, -errno, "socket directory %s: %s", dir,
+					    strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return lk_error_set(err, -ENOTDIR, "socket directory %s: not a directory", dir);
+	if (st.st_mode & S_IWOTH)
+		return lk_error_set(err, -EPERM, "socket directory %s is writable by others "
+				    "(mode %04o): refusing to serve secrets there", dir,
+				    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+int
+broker_main(int argc, char **argv)
+{
+	const char *config = NULL, *check = NULL, *level_text = NULL;
+	enum lk_log_level level = LK_INFO;
+	struct broker_config cfg;
+	struct broker b;
+	struct lk_error err;
+	sigset_t set;
+	bool started = false;
+	int rc, status = LK_EXIT_FAILURE;
+
+	memset(&cfg, 0, sizeof(cfg));
+	lk_error_clear(&err);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return LK_EXIT_OK;
+		} else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
+			config = argv[++i];
+		} else if (strncmp(a, "--config=", 9) == 0) {
+			config = a + 9;
+		} else if (strcmp(a, "--check-config") == 0 && i + 1 < argc) {
+			check = argv[++i];
+		} else if (strncmp(a, "--check-config=", 15) == 0) {
+			check = a + 15;
+		} else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
+			level_text = argv[++i];
+		} else if (strncmp(a, "--log-level=", 12) == 0) {
+			level_text = a + 12;
+		} else {
+			fprintf(stderr, "latchkey broker: unexpected argument '%s'\n", a);
+			usage(stderr);
+			return LK_EXIT_USAGE;
+		}
+	}
+	if ((config == NULL) == (check == NULL)) {
+		fprintf(stderr, "latchkey broker: give --config FILE or --check-config FILE\n");
+		usage(stderr);
+		return LK_EXIT_USAGE;
+	}
+	if (level_text != NULL && lk_log_level_parse(level_text, &level) < 0) {
+		fprintf(stderr, "latchkey broker: --log-level: expected debug, info, warn or error\n");
+		return LK_EXIT_USAGE;
+	}
+	/* Before any json_t exists and before any thread starts. */
+	if (lk_secret_init() < 0) {
+		fprintf(stderr, "latchkey broker: libsodium failed to initialise\n");
+		return LK_EXIT_FAILURE;
+	}
+	lk_vault_json_wipe_on_free();
+	if (lk_vault_global_init() < 0) {
+		fprintf(stderr, "latchkey broker: libcurl failed to initialise\n");
+		return LK_EXIT_FAILURE;
+	}
+	if (check != NULL) {
+		if (broker_config_load(&cfg, check, &err) < 0) {
+			fprintf(stderr, "latchkey broker: %s\n", err.msg);
+			lk_vault_global_cleanup();
+			return LK_EXIT_USAGE;
+		}
+		{
+			/* The client checks what only it knows (the address's scheme, TLS files);
+			 * it makes no request. */
+			struct lk_vault_client *client = NULL;
+			struct lk_vault_error verr;
+
+			lk_vault_error_clear(&verr);
+			if (lk_vault_client_new(&cfg.vault, &client, &verr) < 0) {
+				fprintf(stderr, "latchkey broker: %s: vault: %s\n", check, verr.base.msg);
+				broker_config_clear(&cfg);
+				lk_vault_global_cleanup();
+				return LK_EXIT_USAGE;
+			}
+			lk_vault_client_free(client);
+		}
+		printf("%s: ok (%zu secrets)\n", check, cfg.nsecrets);
+		broker_config_clear(&cfg);
+		lk_vault_global_cleanup();
+		return LK_EXIT_OK;
+	}
+	if (broker_config_load(&cfg, config, &err) < 0) {
+		fprintf(stderr, "latchkey broker: %s\n", err.msg);
+		lk_vault_global_cleanup();
+		return LK_EXIT_USAGE;
+	}
+	if (level_text == NULL && cfg.log_level != NULL)
+		lk_log_level_parse(cfg.log_level, &level);
+	lk_log_setup(2, level);
+
+	if ((rc = harden()) < 0) {
+		lk_log(LK_ERROR, "hardening failed", LK_STR("error", strerror(-rc)));
+		goto out;
+	}
+	if (geteuid() == 0)
+		lk_log(LK_WARN, "running as root: prefer a dedicated user and group for the broker");
+	if (check_socket_dir(cfg.socket_path, &err) < 0) {
+		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
+		goto out_cfg;
+	}
+
+	/* Signals go to this thread only: every thread started below inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (broker_init(&b, &cfg, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		broker_fini(&b);
+		status = LK_EXIT_USAGE;
+		goto out_cfg;
+	}
+	started = true;
+	if ((rc = broker_scheduler_start(&b)) < 0) {
+		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
+		goto out;
+	}
+	if (broker_server_start(&b, &err) < 0) {
+		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
+		goto out;
+	}
+	lk_log(LK_INFO, "serving", LK_STR("socket", cfg.socket_path),
+	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets));
+	for (;;) {
+		int sig = 0;
+
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			lk_log(LK_INFO, "SIGHUP ignored: restart the broker to change its configuration");
+			continue;
+		}
+		lk_log(LK_INFO, "shutting down", LK_STR("signal", sig == SIGTERM ? "TERM" : "INT"));
+		break;
+	}
+	status = LK_EXIT_OK;
+out:
+	if (started) {
+		broker_server_stop(&b);
+		broker_scheduler_stop(&b);
+		broker_fini(&b);
+		if (status == LK_EXIT_OK)
+			lk_log(LK_INFO, "stopped");
+	}
+out_cfg:
+	broker_config_clear(&cfg);
+	lk_vault_global_cleanup();
+	return status;
+}

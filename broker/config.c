@@ -1,0 +1,611 @@
+/* config.c — the broker's JSON configuration: parse, validate, report where. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/internal.h"
+#include "common/config.h"
+#include "common/log.h"
+
+static char *
+dup_or_fail(struct lk_cfg *c, const char *s, int *rc)
+{
+	char *d = strdup(s);
+
+	if (d == NULL)
+		*rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	return d;
+}
+
+bool
+broker_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > BROKER_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* An array of small non-negative integers (uids or gids). */
+static int
+parse_ids(struct lk_cfg *c, const json_t *obj, const char *key, uint32_t **ret, size_t *ret_n)
+{
+	json_t *arr = json_object_get(obj, key);
+	uint32_t *ids = NULL;
+	size_t mark, n, i;
+	json_t *v;
+	int rc = 0;
+
+	if (arr == NULL)
+		return 0;
+	mark = lk_cfg_push_key(c, key);
+	if (!json_is_array(arr)) {
+		rc = lk_cfg_fail(c, "expected an array of integers");
+		goto out;
+	}
+	n = json_array_size(arr);
+	if (n > BROKER_ALLOW_MAX) {
+		rc = lk_cfg_fail(c, "more than %d entries", BROKER_ALLOW_MAX);
+		goto out;
+	}
+	ids = calloc(n ? n : 1, sizeof(*ids));
+	if (ids == NULL) {
+		rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+		goto out;
+	}
+	json_array_foreach(arr, i, v) {
+		if (!json_is_integer(v)) {
+			rc = lk_cfg_fail(c, "expected an array of integers");
+			goto out;
+		}
+		if (json_integer_value(v) < 0 || json_integer_value(v) > 0x7fffffffLL) {
+			size_t m2 = lk_cfg_push_index(c, i);
+
+			rc = lk_cfg_fail(c, "expected an id between 0 and 2147483647");
+			lk_cfg_pop(c, m2);
+			goto out;
+		}
+		ids[i] = (uint32_t)json_integer_value(v);
+	}
+	*ret = ids;
+	*ret_n = n;
+	ids = NULL;
+out:
+	free(ids);
+	lk_cfg_pop(c, mark);
+	return rc;
+}
+
+static int
+parse_signal(struct lk_cfg *c, const json_t *obj, int *ret)
+{
+	static const struct { const char *name; int sig; } sigs[] = {
+		{ "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+		{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
+	};
+	const char *s = NULL;
+	int rc;
+
+	rc = lk_cfg_string(c, obj, "signal", false, &s);
+	if (rc < 0 || s == NULL)
+		return rc;
+	if (strncmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		if (strcmp(s, sigs[i].name) == 0) {
+			*ret = sigs[i].sig;
+			return 0;
+		}
+	}
+	{
+		size_t mark = lk_cfg_push_key(c, "signal");
+
+		rc = lk_cfg_fail(c, "expected one of HUP, USR1, USR2, TERM, INT, QUIT");
+		lk_cfg_pop(c, mark);
+	}
+	return rc;
+}
+
+static int
+parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
+{
+	static const char *const keys[] = { "path", "format", "template", "template_file",
+		"mode", "owner", "group", "pidfile", "signal", NULL };
+	struct broker_file_spec *fs;
+	const char *s = NULL, *tpl = NULL, *tpl_file = NULL;
+	int64_t id;
+	int rc;
+
+	fs = calloc(1, sizeof(*fs));
+	if (fs == NULL)
+		return lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	fs->mode = 0400;
+	fs->owner = (uid_t)-1;
+	fs->group = (gid_t)-1;
+	fs->signal = SIGHUP;
+	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+		goto out;
+	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
+		goto out;
+	if (s[0] != '/' || strlen(s) > BROKER_FILE_PATH_MAX) {
+		size_t mark = lk_cfg_push_key(c, "path");
+
+		rc = lk_cfg_fail(c, "expected an absolute path of at most %d bytes",
+				 BROKER_FILE_PATH_MAX);
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if ((fs->path = dup_or_fail(c, s, &rc)) == NULL)
+		goto out;
+	s = "json";
+	if ((rc = lk_cfg_string(c, obj, "format", false, &s)) < 0)
+		goto out;
+	if (strcmp(s, "json") == 0)
+		fs->format = BROKER_FORMAT_JSON;
+	else if (strcmp(s, "env") == 0)
+		fs->format = BROKER_FORMAT_ENV;
+	else if (strcmp(s, "template") == 0)
+		fs->format = BROKER_FORMAT_TEMPLATE;
+	else {
+		size_t mark = lk_cfg_push_key(c, "format");
+
+		rc = lk_cfg_fail(c, "expected \"json\", \"env\" or \"template\"");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if ((rc = lk_cfg_string(c, obj, "template", false, &tpl)) < 0 ||
+	    (rc = lk_cfg_string(c, obj, "template_file", false, &tpl_file)) < 0)
+		goto out;
+	if (fs->format == BROKER_FORMAT_TEMPLATE) {
+		if ((tpl == NULL) == (tpl_file == NULL)) {
+			rc = lk_cfg_fail(c, "format \"template\" needs exactly one of template "
+					 "and template_file");
+			goto out;
+		}
+		if (tpl != NULL) {
+			if (strlen(tpl) > BROKER_TEMPLATE_MAX) {
+				size_t mark = lk_cfg_push_key(c, "template");
+
+				rc = lk_cfg_fail(c, "longer than %u bytes", BROKER_TEMPLATE_MAX);
+				lk_cfg_pop(c, mark);
+				goto out;
+			}
+			if ((fs->template_text = dup_or_fail(c, tpl, &rc)) == NULL)
+				goto out;
+		} else {
+			FILE *f = fopen(tpl_file, "r");
+			size_t n;
+
+			fs->template_text = calloc(1, BROKER_TEMPLATE_MAX + 2);
+			if (fs->template_text == NULL) {
+				if (f != NULL)
+					fclose(f);
+				rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+				goto out;
+			}
+			if (f == NULL) {
+				size_t mark = lk_cfg_push_key(c, "template_file");
+
+				rc = lk_cfg_fail(c, "cannot read %s: %s", tpl_file, strerror(errno));
+				lk_cfg_pop(c, mark);
+				goto out;
+			}
+			n = fread(fs->template_text, 1, BROKER_TEMPLATE_MAX + 1, f);
+			fclose(f);
+			if (n > BROKER_TEMPLATE_MAX) {
+				size_t mark = lk_cfg_push_key(c, "template_file");
+
+				rc = lk_cfg_fail(c, "%s is longer than %u bytes", tpl_file,
+						 BROKER_TEMPLATE_MAX);
+				lk_cfg_pop(c, mark);
+				goto out;
+			}
+		}
+	} else if (tpl != NULL || tpl_file != NULL) {
+		rc = lk_cfg_fail(c, "template and template_file need format \"template\"");
+		goto out;
+	}
+	if ((rc = lk_cfg_mode(c, obj, "mode", &fs->mode)) < 0)
+		goto out;
+	if (json_object_get(obj, "owner") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "owner", false, 0, 0x7fffffff, &id)) < 0)
+			goto out;
+		fs->owner = (uid_t)id;
+	}
+	if (json_object_get(obj, "group") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "group", false, 0, 0x7fffffff, &id)) < 0)
+			goto out;
+		fs->group = (gid_t)id;
+	}
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "pidfile", false, &s)) < 0)
+		goto out;
+	if (s != NULL && (fs->pidfile = dup_or_fail(c, s, &rc)) == NULL)
+		goto out;
+	if ((rc = parse_signal(c, obj, &fs->signal)) < 0)
+		goto out;
+	*ret = fs;
+	fs = NULL;
+out:
+	if (fs != NULL) {
+		free(fs->path);
+		free(fs->template_text);
+		free(fs->pidfile);
+		free(fs);
+	}
+	return rc;
+}
+
+static int
+parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
+	     struct broker_secret_spec *sp)
+{
+	static const char *const keys[] = { "name", "path", "kind", "required", "refresh",
+		"grace", "allow", "file", NULL };
+	static const char *const allow_keys[] = { "uids", "gids", NULL };
+	const char *s = NULL;
+	json_t *allow = NULL, *file = NULL;
+	int rc;
+
+	sp->refresh_ms = BROKER_REFRESH_DEFAULT_MS;
+	sp->grace_ms = cfg->grace_ms;
+	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+		return rc;
+	if ((rc = lk_cfg_string(c, obj, "name", true, &s)) < 0)
+		return rc;
+	if (!broker_name_valid(s)) {
+		size_t mark = lk_cfg_push_key(c, "name");
+
+		rc = lk_cfg_fail(c, "expected at most %d letters, digits, '-', '_' or '.', "
+				 "not starting with '.'", BROKER_NAME_MAX);
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		if (strcmp(cfg->secrets[i].name, s) == 0) {
+			size_t mark = lk_cfg_push_key(c, "name");
+
+			rc = lk_cfg_fail(c, "duplicate secret name (also secrets[%zu])", i);
+			lk_cfg_pop(c, mark);
+			return rc;
+		}
+	}
+	if ((sp->name = dup_or_fail(c, s, &rc)) == NULL)
+		return rc;
+	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
+		return rc;
+	if (strlen(s) >= LK_VAULT_PATH_MAX || strstr(s, "//") != NULL || s[0] == '/' ||
+	    strstr(s, "..") != NULL) {
+		size_t mark = lk_cfg_push_key(c, "path");
+
+		rc = lk_cfg_fail(c, "expected a Vault path such as \"database/creds/app\" "
+				 "(no leading '/', no empty or '..' segments)");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	if ((sp->path = dup_or_fail(c, s, &rc)) == NULL)
+		return rc;
+	s = "auto";
+	if ((rc = lk_cfg_string(c, obj, "kind", false, &s)) < 0)
+		return rc;
+	if (strcmp(s, "auto") == 0)
+		sp->kind = BROKER_KIND_AUTO;
+	else if (strcmp(s, "kv-v1") == 0)
+		sp->kind = BROKER_KIND_KV1;
+	else if (strcmp(s, "kv-v2") == 0)
+		sp->kind = BROKER_KIND_KV2;
+	else if (strcmp(s, "dynamic") == 0)
+		sp->kind = BROKER_KIND_DYNAMIC;
+	else {
+		size_t mark = lk_cfg_push_key(c, "kind");
+
+		rc = lk_cfg_fail(c, "expected \"auto\", \"kv-v1\", \"kv-v2\" or \"dynamic\"");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	if ((rc = lk_cfg_bool(c, obj, "required", &sp->required)) < 0)
+		return rc;
+	if ((rc = lk_cfg_duration(c, obj, "refresh", false, &sp->refresh_ms)) < 0)
+		return rc;
+	if (sp->refresh_ms < BROKER_REFRESH_MIN_MS) {
+		size_t mark = lk_cfg_push_key(c, "refresh");
+
+		rc = lk_cfg_fail(c, "expected at least 1s");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	if ((rc = lk_cfg_duration(c, obj, "grace", false, &sp->grace_ms)) < 0)
+		return rc;
+	if ((rc = lk_cfg_object(c, obj, "allow", false, &allow)) < 0)
+		return rc;
+	if (allow != NULL) {
+		size_t mark = lk_cfg_push_key(c, "allow");
+
+		sp->restricted = true;
+		rc = lk_cfg_keys(c, allow, allow_keys);
+		if (rc == 0)
+			rc = parse_ids(c, allow, "uids", (uint32_t **)&sp->uids, &sp->nuids);
+		if (rc == 0)
+			rc = parse_ids(c, allow, "gids", (uint32_t **)&sp->gids, &sp->ngids);
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			return rc;
+	}
+	if ((rc = lk_cfg_object(c, obj, "file", false, &file)) < 0)
+		return rc;
+	if (file != NULL) {
+		size_t mark = lk_cfg_push_key(c, "file");
+
+		rc = parse_file(c, file, &sp->file);
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The issue's examples name the backend "address"; vault/ calls it "addr". Both are
+ * accepted: a shallow copy with "address" renamed is handed to the vault parser. */
+static int
+parse_vault(struct lk_cfg *c, struct broker_config *cfg, const json_t *vobj)
+{
+	json_t *copy = NULL;
+	int rc;
+
+	if (!json_is_object(vobj))
+		return lk_cfg_fail(c, "expected an object");
+	copy = json_copy((json_t *)vobj);
+	if (copy == NULL)
+		return lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	if (json_object_get(copy, "address") != NULL) {
+		if (json_object_get(copy, "addr") != NULL) {
+			size_t mark = lk_cfg_push_key(c, "address");
+
+			rc = lk_cfg_fail(c, "give either address or addr, not both");
+			lk_cfg_pop(c, mark);
+			goto out;
+		}
+		if (!json_is_string(json_object_get(copy, "address"))) {
+			size_t mark = lk_cfg_push_key(c, "address");
+
+			rc = lk_cfg_fail(c, "expected a string");
+			lk_cfg_pop(c, mark);
+			goto out;
+		}
+		if (json_object_set(copy, "addr", json_object_get(copy, "address")) < 0 ||
+		    json_object_del(copy, "address") < 0) {
+			rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+			goto out;
+		}
+	}
+	rc = lk_vault_config_from_json(&cfg->vault, c, copy);
+out:
+	json_decref(copy);
+	return rc;
+}
+
+static int
+parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
+{
+	static const char *const keys[] = { "socket", "mode", "owner", "group", "metrics",
+		"threads", NULL };
+	const char *s = NULL;
+	int64_t v;
+	int rc;
+
+	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+		return rc;
+	if ((rc = lk_cfg_string(c, obj, "socket", false, &s)) < 0)
+		return rc;
+	if (s != NULL) {
+		if (s[0] != '/' || strlen(s) >= 108) {
+			size_t mark = lk_cfg_push_key(c, "socket");
+
+			rc = lk_cfg_fail(c, "expected an absolute path shorter than 108 bytes");
+			lk_cfg_pop(c, mark);
+			return rc;
+		}
+		free(cfg->socket_path);
+		if ((cfg->socket_path = dup_or_fail(c, s, &rc)) == NULL)
+			return rc;
+	}
+	if ((rc = lk_cfg_mode(c, obj, "mode", &cfg->socket_mode)) < 0)
+		return rc;
+	if (json_object_get(obj, "owner") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "owner", false, 0, 0x7fffffff, &v)) < 0)
+			return rc;
+		cfg->socket_owner = (uid_t)v;
+	}
+	if (json_object_get(obj, "group") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "group", false, 0, 0x7fffffff, &v)) < 0)
+			return rc;
+		cfg->socket_group = (gid_t)v;
+	}
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "metrics", false, &s)) < 0)
+		return rc;
+	if (s != NULL && (cfg->metrics_addr = dup_or_fail(c, s, &rc)) == NULL)
+		return rc;
+	v = cfg->threads;
+	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
+		return rc;
+	cfg->threads = (unsigned)v;
+	return 0;
+}
+
+int
+broker_config_parse(struct broker_config *cfg, const char *file, const json_t *root,
+		    struct lk_error *err)
+{
+	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
+		"revoke_on_shutdown", "retry", "log_level", NULL };
+	static const char *const retry_keys[] = { "initial", "max", NULL };
+	struct lk_cfg c;
+	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
+	const char *s = NULL;
+	size_t mark, i;
+	json_t *v;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	lk_vault_config_init(&cfg->vault);
+	cfg->socket_mode = 0660;
+	cfg->socket_owner = (uid_t)-1;
+	cfg->socket_group = (gid_t)-1;
+	cfg->threads = BROKER_THREADS_DEFAULT;
+	cfg->grace_ms = BROKER_GRACE_DEFAULT_MS;
+	cfg->revoke_on_shutdown = true;
+	cfg->retry_base_ms = BROKER_RETRY_BASE_DEFAULT_MS;
+	cfg->retry_cap_ms = BROKER_RETRY_CAP_DEFAULT_MS;
+	lk_cfg_init(&c, file, err);
+	if ((cfg->file = strdup(file)) == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	if ((rc = lk_cfg_keys(&c, root, keys)) < 0)
+		goto out;
+	if ((rc = lk_cfg_object(&c, root, "vault", true, &vault)) < 0)
+		goto out;
+	mark = lk_cfg_push_key(&c, "vault");
+	rc = parse_vault(&c, cfg, vault);
+	lk_cfg_pop(&c, mark);
+	if (rc < 0)
+		goto out;
+	if ((cfg->socket_path = strdup(BROKER_SOCKET_DEFAULT)) == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	if ((rc = lk_cfg_object(&c, root, "listen", false, &listen)) < 0)
+		goto out;
+	if (listen != NULL) {
+		mark = lk_cfg_push_key(&c, "listen");
+		rc = parse_listen(&c, cfg, listen);
+		lk_cfg_pop(&c, mark);
+		if (rc < 0)
+			goto out;
+	}
+	if ((rc = lk_cfg_duration(&c, root, "grace", false, &cfg->grace_ms)) < 0 ||
+	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
+		goto out;
+	if ((rc = lk_cfg_string(&c, root, "log_level", false, &s)) < 0)
+		goto out;
+	if (s != NULL) {
+		enum lk_log_level lvl;
+
+		if (lk_log_level_parse(s, &lvl) < 0) {
+			mark = lk_cfg_push_key(&c, "log_level");
+			rc = lk_cfg_fail(&c, "expected \"debug\", \"info\", \"warn\" or \"error\"");
+			lk_cfg_pop(&c, mark);
+			goto out;
+		}
+		if ((cfg->log_level = strdup(s)) == NULL) {
+			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+			goto out;
+		}
+	}
+	if ((rc = lk_cfg_object(&c, root, "retry", false, &retry)) < 0)
+		goto out;
+	if (retry != NULL) {
+		mark = lk_cfg_push_key(&c, "retry");
+		rc = lk_cfg_keys(&c, retry, retry_keys);
+		if (rc == 0)
+			rc = lk_cfg_duration(&c, retry, "initial", false, &cfg->retry_base_ms);
+		if (rc == 0)
+			rc = lk_cfg_duration(&c, retry, "max", false, &cfg->retry_cap_ms);
+		if (rc == 0 && (cfg->retry_base_ms <= 0 || cfg->retry_cap_ms < cfg->retry_base_ms))
+			rc = lk_cfg_fail(&c, "expected 0 < initial <= max");
+		lk_cfg_pop(&c, mark);
+		if (rc < 0)
+			goto out;
+	}
+	if ((rc = lk_cfg_array(&c, root, "secrets", true, &secrets)) < 0)
+		goto out;
+	if (json_array_size(secrets) == 0 || json_array_size(secrets) > BROKER_SECRETS_MAX) {
+		mark = lk_cfg_push_key(&c, "secrets");
+		rc = lk_cfg_fail(&c, "expected between 1 and %d secrets", BROKER_SECRETS_MAX);
+		lk_cfg_pop(&c, mark);
+		goto out;
+	}
+	cfg->secrets = calloc(json_array_size(secrets), sizeof(*cfg->secrets));
+	if (cfg->secrets == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+		goto out;
+	}
+	mark = lk_cfg_push_key(&c, "secrets");
+	json_array_foreach(secrets, i, v) {
+		size_t m2 = lk_cfg_push_index(&c, i);
+
+		rc = parse_secret(&c, cfg, v, &cfg->secrets[i]);
+		cfg->nsecrets = i + 1;
+		lk_cfg_pop(&c, m2);
+		if (rc < 0)
+			break;
+	}
+	lk_cfg_pop(&c, mark);
+out:
+	if (rc < 0)
+		broker_config_clear(cfg);
+	return rc;
+}
+
+int
+broker_config_load(struct broker_config *cfg, const char *file, struct lk_error *err)
+{
+	struct lk_vault_error verr;
+	json_t *root;
+	int rc;
+
+	root = lk_cfg_load_file(file, err);
+	if (root == NULL)
+		return err != NULL && err->code < 0 ? err->code : -EINVAL;
+	rc = broker_config_parse(cfg, file, root, err);
+	json_decref(root);
+	if (rc < 0)
+		return rc;
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_config_from_env(&cfg->vault, &verr);
+	if (rc < 0) {
+		lk_error_set(err, rc, "%s: vault settings from the environment: %s", file,
+			     verr.base.msg);
+		broker_config_clear(cfg);
+	}
+	return rc;
+}
+
+void
+broker_config_clear(struct broker_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		struct broker_secret_spec *sp = &cfg->secrets[i];
+
+		free(sp->name);
+		free(sp->path);
+		free(sp->uids);
+		free(sp->gids);
+		if (sp->file != NULL) {
+			free(sp->file->path);
+			free(sp->file->template_text);
+			free(sp->file->pidfile);
+			free(sp->file);
+		}
+	}
+	free(cfg->secrets);
+	free(cfg->file);
+	free(cfg->socket_path);
+	free(cfg->metrics_addr);
+	free(cfg->log_level);
+	lk_vault_config_clear(&cfg->vault);
+	memset(cfg, 0, sizeof(*cfg));
+}

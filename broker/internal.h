@@ -1,0 +1,389 @@
+/* internal.h — the broker's own contracts between its files (config, arena, snapshot,
+ * scheduler, server, render, metrics). Nothing outside broker/ and its tests includes it;
+ * the module's public face is broker.h. The design is in docs/internals/broker.md. */
+#ifndef LK_BROKER_INTERNAL_H
+#define LK_BROKER_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/backoff.h"
+#include "common/error.h"
+#include "common/httpd.h"
+#include "common/metrics.h"
+#include "vault/vault.h"
+
+/* ---- limits and defaults ----------------------------------------------------------- */
+
+/* Most secrets one broker serves. */
+#define BROKER_SECRETS_MAX 4096
+/* Longest secret name (URL-safe: letters, digits, '-', '_', '.'). */
+#define BROKER_NAME_MAX 128
+/* Most entries in one allow.uids or allow.gids list. */
+#define BROKER_ALLOW_MAX 256
+/* Largest inline template or template file. */
+#define BROKER_TEMPLATE_MAX (64u << 10)
+/* Longest file path in the configuration. */
+#define BROKER_FILE_PATH_MAX 1024
+/* Largest pidfile read before signalling. */
+#define BROKER_PIDFILE_MAX 64
+/* Most long-poll readers suspended at once; more get 503. */
+#define BROKER_WAITERS_MAX 4096
+/* Longest wait a blocking read may ask for. */
+#define BROKER_WAIT_MAX_MS (10 * 60 * 1000LL)
+/* The wait of a blocking read that names an index but no wait. */
+#define BROKER_WAIT_DEFAULT_MS (5 * 60 * 1000LL)
+/* Longest error text kept for status and readiness. */
+#define BROKER_REASON_MAX 256
+/* Most keys one secret may have (each gets a text/plain route). */
+#define BROKER_KEYS_MAX 1024
+
+#define BROKER_SOCKET_DEFAULT "/run/latchkey/broker.sock"
+#define BROKER_REFRESH_DEFAULT_MS (5 * 60 * 1000LL)
+#define BROKER_GRACE_DEFAULT_MS (30 * 1000LL)
+#define BROKER_RETRY_BASE_DEFAULT_MS 500
+#define BROKER_RETRY_CAP_DEFAULT_MS (30 * 1000LL)
+/* Backend timeouts unless the vault object sets them: short, so that a stuck backend
+ * cannot hold the scheduler (and shutdown) for long. */
+#define BROKER_VAULT_CONNECT_TIMEOUT_MS 2000
+#define BROKER_VAULT_TIMEOUT_MS 4000
+/* Shortest refresh interval accepted. */
+#define BROKER_REFRESH_MIN_MS 1000
+/* Serving threads unless listen.threads says otherwise. */
+#define BROKER_THREADS_DEFAULT 2
+/* A lease is revoked at least this long before its expiry (or not at all). */
+#define BROKER_REVOKE_MARGIN_MS 500
+/* Shutdown must be over within this time (the issue's 5 s, with room for exit). */
+#define BROKER_SHUTDOWN_BUDGET_MS 4000
+
+/* ---- configuration (broker/config.c) ----------------------------------------------- */
+
+enum broker_kind { BROKER_KIND_AUTO = 0, BROKER_KIND_KV1, BROKER_KIND_KV2, BROKER_KIND_DYNAMIC };
+enum broker_format { BROKER_FORMAT_JSON = 0, BROKER_FORMAT_ENV, BROKER_FORMAT_TEMPLATE };
+
+struct broker_file_spec {
+	char *path;                 /* owned */
+	enum broker_format format;
+	char *template_text;        /* owned; the template, read from template_file if given */
+	mode_t mode;                /* default 0400 */
+	uid_t owner;                /* (uid_t)-1: leave */
+	gid_t group;                /* (gid_t)-1: leave */
+	char *pidfile;              /* owned; NULL: no signal */
+	int signal;                 /* default SIGHUP */
+};
+
+struct broker_secret_spec {
+	char *name;                 /* owned */
+	char *path;                 /* owned: the Vault path, e.g. "database/creds/app" */
+	enum broker_kind kind;
+	bool required;
+	int64_t refresh_ms;         /* KV re-read interval */
+	int64_t grace_ms;           /* old lease revoked this long after a rotation */
+	bool restricted;            /* an allow object was given */
+	uid_t *uids;                /* owned */
+	size_t nuids;
+	gid_t *gids;                /* owned */
+	size_t ngids;
+	struct broker_file_spec *file; /* owned; NULL: no file */
+};
+
+struct broker_config {
+	char *file;                 /* owned: the file name used in messages */
+	struct lk_vault_config vault;
+	char *socket_path;          /* owned */
+	mode_t socket_mode;         /* default 0660 */
+	uid_t socket_owner;         /* (uid_t)-1: leave */
+	gid_t socket_group;         /* (gid_t)-1: leave */
+	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
+	unsigned threads;
+	int64_t grace_ms;
+	bool revoke_on_shutdown;
+	int64_t retry_base_ms;
+	int64_t retry_cap_ms;
+	char *log_level;            /* owned; NULL: info */
+	struct broker_secret_spec *secrets; /* owned */
+	size_t nsecrets;
+};
+
+/* Fills cfg (which must be zeroed) from a parsed document; file names it in messages.
+ * On error err says "FILE: KEY.PATH: what" and cfg is cleared. Does not read the
+ * environment. */
+int broker_config_parse(struct broker_config *cfg, const char *file, const json_t *root,
+			struct lk_error *err) __attribute__((warn_unused_result));
+
+/* Reads file, parses it, then fills unset vault settings from VAULT_* variables. */
+int broker_config_load(struct broker_config *cfg, const char *file, struct lk_error *err)
+	__attribute__((warn_unused_result));
+
+/* Frees everything; cfg is zeroed. NULL allowed. */
+void broker_config_clear(struct broker_config *cfg);
+
+/* True when name is a valid secret name. */
+bool broker_name_valid(const char *name);
+
+/* ---- guarded arena (broker/arena.c) ------------------------------------------------ */
+
+/* Small blocks carved from large sodium_malloc regions (guard pages, mlock, no dump),
+ * so a thousand small secrets cost a few locked pages, not a page each. Thread-safe. */
+struct broker_arena;
+
+/* owned: free with broker_arena_free (every block must have been released). */
+struct broker_arena *broker_arena_new(void);
+void broker_arena_free(struct broker_arena *a);
+/* A zeroed block of n bytes, or NULL (n == 0, n > LK_SECRET_MAX, no memory). Release with
+ * broker_arena_release, which zeroes it. */
+void *broker_arena_alloc(struct broker_arena *a, size_t n);
+void broker_arena_release(struct broker_arena *a, void *p);
+/* Bytes held in regions (for tests and metrics). */
+size_t broker_arena_bytes(struct broker_arena *a);
+
+/* ---- snapshots (broker/snapshot.c) ------------------------------------------------- */
+
+/* One immutable version of a secret: the pre-rendered response body, the value of each
+ * key, and lease facts. Reference-counted; the payload lives in the arena and is zeroed
+ * when the last reference goes. */
+struct broker_kv {
+	const char *key;            /* NUL-terminated */
+	const char *value;          /* the string value, or compact JSON for other types */
+	size_t value_len;
+};
+
+struct broker_lease_info {
+	bool leased;                /* a lease_id came with it */
+	bool renewable;
+	int64_t ttl_s;              /* granted by the last read or renewal */
+	int64_t expires_mono_ms;    /* 0: never */
+	int64_t expires_real_ms;    /* 0: never */
+};
+
+struct broker_snapshot {
+	atomic_uint refs;
+	struct broker_arena *arena; /* borrowed */
+	uint64_t version;
+	struct broker_lease_info lease;
+	unsigned char digest[32];   /* BLAKE2b of the canonical data */
+	char *mem;                  /* the arena block */
+	const char *body;           /* {"name","version","data","lease"} + "\n" */
+	size_t body_len;
+	const char *data_json;      /* compact, sorted keys */
+	size_t data_len;
+	struct broker_kv *keys;     /* sorted by key */
+	size_t nkeys;
+};
+
+/* Digest of the canonical (compact, sorted) form of data. 0 or -ENOMEM/-E2BIG. */
+int broker_data_digest(struct broker_arena *a, const json_t *data, unsigned char out[32])
+	__attribute__((warn_unused_result));
+
+/* A new snapshot with one reference. data (borrowed) must be an object. owned: release
+ * with broker_snapshot_unref. 0, -EINVAL, -E2BIG or -ENOMEM. */
+int broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
+			const json_t *data, const struct broker_lease_info *lease,
+			struct broker_snapshot **ret) __attribute__((warn_unused_result));
+
+/* The same data and version with new lease facts (after a renewal). */
+int broker_snapshot_relabel(const struct broker_snapshot *old, const char *name,
+			    const struct broker_lease_info *lease, struct broker_snapshot **ret)
+	__attribute__((warn_unused_result));
+
+struct broker_snapshot *broker_snapshot_ref(struct broker_snapshot *s);
+/* Drops a reference; the last one zeroes and frees. NULL allowed. Usable as a release
+ * callback (void *). */
+void broker_snapshot_unref(struct broker_snapshot *s);
+void broker_snapshot_release(void *s);
+
+/* The value of key, borrowed from s, or NULL. */
+const struct broker_kv *broker_snapshot_key(const struct broker_snapshot *s, const char *key);
+
+/* True when the snapshot's credential has expired at now_mono_ms. */
+bool broker_snapshot_expired(const struct broker_snapshot *s, int64_t now_mono_ms);
+
+/* ---- scheduling math (broker/scheduler.c; pure, for tests) ------------------------- */
+
+/* When to renew a lease or token granted ttl_ms at now: 2/3 of ttl, +-10% jitter from b. */
+int64_t broker_renew_at(int64_t now_ms, int64_t ttl_ms, struct lk_backoff *rng);
+/* When to fetch a replacement for a credential issued at issued_ms that expires at
+ * expires_ms: while at least 1/5 of its lifetime is left (aims at 1/4..3/10 left); never
+ * before now. */
+int64_t broker_rotate_at(int64_t now_ms, int64_t issued_ms, int64_t expires_ms,
+			 struct lk_backoff *rng);
+/* When to revoke a replaced lease: now + grace, but never past expires_ms minus
+ * BROKER_REVOKE_MARGIN_MS (never before now); expires_ms 0 means no expiry. */
+int64_t broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms);
+/* The next KV re-read: refresh +-10%. */
+int64_t broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng);
+
+/* ---- live state -------------------------------------------------------------------- */
+
+enum broker_state {
+	BROKER_STATE_PENDING = 0,   /* not loaded yet */
+	BROKER_STATE_VALID,         /* loaded, unexpired, backend answering */
+	BROKER_STATE_STALE,         /* loaded and unexpired, but the last backend call failed */
+	BROKER_STATE_EXPIRED,       /* loaded but expired: never served */
+	BROKER_STATE_FAILED,        /* never loaded, the backend call failed */
+};
+#define BROKER_STATE_COUNT 5
+
+const char *broker_state_name(enum broker_state s);
+
+/* Copies src (NULL: "") into dst of size n, cut to fit, always NUL-terminated. */
+void broker_copy_text(char *dst, size_t n, const char *src);
+
+enum broker_action {
+	BROKER_ACT_FETCH = 0,       /* first read, rotation or KV refresh */
+	BROKER_ACT_RENEW,           /* lease renewal */
+};
+
+struct broker_metrics;
+
+struct broker_entry {
+	const struct broker_secret_spec *spec; /* borrowed from the config */
+	size_t index;
+
+	pthread_mutex_t lock;       /* guards the members down to next_mono_ms */
+	struct broker_snapshot *current;
+	bool failing;               /* the last backend call for it failed */
+	char reason[BROKER_REASON_MAX];
+	int64_t last_renewal_real_ms;
+	int64_t next_mono_ms;
+	enum broker_action next_action;
+
+	/* scheduler thread only */
+	uint64_t version;
+	char *lease_id;             /* owned */
+	int64_t issued_mono_ms;
+	int64_t expires_mono_ms;
+	int64_t lease_duration_s;   /* as first granted: the renewal increment */
+	int64_t learned_life_ms;    /* issue to capped expiry of an earlier credential; 0: unknown */
+	bool renewable;
+	bool loaded;
+	struct lk_backoff backoff;
+};
+
+struct broker_revocation {
+	char *lease_id;             /* owned */
+	size_t entry;               /* which secret it belonged to */
+	int64_t at_mono_ms;
+	int64_t expires_mono_ms;
+};
+
+struct broker_waiter;
+
+struct broker {
+	struct broker_config *cfg;  /* borrowed */
+	struct lk_vault_client *vault;
+	struct broker_arena *arena;
+	struct broker_entry *entries;
+	size_t n;
+	struct broker_metrics *metrics;
+	int64_t started_mono_ms;
+
+	/* scheduler */
+	pthread_t thread;
+	bool thread_running;
+	bool thread_abandoned;      /* still in a backend call at exit: state not freed */
+	pthread_mutex_t lock;       /* guards stopping and the token status below */
+	pthread_cond_t cond;
+	bool stopping;
+	bool shutdown_done;         /* the scheduler finished its shutdown revocations */
+	bool logged_in;
+	int64_t last_login_mono_ms;
+	int64_t token_next_mono_ms;
+	int64_t token_expires_mono_ms; /* 0: never */
+	bool token_renewable;
+	int64_t token_ttl_s;
+	bool token_capped;
+	struct lk_backoff token_backoff;
+	bool backend_ok;
+	char backend_reason[BROKER_REASON_MAX];
+	atomic_bool announced_ready;
+
+	struct broker_revocation *revocations; /* scheduler thread only */
+	size_t nrevocations;
+
+	/* server */
+	struct lk_httpd *httpd;
+	struct lk_httpd *metrics_httpd;
+	pthread_mutex_t waiters_lock;
+	struct broker_waiter *waiters;
+	size_t nwaiters;
+	pthread_t sweeper;
+	bool sweeper_running;
+	pthread_cond_t sweeper_cond;
+	bool sweeper_stop;
+};
+
+/* Sets up b for cfg (borrowed, must outlive b): entries, arena, metrics, vault client.
+ * 0 or a negative errno with err set. */
+int broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
+	__attribute__((warn_unused_result));
+void broker_fini(struct broker *b);
+
+/* Current snapshot with a reference (NULL when none); the caller unrefs. */
+struct broker_snapshot *broker_entry_snapshot(struct broker_entry *e);
+/* The entry's state at now. */
+enum broker_state broker_entry_state(struct broker_entry *e, int64_t now_mono_ms);
+/* True when every required secret is loaded and unexpired; reason says why not. */
+bool broker_ready(struct broker *b, char *reason, size_t reasonlen);
+struct broker_entry *broker_find(struct broker *b, const char *name);
+
+/* The scheduler thread (broker/scheduler.c). */
+int broker_scheduler_start(struct broker *b) __attribute__((warn_unused_result));
+/* Asks the scheduler to stop, lets it revoke leases (when configured) within the budget,
+ * and joins it. */
+void broker_scheduler_stop(struct broker *b);
+
+/* ---- server (broker/server.c) ------------------------------------------------------ */
+
+int broker_server_start(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
+/* Stops accepting, answers what is in flight (suspended readers get the current
+ * snapshot), removes the socket. */
+void broker_server_stop(struct broker *b);
+/* Wakes the blocking readers of entry (its version changed). */
+void broker_server_notify(struct broker *b, size_t entry);
+/* True when peer may read spec. */
+bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
+
+/* ---- files (broker/render.c) ------------------------------------------------------- */
+
+/* Renders s to fs->path atomically (temporary file in the same directory, fsync, rename)
+ * with fs->mode, then signals the pidfile's process when one is named. err names the
+ * file, never a value. */
+int broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
+		       struct lk_error *err) __attribute__((warn_unused_result));
+/* Renders s into out (a wipe buffer) in fs->format; for tests. */
+int broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
+		  struct lk_buf *out, struct lk_error *err) __attribute__((warn_unused_result));
+
+/* ---- metrics (broker/metrics.c) ---------------------------------------------------- */
+
+enum broker_route {
+	BROKER_ROUTE_LIST = 0, BROKER_ROUTE_SECRET, BROKER_ROUTE_KEY, BROKER_ROUTE_HEALTH,
+	BROKER_ROUTE_READY, BROKER_ROUTE_METRICS, BROKER_ROUTE_OTHER,
+};
+#define BROKER_ROUTE_COUNT 7
+
+enum broker_event {
+	BROKER_EV_RENEWAL = 0, BROKER_EV_RENEWAL_FAILURE, BROKER_EV_ROTATION,
+	BROKER_EV_ROTATION_FAILURE, BROKER_EV_REVOCATION, BROKER_EV_REVOCATION_FAILURE,
+	BROKER_EV_REFRESH, BROKER_EV_REFRESH_FAILURE,
+};
+#define BROKER_EV_COUNT 8
+
+struct broker_metrics *broker_metrics_new(struct broker *b);
+void broker_metrics_free(struct broker_metrics *m);
+void broker_metrics_request(struct broker_metrics *m, enum broker_route route, unsigned code,
+			    int64_t elapsed_ns);
+void broker_metrics_event(struct broker_metrics *m, size_t entry, enum broker_event ev);
+void broker_metrics_login(struct broker_metrics *m, bool ok);
+void broker_metrics_token_renewal(struct broker_metrics *m, bool ok);
+void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
+/* Renders the registry (refreshing the per-secret gauges first). */
+int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
+
+#endif

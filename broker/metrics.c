@@ -1,0 +1,297 @@
+/* metrics.c — the broker's Prometheus metrics, all named latchkey_broker_*.
+ *
+ * Series used on hot paths (requests by route and code, per-secret events) are looked up
+ * once and kept; gauges that depend on time (seconds until expiry, secrets by state,
+ * readiness) are refreshed when the registry is rendered. Labels carry secret names,
+ * routes and codes, never values.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/internal.h"
+#include "common/clock.h"
+
+/* The status codes the server answers with; any other is counted as "other". */
+static const unsigned codes[] = { 200, 400, 403, 404, 405, 413, 431, 500, 503 };
+#define NCODES (sizeof(codes) / sizeof(codes[0]))
+
+static const char *const route_names[BROKER_ROUTE_COUNT] = {
+	"list", "secret", "key", "health", "ready", "metrics", "other",
+};
+
+static const char *const event_names[BROKER_EV_COUNT] = {
+	"renewals_total", "renewal_failures_total", "rotations_total",
+	"rotation_failures_total", "revocations_total", "revocation_failures_total",
+	"refreshes_total", "refresh_failures_total",
+};
+
+static const char *const event_help[BROKER_EV_COUNT] = {
+	"Lease renewals that succeeded, per secret.",
+	"Lease renewals that failed, per secret.",
+	"Credentials replaced by a new one before expiry, per secret.",
+	"Reads of a replacement credential that failed, per secret.",
+	"Replaced or shutdown leases revoked, per secret.",
+	"Lease revocations that failed, per secret.",
+	"Re-reads of static (KV) secrets, per secret.",
+	"Re-reads of static (KV) secrets that failed, per secret.",
+};
+
+/* Backend request latency buckets, seconds. */
+static const double backend_buckets[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+};
+
+struct broker_metrics {
+	struct broker *b;
+	struct lk_metrics *reg;
+	struct lk_metric *request_family, *latency_family, *expiry_family;
+	/* Created on first use (so unused pairs stay out of the output), then kept. */
+	_Atomic(struct lk_series *) requests[BROKER_ROUTE_COUNT][NCODES + 1];
+	_Atomic(struct lk_series *) latency[BROKER_ROUTE_COUNT];
+	/* Per-secret series are created on first use: a thousand KV secrets that are never
+	 * renewed should not carry a thousand idle renewal counters. */
+	struct lk_metric *event_family[BROKER_EV_COUNT], *version_family;
+	_Atomic(struct lk_series *) *events; /* n * BROKER_EV_COUNT */
+	struct lk_series **expiry;          /* n; under render_lock */
+	struct lk_series **version;         /* n; under render_lock */
+	struct lk_series *states[BROKER_STATE_COUNT];
+	struct lk_series *logins, *login_failures, *token_renewals, *token_renewal_failures;
+	struct lk_series *ready, *backend_up;
+	struct lk_metric *backend_latency;
+	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
+};
+
+struct broker_metrics *
+broker_metrics_new(struct broker *b)
+{
+	static const char *const route_code[] = { "route", "code", NULL };
+	static const char *const route[] = { "route", NULL };
+	static const char *const secret[] = { "secret", NULL };
+	static const char *const state[] = { "state", NULL };
+	static const char *const op[] = { "op", NULL };
+	struct broker_metrics *m;
+	struct lk_metric *req, *lat, *ev[BROKER_EV_COUNT], *exp, *ver, *st, *lg, *lgf, *tr, *trf;
+	struct lk_metric *rd, *up;
+	char name[96];
+
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return NULL;
+	m->b = b;
+	pthread_mutex_init(&m->render_lock, NULL);
+	m->reg = lk_metrics_new();
+	m->events = calloc(b->n * BROKER_EV_COUNT + 1, sizeof(*m->events));
+	m->expiry = calloc(b->n + 1, sizeof(*m->expiry));
+	m->version = calloc(b->n + 1, sizeof(*m->version));
+	if (m->reg == NULL || m->events == NULL || m->expiry == NULL || m->version == NULL)
+		goto fail;
+	req = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_requests_total",
+			     "Socket API requests by route and status code.", route_code, NULL, 0);
+	lat = lk_metrics_add(m->reg, LK_HISTOGRAM, "latchkey_broker_request_duration_seconds",
+			     "Time to answer a socket API request.", route, NULL, 0);
+	for (size_t i = 0; i < BROKER_EV_COUNT; i++) {
+		strcpy(name, "latchkey_broker_");
+		strcat(name, event_names[i]);
+		ev[i] = lk_metrics_add(m->reg, LK_COUNTER, name, event_help[i], secret, NULL, 0);
+		if (ev[i] == NULL)
+			goto fail;
+	}
+	exp = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_secret_expiry_seconds",
+			     "Seconds until the served credential expires (absent: never).",
+			     secret, NULL, 0);
+	ver = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_secret_version",
+			     "Version of the served snapshot (bumps when the content changes).",
+			     secret, NULL, 0);
+	st = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_secrets",
+			    "Secrets by state: pending, valid, stale, expired, failed.", state, NULL, 0);
+	lg = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_logins_total",
+			    "Logins to the backend that succeeded.", NULL, NULL, 0);
+	lgf = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_login_failures_total",
+			     "Logins to the backend that failed.", NULL, NULL, 0);
+	tr = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_token_renewals_total",
+			    "Token renewals that succeeded.", NULL, NULL, 0);
+	trf = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_token_renewal_failures_total",
+			     "Token renewals that failed.", NULL, NULL, 0);
+	rd = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_ready",
+			    "1 when every required secret is loaded and unexpired.", NULL, NULL, 0);
+	up = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_backend_up",
+			    "1 when the last backend call got an answer.", NULL, NULL, 0);
+	m->backend_latency = lk_metrics_add(m->reg, LK_HISTOGRAM,
+					    "latchkey_broker_backend_request_duration_seconds",
+					    "Backend calls by operation.", op, backend_buckets,
+					    sizeof(backend_buckets) / sizeof(backend_buckets[0]));
+	if (req == NULL || lat == NULL || exp == NULL || ver == NULL || st == NULL || lg == NULL ||
+	    lgf == NULL || tr == NULL || trf == NULL || rd == NULL || up == NULL ||
+	    m->backend_latency == NULL)
+		goto fail;
+	m->request_family = req;
+	m->latency_family = lat;
+	m->expiry_family = exp;
+	for (size_t e = 0; e < BROKER_EV_COUNT; e++)
+		m->event_family[e] = ev[e];
+	m->version_family = ver;
+	for (size_t i = 0; i < b->n * BROKER_EV_COUNT; i++)
+		atomic_init(&m->events[i], NULL);
+	for (size_t s = 0; s < BROKER_STATE_COUNT; s++) {
+		const char *vals[1] = { broker_state_name((enum broker_state)s) };
+
+		if ((m->states[s] = lk_metric_series(st, vals)) == NULL)
+			goto fail;
+	}
+	m->logins = lk_metric_series(lg, NULL);
+	m->login_failures = lk_metric_series(lgf, NULL);
+	m->token_renewals = lk_metric_series(tr, NULL);
+	m->token_renewal_failures = lk_metric_series(trf, NULL);
+	m->ready = lk_metric_series(rd, NULL);
+	m->backend_up = lk_metric_series(up, NULL);
+	if (m->logins == NULL || m->login_failures == NULL || m->token_renewals == NULL ||
+	    m->token_renewal_failures == NULL || m->ready == NULL || m->backend_up == NULL)
+		goto fail;
+	return m;
+fail:
+	broker_metrics_free(m);
+	return NULL;
+}
+
+void
+broker_metrics_free(struct broker_metrics *m)
+{
+	if (m == NULL)
+		return;
+	lk_metrics_free(m->reg);
+	pthread_mutex_destroy(&m->render_lock);
+	free(m->events);
+	free(m->expiry);
+	free(m->version);
+	free(m);
+}
+
+void
+broker_metrics_request(struct broker_metrics *m, enum broker_route route, unsigned code,
+		       int64_t elapsed_ns)
+{
+	struct lk_series *req, *lat;
+	size_t c;
+
+	if (m == NULL || route >= BROKER_ROUTE_COUNT)
+		return;
+	for (c = 0; c < NCODES && codes[c] != code; c++)
+		;
+	req = atomic_load_explicit(&m->requests[route][c], memory_order_acquire);
+	if (req == NULL) {
+		char text[16];
+		const char *vals[2] = { route_names[route], text };
+
+		if (c < NCODES)
+			snprintf(text, sizeof(text), "%u", codes[c]);
+		else
+			strcpy(text, "other");
+		req = lk_metric_series(m->request_family, vals);
+		if (req == NULL)
+			return;
+		atomic_store_explicit(&m->requests[route][c], req, memory_order_release);
+	}
+	lat = atomic_load_explicit(&m->latency[route], memory_order_acquire);
+	if (lat == NULL) {
+		const char *vals[1] = { route_names[route] };
+
+		lat = lk_metric_series(m->latency_family, vals);
+		if (lat == NULL)
+			return;
+		atomic_store_explicit(&m->latency[route], lat, memory_order_release);
+	}
+	lk_series_add(req, 1);
+	lk_series_observe(lat, (double)elapsed_ns / 1e9);
+}
+
+void
+broker_metrics_event(struct broker_metrics *m, size_t entry, enum broker_event ev)
+{
+	struct lk_series *s;
+
+	if (m == NULL || entry >= m->b->n || (unsigned)ev >= BROKER_EV_COUNT)
+		return;
+	s = atomic_load_explicit(&m->events[entry * BROKER_EV_COUNT + ev], memory_order_acquire);
+	if (s == NULL) {
+		const char *vals[1] = { m->b->entries[entry].spec->name };
+
+		s = lk_metric_series(m->event_family[ev], vals);
+		if (s == NULL)
+			return;
+		atomic_store_explicit(&m->events[entry * BROKER_EV_COUNT + ev], s,
+				      memory_order_release);
+	}
+	lk_series_add(s, 1);
+}
+
+void
+broker_metrics_login(struct broker_metrics *m, bool ok)
+{
+	if (m != NULL)
+		lk_series_add(ok ? m->logins : m->login_failures, 1);
+}
+
+void
+broker_metrics_token_renewal(struct broker_metrics *m, bool ok)
+{
+	if (m != NULL)
+		lk_series_add(ok ? m->token_renewals : m->token_renewal_failures, 1);
+}
+
+void
+broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms)
+{
+	const char *vals[1] = { op };
+
+	if (m != NULL)
+		lk_metric_observe(m->backend_latency, vals, (double)elapsed_ms / 1e3);
+}
+
+int
+broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
+{
+	struct broker *b = m->b;
+	int64_t now = lk_now_mono_ms();
+	double counts[BROKER_STATE_COUNT] = { 0 };
+	char reason[BROKER_REASON_MAX];
+	bool up;
+	int rc;
+
+	pthread_mutex_lock(&m->render_lock);
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+		struct broker_snapshot *s = broker_entry_snapshot(e);
+		enum broker_state st = broker_entry_state(e, now);
+
+		counts[st]++;
+		if (s != NULL) {
+			const char *names[1] = { e->spec->name };
+
+			if (m->version[i] == NULL)
+				m->version[i] = lk_metric_series(m->version_family, names);
+			if (m->version[i] != NULL)
+				lk_series_set(m->version[i], (double)s->version);
+			if (s->lease.expires_mono_ms > 0) {
+				const char *vals[1] = { e->spec->name };
+				double left = (double)(s->lease.expires_mono_ms - now) / 1e3;
+
+				if (m->expiry[i] == NULL)
+					m->expiry[i] = lk_metric_series(m->expiry_family, vals);
+				if (m->expiry[i] != NULL)
+					lk_series_set(m->expiry[i], left > 0 ? left : 0);
+			}
+		}
+		broker_snapshot_unref(s);
+	}
+	for (size_t s = 0; s < BROKER_STATE_COUNT; s++)
+		lk_series_set(m->states[s], counts[s]);
+	lk_series_set(m->ready, broker_ready(b, reason, sizeof(reason)) ? 1 : 0);
+	pthread_mutex_lock(&b->lock);
+	up = b->backend_ok;
+	pthread_mutex_unlock(&b->lock);
+	lk_series_set(m->backend_up, up ? 1 : 0);
+	rc = lk_metrics_render(m->reg, out);
+	pthread_mutex_unlock(&m->render_lock);
+	return rc;
+}

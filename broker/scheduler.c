@@ -1,0 +1,737 @@
+/* scheduler.c — the one thread that talks to the backend.
+ *
+ * It logs in, renews the token, reads every secret, renews leases, rotates credentials
+ * before they expire, re-reads KV secrets and revokes replaced leases after their grace
+ * period. Serving threads never wait on it: they read whatever snapshot is current, and
+ * check its expiry themselves. The timings are in docs/internals/broker.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+/* The longest the scheduler sleeps without looking at its timers again. */
+#define SCHED_IDLE_MAX_MS (60 * 1000LL)
+/* Revocations due while the backend fails are retried this often. */
+#define SCHED_REVOKE_RETRY_MS 1000
+/* Backend timeouts during the shutdown revocations. */
+#define SCHED_SHUTDOWN_CONNECT_MS 500
+#define SCHED_SHUTDOWN_TIMEOUT_MS 1000
+/* A 403 from the backend brings a new login forward at most this often. */
+#define SCHED_RELOGIN_MIN_MS 5000
+/* Most replaced leases waiting for revocation; beyond, a replaced lease is revoked at once. */
+#define SCHED_REVOCATIONS_MAX (2 * BROKER_SECRETS_MAX)
+
+int64_t
+broker_renew_at(int64_t now_ms, int64_t ttl_ms, struct lk_backoff *rng)
+{
+	int64_t base = ttl_ms * 2 / 3, jitter = base / 10;
+
+	if (ttl_ms <= 0)
+		return now_ms;
+	return now_ms + base - jitter + (int64_t)lk_backoff_random(rng, (uint64_t)(2 * jitter));
+}
+
+int64_t
+broker_rotate_at(int64_t now_ms, int64_t issued_ms, int64_t expires_ms, struct lk_backoff *rng)
+{
+	int64_t life = expires_ms - issued_ms, at;
+
+	if (life <= 0)
+		return now_ms;
+	at = expires_ms - life / 4 - (int64_t)lk_backoff_random(rng, (uint64_t)(life / 20));
+	return at < now_ms ? now_ms : at;
+}
+
+int64_t
+broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms)
+{
+	int64_t at = now_ms + (grace_ms > 0 ? grace_ms : 0);
+
+	if (expires_ms > 0 && at > expires_ms - BROKER_REVOKE_MARGIN_MS)
+		at = expires_ms - BROKER_REVOKE_MARGIN_MS;
+	return at < now_ms ? now_ms : at;
+}
+
+int64_t
+broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng)
+{
+	int64_t jitter = refresh_ms / 10;
+
+	return now_ms + refresh_ms - jitter + (int64_t)lk_backoff_random(rng, (uint64_t)(2 * jitter));
+}
+
+/* ---- entry status, shared with the server ---- */
+
+static void
+entry_schedule(struct broker_entry *e, int64_t at, enum broker_action act)
+{
+	pthread_mutex_lock(&e->lock);
+	e->next_mono_ms = at;
+	e->next_action = act;
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void
+entry_set_failing(struct broker_entry *e, bool failing, const char *reason)
+{
+	pthread_mutex_lock(&e->lock);
+	e->failing = failing;
+	broker_copy_text(e->reason, sizeof(e->reason), reason);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Installs s (reference handed over) as the current snapshot. */
+static void
+entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
+{
+	struct broker_snapshot *old;
+
+	pthread_mutex_lock(&e->lock);
+	old = e->current;
+	e->current = s;
+	e->failing = false;
+	e->reason[0] = '\0';
+	if (renewed)
+		e->last_renewal_real_ms = lk_now_real_ms();
+	pthread_mutex_unlock(&e->lock);
+	broker_snapshot_unref(old);
+}
+
+static void
+set_backend(struct broker *b, bool ok, const char *reason)
+{
+	pthread_mutex_lock(&b->lock);
+	b->backend_ok = ok;
+	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void
+maybe_announce_ready(struct broker *b)
+{
+	char reason[BROKER_REASON_MAX];
+
+	if (atomic_load(&b->announced_ready))
+		return;
+	if (!broker_ready(b, reason, sizeof(reason)))
+		return;
+	atomic_store(&b->announced_ready, true);
+	lk_log(LK_INFO, "ready", LK_INT("secrets", b->n),
+	       LK_INT("elapsed_ms", lk_now_mono_ms() - b->started_mono_ms));
+}
+
+/* A failed backend call: a 403 may mean the token is gone, so log in again soon. */
+static void
+note_backend_failure(struct broker *b, const struct lk_vault_error *verr, int64_t now)
+{
+	set_backend(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
+		    verr->base.msg);
+	/* Once per SCHED_RELOGIN_MIN_MS at most, and not while logins are failing anyway:
+	 * a policy that denies a thousand secrets must not cause a thousand logins. */
+	if (verr->status == 403) {
+		pthread_mutex_lock(&b->lock);
+		if (b->token_next_mono_ms > now && b->token_backoff.attempt == 0 &&
+		    now - b->last_login_mono_ms >= SCHED_RELOGIN_MIN_MS)
+			b->token_next_mono_ms = now;
+		pthread_mutex_unlock(&b->lock);
+	}
+}
+
+/* ---- revocations ---- */
+
+static void
+revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why)
+{
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms();
+	int rc;
+
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_lease_revoke(b->vault, lease_id, NULL, &verr);
+	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
+	if (rc < 0) {
+		broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION_FAILURE);
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", b->entries[entry].spec->name),
+		       LK_STR("why", why), LK_STR("error", verr.base.msg));
+		return;
+	}
+	broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION);
+	lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[entry].spec->name),
+	       LK_STR("why", why));
+}
+
+static void
+add_revocation(struct broker *b, char *lease_id, size_t entry, int64_t at, int64_t expires)
+{
+	struct broker_revocation *r;
+
+	if (b->nrevocations >= SCHED_REVOCATIONS_MAX) {
+		revoke_now(b, lease_id, entry, "too many pending revocations");
+		free(lease_id);
+		return;
+	}
+	r = realloc(b->revocations, (b->nrevocations + 1) * sizeof(*r));
+	if (r == NULL) {
+		revoke_now(b, lease_id, entry, "out of memory");
+		free(lease_id);
+		return;
+	}
+	b->revocations = r;
+	r[b->nrevocations].lease_id = lease_id;
+	r[b->nrevocations].entry = entry;
+	r[b->nrevocations].at_mono_ms = at;
+	r[b->nrevocations].expires_mono_ms = expires;
+	b->nrevocations++;
+}
+
+static void
+remove_revocation(struct broker *b, size_t i)
+{
+	free(b->revocations[i].lease_id);
+	b->revocations[i] = b->revocations[b->nrevocations - 1];
+	b->nrevocations--;
+}
+
+static void
+do_revocation(struct broker *b, size_t i, int64_t now)
+{
+	struct broker_revocation *r = &b->revocations[i];
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms();
+	int rc;
+
+	if (r->expires_mono_ms > 0 && now >= r->expires_mono_ms) {
+		/* Expired leases are the backend's to clean up. */
+		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
+		lk_log(LK_WARN, "replaced lease expired before it could be revoked",
+		       LK_STR("secret", b->entries[r->entry].spec->name));
+		remove_revocation(b, i);
+		return;
+	}
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_lease_revoke(b->vault, r->lease_id, NULL, &verr);
+	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
+	if (rc < 0 && verr.retryable) {
+		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
+		note_backend_failure(b, &verr, now);
+		lk_log(LK_WARN, "lease revocation failed, will retry",
+		       LK_STR("secret", b->entries[r->entry].spec->name),
+		       LK_STR("error", verr.base.msg));
+		r->at_mono_ms = now + SCHED_REVOKE_RETRY_MS;
+		if (r->expires_mono_ms > 0 && r->at_mono_ms > r->expires_mono_ms)
+			r->at_mono_ms = r->expires_mono_ms;
+		return;
+	}
+	if (rc < 0) {
+		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret",
+		       b->entries[r->entry].spec->name), LK_STR("error", verr.base.msg));
+	} else {
+		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION);
+		lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[r->entry].spec->name),
+		       LK_STR("why", "replaced"));
+	}
+	remove_revocation(b, i);
+}
+
+/* ---- token ---- */
+
+static void
+token_login(struct broker *b, int64_t now)
+{
+	struct lk_vault_token_info ti;
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms(), next, old_expires;
+	int rc;
+
+	memset(&ti, 0, sizeof(ti));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_auth_login(b->vault, &ti, &verr);
+	broker_metrics_backend(b->metrics, "login", lk_now_mono_ms() - t0);
+	broker_metrics_login(b->metrics, rc == 0);
+	now = lk_now_mono_ms();
+	if (rc < 0) {
+		next = now + lk_backoff_next(&b->token_backoff);
+		set_backend(b, false, verr.base.msg);
+		lk_log(LK_WARN, "login failed", LK_STR("error", verr.base.msg),
+		       LK_INT("retry_in_ms", next - now));
+		pthread_mutex_lock(&b->lock);
+		if (b->token_expires_mono_ms > 0 && now >= b->token_expires_mono_ms)
+			b->logged_in = false;
+		b->token_next_mono_ms = next;
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	lk_backoff_reset(&b->token_backoff);
+	set_backend(b, true, NULL);
+	pthread_mutex_lock(&b->lock);
+	old_expires = b->logged_in ? b->token_expires_mono_ms : 0;
+	b->logged_in = true;
+	b->last_login_mono_ms = now;
+	b->token_ttl_s = ti.lease_duration_s;
+	b->token_renewable = ti.renewable && ti.lease_duration_s > 0;
+	b->token_capped = false;
+	b->token_expires_mono_ms = ti.lease_duration_s > 0 ? now + ti.lease_duration_s * 1000 : 0;
+	b->token_next_mono_ms = ti.lease_duration_s > 0 ?
+	    broker_renew_at(now, ti.lease_duration_s * 1000, &b->token_backoff) : INT64_MAX;
+	pthread_mutex_unlock(&b->lock);
+	lk_log(LK_INFO, "logged in", LK_INT("ttl_s", ti.lease_duration_s),
+	       LK_BOOL("renewable", ti.renewable));
+	lk_vault_token_info_clear(&ti);
+	/* Leases belong to the token that read them: the backend revokes them when that
+	 * token expires. Those that would outlive the old token are replaced now. */
+	if (old_expires > 0) {
+		for (size_t i = 0; i < b->n; i++) {
+			struct broker_entry *e = &b->entries[i];
+
+			if (e->lease_id != NULL &&
+			    (e->expires_mono_ms == 0 || e->expires_mono_ms > old_expires - 1000)) {
+				entry_schedule(e, now, BROKER_ACT_FETCH);
+				lk_log(LK_INFO, "rotating a lease of the previous token",
+				       LK_STR("secret", e->spec->name));
+			}
+		}
+	}
+}
+
+static void
+token_renew(struct broker *b, int64_t now)
+{
+	struct lk_vault_token_info ti;
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms();
+	int rc;
+
+	memset(&ti, 0, sizeof(ti));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_auth_renew_self(b->vault, b->token_ttl_s, &ti, &verr);
+	broker_metrics_backend(b->metrics, "renew-self", lk_now_mono_ms() - t0);
+	broker_metrics_token_renewal(b->metrics, rc == 0);
+	now = lk_now_mono_ms();
+	if (rc < 0) {
+		lk_log(LK_WARN, "token renewal failed, logging in again",
+		       LK_STR("error", verr.base.msg));
+		token_login(b, now);
+		return;
+	}
+	pthread_mutex_lock(&b->lock);
+	b->token_expires_mono_ms = now + ti.lease_duration_s * 1000;
+	b->token_capped = ti.capped || !ti.renewable;
+	/* A capped token is near its max TTL: log in again at 2/3 of what is left. */
+	b->token_next_mono_ms = broker_renew_at(now, ti.lease_duration_s * 1000, &b->token_backoff);
+	pthread_mutex_unlock(&b->lock);
+	lk_log(LK_DEBUG, "token renewed", LK_INT("ttl_s", ti.lease_duration_s),
+	       LK_BOOL("capped", ti.capped));
+	lk_vault_token_info_clear(&ti);
+}
+
+static void
+token_action(struct broker *b, int64_t now)
+{
+	bool renew;
+
+	pthread_mutex_lock(&b->lock);
+	renew = b->logged_in && b->token_renewable && !b->token_capped &&
+		(b->token_expires_mono_ms == 0 || now < b->token_expires_mono_ms);
+	pthread_mutex_unlock(&b->lock);
+	if (renew)
+		token_renew(b, now);
+	else
+		token_login(b, now);
+}
+
+/* ---- secrets ---- */
+
+/* A KV v2 read through the logical path answers {"data": {...}, "metadata": {...}}. */
+static const json_t *
+unwrap_data(const struct broker_secret_spec *sp, const struct lk_vault_lease_secret *ls)
+{
+	json_t *inner = json_object_get(ls->data, "data");
+	json_t *meta = json_object_get(ls->data, "metadata");
+
+	if (sp->kind == BROKER_KIND_KV2)
+		return json_is_object(inner) ? inner : NULL;
+	if (sp->kind == BROKER_KIND_AUTO && ls->lease_id == NULL && json_is_object(meta) &&
+	    json_object_size(ls->data) == 2 && json_object_get(meta, "version") != NULL) {
+		/* data.data null: the version is deleted or destroyed. */
+		return json_is_object(inner) ? inner : NULL;
+	}
+	return ls->data;
+}
+
+static void
+entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
+	      enum broker_event ev, enum broker_action retry_action, int64_t now)
+{
+	int64_t next = now + lk_backoff_next(&e->backoff);
+
+	broker_metrics_event(b->metrics, e->index, ev);
+	entry_set_failing(e, true, reason);
+	/* A renewal retried past the point of rotation becomes a rotation. */
+	if (retry_action == BROKER_ACT_RENEW && e->expires_mono_ms > 0 &&
+	    next > e->expires_mono_ms - (e->expires_mono_ms - e->issued_mono_ms) / 5)
+		retry_action = BROKER_ACT_FETCH;
+	entry_schedule(e, next, retry_action);
+	lk_log(LK_WARN, what, LK_STR("secret", e->spec->name), LK_STR("error", reason),
+	       LK_INT("retry_in_ms", next - now));
+}
+
+/* The next renewal of a renewable lease, or its rotation when the max TTL learnt from an
+ * earlier credential of the same secret says the lease will be capped before then. */
+static void
+schedule_renewal(struct broker_entry *e, int64_t now, int64_t ttl_s)
+{
+	int64_t at = broker_renew_at(now, ttl_s * 1000, &e->backoff), rotate;
+
+	if (e->learned_life_ms > 0) {
+		rotate = broker_rotate_at(now, e->issued_mono_ms,
+					  e->issued_mono_ms + e->learned_life_ms, &e->backoff);
+		if (rotate <= at) {
+			entry_schedule(e, rotate, BROKER_ACT_FETCH);
+			return;
+		}
+	}
+	entry_schedule(e, at, BROKER_ACT_RENEW);
+}
+
+static void
+entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
+{
+	const struct broker_secret_spec *sp = e->spec;
+	struct lk_vault_lease_secret ls;
+	struct lk_vault_error verr;
+	struct broker_lease_info li;
+	struct broker_snapshot *s = NULL;
+	unsigned char digest[32];
+	const json_t *data;
+	bool changed, leased, first = !e->loaded;
+	int64_t t0 = lk_now_mono_ms(), replaced_left_ms = -1, replaced_life_ms = -1;
+	enum broker_event fail_ev = e->lease_id != NULL ? BROKER_EV_ROTATION_FAILURE :
+				    BROKER_EV_REFRESH_FAILURE;
+	int rc;
+
+	memset(&ls, 0, sizeof(ls));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_lease_read(b->vault, sp->path, &ls, &verr);
+	broker_metrics_backend(b->metrics, "read", lk_now_mono_ms() - t0);
+	now = lk_now_mono_ms();
+	if (rc < 0) {
+		note_backend_failure(b, &verr, now);
+		entry_failure(b, e, "secret read failed", verr.base.msg, fail_ev, BROKER_ACT_FETCH,
+			      now);
+		return;
+	}
+	set_backend(b, true, NULL);
+	data = unwrap_data(sp, &ls);
+	if (data == NULL) {
+		entry_failure(b, e, "secret read failed", "the KV version has no data (deleted or "
+			      "destroyed)", fail_ev, BROKER_ACT_FETCH, now);
+		goto out;
+	}
+	if (broker_data_digest(b->arena, data, digest) < 0) {
+		entry_failure(b, e, "secret read failed", "the secret is too large", fail_ev,
+			      BROKER_ACT_FETCH, now);
+		goto out;
+	}
+	{
+		struct broker_snapshot *cur = broker_entry_snapshot(e);
+
+		changed = cur == NULL || sodium_memcmp(cur->digest, digest, sizeof(digest)) != 0;
+		broker_snapshot_unref(cur);
+	}
+	leased = ls.lease_id != NULL && sp->kind != BROKER_KIND_KV1 && sp->kind != BROKER_KIND_KV2;
+	memset(&li, 0, sizeof(li));
+	li.leased = leased;
+	li.renewable = leased && ls.renewable;
+	li.ttl_s = ls.lease_duration_s;
+	if (leased && ls.lease_duration_s > 0) {
+		li.expires_mono_ms = now + ls.lease_duration_s * 1000;
+		li.expires_real_ms = lk_now_real_ms() + ls.lease_duration_s * 1000;
+	}
+	rc = broker_snapshot_new(b->arena, sp->name, changed ? e->version + 1 : e->version, data,
+				 &li, &s);
+	if (rc < 0) {
+		entry_failure(b, e, "secret read failed", rc == -E2BIG ? "the secret is too large" :
+			      "out of memory", fail_ev, BROKER_ACT_FETCH, now);
+		goto out;
+	}
+	if (changed)
+		e->version++;
+	if (e->lease_id != NULL && e->expires_mono_ms > 0) {
+		replaced_left_ms = e->expires_mono_ms - now;
+		replaced_life_ms = e->expires_mono_ms - e->issued_mono_ms;
+	}
+	/* The replaced lease stays valid for the grace period, for readers that took it. */
+	if (e->lease_id != NULL && (ls.lease_id == NULL || strcmp(e->lease_id, ls.lease_id) != 0)) {
+		add_revocation(b, e->lease_id, e->index,
+			       broker_revoke_at(now, sp->grace_ms, e->expires_mono_ms),
+			       e->expires_mono_ms);
+		e->lease_id = NULL;
+	}
+	free(e->lease_id);
+	e->lease_id = NULL;
+	if (leased) {
+		e->lease_id = ls.lease_id;
+		ls.lease_id = NULL;
+	}
+	e->issued_mono_ms = now;
+	e->expires_mono_ms = li.expires_mono_ms;
+	e->lease_duration_s = ls.lease_duration_s;
+	e->renewable = li.renewable;
+	e->loaded = true;
+	entry_swap(e, s, false);
+	lk_backoff_reset(&e->backoff);
+
+	if (leased && li.renewable && ls.lease_duration_s > 0)
+		schedule_renewal(e, now, ls.lease_duration_s);
+	else if (leased && ls.lease_duration_s > 0)
+		entry_schedule(e, broker_rotate_at(now, now, li.expires_mono_ms, &e->backoff),
+			       BROKER_ACT_FETCH);
+	else
+		entry_schedule(e, broker_refresh_at(now, sp->refresh_ms, &e->backoff),
+			       BROKER_ACT_FETCH);
+
+	if (first) {
+		lk_log(LK_INFO, "secret loaded", LK_STR("secret", sp->name),
+		       LK_INT("version", e->version), LK_BOOL("leased", leased),
+		       LK_INT("ttl_s", ls.lease_duration_s));
+	} else if (changed) {
+		broker_metrics_event(b->metrics, e->index, leased ? BROKER_EV_ROTATION :
+				     BROKER_EV_REFRESH);
+		lk_log(LK_INFO, leased ? "secret rotated" : "secret changed",
+		       LK_STR("secret", sp->name), LK_INT("version", e->version),
+		       LK_INT("ttl_s", ls.lease_duration_s),
+		       LK_INT("replaced_left_ms", replaced_left_ms),
+		       LK_INT("replaced_life_ms", replaced_life_ms));
+	} else {
+		broker_metrics_event(b->metrics, e->index, BROKER_EV_REFRESH);
+	}
+	if (changed) {
+		broker_server_notify(b, e->index);
+		if (sp->file != NULL) {
+			struct lk_error ferr;
+
+			lk_error_clear(&ferr);
+			if (broker_render_file(sp->file, s, &ferr) < 0)
+				lk_log(LK_WARN, "file render failed", LK_STR("secret", sp->name),
+				       LK_STR("error", ferr.msg));
+		}
+	}
+	maybe_announce_ready(b);
+out:
+	if (ls.warnings != NULL && json_array_size(ls.warnings) > 0)
+		lk_log(LK_WARN, "backend warnings", LK_STR("secret", sp->name),
+		       LK_STR("warning", json_string_value(json_array_get(ls.warnings, 0))));
+	lk_vault_lease_secret_clear(&ls);
+}
+
+static void
+entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
+{
+	const struct broker_secret_spec *sp = e->spec;
+	struct lk_vault_lease_renewal rr;
+	struct lk_vault_error verr;
+	struct broker_lease_info li;
+	struct broker_snapshot *cur, *s = NULL;
+	int64_t t0 = lk_now_mono_ms();
+	int rc;
+
+	memset(&rr, 0, sizeof(rr));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_lease_renew(b->vault, e->lease_id, e->lease_duration_s, &rr, &verr);
+	broker_metrics_backend(b->metrics, "renew", lk_now_mono_ms() - t0);
+	now = lk_now_mono_ms();
+	if (rc < 0) {
+		note_backend_failure(b, &verr, now);
+		if (!verr.retryable) {
+			/* lease expired, invalid or past its max TTL: get a new credential. */
+			broker_metrics_event(b->metrics, e->index, BROKER_EV_RENEWAL_FAILURE);
+			lk_log(LK_WARN, "lease renewal refused, rotating", LK_STR("secret", sp->name),
+			       LK_STR("error", verr.base.msg));
+			entry_schedule(e, now, BROKER_ACT_FETCH);
+			return;
+		}
+		entry_failure(b, e, "lease renewal failed", verr.base.msg,
+			      BROKER_EV_RENEWAL_FAILURE, BROKER_ACT_RENEW, now);
+		return;
+	}
+	set_backend(b, true, NULL);
+	broker_metrics_event(b->metrics, e->index, BROKER_EV_RENEWAL);
+	memset(&li, 0, sizeof(li));
+	li.leased = true;
+	li.renewable = rr.renewable;
+	li.ttl_s = rr.lease_duration_s;
+	li.expires_mono_ms = now + rr.lease_duration_s * 1000;
+	li.expires_real_ms = lk_now_real_ms() + rr.lease_duration_s * 1000;
+	e->expires_mono_ms = li.expires_mono_ms;
+	cur = broker_entry_snapshot(e);
+	if (cur != NULL && broker_snapshot_relabel(cur, sp->name, &li, &s) == 0)
+		entry_swap(e, s, true);
+	broker_snapshot_unref(cur);
+	lk_backoff_reset(&e->backoff);
+	if (rr.capped || !rr.renewable) {
+		/* The max TTL is near: fetch a replacement while enough of this one is left. */
+		int64_t at = broker_rotate_at(now, e->issued_mono_ms, e->expires_mono_ms, &e->backoff);
+
+		/* Remembered so that the next credential is replaced in time, before its own
+		 * renewal is capped (the first one can only learn it now). */
+		if (rr.capped)
+			e->learned_life_ms = e->expires_mono_ms - e->issued_mono_ms;
+		entry_schedule(e, at, BROKER_ACT_FETCH);
+		lk_log(LK_INFO, "lease renewal capped, rotation planned", LK_STR("secret", sp->name),
+		       LK_INT("ttl_s", rr.lease_duration_s), LK_INT("rotate_in_ms", at - now));
+	} else {
+		schedule_renewal(e, now, rr.lease_duration_s);
+		lk_log(LK_DEBUG, "lease renewed", LK_STR("secret", sp->name),
+		       LK_INT("ttl_s", rr.lease_duration_s));
+	}
+	lk_vault_lease_renewal_clear(&rr);
+}
+
+/* ---- the loop ---- */
+
+static void
+shutdown_revocations(struct broker *b)
+{
+	int64_t deadline = lk_now_mono_ms() + BROKER_SHUTDOWN_BUDGET_MS - 1000;
+
+	lk_vault_client_set_timeouts(b->vault, SCHED_SHUTDOWN_CONNECT_MS, SCHED_SHUTDOWN_TIMEOUT_MS);
+	while (b->nrevocations > 0) {
+		if (lk_now_mono_ms() < deadline)
+			revoke_now(b, b->revocations[0].lease_id, b->revocations[0].entry,
+				   "shutdown");
+		remove_revocation(b, 0);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+
+		if (e->lease_id == NULL)
+			continue;
+		if (lk_now_mono_ms() >= deadline) {
+			lk_log(LK_WARN, "shutdown budget spent, lease left to expire",
+			       LK_STR("secret", e->spec->name));
+			continue;
+		}
+		revoke_now(b, e->lease_id, i, "shutdown");
+	}
+}
+
+static void *
+scheduler_main(void *arg)
+{
+	struct broker *b = arg;
+
+	for (;;) {
+		int64_t now = lk_now_mono_ms(), next, token_next;
+		struct broker_entry *due = NULL;
+		size_t due_rev = SIZE_MAX;
+		bool logged_in;
+
+		pthread_mutex_lock(&b->lock);
+		if (b->stopping) {
+			pthread_mutex_unlock(&b->lock);
+			break;
+		}
+		token_next = b->token_next_mono_ms;
+		logged_in = b->logged_in;
+		pthread_mutex_unlock(&b->lock);
+
+		if (token_next <= now) {
+			token_action(b, now);
+			continue;
+		}
+		next = token_next;
+		if (logged_in) {
+			/* A scan, not a heap: a few thousand entries cost microseconds, and
+			 * events are seconds apart. */
+			for (size_t i = 0; i < b->n; i++) {
+				if (b->entries[i].next_mono_ms < next) {
+					next = b->entries[i].next_mono_ms;
+					due = &b->entries[i];
+				}
+			}
+			for (size_t i = 0; i < b->nrevocations; i++) {
+				if (b->revocations[i].at_mono_ms < next) {
+					next = b->revocations[i].at_mono_ms;
+					due_rev = i;
+					due = NULL;
+				}
+			}
+		}
+		if (next <= now) {
+			if (due_rev != SIZE_MAX)
+				do_revocation(b, due_rev, now);
+			else if (due != NULL && due->next_action == BROKER_ACT_RENEW &&
+				 due->lease_id != NULL)
+				entry_renew(b, due, now);
+			else if (due != NULL)
+				entry_fetch(b, due, now);
+			continue;
+		}
+		if (next - now > SCHED_IDLE_MAX_MS)
+			next = now + SCHED_IDLE_MAX_MS;
+		{
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += (next - now) / 1000;
+			ts.tv_nsec += ((next - now) % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_mutex_lock(&b->lock);
+			if (!b->stopping)
+				pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+			pthread_mutex_unlock(&b->lock);
+		}
+	}
+	if (b->cfg->revoke_on_shutdown)
+		shutdown_revocations(b);
+	pthread_mutex_lock(&b->lock);
+	b->shutdown_done = true;
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+int
+broker_scheduler_start(struct broker *b)
+{
+	int rc = pthread_create(&b->thread, NULL, scheduler_main, b);
+
+	if (rc != 0)
+		return -rc;
+	b->thread_running = true;
+	return 0;
+}
+
+void
+broker_scheduler_stop(struct broker *b)
+{
+	struct timespec ts;
+
+	if (!b->thread_running)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->stopping = true;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	/* A backend call in flight is bounded by the client's timeouts; past the budget the
+	 * thread is left behind (the process is about to exit). */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += BROKER_SHUTDOWN_BUDGET_MS / 1000;
+	if (pthread_timedjoin_np(b->thread, NULL, &ts) != 0) {
+		lk_log(LK_WARN, "the scheduler did not stop within the shutdown budget");
+		pthread_detach(b->thread);
+		b->thread_abandoned = true;
+	}
+	b->thread_running = false;
+}

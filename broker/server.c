@@ -1,0 +1,597 @@
+/* server.c — the socket API: routes, peer authorization, audit lines, blocking reads.
+ *
+ * A read takes a reference to the current snapshot and hands its pre-rendered body to the
+ * HTTP server as a borrowed response; the reference goes when the body has been sent.
+ * A blocking read (?index=N&wait=D) registers a waiter, then suspends; the scheduler's
+ * notify or the sweeper's deadline resumes it, and the handler runs again to answer with
+ * whatever is current. Registering before checking the version closes the race with a
+ * rotation that lands in between.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+/* Largest /metrics page rendered. */
+#define SERVER_METRICS_MAX (8u << 20)
+/* Longest a query value may be. */
+#define SERVER_QUERY_MAX 32
+/* The sweeper looks at deadlines at least this often. */
+#define SERVER_SWEEP_MAX_MS 1000
+
+struct broker_waiter {
+	struct broker_waiter *prev, *next;
+	struct broker *b;
+	struct lk_http_req *req;
+	size_t entry;
+	uint64_t index;
+	int64_t deadline_mono_ms;
+	bool linked;
+	int64_t started_ns;
+};
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+bool
+broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer)
+{
+	if (!spec->restricted)
+		return true;
+	if (peer == NULL || !peer->known)
+		return false;
+	for (size_t i = 0; i < spec->nuids; i++)
+		if (spec->uids[i] == peer->uid)
+			return true;
+	for (size_t i = 0; i < spec->ngids; i++)
+		if (spec->gids[i] == peer->gid)
+			return true;
+	return false;
+}
+
+static void
+audit(const struct lk_peer *peer, const char *secret, const char *key, uint64_t version,
+      const char *result)
+{
+	lk_log(LK_INFO, "read", LK_INT("pid", peer->known ? peer->pid : -1),
+	       LK_INT("uid", peer->known ? (int64_t)peer->uid : -1),
+	       LK_INT("gid", peer->known ? (int64_t)peer->gid : -1), LK_STR("secret", secret),
+	       LK_STR("key", key), LK_INT("version", version), LK_STR("result", result));
+}
+
+/* ---- waiters ---- */
+
+static void
+waiter_unlink_locked(struct broker *b, struct broker_waiter *w)
+{
+	if (!w->linked)
+		return;
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		b->waiters = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	w->prev = w->next = NULL;
+	w->linked = false;
+	b->nwaiters--;
+}
+
+static void
+waiter_cleanup(void *state)
+{
+	struct broker_waiter *w = state;
+
+	pthread_mutex_lock(&w->b->waiters_lock);
+	waiter_unlink_locked(w->b, w);
+	pthread_mutex_unlock(&w->b->waiters_lock);
+	free(w);
+}
+
+void
+broker_server_notify(struct broker *b, size_t entry)
+{
+	struct broker_waiter *w, *next;
+
+	pthread_mutex_lock(&b->waiters_lock);
+	for (w = b->waiters; w != NULL; w = next) {
+		next = w->next;
+		if (w->entry != entry)
+			continue;
+		waiter_unlink_locked(b, w);
+		lk_http_resume(w->req);
+	}
+	pthread_mutex_unlock(&b->waiters_lock);
+}
+
+static void *
+sweeper_main(void *arg)
+{
+	struct broker *b = arg;
+
+	pthread_mutex_lock(&b->waiters_lock);
+	while (!b->sweeper_stop) {
+		int64_t now = lk_now_mono_ms(), next = now + SERVER_SWEEP_MAX_MS;
+		struct broker_waiter *w, *nw;
+		struct timespec ts;
+
+		for (w = b->waiters; w != NULL; w = nw) {
+			nw = w->next;
+			if (w->deadline_mono_ms <= now) {
+				waiter_unlink_locked(b, w);
+				lk_http_resume(w->req);
+			} else if (w->deadline_mono_ms < next) {
+				next = w->deadline_mono_ms;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (next - now) / 1000;
+		ts.tv_nsec += ((next - now) % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&b->sweeper_cond, &b->waiters_lock, &ts);
+	}
+	pthread_mutex_unlock(&b->waiters_lock);
+	return NULL;
+}
+
+/* ---- answers ---- */
+
+static unsigned
+answer_error(struct lk_http_req *req, unsigned status, const char *error, const char *reason)
+{
+	lk_http_respond_error(req, status, error, reason);
+	return status;
+}
+
+/* Serves the current snapshot of e (or one key of it). Returns the status. */
+static unsigned
+serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const char *key)
+{
+	const struct lk_peer *peer = lk_http_peer(req);
+	struct broker_snapshot *s = broker_entry_snapshot(e);
+	char reason[BROKER_REASON_MAX + 64], etag[32];
+	int64_t now = lk_now_mono_ms();
+
+	if (s == NULL) {
+		pthread_mutex_lock(&e->lock);
+		snprintf(reason, sizeof(reason), "%s", e->failing ? e->reason :
+			 "the secret has not been read from the backend yet");
+		pthread_mutex_unlock(&e->lock);
+		audit(peer, e->spec->name, key, 0, "unavailable");
+		return answer_error(req, 503, "secret not available", reason);
+	}
+	if (broker_snapshot_expired(s, now)) {
+		uint64_t v = s->version;
+
+		broker_snapshot_unref(s);
+		pthread_mutex_lock(&e->lock);
+		snprintf(reason, sizeof(reason), "the credential expired and no replacement could be "
+			 "read%s%s", e->failing ? ": " : "", e->failing ? e->reason : "");
+		pthread_mutex_unlock(&e->lock);
+		audit(peer, e->spec->name, key, v, "expired");
+		return answer_error(req, 503, "secret expired", reason);
+	}
+	snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", s->version);
+	if (lk_http_add_header(req, "ETag", etag) < 0 ||
+	    lk_http_add_header(req, "Cache-Control", "no-store") < 0) {
+		broker_snapshot_unref(s);
+		return answer_error(req, 500, "internal error", "too many headers");
+	}
+	if (key != NULL) {
+		const struct broker_kv *kv = broker_snapshot_key(s, key);
+
+		if (kv == NULL) {
+			uint64_t v = s->version;
+
+			broker_snapshot_unref(s);
+			audit(peer, e->spec->name, key, v, "no-such-key");
+			return answer_error(req, 404, "no such key", "the secret has no key by that name");
+		}
+		audit(peer, e->spec->name, key, s->version, "ok");
+		lk_http_respond_borrowed(req, 200, "text/plain; charset=utf-8", kv->value,
+					 kv->value_len, broker_snapshot_release, s);
+		return 200;
+	}
+	audit(peer, e->spec->name, NULL, s->version, "ok");
+	lk_http_respond_borrowed(req, 200, "application/json", s->body, s->body_len,
+				 broker_snapshot_release, s);
+	return 200;
+}
+
+static unsigned
+route_list(struct broker *b, struct lk_http_req *req)
+{
+	const struct lk_peer *peer = lk_http_peer(req);
+	json_t *obj = json_object(), *arr = json_array();
+	unsigned status = 200;
+
+	if (obj == NULL || arr == NULL || json_object_set(obj, "secrets", arr) < 0) {
+		status = answer_error(req, 500, "internal error", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		if (broker_peer_allowed(b->entries[i].spec, peer) &&
+		    json_array_append_new(arr, json_string(b->entries[i].spec->name)) < 0) {
+			status = answer_error(req, 500, "internal error", "out of memory");
+			goto out;
+		}
+	}
+	lk_http_add_header(req, "Cache-Control", "no-store");
+	lk_http_respond_json(req, 200, obj);
+out:
+	json_decref(arr);
+	json_decref(obj);
+	return status;
+}
+
+static json_t *
+entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t now_real)
+{
+	struct broker_snapshot *s = broker_entry_snapshot(e);
+	enum broker_state st = broker_entry_state(e, now);
+	json_t *o = json_object();
+	char ts[LK_RFC3339_LEN];
+
+	(void)b;
+	if (o == NULL) {
+		broker_snapshot_unref(s);
+		return NULL;
+	}
+	json_object_set_new(o, "name", json_string(e->spec->name));
+	json_object_set_new(o, "version", json_integer(s != NULL ? (json_int_t)s->version : 0));
+	json_object_set_new(o, "state", json_string(broker_state_name(st)));
+	json_object_set_new(o, "required", json_boolean(e->spec->required));
+	if (s != NULL && s->lease.expires_mono_ms > 0) {
+		int64_t left = s->lease.expires_mono_ms - now;
+
+		json_object_set_new(o, "ttl", json_integer(left > 0 ? left / 1000 : 0));
+		json_object_set_new(o, "expires_at",
+				    json_string(lk_rfc3339_ms(s->lease.expires_real_ms, ts)));
+	} else {
+		json_object_set_new(o, "ttl", json_null());
+		json_object_set_new(o, "expires_at", json_null());
+	}
+	json_object_set_new(o, "leased", json_boolean(s != NULL && s->lease.leased));
+	pthread_mutex_lock(&e->lock);
+	if (e->last_renewal_real_ms > 0)
+		json_object_set_new(o, "last_renewal",
+				    json_string(lk_rfc3339_ms(e->last_renewal_real_ms, ts)));
+	else
+		json_object_set_new(o, "last_renewal", json_null());
+	json_object_set_new(o, "next_action", json_string(
+	    e->next_action == BROKER_ACT_RENEW ? "renew" :
+	    s == NULL ? "read" : s->lease.leased ? "rotate" : "refresh"));
+	json_object_set_new(o, "next_in", json_integer(e->next_mono_ms > now ?
+			    (e->next_mono_ms - now) / 1000 : 0));
+	json_object_set_new(o, "next_at", json_string(lk_rfc3339_ms(
+	    now_real + (e->next_mono_ms > now ? e->next_mono_ms - now : 0), ts)));
+	if (e->failing)
+		json_object_set_new(o, "reason", json_string(e->reason));
+	pthread_mutex_unlock(&e->lock);
+	broker_snapshot_unref(s);
+	return o;
+}
+
+static unsigned
+route_ready(struct broker *b, struct lk_http_req *req)
+{
+	const struct lk_peer *peer = lk_http_peer(req);
+	char reason[BROKER_REASON_MAX + 64];
+	bool ready = broker_ready(b, reason, sizeof(reason)), up;
+	int64_t now = lk_now_mono_ms(), now_real = lk_now_real_ms();
+	json_t *obj = json_object(), *arr = json_array(), *backend = json_object();
+	unsigned status = ready ? 200 : 503;
+
+	if (obj == NULL || arr == NULL || backend == NULL) {
+		status = answer_error(req, 500, "internal error", "out of memory");
+		goto out;
+	}
+	if (!ready) {
+		json_object_set_new(obj, "error", json_string("not ready"));
+		json_object_set_new(obj, "reason", json_string(reason));
+	}
+	json_object_set_new(obj, "ready", json_boolean(ready));
+	pthread_mutex_lock(&b->lock);
+	up = b->backend_ok;
+	json_object_set_new(backend, "ok", json_boolean(up));
+	if (!up)
+		json_object_set_new(backend, "reason", json_string(b->backend_reason));
+	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
+	pthread_mutex_unlock(&b->lock);
+	json_object_set(obj, "backend", backend);
+	for (size_t i = 0; i < b->n; i++) {
+		json_t *o;
+
+		if (!broker_peer_allowed(b->entries[i].spec, peer))
+			continue;
+		o = entry_status_json(b, &b->entries[i], now, now_real);
+		if (o != NULL)
+			json_array_append_new(arr, o);
+	}
+	json_object_set(obj, "secrets", arr);
+	lk_http_add_header(req, "Cache-Control", "no-store");
+	lk_http_respond_json(req, status, obj);
+out:
+	json_decref(backend);
+	json_decref(arr);
+	json_decref(obj);
+	return status;
+}
+
+static unsigned
+route_metrics(struct broker *b, struct lk_http_req *req)
+{
+	struct lk_buf out;
+	unsigned status = 200;
+
+	lk_buf_init(&out, SERVER_METRICS_MAX, false);
+	if (broker_metrics_render(b->metrics, &out) < 0)
+		status = answer_error(req, 500, "internal error", "metrics page too large");
+	else
+		lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, out.data, out.len);
+	lk_buf_free(&out);
+	return status;
+}
+
+/* Parses ?index=N&wait=D. Returns 0 (blocking wanted), 1 (no index) or -EINVAL. */
+static int
+parse_blocking(struct lk_http_req *req, uint64_t *ret_index, int64_t *ret_wait_ms)
+{
+	const char *index = lk_http_query(req, "index"), *wait = lk_http_query(req, "wait");
+	unsigned long long v;
+	int64_t ms = BROKER_WAIT_DEFAULT_MS;
+	char *end;
+
+	if (index == NULL)
+		return wait == NULL ? 1 : -EINVAL;
+	if (strlen(index) > SERVER_QUERY_MAX || index[0] < '0' || index[0] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(index, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -EINVAL;
+	if (wait != NULL && (strlen(wait) > SERVER_QUERY_MAX || lk_duration_parse(wait, &ms) < 0))
+		return -EINVAL;
+	if (ms > BROKER_WAIT_MAX_MS)
+		ms = BROKER_WAIT_MAX_MS;
+	*ret_index = v;
+	*ret_wait_ms = ms;
+	return 0;
+}
+
+static unsigned
+route_secret(struct broker *b, struct lk_http_req *req, const char *rest, bool *suspended)
+{
+	const struct lk_peer *peer = lk_http_peer(req);
+	char name[BROKER_NAME_MAX + 1];
+	const char *slash = strchr(rest, '/'), *key = NULL;
+	struct broker_entry *e;
+	struct broker_waiter *w;
+	struct broker_snapshot *s;
+	uint64_t index;
+	int64_t wait_ms;
+	size_t n = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+	int r;
+
+	if (n == 0 || n > BROKER_NAME_MAX)
+		return answer_error(req, 404, "not found", "no such secret");
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (slash != NULL) {
+		key = slash + 1;
+		if (*key == '\0')
+			return answer_error(req, 404, "not found", "empty key name");
+	}
+	e = broker_find(b, name);
+	if (e == NULL)
+		return answer_error(req, 404, "not found", "no such secret");
+	if (!broker_peer_allowed(e->spec, peer)) {
+		audit(peer, e->spec->name, key, 0, "forbidden");
+		return answer_error(req, 403, "forbidden",
+				    "this peer's uid and gid are not allowed to read the secret");
+	}
+	r = key == NULL ? parse_blocking(req, &index, &wait_ms) : 1;
+	if (r < 0)
+		return answer_error(req, 400, "bad request",
+				    "index must be a non-negative integer and wait a duration such as 30s");
+	if (r == 1)
+		return serve(b, req, e, key);
+
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return answer_error(req, 503, "unavailable", "out of memory");
+	w->b = b;
+	w->req = req;
+	w->entry = e->index;
+	w->index = index;
+	w->deadline_mono_ms = lk_now_mono_ms() + wait_ms;
+	w->started_ns = now_ns();
+	pthread_mutex_lock(&b->waiters_lock);
+	if (b->nwaiters >= BROKER_WAITERS_MAX) {
+		pthread_mutex_unlock(&b->waiters_lock);
+		free(w);
+		return answer_error(req, 503, "unavailable", "too many blocking reads");
+	}
+	w->next = b->waiters;
+	if (b->waiters != NULL)
+		b->waiters->prev = w;
+	b->waiters = w;
+	w->linked = true;
+	b->nwaiters++;
+	lk_http_set_state(req, w, waiter_cleanup);
+	/* Registered first, checked second: a rotation in between finds the waiter. */
+	s = broker_entry_snapshot(e);
+	if (wait_ms == 0 || (s != NULL && s->version > index)) {
+		waiter_unlink_locked(b, w);
+		pthread_mutex_unlock(&b->waiters_lock);
+		broker_snapshot_unref(s);
+		return serve(b, req, e, NULL);
+	}
+	broker_snapshot_unref(s);
+	lk_http_suspend(req);
+	if (w->deadline_mono_ms < lk_now_mono_ms() + SERVER_SWEEP_MAX_MS)
+		pthread_cond_signal(&b->sweeper_cond);
+	pthread_mutex_unlock(&b->waiters_lock);
+	*suspended = true;
+	return 0;
+}
+
+static void
+handler(void *ctx, struct lk_http_req *req)
+{
+	struct broker *b = ctx;
+	struct broker_waiter *w = lk_http_state(req);
+	const char *method = lk_http_method(req), *path = lk_http_path(req);
+	enum broker_route route = BROKER_ROUTE_OTHER;
+	int64_t t0 = now_ns();
+	bool suspended = false;
+	unsigned status;
+
+	if (w != NULL) {
+		/* Resumed: by a rotation, the deadline, or the server stopping. */
+		pthread_mutex_lock(&b->waiters_lock);
+		waiter_unlink_locked(b, w);
+		pthread_mutex_unlock(&b->waiters_lock);
+		t0 = w->started_ns;
+		status = serve(b, req, &b->entries[w->entry], NULL);
+		broker_metrics_request(b->metrics, BROKER_ROUTE_SECRET, status, now_ns() - t0);
+		return;
+	}
+	if (strcmp(path, "/v1/secrets") == 0 || strcmp(path, "/v1/secrets/") == 0)
+		route = BROKER_ROUTE_LIST;
+	else if (strncmp(path, "/v1/secrets/", 12) == 0)
+		route = strchr(path + 12, '/') != NULL ? BROKER_ROUTE_KEY : BROKER_ROUTE_SECRET;
+	else if (strcmp(path, "/v1/health") == 0)
+		route = BROKER_ROUTE_HEALTH;
+	else if (strcmp(path, "/v1/ready") == 0)
+		route = BROKER_ROUTE_READY;
+	else if (strcmp(path, "/metrics") == 0)
+		route = BROKER_ROUTE_METRICS;
+
+	if (route == BROKER_ROUTE_OTHER) {
+		status = answer_error(req, 404, "not found", "no such route");
+	} else if (strcmp(method, "GET") != 0) {
+		lk_http_add_header(req, "Allow", "GET");
+		status = answer_error(req, 405, "method not allowed", "only GET is served");
+	} else {
+		switch (route) {
+		case BROKER_ROUTE_LIST:
+			status = route_list(b, req);
+			break;
+		case BROKER_ROUTE_SECRET:
+		case BROKER_ROUTE_KEY:
+			status = route_secret(b, req, path + 12, &suspended);
+			break;
+		case BROKER_ROUTE_HEALTH:
+			lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+			status = 200;
+			break;
+		case BROKER_ROUTE_READY:
+			status = route_ready(b, req);
+			break;
+		case BROKER_ROUTE_METRICS:
+			status = route_metrics(b, req);
+			break;
+		default:
+			status = answer_error(req, 404, "not found", "no such route");
+			break;
+		}
+	}
+	if (!suspended)
+		broker_metrics_request(b->metrics, route, status, now_ns() - t0);
+}
+
+/* The optional TCP listener serves only metrics and health: it has no peer credentials. */
+static void
+metrics_handler(void *ctx, struct lk_http_req *req)
+{
+	struct broker *b = ctx;
+	const char *path = lk_http_path(req);
+
+	if (strcmp(lk_http_method(req), "GET") != 0)
+		lk_http_respond_error(req, 405, "method not allowed", "only GET is served");
+	else if (strcmp(path, "/metrics") == 0)
+		route_metrics(b, req);
+	else if (strcmp(path, "/v1/health") == 0)
+		lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+	else
+		lk_http_respond_error(req, 404, "not found", "this listener serves /metrics only");
+}
+
+int
+broker_server_start(struct broker *b, struct lk_error *err)
+{
+	struct lk_httpd_config hc;
+	pthread_condattr_t ca;
+	int rc;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->sweeper_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = pthread_create(&b->sweeper, NULL, sweeper_main, b);
+	if (rc != 0)
+		return lk_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
+	b->sweeper_running = true;
+
+	memset(&hc, 0, sizeof(hc));
+	hc.unix_path = b->cfg->socket_path;
+	hc.unix_mode = b->cfg->socket_mode;
+	hc.unix_owner = b->cfg->socket_owner;
+	hc.unix_group = b->cfg->socket_group;
+	hc.threads = b->cfg->threads;
+	hc.max_body = 4096;
+	hc.handler = handler;
+	hc.ctx = b;
+	if ((rc = lk_httpd_start(&hc, &b->httpd, err)) < 0)
+		return rc;
+	if (b->cfg->metrics_addr != NULL) {
+		memset(&hc, 0, sizeof(hc));
+		hc.tcp_addr = b->cfg->metrics_addr;
+		hc.threads = 1;
+		hc.max_body = 4096;
+		hc.max_connections = 64;
+		hc.handler = metrics_handler;
+		hc.ctx = b;
+		if ((rc = lk_httpd_start(&hc, &b->metrics_httpd, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void
+broker_server_stop(struct broker *b)
+{
+	if (b->httpd != NULL)
+		lk_httpd_quiesce(b->httpd);
+	if (b->metrics_httpd != NULL)
+		lk_httpd_quiesce(b->metrics_httpd);
+	lk_httpd_stop(b->httpd);
+	b->httpd = NULL;
+	lk_httpd_stop(b->metrics_httpd);
+	b->metrics_httpd = NULL;
+	if (b->sweeper_running) {
+		pthread_mutex_lock(&b->waiters_lock);
+		b->sweeper_stop = true;
+		pthread_cond_signal(&b->sweeper_cond);
+		pthread_mutex_unlock(&b->waiters_lock);
+		pthread_join(b->sweeper, NULL);
+		b->sweeper_running = false;
+		pthread_cond_destroy(&b->sweeper_cond);
+	}
+}

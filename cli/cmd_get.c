@@ -1,0 +1,219 @@
+/* cmd_get.c — `latchkey get`: one secret or one value from the broker socket. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "common/clock.h"
+
+/* How long --wait waits for the broker to serve the secret unless told. */
+#define GET_WAIT_DEFAULT_MS (30 * 1000LL)
+/* Pause between attempts while waiting. */
+#define GET_RETRY_MS 100
+/* Longest request path built. */
+#define GET_PATH_MAX 2048
+/* Timeout of a single request that does not block. */
+#define GET_REQUEST_TIMEOUT_MS 10000L
+
+const char *
+client_socket_path(const char *flag)
+{
+	const char *env = getenv("LATCHKEY_SOCKET");
+
+	if (flag != NULL)
+		return flag;
+	if (env != NULL && env[0] != '\0')
+		return env;
+	return CLIENT_SOCKET_DEFAULT;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *userdata)
+{
+	struct lk_buf *out = userdata;
+
+	if (lk_buf_append(out, p, size * n) < 0)
+		return 0;
+	return size * n;
+}
+
+int
+client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
+	   struct lk_buf *out, char *msg, size_t msglen)
+{
+	char url[GET_PATH_MAX + 32];
+	CURL *h;
+	CURLcode cc;
+	long status = 0;
+	int rc = 0;
+
+	if (strlen(path) > GET_PATH_MAX) {
+		snprintf(msg, msglen, "request path too long");
+		return -EINVAL;
+	}
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	h = curl_easy_init();
+	if (h == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return -ENOMEM;
+	}
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+	cc = curl_easy_perform(h);
+	if (cc != CURLE_OK) {
+		snprintf(msg, msglen, "%s: %s", socket, curl_easy_strerror(cc));
+		rc = cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	*ret_status = status;
+out:
+	curl_easy_cleanup(h);
+	return rc;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: latchkey get NAME[/KEY] [--socket PATH] [--wait[=DURATION]] [--after VERSION]\n"
+		"\n"
+		"Prints the secret NAME as JSON, or the value of one KEY as text.\n"
+		"  --socket PATH     the broker socket (default $LATCHKEY_SOCKET, else %s)\n"
+		"  --wait[=D]        retry until the broker serves the secret (default 30s)\n"
+		"  --after VERSION   block until the version is newer than VERSION (a rotation);\n"
+		"                    --wait sets how long (default 5m)\n",
+		CLIENT_SOCKET_DEFAULT);
+}
+
+/* Prints the broker's {"error","reason"} answer. */
+static void
+print_error(const char *what, long status, const struct lk_buf *body)
+{
+	json_t *j = body->len > 0 ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+	const char *e = json_string_value(json_object_get(j, "error"));
+	const char *r = json_string_value(json_object_get(j, "reason"));
+
+	fprintf(stderr, "latchkey get: %s: %ld %s%s%s\n", what, status, e != NULL ? e : "error",
+		r != NULL ? ": " : "", r != NULL ? r : "");
+	json_decref(j);
+}
+
+int
+cmd_get(int argc, char **argv)
+{
+	const char *target = NULL, *socket_flag = NULL, *after = NULL, *wait_text = NULL;
+	char path[GET_PATH_MAX], msg[512];
+	bool wait = false;
+	int64_t wait_ms = GET_WAIT_DEFAULT_MS, deadline;
+	struct lk_buf body;
+	long status = 0;
+	int rc, exit_status = LK_EXIT_FAILURE;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return LK_EXIT_OK;
+		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			socket_flag = argv[++i];
+		} else if (strncmp(argv[i], "--socket=", 9) == 0) {
+			socket_flag = argv[i] + 9;
+		} else if (strcmp(argv[i], "--wait") == 0) {
+			wait = true;
+		} else if (strncmp(argv[i], "--wait=", 7) == 0) {
+			wait = true;
+			wait_text = argv[i] + 7;
+		} else if (strcmp(argv[i], "--after") == 0 && i + 1 < argc) {
+			after = argv[++i];
+		} else if (argv[i][0] != '-' && target == NULL) {
+			target = argv[i];
+		} else {
+			fprintf(stderr, "latchkey get: unexpected argument '%s'\n", argv[i]);
+			usage(stderr);
+			return LK_EXIT_USAGE;
+		}
+	}
+	if (target == NULL || target[0] == '\0' || target[0] == '/') {
+		usage(stderr);
+		return LK_EXIT_USAGE;
+	}
+	if (wait_text != NULL && lk_duration_parse(wait_text, &wait_ms) < 0) {
+		fprintf(stderr, "latchkey get: --wait: expected a duration such as 30s\n");
+		return LK_EXIT_USAGE;
+	}
+	if (after != NULL && strspn(after, "0123456789") != strlen(after)) {
+		fprintf(stderr, "latchkey get: --after: expected a version number\n");
+		return LK_EXIT_USAGE;
+	}
+	{
+		const char *slash = strchr(target, '/');
+		char *key = NULL;
+		CURL *h = curl_easy_init();
+
+		if (h == NULL)
+			return LK_EXIT_FAILURE;
+		if (slash != NULL)
+			key = curl_easy_escape(h, slash + 1, 0);
+		snprintf(path, sizeof(path), "/v1/secrets/%.*s%s%s",
+			 (int)(slash != NULL ? (size_t)(slash - target) : strlen(target)), target,
+			 key != NULL ? "/" : "", key != NULL ? key : "");
+		curl_free(key);
+		curl_easy_cleanup(h);
+		if (after != NULL) {
+			char q[64];
+
+			snprintf(q, sizeof(q), "?index=%s&wait=%llds", after,
+				 (long long)(wait_text != NULL ? wait_ms / 1000 : 300));
+			if (strlen(path) + strlen(q) >= sizeof(path)) {
+				fprintf(stderr, "latchkey get: name too long\n");
+				return LK_EXIT_USAGE;
+			}
+			strcat(path, q);
+		}
+	}
+	lk_buf_init(&body, CLIENT_RESPONSE_MAX, true);
+	deadline = lk_now_mono_ms() + wait_ms;
+	for (;;) {
+		long timeout = after != NULL ? (long)(wait_ms + GET_REQUEST_TIMEOUT_MS) :
+			       GET_REQUEST_TIMEOUT_MS;
+
+		lk_buf_reset(&body);
+		rc = client_get(client_socket_path(socket_flag), path, timeout, &status, &body,
+				msg, sizeof(msg));
+		if (rc == 0 && status == 200)
+			break;
+		if (!wait || after != NULL || lk_now_mono_ms() >= deadline ||
+		    (rc == 0 && status != 503)) {
+			if (rc < 0)
+				fprintf(stderr, "latchkey get: %s\n", msg);
+			else
+				print_error(target, status, &body);
+			goto out;
+		}
+		{
+			struct timespec ts = { 0, GET_RETRY_MS * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (fwrite(body.data, 1, body.len, stdout) != body.len)
+		goto out;
+	if (strchr(target, '/') != NULL && isatty(1))
+		fputc('\n', stdout);
+	if (fflush(stdout) != 0)
+		goto out;
+	exit_status = LK_EXIT_OK;
+out:
+	lk_buf_free(&body);
+	return exit_status;
+}

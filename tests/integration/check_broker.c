@@ -1,0 +1,1207 @@
+/* check_broker.c — `latchkey broker` against `latchkey dev`: loading, renewal, rotation,
+ * revocation, outages, blocking reads, peer authorization, the socket file, config errors,
+ * keep-alive, files, and that no secret value reaches the logs or metrics. */
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <grp.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "testutil.h"
+
+/* The dynamic role's lease times: short, so rotations happen within seconds. */
+#define DB_DEFAULT_TTL "3s"
+#define DB_MAX_TTL "6s"
+#define KV_PASSWORD "kv-canary-password-7f3a9c51"
+#define KV_USER "kv-canary-user-0d2e4b"
+
+struct fixture {
+	struct t_dev dev;
+	char *dir;
+	char sock[600];
+	char cfg[600];
+	char log[600];
+	char token_file[600];
+	struct t_proc broker;
+};
+
+static long
+dev_call(struct fixture *f, const char *method, const char *path, const char *body,
+	 char **ret_body)
+{
+	char url[512];
+
+	snprintf(url, sizeof(url), "%s%s", f->dev.addr, path);
+	return t_http(method, url, NULL, f->dev.token, body, ret_body);
+}
+
+static long
+broker_get(struct fixture *f, const char *path, char **ret_body)
+{
+	char url[512];
+
+	snprintf(url, sizeof(url), "http://broker%s", path);
+	return t_http("GET", url, f->sock, NULL, NULL, ret_body);
+}
+
+/* Starts the dev backend with a database role and a KV secret. */
+static void
+fixture_dev(struct fixture *f)
+{
+	char body[256];
+
+	memset(f, 0, sizeof(*f));
+	ck_assert_int_eq(t_dev_start(&f->dev, NULL), 0);
+	f->dir = t_tmpdir();
+	ck_assert_ptr_nonnull(f->dir);
+	/* Others may traverse (the 403 test connects as nobody), not list or write. */
+	ck_assert_int_eq(chmod(f->dir, 0711), 0);
+	snprintf(f->sock, sizeof(f->sock), "%s/broker.sock", f->dir);
+	snprintf(f->cfg, sizeof(f->cfg), "%s/broker.json", f->dir);
+	snprintf(f->log, sizeof(f->log), "%s/broker.log", f->dir);
+	snprintf(f->token_file, sizeof(f->token_file), "%s/token", f->dir);
+	ck_assert_int_eq(t_write_file(f->token_file, f->dev.token, 0600), 0);
+	snprintf(body, sizeof(body), "{\"db_name\":\"pg\",\"default_ttl\":\"%s\",\"max_ttl\":\"%s\"}",
+		 DB_DEFAULT_TTL, DB_MAX_TTL);
+	ck_assert_int_lt(dev_call(f, "POST", "/v1/database/roles/app", body, NULL), 300);
+	ck_assert_int_lt(dev_call(f, "POST", "/v1/secret/data/app/api",
+				  "{\"data\":{\"user\":\"" KV_USER "\",\"password\":\"" KV_PASSWORD "\"}}",
+				  NULL), 300);
+}
+
+/* Writes the config with these secrets (a JSON array's inside) and extra top-level text. */
+static void
+fixture_config(struct fixture *f, const char *secrets, const char *extra, const char *mode)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text),
+		 "{\n"
+		 "  \"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},\n"
+		 "  \"listen\": {\"socket\": \"%s\", \"mode\": \"%s\"},\n"
+		 "  \"grace\": \"1s\",\n"
+		 "  \"retry\": {\"initial\": \"200ms\", \"max\": \"1s\"},\n"
+		 "  %s%s"
+		 "  \"secrets\": [%s]\n"
+		 "}\n",
+		 f->dev.addr, f->token_file, f->sock, mode != NULL ? mode : "0666",
+		 extra != NULL ? extra : "", extra != NULL ? ",\n" : "", secrets);
+	ck_assert_int_eq(t_write_file(f->cfg, text, 0600), 0);
+}
+
+static const char default_secrets[] =
+	"{\"name\": \"db\", \"path\": \"database/creds/app\", \"required\": true},"
+	"{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"5m\"}";
+
+static void
+fixture_start(struct fixture *f)
+{
+	const char *argv[] = { t_latchkey_bin(), "broker", "--config", f->cfg,
+			       "--log-level", "debug", NULL };
+
+	ck_assert_int_eq(t_spawn(&f->broker, argv, NULL, f->log), 0);
+	ck_assert_msg(t_wait_log(&f->broker, "\"msg\":\"serving\"", T_DEADLINE_MS, NULL, 0),
+		      "the broker did not start serving");
+}
+
+static void
+fixture_stop(struct fixture *f)
+{
+	if (f->broker.pid != 0)
+		t_stop(&f->broker, SIGTERM, 5000);
+	t_dev_stop(&f->dev);
+	if (f->dir != NULL) {
+		t_rmrf(f->dir);
+		free(f->dir);
+		f->dir = NULL;
+	}
+}
+
+/* Ready, and every secret (required or not) loaded. */
+static bool
+ready_cond(void *arg)
+{
+	struct fixture *f = arg;
+	char *body = NULL;
+	bool ok = broker_get(f, "/v1/ready", &body) == 200 && body != NULL &&
+		  strstr(body, "\"state\":\"pending\"") == NULL &&
+		  strstr(body, "\"state\":\"failed\"") == NULL;
+
+	free(body);
+	return ok;
+}
+
+static void
+wait_ready(struct fixture *f)
+{
+	ck_assert_msg(t_wait_until(ready_cond, f, T_DEADLINE_MS), "the broker never became ready");
+}
+
+/* GET /v1/secrets/NAME parsed; NULL unless 200. */
+static json_t *
+get_secret(struct fixture *f, const char *name, long *ret_status)
+{
+	char path[256], *body = NULL;
+	json_t *j = NULL;
+	long st;
+
+	snprintf(path, sizeof(path), "/v1/secrets/%s", name);
+	st = broker_get(f, path, &body);
+	if (ret_status != NULL)
+		*ret_status = st;
+	if (st == 200 && body != NULL)
+		j = json_loads(body, 0, NULL);
+	free(body);
+	return j;
+}
+
+static json_int_t
+version_of(json_t *j)
+{
+	return json_integer_value(json_object_get(j, "version"));
+}
+
+static const char *
+data_str(json_t *j, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(j, "data"), key));
+}
+
+/* Runs argv and returns its exit status, with stdout+stderr in *ret_out (malloc'd). */
+static int
+run(const char *const argv[], char **ret_out)
+{
+	char path[] = "/tmp/latchkey-run.XXXXXX";
+	int fd = mkstemp(path), status = -1;
+	pid_t pid;
+
+	ck_assert_int_ge(fd, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(fd);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	if (ret_out != NULL)
+		*ret_out = t_read_file(path);
+	unlink(path);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The dev backend's view of the leases: how many are in state. */
+static int
+leases_in_state(struct fixture *f, const char *state, const char *except_id)
+{
+	char *body = NULL;
+	json_t *j, *arr, *l;
+	size_t i;
+	int n = 0;
+
+	if (dev_call(f, "GET", "/_latchkey/leases", NULL, &body) != 200)
+		return -1;
+	j = json_loads(body, 0, NULL);
+	free(body);
+	arr = json_object_get(j, "leases");
+	json_array_foreach(arr, i, l) {
+		const char *id = json_string_value(json_object_get(l, "lease_id"));
+
+		if (except_id != NULL && id != NULL && strcmp(id, except_id) == 0)
+			continue;
+		if (strcmp(json_string_value(json_object_get(l, "state")), state) == 0)
+			n++;
+	}
+	json_decref(j);
+	return n;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_first_load)
+{
+	struct fixture f;
+	char *body = NULL;
+	json_t *j;
+	long st;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+
+	j = get_secret(&f, "db", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_int_eq(version_of(j), 1);
+	ck_assert_ptr_nonnull(data_str(j, "username"));
+	ck_assert(strncmp(data_str(j, "username"), "v-token-app-", 12) == 0);
+	ck_assert(json_is_true(json_object_get(json_object_get(j, "lease"), "renewable")));
+	ck_assert(json_is_string(json_object_get(json_object_get(j, "lease"), "expires_at")));
+	json_decref(j);
+
+	j = get_secret(&f, "api", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(data_str(j, "password"), KV_PASSWORD);
+	ck_assert(json_is_null(json_object_get(json_object_get(j, "lease"), "expires_at")));
+	json_decref(j);
+
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/password", &body), 200);
+	ck_assert_str_eq(body, KV_PASSWORD);
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "\"db\""));
+	ck_assert_ptr_nonnull(strstr(body, "\"api\""));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/nope", &body), 404);
+	ck_assert_ptr_nonnull(strstr(body, "\"error\""));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/nokey", NULL), 404);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/db?index=x", NULL), 400);
+	ck_assert_int_eq(broker_get(&f, "/v1/health", NULL), 200);
+	ck_assert_int_eq(broker_get(&f, "/nowhere", NULL), 404);
+	{
+		char url[128];
+
+		snprintf(url, sizeof(url), "http://broker/v1/secrets/db");
+		ck_assert_int_eq(t_http("POST", url, f.sock, NULL, "{}", NULL), 405);
+	}
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_requests_total{route=\"secret\",code=\"200\"}"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_logins_total 1"));
+	free(body);
+	/* Every read is audited, without the value. */
+	ck_assert(t_wait_log(&f.broker, "\"secret\":\"api\",\"key\":\"password\",\"version\":1,\"result\":\"ok\"",
+			     T_DEADLINE_MS, NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
+struct poll_state {
+	struct fixture *f;
+	json_int_t min_version;
+	bool saw_expired;
+};
+
+/* True once db is served at min_version or later; flags any served credential that had
+ * already expired. */
+static bool
+version_cond(void *arg)
+{
+	struct poll_state *ps = arg;
+	long st;
+	json_t *j = get_secret(ps->f, "db", &st);
+	bool done = false;
+
+	if (j != NULL) {
+		const char *exp = json_string_value(json_object_get(json_object_get(j, "lease"),
+								    "expires_at"));
+		int64_t exp_ms = 0;
+
+		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= lk_now_real_ms())
+			ps->saw_expired = true;
+		done = version_of(j) >= ps->min_version;
+		json_decref(j);
+	}
+	return done;
+}
+
+START_TEST(test_renewal_rotation_revocation)
+{
+	struct fixture f;
+	struct poll_state ps;
+	char *metrics = NULL;
+	const char *lease_id;
+	json_t *first, *j;
+	char first_user[256];
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	first = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(first);
+	snprintf(first_user, sizeof(first_user), "%s", data_str(first, "username"));
+	json_decref(first);
+
+	/* Renewed at 2/3 of 3 s, capped by the 6 s max TTL, then rotated before expiry:
+	 * version 2 with a new username, and never an expired credential on the way. */
+	ps.f = &f;
+	ps.min_version = 2;
+	ps.saw_expired = false;
+	ck_assert(t_wait_until(version_cond, &ps, T_DEADLINE_MS));
+	ck_assert(!ps.saw_expired);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"lease renewed\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"lease renewal capped, rotation planned\"",
+			     T_DEADLINE_MS, NULL, 0));
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_str_ne(data_str(j, "username"), first_user);
+	json_decref(j);
+
+	/* The replaced lease is revoked after the 1 s grace, before it would have expired. */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"lease revoked\",\"secret\":\"db\",\"why\":\"replaced\"",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_ge(leases_in_state(&f, "revoked", NULL), 1);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &metrics), 200);
+	ck_assert_ptr_nonnull(strstr(metrics, "latchkey_broker_renewals_total{secret=\"db\"}"));
+	ck_assert_ptr_null(strstr(metrics, "latchkey_broker_rotations_total{secret=\"db\"} 0"));
+	ck_assert_ptr_null(strstr(metrics, "latchkey_broker_revocations_total{secret=\"db\"} 0"));
+	ck_assert_ptr_nonnull(strstr(metrics, "latchkey_broker_secret_expiry_seconds{secret=\"db\"}"));
+	free(metrics);
+	(void)lease_id;
+	/* Keeps going: a second rotation too. */
+	ps.min_version = 3;
+	ck_assert(t_wait_until(version_cond, &ps, T_DEADLINE_MS));
+	ck_assert(!ps.saw_expired);
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_revoke_on_shutdown)
+{
+	struct fixture f;
+	struct stat st;
+	int64_t t0;
+	int status;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	ck_assert_int_eq(stat(f.sock, &st), 0);
+	t0 = lk_now_mono_ms();
+	status = t_stop(&f.broker, SIGTERM, 10000);
+	ck_assert_msg(lk_now_mono_ms() - t0 < 5000, "shutdown took %lld ms",
+		      (long long)(lk_now_mono_ms() - t0));
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
+	ck_assert_int_ge(leases_in_state(&f, "revoked", NULL), 1);
+	ck_assert_int_ne(stat(f.sock, &st), 0);
+	ck_assert_int_eq(errno, ENOENT);
+	f.broker.pid = 0;
+	fixture_stop(&f);
+}
+END_TEST
+
+struct expiry_state {
+	struct fixture *f;
+	bool served_expired;
+	char last_error[256];
+};
+
+static bool
+db_unavailable_cond(void *arg)
+{
+	struct expiry_state *es = arg;
+	char *body = NULL;
+	long st = broker_get(es->f, "/v1/secrets/db", &body);
+	bool done = false;
+
+	if (st == 200) {
+		json_t *j = json_loads(body, 0, NULL);
+		const char *exp = json_string_value(json_object_get(json_object_get(j, "lease"),
+								    "expires_at"));
+		int64_t exp_ms = 0;
+
+		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= lk_now_real_ms())
+			es->served_expired = true;
+		json_decref(j);
+	} else if (st == 503) {
+		snprintf(es->last_error, sizeof(es->last_error), "%s", body != NULL ? body : "");
+		done = true;
+	}
+	free(body);
+	return done;
+}
+
+START_TEST(test_backend_down)
+{
+	struct fixture f;
+	struct expiry_state es;
+	char *body = NULL;
+	json_t *j;
+	long st;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503}", NULL), 200);
+
+	/* The dynamic credential runs out: 503 with the reason, never the expired value. */
+	memset(&es, 0, sizeof(es));
+	es.f = &f;
+	ck_assert(t_wait_until(db_unavailable_cond, &es, T_DEADLINE_MS));
+	ck_assert(!es.served_expired);
+	ck_assert_ptr_nonnull(strstr(es.last_error, "\"error\":\"secret expired\""));
+	ck_assert_ptr_nonnull(strstr(es.last_error, "\"reason\""));
+
+	/* The static secret is still served from the cache. */
+	j = get_secret(&f, "api", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(data_str(j, "password"), KV_PASSWORD);
+	json_decref(j);
+
+	/* Readiness and metrics say what is wrong. */
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "required secret db is expired"));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_ready 0"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secrets{state=\"expired\"} 1"));
+	free(body);
+
+	/* Back up: a new credential is read and served. */
+	ck_assert_int_eq(dev_call(&f, "DELETE", "/_latchkey/faults", NULL, NULL), 200);
+	wait_ready(&f);
+	j = get_secret(&f, "db", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_int_ge(version_of(j), 2);
+	json_decref(j);
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_blocking_read)
+{
+	struct fixture f;
+	char *body = NULL;
+	json_t *j;
+	int64_t t0, elapsed;
+	json_int_t v;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	v = version_of(j);
+	json_decref(j);
+
+	/* An index far ahead: answered with the current version when the wait ends. */
+	t0 = lk_now_mono_ms();
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api?index=99&wait=1s", &body), 200);
+	elapsed = lk_now_mono_ms() - t0;
+	ck_assert_int_ge(elapsed, 900);
+	ck_assert_ptr_nonnull(strstr(body, "\"version\":1"));
+	free(body);
+
+	/* The current index: woken by the rotation, long before the 60 s wait. */
+	{
+		char path[128];
+
+		snprintf(path, sizeof(path), "/v1/secrets/db?index=%lld&wait=60s", (long long)v);
+		t0 = lk_now_mono_ms();
+		ck_assert_int_eq(broker_get(&f, path, &body), 200);
+	}
+	elapsed = lk_now_mono_ms() - t0;
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_int_gt(version_of(j), v);
+	ck_assert_int_lt(elapsed, 30000);
+	json_decref(j);
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_forbidden_peer)
+{
+	struct fixture f;
+	pid_t pid;
+	int status;
+
+	fixture_dev(&f);
+	fixture_config(&f,
+		       "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"allow\": {\"uids\": [0]}},"
+		       "{\"name\": \"pub\", \"path\": \"secret/data/app/api\"}", NULL, "0666");
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api", NULL), 200);
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *body = NULL;
+		int fails = 0;
+
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(10);
+		if (broker_get(&f, "/v1/secrets/api", &body) != 403)
+			fails |= 1;
+		if (body == NULL || strstr(body, "\"error\":\"forbidden\"") == NULL ||
+		    strstr(body, KV_PASSWORD) != NULL)
+			fails |= 2;
+		free(body);
+		body = NULL;
+		if (broker_get(&f, "/v1/secrets/api/password", NULL) != 403)
+			fails |= 4;
+		if (broker_get(&f, "/v1/secrets", &body) != 200 || strstr(body, "\"pub\"") == NULL ||
+		    strstr(body, "\"api\"") != NULL)
+			fails |= 8;
+		free(body);
+		if (broker_get(&f, "/v1/secrets/pub", NULL) != 200)
+			fails |= 16;
+		_exit(fails);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert(t_wait_log(&f.broker, "\"uid\":65534,\"gid\":65534,\"secret\":\"api\",\"key\":null,"
+			     "\"version\":0,\"result\":\"forbidden\"", T_DEADLINE_MS, NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_socket_mode_owner)
+{
+	struct fixture f;
+	struct stat st;
+	char extra_listen[512];
+	char *out = NULL;
+	int status;
+
+	fixture_dev(&f);
+	/* mode and ownership as configured */
+	snprintf(extra_listen, sizeof(extra_listen), "%s", "");
+	{
+		char text[2048];
+
+		snprintf(text, sizeof(text),
+			 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},"
+			 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0640\", \"owner\": 0, \"group\": 65534},"
+			 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\"}]}",
+			 f.dev.addr, f.token_file, f.sock);
+		ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	}
+	fixture_start(&f);
+	ck_assert_int_eq(stat(f.sock, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 0777, 0640);
+	ck_assert_int_eq(st.st_uid, 0);
+	ck_assert_int_eq(st.st_gid, 65534);
+	t_stop(&f.broker, SIGTERM, 5000);
+	f.broker.pid = 0;
+
+	/* A socket directory others may write to is refused. */
+	{
+		char dir[700], text[2048];
+		const char *argv[] = { t_latchkey_bin(), "broker", "--config", f.cfg, NULL };
+
+		snprintf(dir, sizeof(dir), "%s/open", f.dir);
+		ck_assert_int_eq(mkdir(dir, 0777), 0);
+		ck_assert_int_eq(chmod(dir, 0777), 0);
+		snprintf(text, sizeof(text),
+			 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},"
+			 " \"listen\": {\"socket\": \"%s/broker.sock\"},"
+			 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\"}]}",
+			 f.dev.addr, f.token_file, dir);
+		ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+		status = run(argv, &out);
+		ck_assert_int_ne(status, 0);
+		ck_assert_msg(strstr(out, "writable by others") != NULL, "output: %s", out);
+		free(out);
+	}
+	fixture_stop(&f);
+}
+END_TEST
+
+struct bad_config {
+	const char *text;
+	const char *expect;
+};
+
+START_TEST(test_bad_config)
+{
+	static const struct bad_config cases[] = {
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": ["
+		  "{\"name\": \"a\", \"path\": \"secret/data/a\"},"
+		  "{\"name\": \"b\", \"path\": \"secret/data/b\"},"
+		  "{\"name\": \"c\", \"path\": \"secret/data/c\", \"allow\": {\"uids\": \"1000\"}}]}",
+		  "secrets[2].allow.uids: expected an array of integers" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": ["
+		  "{\"name\": \"a\", \"path\": \"secret/data/a\", \"refesh\": \"5m\"}]}",
+		  "secrets[0].refesh: unknown key" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": ["
+		  "{\"name\": \"a\", \"path\": \"secret/data/a\"},"
+		  "{\"name\": \"a\", \"path\": \"secret/data/b\"}]}",
+		  "secrets[1].name: duplicate secret name" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": ["
+		  "{\"name\": \"a b\", \"path\": \"secret/data/a\"}]}",
+		  "secrets[0].name: expected" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"listen\": {\"mode\": 660},"
+		  " \"secrets\": [{\"name\": \"a\", \"path\": \"secret/data/a\"}]}",
+		  "listen.mode: expected an octal file mode" },
+		{ "{\"secrets\": [{\"name\": \"a\", \"path\": \"secret/data/a\"}]}",
+		  "vault: missing required key" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": ["
+		  "{\"name\": \"a\", \"path\": \"secret/data/a\", \"refresh\": \"soon\"}]}",
+		  "secrets[0].refresh" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\", \"auth\": {\"method\": \"magic\"}},"
+		  " \"secrets\": [{\"name\": \"a\", \"path\": \"secret/data/a\"}]}",
+		  "vault.auth.method" },
+		{ "{\"vault\": {\"address\": \"http://127.0.0.1:1\"}, \"secrets\": [}", "broker.json" },
+	};
+	char *dir = t_tmpdir(), cfg[600], *out = NULL;
+	const char *argv[] = { t_latchkey_bin(), "broker", "--check-config", cfg, NULL };
+
+	ck_assert_ptr_nonnull(dir);
+	snprintf(cfg, sizeof(cfg), "%s/broker.json", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(t_write_file(cfg, cases[i].text, 0600), 0);
+		ck_assert_int_eq(run(argv, &out), 2);
+		ck_assert_msg(strstr(out, cases[i].expect) != NULL && strstr(out, cfg) != NULL,
+			      "case %zu: expected \"%s\" naming %s, got: %s", i, cases[i].expect,
+			      cfg, out);
+		free(out);
+	}
+	/* The issue's own example validates. */
+	ck_assert_int_eq(t_write_file(cfg,
+		"{\"vault\": {\"address\": \"http://127.0.0.1:8200\","
+		"            \"auth\": {\"method\": \"token\", \"token_file\": \"/run/secrets/token\"}},"
+		" \"listen\": {\"socket\": \"/run/latchkey/broker.sock\", \"mode\": \"0660\", \"metrics\": \"127.0.0.1:9102\"},"
+		" \"secrets\": ["
+		"  {\"name\": \"db\",  \"path\": \"database/creds/app\", \"required\": true, \"allow\": {\"uids\": [1000]}},"
+		"  {\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"5m\"}]}", 0600), 0);
+	ck_assert_int_eq(run(argv, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "ok (2 secrets)"));
+	free(out);
+	t_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
+static size_t
+discard(char *p, size_t size, size_t n, void *userdata)
+{
+	(void)p;
+	(void)userdata;
+	return size * n;
+}
+
+START_TEST(test_keepalive)
+{
+	struct fixture f;
+	CURL *h;
+	long connects = -1, code = 0;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	h = curl_easy_init();
+	ck_assert_ptr_nonnull(h);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, f.sock);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	for (int i = 0; i < 5; i++) {
+		curl_easy_setopt(h, CURLOPT_URL, i % 2 ? "http://broker/v1/secrets/api"
+						       : "http://broker/v1/secrets/api/user");
+		ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+		ck_assert_int_eq(code, 200);
+		curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+		ck_assert_int_eq(connects, i == 0 ? 1 : 0);
+	}
+	curl_easy_cleanup(h);
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_no_values_in_logs_or_metrics)
+{
+	struct fixture f;
+	struct poll_state ps;
+	char *values[16], *metrics = NULL, *log;
+	size_t nvalues = 0;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	values[nvalues++] = strdup(KV_PASSWORD);
+	values[nvalues++] = strdup(KV_USER);
+	/* Collect the dynamic passwords of two versions, with renewals and a rotation. */
+	for (json_int_t v = 1; v <= 2; v++) {
+		json_t *j;
+
+		ps.f = &f;
+		ps.min_version = v;
+		ps.saw_expired = false;
+		ck_assert(t_wait_until(version_cond, &ps, T_DEADLINE_MS));
+		j = get_secret(&f, "db", NULL);
+		ck_assert_ptr_nonnull(j);
+		values[nvalues++] = strdup(data_str(j, "password"));
+		json_decref(j);
+		ck_assert_int_eq(broker_get(&f, "/v1/secrets/db/password", NULL), 200);
+		ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/password", NULL), 200);
+	}
+	ck_assert_int_eq(broker_get(&f, "/metrics", &metrics), 200);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", NULL), 200);
+	t_stop(&f.broker, SIGTERM, 5000);
+	f.broker.pid = 0;
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"secret rotated\""));
+	ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"read\""));
+	for (size_t i = 0; i < nvalues; i++) {
+		ck_assert_msg(strstr(log, values[i]) == NULL, "value %zu appears in the log", i);
+		ck_assert_msg(strstr(metrics, values[i]) == NULL, "value %zu appears in metrics", i);
+		free(values[i]);
+	}
+	ck_assert_msg(strstr(log, f.dev.token) == NULL || strlen(f.dev.token) < 6,
+		      "the token appears in the log");
+	free(log);
+	free(metrics);
+	fixture_stop(&f);
+}
+END_TEST
+
+static bool
+file_has(const char *path, const char *needle)
+{
+	char *t = t_read_file(path);
+	bool ok = t != NULL && strstr(t, needle) != NULL;
+
+	free(t);
+	return ok;
+}
+
+struct file_wait {
+	const char *path;
+	const char *needle;
+};
+
+static bool
+file_cond(void *arg)
+{
+	struct file_wait *fw = arg;
+
+	return file_has(fw->path, fw->needle);
+}
+
+START_TEST(test_files_and_signal)
+{
+	struct fixture f;
+	struct t_proc app;
+	struct file_wait fw;
+	char secrets[4096], env_path[700], tpl_path[700], pidfile[700], marker[700], script[2048];
+	char pid_text[32];
+	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	struct stat st;
+	char *t;
+
+	fixture_dev(&f);
+	snprintf(env_path, sizeof(env_path), "%s/api.env", f.dir);
+	snprintf(tpl_path, sizeof(tpl_path), "%s/db.conf", f.dir);
+	snprintf(pidfile, sizeof(pidfile), "%s/app.pid", f.dir);
+	snprintf(marker, sizeof(marker), "%s/hups", f.dir);
+	snprintf(script, sizeof(script),
+		 "trap 'echo hup >> %s' HUP; echo trapping > %s.ready; while :; do sleep 0.05; done",
+		 marker, marker);
+	ck_assert_int_eq(t_spawn(&app, argv, NULL, "/dev/null"), 0);
+	/* The first signal must not come before the shell has set its trap. */
+	{
+		char ready[800];
+
+		snprintf(ready, sizeof(ready), "%s.ready", marker);
+		fw.path = ready;
+		fw.needle = "trapping";
+		ck_assert(t_wait_until(file_cond, &fw, T_DEADLINE_MS));
+	}
+	snprintf(pid_text, sizeof(pid_text), "%d\n", (int)app.pid);
+	ck_assert_int_eq(t_write_file(pidfile, pid_text, 0644), 0);
+	snprintf(secrets, sizeof(secrets),
+		 "{\"name\": \"api\", \"path\": \"secret/data/app/api\","
+		 " \"file\": {\"path\": \"%s\", \"format\": \"env\"}},"
+		 "{\"name\": \"db\", \"path\": \"database/creds/app\","
+		 " \"file\": {\"path\": \"%s\", \"format\": \"template\", \"mode\": \"0440\","
+		 "  \"template\": \"user={{ username }}\\npass={{ .password }}\\n\","
+		 "  \"pidfile\": \"%s\", \"signal\": \"HUP\"}}", env_path, tpl_path, pidfile);
+	fixture_config(&f, secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+
+	fw.path = env_path;
+	fw.needle = "password=" KV_PASSWORD "\n";
+	ck_assert(t_wait_until(file_cond, &fw, T_DEADLINE_MS));
+	ck_assert(file_has(env_path, "user=" KV_USER "\n"));
+	ck_assert_int_eq(stat(env_path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0400);
+	fw.path = tpl_path;
+	fw.needle = "user=v-token-app-";
+	ck_assert(t_wait_until(file_cond, &fw, T_DEADLINE_MS));
+	ck_assert_int_eq(stat(tpl_path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0440);
+	/* A rotation rewrites the file and signals the process again. */
+	fw.path = marker;
+	fw.needle = "hup\nhup\n";
+	ck_assert(t_wait_until(file_cond, &fw, T_DEADLINE_MS));
+	t = t_read_file(tpl_path);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_nonnull(strstr(t, "pass="));
+	free(t);
+	t_stop(&app, SIGKILL, 1000);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* Counts the lines of the broker's log that contain needle. */
+static int
+log_count(struct fixture *f, const char *needle)
+{
+	char *log = t_read_file(f->log), *p;
+	int n = 0;
+
+	for (p = log; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+struct relogin_state {
+	struct fixture *f;
+};
+
+static bool
+relogin_cond(void *arg)
+{
+	struct relogin_state *rs = arg;
+
+	return log_count(rs->f, "\"msg\":\"logged in\"") >= 2;
+}
+
+START_TEST(test_approle_token_renewal_and_relogin)
+{
+	struct fixture f;
+	struct relogin_state rs;
+	char *body = NULL, text[4096], role_id_file[700], secret_id_file[700];
+	json_t *j;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
+				  "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\\n"
+				  "path \\\"database/creds/app\\\" { capabilities = [\\\"read\\\"] }\"}",
+				  NULL), 300);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/auth/approle/role/app",
+				  "{\"token_ttl\":\"3s\",\"token_max_ttl\":\"6s\",\"token_policies\":[\"app\"]}",
+				  NULL), 300);
+	ck_assert_int_eq(dev_call(&f, "GET", "/v1/auth/approle/role/app/role-id", NULL, &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	snprintf(role_id_file, sizeof(role_id_file), "%s/role_id", f.dir);
+	ck_assert_int_eq(t_write_file(role_id_file, json_string_value(json_object_get(
+		json_object_get(j, "data"), "role_id")), 0600), 0);
+	json_decref(j);
+	ck_assert_int_eq(dev_call(&f, "POST", "/v1/auth/approle/role/app/secret-id", "{}", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	snprintf(secret_id_file, sizeof(secret_id_file), "%s/secret_id", f.dir);
+	ck_assert_int_eq(t_write_file(secret_id_file, json_string_value(json_object_get(
+		json_object_get(j, "data"), "secret_id")), 0600), 0);
+	json_decref(j);
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"approle\","
+		 " \"role_id_file\": \"%s\", \"secret_id_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0600\"},"
+		 " \"retry\": {\"initial\": \"200ms\", \"max\": \"1s\"},"
+		 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"1s\","
+		 " \"required\": true}, {\"name\": \"db\", \"path\": \"database/creds/app\"}]}",
+		 f.dev.addr, role_id_file, secret_id_file, f.sock);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"logged in\",\"ttl_s\":3", T_DEADLINE_MS, NULL, 0));
+	/* renewed at 2/3 of 3 s, then capped by the 6 s max TTL: a new login */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"token renewed\"", T_DEADLINE_MS, NULL, 0));
+	rs.f = &f;
+	ck_assert(t_wait_until(relogin_cond, &rs, T_DEADLINE_MS));
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_null(strstr(body, "latchkey_broker_logins_total 1\n"));
+	ck_assert_ptr_null(strstr(body, "latchkey_broker_token_renewals_total 0"));
+	free(body);
+	/* The KV secret kept being re-read with the new token, without a version bump. */
+	j = get_secret(&f, "api", NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(version_of(j), 1);
+	json_decref(j);
+	ck_assert_int_eq(log_count(&f, "\"msg\":\"secret read failed\""), 0);
+	/* The backend revokes the old token's leases when it expires: the broker replaced
+	 * the database credential read with it, and what it serves is an active lease. */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"rotating a lease of the previous token\"",
+			     T_DEADLINE_MS, NULL, 0));
+	{
+		struct poll_state ps = { &f, 0, false };
+
+		j = get_secret(&f, "db", NULL);
+		ck_assert_ptr_nonnull(j);
+		ps.min_version = version_of(j) + 1;
+		json_decref(j);
+		ck_assert(t_wait_until(version_cond, &ps, T_DEADLINE_MS));
+		ck_assert(!ps.saw_expired);
+	}
+	ck_assert_int_ge(leases_in_state(&f, "active", NULL), 1);
+	fixture_stop(&f);
+}
+END_TEST
+
+START_TEST(test_kv_versions_and_clients)
+{
+	struct fixture f;
+	struct poll_state ps;
+	char *out = NULL;
+	json_t *j;
+	const char *get_key[] = { t_latchkey_bin(), "get", "api/password", "--socket", f.sock, NULL };
+	const char *get_all[] = { t_latchkey_bin(), "get", "api", "--socket", f.sock, NULL };
+	const char *get_no[] = { t_latchkey_bin(), "get", "nope", "--socket", f.sock, NULL };
+	const char *status[] = { t_latchkey_bin(), "status", "--socket", f.sock, NULL };
+
+	fixture_dev(&f);
+	fixture_config(&f,
+		       "{\"name\": \"db\", \"path\": \"database/creds/app\", \"required\": true},"
+		       "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"1s\"}",
+		       NULL, NULL);
+	/* A client started before the broker waits for it with --wait. */
+	{
+		char out_path[700];
+		const char *get_wait[] = { t_latchkey_bin(), "get", "api/user", "--wait=20s",
+					   "--socket", f.sock, NULL };
+		pid_t pid;
+		int st;
+
+		snprintf(out_path, sizeof(out_path), "%s/get-wait.out", f.dir);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			FILE *o = freopen(out_path, "w", stdout);
+
+			if (o == NULL)
+				_exit(127);
+			execv(get_wait[0], (char *const *)get_wait);
+			_exit(127);
+		}
+		fixture_start(&f);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st));
+		ck_assert_int_eq(WEXITSTATUS(st), 0);
+		out = t_read_file(out_path);
+		ck_assert_str_eq(out, KV_USER);
+		free(out);
+	}
+	wait_ready(&f);
+
+	ck_assert_int_eq(run(get_key, &out), 0);
+	ck_assert_str_eq(out, KV_PASSWORD);
+	free(out);
+	ck_assert_int_eq(run(get_all, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\"name\":\"api\",\"version\":1"));
+	free(out);
+	ck_assert_int_eq(run(get_no, &out), 1);
+	ck_assert_ptr_nonnull(strstr(out, "404"));
+	free(out);
+	ck_assert_int_eq(run(status, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "ready: yes"));
+	ck_assert_ptr_nonnull(strstr(out, "NEXT ACTION"));
+	ck_assert_ptr_nonnull(strstr(out, "\ndb "));
+	ck_assert_ptr_nonnull(strstr(out, "renew in"));
+	ck_assert_ptr_null(strstr(out, KV_PASSWORD));
+	free(out);
+
+	/* Re-read every second with the same content: the version stays. */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"read\"", T_DEADLINE_MS, NULL, 0));
+	ps.f = &f;
+	ps.min_version = 2;
+	ps.saw_expired = false;
+	ck_assert(t_wait_until(version_cond, &ps, T_DEADLINE_MS)); /* db rotated meanwhile */
+	j = get_secret(&f, "api", NULL);
+	ck_assert_int_eq(version_of(j), 1);
+	json_decref(j);
+	/* New content: version 2, and a blocking reader learns of it. */
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/secret/data/app/api",
+				  "{\"data\":{\"user\":\"u2\",\"password\":\"p2\"}}", NULL), 300);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api?index=1&wait=30s", &out), 200);
+	ck_assert_ptr_nonnull(strstr(out, "\"version\":2"));
+	ck_assert_ptr_nonnull(strstr(out, "\"user\":\"u2\""));
+	free(out);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* A service-account JWT for `latchkey dev` (which does not check signatures without
+ * pem_keys): header.payload.signature in base64url. */
+static void
+write_jwt(const char *path, const char *sa_name)
+{
+	char payload[512], hb[256], pb[1024], text[1400];
+	const char *header = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
+
+	snprintf(payload, sizeof(payload),
+		 "{\"iss\":\"kubernetes/serviceaccount\",\"sub\":\"system:serviceaccount:default:%s\","
+		 "\"exp\":%lld,\"kubernetes.io\":{\"namespace\":\"default\","
+		 "\"serviceaccount\":{\"name\":\"%s\",\"uid\":\"0d6c3f1e\"}}}",
+		 sa_name, (long long)(lk_now_real_ms() / 1000 + 3600), sa_name);
+	sodium_bin2base64(hb, sizeof(hb), (const unsigned char *)header, strlen(header),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(pb, sizeof(pb), (const unsigned char *)payload, strlen(payload),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(text, sizeof(text), "%s.%s.c2lnbmF0dXJl\n", hb, pb);
+	ck_assert_int_eq(t_write_file(path, text, 0600), 0);
+}
+
+struct count_state {
+	struct fixture *f;
+	const char *needle;
+	int n;
+};
+
+static bool
+count_cond(void *arg)
+{
+	struct count_state *cs = arg;
+
+	return log_count(cs->f, cs->needle) >= cs->n;
+}
+
+START_TEST(test_kubernetes_jwt_reread)
+{
+	struct fixture f;
+	struct count_state cs;
+	char text[4096], jwt_file[700];
+	int logins;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
+				  "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\"}",
+				  NULL), 300);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/auth/kubernetes/config",
+				  "{\"kubernetes_host\":\"https://kubernetes.default.svc\"}", NULL), 300);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/auth/kubernetes/role/app",
+				  "{\"bound_service_account_names\":[\"app\"],"
+				  "\"bound_service_account_namespaces\":[\"default\"],"
+				  "\"token_ttl\":\"2s\",\"token_max_ttl\":\"3s\",\"token_policies\":[\"app\"]}",
+				  NULL), 300);
+	snprintf(jwt_file, sizeof(jwt_file), "%s/sa-token", f.dir);
+	write_jwt(jwt_file, "app");
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"kubernetes\","
+		 " \"role\": \"app\", \"jwt_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0600\"},"
+		 " \"retry\": {\"initial\": \"200ms\", \"max\": \"500ms\"},"
+		 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"required\": true}]}",
+		 f.dev.addr, jwt_file, f.sock);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	fixture_start(&f);
+	wait_ready(&f);
+
+	/* A token for another service account: the next login reads it and is refused. */
+	write_jwt(jwt_file, "intruder");
+	cs.f = &f;
+	cs.needle = "\"msg\":\"login failed\"";
+	cs.n = 1;
+	ck_assert(t_wait_until(count_cond, &cs, T_DEADLINE_MS));
+	/* The rotated (good) token is read at the next attempt: logged in again. */
+	logins = log_count(&f, "\"msg\":\"logged in\"");
+	write_jwt(jwt_file, "app");
+	cs.needle = "\"msg\":\"logged in\"";
+	cs.n = logins + 1;
+	ck_assert(t_wait_until(count_cond, &cs, T_DEADLINE_MS));
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/user", NULL), 200);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* The first credential learns the max TTL from its capped renewal; the next ones are
+ * replaced while at least 1/5 of their lifetime is left, before any renewal is capped. */
+START_TEST(test_rotation_with_learned_max_ttl)
+{
+	struct fixture f;
+	struct count_state cs;
+	char line[1024];
+	char *log, *p;
+	long long left, life;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/database/roles/long",
+				  "{\"db_name\":\"pg\",\"default_ttl\":\"2s\",\"max_ttl\":\"8s\"}", NULL), 300);
+	fixture_config(&f, "{\"name\": \"db\", \"path\": \"database/creds/long\", \"required\": true}",
+		       NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	cs.f = &f;
+	cs.needle = "\"msg\":\"secret rotated\"";
+	cs.n = 2;
+	ck_assert(t_wait_until(count_cond, &cs, 30000));
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	p = strstr(log, cs.needle);
+	ck_assert_ptr_nonnull(p);
+	p = strstr(p + 1, cs.needle);
+	ck_assert_ptr_nonnull(p);
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(p, "\n"), p);
+	free(log);
+	p = strstr(line, "\"replaced_left_ms\":");
+	ck_assert_ptr_nonnull(p);
+	left = atoll(p + strlen("\"replaced_left_ms\":"));
+	p = strstr(line, "\"replaced_life_ms\":");
+	ck_assert_ptr_nonnull(p);
+	life = atoll(p + strlen("\"replaced_life_ms\":"));
+	/* Read at most 4/5 into the 8 s max TTL (the replaced lease itself may still have been
+	 * due for renewals: life - left is its age when it was replaced). */
+	ck_assert_msg(left > 0 && life - left <= 8000 * 4 / 5, "second rotation: %s", line);
+	/* Only the first credential ran into the cap. */
+	ck_assert_int_eq(log_count(&f, "\"msg\":\"lease renewal capped, rotation planned\""), 1);
+	fixture_stop(&f);
+}
+END_TEST
+
+static Suite *
+broker_suite(void)
+{
+	Suite *s = suite_create("broker-integration");
+	TCase *tc = tcase_create("broker");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_first_load);
+	tcase_add_test(tc, test_renewal_rotation_revocation);
+	tcase_add_test(tc, test_revoke_on_shutdown);
+	tcase_add_test(tc, test_backend_down);
+	tcase_add_test(tc, test_blocking_read);
+	tcase_add_test(tc, test_forbidden_peer);
+	tcase_add_test(tc, test_socket_mode_owner);
+	tcase_add_test(tc, test_bad_config);
+	tcase_add_test(tc, test_keepalive);
+	tcase_add_test(tc, test_no_values_in_logs_or_metrics);
+	tcase_add_test(tc, test_files_and_signal);
+	tcase_add_test(tc, test_approle_token_renewal_and_relogin);
+	tcase_add_test(tc, test_kv_versions_and_clients);
+	tcase_add_test(tc, test_kubernetes_jwt_reread);
+	tcase_add_test(tc, test_rotation_with_learned_max_ttl);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(broker_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

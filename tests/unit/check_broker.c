@@ -1,0 +1,442 @@
+/* check_broker.c — the broker's pieces on their own: configuration errors with key paths,
+ * the guarded arena, snapshot reference counting and zeroing, the scheduling math, file
+ * renderers and peer authorization. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/internal.h"
+#include "common/buf.h"
+#include "common/config.h"
+#include "crypto/secret.h"
+
+static const char example[] =
+	"{\n"
+	"  \"vault\": {\"address\": \"http://127.0.0.1:8200\",\n"
+	"            \"auth\": {\"method\": \"token\", \"token_file\": \"/run/secrets/token\"}},\n"
+	"  \"listen\": {\"socket\": \"/run/latchkey/broker.sock\", \"mode\": \"0660\", \"metrics\": \"127.0.0.1:9102\"},\n"
+	"  \"secrets\": [\n"
+	"    {\"name\": \"db\",  \"path\": \"database/creds/app\", \"required\": true, \"allow\": {\"uids\": [1000]}},\n"
+	"    {\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"5m\"}\n"
+	"  ]\n"
+	"}\n";
+
+static int
+parse_text(const char *text, struct broker_config *cfg, struct lk_error *err)
+{
+	json_t *root = lk_cfg_load_text("broker.json", text, strlen(text), err);
+	int rc;
+
+	if (root == NULL)
+		return -EINVAL;
+	rc = broker_config_parse(cfg, "broker.json", root, err);
+	json_decref(root);
+	return rc;
+}
+
+/* ---- configuration ---- */
+
+START_TEST(test_config_example)
+{
+	struct broker_config cfg;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	ck_assert_msg(parse_text(example, &cfg, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(cfg.vault.addr, "http://127.0.0.1:8200");
+	ck_assert_int_eq(cfg.vault.auth.method, LK_VAULT_AUTH_TOKEN);
+	ck_assert_str_eq(cfg.socket_path, "/run/latchkey/broker.sock");
+	ck_assert_int_eq(cfg.socket_mode, 0660);
+	ck_assert_str_eq(cfg.metrics_addr, "127.0.0.1:9102");
+	ck_assert_uint_eq(cfg.nsecrets, 2);
+	ck_assert_str_eq(cfg.secrets[0].name, "db");
+	ck_assert(cfg.secrets[0].required);
+	ck_assert(cfg.secrets[0].restricted);
+	ck_assert_uint_eq(cfg.secrets[0].nuids, 1);
+	ck_assert_uint_eq(cfg.secrets[0].uids[0], 1000);
+	ck_assert(!cfg.secrets[1].restricted);
+	ck_assert_int_eq(cfg.secrets[1].refresh_ms, 5 * 60 * 1000);
+	/* defaults */
+	ck_assert_int_eq(cfg.grace_ms, BROKER_GRACE_DEFAULT_MS);
+	ck_assert_int_eq(cfg.secrets[1].grace_ms, BROKER_GRACE_DEFAULT_MS);
+	ck_assert(cfg.revoke_on_shutdown);
+	broker_config_clear(&cfg);
+	ck_assert_ptr_null(cfg.secrets);
+}
+END_TEST
+
+struct config_case {
+	const char *text;
+	const char *message;
+};
+
+START_TEST(test_config_errors)
+{
+	static const struct config_case cases[] = {
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"},{\"name\":\"b\",\"path\":\"p/b\"},"
+		  "{\"name\":\"c\",\"path\":\"p/c\",\"allow\":{\"uids\":\"x\"}}]}",
+		  "broker.json: secrets[2].allow.uids: expected an array of integers" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"c\",\"path\":\"p/c\",\"allow\":{\"gids\":[1,\"2\"]}}]}",
+		  "broker.json: secrets[0].allow.gids: expected an array of integers" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"c\",\"path\":\"p/c\",\"allow\":{\"uids\":[-1]}}]}",
+		  "broker.json: secrets[0].allow.uids[0]: expected an id" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"c\",\"path\":\"p/c\",\"allow\":{\"users\":[1]}}]}",
+		  "broker.json: secrets[0].allow.users: unknown key" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"},{\"name\":\"a\",\"path\":\"p/b\"}]}",
+		  "broker.json: secrets[1].name: duplicate secret name" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a/b\",\"path\":\"p/a\"}]}",
+		  "broker.json: secrets[0].name: expected" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\".hidden\",\"path\":\"p/a\"}]}",
+		  "broker.json: secrets[0].name: expected" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"/p/a\"}]}",
+		  "broker.json: secrets[0].path: expected a Vault path" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\"}]}",
+		  "broker.json: secrets[0].path: missing required key" },
+		{ "{\"vault\":{},\"secrets\":[]}", "broker.json: secrets: expected between 1" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"refresh\":\"100ms\"}]}",
+		  "broker.json: secrets[0].refresh: expected at least 1s" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"kind\":\"kv3\"}]}",
+		  "broker.json: secrets[0].kind: expected" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"rel\"}}]}",
+		  "broker.json: secrets[0].file.path: expected an absolute path" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"format\":\"template\"}}]}",
+		  "broker.json: secrets[0].file: format \"template\" needs exactly one" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"signal\":\"KILL\"}}]}",
+		  "broker.json: secrets[0].file.signal: expected one of" },
+		{ "{\"vault\":{},\"listen\":{\"socket\":\"relative.sock\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.socket: expected an absolute path" },
+		{ "{\"vault\":{},\"listen\":{\"threads\":0},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.threads" },
+		{ "{\"vault\":{\"address\":\"http://a\",\"addr\":\"http://b\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: vault.address: give either address or addr" },
+		{ "{\"vault\":{\"auth\":{\"method\":\"token\",\"token\":\"t\"}},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: vault.auth.token" },
+		{ "{\"vault\":{},\"retry\":{\"initial\":\"2s\",\"max\":\"1s\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: retry: expected 0 < initial <= max" },
+		{ "{\"vault\":{},\"log_level\":\"loud\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: log_level: expected" },
+		{ "{\"vault\":{},\"secret\":[]}", "broker.json: secret: unknown key" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct broker_config cfg;
+		struct lk_error err;
+
+		lk_error_clear(&err);
+		ck_assert_msg(parse_text(cases[i].text, &cfg, &err) == -EINVAL, "case %zu parsed", i);
+		ck_assert_msg(strncmp(err.msg, cases[i].message, strlen(cases[i].message)) == 0,
+			      "case %zu: expected \"%s\", got \"%s\"", i, cases[i].message, err.msg);
+		ck_assert_ptr_null(cfg.secrets);
+	}
+}
+END_TEST
+
+START_TEST(test_config_file_and_addr)
+{
+	struct broker_config cfg;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	ck_assert_msg(parse_text(
+		"{\"vault\":{\"addr\":\"http://h:1\"},\"grace\":\"5s\",\"revoke_on_shutdown\":false,"
+		"\"secrets\":[{\"name\":\"a.b-c_d\",\"path\":\"kv/x\",\"kind\":\"kv-v1\",\"grace\":\"2s\","
+		"\"file\":{\"path\":\"/x/y\",\"format\":\"env\",\"pidfile\":\"/run/app.pid\",\"signal\":\"SIGUSR1\"}}]}",
+		&cfg, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(cfg.vault.addr, "http://h:1");
+	ck_assert_int_eq(cfg.grace_ms, 5000);
+	ck_assert(!cfg.revoke_on_shutdown);
+	ck_assert_int_eq(cfg.secrets[0].grace_ms, 2000);
+	ck_assert_int_eq(cfg.secrets[0].kind, BROKER_KIND_KV1);
+	ck_assert_ptr_nonnull(cfg.secrets[0].file);
+	ck_assert_int_eq(cfg.secrets[0].file->mode, 0400);
+	ck_assert_int_eq(cfg.secrets[0].file->format, BROKER_FORMAT_ENV);
+	ck_assert_int_eq(cfg.secrets[0].file->signal, SIGUSR1);
+	ck_assert_str_eq(cfg.secrets[0].file->pidfile, "/run/app.pid");
+	broker_config_clear(&cfg);
+}
+END_TEST
+
+/* ---- arena and snapshots ---- */
+
+START_TEST(test_arena)
+{
+	struct broker_arena *a = broker_arena_new();
+	unsigned char *blocks[300], *big;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_uint_eq(broker_arena_bytes(a), 0);
+	for (size_t i = 0; i < 300; i++) {
+		blocks[i] = broker_arena_alloc(a, 200);
+		ck_assert_ptr_nonnull(blocks[i]);
+		ck_assert_uint_eq((uintptr_t)blocks[i] % 16, 0);
+		for (size_t k = 0; k < 200; k++)
+			ck_assert_uint_eq(blocks[i][k], 0);
+		memset(blocks[i], 0xA5, 200);
+	}
+	/* 300 blocks of 256 bytes share two 64 KiB regions, not 300 page-sized allocations. */
+	ck_assert_uint_le(broker_arena_bytes(a), 2 * 65536);
+	broker_arena_release(a, blocks[7]);
+	/* Released memory is zeroed (past the free-list link) and handed out again. */
+	for (size_t k = 16; k < 200; k++)
+		ck_assert_uint_eq(blocks[7][k], 0);
+	ck_assert_ptr_eq(broker_arena_alloc(a, 180), blocks[7]);
+	big = broker_arena_alloc(a, 100000);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 1, 100000);
+	broker_arena_release(a, big);
+	ck_assert_ptr_null(broker_arena_alloc(a, 0));
+	ck_assert_ptr_null(broker_arena_alloc(a, LK_SECRET_MAX + 1));
+	for (size_t i = 0; i < 300; i++)
+		if (i != 7)
+			broker_arena_release(a, blocks[i]);
+	broker_arena_release(a, blocks[7]);
+	broker_arena_free(a);
+}
+END_TEST
+
+START_TEST(test_snapshot_refcount_and_zeroing)
+{
+	struct broker_arena *a = broker_arena_new();
+	struct broker_lease_info li = { .leased = true, .renewable = true, .ttl_s = 30,
+					.expires_mono_ms = 1000, .expires_real_ms = 1795677359000LL };
+	struct broker_snapshot *s = NULL, *r = NULL;
+	const struct broker_kv *kv;
+	json_t *data = json_pack("{s:s, s:s, s:i, s:{s:b}}", "username", "u-1",
+				 "password", "pa'ss word", "port", 5432, "opts", "tls", 1);
+	const char *value;
+	size_t vlen;
+
+	ck_assert_int_eq(broker_snapshot_new(a, "db", 3, data, &li, &s), 0);
+	ck_assert_uint_eq(s->version, 3);
+	ck_assert_ptr_nonnull(strstr(s->body, "{\"name\":\"db\",\"version\":3,\"data\":{\"opts\":{\"tls\":true},"
+				     "\"password\":\"pa'ss word\",\"port\":5432,\"username\":\"u-1\"},"
+				     "\"lease\":{\"renewable\":true,\"ttl\":30,\"expires_at\":\"2026-11-26T"));
+	ck_assert_uint_eq(strlen(s->body), s->body_len);
+	ck_assert_int_eq(s->body[s->body_len - 1], '\n');
+	kv = broker_snapshot_key(s, "password");
+	ck_assert_ptr_nonnull(kv);
+	ck_assert_str_eq(kv->value, "pa'ss word");
+	ck_assert_str_eq(broker_snapshot_key(s, "port")->value, "5432");
+	ck_assert_str_eq(broker_snapshot_key(s, "opts")->value, "{\"tls\":true}");
+	ck_assert_ptr_null(broker_snapshot_key(s, "nope"));
+	ck_assert(!broker_snapshot_expired(s, 999));
+	ck_assert(broker_snapshot_expired(s, 1000));
+
+	/* The same data, new lease facts: same version, same digest. */
+	li.ttl_s = 10;
+	ck_assert_int_eq(broker_snapshot_relabel(s, "db", &li, &r), 0);
+	ck_assert_uint_eq(r->version, 3);
+	ck_assert_mem_eq(r->digest, s->digest, 32);
+	ck_assert_ptr_nonnull(strstr(r->body, "\"ttl\":10"));
+	broker_snapshot_unref(r);
+
+	/* A reader's reference keeps the payload; the last one zeroes it. */
+	value = kv->value;
+	vlen = kv->value_len;
+	ck_assert_ptr_eq(broker_snapshot_ref(s), s);
+	broker_snapshot_unref(s);
+	ck_assert_mem_eq(value, "pa'ss word", vlen);
+	broker_snapshot_unref(s);
+	for (size_t i = 0; i < vlen; i++)
+		ck_assert_uint_eq((unsigned char)value[i], 0);
+
+	ck_assert_int_eq(broker_snapshot_new(a, "bad name", 1, data, &li, &s), -EINVAL);
+	json_decref(data);
+	broker_arena_free(a);
+}
+END_TEST
+
+START_TEST(test_digest)
+{
+	struct broker_arena *a = broker_arena_new();
+	json_t *x = json_loads("{\"a\":\"1\",\"b\":\"2\"}", 0, NULL);
+	json_t *y = json_loads("{\"b\":\"2\",\"a\":\"1\"}", 0, NULL);
+	json_t *z = json_loads("{\"a\":\"1\",\"b\":\"3\"}", 0, NULL);
+	unsigned char dx[32], dy[32], dz[32];
+
+	ck_assert_int_eq(broker_data_digest(a, x, dx), 0);
+	ck_assert_int_eq(broker_data_digest(a, y, dy), 0);
+	ck_assert_int_eq(broker_data_digest(a, z, dz), 0);
+	ck_assert_mem_eq(dx, dy, 32);
+	ck_assert(memcmp(dx, dz, 32) != 0);
+	json_decref(x);
+	json_decref(y);
+	json_decref(z);
+	broker_arena_free(a);
+}
+END_TEST
+
+/* ---- scheduling math ---- */
+
+START_TEST(test_renew_at)
+{
+	struct lk_backoff rng;
+	int64_t lo = INT64_MAX, hi = 0, sum = 0;
+	const int n = 5000;
+
+	lk_backoff_init(&rng, 1, 1);
+	for (int i = 0; i < n; i++) {
+		int64_t at = broker_renew_at(1000, 30000, &rng) - 1000;
+
+		/* 2/3 of 30 s = 20 s, +-10% = [18 s, 22 s] */
+		ck_assert_int_ge(at, 18000);
+		ck_assert_int_le(at, 22000);
+		lo = at < lo ? at : lo;
+		hi = at > hi ? at : hi;
+		sum += at;
+	}
+	/* The jitter is really there, on both sides, centred on 2/3. */
+	ck_assert_int_lt(lo, 18500);
+	ck_assert_int_gt(hi, 21500);
+	ck_assert_int_gt(sum / n, 19700);
+	ck_assert_int_lt(sum / n, 20300);
+	ck_assert_int_eq(broker_renew_at(5, 0, &rng), 5);
+}
+END_TEST
+
+START_TEST(test_rotate_at)
+{
+	struct lk_backoff rng;
+
+	lk_backoff_init(&rng, 1, 1);
+	for (int i = 0; i < 2000; i++) {
+		int64_t at = broker_rotate_at(0, 0, 60000, &rng);
+
+		/* at least 1/5 of the 60 s lifetime (12 s) left when the replacement is read */
+		ck_assert_int_le(at, 60000 - 12000);
+		ck_assert_int_ge(at, 60000 - 60000 / 4 - 60000 / 20);
+	}
+	/* Already past the point: now. */
+	ck_assert_int_eq(broker_rotate_at(50000, 0, 60000, &rng), 50000);
+	/* A capped renewal late in life: issued at 0, expiring at 6 s, now 4 s. */
+	ck_assert_int_ge(broker_rotate_at(4000, 0, 6000, &rng), 4000);
+	ck_assert_int_le(broker_rotate_at(4000, 0, 6000, &rng), 6000 - 6000 / 5);
+}
+END_TEST
+
+START_TEST(test_revoke_at)
+{
+	/* grace applies when expiry is far */
+	ck_assert_int_eq(broker_revoke_at(1000, 30000, 1000000), 31000);
+	/* never past expiry: capped to expiry minus the margin */
+	ck_assert_int_eq(broker_revoke_at(1000, 30000, 20000), 20000 - BROKER_REVOKE_MARGIN_MS);
+	ck_assert_int_lt(broker_revoke_at(1000, 30000, 20000), 20000);
+	/* nearly expired: now */
+	ck_assert_int_eq(broker_revoke_at(1000, 30000, 1200), 1000);
+	/* no expiry known */
+	ck_assert_int_eq(broker_revoke_at(1000, 30000, 0), 31000);
+	ck_assert_int_eq(broker_revoke_at(1000, 0, 0), 1000);
+}
+END_TEST
+
+START_TEST(test_refresh_at)
+{
+	struct lk_backoff rng;
+
+	lk_backoff_init(&rng, 1, 1);
+	for (int i = 0; i < 1000; i++) {
+		int64_t at = broker_refresh_at(0, 300000, &rng);
+
+		ck_assert_int_ge(at, 270000);
+		ck_assert_int_le(at, 330000);
+	}
+}
+END_TEST
+
+/* ---- renderers and peers ---- */
+
+START_TEST(test_render)
+{
+	struct broker_arena *a = broker_arena_new();
+	struct broker_lease_info li = { 0 };
+	struct broker_file_spec fs = { .format = BROKER_FORMAT_ENV, .mode = 0400 };
+	struct broker_snapshot *s = NULL;
+	json_t *data = json_pack("{s:s, s:s}", "USER", "app", "PASSWORD", "it's $secret");
+	struct lk_buf out;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	ck_assert_int_eq(broker_snapshot_new(a, "x", 1, data, &li, &s), 0);
+	lk_buf_init(&out, 4096, true);
+	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
+	ck_assert_str_eq(out.data, "PASSWORD='it'\\''s $secret'\nUSER=app\n");
+	lk_buf_reset(&out);
+	fs.format = BROKER_FORMAT_JSON;
+	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
+	ck_assert_str_eq(out.data, "{\"PASSWORD\":\"it's $secret\",\"USER\":\"app\"}\n");
+	lk_buf_reset(&out);
+	fs.format = BROKER_FORMAT_TEMPLATE;
+	fs.template_text = "u={{ USER }} p={{.PASSWORD}}!";
+	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
+	ck_assert_str_eq(out.data, "u=app p=it's $secret!");
+	lk_buf_reset(&out);
+	fs.template_text = "{{ MISSING }}";
+	ck_assert_int_eq(broker_render(&fs, s, &out, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "MISSING"));
+	ck_assert_ptr_null(strstr(err.msg, "it's"));
+	lk_buf_free(&out);
+	broker_snapshot_unref(s);
+	json_decref(data);
+	broker_arena_free(a);
+}
+END_TEST
+
+START_TEST(test_peer_allowed)
+{
+	uid_t uids[] = { 1000 };
+	gid_t gids[] = { 50 };
+	struct broker_secret_spec open = { .restricted = false };
+	struct broker_secret_spec shut = { .restricted = true };
+	struct broker_secret_spec some = { .restricted = true, .uids = uids, .nuids = 1,
+					   .gids = gids, .ngids = 1 };
+	struct lk_peer u1000 = { true, 1, 1000, 1000 }, g50 = { true, 1, 7, 50 };
+	struct lk_peer root = { true, 1, 0, 0 }, tcp = { false, 0, 0, 0 };
+
+	ck_assert(broker_peer_allowed(&open, &root));
+	ck_assert(!broker_peer_allowed(&shut, &root));
+	ck_assert(broker_peer_allowed(&some, &u1000));
+	ck_assert(broker_peer_allowed(&some, &g50));
+	ck_assert(!broker_peer_allowed(&some, &root));
+	ck_assert(!broker_peer_allowed(&some, &tcp));
+}
+END_TEST
+
+static Suite *
+broker_suite(void)
+{
+	Suite *s = suite_create("broker");
+	TCase *tc = tcase_create("broker");
+
+	tcase_add_test(tc, test_config_example);
+	tcase_add_test(tc, test_config_errors);
+	tcase_add_test(tc, test_config_file_and_addr);
+	tcase_add_test(tc, test_arena);
+	tcase_add_test(tc, test_snapshot_refcount_and_zeroing);
+	tcase_add_test(tc, test_digest);
+	tcase_add_test(tc, test_renew_at);
+	tcase_add_test(tc, test_rotate_at);
+	tcase_add_test(tc, test_revoke_at);
+	tcase_add_test(tc, test_refresh_at);
+	tcase_add_test(tc, test_render);
+	tcase_add_test(tc, test_peer_allowed);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	if (lk_secret_init() < 0)
+		return EXIT_FAILURE;
+	lk_vault_json_wipe_on_free();
+	sr = srunner_create(broker_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
