@@ -354,44 +354,10 @@ parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
 	return 0;
 }
 
-/* The issue's examples name the backend "address"; vault/ calls it "addr". Both are
- * accepted: a shallow copy with "address" renamed is handed to the vault parser. */
 static int
 parse_vault(struct lk_cfg *c, struct broker_config *cfg, const json_t *vobj)
 {
-	json_t *copy = NULL;
-	int rc;
-
-	if (!json_is_object(vobj))
-		return lk_cfg_fail(c, "expected an object");
-	copy = json_copy((json_t *)vobj);
-	if (copy == NULL)
-		return lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
-	if (json_object_get(copy, "address") != NULL) {
-		if (json_object_get(copy, "addr") != NULL) {
-			size_t mark = lk_cfg_push_key(c, "address");
-
-			rc = lk_cfg_fail(c, "give either address or addr, not both");
-			lk_cfg_pop(c, mark);
-			goto out;
-		}
-		if (!json_is_string(json_object_get(copy, "address"))) {
-			size_t mark = lk_cfg_push_key(c, "address");
-
-			rc = lk_cfg_fail(c, "expected a string");
-			lk_cfg_pop(c, mark);
-			goto out;
-		}
-		if (json_object_set(copy, "addr", json_object_get(copy, "address")) < 0 ||
-		    json_object_del(copy, "address") < 0) {
-			rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
-			goto out;
-		}
-	}
-	rc = lk_vault_config_from_json(&cfg->vault, c, copy);
-out:
-	json_decref(copy);
-	return rc;
+	return lk_vault_config_from_json(&cfg->vault, c, vobj);
 }
 
 static int

@@ -154,12 +154,12 @@ lk_vault_client_new(const struct lk_vault_config *cfg, struct lk_vault_client **
 		c->https = true;
 	} else if (strncmp(c->cfg.addr, "http://", 7) != 0 || n <= 7) {
 		rc = lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -EINVAL,
-		    "VAULT_ADDR: expected an http:// or https:// URL");
+		    "backend address (vault.address or VAULT_ADDR): expected an http:// or https:// URL");
 		goto fail;
 	}
 	if (n > LK_VAULT_URL_MAX - LK_VAULT_PATH_MAX - 8 || !printable(c->cfg.addr)) {
 		rc = lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -EINVAL,
-		    "VAULT_ADDR: too long or with control characters");
+		    "backend address (vault.address or VAULT_ADDR): too long or with control characters");
 		goto fail;
 	}
 	if (c->cfg.namespace != NULL && (!printable(c->cfg.namespace) ||

@@ -168,7 +168,7 @@ out:
 int
 lk_vault_config_from_json(struct lk_vault_config *cfg, struct lk_cfg *c, const json_t *obj)
 {
-	static const char *const known[] = { "addr", "cacert", "capath", "client_cert",
+	static const char *const known[] = { "address", "addr", "cacert", "capath", "client_cert",
 		"client_key", "namespace", "connect_timeout", "timeout", "auth", NULL };
 	/* Upper bound of a configured timeout: ten minutes. */
 	static const int64_t timeout_max_ms = 600000;
@@ -178,13 +178,28 @@ lk_vault_config_from_json(struct lk_vault_config *cfg, struct lk_cfg *c, const j
 
 	if ((rc = lk_cfg_keys(c, obj, known)) < 0)
 		return rc;
-	if ((rc = json_string_member(c, obj, "addr", &cfg->addr)) < 0 ||
+	/* "address" as in latchkey's examples; "addr" as in Vault Agent's config. */
+	if (json_object_get(obj, "address") != NULL && json_object_get(obj, "addr") != NULL) {
+		size_t mark = lk_cfg_push_key(c, "address");
+		rc = lk_cfg_fail(c, "give either address or addr, not both");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	if ((rc = json_string_member(c, obj, "address", &cfg->addr)) < 0 ||
+	    (rc = json_string_member(c, obj, "addr", &cfg->addr)) < 0 ||
 	    (rc = json_string_member(c, obj, "cacert", &cfg->cacert)) < 0 ||
 	    (rc = json_string_member(c, obj, "capath", &cfg->capath)) < 0 ||
 	    (rc = json_string_member(c, obj, "client_cert", &cfg->client_cert)) < 0 ||
 	    (rc = json_string_member(c, obj, "client_key", &cfg->client_key)) < 0 ||
 	    (rc = json_string_member(c, obj, "namespace", &cfg->namespace)) < 0)
 		return rc;
+	if (cfg->addr != NULL && strncmp(cfg->addr, "http://", 7) != 0 &&
+	    strncmp(cfg->addr, "https://", 8) != 0) {
+		size_t mark = lk_cfg_push_key(c, json_object_get(obj, "address") ? "address" : "addr");
+		rc = lk_cfg_fail(c, "expected an http:// or https:// URL");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
 	ms = -1;
 	if ((rc = lk_cfg_duration(c, obj, "connect_timeout", false, &ms)) < 0)
 		return rc;

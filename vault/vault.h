@@ -174,7 +174,7 @@ void lk_vault_config_clear(struct lk_vault_config *cfg);
 int lk_vault_config_from_env(struct lk_vault_config *cfg, struct lk_vault_error *err);
 
 /* Fills cfg from a "vault" object of a config file (common/config.h reports where):
- *   { "addr", "cacert", "capath", "client_cert", "client_key", "namespace",
+ *   { "address" (or "addr"), "cacert", "capath", "client_cert", "client_key", "namespace",
  *     "connect_timeout": "5s", "timeout": "30s",
  *     "auth": { "method": "token"|"approle"|"kubernetes", "mount", "role", "jwt_file",
  *               "role_id_file", "secret_id_file", "token_file" } }
