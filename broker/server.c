@@ -555,7 +555,12 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	hc.unix_owner = b->cfg->socket_owner;
 	hc.unix_group = b->cfg->socket_group;
 	hc.threads = b->cfg->threads;
+	/* Requests here are a line and a few headers. The library zeroes a connection's whole
+	 * memory pool (about twice max_header) before every request, so a small limit is
+	 * work saved on every read: 64 KiB to 28 KiB per request measured 15.5-16.8 against
+	 * 16.1-21.8 us of server CPU per request (docs/benchmarks.md). */
 	hc.max_body = 4096;
+	hc.max_header = 4096;
 	hc.handler = handler;
 	hc.ctx = b;
 	if ((rc = lk_httpd_start(&hc, &b->httpd, err)) < 0)

@@ -32,7 +32,7 @@
 /* Connection memory beyond twice max_header (the request as read, then kept while it is
  * handled): parsed header records, room for body reads, and the response header with up to
  * LK_HTTP_RESP_HEADERS_MAX extra fields. */
-#define HTTPD_POOL_SLACK ((16u << 10) + LK_HTTP_RESP_HEADERS_MAX * 2 * HTTPD_RESP_HEADER_VALUE_MAX)
+#define HTTPD_POOL_SLACK ((4u << 10) + LK_HTTP_RESP_HEADERS_MAX * 2 * HTTPD_RESP_HEADER_VALUE_MAX)
 /* How long lk_httpd_stop waits for resumed requests to be answered and sent. */
 #define HTTPD_STOP_DRAIN_MS 5000
 /* Body bytes past max_body read and thrown away so that a chunked upload still gets its
