@@ -1,0 +1,143 @@
+/* check_cli.c — the `latchkey` command itself: help, version, unknown subcommands and flags,
+ * and that the shipped example configuration validates. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static const char *const subcommands[] = {
+	"broker", "get", "status", "seal", "unseal", "reseal", "keygen", "push", "scan", "dev", NULL,
+};
+
+static char *dir;
+
+static void
+setup(void)
+{
+	dir = t_tmpdir();
+	ck_assert_ptr_nonnull(dir);
+}
+
+static void
+teardown(void)
+{
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* Runs latchkey with up to three arguments; returns the exit status, output in *ret_out
+ * and *ret_err (malloc'd). */
+static int
+lk(const char *a1, const char *a2, const char *a3, char **ret_out, char **ret_err)
+{
+	const char *argv[] = { t_latchkey_bin(), a1, a2, a3, NULL };
+	char out[600], err[600];
+	int status;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(err, sizeof(err), "%s/err", dir);
+	status = t_run(argv, NULL, NULL, out, err);
+	*ret_out = t_read_file(out);
+	*ret_err = t_read_file(err);
+	ck_assert_ptr_nonnull(*ret_out);
+	ck_assert_ptr_nonnull(*ret_err);
+	return status;
+}
+
+START_TEST(test_help_lists_every_subcommand)
+{
+	char *out, *err;
+
+	ck_assert_int_eq(lk("help", NULL, NULL, &out, &err), 0);
+	for (size_t i = 0; subcommands[i] != NULL; i++) {
+		char needle[32];
+		snprintf(needle, sizeof(needle), "\n  %s ", subcommands[i]);
+		ck_assert_msg(strstr(out, needle) != NULL, "help does not list %s", subcommands[i]);
+	}
+	free(out);
+	free(err);
+	ck_assert_int_eq(lk("version", NULL, NULL, &out, &err), 0);
+	ck_assert_ptr_nonnull(strstr(out, "latchkey "));
+	free(out);
+	free(err);
+	/* No subcommand: usage on stderr, exit 2. */
+	ck_assert_int_eq(lk(NULL, NULL, NULL, &out, &err), 2);
+	ck_assert_ptr_nonnull(strstr(err, "usage: latchkey"));
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(test_unknown_subcommand)
+{
+	char *out, *err;
+
+	ck_assert_int_eq(lk("sael", NULL, NULL, &out, &err), 2);
+	ck_assert_ptr_nonnull(strstr(err, "unknown subcommand 'sael'"));
+	ck_assert_str_eq(out, "");
+	free(out);
+	free(err);
+}
+END_TEST
+
+/* Every subcommand answers --help with exit 0 and an unknown flag with exit 2 and a message. */
+START_TEST(test_subcommand_help_and_unknown_flag)
+{
+	const char *cmd = subcommands[_i];
+	char *out, *err;
+
+	ck_assert_msg(lk(cmd, "--help", NULL, &out, &err) == 0, "%s --help: %s", cmd, err);
+	ck_assert_msg(strstr(out, "usage") != NULL || strstr(out, "Usage") != NULL,
+		      "%s --help prints no usage", cmd);
+	free(out);
+	free(err);
+	ck_assert_msg(lk(cmd, "--no-such-flag", NULL, &out, &err) == 2, "%s --no-such-flag", cmd);
+	ck_assert_msg(err[0] != '\0', "%s: an unknown flag must say why", cmd);
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(test_shipped_broker_config_validates)
+{
+	const char *src = getenv("LATCHKEY_SRC");
+	char path[600], *out, *err;
+
+	snprintf(path, sizeof(path), "%s/deploy/broker/broker.json", src != NULL ? src : ".");
+	ck_assert_msg(lk("broker", "--check-config", path, &out, &err) == 0, "%s: %s", path, err);
+	free(out);
+	free(err);
+}
+END_TEST
+
+static Suite *
+cli_suite(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("cli");
+	size_t n = 0;
+
+	while (subcommands[n] != NULL)
+		n++;
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_help_lists_every_subcommand);
+	tcase_add_test(tc, test_unknown_subcommand);
+	tcase_add_loop_test(tc, test_subcommand_help_and_unknown_flag, 0, (int)n);
+	tcase_add_test(tc, test_shipped_broker_config_validates);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(cli_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
