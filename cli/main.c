@@ -1,6 +1,8 @@
 /* main.c — `latchkey SUBCOMMAND [ARGS]`: dispatch to the subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "broker/broker.h"
 #include "cli/client.h"
@@ -62,6 +64,11 @@ cmd_version(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
+	/* Every subcommand holds secrets at some point (values to seal or push, private keys,
+	 * tokens): no core dumps, and no ptrace by other processes of the same user. */
+	const struct rlimit no_core = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &no_core);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* Before any json_t exists: jansson zeroes what it frees (secret values pass through it). */
 	lk_vault_json_wipe_on_free();
 	if (argc < 2) {

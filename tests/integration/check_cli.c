@@ -112,6 +112,30 @@ START_TEST(test_shipped_broker_config_validates)
 }
 END_TEST
 
+/* A running subcommand (here `latchkey dev`) has core dumps off: it holds secrets. */
+START_TEST(test_no_core_dumps)
+{
+	struct t_dev dev;
+	char path[64], *limits, *line;
+
+	ck_assert_int_eq(t_dev_start(&dev, NULL), 0);
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)dev.proc.pid);
+	limits = t_read_file(path);
+	t_dev_stop(&dev);
+	ck_assert_ptr_nonnull(limits);
+	line = strstr(limits, "Max core file size");
+	ck_assert_ptr_nonnull(line);
+	{
+		char soft[32], hard[32];
+		/* Both limits: a soft 0 alone is many shells' default and proves nothing. */
+		ck_assert_int_eq(sscanf(line, "Max core file size %31s %31s", soft, hard), 2);
+		ck_assert_msg(strcmp(soft, "0") == 0 && strcmp(hard, "0") == 0,
+			      "core dumps are on: soft %s, hard %s", soft, hard);
+	}
+	free(limits);
+}
+END_TEST
+
 static Suite *
 cli_suite(void)
 {
@@ -126,6 +150,7 @@ cli_suite(void)
 	tcase_add_test(tc, test_unknown_subcommand);
 	tcase_add_loop_test(tc, test_subcommand_help_and_unknown_flag, 0, (int)n);
 	tcase_add_test(tc, test_shipped_broker_config_validates);
+	tcase_add_test(tc, test_no_core_dumps);
 	suite_add_tcase(s, tc);
 	return s;
 }
