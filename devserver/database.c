@@ -184,7 +184,7 @@ int
 dev_db_lease_limits(const struct dev_mount *m, const char *lease_id, int64_t *ret_def,
 		    int64_t *ret_max)
 {
-	const char *rest = lease_id + strlen(m->path), *slash;
+	const char *rest = dev_mount_rest(m, lease_id), *slash;
 	char name[DEV_NAME_MAX];
 	const json_t *role;
 

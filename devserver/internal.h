@@ -227,6 +227,9 @@ struct dev_mount *dev_mount_new(const char *path, enum dev_mount_type type);
 void dev_mount_free(struct dev_mount *m);
 /* The mount whose path is the longest prefix of path, from the list; NULL when none. */
 struct dev_mount *dev_mount_lookup(struct dev_mount *const *list, size_t n, const char *path);
+/* The part of path below m, a mount dev_mount_lookup found for it: "" when path names the
+ * mount itself without its trailing slash ("secret" for "secret/"). Points into path. */
+const char *dev_mount_rest(const struct dev_mount *m, const char *path);
 
 /* ---- route handlers; rest is the path below the mount ---- */
 void dev_sys_handle(struct dev_call *c, const char *rest);

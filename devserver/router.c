@@ -54,6 +54,32 @@ is_root_token(const struct dev_server *s, const char *token)
 	    sodium_memcmp(token, s->root_token, n) == 0;
 }
 
+/* What went wrong in a body, in fixed words: jansson's own text quotes the input near
+ * the error ("invalid token near 'hunter2'"), and a body may carry a secret. */
+static const char *
+json_error_words(const json_error_t *jerr)
+{
+	switch (json_error_code(jerr)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "unexpected end of JSON input";
+	case json_error_end_of_input_expected:
+		return "invalid character after top-level value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "NUL character";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	default:
+		return "invalid syntax";
+	}
+}
+
 /* Parses the body into c->body; false (with a 400 reply) when it is not a JSON object. */
 static bool
 parse_body(struct dev_call *c)
@@ -67,13 +93,15 @@ parse_body(struct dev_call *c)
 		return true;
 	}
 	c->body = json_loadb(text, len, 0, &jerr); /* duplicate keys: the last wins, as in Go */
-	if (c->body == NULL || !json_is_object(c->body)) {
-		bool syntax = c->body == NULL;
-
+	if (c->body == NULL) {
+		dev_reply_errorf(c, 400, "failed to parse JSON input: %s at line %d, column %d",
+		    json_error_words(&jerr), jerr.line, jerr.column);
+		return false;
+	}
+	if (!json_is_object(c->body)) {
 		json_decref(c->body);
 		c->body = NULL;
-		dev_reply_errorf(c, 400, "failed to parse JSON input: %s",
-		    syntax ? jerr.text : "expected a JSON object");
+		dev_reply_error(c, 400, "failed to parse JSON input: expected a JSON object");
 		return false;
 	}
 	return true;
@@ -250,7 +278,7 @@ unauthenticated(struct dev_call *c, struct dev_mount **ret_auth)
 		return false;
 	am = dev_mount_lookup(c->srv->auths, c->srv->nauths, p + 5);
 	*ret_auth = am;
-	return am != NULL && dev_auth_is_login(am, p + 5 + strlen(am->path));
+	return am != NULL && dev_auth_is_login(am, dev_mount_rest(am, p + 5));
 }
 
 static void
@@ -295,7 +323,7 @@ route(struct dev_call *c, const char *token)
 			dev_reply_no_route(c);
 			return;
 		}
-		const char *rest = p + 5 + strlen(am->path);
+		const char *rest = dev_mount_rest(am, p + 5);
 		switch (am->type) {
 		case DEV_AUTH_TOKEN:
 			dev_token_handle(c, am, rest);
@@ -318,13 +346,13 @@ route(struct dev_call *c, const char *token)
 	}
 	switch (m->type) {
 	case DEV_MOUNT_KV1:
-		dev_kv1_handle(c, m, p + strlen(m->path));
+		dev_kv1_handle(c, m, dev_mount_rest(m, p));
 		break;
 	case DEV_MOUNT_KV2:
-		dev_kv2_handle(c, m, p + strlen(m->path));
+		dev_kv2_handle(c, m, dev_mount_rest(m, p));
 		break;
 	case DEV_MOUNT_DATABASE:
-		dev_db_handle(c, m, p + strlen(m->path));
+		dev_db_handle(c, m, dev_mount_rest(m, p));
 		break;
 	default:
 		dev_reply_no_route(c);

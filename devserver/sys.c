@@ -98,6 +98,15 @@ dev_mount_lookup(struct dev_mount *const *list, size_t n, const char *path)
 	return best;
 }
 
+const char *
+dev_mount_rest(const struct dev_mount *m, const char *path)
+{
+	size_t l = strlen(m->path), n = strlen(path);
+
+	/* Never past path's NUL: what follows it in the request buffer is the query. */
+	return path + (n < l ? n : l);
+}
+
 static const char *
 mount_type_name(enum dev_mount_type t)
 {
@@ -693,8 +702,12 @@ lease_lookup(struct dev_call *c)
 		return;
 	}
 	l = dev_lease_find(c->srv, id);
-	if (l == NULL || l->state != DEV_LEASE_ACTIVE || !may_touch_lease(c, l)) {
+	if (l == NULL || l->state != DEV_LEASE_ACTIVE) {
 		dev_reply_error(c, 400, "invalid lease ID");
+		return;
+	}
+	if (!may_touch_lease(c, l)) {
+		dev_reply_error(c, 403, "1 error occurred:\n\t* permission denied\n\n");
 		return;
 	}
 	dev_reply_data(c, json_pack("{s:s, s:s, s:s, s:o, s:b, s:I}", "id", l->id,

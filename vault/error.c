@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Shortest cut-off start of a token that lk_vault_error_redact removes from a message's end
+ * (shorter tails, such as a token's public "hvs." prefix, tell nothing). */
+#define REDACT_TAIL_MIN 4
+
 void
 lk_vault_error_clear(struct lk_vault_error *err)
 {
@@ -210,6 +214,19 @@ lk_vault_error_redact(struct lk_vault_error *err, const char *needle, size_t len
 	if (err == NULL || needle == NULL || len == 0)
 		return;
 	n = strlen(err->base.msg);
+	/* Messages are cut to fit (the backend's text comes last): a token cut off at the end
+	 * is still a token. Drop a tail that begins it, from REDACT_TAIL_MIN bytes on. */
+	for (size_t k = len - 1 < n ? len - 1 : n; k >= REDACT_TAIL_MIN && k > 0; k--) {
+		if (memcmp(err->base.msg + n - k, needle, k) == 0) {
+			n -= k;
+			err->base.msg[n] = '\0';
+			if (n + sizeof(mark) <= sizeof(err->base.msg)) {
+				memcpy(err->base.msg + n, mark, sizeof(mark));
+				n += sizeof(mark) - 1;
+			}
+			break;
+		}
+	}
 	if (memmem(err->base.msg, n, needle, len) == NULL)
 		return;
 	while (i < n && o + 1 < sizeof(out)) {

@@ -33,7 +33,9 @@ void lk_vault_error_prefix(struct lk_vault_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* Replaces every occurrence of the len bytes of needle in the message by "[redacted]"
- * (len 0 or NULL needle: nothing). Keeps a token out of messages whatever their origin. */
+ * (len 0 or NULL needle: nothing), and a message end that is the start of needle (4 bytes
+ * or more: the token was cut off with the message). Keeps a token out of messages
+ * whatever their origin. */
 void lk_vault_error_redact(struct lk_vault_error *err, const char *needle, size_t len);
 
 #endif

@@ -867,6 +867,10 @@ START_TEST(test_database)
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/leases/renew", token, body, &r), 403);
 	reply_clear(&r);
+	/* Looking up another token's lease is refused the same way (documented: 403). */
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/leases/lookup", token, body, &r), 403);
+	check_golden("error_denied", &r);
+	reply_clear(&r);
 	snprintf(body, sizeof(body), "/v1/sys/leases/renew/%s", lease);
 	ck_assert_int_eq(call(&d, "PUT", body, token, NULL, &r), 200);
 	ck_assert_int_eq(jint(r.json, "lease_duration", NULL), 3600);
@@ -1119,6 +1123,72 @@ START_TEST(test_faults)
 }
 END_TEST
 
+/* A path that names a mount without its trailing slash ("secret", "auth/approle") has
+ * nothing below the mount: the query string that follows the path in the request buffer
+ * must not be read as the rest of the path (it would skip the policy check). */
+START_TEST(test_mount_root_paths)
+{
+	struct t_dev d;
+	struct reply r;
+	char token[128];
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app/db", "root",
+	    "{\"data\":{\"password\":\"pw-root-only-7c1e\"}}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/policy/mountroot", "root",
+	    "{\"policy\":\"path \\\"secret\\\" { capabilities = [\\\"read\\\"] }\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/create", "root",
+	    "{\"policies\":[\"mountroot\"]}", &r), 200);
+	snprintf(token, sizeof(token), "%s", jstr(r.json, "auth", "client_token"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app/db", token, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret?data/app/db", token, NULL, &r), 404);
+	ck_assert_ptr_null(strstr(r.raw, "pw-root-only"));
+	ck_assert_ptr_nonnull(strstr(r.raw, "no handler for route \\\"secret\\\""));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret", "root", NULL, &r), 404);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database?creds/x", "root", NULL, &r), 404);
+	reply_clear(&r);
+	/* Only auth/approle/login itself is open. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/approle?login", NULL, "{\"role_id\":\"x\"}", &r), 403);
+	check_golden("error_permission_denied", &r);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/approle/login", NULL, "{\"role_id\":\"x\"}", &r), 400);
+	check_golden("error_approle", &r);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+/* A body that is not JSON: 400 in Vault's words, never quoting the body (it may hold a
+ * secret ID, a JWT or secret data). */
+START_TEST(test_bad_json_not_echoed)
+{
+	struct t_dev d;
+	struct reply r;
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/approle/login", NULL,
+	    "{\"role_id\": hunter2secret}", &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "failed to parse JSON input"));
+	ck_assert_msg(strstr(r.raw, "hunter") == NULL, "%s", r.raw);
+	ck_assert(json_is_array(json_object_get(r.json, "errors")));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app", "root",
+	    "{\"data\":{\"password\":\"s3cr3t-value\"} trailing-s3cr3t", &r), 400);
+	ck_assert_msg(strstr(r.raw, "s3cr3t") == NULL, "%s", r.raw);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app", "root", "[1,2]", &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "expected a JSON object"));
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
 static bool
 exited(void *arg)
 {
@@ -1176,6 +1246,8 @@ devserver_suite(void)
 	tcase_add_test(tc, test_sealed);
 	tcase_add_test(tc, test_faults);
 	tcase_add_test(tc, test_cli);
+	tcase_add_test(tc, test_mount_root_paths);
+	tcase_add_test(tc, test_bad_json_not_echoed);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -524,6 +524,44 @@ START_TEST(test_redact)
 }
 END_TEST
 
+/* A message cut to LK_ERROR_MSG_MAX in the middle of an echoed token: the cut-off start
+ * of the token goes too, not only whole occurrences. */
+START_TEST(test_redact_cut_token)
+{
+	static const char token[] = "s.CUTTOKEN0123456789abcdef";
+	char echo[LK_ERROR_MSG_MAX + 64];
+	struct lk_vault_error err;
+	size_t pad = LK_ERROR_MSG_MAX - 1 - 12;
+
+	/* 12 bytes of the token fit before the cut. */
+	memset(echo, 'x', pad);
+	snprintf(echo + pad, sizeof(echo) - pad, "%s tail", token);
+	lk_vault_error_set(&err, LK_VAULT_ERR_HTTP, -EREMOTEIO, "%s", echo);
+	ck_assert_uint_eq(strlen(err.base.msg), LK_ERROR_MSG_MAX - 1);
+	lk_vault_error_redact(&err, token, strlen(token));
+	ck_assert_msg(strstr(err.base.msg, "s.CUTTOKEN") == NULL, "%s", err.base.msg);
+	ck_assert_msg(strstr(err.base.msg, "CUTTOKEN") == NULL, "%s", err.base.msg);
+	ck_assert(strncmp(err.base.msg, "xxxx", 4) == 0);
+
+	/* Through the real path: the backend's errors list, then the request prefix. */
+	{
+		char body[LK_ERROR_MSG_MAX + 128];
+		/* 430 bytes, then the token: the joined errors list is cut inside it. */
+		snprintf(body, sizeof(body), "{\"errors\":[\"%.*s token %s is bad\"]}", 430,
+		    echo, token);
+		lk_vault_response_error(&err, 400, body, strlen(body), -1);
+		lk_vault_error_prefix(&err, "GET /v1/%s", "secret/data/a-rather-long-path/for-the-cut");
+		lk_vault_error_redact(&err, token, strlen(token));
+		ck_assert_msg(strstr(err.base.msg, "s.CUT") == NULL, "%s", err.base.msg);
+	}
+
+	/* A tail shorter than four bytes is left: it could be anything. */
+	lk_vault_error_set(&err, LK_VAULT_ERR_HTTP, -EACCES, "denied for s.C");
+	lk_vault_error_redact(&err, token, strlen(token));
+	ck_assert_str_eq(err.base.msg, "denied for s.C");
+}
+END_TEST
+
 /* ---- configuration ---- */
 
 START_TEST(test_config_env_fills_only_unset)
@@ -688,6 +726,7 @@ vault_suite(void)
 	tcase_add_test(tc, test_retry_after);
 	tcase_add_test(tc, test_encode_path);
 	tcase_add_test(tc, test_redact);
+	tcase_add_test(tc, test_redact_cut_token);
 	tcase_add_test(tc, test_config_env_fills_only_unset);
 	tcase_add_test(tc, test_config_json);
 	tcase_add_test(tc, test_client_new_checks);
