@@ -96,6 +96,7 @@ struct lk_httpd {
 	void *ctx;
 	size_t max_body;
 	size_t max_header;
+	enum lk_httpd_error_style error_style;
 	bool is_unix;
 	bool thread_per_conn;         /* suspension blocks the connection's own thread */
 	int port;
@@ -398,7 +399,18 @@ answer_self(struct lk_http_req *req, unsigned status, const char *error, const c
 	req_clear_headers(req);
 	req->outcome = REQ_NONE;
 	req->in_handler = true;
-	r = lk_http_respond_error(req, status, error, reason);
+	if (req->srv->error_style == LK_HTTPD_ERRORS_VAULT) {
+		char text[512];
+		json_t *body;
+
+		snprintf(text, sizeof(text), "%s%s%s", error, reason != NULL ? ": " : "",
+			 reason != NULL ? reason : "");
+		body = json_pack("{s:[o]}", "errors", json_text(text));
+		r = body != NULL ? lk_http_respond_json(req, status, body) : -ENOMEM;
+		json_decref(body);
+	} else {
+		r = lk_http_respond_error(req, status, error, reason);
+	}
 	req->in_handler = false;
 	return r == 0 ? MHD_YES : MHD_NO;
 }
@@ -986,6 +998,7 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	srv->ctx = cfg->ctx;
 	srv->max_body = cfg->max_body ? cfg->max_body : LK_HTTPD_MAX_BODY_DEFAULT;
 	srv->max_header = cfg->max_header ? cfg->max_header : LK_HTTPD_MAX_HEADER_DEFAULT;
+	srv->error_style = cfg->error_style;
 	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4) {
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
 		goto out;

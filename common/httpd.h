@@ -44,6 +44,12 @@ struct lk_peer {
 
 typedef void (*lk_http_handler)(void *ctx, struct lk_http_req *req);
 
+/* The shape of the error bodies the server answers by itself (413, 431, 400, 500, 503). */
+enum lk_httpd_error_style {
+	LK_HTTPD_ERRORS_LATCHKEY = 0, /* {"error": "...", "reason": "..."} */
+	LK_HTTPD_ERRORS_VAULT,        /* {"errors": ["...: ..."]}, as Vault answers */
+};
+
 struct lk_httpd_config {
 	/* Exactly one of unix_path and tcp_addr. */
 	const char *unix_path;   /* created (a stale socket file is replaced), removed on stop */
@@ -57,6 +63,8 @@ struct lk_httpd_config {
 	size_t max_header;
 	unsigned max_connections;
 	unsigned timeout_s;
+
+	enum lk_httpd_error_style error_style;
 
 	lk_http_handler handler;
 	void *ctx;               /* handed to the handler */

@@ -207,6 +207,7 @@ devserver_main(int argc, char **argv)
 	cfg.tcp_addr = listen;
 	cfg.threads = 0;      /* a thread per connection: injected latency blocks only its own */
 	cfg.max_body = DEV_BODY_MAX;
+	cfg.error_style = LK_HTTPD_ERRORS_VAULT;
 	cfg.handler = dev_handle_request;
 	cfg.ctx = &srv;
 	if (lk_httpd_start(&cfg, &httpd, &err) < 0) {

@@ -1038,6 +1038,10 @@ START_TEST(test_methods_and_limits)
 	body[big - 1] = '}';
 	body[big] = '\0';
 	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/x", "root", body, &r), 413);
+	/* Vault's error shape, also for what the HTTP layer answers by itself. */
+	ck_assert_msg(r.json != NULL && json_is_array(json_object_get(r.json, "errors")) &&
+		      json_array_size(json_object_get(r.json, "errors")) == 1,
+		      "413 body is not {\"errors\":[...]}");
 	reply_clear(&r);
 	/* The server is still fine afterwards. */
 	ck_assert_int_eq(call(&d, "GET", "/v1/sys/health", NULL, NULL, &r), 200);
