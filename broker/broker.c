@@ -382,6 +382,14 @@ out:
 	if (started) {
 		broker_server_stop(&b);
 		broker_scheduler_stop(&b);
+		if (b.thread_abandoned) {
+			/* The scheduler is still inside a backend call, and will use the
+			 * configuration (secret names), the client and libcurl when it returns:
+			 * free none of them, and do not run libcurl's or OpenSSL's exit handlers
+			 * under it. The kernel takes the memory back. */
+			fflush(NULL);
+			_exit(status);
+		}
 		broker_fini(&b);
 		if (status == LK_EXIT_OK)
 			lk_log(LK_INFO, "stopped");

@@ -9,6 +9,26 @@
 #include "common/config.h"
 #include "common/log.h"
 
+/* A duration no longer than BROKER_DURATION_MAX_MS; key absent leaves *ret as it is. */
+static int
+bounded_duration(struct lk_cfg *c, const json_t *obj, const char *key, int64_t *ret)
+{
+	int64_t ms = *ret;
+	int rc;
+
+	if ((rc = lk_cfg_duration(c, obj, key, false, &ms)) < 0)
+		return rc;
+	if (ms > BROKER_DURATION_MAX_MS) {
+		size_t mark = lk_cfg_push_key(c, key);
+
+		rc = lk_cfg_fail(c, "expected a duration of at most 720h");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	*ret = ms;
+	return 0;
+}
+
 static char *
 dup_or_fail(struct lk_cfg *c, const char *s, int *rc)
 {
@@ -315,7 +335,7 @@ parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
 	}
 	if ((rc = lk_cfg_bool(c, obj, "required", &sp->required)) < 0)
 		return rc;
-	if ((rc = lk_cfg_duration(c, obj, "refresh", false, &sp->refresh_ms)) < 0)
+	if ((rc = bounded_duration(c, obj, "refresh", &sp->refresh_ms)) < 0)
 		return rc;
 	if (sp->refresh_ms < BROKER_REFRESH_MIN_MS) {
 		size_t mark = lk_cfg_push_key(c, "refresh");
@@ -324,7 +344,7 @@ parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
 		lk_cfg_pop(c, mark);
 		return rc;
 	}
-	if ((rc = lk_cfg_duration(c, obj, "grace", false, &sp->grace_ms)) < 0)
+	if ((rc = bounded_duration(c, obj, "grace", &sp->grace_ms)) < 0)
 		return rc;
 	if ((rc = lk_cfg_object(c, obj, "allow", false, &allow)) < 0)
 		return rc;
@@ -460,7 +480,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		if (rc < 0)
 			goto out;
 	}
-	if ((rc = lk_cfg_duration(&c, root, "grace", false, &cfg->grace_ms)) < 0 ||
+	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
 		goto out;
 	if ((rc = lk_cfg_string(&c, root, "log_level", false, &s)) < 0)
@@ -485,9 +505,9 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		mark = lk_cfg_push_key(&c, "retry");
 		rc = lk_cfg_keys(&c, retry, retry_keys);
 		if (rc == 0)
-			rc = lk_cfg_duration(&c, retry, "initial", false, &cfg->retry_base_ms);
+			rc = bounded_duration(&c, retry, "initial", &cfg->retry_base_ms);
 		if (rc == 0)
-			rc = lk_cfg_duration(&c, retry, "max", false, &cfg->retry_cap_ms);
+			rc = bounded_duration(&c, retry, "max", &cfg->retry_cap_ms);
 		if (rc == 0 && (cfg->retry_base_ms <= 0 || cfg->retry_cap_ms < cfg->retry_base_ms))
 			rc = lk_cfg_fail(&c, "expected 0 < initial <= max");
 		lk_cfg_pop(&c, mark);

@@ -54,6 +54,12 @@
 #define BROKER_VAULT_TIMEOUT_MS 4000
 /* Shortest refresh interval accepted. */
 #define BROKER_REFRESH_MIN_MS 1000
+/* Longest refresh, grace or retry duration accepted (30 days): the scheduler adds them to
+ * monotonic times, which a duration near INT64_MAX would overflow. */
+#define BROKER_DURATION_MAX_MS (30 * 24 * 3600 * 1000LL)
+/* Longest lease or token TTL taken from the backend as it is (10 years); a longer one is
+ * cut to this, so that expiry arithmetic cannot overflow. */
+#define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
 /* Serving threads unless listen.threads says otherwise. */
 #define BROKER_THREADS_DEFAULT 2
 /* A lease is revoked at least this long before its expiry (or not at all). */
@@ -217,6 +223,11 @@ int64_t broker_rotate_at(int64_t now_ms, int64_t issued_ms, int64_t expires_ms,
 int64_t broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms);
 /* The next KV re-read: refresh +-10%. */
 int64_t broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng);
+/* When a lease or token granted ttl_s seconds expires, for a request sent at sent_ms: the
+ * backend starts the TTL when it answers, which is after the request left, so counting
+ * from the send time never places the expiry later than the backend's. ttl_s is cut to
+ * BROKER_TTL_MAX_S; 0 or less gives sent_ms. */
+int64_t broker_expires_at(int64_t sent_ms, int64_t ttl_s);
 
 /* ---- live state -------------------------------------------------------------------- */
 

@@ -61,6 +61,16 @@ broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms)
 }
 
 int64_t
+broker_expires_at(int64_t sent_ms, int64_t ttl_s)
+{
+	if (ttl_s <= 0)
+		return sent_ms;
+	if (ttl_s > BROKER_TTL_MAX_S)
+		ttl_s = BROKER_TTL_MAX_S;
+	return sent_ms + ttl_s * 1000;
+}
+
+int64_t
 broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng)
 {
 	int64_t jitter = refresh_ms / 10;
@@ -249,7 +259,7 @@ token_login(struct broker *b, int64_t now)
 {
 	struct lk_vault_token_info ti;
 	struct lk_vault_error verr;
-	int64_t t0 = lk_now_mono_ms(), next, old_expires;
+	int64_t t0 = lk_now_mono_ms(), next, old_expires, ttl_ms;
 	int rc;
 
 	memset(&ti, 0, sizeof(ti));
@@ -279,9 +289,11 @@ token_login(struct broker *b, int64_t now)
 	b->token_ttl_s = ti.lease_duration_s;
 	b->token_renewable = ti.renewable && ti.lease_duration_s > 0;
 	b->token_capped = false;
-	b->token_expires_mono_ms = ti.lease_duration_s > 0 ? now + ti.lease_duration_s * 1000 : 0;
+	/* From when the login was sent: the backend's TTL runs from its answer. */
+	ttl_ms = broker_expires_at(t0, ti.lease_duration_s) - t0;
+	b->token_expires_mono_ms = ti.lease_duration_s > 0 ? t0 + ttl_ms : 0;
 	b->token_next_mono_ms = ti.lease_duration_s > 0 ?
-	    broker_renew_at(now, ti.lease_duration_s * 1000, &b->token_backoff) : INT64_MAX;
+	    broker_renew_at(t0, ttl_ms, &b->token_backoff) : INT64_MAX;
 	pthread_mutex_unlock(&b->lock);
 	lk_log(LK_INFO, "logged in", LK_INT("ttl_s", ti.lease_duration_s),
 	       LK_BOOL("renewable", ti.renewable));
@@ -307,7 +319,7 @@ token_renew(struct broker *b, int64_t now)
 {
 	struct lk_vault_token_info ti;
 	struct lk_vault_error verr;
-	int64_t t0 = lk_now_mono_ms();
+	int64_t t0 = lk_now_mono_ms(), ttl_ms;
 	int rc;
 
 	memset(&ti, 0, sizeof(ti));
@@ -322,11 +334,12 @@ token_renew(struct broker *b, int64_t now)
 		token_login(b, now);
 		return;
 	}
+	ttl_ms = broker_expires_at(t0, ti.lease_duration_s) - t0;
 	pthread_mutex_lock(&b->lock);
-	b->token_expires_mono_ms = now + ti.lease_duration_s * 1000;
+	b->token_expires_mono_ms = t0 + ttl_ms;
 	b->token_capped = ti.capped || !ti.renewable;
 	/* A capped token is near its max TTL: log in again at 2/3 of what is left. */
-	b->token_next_mono_ms = broker_renew_at(now, ti.lease_duration_s * 1000, &b->token_backoff);
+	b->token_next_mono_ms = broker_renew_at(t0, ttl_ms, &b->token_backoff);
 	pthread_mutex_unlock(&b->lock);
 	lk_log(LK_DEBUG, "token renewed", LK_INT("ttl_s", ti.lease_duration_s),
 	       LK_BOOL("capped", ti.capped));
@@ -389,7 +402,7 @@ entry_failure(struct broker *b, struct broker_entry *e, const char *what, const 
 static void
 schedule_renewal(struct broker_entry *e, int64_t now, int64_t ttl_s)
 {
-	int64_t at = broker_renew_at(now, ttl_s * 1000, &e->backoff), rotate;
+	int64_t at = broker_renew_at(now, broker_expires_at(now, ttl_s) - now, &e->backoff), rotate;
 
 	if (e->learned_life_ms > 0) {
 		rotate = broker_rotate_at(now, e->issued_mono_ms,
@@ -413,7 +426,8 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	unsigned char digest[32];
 	const json_t *data;
 	bool changed, leased, first = !e->loaded;
-	int64_t t0 = lk_now_mono_ms(), replaced_left_ms = -1, replaced_life_ms = -1;
+	int64_t t0 = lk_now_mono_ms(), t0_real = lk_now_real_ms();
+	int64_t replaced_left_ms = -1, replaced_life_ms = -1;
 	enum broker_event fail_ev = e->lease_id != NULL ? BROKER_EV_ROTATION_FAILURE :
 				    BROKER_EV_REFRESH_FAILURE;
 	int rc;
@@ -452,9 +466,11 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	li.leased = leased;
 	li.renewable = leased && ls.renewable;
 	li.ttl_s = ls.lease_duration_s;
+	/* The lease's TTL started when the backend answered: counted from the moment the
+	 * request left, the expiry served is never later than the backend's. */
 	if (leased && ls.lease_duration_s > 0) {
-		li.expires_mono_ms = now + ls.lease_duration_s * 1000;
-		li.expires_real_ms = lk_now_real_ms() + ls.lease_duration_s * 1000;
+		li.expires_mono_ms = broker_expires_at(t0, ls.lease_duration_s);
+		li.expires_real_ms = broker_expires_at(t0_real, ls.lease_duration_s);
 	}
 	rc = broker_snapshot_new(b->arena, sp->name, changed ? e->version + 1 : e->version, data,
 				 &li, &s);
@@ -482,7 +498,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 		e->lease_id = ls.lease_id;
 		ls.lease_id = NULL;
 	}
-	e->issued_mono_ms = now;
+	e->issued_mono_ms = t0;
 	e->expires_mono_ms = li.expires_mono_ms;
 	e->lease_duration_s = ls.lease_duration_s;
 	e->renewable = li.renewable;
@@ -491,9 +507,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	lk_backoff_reset(&e->backoff);
 
 	if (leased && li.renewable && ls.lease_duration_s > 0)
-		schedule_renewal(e, now, ls.lease_duration_s);
+		schedule_renewal(e, t0, ls.lease_duration_s);
 	else if (leased && ls.lease_duration_s > 0)
-		entry_schedule(e, broker_rotate_at(now, now, li.expires_mono_ms, &e->backoff),
+		entry_schedule(e, broker_rotate_at(now, t0, li.expires_mono_ms, &e->backoff),
 			       BROKER_ACT_FETCH);
 	else
 		entry_schedule(e, broker_refresh_at(now, sp->refresh_ms, &e->backoff),
@@ -541,7 +557,7 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	struct lk_vault_error verr;
 	struct broker_lease_info li;
 	struct broker_snapshot *cur, *s = NULL;
-	int64_t t0 = lk_now_mono_ms();
+	int64_t t0 = lk_now_mono_ms(), t0_real = lk_now_real_ms();
 	int rc;
 
 	memset(&rr, 0, sizeof(rr));
@@ -569,8 +585,9 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	li.leased = true;
 	li.renewable = rr.renewable;
 	li.ttl_s = rr.lease_duration_s;
-	li.expires_mono_ms = now + rr.lease_duration_s * 1000;
-	li.expires_real_ms = lk_now_real_ms() + rr.lease_duration_s * 1000;
+	/* From when the renewal was sent, as for a read (entry_fetch). */
+	li.expires_mono_ms = broker_expires_at(t0, rr.lease_duration_s);
+	li.expires_real_ms = broker_expires_at(t0_real, rr.lease_duration_s);
 	e->expires_mono_ms = li.expires_mono_ms;
 	cur = broker_entry_snapshot(e);
 	if (cur != NULL && broker_snapshot_relabel(cur, sp->name, &li, &s) == 0)
@@ -589,7 +606,7 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 		lk_log(LK_INFO, "lease renewal capped, rotation planned", LK_STR("secret", sp->name),
 		       LK_INT("ttl_s", rr.lease_duration_s), LK_INT("rotate_in_ms", at - now));
 	} else {
-		schedule_renewal(e, now, rr.lease_duration_s);
+		schedule_renewal(e, t0, rr.lease_duration_s);
 		lk_log(LK_DEBUG, "lease renewed", LK_STR("secret", sp->name),
 		       LK_INT("ttl_s", rr.lease_duration_s));
 	}

@@ -14,6 +14,8 @@
 
 /* How long --wait waits for the broker to serve the secret unless told. */
 #define GET_WAIT_DEFAULT_MS (30 * 1000LL)
+/* How long --after blocks unless --wait says: the broker's own default wait. */
+#define GET_AFTER_DEFAULT_MS (5 * 60 * 1000LL)
 /* Pause between attempts while waiting. */
 #define GET_RETRY_MS 100
 /* Longest request path built. */
@@ -115,7 +117,7 @@ cmd_get(int argc, char **argv)
 	const char *target = NULL, *socket_flag = NULL, *after = NULL, *wait_text = NULL;
 	char path[GET_PATH_MAX], msg[512];
 	bool wait = false;
-	int64_t wait_ms = GET_WAIT_DEFAULT_MS, deadline;
+	int64_t wait_ms = GET_WAIT_DEFAULT_MS, deadline, block_ms = 0;
 	struct lk_buf body;
 	long status = 0;
 	int rc, exit_status = LK_EXIT_FAILURE;
@@ -151,7 +153,8 @@ cmd_get(int argc, char **argv)
 		fprintf(stderr, "latchkey get: --wait: expected a duration such as 30s\n");
 		return LK_EXIT_USAGE;
 	}
-	if (after != NULL && strspn(after, "0123456789") != strlen(after)) {
+	if (after != NULL && (after[0] == '\0' || strlen(after) > 20 ||
+			      strspn(after, "0123456789") != strlen(after))) {
 		fprintf(stderr, "latchkey get: --after: expected a version number\n");
 		return LK_EXIT_USAGE;
 	}
@@ -170,10 +173,12 @@ cmd_get(int argc, char **argv)
 		curl_free(key);
 		curl_easy_cleanup(h);
 		if (after != NULL) {
-			char q[64];
+			char q[96];
 
-			snprintf(q, sizeof(q), "?index=%s&wait=%llds", after,
-				 (long long)(wait_text != NULL ? wait_ms / 1000 : 300));
+			/* In milliseconds: whole seconds would turn --wait=500ms into no wait at
+			 * all. The request's own timeout below is this wait plus a margin. */
+			block_ms = wait_text != NULL ? wait_ms : GET_AFTER_DEFAULT_MS;
+			snprintf(q, sizeof(q), "?index=%s&wait=%lldms", after, (long long)block_ms);
 			if (strlen(path) + strlen(q) >= sizeof(path)) {
 				fprintf(stderr, "latchkey get: name too long\n");
 				return LK_EXIT_USAGE;
@@ -184,7 +189,7 @@ cmd_get(int argc, char **argv)
 	lk_buf_init(&body, CLIENT_RESPONSE_MAX, true);
 	deadline = lk_now_mono_ms() + wait_ms;
 	for (;;) {
-		long timeout = after != NULL ? (long)(wait_ms + GET_REQUEST_TIMEOUT_MS) :
+		long timeout = after != NULL ? (long)(block_ms + GET_REQUEST_TIMEOUT_MS) :
 			       GET_REQUEST_TIMEOUT_MS;
 
 		lk_buf_reset(&body);

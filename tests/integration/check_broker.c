@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/httpd.h"
 #include "testutil.h"
 
 /* The dynamic role's lease times: short, so rotations happen within seconds. */
@@ -228,6 +230,30 @@ leases_in_state(struct fixture *f, const char *state, const char *except_id)
 	return n;
 }
 
+/* The latest expire_time among the dev backend's leases, in Unix ms; 0 when none. */
+static int64_t
+latest_lease_expiry(struct fixture *f)
+{
+	char *body = NULL;
+	json_t *j, *l;
+	int64_t latest = 0;
+	size_t i;
+
+	if (dev_call(f, "GET", "/_latchkey/leases", NULL, &body) != 200)
+		return 0;
+	j = json_loads(body, 0, NULL);
+	free(body);
+	json_array_foreach(json_object_get(j, "leases"), i, l) {
+		const char *t = json_string_value(json_object_get(l, "expire_time"));
+		int64_t ms = 0;
+
+		if (t != NULL && lk_rfc3339_parse(t, &ms) == 0 && ms > latest)
+			latest = ms;
+	}
+	json_decref(j);
+	return latest;
+}
+
 /* ---- tests ---- */
 
 START_TEST(test_first_load)
@@ -249,6 +275,19 @@ START_TEST(test_first_load)
 	ck_assert(strncmp(data_str(j, "username"), "v-token-app-", 12) == 0);
 	ck_assert(json_is_true(json_object_get(json_object_get(j, "lease"), "renewable")));
 	ck_assert(json_is_string(json_object_get(json_object_get(j, "lease"), "expires_at")));
+	/* The expiry served is never later than the backend's own: the broker counts the
+	 * TTL from when it sent the request, not from when the answer arrived. */
+	{
+		const char *exp = json_string_value(json_object_get(json_object_get(j, "lease"),
+								    "expires_at"));
+		int64_t served_ms = 0, backend_ms = 0;
+
+		ck_assert_int_eq(lk_rfc3339_parse(exp, &served_ms), 0);
+		backend_ms = latest_lease_expiry(&f);
+		ck_assert_int_gt(backend_ms, 0);
+		ck_assert_msg(served_ms <= backend_ms, "served expiry %lld is %lld ms after the "
+			      "backend's", (long long)served_ms, (long long)(served_ms - backend_ms));
+	}
 	json_decref(j);
 
 	j = get_secret(&f, "api", &st);
@@ -501,6 +540,22 @@ START_TEST(test_blocking_read)
 	ck_assert_int_ge(elapsed, 900);
 	ck_assert_ptr_nonnull(strstr(body, "\"version\":1"));
 	free(body);
+
+	/* `latchkey get --after` blocks for the --wait it is given, also under a second
+	 * (it used to send whole seconds: wait=0s, an answer at once). */
+	{
+		const char *argv[] = { t_latchkey_bin(), "get", "api", "--after", "1", "--wait=800ms",
+				       "--socket", f.sock, NULL };
+		char *out = NULL;
+
+		t0 = lk_now_mono_ms();
+		ck_assert_int_eq(run(argv, &out), 0);
+		elapsed = lk_now_mono_ms() - t0;
+		ck_assert_msg(elapsed >= 750, "get --after returned after %lld ms",
+			      (long long)elapsed);
+		ck_assert_ptr_nonnull(strstr(out, "\"version\":1"));
+		free(out);
+	}
 
 	/* The current index: woken by the rotation, long before the 60 s wait. */
 	{
@@ -1168,6 +1223,126 @@ START_TEST(test_rotation_with_learned_max_ttl)
 }
 END_TEST
 
+/* A backend whose answers to a lease read arrive SLOW_ANSWER_MS after it issued the lease:
+ * the lease's TTL runs from the issue, not from when the broker got the answer. */
+#define SLOW_ANSWER_MS 1500
+#define SLOW_TTL_S 10
+#define SLOW_LEASES_MAX 64
+
+struct slow_backend {
+	pthread_mutex_t lock;
+	int64_t issued_ms[SLOW_LEASES_MAX];   /* Unix ms at which lease n was issued */
+	int n;
+};
+
+static void
+slow_handler(void *ctx, struct lk_http_req *req)
+{
+	struct slow_backend *sb = ctx;
+	const char *path = lk_http_path(req);
+	char body[256];
+
+	if (strcmp(path, "/v1/auth/token/lookup-self") == 0) {
+		snprintf(body, sizeof(body),
+			 "{\"data\":{\"ttl\":0,\"renewable\":false,\"policies\":[\"root\"]}}");
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else if (strcmp(path, "/v1/database/creds/slow") == 0) {
+		struct timespec ts = { SLOW_ANSWER_MS / 1000, (SLOW_ANSWER_MS % 1000) * 1000000L };
+		int n;
+
+		pthread_mutex_lock(&sb->lock);
+		n = sb->n < SLOW_LEASES_MAX ? sb->n++ : SLOW_LEASES_MAX - 1;
+		sb->issued_ms[n] = lk_now_real_ms();
+		pthread_mutex_unlock(&sb->lock);
+		nanosleep(&ts, NULL);
+		snprintf(body, sizeof(body),
+			 "{\"lease_id\":\"database/creds/slow/%d\",\"lease_duration\":%d,"
+			 "\"renewable\":false,\"data\":{\"username\":\"u-%d\",\"password\":\"p\"}}",
+			 n, SLOW_TTL_S, n);
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else {
+		lk_http_respond(req, 204, "application/json", NULL, 0);
+	}
+}
+
+static bool
+db_served_cond(void *arg)
+{
+	struct fixture *f = arg;
+
+	return broker_get(f, "/v1/secrets/db", NULL) == 200;
+}
+
+/* The expiry the broker serves is counted from when it sent the read: an answer that took
+ * 1.5 s to arrive does not let it serve the credential 1.5 s past the backend's expiry. */
+START_TEST(test_expiry_counts_from_request)
+{
+	struct slow_backend sb;
+	struct lk_httpd_config hc;
+	struct lk_httpd *srv = NULL;
+	struct lk_error err;
+	struct fixture f;
+	char text[2048];
+	const char *exp_text;
+	const char *user;
+	int64_t served_ms = 0, issued_ms;
+	json_t *j;
+	int n;
+
+	memset(&sb, 0, sizeof(sb));
+	pthread_mutex_init(&sb.lock, NULL);
+	memset(&hc, 0, sizeof(hc));
+	hc.tcp_addr = "127.0.0.1:0";
+	hc.threads = 4;
+	hc.handler = slow_handler;
+	hc.ctx = &sb;
+	lk_error_clear(&err);
+	ck_assert_msg(lk_httpd_start(&hc, &srv, &err) == 0, "%s", err.msg);
+
+	memset(&f, 0, sizeof(f));
+	f.dir = t_tmpdir();
+	ck_assert_ptr_nonnull(f.dir);
+	snprintf(f.sock, sizeof(f.sock), "%s/broker.sock", f.dir);
+	snprintf(f.cfg, sizeof(f.cfg), "%s/broker.json", f.dir);
+	snprintf(f.log, sizeof(f.log), "%s/broker.log", f.dir);
+	snprintf(f.token_file, sizeof(f.token_file), "%s/token", f.dir);
+	ck_assert_int_eq(t_write_file(f.token_file, "test-token", 0600), 0);
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"http://127.0.0.1:%d\","
+		 " \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0600\"},"
+		 " \"secrets\": [{\"name\": \"db\", \"path\": \"database/creds/slow\"}]}",
+		 lk_httpd_port(srv), f.token_file, f.sock);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	fixture_start(&f);
+	ck_assert_msg(t_wait_until(db_served_cond, &f, T_DEADLINE_MS), "db was never served");
+
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	user = data_str(j, "username");
+	ck_assert_ptr_nonnull(user);
+	n = atoi(user + 2);
+	ck_assert(n >= 0 && n < SLOW_LEASES_MAX);
+	pthread_mutex_lock(&sb.lock);
+	issued_ms = sb.issued_ms[n];
+	pthread_mutex_unlock(&sb.lock);
+	exp_text = json_string_value(json_object_get(json_object_get(j, "lease"),
+							     "expires_at"));
+	ck_assert_ptr_nonnull(exp_text);
+	ck_assert_int_eq(lk_rfc3339_parse(exp_text, &served_ms), 0);
+	ck_assert_msg(served_ms <= issued_ms + SLOW_TTL_S * 1000,
+		      "served expiry is %lld ms after the backend's",
+		      (long long)(served_ms - issued_ms - SLOW_TTL_S * 1000));
+	json_decref(j);
+
+	t_stop(&f.broker, SIGTERM, 10000);
+	lk_httpd_stop(srv);
+	pthread_mutex_destroy(&sb.lock);
+	t_rmrf(f.dir);
+	free(f.dir);
+}
+END_TEST
+
 static Suite *
 broker_suite(void)
 {
@@ -1190,6 +1365,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_kv_versions_and_clients);
 	tcase_add_test(tc, test_kubernetes_jwt_reread);
 	tcase_add_test(tc, test_rotation_with_learned_max_ttl);
+	tcase_add_test(tc, test_expiry_counts_from_request);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -118,6 +118,16 @@ START_TEST(test_config_errors)
 		{ "{\"vault\":{},\"log_level\":\"loud\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: log_level: expected" },
 		{ "{\"vault\":{},\"secret\":[]}", "broker.json: secret: unknown key" },
+		/* Durations the scheduler adds to the clock are bounded: near INT64_MAX they
+		 * would wrap to the past and turn the timer into a busy loop. */
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"refresh\":9000000000000000}]}",
+		  "broker.json: secrets[0].refresh: expected a duration of at most 720h" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"grace\":\"2562047h\"}]}",
+		  "broker.json: secrets[0].grace: expected a duration of at most 720h" },
+		{ "{\"vault\":{},\"grace\":\"721h\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: grace: expected a duration of at most 720h" },
+		{ "{\"vault\":{},\"retry\":{\"max\":\"100000h\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: retry.max: expected a duration of at most 720h" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -154,6 +164,15 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_int_eq(cfg.secrets[0].file->format, BROKER_FORMAT_ENV);
 	ck_assert_int_eq(cfg.secrets[0].file->signal, SIGUSR1);
 	ck_assert_str_eq(cfg.secrets[0].file->pidfile, "/run/app.pid");
+	broker_config_clear(&cfg);
+
+	/* The longest accepted durations. */
+	ck_assert_msg(parse_text(
+		"{\"vault\":{},\"grace\":\"720h\",\"retry\":{\"initial\":\"1s\",\"max\":2592000},"
+		"\"secrets\":[{\"name\":\"a\",\"path\":\"kv/x\",\"refresh\":\"720h\"}]}",
+		&cfg, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(cfg.secrets[0].refresh_ms, BROKER_DURATION_MAX_MS);
+	ck_assert_int_eq(cfg.retry_cap_ms, BROKER_DURATION_MAX_MS);
 	broker_config_clear(&cfg);
 }
 END_TEST
@@ -345,6 +364,18 @@ START_TEST(test_refresh_at)
 }
 END_TEST
 
+START_TEST(test_expires_at)
+{
+	/* Counted from when the request left: never later than the backend's own expiry. */
+	ck_assert_int_eq(broker_expires_at(1000, 3), 4000);
+	ck_assert_int_eq(broker_expires_at(1000, 0), 1000);
+	ck_assert_int_eq(broker_expires_at(1000, -5), 1000);
+	/* A TTL from the backend that would overflow is cut, not wrapped into the past. */
+	ck_assert_int_eq(broker_expires_at(1000, INT64_MAX), 1000 + BROKER_TTL_MAX_S * 1000);
+	ck_assert_int_gt(broker_expires_at(INT64_MAX / 4, INT64_MAX / 1000), INT64_MAX / 4);
+}
+END_TEST
+
 /* ---- renderers and peers ---- */
 
 START_TEST(test_render)
@@ -419,6 +450,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_rotate_at);
 	tcase_add_test(tc, test_revoke_at);
 	tcase_add_test(tc, test_refresh_at);
+	tcase_add_test(tc, test_expires_at);
 	tcase_add_test(tc, test_render);
 	tcase_add_test(tc, test_peer_allowed);
 	suite_add_tcase(s, tc);
