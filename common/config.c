@@ -36,6 +36,11 @@ lk_cfg_load_text(const char *file, const char *text, size_t len, struct lk_error
 
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
+		/* jansson quotes the input near the error ("invalid token near 'hunter2'"): a
+		 * misplaced token would end up in the message, so that part is cut. */
+		char *near = strstr(jerr.text, " near '");
+		if (near != NULL)
+			*near = '\0';
 		lk_error_set(err, -EINVAL, "%s:%d:%d: %s", file, jerr.line, jerr.column, jerr.text);
 		return NULL;
 	}

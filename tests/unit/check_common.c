@@ -436,6 +436,11 @@ START_TEST(test_cfg_file_errors)
 	t_write_file(path, "{\n  \"a\": 1,\n  \"a\": 2\n}\n", 0600);
 	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
 	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json:3:"));
+	/* A syntax error names line and column but never quotes the text around it. */
+	t_write_file(path, "{\"token\": hunter2secret}", 0600);
+	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
+	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json:1:"));
+	ck_assert_ptr_null(strstr(err.msg, "hunter"));
 	t_write_file(path, "{\"a\": [1, 2,]}", 0600);
 	ck_assert_ptr_null(lk_cfg_load_file(path, &err));
 	ck_assert_ptr_nonnull(strstr(err.msg, "broker.json:1:"));
