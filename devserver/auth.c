@@ -490,18 +490,9 @@ approle_role(struct dev_call *c, struct dev_mount *m, const char *name, const ch
 		dev_reply_no_route(c);
 		return;
 	}
+	if (dev_reply_role(c, roles, name, role, approle_public))
+		return;
 	switch (c->op) {
-	case DEV_OP_READ:
-		if (role == NULL) {
-			dev_reply_error(c, 404, NULL);
-			return;
-		}
-		dev_reply_data(c, approle_public(role));
-		return;
-	case DEV_OP_DELETE:
-		json_object_del(roles, name);
-		dev_reply_empty(c);
-		return;
 	case DEV_OP_WRITE:
 		if (role == NULL) {
 			char id[40];
@@ -703,18 +694,9 @@ k8s_role(struct dev_call *c, struct dev_mount *m, const char *name)
 		dev_reply_error(c, 400, "invalid role name");
 		return;
 	}
+	if (dev_reply_role(c, roles, name, role, NULL))
+		return;
 	switch (c->op) {
-	case DEV_OP_READ:
-		if (role == NULL) {
-			dev_reply_error(c, 404, NULL);
-			return;
-		}
-		dev_reply_data(c, json_deep_copy(role));
-		return;
-	case DEV_OP_DELETE:
-		json_object_del(roles, name);
-		dev_reply_empty(c);
-		return;
 	case DEV_OP_WRITE:
 		if (role == NULL && json_object_size(roles) >= DEV_ROLES_MAX) {
 			dev_reply_error(c, 400, "too many roles");

@@ -46,18 +46,9 @@ db_roles(struct dev_call *c, struct dev_mount *m, const char *name)
 		return;
 	}
 	role = json_object_get(roles, name);
+	if (dev_reply_role(c, roles, name, role, NULL))
+		return;
 	switch (c->op) {
-	case DEV_OP_READ:
-		if (role == NULL) {
-			dev_reply_error(c, 404, NULL);
-			return;
-		}
-		dev_reply_data(c, json_deep_copy(role));
-		return;
-	case DEV_OP_DELETE:
-		json_object_del(roles, name);
-		dev_reply_empty(c);
-		return;
 	case DEV_OP_WRITE:
 		db = dev_body_str(c, "db_name");
 		if (db == NULL && role != NULL)

@@ -166,6 +166,11 @@ void dev_reply_bad_method(struct dev_call *c);
 void dev_reply_no_route(struct dev_call *c);
 /* A new envelope object with data stolen (NULL: null). */
 json_t *dev_envelope(json_t *data);
+/* The READ and DELETE of a named role in a role table (AppRole, Kubernetes auth, the
+ * database engine): answers and returns true for those two operations, false for any
+ * other. view renders a role for a READ (a new reference); NULL shows a deep copy. */
+bool dev_reply_role(struct dev_call *c, json_t *roles, const char *name, const json_t *role,
+		    json_t *(*view)(const json_t *role));
 /* {"keys":[...]} 200 reply for a LIST, or 404 {"errors":[]} when keys is empty; steals keys. */
 void dev_reply_keys(struct dev_call *c, json_t *keys);
 

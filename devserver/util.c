@@ -75,6 +75,26 @@ dev_reply_no_route(struct dev_call *c)
 	dev_reply_errorf(c, 404, "no handler for route \"%.512s\". route entry not found.", c->path);
 }
 
+bool
+dev_reply_role(struct dev_call *c, json_t *roles, const char *name, const json_t *role,
+	       json_t *(*view)(const json_t *role))
+{
+	switch (c->op) {
+	case DEV_OP_READ:
+		if (role == NULL)
+			dev_reply_error(c, 404, NULL);
+		else
+			dev_reply_data(c, view != NULL ? view(role) : json_deep_copy(role));
+		return true;
+	case DEV_OP_DELETE:
+		json_object_del(roles, name);
+		dev_reply_empty(c);
+		return true;
+	default:
+		return false;
+	}
+}
+
 void
 dev_reply_keys(struct dev_call *c, json_t *keys)
 {
