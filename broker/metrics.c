@@ -116,7 +116,7 @@ broker_metrics_new(struct broker *b)
 	rd = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_ready",
 			    "1 when every required secret is loaded and unexpired.", NULL, NULL, 0);
 	up = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_backend_up",
-			    "1 when the last backend call got an answer.", NULL, NULL, 0);
+			    "1 while the backend answers: 0 after a transport error, timeout, 429 or 5xx.", NULL, NULL, 0);
 	m->backend_latency = lk_metrics_add(m->reg, LK_HISTOGRAM,
 					    "latchkey_broker_backend_request_duration_seconds",
 					    "Backend calls by operation.", op, backend_buckets,
