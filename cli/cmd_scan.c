@@ -134,15 +134,28 @@ scan_tokens(struct scan *s, const char *name, const char *text, size_t len)
 						report(s, name, lineno, rules[i].why);
 						break;
 					}
-					if (m[0].rm_eo <= 0)
+					/* Go on from the end of the token, not of the match: the match
+					 * may have taken the separator that the next token's pattern
+					 * needs in front of it ("AKIA…EXAMPLE,AKIA…"). */
+					if (g->rm_eo <= 0)
 						break;
-					from += m[0].rm_eo;
+					from += g->rm_eo;
 				}
 			}
 		}
 		line = nl != NULL ? nl + 1 : NULL;
 	}
 	free(copy);
+}
+
+/* Is text a well-formed lk1 envelope (prefix, base64, version, length)? "lk1:" in front
+ * of a plain value is not. */
+static bool
+is_lk1_text(const char *text, size_t len)
+{
+	char id[LK_KEY_ID_HEX + 1];
+
+	return lk1_key_id(text, len, id, sizeof(id)) == 0;
 }
 
 /* A Secret value that is already lk1 ciphertext (encrypted at source) is fine. */
@@ -156,11 +169,10 @@ value_is_sealed(const json_t *v, bool base64)
 	if (s == NULL)
 		return false;
 	if (!base64)
-		return strncmp(s, LK_LK1_TEXT_PREFIX, strlen(LK_LK1_TEXT_PREFIX)) == 0;
-	if (lk_b64_decode(s, strlen(s), LK_B64_STD, &dec) < 0)
+		return is_lk1_text(s, json_string_length(v));
+	if (lk_b64_decode(s, json_string_length(v), LK_B64_STD, &dec) < 0)
 		return false;
-	sealed = lk_secret_len(dec) >= 4 &&
-		 memcmp(lk_secret_bytes(dec), LK_LK1_TEXT_PREFIX, strlen(LK_LK1_TEXT_PREFIX)) == 0;
+	sealed = is_lk1_text(lk_secret_cstr(dec), lk_secret_len(dec));
 	lk_secret_free(dec);
 	return sealed;
 }
@@ -187,11 +199,24 @@ struct doc_ctx {
 	size_t len;
 };
 
+/* field, or field repeated in the document ("field (duplicate N)" from the lenient
+ * reader): a repeated data: must be looked at too. */
+static bool
+is_field(const char *key, const char *field)
+{
+	size_t n = strlen(field);
+
+	return strncmp(key, field, n) == 0 &&
+	       (key[n] == '\0' || strncmp(key + n, " (duplicate ", 12) == 0);
+}
+
 static void
 check_resource(struct doc_ctx *c, const json_t *obj, const struct lk_manifest_doc *doc)
 {
 	const char *kind = seal_str(obj, "kind");
 	const char *fields[] = { "data", "stringData" };
+	const char *key;
+	json_t *value;
 
 	if (kind != NULL && strcmp(kind, "List") == 0) {
 		size_t i;
@@ -203,19 +228,22 @@ check_resource(struct doc_ctx *c, const json_t *obj, const struct lk_manifest_do
 	}
 	if (kind == NULL || strcmp(kind, "Secret") != 0)
 		return;
-	for (size_t i = 0; i < 2; i++) {
-		if (!holds_plaintext(json_object_get(obj, fields[i]), i == 0))
-			continue;
-		json_int_t line = json_integer_value(json_object_get(doc->key_lines, fields[i]));
-		char why[96];
+	json_object_foreach((json_t *)obj, key, value) {
+		for (size_t i = 0; i < 2; i++) {
+			json_int_t line;
+			char why[96];
 
-		if (obj != doc->root || line <= 0)
-			line = doc->line;
-		if (line_allowed(c->text, c->len, (unsigned)line))
-			continue;
-		snprintf(why, sizeof(why), "kind: Secret with plaintext %s (seal it: latchkey seal)",
-			 fields[i]);
-		report(c->s, c->name, (unsigned)line, why);
+			if (!is_field(key, fields[i]) || !holds_plaintext(value, i == 0))
+				continue;
+			line = json_integer_value(json_object_get(doc->key_lines, key));
+			if (obj != doc->root || line <= 0)
+				line = doc->line;
+			if (line_allowed(c->text, c->len, (unsigned)line))
+				continue;
+			snprintf(why, sizeof(why),
+				 "kind: Secret with plaintext %s (seal it: latchkey seal)", fields[i]);
+			report(c->s, c->name, (unsigned)line, why);
+		}
 	}
 }
 
@@ -241,7 +269,7 @@ scan_text(struct scan *s, const char *name, const char *text, size_t len)
 
 		/* Not every file is a manifest (templates, other YAML): a parse error is
 		 * not a finding; the token rules above still ran. */
-		if (lk_manifest_parse_all(text, len, name, on_doc, &c, &err) < 0)
+		if (lk_manifest_parse_all_lenient(text, len, name, on_doc, &c, &err) < 0)
 			return;
 	}
 }

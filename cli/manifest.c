@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -18,9 +19,35 @@ struct reader {
 	size_t nodes;
 	struct lk_error *err;
 	json_t *key_lines;   /* the current document's root keys → lines */
+	bool lenient;        /* aliases read as null, repeated keys renamed (scanning) */
 };
 
 enum kind_of_value { VALUE_ANY, VALUE_STRING };
+
+/* libyaml frees without zeroing, and a Secret's values pass through its buffers: scalar
+ * values are wiped before an event is freed, and the input buffers before the parser is.
+ * (Copies made while the scanner grows a long scalar are out of reach.) */
+static void
+event_delete(yaml_event_t *ev)
+{
+	if (ev->type == YAML_SCALAR_EVENT && ev->data.scalar.value != NULL)
+		explicit_bzero(ev->data.scalar.value, ev->data.scalar.length);
+	yaml_event_delete(ev);
+}
+
+static void
+parser_wipe_delete(yaml_parser_t *p)
+{
+	if (p->buffer.start != NULL)
+		explicit_bzero(p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+	if (p->raw_buffer.start != NULL)
+		explicit_bzero(p->raw_buffer.start,
+			       (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+	for (yaml_token_t *t = p->tokens.head; t != NULL && t < p->tokens.tail; t++)
+		if (t->type == YAML_SCALAR_TOKEN && t->data.scalar.value != NULL)
+			explicit_bzero(t->data.scalar.value, t->data.scalar.length);
+	yaml_parser_delete(p);
+}
 
 static int
 reader_error(struct reader *rd, const yaml_mark_t *mark, int code, const char *what)
@@ -267,11 +294,11 @@ parse_sequence(struct reader *rd, unsigned depth, bool items_are_resources, json
 		if (r < 0)
 			goto out;
 		if (ev.type == YAML_SEQUENCE_END_EVENT) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			break;
 		}
 		r = parse_node(rd, &ev, depth + 1, VALUE_ANY, items_are_resources, &child);
-		yaml_event_delete(&ev);
+		event_delete(&ev);
 		if (r < 0)
 			goto out;
 		if (json_array_append_new(arr, child) != 0) {
@@ -307,47 +334,72 @@ parse_mapping(struct reader *rd, unsigned depth, enum kind_of_value kind, bool r
 		if (r < 0)
 			goto out;
 		if (ev.type == YAML_MAPPING_END_EVENT) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			break;
 		}
 		if (ev.type == YAML_ALIAS_EVENT) {
 			r = reader_error(rd, &ev.start_mark, -EINVAL,
 					 "aliases are not supported in manifests");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
 		if (ev.type != YAML_SCALAR_EVENT) {
 			r = reader_error(rd, &ev.start_mark, -EINVAL,
 					 "mapping keys must be scalars");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
 		if (++rd->nodes > LK_MANIFEST_NODES_MAX) {
 			r = reader_error(rd, &ev.start_mark, -E2BIG, "too many nodes");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
 		if (strlen((const char *)ev.data.scalar.value) != ev.data.scalar.length) {
 			r = reader_error(rd, &ev.start_mark, -EINVAL, "NUL character in a key");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
 		key = strdup((const char *)ev.data.scalar.value);
 		key_line = ev.start_mark.line + 1;
 		if (key == NULL) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			r = lk_error_set(rd->err, -ENOMEM, "out of memory");
 			goto out;
+		}
+		if (json_object_get(obj, key) != NULL && rd->lenient) {
+			/* Keep every value where a scanner sees it: "KEY (duplicate N)". N starts
+			 * at the mapping's size + 1, so that many repeats stay linear. */
+			char *renamed = NULL;
+			size_t first = json_object_size(obj) + 1;
+
+			for (size_t dup = first; renamed == NULL || json_object_get(obj, renamed);
+			     dup++) {
+				free(renamed);
+				renamed = NULL;
+				/* Keys made up to collide: give up rather than go quadratic. */
+				if (dup - first >= 64 ||
+				    asprintf(&renamed, "%s (duplicate %zu)", key, dup) < 0) {
+					renamed = NULL;
+					break;
+				}
+			}
+			free(key);
+			key = renamed;
+			if (key == NULL) {
+				r = reader_error(rd, &ev.start_mark, -EINVAL, "cannot rename a repeated key");
+				event_delete(&ev);
+				goto out;
+			}
 		}
 		if (json_object_get(obj, key) != NULL) {
 			char what[160];
 
 			snprintf(what, sizeof(what), "duplicate key '%.100s'", key);
 			r = reader_error(rd, &ev.start_mark, -EINVAL, what);
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
-		yaml_event_delete(&ev);
+		event_delete(&ev);
 		if (resource && (strcmp(key, "data") == 0 || strcmp(key, "stringData") == 0))
 			child_kind = VALUE_STRING;
 		if (depth == 0 && rd->key_lines != NULL)
@@ -360,7 +412,7 @@ parse_mapping(struct reader *rd, unsigned depth, enum kind_of_value kind, bool r
 			child_kind = VALUE_STRING;
 		r = parse_node(rd, &ev, depth + 1, child_kind,
 			       resource && strcmp(key, "items") == 0, &child);
-		yaml_event_delete(&ev);
+		event_delete(&ev);
 		if (r < 0)
 			goto out;
 		if (json_object_set_new(obj, key, child) != 0) {
@@ -398,6 +450,11 @@ parse_node(struct reader *rd, yaml_event_t *ev, unsigned depth, enum kind_of_val
 	case YAML_MAPPING_START_EVENT:
 		return parse_mapping(rd, depth, kind, resource, ret);
 	case YAML_ALIAS_EVENT:
+		if (rd->lenient) {
+			/* Never expanded (no billion laughs); a scanner sees no value there. */
+			*ret = json_null();
+			return 0;
+		}
 		return reader_error(rd, &ev->start_mark, -EINVAL,
 				    "aliases are not supported in manifests");
 	default:
@@ -423,16 +480,22 @@ parse_json(const char *text, size_t len, const char *name, json_t **ret, struct 
 	json_t *root;
 
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL)
+	if (root == NULL) {
+		/* jansson appends " near '<input>'", which can be part of a secret value. */
+		char *near = strstr(jerr.text, " near ");
+
+		if (near != NULL)
+			*near = '\0';
 		return lk_error_set(err, -EINVAL, "%s:%d:%d: %s", name, jerr.line, jerr.column,
 				    jerr.text);
+	}
 	*ret = root;
 	return 0;
 }
 
 static int
 parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn, void *arg,
-	       bool single, struct lk_error *err)
+	       bool single, bool lenient, struct lk_error *err)
 {
 	struct reader rd;
 	yaml_event_t ev;
@@ -442,6 +505,7 @@ parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_f
 	memset(&rd, 0, sizeof(rd));
 	rd.name = name;
 	rd.err = err;
+	rd.lenient = lenient;
 	if (!yaml_parser_initialize(&rd.parser))
 		return lk_error_set(err, -ENOMEM, "%s: out of memory", name);
 	yaml_parser_set_input_string(&rd.parser, (const unsigned char *)text, len);
@@ -454,16 +518,16 @@ parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_f
 		if (r < 0)
 			goto out;
 		if (ev.type == YAML_STREAM_END_EVENT) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			break;
 		}
 		if (ev.type == YAML_STREAM_START_EVENT) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			continue;
 		}
 		if (ev.type != YAML_DOCUMENT_START_EVENT) {
 			r = reader_error(&rd, &ev.start_mark, -EINVAL, "expected a document");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
 		docs++;
@@ -472,22 +536,22 @@ parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_f
 					 "%s:%zu:%zu: document %u: more than one YAML document; "
 					 "give one manifest per file", name, ev.start_mark.line + 1,
 					 ev.start_mark.column + 1, docs);
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			goto out;
 		}
-		yaml_event_delete(&ev);
+		event_delete(&ev);
 		r = next_event(&rd, &ev);
 		if (r < 0)
 			goto out;
 		doc_line = ev.start_mark.line + 1;
 		rd.key_lines = json_object();
 		if (rd.key_lines == NULL) {
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 			r = lk_error_set(err, -ENOMEM, "out of memory");
 			goto out;
 		}
 		r = parse_node(&rd, &ev, 0, VALUE_ANY, true, &root);
-		yaml_event_delete(&ev);
+		event_delete(&ev);
 		if (r < 0) {
 			json_decref(rd.key_lines);
 			rd.key_lines = NULL;
@@ -497,7 +561,7 @@ parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_f
 		if (r == 0) {
 			if (ev.type != YAML_DOCUMENT_END_EVENT)
 				r = reader_error(&rd, &ev.start_mark, -EINVAL, "expected document end");
-			yaml_event_delete(&ev);
+			event_delete(&ev);
 		}
 		if (r == 0 && !json_is_null(root)) {
 			doc.root = root;
@@ -518,13 +582,13 @@ parse_yaml_all(const char *text, size_t len, const char *name, lk_manifest_doc_f
 	if (docs == 0 && single)
 		r = lk_error_set(err, -EINVAL, "%s: no document", name);
 out:
-	yaml_parser_delete(&rd.parser);
+	parser_wipe_delete(&rd.parser);
 	return r;
 }
 
-int
-lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn,
-		      void *arg, struct lk_error *err)
+static int
+parse_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn, void *arg,
+	  bool lenient, struct lk_error *err)
 {
 	if (len > LK_MANIFEST_MAX)
 		return lk_error_set(err, -E2BIG, "%s: larger than %u bytes", name, LK_MANIFEST_MAX);
@@ -534,6 +598,9 @@ lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifes
 		int r;
 
 		r = parse_json(text, len, name, &root, err);
+		/* JSON is YAML flow syntax: the lenient YAML reader takes repeated keys. */
+		if (r < 0 && lenient)
+			return parse_yaml_all(text, len, name, fn, arg, false, true, err);
 		if (r < 0)
 			return r;
 		memset(&doc, 0, sizeof(doc));
@@ -544,7 +611,21 @@ lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifes
 		json_decref(root);
 		return r;
 	}
-	return parse_yaml_all(text, len, name, fn, arg, false, err);
+	return parse_yaml_all(text, len, name, fn, arg, false, lenient, err);
+}
+
+int
+lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn,
+		      void *arg, struct lk_error *err)
+{
+	return parse_all(text, len, name, fn, arg, false, err);
+}
+
+int
+lk_manifest_parse_all_lenient(const char *text, size_t len, const char *name,
+			      lk_manifest_doc_fn fn, void *arg, struct lk_error *err)
+{
+	return parse_all(text, len, name, fn, arg, true, err);
 }
 
 struct take_one {
@@ -578,7 +659,7 @@ lk_manifest_parse(const char *text, size_t len, const char *name, json_t **ret,
 			 * YAML cannot read it either. */
 			struct lk_error yerr;
 
-			if (parse_yaml_all(text, len, name, take_one, &t, true, &yerr) == 0) {
+			if (parse_yaml_all(text, len, name, take_one, &t, true, false, &yerr) == 0) {
 				format = LK_MANIFEST_YAML;
 				r = 0;
 			} else {
@@ -588,7 +669,7 @@ lk_manifest_parse(const char *text, size_t len, const char *name, json_t **ret,
 		}
 	} else {
 		format = LK_MANIFEST_YAML;
-		r = parse_yaml_all(text, len, name, take_one, &t, true, err);
+		r = parse_yaml_all(text, len, name, take_one, &t, true, false, err);
 	}
 	if (r < 0)
 		goto out;
@@ -768,6 +849,11 @@ dump_yaml(const json_t *root, struct out_buf *o)
 		goto out;
 	r = 0;
 out:
+	/* The output buffer held the text (an unsealed Secret's values, a private key). */
+	if (em.buffer.start != NULL)
+		explicit_bzero(em.buffer.start, (size_t)(em.buffer.end - em.buffer.start));
+	if (em.raw_buffer.start != NULL)
+		explicit_bzero(em.raw_buffer.start, (size_t)(em.raw_buffer.end - em.raw_buffer.start));
 	yaml_emitter_delete(&em);
 	return r;
 }
@@ -797,13 +883,16 @@ lk_manifest_dump(const json_t *root, enum lk_manifest_format format, char **ret,
 		o.data[n] = '\n';
 		o.data[n + 1] = '\0';
 		o.len = n + 1;
-		/* The text may hold secret values (an unsealed Secret). */
-		memset(s, 0, n);
+		/* The text may hold secret values (an unsealed Secret); a plain memset before
+		 * free() may be optimized away. */
+		explicit_bzero(s, n);
 		free(s);
 		r = 0;
 	} else {
 		r = dump_yaml(root, &o);
 		if (r < 0 || o.failed) {
+			if (o.data != NULL)
+				explicit_bzero(o.data, o.cap);
 			free(o.data);
 			return lk_error_set(err, r < 0 ? r : -ENOMEM,
 					    "cannot serialize the manifest as YAML");

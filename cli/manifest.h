@@ -50,6 +50,14 @@ int lk_manifest_parse(const char *text, size_t len, const char *name, json_t **r
 int lk_manifest_parse_all(const char *text, size_t len, const char *name, lk_manifest_doc_fn fn,
 			  void *arg, struct lk_error *err) __attribute__((warn_unused_result));
 
+/* Same, for scanners that must not miss a Secret the strict reader refuses: aliases are
+ * read as null (never expanded), a repeated key is kept as "KEY (duplicate N)" instead of
+ * refusing the document, and JSON that jansson refuses is read as YAML flow syntax. Not
+ * for reading manifests that are acted on. */
+int lk_manifest_parse_all_lenient(const char *text, size_t len, const char *name,
+				  lk_manifest_doc_fn fn, void *arg, struct lk_error *err)
+	__attribute__((warn_unused_result));
+
 /* Serializes root (an object) as YAML or as indented JSON, ending with a newline. *ret is
  * owned: free with free(). Strings that YAML 1.1 would read as something else are quoted,
  * so that parsing the output gives root back. */

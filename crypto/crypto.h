@@ -174,8 +174,10 @@ struct lk_keyset *lk_keyset_new(void);
 /* Frees the set and every key in it; NULL allowed; returns NULL. */
 struct lk_keyset *lk_keyset_free(struct lk_keyset *ks);
 
-/* Adds k; the set owns it from now on, even on failure (-E2BIG when full, -EEXIST when a
- * key with the same id is already in; k is freed then). */
+/* Adds k; the set owns it from now on, even on failure (-E2BIG when full, -EEXIST when the
+ * same public key is already in; k is freed then). A private key replaces a public-only
+ * copy of itself already in the set (keeping that copy's certificate when k has none), in
+ * its place. Different keys that share an id are both kept. */
 int lk_keyset_add_take(struct lk_keyset *ks, struct lk_key *k);
 
 size_t lk_keyset_count(const struct lk_keyset *ks);
@@ -196,7 +198,7 @@ int lk_keyset_load_file(struct lk_keyset *ks, const char *path, struct lk_error 
 int lk_keyset_load_dir(struct lk_keyset *ks, const char *dir, struct lk_error *err)
 	__attribute__((warn_unused_result));
 
-/* Opens one value: `lk1:` text with the X25519 key its id names, anything else as the
+/* Opens one value: `lk1:` text with the X25519 key(s) its id names, anything else as the
  * Bitnami format with every RSA private key in turn. Returns 0, -EBADMSG when nothing
  * opens it (the message says which keys were tried, and for lk1 whether the key id is
  * unknown), -EINVAL on malformed input. */

@@ -526,15 +526,42 @@ lk_keyset_free(struct lk_keyset *ks)
 	return NULL;
 }
 
+/* The same public key (not just the same 8-byte id, which two keys may share). */
+static bool
+same_public_key(const struct lk_key *a, const struct lk_key *b)
+{
+	if (a->kind != b->kind)
+		return false;
+	if (a->kind == LK_KEY_X25519)
+		return sodium_memcmp(a->x_pk, b->x_pk, sizeof(a->x_pk)) == 0;
+	return EVP_PKEY_eq(a->pkey, b->pkey) == 1;
+}
+
 int
 lk_keyset_add_take(struct lk_keyset *ks, struct lk_key *k)
 {
 	for (size_t i = 0; i < ks->n; i++) {
-		if (ks->keys[i]->kind == k->kind && strcmp(ks->keys[i]->id, k->id) == 0) {
-			lk_key_free(k);
-			return -EEXIST;
+		struct lk_key *old = ks->keys[i];
+
+		if (!same_public_key(old, k))
+			continue;
+		/* A certificate or .lk1.pub read before the private key (a key directory
+		 * holding a backup manifest): the private half replaces the public one. */
+		if (lk_key_has_private(k) && !lk_key_has_private(old)) {
+			if (k->cert == NULL && old->cert != NULL) {
+				k->cert = old->cert;
+				old->cert = NULL;
+				cert_times(k);
+			}
+			ks->keys[i] = k;
+			lk_key_free(old);
+			return 0;
 		}
+		lk_key_free(k);
+		ERR_clear_error();
+		return -EEXIST;
 	}
+	ERR_clear_error();
 	if (ks->n >= LK_KEYSET_MAX) {
 		lk_key_free(k);
 		return -E2BIG;
@@ -782,12 +809,19 @@ lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text, 
 		if (r < 0)
 			return lk_error_set(err, r == -E2BIG ? r : -EINVAL,
 					    "malformed lk1 value (base64, length or version)");
+		/* Ids are 64 bits: two keys may share one, so every key with the id is tried. */
+		r = -ENOKEY;
 		for (size_t i = 0; i < ks->n; i++) {
 			const struct lk_key *k = ks->keys[i];
 
-			if (k->kind == LK_KEY_X25519 && k->x_sk != NULL && strcmp(k->id, id) == 0)
-				return lk1_open(k, label, text, len, ret, err);
+			if (k->kind != LK_KEY_X25519 || k->x_sk == NULL || strcmp(k->id, id) != 0)
+				continue;
+			r = lk1_open(k, label, text, len, ret, err);
+			if (r == 0 || r == -ENOMEM)
+				return r;
 		}
+		if (r != -ENOKEY)
+			return r;
 		return lk_error_set(err, -ENOKEY,
 				    "lk1 value is sealed to key %s, which is not among the keys loaded",
 				    id);

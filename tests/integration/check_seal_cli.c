@@ -318,6 +318,18 @@ START_TEST(template_and_compat)
 	ck_assert_int_eq(mkdir(p("backups"), 0700), 0);
 	ck_assert_int_eq(rename(p("bk.yaml"), p("backups/bk.yaml")), 0);
 	t_write_file(p("backups/cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", 0600);
+	/* the published public halves next to the backup: read first, they must not hide the
+	 * private keys of the backup */
+	{
+		char *crt = t_read_file(p("imported/0001.crt")), *pub = t_read_file(p("imported/0002.lk1.pub"));
+
+		ck_assert_ptr_nonnull(crt);
+		ck_assert_ptr_nonnull(pub);
+		t_write_file(p("backups/0001.crt"), crt, 0644);
+		t_write_file(p("backups/0002.lk1.pub"), pub, 0644);
+		free(crt);
+		free(pub);
+	}
 	ck_assert_int_eq(lk(NULL, p("out"), "unseal", "--key", p("backups"), "-f", p("ss3"), NULL), 0);
 	check_unsealed(p("out"));
 	ck_assert_int_eq(lk(NULL, p("out"), "unseal", "--key", p("backups"), "-f", p("ss4"), NULL), 0);
@@ -345,6 +357,20 @@ START_TEST(refusals_never_echo_plaintext)
 	free(err);
 	err = t_read_file(p("out"));
 	ck_assert_ptr_null(strstr(err, "MARKER"));
+	free(err);
+	/* malformed JSON: jansson's "near '...'" would quote the value */
+	t_write_file(p("bad.json"), "{\"kind\": \"Secret\", \"metadata\": {\"name\": \"a\", \"namespace\": \"b\"},"
+		     " \"stringData\": {\"password\": \"MARKER-4711\" x}}\n", 0600);
+	ck_assert_int_eq(lk(NULL, p("out"), "seal", "-f", p("bad.json"), "--cert", p("keys/0001.crt"), NULL), 1);
+	err = last_err();
+	ck_assert_ptr_nonnull(strstr(err, "bad.json:1:"));
+	ck_assert_msg(strstr(err, "MARKER") == NULL, "%s", err);
+	free(err);
+	t_write_file(p("bad.json"), "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"a\",\"namespace\":\"b\"},"
+		     "\"stringData\":{\"password\":\"MARKER-4711\001\"}}", 0600);
+	ck_assert_int_eq(lk(NULL, p("out"), "seal", "-f", p("bad.json"), "--cert", p("keys/0001.crt"), NULL), 1);
+	err = last_err();
+	ck_assert_msg(strstr(err, "MARKER") == NULL, "%s", err);
 	free(err);
 	/* strict scope without a namespace */
 	t_write_file(p("nons.yaml"), "kind: Secret\nmetadata: {name: a}\nstringData: {k: v}\n", 0600);
@@ -583,8 +609,25 @@ START_TEST(scan_finds_and_passes)
 	/* these pass */
 	t_write_file(p("repo/sealed.yaml"), "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\n"
 		     "metadata: {name: a}\nspec:\n  encryptedData: {pw: AgBy3i4OJSWK+PiTySYZZA==}\n", 0600);
+	/* well-formed lk1 envelopes (version 1, 57 bytes), as text and in base64 */
 	t_write_file(p("repo/encrypted-at-source.yaml"), "kind: Secret\nmetadata: {name: a}\n"
-		     "stringData: {pw: \"lk1:AQIDBA==\"}\ndata: {x: bGsxOkFRSURCQT09}\n", 0600);
+		     "stringData: {pw: \"lk1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5\"}\n"
+		     "data: {x: bGsxOkFRSURCQVVHQndnSkNnc01EUTRQRUJFU0V4UVZGaGNZR1JvYkhCMGVIeUFoSWlNa0pTWW5LQ2txS3l3dExpOHdNVEl6TkRVMk56ZzU=}\n", 0600);
+	/* what kubectl accepts but the strict manifest reader refuses: aliases, repeated keys */
+	t_write_file(p("repo/alias.yaml"), "apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n"
+		     "  labels: &l {app: x}\n  annotations: *l\nstringData:\n  pw: hunter2\n", 0600);
+	t_write_file(p("repo/dup.yaml"), "kind: Secret\nmetadata: {name: a}\nstringData:\n"
+		     "  pw: \"lk1:AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5\"\n"
+		     "stringData:\n  pw: hunter2\n", 0600);
+	t_write_file(p("repo/dup.json"), "{\"kind\": \"Secret\", \"metadata\": {\"name\": \"a\"},\n"
+		     " \"data\": {\"pw\": \"aHVudGVyMg==\", \"pw\": \"bGsxOkFRSURCQVVHQndnSkNnc01EUTRQRUJFU0V4UVZGaGNZR1JvYkhCMGVIeUFoSWlNa0pTWW5LQ2txS3l3dExpOHdNVEl6TkRVMk56ZzU=\"}}\n", 0600);
+	/* "lk1:" in front of a plain value is not ciphertext */
+	t_write_file(p("repo/fake-lk1.yaml"), "kind: Secret\nmetadata: {name: a}\n"
+		     "stringData: {pw: \"lk1:hunter2\"}\n", 0600);
+	/* a real key right after AWS's documented example key, or after a placeholder */
+	ck_assert_int_ge(asprintf(&text, "keys: AKIAIOSFODNN7EXAMPLE,%s\nk=AKIAXXXXXXXXXXXXXXXX %s\n", aws, aws), 0);
+	t_write_file(p("repo/sub/two.txt"), text, 0600);
+	free(text);
 	t_write_file(p("repo/docs.md"), "Example: s.abc and hvs.short and the word Secret.\n", 0600);
 	ck_assert_int_eq(lk(NULL, p("scan.out"), "scan", p("repo"), NULL), 1);
 	out = t_read_file(p("scan.out"));
@@ -594,6 +637,13 @@ START_TEST(scan_finds_and_passes)
 	ck_assert_msg(strstr(out, "/repo/sub/tokens.txt:1: Slack token\n") != NULL, "%s", out);
 	ck_assert_msg(strstr(out, "/repo/sub/tokens.txt:2: Vault token\n") != NULL, "%s", out);
 	ck_assert_msg(strstr(out, "/repo/key.pem:1: private key PEM block\n") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "/repo/fake-lk1.yaml:3: kind: Secret with plaintext stringData") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "/repo/alias.yaml:7: kind: Secret with plaintext stringData") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "/repo/dup.yaml:5: kind: Secret with plaintext stringData") != NULL, "%s", out);
+	ck_assert_ptr_null(strstr(out, "/repo/dup.yaml:3:"));
+	ck_assert_msg(strstr(out, "/repo/dup.json:2: kind: Secret with plaintext data") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "/repo/sub/two.txt:1: AWS access key id\n") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "/repo/sub/two.txt:2: AWS access key id\n") != NULL, "%s", out);
 	ck_assert_ptr_null(strstr(out, "tokens.txt:3"));
 	ck_assert_ptr_null(strstr(out, "sealed.yaml"));
 	ck_assert_ptr_null(strstr(out, "encrypted-at-source.yaml"));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "crypto/key_internal.h"
 #include "testutil.h"
 
 /* Small RSA keys keep the tests quick; the format does not depend on the size. */
@@ -407,6 +408,72 @@ START_TEST(lk1_rotation_by_id)
 }
 END_TEST
 
+/* A public key read before its private half (a certificate or .lk1.pub next to a key
+ * Secret backup) must not shadow it; two keys that share an id both stay and both open. */
+START_TEST(keyset_public_then_private_and_id_collision)
+{
+	struct lk_keyset *ks = lk_keyset_new();
+	struct lk_key *x = x_key(), *xpub = NULL, *r = rsa_key(), *rpub = NULL, *rpriv = NULL;
+	struct lk_key *a = x_key(), *b = x_key();
+	struct lk_secret *pt = NULL, *pem = NULL;
+	struct lk_error err;
+	char *text = NULL, *crt = NULL, *ct = NULL;
+
+	ck_assert_int_eq(lk_key_x25519_public_text(x, &text), 0);
+	ck_assert_int_eq(lk_key_x25519_parse(text, strlen(text), &xpub, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, xpub), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, x), 0);
+	ck_assert_uint_eq(lk_keyset_count(ks), 1);
+	ck_assert(lk_key_has_private(lk_keyset_get(ks, 0)));
+	ck_assert_int_eq(lk_key_seal(lk_keyset_get(ks, 0), "ns", "v", 1, &ct, &err), 0);
+	ck_assert_int_eq(lk_keyset_open(ks, "ns", ct, strlen(ct), &pt, &err), 0);
+	pt = lk_secret_free(pt);
+	free(ct);
+	ct = NULL;
+
+	ck_assert_int_eq(lk_key_rsa_cert_pem(r, &crt, &err), 0);
+	ck_assert_int_eq(lk_key_rsa_private_pem(r, &pem, &err), 0);
+	ck_assert_int_eq(lk_key_rsa_from_pem(NULL, 0, crt, strlen(crt), false, &rpub, &err), 0);
+	ck_assert_int_eq(lk_key_rsa_from_pem(lk_secret_cstr(pem), lk_secret_len(pem), NULL, 0, false,
+					     &rpriv, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, rpub), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, rpriv), 0);
+	ck_assert_uint_eq(lk_keyset_count(ks), 2);
+	ck_assert(lk_key_has_private(lk_keyset_get(ks, 1)));
+	/* the certificate read first still dates the key */
+	ck_assert(lk_key_not_before(lk_keyset_get(ks, 1)) != 0);
+	ck_assert_int_eq(lk_key_seal(r, "ns/n", "w", 1, &ct, &err), 0);
+	ck_assert_int_eq(lk_keyset_open(ks, "ns/n", ct, strlen(ct), &pt, &err), 0);
+	ck_assert_str_eq(lk_secret_cstr(pt), "w");
+	pt = lk_secret_free(pt);
+	free(ct);
+	ct = NULL;
+	/* the same private key again is still a duplicate */
+	ck_assert_int_eq(lk_key_rsa_from_pem(lk_secret_cstr(pem), lk_secret_len(pem), NULL, 0, false,
+					     &rpriv, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, rpriv), -EEXIST);
+
+	/* b gets a's id: both are kept, and a value sealed to b opens although a is tried first */
+	memcpy(b->id_bytes, a->id_bytes, sizeof(b->id_bytes));
+	memcpy(b->id, a->id, sizeof(b->id));
+	ck_assert_int_eq(lk_key_seal(b, "ns", "B", 1, &ct, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, a), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, b), 0);
+	ck_assert_uint_eq(lk_keyset_count(ks), 4);
+	ck_assert_int_eq(lk_keyset_open(ks, "ns", ct, strlen(ct), &pt, &err), 0);
+	ck_assert_str_eq(lk_secret_cstr(pt), "B");
+	/* and the scope still binds */
+	ck_assert_int_eq(lk_keyset_open(ks, "other", ct, strlen(ct), &pt, &err), -EBADMSG);
+	lk_secret_free(pt);
+	lk_secret_free(pem);
+	lk_key_free(r);
+	free(ct);
+	free(crt);
+	free(text);
+	lk_keyset_free(ks);
+}
+END_TEST
+
 /* ---- keys, PEM, certificates ---- */
 
 START_TEST(certificate_shape)
@@ -671,6 +738,7 @@ crypto_suite(void)
 	tcase_add_test(tc, wrong_key_fails);
 	tcase_add_test(tc, rotation_old_open_new_seals);
 	tcase_add_test(tc, lk1_rotation_by_id);
+	tcase_add_test(tc, keyset_public_then_private_and_id_collision);
 	tcase_add_test(tc, certificate_shape);
 	tcase_add_test(tc, pem_pkcs1_and_pkcs8);
 	tcase_add_test(tc, mismatched_cert_refused);

@@ -214,6 +214,14 @@ START_TEST(duplicates_and_syntax_errors)
 	ck_assert_msg(strstr(err.msg, "in.yaml:2:") != NULL, "%s", err.msg);
 	parse_fail("a: !!int abc\n", &err);
 	ck_assert_ptr_nonnull(strstr(err.msg, "explicit tag"));
+	/* JSON errors name the place, never the text there (it may be a secret value) */
+	parse_fail("{\"stringData\": {\"pw\": \"SECRET-VALUE\" x}}", &err);
+	ck_assert_msg(strncmp(err.msg, "in.yaml:1:", 10) == 0, "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "SECRET") == NULL, "%s", err.msg);
+	parse_fail("{\"stringData\": {\"pw\": \"SECRET-VALUE\x01\"}}", &err);
+	ck_assert_msg(strstr(err.msg, "SECRET") == NULL, "%s", err.msg);
+	parse_fail("{\"stringData\": {\"pw\": \"SECRET-VALUE", &err);
+	ck_assert_msg(strstr(err.msg, "SECRET") == NULL, "%s", err.msg);
 }
 END_TEST
 
@@ -357,6 +365,65 @@ START_TEST(parse_all_documents)
 }
 END_TEST
 
+static int
+keep_root(const struct lk_manifest_doc *doc, void *arg)
+{
+	json_t **ret = arg;
+
+	*ret = json_incref(doc->root);
+	return 0;
+}
+
+/* The scanner's reader: aliases are null (not expanded), repeated keys are all kept;
+ * the strict reader still refuses both. */
+START_TEST(lenient_reader_for_scanning)
+{
+	const char *alias = "a: &x [1, 2]\nb: *x\nstringData:\n  pw: *x\n";
+	const char *dup = "kind: Secret\ndata: {pw: AAAA}\ndata:\n  pw: BBBB\n  pw: CCCC\n";
+	const char *dup_json = "{\"data\": {\"pw\": \"A\", \"pw\": \"B\"}}";
+	struct lk_error err;
+	json_t *root = NULL;
+	char bomb[4096];
+	size_t n = 0;
+
+	ck_assert_int_lt(lk_manifest_parse_all(alias, strlen(alias), "a", keep_root, &root, &err), 0);
+	ck_assert_int_eq(lk_manifest_parse_all_lenient(alias, strlen(alias), "a", keep_root, &root,
+						       &err), 0);
+	ck_assert(json_is_null(json_object_get(root, "b")));
+	ck_assert(json_is_null(json_object_get(json_object_get(root, "stringData"), "pw")));
+	json_decref(root);
+	root = NULL;
+
+	ck_assert_int_lt(lk_manifest_parse_all(dup, strlen(dup), "d", keep_root, &root, &err), 0);
+	ck_assert_int_eq(lk_manifest_parse_all_lenient(dup, strlen(dup), "d", keep_root, &root, &err), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "data"), "pw")), "AAAA");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "data (duplicate 3)"),
+							   "pw")), "BBBB");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(root, "data (duplicate 3)"),
+							   "pw (duplicate 2)")), "CCCC");
+	json_decref(root);
+	root = NULL;
+
+	ck_assert_int_lt(lk_manifest_parse_all(dup_json, strlen(dup_json), "j", keep_root, &root, &err), 0);
+	ck_assert_int_eq(lk_manifest_parse_all_lenient(dup_json, strlen(dup_json), "j", keep_root,
+						       &root, &err), 0);
+	ck_assert_uint_eq(json_object_size(json_object_get(root, "data")), 2);
+	json_decref(root);
+	root = NULL;
+
+	/* a billion laughs stays small: nothing is expanded */
+	n += (size_t)snprintf(bomb + n, sizeof(bomb) - n, "a: &a [x, x, x, x, x, x, x, x, x]\n");
+	for (char c = 'b'; c <= 'j'; c++)
+		n += (size_t)snprintf(bomb + n, sizeof(bomb) - n,
+				      "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", c, c,
+				      c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
+	ck_assert_int_eq(lk_manifest_parse_all_lenient(bomb, n, "bomb", keep_root, &root, &err), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(root, "j")), 9);
+	ck_assert(json_is_null(json_array_get(json_object_get(root, "j"), 0)));
+	json_decref(root);
+}
+END_TEST
+
 static Suite *
 manifest_suite(void)
 {
@@ -375,6 +442,7 @@ manifest_suite(void)
 	tcase_add_test(tc, json_input);
 	tcase_add_test(tc, dump_round_trips);
 	tcase_add_test(tc, parse_all_documents);
+	tcase_add_test(tc, lenient_reader_for_scanning);
 	suite_add_tcase(s, tc);
 	return s;
 }
