@@ -112,6 +112,34 @@ START_TEST(test_shipped_broker_config_validates)
 }
 END_TEST
 
+/* The project keeps no plaintext secret in its own sources: its fixtures carry the
+ * `latchkey-scan: allow` marker where they must look like one. */
+START_TEST(test_sources_scan_clean)
+{
+	const char *src = getenv("LATCHKEY_SRC");
+	static const char *const dirs[] = { "common", "crypto", "vault", "broker", "devserver",
+		"cli", "deploy", "docs", "tests", "tools", "README.md", NULL };
+	const char *argv[20];
+	char paths[12][600], out[600], err[600];
+	size_t n = 0;
+
+	argv[n++] = t_latchkey_bin();
+	argv[n++] = "scan";
+	for (size_t i = 0; dirs[i] != NULL; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "%s/%s", src != NULL ? src : ".", dirs[i]);
+		argv[n++] = paths[i];
+	}
+	argv[n] = NULL;
+	snprintf(out, sizeof(out), "%s/scan.out", dir);
+	snprintf(err, sizeof(err), "%s/scan.err", dir);
+	if (t_run(argv, NULL, NULL, out, err) != 0) {
+		char *text = t_read_file(out), *etext = t_read_file(err);
+		ck_abort_msg("latchkey scan found something in the sources:\n%s%s", text ? text : "",
+			     etext ? etext : "");
+	}
+}
+END_TEST
+
 /* A running subcommand (here `latchkey dev`) has core dumps off: it holds secrets. */
 START_TEST(test_no_core_dumps)
 {
@@ -151,6 +179,7 @@ cli_suite(void)
 	tcase_add_loop_test(tc, test_subcommand_help_and_unknown_flag, 0, (int)n);
 	tcase_add_test(tc, test_shipped_broker_config_validates);
 	tcase_add_test(tc, test_no_core_dumps);
+	tcase_add_test(tc, test_sources_scan_clean);
 	suite_add_tcase(s, tc);
 	return s;
 }
