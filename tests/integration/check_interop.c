@@ -3,13 +3,9 @@
  * seals and latchkey opens, for all three scopes. */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/manifest.h"

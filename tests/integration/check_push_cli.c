@@ -2,14 +2,10 @@
  * printed ExternalSecret references them and holds none of them, errors are clear. */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli/manifest.h"
