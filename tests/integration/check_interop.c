@@ -32,17 +32,14 @@ static void
 teardown(void)
 {
 	t_rmrf(dir);
+	free(dir);
+	dir = NULL;
 }
 
 static const char *
 p(const char *name)
 {
-	static char bufs[64][1024];
-	static unsigned i;
-	char *b = bufs[i++ % 64];
-
-	snprintf(b, 1024, "%s/%s", dir, name);
-	return b;
+	return t_path(dir, name);
 }
 
 /* On failure, dir/stderr tells why; expected failures are quiet. */

@@ -28,18 +28,15 @@ static void
 teardown(void)
 {
 	t_rmrf(dir);
+	free(dir);
+	dir = NULL;
 }
 
-/* dir/name; a few rotating static buffers. */
+/* dir/name (t_path). */
 static const char *
 p(const char *name)
 {
-	static char bufs[64][1024];
-	static unsigned i;
-	char *b = bufs[i++ % 64];
-
-	snprintf(b, 1024, "%s/%s", dir, name);
-	return b;
+	return t_path(dir, name);
 }
 
 /* Runs argv with stdin from in (NULL: /dev/null), stdout to out (NULL: discarded) and

@@ -76,6 +76,17 @@ t_rmrf(const char *path)
 		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+const char *
+t_path(const char *dir, const char *name)
+{
+	static char bufs[T_PATH_SLOTS][1024];
+	static unsigned next;
+	char *b = bufs[next++ % T_PATH_SLOTS];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}
+
 int
 t_spawn(struct t_proc *p, const char *const argv[], const char *const env_extra[],
 	const char *log_path)

@@ -27,6 +27,11 @@ const char *t_latchkey_bin(void);
 char *t_tmpdir(void);
 void t_rmrf(const char *path);
 
+/* "dir/name" in one of T_PATH_SLOTS rotating static buffers: valid until that many more
+ * calls, enough for the arguments of one command. Paths longer than 1 KiB are cut. */
+#define T_PATH_SLOTS 64
+const char *t_path(const char *dir, const char *name);
+
 /* Starts argv[0] with argv, with stdout+stderr to log_path. env_extra: NULL-terminated
  * "KEY=VALUE" strings added to the environment (may be NULL). Returns 0 or -errno. */
 int t_spawn(struct t_proc *p, const char *const argv[], const char *const env_extra[],
