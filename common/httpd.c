@@ -11,10 +11,12 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,6 +42,9 @@
 #define HTTPD_DISCARD_MAX (1u << 20)
 /* First allocation of a request body buffer; it doubles up to max_body. */
 #define HTTPD_BODY_INITIAL 1024
+/* How long the acceptor pauses when the process is out of descriptors or memory, so that
+ * a pending connection does not spin it. */
+#define HTTPD_ACCEPT_PAUSE_MS 100
 
 enum req_outcome {
 	REQ_NONE = 0,   /* the handler did nothing (yet) */
@@ -100,6 +105,13 @@ struct lk_httpd {
 	bool is_unix;
 	bool thread_per_conn;         /* suspension blocks the connection's own thread */
 	int port;
+
+	/* The acceptor thread owns the listening socket and hands connections to the
+	 * library (docs/internals/httpd.md, "Listening sockets"). */
+	int listen_fd;
+	int stop_fd;                  /* eventfd: the acceptor returns when it is readable */
+	pthread_t acceptor;
+	bool acceptor_running;
 
 	char *unix_path;              /* owned; NULL on TCP */
 	dev_t unix_dev;               /* identity of the socket file we created */
@@ -933,6 +945,66 @@ out:
 	return r;
 }
 
+/* ---- the acceptor ---- */
+
+/* Accepts connections until stop_fd is signalled and gives each to the library. The
+ * library never sees the listening socket: MHD_quiesce_daemon with a thread pool races
+ * its own worker threads over the socket's epoll registration and panics (0.9.75), and
+ * closing the socket it hands back while a worker still uses it is a second race. */
+static void *
+acceptor_run(void *arg)
+{
+	struct lk_httpd *srv = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = srv->listen_fd, .events = POLLIN },
+		{ .fd = srv->stop_fd, .events = POLLIN },
+	};
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd, timeout = -1;
+
+	for (;;) {
+		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents != 0)
+			break;
+		timeout = -1;
+		if ((pfd[0].revents & POLLIN) == 0)
+			continue;
+		sslen = sizeof(ss);
+		fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sslen,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				timeout = HTTPD_ACCEPT_PAUSE_MS;
+			continue;
+		}
+		/* The library closes the socket itself when it cannot take it (connection
+		 * limit, memory). */
+		(void)MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sslen);
+	}
+	return NULL;
+}
+
+/* Stops the acceptor and closes the listening socket: new clients are refused. */
+static void
+acceptor_stop(struct lk_httpd *srv)
+{
+	uint64_t one = 1;
+
+	if (srv->acceptor_running) {
+		while (write(srv->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+		pthread_join(srv->acceptor, NULL);
+		srv->acceptor_running = false;
+	}
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		srv->listen_fd = -1;
+	}
+}
+
 /* ---- the server ---- */
 
 static void
@@ -949,6 +1021,10 @@ unix_remove(struct lk_httpd *srv)
 static void
 srv_free(struct lk_httpd *srv)
 {
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	if (srv->stop_fd >= 0)
+		close(srv->stop_fd);
 	pthread_cond_destroy(&srv->resumed);
 	pthread_cond_destroy(&srv->drained);
 	pthread_mutex_destroy(&srv->lock);
@@ -963,9 +1039,8 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	struct lk_httpd *srv = NULL;
 	const char *where;
 	unsigned flags, pool;
-	struct stat st, mst;
 	size_t mem;
-	int fd = -1, mhd_fd = -1, r;
+	int r;
 	bool sync_ready = false;
 
 	if (cfg == NULL || ret == NULL || cfg->handler == NULL)
@@ -978,6 +1053,8 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 
 	if ((srv = calloc(1, sizeof(*srv))) == NULL)
 		return lk_error_set(err, -ENOMEM, "%s: out of memory", where);
+	srv->listen_fd = -1;
+	srv->stop_fd = -1;
 	if (pthread_mutex_init(&srv->lock, NULL) != 0) {
 		free(srv);
 		return lk_error_set(err, -ENOMEM, "%s: mutex", where);
@@ -1003,6 +1080,10 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
 		goto out;
 	}
+	if ((srv->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+		r = lk_error_set(err, -errno, "%s: eventfd: %s", where, strerror(errno));
+		goto out;
+	}
 
 	if (cfg->unix_path != NULL) {
 		srv->is_unix = true;
@@ -1010,16 +1091,19 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 			r = lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 			goto out;
 		}
-		if ((r = unix_listen(srv, cfg, &fd, err)) < 0) {
+		if ((r = unix_listen(srv, cfg, &srv->listen_fd, err)) < 0) {
 			free(srv->unix_path);
 			srv->unix_path = NULL;   /* nothing of ours to remove */
 			goto out;
 		}
-	} else if ((r = tcp_listen(srv, cfg->tcp_addr, &fd, err)) < 0) {
+	} else if ((r = tcp_listen(srv, cfg->tcp_addr, &srv->listen_fd, err)) < 0) {
 		goto out;
 	}
 
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+	/* No listening socket for the library: the acceptor below hands it connections,
+	 * and MHD_USE_ITC wakes the worker that gets one. */
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+		MHD_USE_NO_LISTEN_SOCKET;
 	if (cfg->threads > 0) {
 		flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ?
 			MHD_USE_EPOLL : MHD_USE_POLL;
@@ -1030,15 +1114,7 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		srv->thread_per_conn = true;
 	}
 	mem = srv->max_header * 2 + HTTPD_POOL_SLACK;
-	/* The daemon gets a duplicate: whether it closes the socket when it fails to start
-	 * is not part of its contract, and closing a number twice could close another
-	 * thread's file. */
-	if (fstat(fd, &st) < 0 || (mhd_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		r = lk_error_set(err, -errno, "%s: dup: %s", where, strerror(errno));
-		goto out;
-	}
 	srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv,
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv,
@@ -1050,17 +1126,20 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		MHD_OPTION_THREAD_POOL_SIZE, pool,
 		MHD_OPTION_END);
 	if (srv->daemon == NULL) {
-		if (fstat(mhd_fd, &mst) == 0 && mst.st_dev == st.st_dev && mst.st_ino == st.st_ino)
-			close(mhd_fd);
 		r = lk_error_set(err, -EIO, "%s: the HTTP server did not start", where);
 		goto out;
 	}
+	if ((r = pthread_create(&srv->acceptor, NULL, acceptor_run, srv)) != 0) {
+		r = lk_error_set(err, -r, "%s: acceptor thread: %s", where, strerror(r));
+		MHD_stop_daemon(srv->daemon);
+		srv->daemon = NULL;
+		goto out;
+	}
+	srv->acceptor_running = true;
 	*ret = srv;
 	srv = NULL;
 	r = 0;
 out:
-	if (fd >= 0)
-		close(fd);
 	if (srv != NULL) {
 		if (srv->unix_path != NULL)
 			unix_remove(srv);
@@ -1079,17 +1158,12 @@ lk_httpd_port(const struct lk_httpd *srv)
 void
 lk_httpd_quiesce(struct lk_httpd *srv)
 {
-	MHD_socket fd;
-
 	if (srv == NULL)
 		return;
 	pthread_mutex_lock(&srv->lock);
 	if (!srv->quiesced) {
 		srv->quiesced = true;
-		/* The listening socket is ours again: closing it refuses new clients. */
-		fd = MHD_quiesce_daemon(srv->daemon);
-		if (fd != MHD_INVALID_SOCKET)
-			close(fd);
+		acceptor_stop(srv);
 	}
 	pthread_mutex_unlock(&srv->lock);
 }

@@ -78,7 +78,7 @@ int lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 /* The TCP port actually bound (useful with port 0); 0 for a Unix socket. */
 int lk_httpd_port(const struct lk_httpd *srv);
 
-/* Stops accepting new connections; requests in flight go on. */
+/* Stops accepting new connections (new clients are refused); requests in flight go on. */
 void lk_httpd_quiesce(struct lk_httpd *srv);
 
 /* Stops the server: resumes suspended requests (their handler is called again and must

@@ -1366,6 +1366,102 @@ START_TEST(concurrent_thread_per_connection)
 }
 END_TEST
 
+/* ---- stopping under load ---- */
+
+/* Start/stop cycles of the stop-under-load test, and client threads hammering each one. */
+#define STOP_CYCLES 300
+#define STOP_CLIENTS 3
+
+struct stop_client {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	atomic_bool done;
+	atomic_int answers;
+};
+
+/* Opens connections in a loop and sends a few keep-alive requests on each, until done.
+ * Every failure (refused, reset, closed) is expected while the server stops. */
+static void *
+stop_client_run(void *arg)
+{
+	static const char req[] = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct stop_client *sc = arg;
+	struct timeval tv = { .tv_sec = 2 };
+	char buf[512];
+	int fd;
+
+	while (!atomic_load(&sc->done)) {
+		fd = socket(sc->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			break;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (connect(fd, (struct sockaddr *)&sc->addr, sc->addrlen) == 0) {
+			for (int i = 0; i < 3; i++) {
+				if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 ||
+				    recv(fd, buf, sizeof(buf), 0) <= 0)
+					break;
+				atomic_fetch_add(&sc->answers, 1);
+			}
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static bool
+stop_client_answered(void *arg)
+{
+	struct stop_client *sc = arg;
+
+	return atomic_load(&sc->answers) > 0;
+}
+
+/* Stopping a server while clients connect and send must neither abort (libmicrohttpd
+ * panics when its listening socket is pulled from under a worker thread) nor hang. */
+START_TEST(stop_under_load)
+{
+	struct stop_client sc[STOP_CLIENTS];
+	pthread_t th[STOP_CLIENTS];
+	struct sockaddr_un *sun;
+	struct sockaddr_in *sin;
+	struct tsrv t;
+
+	for (int cycle = 0; cycle < STOP_CYCLES; cycle++) {
+		bool unix_socket = cycle % 2 == 0;
+		unsigned threads = cycle % 3 == 0 ? 0 : 2;
+
+		tsrv_init(&t);
+		tsrv_start(&t, unix_socket, threads);
+		for (int i = 0; i < STOP_CLIENTS; i++) {
+			memset(&sc[i], 0, sizeof(sc[i]));
+			if (unix_socket) {
+				sun = (struct sockaddr_un *)&sc[i].addr;
+				sun->sun_family = AF_UNIX;
+				snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", t.sock);
+				sc[i].addrlen = sizeof(*sun);
+			} else {
+				sin = (struct sockaddr_in *)&sc[i].addr;
+				sin->sin_family = AF_INET;
+				sin->sin_port = htons((uint16_t)lk_httpd_port(t.srv));
+				sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+				sc[i].addrlen = sizeof(*sin);
+			}
+			ck_assert_int_eq(pthread_create(&th[i], NULL, stop_client_run, &sc[i]), 0);
+		}
+		/* Stop only once requests are flowing, so connections are in flight. */
+		ck_assert_msg(t_wait_until(stop_client_answered, &sc[0], T_DEADLINE_MS),
+			      "cycle %d: no answer", cycle);
+		if (cycle % 4 == 1)
+			lk_httpd_quiesce(t.srv);
+		tsrv_stop(&t);
+		for (int i = 0; i < STOP_CLIENTS; i++) {
+			atomic_store(&sc[i].done, true);
+			pthread_join(th[i], NULL);
+		}
+	}
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=name runs one. */
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
@@ -1407,6 +1503,7 @@ httpd_suite(void)
 	ADD(s, concurrent_pool_unix);
 	ADD(s, concurrent_pool_tcp);
 	ADD(s, concurrent_thread_per_connection);
+	ADD(s, stop_under_load);
 	return s;
 }
 
