@@ -2,9 +2,13 @@
 # Runs the test binaries given as arguments, each with a time limit, and prints one
 # closing line: "N passed, N failed". Check suites count their checks; other binaries
 # (fuzz corpus replays) count as one test each. Exit status 1 when anything failed.
+# A test that could not run here (a tool missing) prints "SKIP: why" (tests/lib t_skip):
+# those lines are counted and repeated at the end, so a skip never reads as a pass.
 set -u
 passed=0
 failed=0
+skipped=0
+skips=""
 bad=""
 limit=${TEST_TIMEOUT:-600}
 log_dir=${BUILD:-build}/test-logs
@@ -19,6 +23,12 @@ for t in "$@"; do
 	timeout -k 10 "$limit" "$t" >"$out" 2>&1
 	rc=$?
 	secs=$(( $(date +%s) - start ))
+	nskip=$(grep -c '^SKIP: ' "$out")
+	if [ "$nskip" -gt 0 ]; then
+		skipped=$((skipped + nskip))
+		skips="$skips$(grep '^SKIP: ' "$out" | sed "s|^SKIP: |  $name: |")
+"
+	fi
 	line=$(grep -E '^[0-9]+%: Checks: [0-9]+' "$out" | tail -n 1)
 	if [ -n "$line" ]; then
 		checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
@@ -47,5 +57,9 @@ for t in "$@"; do
 done
 
 [ -n "$bad" ] && echo "failed:$bad (logs in $log_dir)"
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+	echo "skipped here (counted as passed, but their checks did not run):"
+	printf '%s' "$skips"
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,4 +405,41 @@ t_dev_stop(struct t_dev *d)
 	t_rmrf(d->dir);
 	free(d->dir);
 	d->dir = NULL;
+}
+
+void
+t_skip(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "SKIP: %s\n", line);
+	fflush(stderr);
+}
+
+bool
+t_have_program(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char full[1024];
+	const char *p, *end;
+	size_t n;
+
+	if (strchr(prog, '/') != NULL)
+		return access(prog, X_OK) == 0;
+	for (p = path != NULL ? path : "/usr/bin:/bin"; *p != '\0'; p = *end ? end + 1 : end) {
+		end = strchrnul(p, ':');
+		n = (size_t)(end - p);
+		if (n == 0 || n + strlen(prog) + 2 > sizeof(full))
+			continue;
+		memcpy(full, p, n);
+		full[n] = '/';
+		strcpy(full + n + 1, prog);
+		if (access(full, X_OK) == 0)
+			return true;
+	}
+	return false;
 }

@@ -57,6 +57,14 @@ bool t_wait_log(struct t_proc *p, const char *needle, int timeout_ms, char *ret_
 /* Polls cond(arg) every few milliseconds until it is true or timeout_ms passes. */
 bool t_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
+/* Records that a test could not run its check here and why ("kubectl not found"): one
+ * line "SKIP: <why>" on stderr, which tests/run.sh counts and repeats in its summary. The
+ * caller then returns from the test; a skip is never a silent pass. */
+void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True when an executable named prog is found on PATH (or prog is an executable path). */
+bool t_have_program(const char *prog);
+
 /* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
 char *t_read_file(const char *path);
 int t_write_file(const char *path, const char *text, mode_t mode);
