@@ -11,9 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "broker/broker.h"
 #include "broker/internal.h"
-#include "cli/commands.h"
+#include "common/exit.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "crypto/secret.h"
@@ -106,7 +107,6 @@ int
 broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 {
 	struct lk_vault_error verr;
-	pthread_condattr_t ca;
 	int rc;
 
 	memset(b, 0, sizeof(*b));
@@ -114,10 +114,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->started_mono_ms = lk_now_mono_ms();
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->waiters_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
 	atomic_init(&b->announced_ready, false);
@@ -289,7 +286,7 @@ broker_main(int argc, char **argv)
 		fprintf(stderr, "latchkey broker: libsodium failed to initialise\n");
 		return LK_EXIT_FAILURE;
 	}
-	lk_vault_json_wipe_on_free();
+	lk_json_wipe_on_free();
 	if (lk_vault_global_init() < 0) {
 		fprintf(stderr, "latchkey broker: libcurl failed to initialise\n");
 		return LK_EXIT_FAILURE;

@@ -17,6 +17,7 @@
 
 #include "broker/internal.h"
 #include "common/buf.h"
+#include "common/file.h"
 
 /* Largest rendered file. */
 #define RENDER_MAX (2u << 20)
@@ -182,57 +183,15 @@ int
 broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		   struct lk_error *err)
 {
-	char tmp[BROKER_FILE_PATH_MAX + 16];
 	struct lk_buf out;
-	size_t off = 0;
-	int fd = -1, rc;
+	int rc;
 
-	tmp[0] = '\0';
 	lk_buf_init(&out, RENDER_MAX, true);
-	if ((rc = broker_render(fs, s, &out, err)) < 0)
-		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.XXXXXX", fs->path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		rc = lk_error_set(err, -errno, "%s: cannot create a temporary file: %s", fs->path,
-				  strerror(errno));
-		goto out;
-	}
-	if (fchmod(fd, fs->mode) < 0 ||
-	    ((fs->owner != (uid_t)-1 || fs->group != (gid_t)-1) &&
-	     fchown(fd, fs->owner, fs->group) < 0)) {
-		rc = lk_error_set(err, -errno, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	while (off < out.len) {
-		ssize_t w = write(fd, out.data + off, out.len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = lk_error_set(err, -errno, "%s: write: %s", tmp, strerror(errno));
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0) {
-		rc = lk_error_set(err, -errno, "%s: fsync: %s", tmp, strerror(errno));
-		goto out;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, fs->path) < 0) {
-		rc = lk_error_set(err, -errno, "%s: rename: %s", fs->path, strerror(errno));
-		goto out;
-	}
-	tmp[0] = '\0';
-	if (fs->pidfile != NULL)
+	if ((rc = broker_render(fs, s, &out, err)) == 0)
+		rc = lk_file_write_atomic(fs->path, out.data, out.len, fs->mode, fs->owner,
+					  fs->group, err);
+	if (rc == 0 && fs->pidfile != NULL)
 		rc = signal_pidfile(fs, err);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0 && tmp[0] != '\0')
-		unlink(tmp);
 	lk_buf_free(&out);
 	return rc;
 }

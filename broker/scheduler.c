@@ -696,15 +696,8 @@ scheduler_main(void *arg)
 		if (next - now > SCHED_IDLE_MAX_MS)
 			next = now + SCHED_IDLE_MAX_MS;
 		{
-			struct timespec ts;
+			struct timespec ts = lk_timespec_in_ms(CLOCK_MONOTONIC, next - now);
 
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += (next - now) / 1000;
-			ts.tv_nsec += ((next - now) % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
 			pthread_mutex_lock(&b->lock);
 			if (!b->stopping)
 				pthread_cond_timedwait(&b->cond, &b->lock, &ts);

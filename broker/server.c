@@ -136,13 +136,7 @@ sweeper_main(void *arg)
 				next = w->deadline_mono_ms;
 			}
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (next - now) / 1000;
-		ts.tv_nsec += ((next - now) % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = lk_timespec_in_ms(CLOCK_MONOTONIC, next - now);
 		pthread_cond_timedwait(&b->sweeper_cond, &b->waiters_lock, &ts);
 	}
 	pthread_mutex_unlock(&b->waiters_lock);
@@ -537,13 +531,10 @@ int
 broker_server_start(struct broker *b, struct lk_error *err)
 {
 	struct lk_httpd_config hc;
-	pthread_condattr_t ca;
 	int rc;
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->sweeper_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if ((rc = lk_cond_init_monotonic(&b->sweeper_cond)) != 0)
+		return lk_error_set(err, -rc, "condition variable: %s", strerror(rc));
 	rc = pthread_create(&b->sweeper, NULL, sweeper_main, b);
 	if (rc != 0)
 		return lk_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));

@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include "common/json.h"
 #include "broker/broker.h"
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -70,7 +71,7 @@ main(int argc, char **argv)
 	setrlimit(RLIMIT_CORE, &no_core);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* Before any json_t exists: jansson zeroes what it frees (secret values pass through it). */
-	lk_vault_json_wipe_on_free();
+	lk_json_wipe_on_free();
 	if (argc < 2) {
 		usage(stderr);
 		return LK_EXIT_USAGE;

@@ -24,6 +24,38 @@ lk_now_real_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec
+lk_timespec_in_ms(clockid_t clock, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	if (ms <= 0)
+		return ts;
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+int
+lk_cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+	int r;
+
+	if ((r = pthread_condattr_init(&ca)) != 0)
+		return r;
+	r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (r == 0)
+		r = pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return r;
+}
+
 char *
 lk_rfc3339_ms(int64_t epoch_ms, char *out)
 {

@@ -3,6 +3,7 @@
 #ifndef LK_CLOCK_H
 #define LK_CLOCK_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -12,6 +13,14 @@ int64_t lk_now_mono_ms(void);
 
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME): for timestamps shown to people. */
 int64_t lk_now_real_ms(void);
+
+/* The absolute time ms milliseconds from now on clock (CLOCK_MONOTONIC or CLOCK_REALTIME),
+ * for pthread_cond_timedwait on a condition variable of that clock; ms <= 0 is now. */
+struct timespec lk_timespec_in_ms(clockid_t clock, int64_t ms);
+
+/* Initialises a condition variable whose timed waits use CLOCK_MONOTONIC (so that a
+ * change of the wall clock neither shortens nor stretches them). Returns 0 or an errno. */
+int lk_cond_init_monotonic(pthread_cond_t *cond);
 
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds, "2026-11-26T07:00:00.123Z".
  * out must hold at least LK_RFC3339_LEN bytes. Returns out. */

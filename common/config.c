@@ -1,16 +1,15 @@
 #include "common/config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/file.h"
+#include "common/json.h"
 
 static const char *
 type_name(const json_t *v)
@@ -31,63 +30,24 @@ type_name(const json_t *v)
 json_t *
 lk_cfg_load_text(const char *file, const char *text, size_t len, struct lk_error *err)
 {
-	json_error_t jerr;
-	json_t *root;
-
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		/* jansson quotes the input near the error ("invalid token near 'hunter2'"): a
-		 * misplaced token would end up in the message, so that part is cut. */
-		char *near = strstr(jerr.text, " near '");
-		if (near != NULL)
-			*near = '\0';
-		lk_error_set(err, -EINVAL, "%s:%d:%d: %s", file, jerr.line, jerr.column, jerr.text);
-		return NULL;
-	}
-	return root;
+	return lk_json_parse(text, len, 0, file, err);
 }
 
 json_t *
 lk_cfg_load_file(const char *file, struct lk_error *err)
 {
 	struct lk_buf b;
-	struct stat st;
 	json_t *root = NULL;
-	char chunk[8192];
-	int fd, r;
+	int r;
 
-	lk_buf_init(&b, LK_CFG_FILE_MAX, true);
-	fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		lk_error_set(err, -errno, "%s: cannot open: %s", file, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		lk_error_set(err, -EISDIR, "%s: is a directory, expected a JSON file", file);
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			lk_error_set(err, -errno, "%s: cannot read: %s", file, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		r = lk_buf_append(&b, chunk, (size_t)n);
-		if (r < 0) {
-			lk_error_set(err, r, "%s: larger than %u bytes", file, LK_CFG_FILE_MAX);
-			goto out;
-		}
-	}
-	root = lk_cfg_load_text(file, b.data != NULL ? b.data : "", b.len, err);
-out:
 	/* A config may hold a token: the wipe buffer zeroes the text. */
-	explicit_bzero(chunk, sizeof(chunk));
+	lk_buf_init(&b, LK_CFG_FILE_MAX, true);
+	r = lk_file_read(file, false, &b, err);
+	if (r == -EISDIR)
+		lk_error_set(err, r, "%s: is a directory, expected a JSON file", file);
+	else if (r == 0)
+		root = lk_cfg_load_text(file, b.data, b.len, err);
 	lk_buf_free(&b);
-	close(fd);
 	return root;
 }
 

@@ -25,6 +25,8 @@
 
 #include <microhttpd.h>
 
+#include "common/clock.h"
+
 /* Longest "host:port" accepted in tcp_addr. */
 #define HTTPD_ADDR_MAX 256
 /* Pending connections the kernel queues before accept(). */
@@ -1187,13 +1189,7 @@ lk_httpd_stop(struct lk_httpd *srv)
 		srv->draining++;
 		wake(srv, req);
 	}
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += HTTPD_STOP_DRAIN_MS / 1000;
-	deadline.tv_nsec += (long)(HTTPD_STOP_DRAIN_MS % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline = lk_timespec_in_ms(CLOCK_REALTIME, HTTPD_STOP_DRAIN_MS);
 	while (srv->draining > 0) {
 		if (pthread_cond_timedwait(&srv->drained, &srv->lock, &deadline) == ETIMEDOUT)
 			break;

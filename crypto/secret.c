@@ -53,32 +53,24 @@ lk_secret_from_str(const char *s)
 }
 
 int
-lk_secret_read_file(const char *path, size_t max, bool trim_newline, struct lk_secret **ret)
+lk_secret_read_fd(int fd, size_t max, bool trim_newline, struct lk_secret **ret)
 {
 	struct lk_secret *s = NULL;
 	struct stat st;
 	size_t got = 0;
-	int fd, r;
+	int r;
 
 	if (max == 0 || max > LK_SECRET_MAX)
 		max = LK_SECRET_MAX;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
-		r = -EINVAL;
-		goto out;
-	}
+	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) &&
+	    !S_ISSOCK(st.st_mode))
+		return -EINVAL;
 	/* Read into a buffer of max+1 so that a file over the limit is noticed. */
 	s = secret_alloc(NULL, max + 1);
-	if (s == NULL) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (s == NULL)
+		return -ENOMEM;
 	for (;;) {
 		ssize_t n = read(fd, s->bytes + got, s->len - got);
 		if (n < 0) {
@@ -107,6 +99,18 @@ lk_secret_read_file(const char *path, size_t max, bool trim_newline, struct lk_s
 	r = 0;
 out:
 	lk_secret_free(s);
+	return r;
+}
+
+int
+lk_secret_read_file(const char *path, size_t max, bool trim_newline, struct lk_secret **ret)
+{
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = lk_secret_read_fd(fd, max, trim_newline, ret);
 	close(fd);
 	return r;
 }

@@ -37,6 +37,11 @@ struct lk_secret *lk_secret_from_str(const char *s);
 int lk_secret_read_file(const char *path, size_t max, bool trim_newline,
 			struct lk_secret **ret) __attribute__((warn_unused_result));
 
+/* Same from an open descriptor (a file, pipe, terminal or socket: standard input as a
+ * child process gets it); fd stays open. */
+int lk_secret_read_fd(int fd, size_t max, bool trim_newline, struct lk_secret **ret)
+	__attribute__((warn_unused_result));
+
 /* Zeroes and frees; NULL allowed. Returns NULL so `s = lk_secret_free(s);` clears too. */
 struct lk_secret *lk_secret_free(struct lk_secret *s);
 

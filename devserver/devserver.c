@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/commands.h"
+#include "common/exit.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "devserver/internal.h"

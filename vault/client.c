@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -46,31 +45,7 @@ struct xfer {
 	bool location_bad;          /* too long or with control characters */
 };
 
-/* ---- jansson allocator and global state -------------------------------------------- */
-
-/* Blocks stay plain malloc blocks (malloc_usable_size tells their size), so memory that
- * jansson allocated before the switch, or that a caller frees with free() (json_dumps
- * output), is still handled correctly. */
-static void
-wipe_free(void *p)
-{
-	if (p == NULL)
-		return;
-	explicit_bzero(p, malloc_usable_size(p));
-	free(p);
-}
-
-void
-lk_vault_json_wipe_on_free(void)
-{
-	json_malloc_t m;
-	json_free_t f;
-
-	json_get_alloc_funcs(&m, &f);
-	if (f == wipe_free)
-		return;
-	json_set_alloc_funcs(malloc, wipe_free);
-}
+/* ---- global state -------------------------------------------------------------------- */
 
 int
 lk_vault_global_init(void)

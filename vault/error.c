@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/json.h"
+
 /* Shortest cut-off start of a token that lk_vault_error_redact removes from a message's end
  * (shorter tails, such as a token's public "hvs." prefix, tell nothing). */
 #define REDACT_TAIL_MIN 4
@@ -113,50 +115,6 @@ lk_vault_error_from_curl(struct lk_vault_error *err, CURLcode cc, bool too_large
 	}
 }
 
-static const char *
-json_error_words(enum json_error_code c)
-{
-	switch (c) {
-	case json_error_out_of_memory:
-		return "out of memory";
-	case json_error_stack_overflow:
-		return "nested too deeply";
-	case json_error_cannot_open_file:
-		return "cannot open";
-	case json_error_invalid_argument:
-		return "invalid argument";
-	case json_error_invalid_utf8:
-		return "invalid UTF-8";
-	case json_error_premature_end_of_input:
-		return "truncated";
-	case json_error_end_of_input_expected:
-		return "garbage after the document";
-	case json_error_invalid_syntax:
-		return "invalid syntax";
-	case json_error_invalid_format:
-		return "invalid format";
-	case json_error_wrong_type:
-		return "wrong type";
-	case json_error_null_character:
-		return "NUL character";
-	case json_error_null_value:
-		return "null value";
-	case json_error_null_byte_in_key:
-		return "NUL byte in a key";
-	case json_error_duplicate_key:
-		return "duplicate key";
-	case json_error_numeric_overflow:
-		return "number out of range";
-	case json_error_item_not_found:
-		return "item not found";
-	case json_error_index_out_of_range:
-		return "index out of range";
-	case json_error_unknown:
-		break;
-	}
-	return "unreadable";
-}
-
 int
 lk_vault_error_from_json(struct lk_vault_error *err, const json_error_t *je)
 {
@@ -164,7 +122,7 @@ lk_vault_error_from_json(struct lk_vault_error *err, const json_error_t *je)
 		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
 	return lk_vault_error_set(err, LK_VAULT_ERR_INVALID, -EBADMSG,
 	    "response body is not valid JSON (%s at line %d, column %d)",
-	    json_error_words(json_error_code(je)), je->line, je->column);
+	    lk_json_error_text(je), je->line, je->column);
 }
 
 int

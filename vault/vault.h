@@ -10,12 +10,12 @@
  * collected in a wipe-on-free buffer of at most LK_VAULT_RESPONSE_MAX bytes (a larger body
  * is an error, never a truncation). Request bodies that carry credentials or secret data
  * are built in guarded memory and zeroed after the call. Returned secret data is jansson
- * `json_t`; call lk_vault_json_wipe_on_free() at start-up so that jansson zeroes every
- * block it frees.
+ * `json_t`; call lk_json_wipe_on_free() (common/json.h) at start-up so that jansson
+ * zeroes every block it frees.
  *
  * Program start-up, in this order, before any thread starts:
  *   lk_secret_init();
- *   lk_vault_json_wipe_on_free();
+ *   lk_json_wipe_on_free();
  *   lk_vault_global_init();
  *
  * Errors: every call that can fail returns 0 or a negative errno-style code and, when the
@@ -112,14 +112,6 @@ const char *lk_vault_error_kind_name(enum lk_vault_error_kind kind);
 const char *lk_vault_not_found_name(enum lk_vault_not_found nf);
 
 /* ---- start-up ---------------------------------------------------------------------- */
-
-/* Makes jansson zero every block before freeing it, so that secret values held in json_t
- * (KV data, dynamic credentials) do not stay in freed heap memory. jansson's allocator is
- * global to the process: call this once, first thing in main(), before threads start
- * (json_set_alloc_funcs is not thread-safe). Blocks remain ordinary malloc blocks, so
- * json_t created earlier and json_dumps output released with free() stay valid; only
- * memory freed through jansson is zeroed. Idempotent. */
-void lk_vault_json_wipe_on_free(void);
 
 /* curl_global_init(); call once before threads start. Returns 0 or -EIO. */
 int lk_vault_global_init(void) __attribute__((warn_unused_result));

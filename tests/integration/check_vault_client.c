@@ -24,6 +24,7 @@
 
 #include "crypto/secret.h"
 #include "testutil.h"
+#include "common/json.h"
 #include "vault/vault.h"
 
 /* ---- helpers ---- */
@@ -1262,7 +1263,7 @@ main(void)
 
 	if (lk_secret_init() < 0)
 		return 1;
-	lk_vault_json_wipe_on_free();
+	lk_json_wipe_on_free();
 	if (lk_vault_global_init() < 0)
 		return 1;
 	sr = srunner_create(vault_client_suite());

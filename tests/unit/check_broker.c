@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "broker/internal.h"
 #include "common/buf.h"
 #include "common/config.h"
@@ -465,7 +466,7 @@ main(void)
 
 	if (lk_secret_init() < 0)
 		return EXIT_FAILURE;
-	lk_vault_json_wipe_on_free();
+	lk_json_wipe_on_free();
 	sr = srunner_create(broker_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

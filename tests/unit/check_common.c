@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/backoff.h"
@@ -15,6 +18,8 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/error.h"
+#include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "testutil.h"
@@ -559,6 +564,147 @@ START_TEST(test_error_prefix)
 }
 END_TEST
 
+START_TEST(test_json_wipe_allocator)
+{
+	json_t *before, *o;
+	json_malloc_t m;
+	json_free_t f;
+	char *s;
+
+	/* Made before the switch: still freed correctly after it. */
+	before = json_pack("{s:s}", "k", "v");
+	lk_json_wipe_on_free();
+	json_get_alloc_funcs(&m, &f);
+	ck_assert_ptr_ne((void *)f, (void *)free);
+	lk_json_wipe_on_free();
+	{
+		json_malloc_t m2;
+		json_free_t f2;
+		json_get_alloc_funcs(&m2, &f2);
+		ck_assert_ptr_eq((void *)f2, (void *)f);
+	}
+	o = json_pack("{s:s, s:[i,i]}", "password", "p4ss", "n", 1, 2);
+	ck_assert_ptr_nonnull(o);
+	/* json_dumps output may still be released with plain free(). */
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	ck_assert_str_eq(s, "{\"n\":[1,2],\"password\":\"p4ss\"}");
+	free(s);
+	json_decref(o);
+	json_decref(before);
+}
+END_TEST
+
+START_TEST(test_json_parse_never_quotes)
+{
+	static const char text[] = "{\"token\": hunter2-s3cr3t}";
+	struct lk_error err = { 0 };
+	json_t *j;
+
+	j = lk_json_parse(text, strlen(text), 0, "in.json", &err);
+	ck_assert_ptr_null(j);
+	ck_assert_int_eq(err.code, -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "in.json:1:"));
+	ck_assert_ptr_null(strstr(err.msg, "hunter2"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "invalid syntax"));
+	j = lk_json_parse("{\"a\":1,\"a\":2}", 13, 0, "dup", &err);
+	ck_assert_ptr_null(j);
+	ck_assert_ptr_nonnull(strstr(err.msg, "duplicate key"));
+	j = lk_json_parse("{\"a\":1}", 7, 0, "ok", &err);
+	ck_assert_ptr_nonnull(j);
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(test_file_read_cap_and_stdin_socket)
+{
+	struct lk_error err = { 0 };
+	struct lk_buf b;
+	char *dir = t_tmpdir();
+	const char *p = t_path(dir, "f");
+	int sv[2], saved;
+	pid_t pid;
+
+	ck_assert_int_eq(t_write_file(p, "0123456789", 0600), 0);
+	lk_buf_init(&b, 10, true);
+	ck_assert_int_eq(lk_file_read(p, true, &b, &err), 0);
+	ck_assert_str_eq(b.data, "0123456789");
+	lk_buf_free(&b);
+	lk_buf_init(&b, 9, false);
+	ck_assert_int_eq(lk_file_read(p, false, &b, &err), -E2BIG);
+	ck_assert_ptr_nonnull(strstr(err.msg, "larger than 9 bytes"));
+	lk_buf_free(&b);
+	lk_buf_init(&b, 9, false);
+	ck_assert_int_eq(lk_file_read(t_path(dir, "missing"), false, &b, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "missing"));
+	lk_buf_free(&b);
+	/* An empty file reads as "". */
+	ck_assert_int_eq(t_write_file(p, "", 0600), 0);
+	lk_buf_init(&b, 9, false);
+	ck_assert_int_eq(lk_file_read(p, false, &b, &err), 0);
+	ck_assert_str_eq(b.data, "");
+	lk_buf_free(&b);
+
+	/* Standard input that is a socket, as a child process of Node gets it. */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(sv[0]);
+		ck_assert_int_eq(lk_write_all(sv[1], "from a socket", 13), 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	saved = dup(STDIN_FILENO);
+	dup2(sv[0], STDIN_FILENO);
+	close(sv[0]);
+	lk_buf_init(&b, 100, false);
+	ck_assert_int_eq(lk_file_read("-", false, &b, &err), 0);
+	dup2(saved, STDIN_FILENO);
+	close(saved);
+	waitpid(pid, NULL, 0);
+	ck_assert_str_eq(b.data, "from a socket");
+	lk_buf_free(&b);
+	t_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_file_write_atomic_and_new)
+{
+	struct lk_error err = { 0 };
+	char *dir = t_tmpdir(), *text;
+	const char *p = t_path(dir, "out");
+	struct stat st;
+	mode_t old = umask(077);
+
+	ck_assert_int_eq(lk_file_write_atomic(p, "one", 3, 0644, (uid_t)-1, (gid_t)-1, &err), 0);
+	ck_assert_int_eq(lk_file_write_atomic(p, "two", 3, 0640, (uid_t)-1, (gid_t)-1, &err), 0);
+	umask(old);
+	text = t_read_file(p);
+	ck_assert_str_eq(text, "two");
+	free(text);
+	ck_assert_int_eq(stat(p, &st), 0);
+	/* Exactly the mode asked for, whatever the umask. */
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	/* A directory that does not exist: an error naming the file, nothing left behind. */
+	ck_assert_int_lt(lk_file_write_atomic(t_path(dir, "no/such"), "x", 1, 0600, (uid_t)-1,
+					      (gid_t)-1, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "no/such"));
+
+	ck_assert_int_eq(lk_file_write_new(t_path(dir, "key"), "k", 1, 0600, &err), 0);
+	ck_assert_int_eq(lk_file_write_new(t_path(dir, "key"), "k2", 2, 0600, &err), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(err.msg, "already exists"));
+	text = t_read_file(t_path(dir, "key"));
+	ck_assert_str_eq(text, "k");
+	free(text);
+	/* Only the two files: no temporary was left. */
+	ck_assert_int_eq(t_run((const char *const[]){ "/bin/sh", "-c",
+		"test $(ls -A \"$0\" | wc -l) -eq 2", dir, NULL }, NULL, NULL, NULL, NULL), 0);
+	t_rmrf(dir);
+	free(dir);
+}
+END_TEST
+
 static Suite *
 common_suite(void)
 {
@@ -583,6 +729,10 @@ common_suite(void)
 	tcase_add_test(tc, test_metrics_render);
 	tcase_add_test(tc, test_metrics_concurrent_adds);
 	tcase_add_test(tc, test_error_prefix);
+	tcase_add_test(tc, test_json_wipe_allocator);
+	tcase_add_test(tc, test_json_parse_never_quotes);
+	tcase_add_test(tc, test_file_read_cap_and_stdin_socket);
+	tcase_add_test(tc, test_file_write_atomic_and_new);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -676,36 +676,6 @@ START_TEST(test_client_new_checks)
 }
 END_TEST
 
-START_TEST(test_json_wipe_allocator)
-{
-	json_t *before, *o;
-	json_malloc_t m;
-	json_free_t f;
-	char *s;
-
-	/* Made before the switch: still freed correctly after it. */
-	before = json_pack("{s:s}", "k", "v");
-	lk_vault_json_wipe_on_free();
-	json_get_alloc_funcs(&m, &f);
-	ck_assert_ptr_ne((void *)f, (void *)free);
-	lk_vault_json_wipe_on_free();
-	{
-		json_malloc_t m2;
-		json_free_t f2;
-		json_get_alloc_funcs(&m2, &f2);
-		ck_assert_ptr_eq((void *)f2, (void *)f);
-	}
-	o = json_pack("{s:s, s:[i,i]}", "password", "p4ss", "n", 1, 2);
-	ck_assert_ptr_nonnull(o);
-	/* json_dumps output may still be released with plain free(). */
-	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-	ck_assert_str_eq(s, "{\"n\":[1,2],\"password\":\"p4ss\"}");
-	free(s);
-	json_decref(o);
-	json_decref(before);
-}
-END_TEST
-
 static Suite *
 vault_suite(void)
 {
@@ -730,7 +700,6 @@ vault_suite(void)
 	tcase_add_test(tc, test_config_env_fills_only_unset);
 	tcase_add_test(tc, test_config_json);
 	tcase_add_test(tc, test_client_new_checks);
-	tcase_add_test(tc, test_json_wipe_allocator);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,93 @@
+/* json.c — the wipe-on-free allocator and parse errors without input (json.h). */
+#include "common/json.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Blocks stay plain malloc blocks (malloc_usable_size tells their size), so memory that
+ * jansson allocated before the switch, or that a caller frees with free() (json_dumps
+ * output), is still handled correctly. */
+static void
+wipe_free(void *p)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
+
+void
+lk_json_wipe_on_free(void)
+{
+	json_malloc_t m;
+	json_free_t f;
+
+	json_get_alloc_funcs(&m, &f);
+	if (f == wipe_free)
+		return;
+	json_set_alloc_funcs(malloc, wipe_free);
+}
+
+const char *
+lk_json_error_text(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	case json_error_cannot_open_file:
+		return "cannot open";
+	case json_error_invalid_argument:
+		return "invalid argument";
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "truncated";
+	case json_error_end_of_input_expected:
+		return "garbage after the document";
+	case json_error_invalid_syntax:
+		return "invalid syntax";
+	case json_error_invalid_format:
+		return "invalid format";
+	case json_error_wrong_type:
+		return "wrong type";
+	case json_error_null_character:
+		return "NUL character";
+	case json_error_null_value:
+		return "null value";
+	case json_error_null_byte_in_key:
+		return "NUL byte in a key";
+	case json_error_duplicate_key:
+		return "duplicate key";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	case json_error_item_not_found:
+		return "item not found";
+	case json_error_index_out_of_range:
+		return "index out of range";
+	case json_error_unknown:
+		break;
+	}
+	return "unreadable";
+}
+
+json_t *
+lk_json_parse(const char *text, size_t len, size_t flags, const char *name,
+	      struct lk_error *err)
+{
+	json_error_t je;
+	json_t *root;
+
+	root = json_loadb(text, len, flags | JSON_REJECT_DUPLICATES, &je);
+	if (root == NULL) {
+		if (json_error_code(&je) == json_error_out_of_memory)
+			lk_error_set(err, -ENOMEM, "%s: out of memory", name);
+		else
+			lk_error_set(err, -EINVAL, "%s:%d:%d: %s", name, je.line, je.column,
+				     lk_json_error_text(&je));
+	}
+	return root;
+}
