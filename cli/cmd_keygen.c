@@ -158,7 +158,7 @@ do_import(const struct keygen_opts *o, struct lk_error *err)
 
 	if (ks == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
-	r = seal_load_keys(ks, o->import, err);
+	r = lk_sealing_load_keys(ks, o->import, err);
 	if (r < 0)
 		goto out;
 	r = prepare_dir(o->out_dir, false, &seq, err);
@@ -208,7 +208,7 @@ do_keygen(const struct keygen_opts *o, struct lk_error *err)
 		bool json = strlen(o->manifest) > 5 &&
 			    strcmp(o->manifest + strlen(o->manifest) - 5, ".json") == 0;
 
-		r = seal_key_manifest(rsa, x, o->ns, &manifest, err);
+		r = lk_sealing_key_manifest(rsa, x, o->ns, &manifest, err);
 		if (r == 0)
 			r = seal_write_manifest(o->manifest, manifest,
 						json ? LK_MANIFEST_JSON : LK_MANIFEST_YAML, 0600,
@@ -218,7 +218,7 @@ do_keygen(const struct keygen_opts *o, struct lk_error *err)
 			       o->manifest, o->ns, lk_key_id(rsa), lk_key_id(x));
 	}
 out:
-	seal_json_wipe_decref(manifest);
+	json_decref(manifest);
 	lk_key_free(rsa);
 	lk_key_free(x);
 	return r;

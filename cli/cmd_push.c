@@ -1,14 +1,13 @@
 /* cmd_push.c — `latchkey push`. */
 #include <errno.h>
 #include <getopt.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
-#include "cli/manifest.h"
+#include "manifest/manifest.h"
 #include "cli/push.h"
 #include "common/clock.h"
 #include "crypto/secret.h"
@@ -59,38 +58,6 @@ usage(FILE *out)
 		"  --format yaml|json          output format (default: yaml)\n");
 }
 
-/* secretKey and property names: what ESO accepts for secretKey (^[-._a-zA-Z0-9]+$). */
-static bool
-valid_key(const char *k, size_t n)
-{
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = k[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		      ch == '-' || ch == '.' || ch == '_'))
-			return false;
-	}
-	return true;
-}
-
-/* DNS-1123 subdomain, as Kubernetes requires of object names. */
-static bool
-valid_name(const char *s)
-{
-	regex_t re;
-	bool ok;
-
-	if (strlen(s) > 253)
-		return false;
-	if (regcomp(&re, "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-		    REG_EXTENDED | REG_NOSUB) != 0)
-		return false;
-	ok = regexec(&re, s, 0, NULL, 0) == 0;
-	regfree(&re);
-	return ok;
-}
-
 /* Splits MOUNT/data/PATH. */
 static int
 split_path(struct push_opts *o)
@@ -127,8 +94,10 @@ read_value(const char *key, const char *path, struct lk_secret **ret)
 
 	/* A file is taken byte for byte (a PEM file ends in a newline); standard input loses
 	 * one trailing newline, which `echo` adds. */
-	r = lk_secret_read_file(strcmp(path, "-") == 0 ? "/dev/stdin" : path, PUSH_VALUE_MAX,
-				strcmp(path, "-") == 0, ret);
+	if (strcmp(path, "-") == 0)
+		r = lk_secret_read_fd(STDIN_FILENO, PUSH_VALUE_MAX, true, ret);
+	else
+		r = lk_secret_read_file(path, PUSH_VALUE_MAX, false, ret);
 	if (r == -E2BIG)
 		fprintf(stderr, "latchkey push: %s: %s is larger than %u bytes\n", key,
 			strcmp(path, "-") == 0 ? "standard input" : path, PUSH_VALUE_MAX);
@@ -159,7 +128,7 @@ collect_values(int argc, char **argv, json_t *data)
 		json_t *s;
 		int r;
 
-		if (eq == NULL || !valid_key(argv[i], (size_t)(eq - argv[i]))) {
+		if (eq == NULL || !lk_manifest_secret_key_valid(argv[i], (size_t)(eq - argv[i]))) {
 			/* Name only what precedes '=': the rest may be a value. */
 			size_t n = eq != NULL ? (size_t)(eq - argv[i]) : 0;
 			fprintf(stderr, "latchkey push: argument %d: expected KEY=VALUE, KEY=@FILE or "
@@ -352,12 +321,12 @@ cmd_push(int argc, char **argv)
 				*p = (char)(*p - 'A' + 'a');
 		o.name = name_buf;
 	}
-	if (o.name == NULL || !valid_name(o.name)) {
+	if (o.name == NULL || !lk_manifest_subdomain_valid(o.name)) {
 		fprintf(stderr, "latchkey push: name '%s': expected a DNS-1123 name (lowercase letters, "
 			"digits, '-' and '.'); set one with --name\n", o.name ? o.name : "");
 		goto out;
 	}
-	if (o.namespace != NULL && !valid_name(o.namespace)) {
+	if (o.namespace != NULL && !lk_manifest_label_valid(o.namespace)) {
 		fprintf(stderr, "latchkey push: --namespace: expected a DNS-1123 name\n");
 		goto out;
 	}

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/buf.h"
+#include "common/file.h"
 
 /* Files larger than this are skipped (with a note): no manifest or source file is. */
 #define SCAN_FILE_MAX (8u << 20)
@@ -213,7 +215,7 @@ is_field(const char *key, const char *field)
 static void
 check_resource(struct doc_ctx *c, const json_t *obj, const struct lk_manifest_doc *doc)
 {
-	const char *kind = seal_str(obj, "kind");
+	const char *kind = lk_sealing_str(obj, "kind");
 	const char *fields[] = { "data", "stringData" };
 	const char *key;
 	json_t *value;
@@ -274,47 +276,18 @@ scan_text(struct scan *s, const char *name, const char *text, size_t len)
 	}
 }
 
+/* Reads everything from fd, at most max bytes; *ret is owned (free). */
 static int
 read_fd(int fd, size_t max, char **ret, size_t *ret_len)
 {
-	size_t len = 0, cap = 65536;
-	char *buf = malloc(cap + 1);
+	struct lk_buf b;
+	int r;
 
-	if (buf == NULL)
-		return -ENOMEM;
-	for (;;) {
-		ssize_t n;
-
-		if (len == cap) {
-			char *nb;
-
-			if (cap >= max) {
-				free(buf);
-				return -E2BIG;
-			}
-			cap = cap * 2 > max ? max : cap * 2;
-			nb = realloc(buf, cap + 1);
-			if (nb == NULL) {
-				free(buf);
-				return -ENOMEM;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*ret = buf;
-	*ret_len = len;
-	return 0;
+	lk_buf_init(&b, max, false);
+	if ((r = lk_fd_read_all(fd, &b)) == 0)
+		return lk_buf_take(&b, ret, ret_len);
+	lk_buf_free(&b);
+	return r;
 }
 
 static void

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/manifest.h"
+#include "manifest/manifest.h"
 #include "testutil.h"
 
 static struct t_dev dev;

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/manifest.h"
+#include "manifest/manifest.h"
 #include "crypto/crypto.h"
 #include "testutil.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/manifest.h"
+#include "manifest/manifest.h"
 
 static json_t *
 parse_ok(const char *text)
@@ -424,6 +424,37 @@ START_TEST(lenient_reader_for_scanning)
 }
 END_TEST
 
+START_TEST(names)
+{
+	ck_assert(lk_manifest_secret_key_valid("tls.crt", 7));
+	ck_assert(lk_manifest_secret_key_valid("A-b_c.9", 7));
+	ck_assert(!lk_manifest_secret_key_valid("", 0));
+	ck_assert(!lk_manifest_secret_key_valid("a/b", 3));
+	ck_assert(!lk_manifest_secret_key_valid("a b", 3));
+	/* The length given is what is checked: a NUL inside fails. */
+	ck_assert(!lk_manifest_secret_key_valid("ab\0c", 4));
+	{
+		char k[LK_MANIFEST_NAME_MAX + 2];
+
+		memset(k, 'k', sizeof(k));
+		ck_assert(lk_manifest_secret_key_valid(k, LK_MANIFEST_NAME_MAX));
+		ck_assert(!lk_manifest_secret_key_valid(k, LK_MANIFEST_NAME_MAX + 1));
+	}
+	ck_assert(lk_manifest_subdomain_valid("db-creds"));
+	ck_assert(lk_manifest_subdomain_valid("a.b-c.d9"));
+	ck_assert(!lk_manifest_subdomain_valid("Db"));
+	ck_assert(!lk_manifest_subdomain_valid("-a"));
+	ck_assert(!lk_manifest_subdomain_valid("a-"));
+	ck_assert(!lk_manifest_subdomain_valid("a..b"));
+	ck_assert(!lk_manifest_subdomain_valid("a.-b"));
+	ck_assert(!lk_manifest_subdomain_valid(""));
+	ck_assert(lk_manifest_label_valid("team-a"));
+	ck_assert(!lk_manifest_label_valid("team.a"));
+	ck_assert(!lk_manifest_label_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+	ck_assert(lk_manifest_label_valid("012345678901234567890123456789012345678901234567890123456789012"));
+}
+END_TEST
+
 static Suite *
 manifest_suite(void)
 {
@@ -443,6 +474,7 @@ manifest_suite(void)
 	tcase_add_test(tc, dump_round_trips);
 	tcase_add_test(tc, parse_all_documents);
 	tcase_add_test(tc, lenient_reader_for_scanning);
+	tcase_add_test(tc, names);
 	suite_add_tcase(s, tc);
 	return s;
 }
