@@ -6,7 +6,7 @@ BUILD   ?= build
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
 
-MODULES ?= common crypto manifest sealing vault k8s broker sync devserver
+MODULES ?= common crypto http manifest sealing vault k8s broker sync devserver
 PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1
 TESTPKG := check
 

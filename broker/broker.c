@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/json.h"
+#include "http/http.h"
 #include "broker/broker.h"
 #include "broker/internal.h"
 #include "common/exit.h"
@@ -287,14 +288,14 @@ broker_main(int argc, char **argv)
 		return LK_EXIT_FAILURE;
 	}
 	lk_json_wipe_on_free();
-	if (lk_vault_global_init() < 0) {
+	if (lk_http_global_init() < 0) {
 		fprintf(stderr, "latchkey broker: libcurl failed to initialise\n");
 		return LK_EXIT_FAILURE;
 	}
 	if (check != NULL) {
 		if (broker_config_load(&cfg, check, &err) < 0) {
 			fprintf(stderr, "latchkey broker: %s\n", err.msg);
-			lk_vault_global_cleanup();
+			lk_http_global_cleanup();
 			return LK_EXIT_USAGE;
 		}
 		{
@@ -307,19 +308,19 @@ broker_main(int argc, char **argv)
 			if (lk_vault_client_new(&cfg.vault, &client, &verr) < 0) {
 				fprintf(stderr, "latchkey broker: %s: vault: %s\n", check, verr.base.msg);
 				broker_config_clear(&cfg);
-				lk_vault_global_cleanup();
+				lk_http_global_cleanup();
 				return LK_EXIT_USAGE;
 			}
 			lk_vault_client_free(client);
 		}
 		printf("%s: ok (%zu secrets)\n", check, cfg.nsecrets);
 		broker_config_clear(&cfg);
-		lk_vault_global_cleanup();
+		lk_http_global_cleanup();
 		return LK_EXIT_OK;
 	}
 	if (broker_config_load(&cfg, config, &err) < 0) {
 		fprintf(stderr, "latchkey broker: %s\n", err.msg);
-		lk_vault_global_cleanup();
+		lk_http_global_cleanup();
 		return LK_EXIT_USAGE;
 	}
 	if (level_text == NULL && cfg.log_level != NULL)
@@ -393,6 +394,6 @@ out:
 	}
 out_cfg:
 	broker_config_clear(&cfg);
-	lk_vault_global_cleanup();
+	lk_http_global_cleanup();
 	return status;
 }

@@ -1,5 +1,4 @@
 /* cmd_get.c — `latchkey get`: one secret or one value from the broker socket. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "common/clock.h"
+#include "http/http.h"
 
 /* How long --wait waits for the broker to serve the secret unless told. */
 #define GET_WAIT_DEFAULT_MS (30 * 1000LL)
@@ -35,52 +35,49 @@ client_socket_path(const char *flag)
 	return CLIENT_SOCKET_DEFAULT;
 }
 
-static size_t
-on_body(char *p, size_t size, size_t n, void *userdata)
-{
-	struct lk_buf *out = userdata;
-
-	if (lk_buf_append(out, p, size * n) < 0)
-		return 0;
-	return size * n;
-}
-
 int
 client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
 	   struct lk_buf *out, char *msg, size_t msglen)
 {
+	const struct lk_http_client_config cfg = {
+		.unix_socket = socket, .timeout_ms = timeout_ms,
+	};
+	struct lk_http_client *c = NULL;
+	struct lk_http_response resp = { 0 };
+	struct lk_error err;
 	char url[GET_PATH_MAX + 32];
-	CURL *h;
-	CURLcode cc;
-	long status = 0;
-	int rc = 0;
+	int rc;
 
 	if (strlen(path) > GET_PATH_MAX) {
 		snprintf(msg, msglen, "request path too long");
 		return -EINVAL;
 	}
 	snprintf(url, sizeof(url), "http://localhost%s", path);
-	h = curl_easy_init();
-	if (h == NULL) {
-		snprintf(msg, msglen, "out of memory");
-		return -ENOMEM;
+	if ((rc = lk_http_client_new(&cfg, &c, &err)) < 0) {
+		snprintf(msg, msglen, "%s", err.msg);
+		return rc;
 	}
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-	cc = curl_easy_perform(h);
-	if (cc != CURLE_OK) {
-		snprintf(msg, msglen, "%s: %s", socket, curl_easy_strerror(cc));
-		rc = cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO;
+	{
+		const struct lk_http_request req = {
+			.method = "GET", .url = url, .max_body = out->max, .wipe = out->wipe,
+		};
+
+		rc = lk_http_perform(c, &req, &resp, &err);
+	}
+	if (rc < 0) {
+		snprintf(msg, msglen, "%s: %s", socket, err.msg);
+		rc = resp.failure == LK_HTTP_FAIL_CONNECT ? -ECONNREFUSED :
+		     resp.failure == LK_HTTP_FAIL_NOMEM ? -ENOMEM : -EIO;
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	*ret_status = status;
+	if ((rc = lk_buf_append(out, resp.body.data, resp.body.len)) < 0) {
+		snprintf(msg, msglen, "answer too large");
+		goto out;
+	}
+	*ret_status = resp.status;
 out:
-	curl_easy_cleanup(h);
+	lk_http_response_clear(&resp);
+	lk_http_client_free(c);
 	return rc;
 }
 
@@ -160,18 +157,19 @@ cmd_get(int argc, char **argv)
 	}
 	{
 		const char *slash = strchr(target, '/');
-		char *key = NULL;
-		CURL *h = curl_easy_init();
+		char key[GET_PATH_MAX];
 
-		if (h == NULL)
-			return LK_EXIT_FAILURE;
-		if (slash != NULL)
-			key = curl_easy_escape(h, slash + 1, 0);
-		snprintf(path, sizeof(path), "/v1/secrets/%.*s%s%s",
-			 (int)(slash != NULL ? (size_t)(slash - target) : strlen(target)), target,
-			 key != NULL ? "/" : "", key != NULL ? key : "");
-		curl_free(key);
-		curl_easy_cleanup(h);
+		if (slash != NULL && lk_http_escape(slash + 1, key, sizeof(key)) < 0) {
+			fprintf(stderr, "latchkey get: name too long\n");
+			return LK_EXIT_USAGE;
+		}
+		if ((size_t)snprintf(path, sizeof(path), "/v1/secrets/%.*s%s%s",
+				     (int)(slash != NULL ? (size_t)(slash - target) : strlen(target)),
+				     target, slash != NULL ? "/" : "", slash != NULL ? key : "") >=
+		    sizeof(path)) {
+			fprintf(stderr, "latchkey get: name too long\n");
+			return LK_EXIT_USAGE;
+		}
 		if (after != NULL) {
 			char q[96];
 

@@ -10,6 +10,7 @@
 #include "manifest/manifest.h"
 #include "cli/push.h"
 #include "common/clock.h"
+#include "http/http.h"
 #include "crypto/secret.h"
 #include "vault/vault.h"
 
@@ -330,7 +331,7 @@ cmd_push(int argc, char **argv)
 		fprintf(stderr, "latchkey push: --namespace: expected a DNS-1123 name\n");
 		goto out;
 	}
-	if (lk_secret_init() < 0 || lk_vault_global_init() < 0) {
+	if (lk_secret_init() < 0 || lk_http_global_init() < 0) {
 		fprintf(stderr, "latchkey push: cannot initialise libsodium or libcurl\n");
 		rc = LK_EXIT_FAILURE;
 		goto out;

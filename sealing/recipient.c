@@ -2,85 +2,50 @@
  * key file (sealing.h). */
 #include "sealing/sealing.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct fetch {
-	char *data;
-	size_t len;
-	bool too_big;
-};
-
-static size_t
-fetch_write(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct fetch *f = arg;
-	size_t n = size * nmemb;
-	char *nd;
-
-	if (f->len + n > LK_SEALING_CERT_FETCH_MAX) {
-		f->too_big = true;
-		return 0;
-	}
-	nd = realloc(f->data, f->len + n + 1);
-	if (nd == NULL)
-		return 0;
-	f->data = nd;
-	memcpy(f->data + f->len, p, n);
-	f->len += n;
-	f->data[f->len] = '\0';
-	return n;
-}
+#include "http/http.h"
 
 static int
 fetch_cert(const char *url, char **ret, size_t *ret_len, struct lk_error *err)
 {
-	struct fetch f = { NULL, 0, false };
-	long status = 0;
-	CURLcode rc;
-	CURL *c;
+	const struct lk_http_client_config cfg = {
+		.timeout_ms = LK_SEALING_CERT_FETCH_TIMEOUT_MS, .redirects = 3,
+	};
+	const struct lk_http_request req = {
+		.method = "GET", .url = url, .max_body = LK_SEALING_CERT_FETCH_MAX,
+	};
+	struct lk_http_response resp = { 0 };
+	struct lk_http_client *c = NULL;
 	int r;
 
-	c = curl_easy_init();
-	if (c == NULL)
-		return lk_error_set(err, -ENOMEM, "cannot start libcurl");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)(LK_SEALING_CERT_FETCH_TIMEOUT_MS / 1000));
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	if (f.too_big) {
+	if ((r = lk_http_client_new(&cfg, &c, err)) < 0)
+		return r;
+	r = lk_http_perform(c, &req, &resp, err);
+	if (r == -EMSGSIZE) {
 		r = lk_error_set(err, -E2BIG, "%s: certificate larger than %u bytes", url,
 				 LK_SEALING_CERT_FETCH_MAX);
 		goto out;
 	}
-	if (rc != CURLE_OK) {
-		r = lk_error_set(err, -EIO, "%s: %s", url, curl_easy_strerror(rc));
+	if (r < 0) {
+		lk_error_prefix(err, "%s", url);
+		r = -EIO;
 		goto out;
 	}
-	if (status != 200) {
-		r = lk_error_set(err, -EIO, "%s: HTTP status %ld", url, status);
+	if (resp.status != 200) {
+		r = lk_error_set(err, -EIO, "%s: HTTP status %ld", url, resp.status);
 		goto out;
 	}
-	if (f.data == NULL) {
+	if (resp.body.len == 0) {
 		r = lk_error_set(err, -EIO, "%s: empty response", url);
 		goto out;
 	}
-	*ret = f.data;
-	*ret_len = f.len;
-	f.data = NULL;
-	r = 0;
+	r = lk_buf_take(&resp.body, ret, ret_len);
 out:
-	free(f.data);
+	lk_http_response_clear(&resp);
+	lk_http_client_free(c);
 	return r;
 }
 

@@ -10,54 +10,27 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "common/buf.h"
 #include "common/clock.h"
+#include "http/http.h"
 #include "vault/config.h"
 #include "vault/error.h"
 #include "vault/response.h"
 
 /* Largest request body sent (a KV write of LK_SECRET_MAX-sized values, JSON-escaped). */
 #define REQUEST_BODY_MAX (4u << 20)
-/* Longest Retry-After header value kept (an IMF-fixdate is 29 bytes). */
-#define RETRY_AFTER_MAX 64
+/* Most request header lines (request marker, content type, namespace) plus the NULL. */
+#define VAULT_HEADERS_MAX 4
 /* Longest header line built by the client (namespace, token). */
 #define HEADER_LINE_MAX 4096
 
 struct lk_vault_client {
 	pthread_mutex_t lock;       /* held for the whole of each call */
-	CURL *curl;                 /* kept: its connection cache is the reuse */
+	struct lk_http_client *http; /* kept: its connection cache is the reuse */
 	struct lk_vault_config cfg; /* copy, with defaults; cfg.token is not used after new */
 	struct lk_secret *token;    /* the current token, NULL when none */
-	int64_t connect_timeout_ms;
-	int64_t timeout_ms;
 	bool https;
 };
-
-/* What one transfer brought back. */
-struct xfer {
-	struct lk_buf body;         /* wipe-on-free, capped at LK_VAULT_RESPONSE_MAX */
-	bool too_large;
-	bool oom;
-	char retry_after[RETRY_AFTER_MAX];
-	char location[LK_VAULT_URL_MAX];
-	bool location_bad;          /* too long or with control characters */
-};
-
-/* ---- global state -------------------------------------------------------------------- */
-
-int
-lk_vault_global_init(void)
-{
-	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
-}
-
-void
-lk_vault_global_cleanup(void)
-{
-	curl_global_cleanup();
-}
 
 /* ---- settings ---------------------------------------------------------------------- */
 
@@ -162,14 +135,23 @@ lk_vault_client_new(const struct lk_vault_config *cfg, struct lk_vault_client **
 		c->token = c->cfg.token;
 		c->cfg.token = NULL;
 	}
-	c->connect_timeout_ms = c->cfg.connect_timeout_ms > 0 ? c->cfg.connect_timeout_ms :
-	    LK_VAULT_CONNECT_TIMEOUT_MS_DEFAULT;
-	c->timeout_ms = c->cfg.timeout_ms > 0 ? c->cfg.timeout_ms : LK_VAULT_TIMEOUT_MS_DEFAULT;
-	c->curl = curl_easy_init();
-	if (c->curl == NULL) {
-		rc = lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM,
-		    "cannot create a transfer handle");
-		goto fail;
+	{
+		const struct lk_http_client_config hc = {
+			.tls = {
+				.ca_file = c->cfg.cacert, .ca_path = c->cfg.capath,
+				.cert_file = c->cfg.client_cert, .key_file = c->cfg.client_key,
+			},
+			.connect_timeout_ms = c->cfg.connect_timeout_ms > 0 ?
+				c->cfg.connect_timeout_ms : LK_VAULT_CONNECT_TIMEOUT_MS_DEFAULT,
+			.timeout_ms = c->cfg.timeout_ms > 0 ? c->cfg.timeout_ms :
+				LK_VAULT_TIMEOUT_MS_DEFAULT,
+		};
+		struct lk_error herr;
+
+		if ((rc = lk_http_client_new(&hc, &c->http, &herr)) < 0) {
+			rc = lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, rc, "%s", herr.msg);
+			goto fail;
+		}
 	}
 	*ret = c;
 	return 0;
@@ -183,8 +165,7 @@ lk_vault_client_free(struct lk_vault_client *c)
 {
 	if (c == NULL)
 		return NULL;
-	if (c->curl != NULL)
-		curl_easy_cleanup(c->curl);
+	lk_http_client_free(c->http);
 	c->token = lk_secret_free(c->token);
 	lk_vault_config_clear(&c->cfg);
 	pthread_mutex_destroy(&c->lock);
@@ -239,10 +220,7 @@ lk_vault_client_set_timeouts(struct lk_vault_client *c, int64_t connect_timeout_
 			     int64_t timeout_ms)
 {
 	pthread_mutex_lock(&c->lock);
-	if (connect_timeout_ms > 0)
-		c->connect_timeout_ms = connect_timeout_ms;
-	if (timeout_ms > 0)
-		c->timeout_ms = timeout_ms;
+	lk_http_client_set_timeouts(c->http, connect_timeout_ms, timeout_ms);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -305,183 +283,42 @@ lk_vault_client_encode_path(const char *path, char *out, size_t outlen)
 	return 0;
 }
 
-static size_t
-on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	struct xfer *x = arg;
-	size_t n = size * nmemb;
-	int rc;
-
-	rc = lk_buf_append(&x->body, ptr, n);
-	if (rc == -E2BIG) {
-		x->too_large = true;
-		return 0;
-	}
-	if (rc < 0) {
-		x->oom = true;
-		return 0;
-	}
-	return n;
-}
-
-/* Copies the value of a header line "Name: value\r\n" into out when its name is name. */
-static bool
-header_value(const char *line, size_t n, const char *name, char *out, size_t outlen,
-	     bool *ret_bad)
-{
-	size_t nl = strlen(name);
-	const char *v, *e;
-
-	if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-		return false;
-	v = line + nl + 1;
-	e = line + n;
-	while (v < e && (*v == ' ' || *v == '\t'))
-		v++;
-	while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	if ((size_t)(e - v) >= outlen) {
-		if (ret_bad != NULL)
-			*ret_bad = true;
-		out[0] = '\0';
-		return true;
-	}
-	for (const char *q = v; q < e; q++) {
-		if ((unsigned char)*q < 0x20 || *q == 0x7f) {
-			if (ret_bad != NULL)
-				*ret_bad = true;
-			out[0] = '\0';
-			return true;
-		}
-	}
-	memcpy(out, v, (size_t)(e - v));
-	out[e - v] = '\0';
-	return true;
-}
-
-static size_t
-on_header(char *line, size_t size, size_t nitems, void *arg)
-{
-	struct xfer *x = arg;
-	size_t n = size * nitems;
-
-	/* A new status line (after a 100 Continue, say) starts a new set of headers. */
-	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-		x->retry_after[0] = '\0';
-		x->location[0] = '\0';
-		x->location_bad = false;
-		return n;
-	}
-	if (!header_value(line, n, "Retry-After", x->retry_after, sizeof(x->retry_after),
-	    NULL))
-		header_value(line, n, "Location", x->location, sizeof(x->location),
-		    &x->location_bad);
-	return n;
-}
-
-/* Zeroes the strings of a header list (one may hold the token) and frees it. */
-static void
-headers_free(struct curl_slist *h)
-{
-	for (struct curl_slist *p = h; p != NULL; p = p->next)
-		explicit_bzero(p->data, strlen(p->data));
-	curl_slist_free_all(h);
-}
-
+/* The request headers: plain ones into lines (out, at most VAULT_HEADERS_MAX-1 plus a NULL),
+ * the token into a secure "X-Vault-Token: ..." line. */
 static int
 headers_build(struct lk_vault_client *c, const struct lk_vault_call *call, bool has_body,
-	      struct curl_slist **ret)
+	      const char **lines, char *ns_line, size_t ns_len, struct lk_secret **ret_token)
 {
 	const struct lk_secret *token = call->token != NULL ? call->token : c->token;
-	struct curl_slist *h = NULL, *t;
-	char *line = NULL;
-	int rc = -ENOMEM;
+	static const char prefix[] = "X-Vault-Token: ";
+	struct lk_secret *line;
+	unsigned char *tmp;
+	size_t n = 0;
 
-#define ADD(s) do { if ((t = curl_slist_append(h, (s))) == NULL) goto out; h = t; } while (0)
-	ADD("X-Vault-Request: true");
-	/* No "Expect: 100-continue" round trip before a body. */
-	ADD("Expect:");
+	lines[n++] = "X-Vault-Request: true";
 	if (has_body)
-		ADD("Content-Type: application/json");
-	line = sodium_malloc(HEADER_LINE_MAX);
-	if (line == NULL)
-		goto out;
+		lines[n++] = "Content-Type: application/json";
 	if (c->cfg.namespace != NULL) {
-		snprintf(line, HEADER_LINE_MAX, "X-Vault-Namespace: %s", c->cfg.namespace);
-		ADD(line);
+		snprintf(ns_line, ns_len, "X-Vault-Namespace: %s", c->cfg.namespace);
+		lines[n++] = ns_line;
 	}
-	if (!call->no_token && token != NULL) {
-		if (!token_ok(token)) {
-			rc = -EINVAL;
-			goto out;
-		}
-		snprintf(line, HEADER_LINE_MAX, "X-Vault-Token: %s", lk_secret_cstr(token));
-		ADD(line);
-	}
-#undef ADD
-	*ret = h;
-	h = NULL;
-	rc = 0;
-out:
-	if (line != NULL)
-		sodium_free(line);
-	headers_free(h);
-	return rc;
-}
-
-static CURLcode
-perform(struct lk_vault_client *c, const char *method, const char *url,
-	struct curl_slist *headers, const unsigned char *body, size_t body_len, struct xfer *x,
-	long *ret_status)
-{
-	CURL *h = c->curl;
-	CURLcode cc;
-
-	/* Reset keeps the live connections: only options are forgotten. */
-	curl_easy_reset(h);
-	lk_buf_reset(&x->body);
-	x->too_large = x->oom = x->location_bad = false;
-	x->retry_after[0] = x->location[0] = '\0';
-	*ret_status = 0;
-#define SET(opt, val) do { if ((cc = curl_easy_setopt(h, (opt), (val))) != CURLE_OK) return cc; } while (0)
-	SET(CURLOPT_URL, url);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-	SET(CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);
-	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (c->cfg.cacert != NULL)
-		SET(CURLOPT_CAINFO, c->cfg.cacert);
-	if (c->cfg.capath != NULL)
-		SET(CURLOPT_CAPATH, c->cfg.capath);
-	if (c->cfg.client_cert != NULL) {
-		SET(CURLOPT_SSLCERT, c->cfg.client_cert);
-		SET(CURLOPT_SSLKEY, c->cfg.client_key);
-	}
-	SET(CURLOPT_HTTPHEADER, headers);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, x);
-	SET(CURLOPT_HEADERFUNCTION, on_header);
-	SET(CURLOPT_HEADERDATA, x);
-	if (strcmp(method, "GET") == 0) {
-		SET(CURLOPT_HTTPGET, 1L);
-	} else if (body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
-		/* POSTFIELDS is not copied: the guarded buffer is sent as it is. */
-		SET(CURLOPT_POSTFIELDS, body != NULL ? (const char *)body : "");
-		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body != NULL ? body_len : 0));
-		if (strcmp(method, "POST") != 0)
-			SET(CURLOPT_CUSTOMREQUEST, method);
-	} else {
-		SET(CURLOPT_CUSTOMREQUEST, method);
-	}
-#undef SET
-	cc = curl_easy_perform(h);
-	if (cc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
-	return cc;
+	lines[n] = NULL;
+	*ret_token = NULL;
+	if (call->no_token || token == NULL)
+		return 0;
+	if (!token_ok(token))
+		return -EINVAL;
+	n = sizeof(prefix) - 1 + lk_secret_len(token);
+	if ((tmp = sodium_malloc(n)) == NULL)
+		return -ENOMEM;
+	memcpy(tmp, prefix, sizeof(prefix) - 1);
+	memcpy(tmp + sizeof(prefix) - 1, lk_secret_bytes(token), lk_secret_len(token));
+	line = lk_secret_new(tmp, n);
+	sodium_free(tmp);
+	if (line == NULL)
+		return -ENOMEM;
+	*ret_token = line;
+	return 0;
 }
 
 /* The URL to replay a 307 to: an absolute http(s) URL, or an absolute path on the same
@@ -541,18 +378,17 @@ lk_vault_client_call(struct lk_vault_client *c, const struct lk_vault_call *call
 		     struct lk_vault_response *ret, struct lk_vault_error *err)
 {
 	char path[LK_VAULT_PATH_MAX], url[LK_VAULT_URL_MAX], next[LK_VAULT_URL_MAX];
-	struct xfer x = { 0 };
-	struct curl_slist *headers = NULL;
+	char ns_line[HEADER_LINE_MAX];
+	const char *lines[VAULT_HEADERS_MAX];
+	struct lk_http_response resp = { 0 };
+	struct lk_secret *token_line = NULL;
+	struct lk_error herr;
 	unsigned char *body = NULL;
 	size_t body_len = 0;
-	long status = 0;
-	int64_t retry_after = -1;
 	bool locked = false;
-	CURLcode cc;
 	int rc;
 
 	lk_vault_error_clear(err);
-	lk_buf_init(&x.body, LK_VAULT_RESPONSE_MAX, true);
 	if ((rc = lk_vault_client_encode_path(call->path, path, sizeof(path))) < 0) {
 		lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, rc,
 		    "%s: invalid Vault path (empty segment, \".\", \"..\", control character, "
@@ -571,34 +407,38 @@ lk_vault_client_call(struct lk_vault_client *c, const struct lk_vault_call *call
 	}
 	pthread_mutex_lock(&c->lock);
 	locked = true;
-	if ((rc = headers_build(c, call, body != NULL, &headers)) < 0) {
+	if ((rc = headers_build(c, call, body != NULL, lines, ns_line, sizeof(ns_line),
+				&token_line)) < 0) {
 		lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, rc, rc == -EINVAL ?
 		    "token is not printable ASCII" : "out of memory");
 		goto out;
 	}
 	for (int replay = 0;; replay++) {
-		cc = perform(c, call->method, url, headers, body, body_len, &x, &status);
-		if (cc != CURLE_OK || x.oom) {
-			rc = x.oom ? lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM,
-			    "out of memory") : lk_vault_error_from_curl(err, cc, x.too_large);
+		const struct lk_http_request req = {
+			.method = call->method, .url = url, .headers = lines,
+			.secret_header = token_line, .body = body, .body_len = body_len,
+			.has_body = body != NULL, .max_body = LK_VAULT_RESPONSE_MAX, .wipe = true,
+		};
+
+		if ((rc = lk_http_perform(c->http, &req, &resp, &herr)) < 0) {
+			rc = lk_vault_error_from_http(err, &resp, &herr);
 			goto out;
 		}
-		if (status != 307 || replay > 0 || x.location[0] == '\0' || x.location_bad)
+		if (resp.status != 307 || replay > 0 || resp.location[0] == '\0' ||
+		    resp.location_bad)
 			break;
-		if (redirect_url(c, url, x.location, next, sizeof(next)) < 0)
+		if (redirect_url(c, url, resp.location, next, sizeof(next)) < 0)
 			break;
 		memcpy(url, next, sizeof(url));
 	}
-	if (status >= 200 && status <= 299) {
-		rc = lk_vault_response_parse(status, x.body.data, x.body.len, ret, err);
+	if (resp.status >= 200 && resp.status <= 299) {
+		rc = lk_vault_response_parse(resp.status, resp.body.data, resp.body.len, ret, err);
 		if (rc < 0 && err != NULL)
-			err->status = status;
+			err->status = resp.status;
 		goto out;
 	}
-	if (x.retry_after[0] != '\0' &&
-	    lk_vault_retry_after_parse(x.retry_after, lk_now_real_ms(), &retry_after) < 0)
-		retry_after = -1;
-	rc = lk_vault_response_error(err, status, x.body.data, x.body.len, retry_after);
+	rc = lk_vault_response_error(err, resp.status, resp.body.data, resp.body.len,
+				     resp.retry_after_ms);
 out:
 	if (rc < 0)
 		lk_vault_error_prefix(err, "%s /v1/%s", call->method, path);
@@ -608,12 +448,12 @@ out:
 			lk_vault_error_redact(err, lk_secret_cstr(t), lk_secret_len(t));
 	}
 out_unprefixed:
-	headers_free(headers);
+	lk_secret_free(token_line);
 	if (locked)
 		pthread_mutex_unlock(&c->lock);
 	if (body != NULL)
 		sodium_free(body);
-	lk_buf_free(&x.body);
+	lk_http_response_clear(&resp);
 	return rc;
 }
 

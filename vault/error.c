@@ -79,39 +79,29 @@ lk_vault_error_set(struct lk_vault_error *err, enum lk_vault_error_kind kind, in
 }
 
 int
-lk_vault_error_from_curl(struct lk_vault_error *err, CURLcode cc, bool too_large)
+lk_vault_error_from_http(struct lk_vault_error *err, const struct lk_http_response *resp,
+			 const struct lk_error *herr)
 {
-	if (too_large)
+	switch (resp->failure) {
+	case LK_HTTP_FAIL_TIMEOUT:
+		return lk_vault_error_set(err, LK_VAULT_ERR_TIMEOUT, -ETIMEDOUT, "%s", herr->msg);
+	case LK_HTTP_FAIL_CONNECT:
+		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -ECONNREFUSED, "%s", herr->msg);
+	case LK_HTTP_FAIL_NOMEM:
+		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
+	case LK_HTTP_FAIL_CONFIG:
+		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -EINVAL, "%s", herr->msg);
+	case LK_HTTP_FAIL_TOO_LARGE:
 		return lk_vault_error_set(err, LK_VAULT_ERR_TOO_LARGE, -EMSGSIZE,
 		    "response body larger than %u bytes", LK_VAULT_RESPONSE_MAX);
-	switch (cc) {
-	case CURLE_OPERATION_TIMEDOUT:
-		return lk_vault_error_set(err, LK_VAULT_ERR_TIMEOUT, -ETIMEDOUT,
-		    "timed out: %s", curl_easy_strerror(cc));
-	case CURLE_COULDNT_CONNECT:
-		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -ECONNREFUSED,
-		    "cannot connect: %s", curl_easy_strerror(cc));
-	case CURLE_OUT_OF_MEMORY:
-		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
-	case CURLE_URL_MALFORMAT:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CRL_BADFILE:
-	case CURLE_BAD_FUNCTION_ARGUMENT:
-		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -EINVAL,
-		    "bad client settings: %s", curl_easy_strerror(cc));
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case LK_HTTP_FAIL_TLS:
 		/* A certificate that does not verify will not verify on the next try either. */
-		lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO,
-		    "TLS verification failed: %s", curl_easy_strerror(cc));
+		lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO, "%s", herr->msg);
 		if (err != NULL)
 			err->retryable = false;
 		return -EIO;
 	default:
-		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO,
-		    "transfer failed: %s", curl_easy_strerror(cc));
+		return lk_vault_error_set(err, LK_VAULT_ERR_TRANSPORT, -EIO, "%s", herr->msg);
 	}
 }
 

@@ -1,14 +1,14 @@
 /* error.h — filling `struct lk_vault_error` (internal to vault/).
  *
- * The one place where CURLcode values and jansson parse errors become vault errors, and
+ * The one place where transport failures and jansson parse errors become vault errors, and
  * where the kind decides the code and whether a retry may help.
  */
 #ifndef LK_VAULT_ERROR_H
 #define LK_VAULT_ERROR_H
 
-#include <curl/curl.h>
 #include <jansson.h>
 
+#include "http/http.h"
 #include "vault/vault.h"
 
 /* Sets err (NULL allowed) to kind with code and a formatted message; status 0, retryable
@@ -16,9 +16,10 @@
 int lk_vault_error_set(struct lk_vault_error *err, enum lk_vault_error_kind kind, int code,
 		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Translates a failed transfer. too_large: the body passed LK_VAULT_RESPONSE_MAX (curl
- * then reports a write error). Returns the code. */
-int lk_vault_error_from_curl(struct lk_vault_error *err, CURLcode cc, bool too_large);
+/* Translates a failed transfer (lk_http_perform's failure and message). Returns the
+ * code. */
+int lk_vault_error_from_http(struct lk_vault_error *err, const struct lk_http_response *resp,
+			     const struct lk_error *herr);
 
 /* Translates a jansson parse failure into an INVALID error with line and column and a
  * fixed description; jansson's own text is not used because it quotes the input. */

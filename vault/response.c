@@ -306,49 +306,6 @@ lk_vault_response_error(struct lk_vault_error *err, long status, const char *bod
 	return code;
 }
 
-int
-lk_vault_retry_after_parse(const char *value, int64_t now_epoch_ms, int64_t *ret_ms)
-{
-	const char *p = value, *end;
-	int64_t ms;
-	struct tm tm;
-	char *rest;
-	time_t t;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	end = p + strlen(p);
-	while (end > p && isspace((unsigned char)end[-1]))
-		end--;
-	if (end == p)
-		return -EINVAL;
-	if (isdigit((unsigned char)*p)) {
-		int64_t s = 0;
-		for (const char *q = p; q < end; q++) {
-			if (!isdigit((unsigned char)*q))
-				return -EINVAL;
-			if (s < LK_VAULT_RETRY_AFTER_MAX_MS / 1000)
-				s = s * 10 + (*q - '0');
-		}
-		ms = s * 1000;
-	} else {
-		memset(&tm, 0, sizeof(tm));
-		rest = strptime(p, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-		if (rest == NULL || rest != end)
-			return -EINVAL;
-		t = timegm(&tm);
-		if (t == (time_t)-1)
-			return -EINVAL;
-		ms = (int64_t)t * 1000 - now_epoch_ms;
-	}
-	if (ms < 0)
-		ms = 0;
-	if (ms > LK_VAULT_RETRY_AFTER_MAX_MS)
-		ms = LK_VAULT_RETRY_AFTER_MAX_MS;
-	*ret_ms = ms;
-	return 0;
-}
-
 void
 lk_vault_token_info_clear(struct lk_vault_token_info *t)
 {

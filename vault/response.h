@@ -28,10 +28,6 @@ int lk_vault_response_parse(long status, const char *body, size_t len,
 int lk_vault_response_error(struct lk_vault_error *err, long status, const char *body,
 			    size_t len, int64_t retry_after_ms);
 
-/* Parses a Retry-After value: delay-seconds or an IMF-fixdate ("Sun, 06 Nov 1994
- * 08:49:37 GMT") relative to now_epoch_ms. Clamped to [0, LK_VAULT_RETRY_AFTER_MAX_MS].
- * Returns 0 or -EINVAL. */
-int lk_vault_retry_after_parse(const char *value, int64_t now_epoch_ms, int64_t *ret_ms);
 
 /* The auth block of a login or renew-self: *ret (clear with lk_vault_token_info_clear)
  * and the token (owned: lk_secret_free; ret_token may be NULL to only validate). */

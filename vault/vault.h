@@ -16,7 +16,7 @@
  * Program start-up, in this order, before any thread starts:
  *   lk_secret_init();
  *   lk_json_wipe_on_free();
- *   lk_vault_global_init();
+ *   lk_http_global_init();   (http/http.h)
  *
  * Errors: every call that can fail returns 0 or a negative errno-style code and, when the
  * caller passes one, fills a `struct lk_vault_error` (kind, HTTP status, retryable,
@@ -50,8 +50,6 @@
 /* Default timeouts: connecting, and the whole request including the body. */
 #define LK_VAULT_CONNECT_TIMEOUT_MS_DEFAULT 5000
 #define LK_VAULT_TIMEOUT_MS_DEFAULT 30000
-/* Largest accepted Retry-After: one day; larger values are clamped to it. */
-#define LK_VAULT_RETRY_AFTER_MAX_MS (24 * 3600 * 1000LL)
 
 #define LK_VAULT_ADDR_DEFAULT "https://127.0.0.1:8200"
 #define LK_VAULT_K8S_JWT_PATH_DEFAULT "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -113,11 +111,6 @@ const char *lk_vault_not_found_name(enum lk_vault_not_found nf);
 
 /* ---- start-up ---------------------------------------------------------------------- */
 
-/* curl_global_init(); call once before threads start. Returns 0 or -EIO. */
-int lk_vault_global_init(void) __attribute__((warn_unused_result));
-
-/* curl_global_cleanup(); at exit, after every client is freed. */
-void lk_vault_global_cleanup(void);
 
 /* ---- configuration ----------------------------------------------------------------- */
 

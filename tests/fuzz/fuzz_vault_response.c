@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/http.h"
 #include "vault/response.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -71,7 +72,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	(void)lk_vault_response_error(&err, status, text, size, -1);
 	if (size < 128)
-		(void)lk_vault_retry_after_parse(text, 784111777000LL, &ms);
+		(void)lk_http_retry_after_parse(text, 784111777000LL, &ms);
 	free(text);
 	return 0;
 }

@@ -25,6 +25,7 @@
 #include "crypto/secret.h"
 #include "testutil.h"
 #include "common/json.h"
+#include "http/http.h"
 #include "vault/vault.h"
 
 /* ---- helpers ---- */
@@ -1264,12 +1265,12 @@ main(void)
 	if (lk_secret_init() < 0)
 		return 1;
 	lk_json_wipe_on_free();
-	if (lk_vault_global_init() < 0)
+	if (lk_http_global_init() < 0)
 		return 1;
 	sr = srunner_create(vault_client_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	lk_vault_global_cleanup();
+	lk_http_global_cleanup();
 	return failed == 0 ? 0 : 1;
 }

@@ -14,6 +14,7 @@
 #include "crypto/secret.h"
 #include "testutil.h"
 #include "vault/client.h"
+#include "http/http.h"
 #include "vault/error.h"
 #include "vault/response.h"
 #include "vault/vault.h"
@@ -376,28 +377,37 @@ START_TEST(test_classification)
 }
 END_TEST
 
-START_TEST(test_curl_and_json_translation)
+START_TEST(test_transport_and_json_translation)
 {
 	struct lk_vault_error err;
 	json_error_t je;
 
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_OPERATION_TIMEDOUT, false), -ETIMEDOUT);
+	struct lk_http_response resp = { .failure = LK_HTTP_FAIL_TIMEOUT };
+	struct lk_error herr = { .msg = "timed out: Timeout was reached" };
+
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -ETIMEDOUT);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_TIMEOUT);
 	ck_assert(err.retryable);
 	ck_assert_int_eq(err.status, 0);
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_COULDNT_CONNECT, false), -ECONNREFUSED);
+	ck_assert_str_eq(err.base.msg, "timed out: Timeout was reached");
+	resp.failure = LK_HTTP_FAIL_CONNECT;
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -ECONNREFUSED);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_TRANSPORT);
 	ck_assert(err.retryable);
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_PARTIAL_FILE, false), -EIO);
+	resp.failure = LK_HTTP_FAIL_TRANSPORT;
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -EIO);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_TRANSPORT);
 	ck_assert(err.retryable);
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_WRITE_ERROR, true), -EMSGSIZE);
+	resp.failure = LK_HTTP_FAIL_TOO_LARGE;
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -EMSGSIZE);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_TOO_LARGE);
 	ck_assert(!err.retryable);
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_PEER_FAILED_VERIFICATION, false), -EIO);
+	resp.failure = LK_HTTP_FAIL_TLS;
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -EIO);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_TRANSPORT);
 	ck_assert(!err.retryable);
-	ck_assert_int_eq(lk_vault_error_from_curl(&err, CURLE_SSL_CACERT_BADFILE, false), -EINVAL);
+	resp.failure = LK_HTTP_FAIL_CONFIG;
+	ck_assert_int_eq(lk_vault_error_from_http(&err, &resp, &herr), -EINVAL);
 	ck_assert_int_eq(err.kind, LK_VAULT_ERR_CONFIG);
 
 	ck_assert_ptr_null(json_loads("{\"k\": tru", 0, &je));
@@ -460,35 +470,6 @@ START_TEST(test_renewal_capped)
 END_TEST
 
 /* ---- Retry-After ---- */
-
-START_TEST(test_retry_after)
-{
-	/* Sun, 06 Nov 1994 08:49:37 GMT */
-	const int64_t t0 = 784111777000LL;
-	int64_t ms = -7;
-
-	ck_assert_int_eq(lk_vault_retry_after_parse("5", t0, &ms), 0);
-	ck_assert_int_eq(ms, 5000);
-	ck_assert_int_eq(lk_vault_retry_after_parse("  120 \r\n", t0, &ms), 0);
-	ck_assert_int_eq(ms, 120000);
-	ck_assert_int_eq(lk_vault_retry_after_parse("0", t0, &ms), 0);
-	ck_assert_int_eq(ms, 0);
-	ck_assert_int_eq(lk_vault_retry_after_parse("Sun, 06 Nov 1994 08:49:47 GMT", t0, &ms), 0);
-	ck_assert_int_eq(ms, 10000);
-	ck_assert_int_eq(lk_vault_retry_after_parse("Sun, 06 Nov 1994 08:49:00 GMT", t0, &ms), 0);
-	ck_assert_int_eq(ms, 0);
-	ck_assert_int_eq(lk_vault_retry_after_parse("99999999999999999999999", t0, &ms), 0);
-	ck_assert_int_eq(ms, LK_VAULT_RETRY_AFTER_MAX_MS);
-	ms = -7;
-	ck_assert_int_eq(lk_vault_retry_after_parse("", t0, &ms), -EINVAL);
-	ck_assert_int_eq(lk_vault_retry_after_parse("-5", t0, &ms), -EINVAL);
-	ck_assert_int_eq(lk_vault_retry_after_parse("5s", t0, &ms), -EINVAL);
-	ck_assert_int_eq(lk_vault_retry_after_parse("soon", t0, &ms), -EINVAL);
-	ck_assert_int_eq(lk_vault_retry_after_parse("Sun, 06 Nov 1994 08:49:47 GMT x", t0, &ms),
-	    -EINVAL);
-	ck_assert_int_eq(ms, -7);
-}
-END_TEST
 
 /* ---- paths, redaction ---- */
 
@@ -691,9 +672,8 @@ vault_suite(void)
 	tcase_add_test(tc, test_not_json_never_quoted);
 	tcase_add_test(tc, test_404_forms);
 	tcase_add_test(tc, test_classification);
-	tcase_add_test(tc, test_curl_and_json_translation);
+	tcase_add_test(tc, test_transport_and_json_translation);
 	tcase_add_test(tc, test_renewal_capped);
-	tcase_add_test(tc, test_retry_after);
 	tcase_add_test(tc, test_encode_path);
 	tcase_add_test(tc, test_redact);
 	tcase_add_test(tc, test_redact_cut_token);
