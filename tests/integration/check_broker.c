@@ -339,6 +339,8 @@ static bool
 version_cond(void *arg)
 {
 	struct poll_state *ps = arg;
+	/* Expired before the request was sent (see db_unavailable_cond). */
+	int64_t sent_ms = lk_now_real_ms();
 	long st;
 	json_t *j = get_secret(ps->f, "db", &st);
 	bool done = false;
@@ -348,7 +350,7 @@ version_cond(void *arg)
 								    "expires_at"));
 		int64_t exp_ms = 0;
 
-		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= lk_now_real_ms())
+		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= sent_ms)
 			ps->saw_expired = true;
 		done = version_of(j) >= ps->min_version;
 		json_decref(j);
@@ -447,6 +449,9 @@ db_unavailable_cond(void *arg)
 {
 	struct expiry_state *es = arg;
 	char *body = NULL;
+	/* Expired means expired before the request was sent: one that runs out while the
+	 * answer travels back was still valid when it was served. */
+	int64_t sent_ms = lk_now_real_ms();
 	long st = broker_get(es->f, "/v1/secrets/db", &body);
 	bool done = false;
 
@@ -456,7 +461,7 @@ db_unavailable_cond(void *arg)
 								    "expires_at"));
 		int64_t exp_ms = 0;
 
-		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= lk_now_real_ms())
+		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= sent_ms)
 			es->served_expired = true;
 		json_decref(j);
 	} else if (st == 503) {
