@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/manifest.h"
+#include "manifest/manifest.h"
 #include "testutil.h"
 
 /* The Debian interpreter, which sees python3-yaml and python3-jsonschema. */
