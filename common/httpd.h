@@ -44,11 +44,10 @@ struct lk_peer {
 
 typedef void (*lk_http_handler)(void *ctx, struct lk_http_req *req);
 
-/* The shape of the error bodies the server answers by itself (413, 431, 400, 500, 503). */
-enum lk_httpd_error_style {
-	LK_HTTPD_ERRORS_LATCHKEY = 0, /* {"error": "...", "reason": "..."} */
-	LK_HTTPD_ERRORS_VAULT,        /* {"errors": ["...: ..."]}, as Vault answers */
-};
+/* The body of an answer the server gives by itself (400, 413, 431, 500, 503): a new
+ * reference, or NULL when out of memory. The default (NULL) is latchkey's shape,
+ * {"error": error, "reason": reason}; `latchkey dev` gives Vault's. reason may be NULL. */
+typedef json_t *(*lk_httpd_error_body)(unsigned status, const char *error, const char *reason);
 
 struct lk_httpd_config {
 	/* Exactly one of unix_path and tcp_addr. */
@@ -64,7 +63,7 @@ struct lk_httpd_config {
 	unsigned max_connections;
 	unsigned timeout_s;
 
-	enum lk_httpd_error_style error_style;
+	lk_httpd_error_body error_body; /* NULL: {"error","reason"} */
 
 	lk_http_handler handler;
 	void *ctx;               /* handed to the handler */

@@ -14,6 +14,28 @@
 #include "common/log.h"
 #include "devserver/internal.h"
 
+/* The answers the HTTP server gives by itself (413, 431, ...) in Vault's shape,
+ * {"errors":["error: reason"]}; bytes that are not UTF-8 (a reason may quote a decoded
+ * path) become '?'. */
+static json_t *
+vault_error_body(unsigned status, const char *error, const char *reason)
+{
+	char text[512];
+	json_t *msg;
+
+	(void)status;
+	snprintf(text, sizeof(text), "%s%s%s", error, reason != NULL ? ": " : "",
+		 reason != NULL ? reason : "");
+	if ((msg = json_string(text)) == NULL) {
+		for (char *p = text; *p != '\0'; p++) {
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		}
+		msg = json_string(text);
+	}
+	return json_pack("{s:[o]}", "errors", msg);
+}
+
 #define DEFAULT_LISTEN "127.0.0.1:8200"
 
 static void
@@ -207,7 +229,7 @@ devserver_main(int argc, char **argv)
 	cfg.tcp_addr = listen;
 	cfg.threads = 0;      /* a thread per connection: injected latency blocks only its own */
 	cfg.max_body = DEV_BODY_MAX;
-	cfg.error_style = LK_HTTPD_ERRORS_VAULT;
+	cfg.error_body = vault_error_body;
 	cfg.handler = dev_handle_request;
 	cfg.ctx = &srv;
 	if (lk_httpd_start(&cfg, &httpd, &err) < 0) {
