@@ -1,4 +1,4 @@
-/* key_internal.h — the key structure shared by keys.c, lk1.c and hybrid.c.
+/* key_internal.h — the key structure shared by the files of crypto/.
  * Not for use outside crypto/: the rest of the tree goes through crypto/crypto.h. */
 #ifndef LK_KEY_INTERNAL_H
 #define LK_KEY_INTERNAL_H
@@ -22,6 +22,12 @@ struct lk_key {
 	unsigned char x_pk[crypto_scalarmult_BYTES];
 	struct lk_secret *x_sk;    /* NULL when public only */
 };
+
+/* A zeroed key of kind; owned: lk_key_free. NULL when out of memory. */
+struct lk_key *lk_key_alloc(enum lk_key_kind kind);
+
+/* Sets not_before / not_after from the key's certificate. Returns 0 or -EINVAL. */
+int lk_key_cert_times(struct lk_key *k);
 
 /* The lk1 key id of an X25519 public key. */
 void lk1_key_id_of(const unsigned char pk[crypto_scalarmult_BYTES],
