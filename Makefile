@@ -58,6 +58,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
+# Checks of the tree itself (the module graph): scripts, run as they are.
+LINT := $(wildcard tests/lint/check_*.sh)
 
 .PHONY: all check san demo bench fuzz install clean tests
 .DELETE_ON_ERROR:
@@ -94,7 +96,7 @@ tests: $(BIN) $(TEST_BINS) $(FAKE_BIN) $(FUZZ_REPLAY)
 
 check: tests
 	@LATCHKEY_BIN=$(abspath $(BIN)) FAKE_APISERVER=$(abspath $(FAKE_BIN)) BUILD=$(BUILD) \
-		tests/run.sh $(TEST_BINS) $(FUZZ_REPLAY)
+		tests/run.sh $(LINT) $(TEST_BINS) $(FUZZ_REPLAY)
 
 san:
 	$(MAKE) BUILD=build-san SAN=1 check
