@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker/internal.h"
+#include "common/metrics.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -434,7 +435,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		    struct lk_error *err)
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
-		"revoke_on_shutdown", "retry", "log_level", NULL };
+		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -483,6 +484,14 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
 		goto out;
+	{
+		int64_t n = LK_METRICS_SERIES_MAX_DEFAULT;
+
+		if ((rc = lk_cfg_int(&c, root, "metrics_series_max", false, 1,
+				     BROKER_METRICS_SERIES_MAX_LIMIT, &n)) < 0)
+			goto out;
+		cfg->metrics_series_max = (size_t)n;
+	}
 	if ((rc = lk_cfg_string(&c, root, "log_level", false, &s)) < 0)
 		goto out;
 	if (s != NULL) {

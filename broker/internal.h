@@ -42,6 +42,8 @@
 #define BROKER_REASON_MAX 256
 /* Most keys one secret may have (each gets a text/plain route). */
 #define BROKER_KEYS_MAX 1024
+/* The highest metrics_series_max the config accepts (series per metric). */
+#define BROKER_METRICS_SERIES_MAX_LIMIT 1000000
 
 #define BROKER_SOCKET_DEFAULT "/run/latchkey/broker.sock"
 #define BROKER_REFRESH_DEFAULT_MS (5 * 60 * 1000LL)
@@ -109,6 +111,7 @@ struct broker_config {
 	unsigned threads;
 	int64_t grace_ms;
 	bool revoke_on_shutdown;
+	size_t metrics_series_max;  /* per metric (common/metrics.h) */
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
 	char *log_level;            /* owned; NULL: info */

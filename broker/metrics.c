@@ -81,6 +81,8 @@ broker_metrics_new(struct broker *b)
 	m->b = b;
 	pthread_mutex_init(&m->render_lock, NULL);
 	m->reg = lk_metrics_new();
+	if (m->reg != NULL)
+		lk_metrics_set_series_max(m->reg, b->cfg->metrics_series_max);
 	m->events = calloc(b->n * BROKER_EV_COUNT + 1, sizeof(*m->events));
 	m->expiry = calloc(b->n + 1, sizeof(*m->expiry));
 	m->version = calloc(b->n + 1, sizeof(*m->version));

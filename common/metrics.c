@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Most metrics in one registry, and series in one metric: labels are names from config. */
+/* Most metrics in one registry. */
 #define METRICS_MAX 128
-#define SERIES_MAX 4096
 
 static const double default_buckets[] = {
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -41,6 +40,8 @@ struct lk_metric {
 	size_t nbounds;
 	struct lk_series *series;   /* newest first; removed ones stay allocated */
 	size_t nseries;
+	_Atomic uint64_t dropped;   /* lookups refused at the series limit */
+	struct lk_metrics *reg;
 	pthread_mutex_t *lock;      /* the registry's */
 };
 
@@ -48,6 +49,7 @@ struct lk_metrics {
 	pthread_mutex_t lock;
 	struct lk_metric *metrics[METRICS_MAX];
 	size_t n;
+	size_t series_max;          /* per metric */
 };
 
 static double
@@ -84,9 +86,19 @@ lk_metrics_new(void)
 {
 	struct lk_metrics *reg = calloc(1, sizeof(*reg));
 
-	if (reg != NULL)
+	if (reg != NULL) {
 		pthread_mutex_init(&reg->lock, NULL);
+		reg->series_max = LK_METRICS_SERIES_MAX_DEFAULT;
+	}
 	return reg;
+}
+
+void
+lk_metrics_set_series_max(struct lk_metrics *reg, size_t max)
+{
+	pthread_mutex_lock(&reg->lock);
+	reg->series_max = max > 0 ? max : LK_METRICS_SERIES_MAX_DEFAULT;
+	pthread_mutex_unlock(&reg->lock);
 }
 
 static void
@@ -171,6 +183,7 @@ lk_metrics_add(struct lk_metrics *reg, enum lk_metric_type type, const char *nam
 		goto fail;
 	m->type = type;
 	m->lock = &reg->lock;
+	m->reg = reg;
 	m->name = strdup(name);
 	m->help = strdup(help != NULL ? help : "");
 	if (m->name == NULL || m->help == NULL)
@@ -226,8 +239,11 @@ lk_metric_series(struct lk_metric *m, const char *const values[])
 			goto out;
 		}
 	}
-	if (m->nseries >= SERIES_MAX)
+	if (m->nseries >= m->reg->series_max) {
+		/* Past the limit: the update is dropped, and counted where it shows. */
+		atomic_fetch_add_explicit(&m->dropped, 1, memory_order_relaxed);
 		goto out; /* s is NULL */
+	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		goto out;
@@ -427,6 +443,18 @@ lk_metrics_render(struct lk_metrics *reg, struct lk_buf *out)
 	pthread_mutex_lock(&reg->lock);
 	for (size_t i = 0; r == 0 && i < reg->n; i++)
 		r = render_metric(out, reg->metrics[i]);
+	if (r == 0)
+		r = lk_buf_printf(out, "# HELP %s Series lookups refused because the metric "
+				  "reached its limit of series (the update was dropped).\n"
+				  "# TYPE %s counter\n", LK_METRICS_DROPPED_NAME,
+				  LK_METRICS_DROPPED_NAME);
+	for (size_t i = 0; r == 0 && i < reg->n; i++) {
+		uint64_t d = atomic_load(&reg->metrics[i]->dropped);
+
+		if (d > 0)
+			r = lk_buf_printf(out, "%s{metric=\"%s\"} %llu\n", LK_METRICS_DROPPED_NAME,
+					  reg->metrics[i]->name, (unsigned long long)d);
+	}
 	pthread_mutex_unlock(&reg->lock);
 	return r;
 }

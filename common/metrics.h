@@ -21,6 +21,12 @@ enum lk_metric_type { LK_COUNTER, LK_GAUGE, LK_HISTOGRAM };
 #define LK_METRIC_LABELS_MAX 4
 /* Most buckets a histogram may have (the +Inf bucket is implicit). */
 #define LK_METRIC_BUCKETS_MAX 24
+/* Most series (label value sets) one metric keeps unless lk_metrics_set_series_max says
+ * otherwise: a bound on the memory and scrape size that label values coming from
+ * configuration or from the cluster (secret names, namespaces) could otherwise grow. */
+#define LK_METRICS_SERIES_MAX_DEFAULT 4096
+/* The counter every registry renders: series lookups refused at that limit, by metric. */
+#define LK_METRICS_DROPPED_NAME "latchkey_metrics_series_dropped_total"
 
 struct lk_metrics;
 struct lk_metric;
@@ -29,6 +35,12 @@ struct lk_series;
 /* owned: free with lk_metrics_free */
 struct lk_metrics *lk_metrics_new(void);
 void lk_metrics_free(struct lk_metrics *reg);
+
+/* The most series each metric keeps (0: LK_METRICS_SERIES_MAX_DEFAULT). Past it, a lookup
+ * of a new label value set returns NULL, its updates are dropped (the series functions
+ * accept NULL), and LK_METRICS_DROPPED_NAME{metric="..."} counts each refused lookup;
+ * existing series go on as before. Never a crash, never an unbounded registry. */
+void lk_metrics_set_series_max(struct lk_metrics *reg, size_t max);
 
 /* Adds a metric. labels: NULL-terminated list of label names, or NULL for none.
  * buckets: the upper bounds, ascending, for a histogram (NULL for the default latency
@@ -39,7 +51,8 @@ struct lk_metric *lk_metrics_add(struct lk_metrics *reg, enum lk_metric_type typ
 				 const char *const labels[], const double *buckets, size_t nbuckets);
 
 /* Finds or creates the series with these label values (as many as the metric has label
- * names; NULL when it has none). Owned by the registry. NULL only when out of memory. */
+ * names; NULL when it has none). Owned by the registry. NULL when out of memory or at the
+ * series limit (lk_metrics_set_series_max). */
 struct lk_series *lk_metric_series(struct lk_metric *m, const char *const values[]);
 
 /* Removes a series (for example the gauge of a secret that was deleted). Pointers to it

@@ -462,6 +462,49 @@ END_TEST
 
 /* ---- metrics ---- */
 
+START_TEST(test_metrics_series_limit)
+{
+	struct lk_metrics *reg = lk_metrics_new();
+	struct lk_metric *m;
+	struct lk_series *kept[3];
+	struct lk_buf out;
+	char name[16];
+
+	ck_assert_ptr_nonnull(reg);
+	lk_metrics_set_series_max(reg, 3);
+	m = lk_metrics_add(reg, LK_COUNTER, "t_events_total", "events",
+			   (const char *const[]){ "name", NULL }, NULL, 0);
+	ck_assert_ptr_nonnull(m);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		kept[i] = lk_metric_series(m, (const char *const[]){ name });
+		ck_assert_ptr_nonnull(kept[i]);
+		lk_series_add(kept[i], 1);
+	}
+	/* Past the limit: no series, the update is dropped, nothing crashes. */
+	ck_assert_ptr_null(lk_metric_series(m, (const char *const[]){ "s3" }));
+	lk_metric_add(m, (const char *const[]){ "s4" }, 1);
+	lk_series_add(NULL, 1);
+	/* A series that exists still updates. */
+	lk_metric_add(m, (const char *const[]){ "s1" }, 5);
+	ck_assert_ptr_eq(lk_metric_series(m, (const char *const[]){ "s0" }), kept[0]);
+	lk_buf_init(&out, 1 << 16, false);
+	ck_assert_int_eq(lk_metrics_render(reg, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out.data, "t_events_total{name=\"s1\"} 6\n"));
+	ck_assert_ptr_null(strstr(out.data, "name=\"s3\""));
+	ck_assert_ptr_null(strstr(out.data, "name=\"s4\""));
+	ck_assert_ptr_nonnull(strstr(out.data, "# TYPE latchkey_metrics_series_dropped_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(out.data,
+		"latchkey_metrics_series_dropped_total{metric=\"t_events_total\"} 2\n"));
+	lk_buf_free(&out);
+	/* A higher limit lets new series in again. */
+	lk_metrics_set_series_max(reg, 4);
+	ck_assert_ptr_nonnull(lk_metric_series(m, (const char *const[]){ "s3" }));
+	ck_assert_ptr_null(lk_metric_series(m, (const char *const[]){ "s5" }));
+	lk_metrics_free(reg);
+}
+END_TEST
+
 START_TEST(test_metrics_render)
 {
 	struct lk_metrics *reg = lk_metrics_new();
@@ -504,7 +547,10 @@ START_TEST(test_metrics_render)
 		"lk_latency_seconds_bucket{route=\"/x\",le=\"1\"} 2\n"
 		"lk_latency_seconds_bucket{route=\"/x\",le=\"+Inf\"} 3\n"
 		"lk_latency_seconds_sum{route=\"/x\"} 5.5499999999999998\n"
-		"lk_latency_seconds_count{route=\"/x\"} 3\n");
+		"lk_latency_seconds_count{route=\"/x\"} 3\n"
+		"# HELP latchkey_metrics_series_dropped_total Series lookups refused because the "
+		"metric reached its limit of series (the update was dropped).\n"
+		"# TYPE latchkey_metrics_series_dropped_total counter\n");
 	lk_metric_remove(req, (const char *[]){ "a\"b\\c\nd", "403" });
 	lk_buf_reset(&out);
 	ck_assert_int_eq(lk_metrics_render(reg, &out), 0);
@@ -727,6 +773,7 @@ common_suite(void)
 	tcase_add_test(tc, test_cfg_types);
 	tcase_add_test(tc, test_cfg_file_errors);
 	tcase_add_test(tc, test_metrics_render);
+	tcase_add_test(tc, test_metrics_series_limit);
 	tcase_add_test(tc, test_metrics_concurrent_adds);
 	tcase_add_test(tc, test_error_prefix);
 	tcase_add_test(tc, test_json_wipe_allocator);
