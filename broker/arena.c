@@ -121,7 +121,7 @@ broker_arena_alloc(struct broker_arena *a, size_t n)
 	size_t need;
 	unsigned cls;
 
-	if (n == 0 || n > LK_SECRET_MAX)
+	if (n == 0 || n > BROKER_SNAPSHOT_BLOCK_MAX)
 		return NULL;
 	need = n + sizeof(struct block_header);
 	if (need > ((size_t)1 << BROKER_CLASS_MAX_SHIFT)) {

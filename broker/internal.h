@@ -42,6 +42,10 @@
 #define BROKER_REASON_MAX 256
 /* Most keys one secret may have (each gets a text/plain route). */
 #define BROKER_KEYS_MAX 1024
+/* The largest snapshot block: the body around data of LK_SECRET_MAX, the key table, and
+ * the values again as raw strings. */
+#define BROKER_SNAPSHOT_BLOCK_MAX (2 * (size_t)LK_SECRET_MAX + \
+				   BROKER_KEYS_MAX * (sizeof(struct broker_kv) + 2) + 4096)
 /* The highest metrics_series_max the config accepts (series per metric). */
 #define BROKER_METRICS_SERIES_MAX_LIMIT 1000000
 
@@ -179,7 +183,7 @@ struct broker_snapshot {
 	char *mem;                  /* the arena block */
 	const char *body;           /* {"name","version","data","lease"} + "\n" */
 	size_t body_len;
-	const char *data_json;      /* compact, sorted keys */
+	const char *data_json;      /* compact, sorted keys; inside body, not NUL-terminated */
 	size_t data_len;
 	struct broker_kv *keys;     /* sorted by key */
 	size_t nkeys;

@@ -1,8 +1,10 @@
 /* snapshot.c — immutable, reference-counted versions of a secret.
  *
  * Everything a read needs is rendered once per version into one arena block: the response
- * body of GET /v1/secrets/{name}, the canonical data JSON (for digests and relabelling)
- * and a sorted table of key -> value for GET /v1/secrets/{name}/{key}. A read takes a
+ * body of GET /v1/secrets/{name}, whose "data" member is the canonical data JSON (for
+ * digests and relabelling, pointed into rather than copied), and a sorted table of key ->
+ * value for GET /v1/secrets/{name}/{key}. The data is capped at LK_SECRET_MAX, the most a
+ * backend answer can carry; the block holds it about twice. A read takes a
  * reference and hands the body to the HTTP server as a borrowed response; the block is
  * zeroed when the last reference goes.
  */
@@ -102,21 +104,15 @@ broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
 	}
 	qsort(refs, nkeys, sizeof(*refs), key_cmp);
 
-	/* body + NUL, data + NUL, padding, table, then key and value strings. */
-	total = plen + data_len + slen + 1 + data_len + 1;
+	/* body + NUL, padding, table, then key and value strings. */
+	total = plen + data_len + slen + 1;
 	total = (total + 15) & ~(size_t)15;
 	off = total;
 	total += nkeys * sizeof(struct broker_kv);
-	for (i = 0; i < nkeys; i++) {
-		size_t vl = value_len(refs[i].value);
-
-		total += strlen(refs[i].key) + 1 + vl + 1;
-		if (total > 3 * (size_t)LK_SECRET_MAX) {
-			rc = -E2BIG;
-			goto out;
-		}
-	}
-	if (total > LK_SECRET_MAX) {
+	for (i = 0; i < nkeys; i++)
+		total += strlen(refs[i].key) + 1 + value_len(refs[i].value) + 1;
+	/* Values are no longer than their JSON in data: the bound holds by construction. */
+	if (total > BROKER_SNAPSHOT_BLOCK_MAX) {
 		rc = -E2BIG;
 		goto out;
 	}
@@ -138,8 +134,7 @@ broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
 	s->body = mem;
 	s->body_len = plen + data_len + slen;
 	mem[s->body_len] = '\0';
-	s->data_json = mem + s->body_len + 1;
-	memcpy((char *)s->data_json, mem + plen, data_len);
+	s->data_json = mem + plen;
 	s->data_len = data_len;
 	crypto_generichash(s->digest, sizeof(s->digest), (const unsigned char *)s->data_json,
 			   data_len, NULL, 0);

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/httpd.h"
+#include "vault/vault.h"
 #include "testutil.h"
 
 /* The dynamic role's lease times: short, so rotations happen within seconds. */
@@ -1348,6 +1349,43 @@ START_TEST(test_expiry_counts_from_request)
 }
 END_TEST
 
+/* A KV secret as large as a backend answer can carry (the client's 1 MiB cap, less the
+ * envelope) is served whole: as JSON and as one text/plain value. */
+START_TEST(test_large_kv_secret)
+{
+	/* The KV v2 envelope and metadata around the data take well under 2 KiB. */
+	const size_t vlen = LK_VAULT_RESPONSE_MAX - 2048;
+	char *value = malloc(vlen + 1), *body = malloc(vlen + 64), *got = NULL;
+	struct fixture f;
+	json_t *j;
+	long st;
+
+	ck_assert_ptr_nonnull(value);
+	ck_assert_ptr_nonnull(body);
+	memset(value, 'y', vlen);
+	value[vlen] = '\0';
+	fixture_dev(&f);
+	snprintf(body, vlen + 64, "{\"data\":{\"big\":\"%s\"}}", value);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/secret/data/app/big", body, NULL), 300);
+	fixture_config(&f, "{\"name\": \"big\", \"path\": \"secret/data/app/big\", \"required\": true}",
+		       NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/big/big", &got), 200);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(strlen(got), vlen);
+	ck_assert(strcmp(got, value) == 0);
+	free(got);
+	j = get_secret(&f, "big", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_uint_eq(strlen(data_str(j, "big")), vlen);
+	json_decref(j);
+	fixture_stop(&f);
+	free(value);
+	free(body);
+}
+END_TEST
+
 static Suite *
 broker_suite(void)
 {
@@ -1371,6 +1409,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_kubernetes_jwt_reread);
 	tcase_add_test(tc, test_rotation_with_learned_max_ttl);
 	tcase_add_test(tc, test_expiry_counts_from_request);
+	tcase_add_test(tc, test_large_kv_secret);
 	suite_add_tcase(s, tc);
 	return s;
 }

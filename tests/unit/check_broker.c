@@ -207,7 +207,7 @@ START_TEST(test_arena)
 	memset(big, 1, 100000);
 	broker_arena_release(a, big);
 	ck_assert_ptr_null(broker_arena_alloc(a, 0));
-	ck_assert_ptr_null(broker_arena_alloc(a, LK_SECRET_MAX + 1));
+	ck_assert_ptr_null(broker_arena_alloc(a, BROKER_SNAPSHOT_BLOCK_MAX + 1));
 	for (size_t i = 0; i < 300; i++)
 		if (i != 7)
 			broker_arena_release(a, blocks[i]);
@@ -264,6 +264,52 @@ START_TEST(test_snapshot_refcount_and_zeroing)
 
 	ck_assert_int_eq(broker_snapshot_new(a, "bad name", 1, data, &li, &s), -EINVAL);
 	json_decref(data);
+	broker_arena_free(a);
+}
+END_TEST
+
+/* Data up to LK_SECRET_MAX is served, however it splits into keys; over it is refused. */
+START_TEST(test_snapshot_at_the_data_limit)
+{
+	struct broker_arena *a = broker_arena_new();
+	struct broker_lease_info li = { 0 };
+	struct broker_snapshot *s = NULL;
+	/* {"v":"..."}: 8 bytes around the value. */
+	size_t vlen = LK_SECRET_MAX - 8;
+	char *big = malloc(vlen + 2);
+	json_t *data, *many;
+	char key[16];
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', vlen + 1);
+	big[vlen] = '\0';
+	data = json_pack("{s:s}", "v", big);
+	ck_assert_int_eq(broker_snapshot_new(a, "big", 1, data, &li, &s), 0);
+	ck_assert_uint_eq(s->data_len, LK_SECRET_MAX);
+	ck_assert_uint_eq(broker_snapshot_key(s, "v")->value_len, vlen);
+	ck_assert_int_eq(memcmp(s->data_json, "{\"v\":\"xxx", 9), 0);
+	broker_snapshot_unref(s);
+	json_decref(data);
+	/* One byte more is over. */
+	big[vlen] = 'x';
+	big[vlen + 1] = '\0';
+	data = json_pack("{s:s}", "v", big);
+	ck_assert_int_eq(broker_snapshot_new(a, "big", 2, data, &li, &s), -E2BIG);
+	json_decref(data);
+	/* The most keys, with the data still near the limit. */
+	many = json_object();
+	for (int i = 0; i < BROKER_KEYS_MAX; i++) {
+		snprintf(key, sizeof(key), "k%04d", i);
+		big[LK_SECRET_MAX / BROKER_KEYS_MAX - 16] = '\0';
+		json_object_set_new(many, key, json_string(big));
+	}
+	ck_assert_int_eq(broker_snapshot_new(a, "many", 1, many, &li, &s), 0);
+	ck_assert_uint_gt(s->data_len, LK_SECRET_MAX - LK_SECRET_MAX / 16);
+	ck_assert_uint_eq(s->nkeys, BROKER_KEYS_MAX);
+	ck_assert_ptr_nonnull(broker_snapshot_key(s, "k1023"));
+	broker_snapshot_unref(s);
+	json_decref(many);
+	free(big);
 	broker_arena_free(a);
 }
 END_TEST
@@ -446,6 +492,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_config_file_and_addr);
 	tcase_add_test(tc, test_arena);
 	tcase_add_test(tc, test_snapshot_refcount_and_zeroing);
+	tcase_add_test(tc, test_snapshot_at_the_data_limit);
 	tcase_add_test(tc, test_digest);
 	tcase_add_test(tc, test_renew_at);
 	tcase_add_test(tc, test_rotate_at);
