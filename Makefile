@@ -33,6 +33,9 @@ LDHARDEN := -pie -Wl,-z,relro,-z,now
 ifeq ($(SAN),1)
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDSAN   := -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDSAN   := -fsanitize=thread
 else
 OPT     := -O2 -g -D_FORTIFY_SOURCE=2
 LDSAN   :=
@@ -61,7 +64,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 # Checks of the tree itself (the module graph): scripts, run as they are.
 LINT := $(wildcard tests/lint/check_*.sh)
 
-.PHONY: all check san demo bench fuzz install clean tests
+.PHONY: all check san tsan demo bench fuzz install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -101,6 +104,14 @@ check: tests
 san:
 	$(MAKE) BUILD=build-san SAN=1 check
 
+# ThreadSanitizer over the suites with threads of their own: the HTTP server and the broker.
+TSAN_TESTS := tests/unit/check_httpd tests/unit/check_broker tests/integration/check_broker
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/latchkey $(TSAN_TESTS:%=build-tsan/%)
+	@LATCHKEY_BIN=$(abspath build-tsan/latchkey) BUILD=build-tsan \
+		TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(abspath tests/tsan.supp) $(TSAN_OPTIONS)" \
+		tests/run.sh $(TSAN_TESTS:%=build-tsan/%)
+
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
 
@@ -124,6 +135,6 @@ install: $(BIN)
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/latchkey
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/cli/main.d

@@ -415,7 +415,6 @@ START_TEST(test_revoke_on_shutdown)
 {
 	struct fixture f;
 	struct stat st;
-	int64_t t0;
 	int status;
 
 	fixture_dev(&f);
@@ -424,10 +423,9 @@ START_TEST(test_revoke_on_shutdown)
 	wait_ready(&f);
 	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
 	ck_assert_int_eq(stat(f.sock, &st), 0);
-	t0 = lk_now_mono_ms();
-	status = t_stop(&f.broker, SIGTERM, 10000);
-	ck_assert_msg(lk_now_mono_ms() - t0 < 5000, "shutdown took %lld ms",
-		      (long long)(lk_now_mono_ms() - t0));
+	/* It exits by itself (t_stop would SIGKILL it after the deadline: WIFEXITED says it
+	 * did not need to). */
+	status = t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
 	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
@@ -571,11 +569,10 @@ START_TEST(test_blocking_read)
 		t0 = lk_now_mono_ms();
 		ck_assert_int_eq(broker_get(&f, path, &body), 200);
 	}
-	elapsed = lk_now_mono_ms() - t0;
 	j = json_loads(body, 0, NULL);
 	free(body);
+	/* A newer version: the rotation woke it (a wait that ran out answers version v). */
 	ck_assert_int_gt(version_of(j), v);
-	ck_assert_int_lt(elapsed, 30000);
 	json_decref(j);
 	fixture_stop(&f);
 }
@@ -824,8 +821,9 @@ START_TEST(test_no_values_in_logs_or_metrics)
 		ck_assert_msg(strstr(metrics, values[i]) == NULL, "value %zu appears in metrics", i);
 		free(values[i]);
 	}
-	ck_assert_msg(strstr(log, f.dev.token) == NULL || strlen(f.dev.token) < 6,
-		      "the token appears in the log");
+	ck_assert_uint_gt(strlen(f.dev.token), 30);
+	ck_assert_msg(strstr(log, f.dev.token) == NULL, "the token appears in the log");
+	ck_assert_msg(strstr(metrics, f.dev.token) == NULL, "the token appears in metrics");
 	free(log);
 	free(metrics);
 	fixture_stop(&f);

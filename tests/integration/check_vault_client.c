@@ -161,7 +161,12 @@ START_TEST(test_token_auth)
 
 	/* A token file, re-read at each login. */
 	dir = t_tmpdir();
-	file = write_tmp(dir, "token", "root\n");
+	{
+		char line[160];
+
+		snprintf(line, sizeof(line), "%s\n", dev.token);
+		file = write_tmp(dir, "token", line);
+	}
 	lk_vault_config_init(&cfg);
 	cfg.addr = strdup(dev.addr);
 	cfg.auth.method = LK_VAULT_AUTH_TOKEN;
@@ -664,7 +669,8 @@ START_TEST(test_connection_refused)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
+	/* Bound but not listening: a connection is refused, and the port stays ours for
+	 * the whole test, so nothing else can start listening on it meanwhile. */
 	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ntohs(sa.sin_port));
 	c = client_for(addr, "root");
 	ck_assert_int_eq(lk_vault_kv_read_v2(c, "secret", "x", 0, &s, &err), -ECONNREFUSED);
@@ -673,6 +679,7 @@ START_TEST(test_connection_refused)
 	ck_assert(err.retryable);
 	ck_assert_ptr_nonnull(strstr(err.base.msg, "GET /v1/secret/data/x"));
 	lk_vault_client_free(c);
+	close(fd);
 }
 END_TEST
 

@@ -374,15 +374,40 @@ t_dev_start(struct t_dev *d, const char *const extra_args[])
 	if (d->dir == NULL)
 		return -errno;
 	snprintf(log, sizeof(log), "%s/dev.log", d->dir);
-	snprintf(d->token, sizeof(d->token), "root");
+	/* A long random token unless the caller names one: a short word such as "root"
+	 * could not show that a log or a message leaves the token out. */
+	{
+		unsigned char raw[16];
+		int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+			if (fd >= 0)
+				close(fd);
+			return -EIO;
+		}
+		close(fd);
+		n = (size_t)snprintf(d->token, sizeof(d->token), "hvs.test-");
+		for (size_t i = 0; i < sizeof(raw); i++)
+			n += (size_t)snprintf(d->token + n, sizeof(d->token) - n, "%02x", raw[i]);
+		n = 0;
+	}
+	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+		if (strcmp(extra_args[i], "--root-token") == 0 && extra_args[i + 1] != NULL)
+			snprintf(d->token, sizeof(d->token), "%s", extra_args[i + 1]);
+	}
 	argv[n++] = t_latchkey_bin();
 	argv[n++] = "dev";
 	argv[n++] = "--listen";
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--root-token";
 	argv[n++] = d->token;
-	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 31; i++)
+	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 31; i++) {
+		if (strcmp(extra_args[i], "--root-token") == 0 && extra_args[i + 1] != NULL) {
+			i++;
+			continue;
+		}
 		argv[n++] = extra_args[i];
+	}
 	argv[n] = NULL;
 	r = t_spawn(&d->proc, argv, NULL, log);
 	if (r < 0)

@@ -81,12 +81,14 @@ struct t_dev {
 	struct t_proc proc;
 	int port;
 	char addr[64];      /* "http://127.0.0.1:PORT" */
-	char token[64];     /* the root token */
+	char token[128];    /* the root token */
 	char *dir;          /* temporary directory holding the log */
 };
 
-/* Starts `latchkey dev --listen 127.0.0.1:0 --root-token root` plus extra_args
- * (NULL-terminated, may be NULL) and waits until it says where it listens. */
+/* Starts `latchkey dev --listen 127.0.0.1:0 --root-token TOKEN` plus extra_args
+ * (NULL-terminated, may be NULL) and waits until it says where it listens. TOKEN is a
+ * long random one ("hvs.test-" and 32 hex digits) unless extra_args names one with
+ * "--root-token" "T". */
 int t_dev_start(struct t_dev *d, const char *const extra_args[]);
 void t_dev_stop(struct t_dev *d);
 

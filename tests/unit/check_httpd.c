@@ -101,8 +101,12 @@ handler(void *ctx, struct lk_http_req *req)
 			 len, body);
 		ck_assert_int_eq(lk_http_respond(req, 200, "text/plain", text, strlen(text)), 0);
 	} else if (strcmp(path, "/peer") == 0) {
+		/* Under the lock: the test thread reads them once the answer arrived, and a
+		 * socket is no ordering ThreadSanitizer can see. */
+		pthread_mutex_lock(&t->lock);
 		t->peer = *lk_http_peer(req);
 		snprintf(t->remote, sizeof(t->remote), "%s", lk_http_remote(req));
+		pthread_mutex_unlock(&t->lock);
 		lk_http_respond(req, 204, NULL, NULL, 0);
 	} else if (strcmp(path, "/nothing") == 0) {
 		/* neither answers nor suspends */
@@ -491,8 +495,10 @@ START_TEST(tcp_port0_answers)
 
 	request1(&t, "GET", "/peer", NULL, &r);
 	ck_assert_int_eq(r.status, 204);
+	pthread_mutex_lock(&t.lock);
 	ck_assert(!t.peer.known);
 	ck_assert_str_eq(t.remote, "127.0.0.1");
+	pthread_mutex_unlock(&t.lock);
 	reply_free(&r);
 
 	request1(&t, "GET", "/error", NULL, &r);
@@ -587,7 +593,9 @@ START_TEST(tcp_ipv6)
 	c = client_new(&t);
 	request(c, &t, "GET", "/peer", NULL, 0, NULL, &r);
 	ck_assert_int_eq(r.status, 204);
+	pthread_mutex_lock(&t.lock);
 	ck_assert_str_eq(t.remote, "::1");
+	pthread_mutex_unlock(&t.lock);
 	reply_free(&r);
 	curl_easy_cleanup(c);
 	tsrv_stop(&t);
@@ -790,11 +798,13 @@ START_TEST(peer_credentials)
 	tsrv_start(&t, true, 2);
 	request1(&t, "GET", "/peer", NULL, &r);
 	ck_assert_int_eq(r.status, 204);
+	pthread_mutex_lock(&t.lock);
 	ck_assert(t.peer.known);
 	ck_assert_int_eq(t.peer.pid, getpid());
 	ck_assert_int_eq(t.peer.uid, getuid());
 	ck_assert_int_eq(t.peer.gid, getgid());
 	ck_assert_str_eq(t.remote, "unix");
+	pthread_mutex_unlock(&t.lock);
 	reply_free(&r);
 	tsrv_stop(&t);
 }
