@@ -1,6 +1,7 @@
 #include "common/buf.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,4 +140,13 @@ lk_buf_take(struct lk_buf *b, char **ret_data, size_t *ret_len)
 	b->len = 0;
 	b->cap = 0;
 	return 0;
+}
+
+void
+lk_free_wiped(void *p)
+{
+	if (p == NULL)
+		return;
+	wipe_memset(p, 0, malloc_usable_size(p));
+	free(p);
 }

@@ -42,4 +42,8 @@ void lk_buf_free(struct lk_buf *b);
  * nothing was ever appended and an empty string cannot be allocated. */
 int lk_buf_take(struct lk_buf *b, char **ret_data, size_t *ret_len);
 
+/* Zeroes a block from malloc (all of its usable size) and frees it; NULL allowed. For
+ * allocators that must not hand secret bytes back to the heap (jansson's, libcurl's). */
+void lk_free_wiped(void *p);
+
 #endif

@@ -1,23 +1,15 @@
 /* json.c — the wipe-on-free allocator and parse errors without input (json.h). */
 #include "common/json.h"
 
+#include "common/buf.h"
+
 #include <errno.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Blocks stay plain malloc blocks (malloc_usable_size tells their size), so memory that
- * jansson allocated before the switch, or that a caller frees with free() (json_dumps
- * output), is still handled correctly. */
-static void
-wipe_free(void *p)
-{
-	if (p == NULL)
-		return;
-	explicit_bzero(p, malloc_usable_size(p));
-	free(p);
-}
-
+/* lk_free_wiped: blocks stay plain malloc blocks, so memory that jansson allocated before
+ * the switch, or that a caller frees with free() (json_dumps output), is still handled
+ * correctly. */
 void
 lk_json_wipe_on_free(void)
 {
@@ -25,9 +17,9 @@ lk_json_wipe_on_free(void)
 	json_free_t f;
 
 	json_get_alloc_funcs(&m, &f);
-	if (f == wipe_free)
+	if (f == lk_free_wiped)
 		return;
-	json_set_alloc_funcs(malloc, wipe_free);
+	json_set_alloc_funcs(malloc, lk_free_wiped);
 }
 
 const char *

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 
 /* Longest Retry-After header value kept (an IMF-fixdate is 29 bytes). */
@@ -51,15 +52,6 @@ struct xfer {
 /* libcurl copies request headers (a token among them) into buffers of its own and frees
  * them without zeroing; with these, every block it frees is zeroed first. Blocks stay
  * plain malloc blocks (malloc_usable_size gives their size). */
-static void
-wipe_free(void *p)
-{
-	if (p == NULL)
-		return;
-	explicit_bzero(p, malloc_usable_size(p));
-	free(p);
-}
-
 static void *
 wipe_realloc(void *p, size_t n)
 {
@@ -69,7 +61,7 @@ wipe_realloc(void *p, size_t n)
 	if (p == NULL)
 		return malloc(n);
 	if (n == 0) {
-		wipe_free(p);
+		lk_free_wiped(p);
 		return NULL;
 	}
 	old = malloc_usable_size(p);
@@ -79,14 +71,14 @@ wipe_realloc(void *p, size_t n)
 	if ((q = malloc(n)) == NULL)
 		return NULL;
 	memcpy(q, p, old);
-	wipe_free(p);
+	lk_free_wiped(p);
 	return q;
 }
 
 int
 lk_http_global_init(void)
 {
-	return curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, strdup,
+	return curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, lk_free_wiped, wipe_realloc, strdup,
 				    calloc) == CURLE_OK ? 0 : -EIO;
 }
 
@@ -668,13 +660,13 @@ out:
 }
 
 int
-lk_http_escape(const char *s, char *out, size_t outlen)
+lk_http_escape_append(const char *s, size_t n, char *out, size_t outlen, size_t *io_len)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
+	size_t o = *io_len;
 
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
 
 		if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
 			if (o + 1 >= outlen)
@@ -688,10 +680,19 @@ lk_http_escape(const char *s, char *out, size_t outlen)
 			out[o++] = hex[ch & 15];
 		}
 	}
-	if (outlen == 0)
+	if (o >= outlen)
 		return -ENAMETOOLONG;
 	out[o] = '\0';
+	*io_len = o;
 	return 0;
+}
+
+int
+lk_http_escape(const char *s, char *out, size_t outlen)
+{
+	size_t len = 0;
+
+	return lk_http_escape_append(s, strlen(s), out, outlen, &len);
 }
 
 int

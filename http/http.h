@@ -145,6 +145,10 @@ int lk_http_perform(struct lk_http_client *c, const struct lk_http_request *req,
  * small. */
 int lk_http_escape(const char *s, char *out, size_t outlen);
 
+/* The same for n bytes of s, appended at out[*io_len] (out stays NUL-terminated); *io_len
+ * grows by what was written. */
+int lk_http_escape_append(const char *s, size_t n, char *out, size_t outlen, size_t *io_len);
+
 /* Parses a Retry-After value: delta seconds or an IMF-fixdate, relative to now (epoch
  * ms). Negative waits become 0; waits over LK_HTTP_RETRY_AFTER_MAX_MS are clamped.
  * Returns 0 or -EINVAL. */

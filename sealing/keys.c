@@ -20,6 +20,17 @@ secret_data(const json_t *secret, const char *key, struct lk_secret **ret)
 	return lk_b64_decode(v, strlen(v), LK_B64_STD, ret);
 }
 
+/* Adds k (taken); a key already in the set is not an error. */
+static int
+add_key(struct lk_keyset *ks, struct lk_key *k, const char *name, struct lk_error *err)
+{
+	int r = lk_keyset_add_take(ks, k);
+
+	if (r < 0 && r != -EEXIST)
+		return lk_error_set(err, r, "%s: too many keys", name);
+	return 0;
+}
+
 static int
 import_one(struct lk_keyset *ks, const json_t *secret, const char *name, struct lk_error *err)
 {
@@ -47,12 +58,10 @@ import_one(struct lk_keyset *ks, const json_t *secret, const char *name, struct 
 			lk_error_prefix(err, "%s: Secret %s", name, sname);
 			goto out;
 		}
-		r = lk_keyset_add_take(ks, k);
+		r = add_key(ks, k, name, err);
 		k = NULL;
-		if (r < 0 && r != -EEXIST) {
-			lk_error_set(err, r, "%s: too many keys", name);
+		if (r < 0)
 			goto out;
-		}
 		added++;
 	} else if (r != -ENOENT) {
 		lk_error_set(err, r, "%s: Secret %s: data.tls.key is not base64", name, sname);
@@ -65,12 +74,10 @@ import_one(struct lk_keyset *ks, const json_t *secret, const char *name, struct 
 			lk_error_prefix(err, "%s: Secret %s: lk1.key", name, sname);
 			goto out;
 		}
-		r = lk_keyset_add_take(ks, k);
+		r = add_key(ks, k, name, err);
 		k = NULL;
-		if (r < 0 && r != -EEXIST) {
-			lk_error_set(err, r, "%s: too many keys", name);
+		if (r < 0)
 			goto out;
-		}
 		added++;
 	} else if (r != -ENOENT) {
 		lk_error_set(err, r, "%s: Secret %s: data.lk1.key is not base64", name, sname);

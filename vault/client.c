@@ -235,7 +235,6 @@ lk_vault_client_config(const struct lk_vault_client *c)
 int
 lk_vault_client_encode_path(const char *path, char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const char *p = path, *end;
 	size_t o = 0;
 
@@ -257,21 +256,11 @@ lk_vault_client_encode_path(const char *path, char *out, size_t outlen)
 		    (len == 2 && seg[0] == '.' && seg[1] == '.'))
 			return -EINVAL;
 		for (size_t i = 0; i < len; i++) {
-			unsigned char ch = (unsigned char)seg[i];
-			if (ch < 0x20 || ch == 0x7f)
+			if ((unsigned char)seg[i] < 0x20 || seg[i] == 0x7f)
 				return -EINVAL;
-			if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-				if (o + 1 >= outlen)
-					return -ENAMETOOLONG;
-				out[o++] = (char)ch;
-			} else {
-				if (o + 3 >= outlen)
-					return -ENAMETOOLONG;
-				out[o++] = '%';
-				out[o++] = hex[ch >> 4];
-				out[o++] = hex[ch & 15];
-			}
 		}
+		if (lk_http_escape_append(seg, len, out, outlen, &o) < 0)
+			return -ENAMETOOLONG;
 		if (p < end) {
 			if (o + 1 >= outlen)
 				return -ENAMETOOLONG;
