@@ -281,6 +281,24 @@ on_header(char *line, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+/* libcurl's progress callback: called about once a second even on an idle stream. */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	    curl_off_t ulnow)
+{
+	struct xfer *x = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (x->req->cancel != NULL && *x->req->cancel) {
+		x->aborted = true;
+		return 1;
+	}
+	return 0;
+}
+
 /* Header names whose values a trace never shows. */
 static bool
 sensitive_header(const char *line, size_t n)
@@ -594,6 +612,11 @@ lk_http_perform(struct lk_http_client *c, const struct lk_http_request *req,
 	SET(CURLOPT_WRITEDATA, &x);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, &x);
+	if (req->cancel != NULL) {
+		SET(CURLOPT_XFERINFOFUNCTION, on_progress);
+		SET(CURLOPT_XFERINFODATA, &x);
+		SET(CURLOPT_NOPROGRESS, 0L);
+	}
 	if (c->trace) {
 		SET(CURLOPT_DEBUGFUNCTION, on_trace);
 		SET(CURLOPT_VERBOSE, 1L);

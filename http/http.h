@@ -101,6 +101,9 @@ struct lk_http_request {
 	 * does not apply); a non-zero return stops the transfer (LK_HTTP_FAIL_ABORTED). */
 	int (*on_data)(void *arg, const char *data, size_t len);
 	void *arg;
+	/* When it turns true the transfer stops within about a second, even while no data
+	 * arrives (LK_HTTP_FAIL_ABORTED): a long-lived stream can be ended from outside. */
+	const volatile bool *cancel;
 };
 
 enum lk_http_failure {

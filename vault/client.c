@@ -139,6 +139,8 @@ lk_vault_client_new(const struct lk_vault_config *cfg, struct lk_vault_client **
 		const struct lk_http_client_config hc = {
 			.tls = {
 				.ca_file = c->cfg.cacert, .ca_path = c->cfg.capath,
+				.ca_pem = c->cfg.ca_pem,
+				.ca_pem_len = c->cfg.ca_pem != NULL ? strlen(c->cfg.ca_pem) : 0,
 				.cert_file = c->cfg.client_cert, .key_file = c->cfg.client_key,
 			},
 			.connect_timeout_ms = c->cfg.connect_timeout_ms > 0 ?

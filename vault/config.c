@@ -20,6 +20,7 @@ lk_vault_config_clear(struct lk_vault_config *cfg)
 		return;
 	free(cfg->addr);
 	free(cfg->cacert);
+	free(cfg->ca_pem);
 	free(cfg->capath);
 	free(cfg->client_cert);
 	free(cfg->client_key);
@@ -83,6 +84,7 @@ lk_vault_config_copy(struct lk_vault_config *dst, const struct lk_vault_config *
 	lk_vault_config_init(dst);
 	if (copy_string(&dst->addr, src->addr) < 0 ||
 	    copy_string(&dst->cacert, src->cacert) < 0 ||
+	    copy_string(&dst->ca_pem, src->ca_pem) < 0 ||
 	    copy_string(&dst->capath, src->capath) < 0 ||
 	    copy_string(&dst->client_cert, src->client_cert) < 0 ||
 	    copy_string(&dst->client_key, src->client_key) < 0 ||

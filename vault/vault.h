@@ -128,6 +128,7 @@ enum lk_vault_auth_method {
 struct lk_vault_config {
 	char *addr;                 /* VAULT_ADDR, default LK_VAULT_ADDR_DEFAULT */
 	char *cacert;               /* VAULT_CACERT: PEM bundle file */
+	char *ca_pem;               /* an inline PEM bundle (a SecretStore's caBundle) */
 	char *capath;               /* VAULT_CAPATH: directory of hashed CA certificates */
 	char *client_cert;          /* VAULT_CLIENT_CERT: PEM */
 	char *client_key;           /* VAULT_CLIENT_KEY: PEM */
