@@ -11,6 +11,7 @@
 #include "cli/seal.h"
 #include "devserver/devserver.h"
 #include "cli/push.h"
+#include "sync/sync.h"
 #include "vault/vault.h"
 
 #ifndef LK_VERSION
@@ -22,6 +23,7 @@ static int cmd_version(int argc, char **argv);
 
 static const struct lk_command commands[] = {
 	{ "broker",  "run the secrets broker sidecar (serves secrets over a Unix socket)", broker_main },
+	{ "sync",    "run the controller: ExternalSecrets into Kubernetes Secrets", sync_main },
 	{ "get",     "read a secret from the broker: NAME or NAME/KEY", cmd_get },
 	{ "status",  "show the broker's secrets, versions, TTLs and next actions", cmd_status },
 	{ "seal",    "seal a Secret manifest into a SealedSecret", cmd_seal },

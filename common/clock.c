@@ -41,6 +41,19 @@ lk_timespec_in_ms(clockid_t clock, int64_t ms)
 	return ts;
 }
 
+void
+lk_sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 int
 lk_cond_init_monotonic(pthread_cond_t *cond)
 {

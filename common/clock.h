@@ -18,6 +18,9 @@ int64_t lk_now_real_ms(void);
  * for pthread_cond_timedwait on a condition variable of that clock; ms <= 0 is now. */
 struct timespec lk_timespec_in_ms(clockid_t clock, int64_t ms);
 
+/* Sleeps ms milliseconds (again after a signal interrupts it); ms <= 0 returns at once. */
+void lk_sleep_ms(int64_t ms);
+
 /* Initialises a condition variable whose timed waits use CLOCK_MONOTONIC (so that a
  * change of the wall clock neither shortens nor stretches them). Returns 0 or an errno. */
 int lk_cond_init_monotonic(pthread_cond_t *cond);

@@ -314,6 +314,10 @@ build_url(const struct lk_k8s_client *c, const struct k8s_call *call, char *out,
 	size_t n;
 	int w;
 
+	if (call->path != NULL) {
+		w = snprintf(out, outlen, "%s%s", c->cfg.server, call->path);
+		return w < 0 || (size_t)w >= outlen ? -ENAMETOOLONG : 0;
+	}
 	if (r->group[0] == '\0')
 		w = snprintf(out, outlen, "%s/api/%s", c->cfg.server, r->version);
 	else
@@ -686,6 +690,38 @@ lk_k8s_delete(struct lk_k8s_client *c, const struct lk_k8s_resource *r, const ch
 	rc = k8s_call(c, &call, NULL, err);
 	json_decref(opts);
 	return rc;
+}
+
+int
+lk_k8s_served(struct lk_k8s_client *c, const struct lk_k8s_resource *r, struct lk_k8s_error *err)
+{
+	char path[512];
+	const struct k8s_call call = {
+		.verb = "get", .method = "GET", .res = r, .path = path,
+	};
+	const json_t *res;
+	json_t *list = NULL, *it;
+	size_t i;
+	int rc;
+
+	if (r->group[0] == '\0')
+		snprintf(path, sizeof(path), "/api/%s", r->version);
+	else
+		snprintf(path, sizeof(path), "/apis/%s/%s", r->group, r->version);
+	if ((rc = k8s_call(c, &call, &list, err)) < 0)
+		return rc;
+	res = json_object_get(list, "resources");
+	json_array_foreach(res, i, it) {
+		const char *name = json_string_value(json_object_get(it, "name"));
+
+		if (name != NULL && strcmp(name, r->plural) == 0) {
+			json_decref(list);
+			return 0;
+		}
+	}
+	json_decref(list);
+	return lk_error_set(err != NULL ? &err->base : NULL, -ENOENT, "%s is not served in %s",
+			    r->plural, path);
 }
 
 /* ---- list --------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@ struct k8s_call {
 	const struct lk_k8s_resource *res;
 	const char *ns, *name, *sub;
 	const char *query;              /* already encoded, without '?'; may be NULL */
+	const char *path;               /* instead of res/ns/name/sub: "/apis/G/V" */
 	const json_t *body;             /* NULL: none */
 	const char *content_type;       /* of the body; NULL: application/json */
 	size_t max_body;                /* 0: LK_K8S_RESPONSE_MAX */

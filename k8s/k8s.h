@@ -179,6 +179,11 @@ int lk_k8s_create_sub(struct lk_k8s_client *c, const struct lk_k8s_resource *r, 
 		      const char *name, const char *sub, const json_t *obj, json_t **ret,
 		      struct lk_k8s_error *err);
 
+/* Whether the API server serves r (its group/version's discovery lists the plural):
+ * 0, or -ENOENT. */
+int lk_k8s_served(struct lk_k8s_client *c, const struct lk_k8s_resource *r,
+		  struct lk_k8s_error *err);
+
 /* Lists every page (limit/continue; a page too large is asked for again at half the
  * size; an expired continue token starts over) and calls fn for each item (borrowed,
  * with kind and apiVersion filled in). A non-zero return from fn stops and is returned.

@@ -1,0 +1,253 @@
+/* internal.h — the parts of `latchkey sync` (not for other modules).
+ *
+ * main.c       flags, start-up and shutdown, the metrics/health listener
+ * queue.c      the work queue: de-duplication, delayed adds, per-item backoff
+ * stores.c     SecretStore / ClusterSecretStore: backend clients, logins, budgets,
+ *              coalesced reads
+ * remote.c     reading one remoteRef or extract: paths, properties, decoding
+ * template.c   spec.target.template data: {{ .key }} substitution
+ * externalsecret.c  the ExternalSecret reconciler
+ * status.c     conditions, status writes and Events
+ * metrics.c    the latchkey_sync_ metrics
+ * docs/internals/sync.md describes the design.
+ */
+#ifndef LK_SYNC_INTERNAL_H
+#define LK_SYNC_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/metrics.h"
+#include "crypto/secret.h"
+#include "k8s/k8s.h"
+#include "sync/sync.h"
+#include "vault/vault.h"
+
+/* ---- limits and defaults ------------------------------------------------------------ */
+
+/* Most --namespace flags. */
+#define SYNC_NAMESPACES_MAX 64
+/* Most worker threads. */
+#define SYNC_WORKERS_MAX 64
+/* Worker threads unless --workers says. */
+#define SYNC_WORKERS_DEFAULT 4
+/* Refresh interval when an ExternalSecret names none (ESO's default). */
+#define SYNC_REFRESH_DEFAULT_MS (3600 * 1000LL)
+/* The jitter of a refresh: ± this fraction of the interval. */
+#define SYNC_JITTER 0.10
+/* How long a backend read may be reused by another ExternalSecret of the same path, at
+ * most (--coalesce-window); never more than a tenth of the reader's refresh interval. */
+#define SYNC_COALESCE_DEFAULT_MS (30 * 1000LL)
+/* Per-item retry backoff after a failed reconcile. */
+#define SYNC_BACKOFF_BASE_MS 1000
+#define SYNC_BACKOFF_CAP_MS (5 * 60 * 1000LL)
+/* Per-store backend budget unless --store-qps / --store-burst say. */
+#define SYNC_STORE_QPS_DEFAULT 50.0
+#define SYNC_STORE_BURST_DEFAULT 100
+/* Attempts at a Secret write that meets a conflict (re-read and re-apply between). */
+#define SYNC_CONFLICT_RETRIES 5
+/* Longest queue key ("es/NAMESPACE/NAME"). */
+#define SYNC_KEY_MAX 384
+/* Longest message kept for a condition or an Event. */
+#define SYNC_MESSAGE_MAX 512
+/* Most data[] and dataFrom[] entries of one ExternalSecret. */
+#define SYNC_REFS_MAX 1024
+/* Backend reads kept for coalescing, at most. */
+#define SYNC_CACHE_MAX 65536
+/* The Secret holding the content-hash key, in the controller's namespace. */
+#define SYNC_HASH_SECRET "latchkey-sync-hash-key"
+
+/* Labels and annotations on the Secrets the controller writes. */
+#define SYNC_LABEL_MANAGED "latchkey.io/managed"
+#define SYNC_LABEL_OWNER "latchkey.io/external-secret"
+#define SYNC_ANNOT_CONTENT "latchkey.io/content-hash"
+#define SYNC_ANNOT_DATA "latchkey.io/data-hash"
+#define SYNC_LABEL_ESO_MANAGED "reconcile.external-secrets.io/managed"
+#define SYNC_ANNOT_FORCE "force-sync"
+#define SYNC_ANNOT_ESO_FORCE "external-secrets.io/force-sync"
+
+/* ---- options ------------------------------------------------------------------------ */
+
+struct sync_options {
+	const char *kubeconfig;
+	const char *namespaces[SYNC_NAMESPACES_MAX];
+	size_t nnamespaces;             /* 0: every namespace */
+	const char *selector;           /* ExternalSecrets (and SealedSecrets) with these labels */
+	unsigned workers;
+	double qps;
+	unsigned burst;
+	bool leader_elect;
+	const char *lease_ns;           /* default: the controller namespace */
+	const char *lease_name;
+	const char *metrics_addr;       /* NULL: no listener */
+	bool compat_eso;                /* external-secrets.io resources instead of latchkey.io */
+	const char *controller_ns;
+	int64_t coalesce_ms;
+	double store_qps;
+	unsigned store_burst;
+	int64_t lease_ms, renew_deadline_ms, retry_ms;
+};
+
+/* ---- the work queue (queue.c) ------------------------------------------------------- */
+
+struct sync_queue;
+
+struct sync_queue *sync_queue_new(void);
+void sync_queue_free(struct sync_queue *q);
+/* Adds key now (a key already waiting is not added twice; one being processed is
+ * processed again once it is done). */
+void sync_queue_add(struct sync_queue *q, const char *key);
+/* Adds key after delay_ms (the earlier of two pending delays wins). */
+void sync_queue_add_after(struct sync_queue *q, const char *key, int64_t delay_ms);
+/* Adds key after its backoff (doubling per failure since the last forget). */
+void sync_queue_add_backoff(struct sync_queue *q, const char *key);
+/* Forgets key's failures. */
+void sync_queue_forget(struct sync_queue *q, const char *key);
+/* Blocks for the next key (copied into out); false once the queue is shut down. */
+bool sync_queue_get(struct sync_queue *q, char *out, size_t outlen);
+/* Marks key done: it may be handed out again. */
+void sync_queue_done(struct sync_queue *q, const char *key);
+/* Wakes every waiting get, which then returns false. */
+void sync_queue_shutdown(struct sync_queue *q);
+/* Keys waiting now (not the delayed ones), for the queue depth metric. */
+size_t sync_queue_len(struct sync_queue *q);
+
+/* ---- metrics (metrics.c) ------------------------------------------------------------ */
+
+struct sync_metrics {
+	struct lk_metrics *reg;
+	struct lk_metric *reconciles, *errors, *duration, *queue_depth, *backend_requests,
+		*backend_duration, *api_requests, *api_duration, *leader, *secret_writes,
+		*coalesced, *stores;
+};
+
+int sync_metrics_init(struct sync_metrics *m);
+void sync_metrics_free(struct sync_metrics *m);
+/* The observer of the Kubernetes client (lk_k8s_observe_fn). */
+void sync_metrics_observe_api(void *arg, const char *verb, const char *resource, long status,
+			      double seconds);
+void sync_metrics_backend(struct sync_metrics *m, long status, double seconds);
+
+/* ---- the controller ----------------------------------------------------------------- */
+
+struct sync_stores;
+struct sync_ctx;
+
+/* The resource types served: latchkey.io/v1, or with --compat external-secrets ESO's. */
+struct sync_kinds {
+	struct lk_k8s_resource es, ss, css;
+};
+
+struct sync_ctx {
+	struct sync_options opt;
+	struct sync_kinds kinds;
+	struct lk_k8s_client *k8s;
+	struct sync_queue *queue;
+	struct sync_stores *stores;
+	struct sync_metrics metrics;
+	struct lk_k8s_leader *leader;
+
+	/* One informer per watched namespace (or one for all). */
+	struct lk_k8s_informer *es_inf[SYNC_NAMESPACES_MAX];
+	struct lk_k8s_informer *ss_inf[SYNC_NAMESPACES_MAX];
+	struct lk_k8s_informer *secret_inf[SYNC_NAMESPACES_MAX];
+	struct lk_k8s_informer *css_inf;
+	size_t ninf;
+
+	unsigned char hash_key[32];     /* keys the content hashes (SYNC_HASH_SECRET) */
+	atomic_bool hash_key_loaded;
+	atomic_bool leading;
+	atomic_bool stopping;
+	pthread_mutex_t state_lock;
+	char not_ready[SYNC_MESSAGE_MAX]; /* why /readyz says 503; "" when ready */
+};
+
+/* The informer of kind ("es", "ss", "secret") for ns (NULL when that namespace is not
+ * watched). */
+struct lk_k8s_informer *sync_informer_for(struct sync_ctx *ctx, const char *kind, const char *ns);
+/* The cached object (new reference) or NULL. */
+json_t *sync_cached(struct sync_ctx *ctx, const char *kind, const char *ns, const char *name);
+/* Whether writes are allowed now: the leader (or no election), not stopping. */
+bool sync_may_write(struct sync_ctx *ctx);
+
+/* ---- stores (stores.c) -------------------------------------------------------------- */
+
+struct sync_stores *sync_stores_new(struct sync_ctx *ctx);
+void sync_stores_free(struct sync_stores *s);
+
+/* The store an ExternalSecret in namespace ns names (kind "SecretStore" or
+ * "ClusterSecretStore"), logged in: *ret is a reference (sync_store_release). -ENOENT
+ * when it does not exist, -EACCES when a ClusterSecretStore does not admit the namespace,
+ * -EINVAL when its spec is unusable, -EAGAIN when its login fails; err says why (never a
+ * credential). */
+struct sync_store;
+int sync_store_resolve(struct sync_stores *s, const char *kind, const char *ns,
+		       const char *name, struct sync_store **ret, struct lk_error *err);
+void sync_store_release(struct sync_store *st);
+
+/* Reads the KV secret at key (an ESO remoteRef.key, resolved as ESO does against the
+ * store's path and version), version NULL or a number, into *ret (an object of the
+ * secret's data: new reference). Reads of the same key within max_age_ms are coalesced
+ * (one backend request); concurrent ones wait for the one in flight. -ENOENT when the
+ * backend has no such secret. */
+int sync_store_read(struct sync_store *st, const char *key, const char *version,
+		    int64_t max_age_ms, json_t **ret, struct lk_error *err);
+
+/* The store's reconcile: validates the spec, logs in, writes the store's Ready condition.
+ * kind "SecretStore" or "ClusterSecretStore", ns "" for the latter. 0, or < 0 to retry
+ * with backoff. */
+int sync_store_reconcile(struct sync_stores *s, const char *kind, const char *ns,
+			 const char *name);
+/* Forgets a store that was deleted or changed (its client and token go). */
+void sync_store_forget(struct sync_stores *s, const char *kind, const char *ns, const char *name);
+/* Counts stores by state for the metrics. */
+void sync_stores_metrics(struct sync_stores *s);
+
+/* ---- remote data (remote.c) --------------------------------------------------------- */
+
+/* The value of property in a KV secret's data: an exact top-level key first, else a
+ * dotted path; NULL or "" property: the whole data as JSON. *ret: new secret. -ENOENT when
+ * absent. */
+int sync_remote_property(const json_t *data, const char *property, struct lk_secret **ret);
+/* A value as its bytes: strings as they are, anything else as compact JSON. */
+struct lk_secret *sync_remote_value(const json_t *v);
+/* decodingStrategy: "None" / "" (as is), "Base64", "Base64URL", "Auto" (base64 of either
+ * alphabet when it decodes, else as is). Replaces *io on success. -EINVAL with a reason. */
+int sync_remote_decode(const char *strategy, struct lk_secret **io);
+
+/* ---- templates (template.c) --------------------------------------------------------- */
+
+/* Renders tpl with the fetched data (an object of key -> base64 string). Supported:
+ * {{ .key }} and {{ index . "key" }} with optional spaces. An unknown key or any other
+ * action is -EINVAL with err naming it (never a value). *ret: new secret. */
+int sync_template_render(const char *tpl, const json_t *data_b64, struct lk_secret **ret,
+			 struct lk_error *err);
+
+/* ---- ExternalSecrets (externalsecret.c) --------------------------------------------- */
+
+/* Reconciles "es/NS/NAME". 0 on success (the next refresh is scheduled), < 0 to retry
+ * with backoff. */
+int sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *name);
+
+/* ---- status and events (status.c) --------------------------------------------------- */
+
+/* Sets the Ready condition of obj (a resource of res) and writes the status when it
+ * changed: ready, reason, message (no values), plus extra status members (NULL allowed;
+ * merged in). An Event (Warning when not ready) goes out when the condition's status,
+ * reason or message changed. */
+int sync_status_write(struct sync_ctx *ctx, const struct lk_k8s_resource *res,
+		      const json_t *obj, bool ready, const char *reason, const char *message,
+		      const json_t *extra);
+
+/* ---- hashing (externalsecret.c) ----------------------------------------------------- */
+
+/* Keyed BLAKE2b-256 (the controller's hash key) of a canonical form of type, labels,
+ * annotations and data (key -> base64): hex into out (65 bytes). */
+void sync_content_hash(const struct sync_ctx *ctx, const char *type, const json_t *labels,
+		       const json_t *annotations, const json_t *data, char *out);
+
+#endif
