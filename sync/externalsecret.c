@@ -296,8 +296,74 @@ put_b64(json_t *data, const char *key, struct lk_secret *value)
 	return r;
 }
 
-/* Reads every reference into *ret (key -> base64). *ret_missing counts the references
- * the backend does not have; with every one missing, 0 is returned with an empty map. */
+/* conversionStrategy Unicode: "_UXXXX_" in a key name stands for that character. */
+static int
+convert_key(const char *strategy, const char *k, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (strategy == NULL || strategy[0] == '\0' || strcmp(strategy, "Default") == 0) {
+		if ((size_t)snprintf(out, outlen, "%s", k) >= outlen)
+			return -ENAMETOOLONG;
+		return 0;
+	}
+	if (strcmp(strategy, "Unicode") != 0)
+		return -EINVAL;
+	while (*k != '\0') {
+		unsigned cp;
+
+		if (k[0] == '_' && k[1] == 'U' && sscanf(k + 2, "%4x", &cp) == 1 &&
+		    strspn(k + 2, "0123456789abcdefABCDEF") >= 4 && k[6] == '_') {
+			/* UTF-8 of the code point (the BMP: four hex digits). */
+			if (o + 4 >= outlen)
+				return -ENAMETOOLONG;
+			if (cp < 0x80) {
+				out[o++] = (char)cp;
+			} else if (cp < 0x800) {
+				out[o++] = (char)(0xc0 | (cp >> 6));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			} else {
+				out[o++] = (char)(0xe0 | (cp >> 12));
+				out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+				out[o++] = (char)(0x80 | (cp & 0x3f));
+			}
+			k += 7;
+		} else {
+			if (o + 1 >= outlen)
+				return -ENAMETOOLONG;
+			out[o++] = *k++;
+		}
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Decodes and checks one value for a reference ri (remoteRef or extract). */
+static int
+finish_value(const json_t *ri, struct lk_secret **v)
+{
+	const char *nb = str(ri, "nullBytePolicy");
+	int r;
+
+	if ((r = sync_remote_decode(str(ri, "decodingStrategy"), v)) < 0)
+		return r;
+	if (nb != NULL && strcmp(nb, "Fail") == 0 &&
+	    memchr(lk_secret_bytes(*v), '\0', lk_secret_len(*v)) != NULL)
+		return -EILSEQ;
+	return 0;
+}
+
+static bool
+fetch_metadata(const json_t *ri)
+{
+	const char *mp = str(ri, "metadataPolicy");
+
+	return mp != NULL && strcmp(mp, "Fetch") == 0;
+}
+
+/* Reads every reference into *ret (key -> base64): dataFrom in order, then data, later
+ * ones winning over earlier ones. *ret_missing counts the references the backend does
+ * not have; with every one missing, 0 is returned with an empty map. */
 static int
 fetch(struct sync_ctx *ctx, struct sync_store *st, const struct es_spec *s, json_t **ret,
       size_t *ret_missing, struct lk_error *err)
@@ -308,38 +374,6 @@ fetch(struct sync_ctx *ctx, struct sync_store *st, const struct es_spec *s, json
 
 	if (out == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
-	json_array_foreach(s->data, i, it) {
-		const json_t *ri = json_object_get(it, "remoteRef");
-		struct lk_secret *v = NULL;
-
-		refs++;
-		r = sync_store_read(st, str(ri, "key"), str(ri, "version"), max_age(ctx, s), &remote, err);
-		if (r == -ENOENT) {
-			missing++;
-			r = 0;
-			continue;
-		}
-		if (r < 0)
-			goto fail;
-		r = sync_remote_property(remote, str(ri, "property"), &v);
-		json_decref(remote);
-		remote = NULL;
-		if (r == -ENOENT) {
-			r = lk_error_set(err, -ENOENT, "spec.data[%zu]: the backend secret %.200s has no "
-					 "property %.100s", i, str(ri, "key"), str(ri, "property"));
-			goto fail;
-		}
-		if (r == 0 && (r = sync_remote_decode(str(ri, "decodingStrategy"), &v)) < 0) {
-			lk_secret_free(v);
-			r = lk_error_set(err, -EINVAL, "spec.data[%zu]: the value is not %s", i,
-					 str(ri, "decodingStrategy"));
-			goto fail;
-		}
-		if (r < 0 || (r = put_b64(out, str(it, "secretKey"), v)) < 0) {
-			r = lk_error_set(err, r, "out of memory");
-			goto fail;
-		}
-	}
 	json_array_foreach(s->data_from, i, it) {
 		const json_t *ex = json_object_get(it, "extract");
 		const json_t *obj;
@@ -347,7 +381,8 @@ fetch(struct sync_ctx *ctx, struct sync_store *st, const struct es_spec *s, json
 		json_t *val;
 
 		refs++;
-		r = sync_store_read(st, str(ex, "key"), str(ex, "version"), max_age(ctx, s), &remote, err);
+		r = sync_store_read(st, str(ex, "key"), str(ex, "version"), fetch_metadata(ex),
+				    max_age(ctx, s), &remote, err);
 		if (r == -ENOENT) {
 			missing++;
 			r = 0;
@@ -367,22 +402,63 @@ fetch(struct sync_ctx *ctx, struct sync_store *st, const struct es_spec *s, json
 		}
 		json_object_foreach((json_t *)obj, k, val) {
 			struct lk_secret *v = sync_remote_value(val);
+			char key[LK_MANIFEST_NAME_MAX + 1];
 
-			if (!lk_manifest_secret_key_valid(k, strlen(k))) {
+			if (convert_key(str(ex, "conversionStrategy"), k, key, sizeof(key)) < 0 ||
+			    !lk_manifest_secret_key_valid(key, strlen(key))) {
 				lk_secret_free(v);
 				r = lk_error_set(err, -EINVAL, "spec.dataFrom[%zu].extract: the backend "
 						 "key '%.100s' is not a valid Secret key", i, k);
 				goto fail;
 			}
-			if (v == NULL || (r = sync_remote_decode(str(ex, "decodingStrategy"), &v)) < 0 ||
-			    (r = put_b64(out, k, v)) < 0) {
+			if (v == NULL || (r = finish_value(ex, &v)) < 0) {
+				lk_secret_free(v);
 				r = lk_error_set(err, v == NULL ? -ENOMEM : -EINVAL,
-						 "spec.dataFrom[%zu].extract: key %.100s: cannot decode", i, k);
+						 "spec.dataFrom[%zu].extract: key %.100s: %s", i, key,
+						 r == -EILSEQ ? "a NUL byte (nullBytePolicy Fail)" : "cannot decode");
+				goto fail;
+			}
+			if ((r = put_b64(out, key, v)) < 0) {
+				r = lk_error_set(err, r, "out of memory");
 				goto fail;
 			}
 		}
 		json_decref(remote);
 		remote = NULL;
+	}
+	json_array_foreach(s->data, i, it) {
+		const json_t *ri = json_object_get(it, "remoteRef");
+		struct lk_secret *v = NULL;
+
+		refs++;
+		r = sync_store_read(st, str(ri, "key"), str(ri, "version"), fetch_metadata(ri),
+				    max_age(ctx, s), &remote, err);
+		if (r == -ENOENT) {
+			missing++;
+			r = 0;
+			continue;
+		}
+		if (r < 0)
+			goto fail;
+		r = sync_remote_property(remote, str(ri, "property"), &v);
+		json_decref(remote);
+		remote = NULL;
+		if (r == -ENOENT) {
+			r = lk_error_set(err, -ENOENT, "spec.data[%zu]: the backend secret %.200s has no "
+					 "property %.100s", i, str(ri, "key"), str(ri, "property"));
+			goto fail;
+		}
+		if (r == 0 && (r = finish_value(ri, &v)) < 0) {
+			lk_secret_free(v);
+			r = lk_error_set(err, -EINVAL, "spec.data[%zu]: %s", i, r == -EILSEQ ?
+					 "the value holds a NUL byte (nullBytePolicy Fail)" :
+					 "the value does not decode with its decodingStrategy");
+			goto fail;
+		}
+		if (r < 0 || (r = put_b64(out, str(it, "secretKey"), v)) < 0) {
+			r = lk_error_set(err, r, "out of memory");
+			goto fail;
+		}
 	}
 	if (missing > 0 && missing < refs) {
 		r = lk_error_set(err, -ENOENT, "could not get secret data from provider: %zu of %zu "
@@ -406,6 +482,7 @@ struct desired {
 	json_t *labels;             /* all the labels the controller sets */
 	json_t *annotations;        /* all the annotations it sets */
 	json_t *tmpl_labels, *tmpl_annotations;
+	json_t *finalizers;         /* template finalizers, or NULL */
 	char content_hash[65];
 	char data_hash[65];
 };
@@ -418,6 +495,7 @@ desired_clear(struct desired *d)
 	json_decref(d->annotations);
 	json_decref(d->tmpl_labels);
 	json_decref(d->tmpl_annotations);
+	json_decref(d->finalizers);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -450,6 +528,14 @@ build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, j
 
 	memset(d, 0, sizeof(*d));
 	d->type = str(s->tmpl, "type") != NULL ? str(s->tmpl, "type") : "Opaque";
+	/* Types whose Secrets Kubernetes fills or acts on by itself. */
+	if (strcmp(d->type, "bootstrap.kubernetes.io/token") == 0 ||
+	    (strcmp(d->type, "kubernetes.io/service-account-token") == 0 &&
+	     json_object_get(json_object_get(tmeta, "annotations"), "kubernetes.io/service-account.name") != NULL))
+		return lk_error_set(err, -EINVAL, "spec.target.template.type: %s Secrets are not "
+				    "written by latchkey", d->type);
+	d->finalizers = json_is_array(json_object_get(tmeta, "finalizers")) ?
+		json_incref(json_object_get(tmeta, "finalizers")) : NULL;
 	d->tmpl_labels = json_is_object(json_object_get(tmeta, "labels")) ?
 		json_deep_copy(json_object_get(tmeta, "labels")) : json_object();
 	d->tmpl_annotations = json_is_object(json_object_get(tmeta, "annotations")) ?
@@ -498,7 +584,7 @@ build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, j
 			goto fail;
 		}
 	}
-	if (strcmp(s->creation, "Merge") != 0) {
+	if (strcmp(s->creation, "Merge") != 0 && strcmp(s->creation, "CreateOrMerge") != 0) {
 		owner_label(str(json_object_get(es, "metadata"), "name"), owner, sizeof(owner));
 		json_object_set_new(d->labels, SYNC_LABEL_MANAGED, json_string("true"));
 		json_object_set_new(d->labels, SYNC_LABEL_OWNER, json_string(owner));
@@ -647,6 +733,10 @@ secret_body(const json_t *es, const char *ns, const struct es_spec *s, const str
 		json_decref(refs);
 	if (str(cmeta, "resourceVersion") != NULL)
 		json_object_set(meta, "resourceVersion", json_object_get(cmeta, "resourceVersion"));
+	if (d->finalizers != NULL)
+		json_object_set(meta, "finalizers", d->finalizers);
+	else if (json_object_get(cmeta, "finalizers") != NULL)
+		json_object_set(meta, "finalizers", json_object_get(cmeta, "finalizers"));
 	body = json_pack("{s:s, s:s, s:o, s:s, s:O}", "apiVersion", "v1", "kind", "Secret",
 			 "metadata", meta, "type", d->type, "data", d->data);
 	if (body != NULL && s->immutable)
@@ -695,6 +785,10 @@ write_owned(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 				return lk_error_set(err, -EPERM, "could not update secret, target is "
 						    "immutable (Secret %s/%s)", ns, s->target);
 			}
+		}
+		if (!sync_may_write(ctx)) {
+			json_decref(cur);
+			return lk_error_set(err, -EAGAIN, "not the leader: the Secret is not written");
 		}
 		if ((body = secret_body(es, ns, s, d, cur)) == NULL) {
 			json_decref(cur);
@@ -763,6 +857,10 @@ write_merge(struct sync_ctx *ctx, const char *ns, const struct es_spec *s,
 			json_decref(cur);
 			return lk_error_set(err, -EPERM, "could not update secret, target is immutable "
 					    "(Secret %s/%s)", ns, s->target);
+		}
+		if (!sync_may_write(ctx)) {
+			json_decref(cur);
+			return lk_error_set(err, -EAGAIN, "not the leader: the Secret is not written");
 		}
 		data = json_object();
 		json_object_foreach(d->data, k, v)
@@ -870,7 +968,7 @@ refresh_due(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 	    strcmp(str(ready, "status"), "True") != 0)
 		return true;
 	/* The Secret gone or edited: put back whatever the interval says. */
-	if (strcmp(s->creation, "Merge") != 0 && strcmp(s->creation, "None") != 0) {
+	if (strcmp(s->creation, "Owner") == 0 || strcmp(s->creation, "Orphan") == 0) {
 		json_t *sec = sync_cached(ctx, "secret", ns, s->target);
 		const json_t *ann = json_object_get(json_object_get(sec, "metadata"), "annotations");
 
@@ -910,7 +1008,8 @@ sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *
 	struct sync_store *st = NULL;
 	struct desired d;
 	struct es_spec s;
-	const char *message = "secret synced";
+	const char *message = "secret synced", *reason_ok = "SecretSynced";
+	const char *reason_fail = "SecretSyncedError";
 	char synced_rv[64], key[SYNC_KEY_MAX], now[LK_RFC3339_LEN];
 	json_t *es, *fetched = NULL, *extra;
 	size_t missing = 0;
@@ -945,13 +1044,26 @@ sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *
 	if (missing > 0) {
 		if ((r = apply_deletion(ctx, es, ns, &s, &message, &err)) < 0)
 			goto fail;
+		if (strcmp(s.deletion, "Delete") == 0)
+			reason_ok = "SecretDeleted";
 	} else {
 		if ((r = build_desired(ctx, es, &s, fetched, &d, &err)) < 0)
 			goto fail;
-		if (strcmp(s.creation, "Merge") == 0)
+		if (strcmp(s.creation, "Merge") == 0) {
 			r = write_merge(ctx, ns, &s, &d, false, &err);
-		else if (strcmp(s.creation, "None") != 0)
+			if (r == -ENOENT)
+				reason_fail = "SecretMissing";
+		} else if (strcmp(s.creation, "CreateOrMerge") == 0) {
+			/* Merged into a Secret that exists, made (without an owner) when not. */
+			json_t *cur = NULL;
+
+			if ((r = current_secret(ctx, ns, &s, true, &cur, &err)) == 0)
+				r = cur != NULL ? write_merge(ctx, ns, &s, &d, false, &err) :
+						  write_owned(ctx, es, ns, &s, &d, &err);
+			json_decref(cur);
+		} else if (strcmp(s.creation, "None") != 0) {
 			r = write_owned(ctx, es, ns, &s, &d, &err);
+		}
 		if (r < 0)
 			goto fail;
 	}
@@ -959,13 +1071,13 @@ sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *
 	snprintf(now + 19, sizeof(now) - 19, "Z");
 	extra = json_pack("{s:s, s:s, s:{s:s}}", "refreshTime", now, "syncedResourceVersion",
 			  synced_rv, "binding", "name", s.target);
-	(void)sync_status_write(ctx, &ctx->kinds.es, es, true, "SecretSynced", message, extra);
+	(void)sync_status_write(ctx, &ctx->kinds.es, es, true, reason_ok, message, extra);
 	json_decref(extra);
 	schedule(ctx, key, &s);
 	r = 0;
 	goto out;
 fail:
-	(void)sync_status_write(ctx, &ctx->kinds.es, es, false, "SecretSyncedError", err.msg, NULL);
+	(void)sync_status_write(ctx, &ctx->kinds.es, es, false, reason_fail, err.msg, NULL);
 out:
 	desired_clear(&d);
 	json_decref(fetched);

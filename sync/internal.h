@@ -191,11 +191,11 @@ void sync_store_release(struct sync_store *st);
 
 /* Reads the KV secret at key (an ESO remoteRef.key, resolved as ESO does against the
  * store's path and version), version NULL or a number, into *ret (an object of the
- * secret's data: new reference). Reads of the same key within max_age_ms are coalesced
+ * secret's data, or with metadata its KV v2 custom_metadata: new reference). Reads of the same key within max_age_ms are coalesced
  * (one backend request); concurrent ones wait for the one in flight. -ENOENT when the
  * backend has no such secret. */
 int sync_store_read(struct sync_store *st, const char *key, const char *version,
-		    int64_t max_age_ms, json_t **ret, struct lk_error *err);
+		    bool metadata, int64_t max_age_ms, json_t **ret, struct lk_error *err);
 
 /* The store's reconcile: validates the spec, logs in, writes the store's Ready condition.
  * kind "SecretStore" or "ClusterSecretStore", ns "" for the latter. 0, or < 0 to retry

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -27,6 +28,13 @@
 #define NAMESPACE_LABELS_TTL_MS (60 * 1000)
 /* A failed login is not tried again sooner than this. */
 #define LOGIN_RETRY_MS 2000
+/* Retries of a failed backend read unless spec.retrySettings says (and at most). */
+#define STORE_RETRIES_DEFAULT 3
+#define STORE_RETRIES_MAX 10
+/* The first wait between them unless retrySettings.retryInterval says. */
+#define STORE_RETRY_INTERVAL_MS 1000
+/* How often a store is checked again unless spec.refreshInterval says. */
+#define STORE_RECHECK_MS (5 * 60 * 1000LL)
 /* Backend timeouts for a store's client. */
 #define STORE_CONNECT_TIMEOUT_MS 5000
 #define STORE_TIMEOUT_MS 15000
@@ -66,6 +74,8 @@ struct sync_store {
 	pthread_mutex_t rate_lock;
 	double tokens;
 	int64_t rate_ms;
+	int max_retries;            /* spec.retrySettings */
+	int64_t retry_ms;
 
 	pthread_mutex_t cache_lock;
 	pthread_cond_t cache_cond;
@@ -177,88 +187,13 @@ str(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
-/* A new store object from a (Cluster)SecretStore; -EINVAL with err naming the field. */
-static int
-store_new(struct sync_stores *s, const char *kind, const char *ns, const json_t *obj,
-	  struct sync_store **ret, struct lk_error *err)
-{
-	const json_t *spec = json_object_get(obj, "spec");
-	const json_t *vault = json_object_get(json_object_get(spec, "provider"), "vault");
-	const char *name = str(json_object_get(obj, "metadata"), "name");
-	const char *server = str(vault, "server"), *version = str(vault, "version");
-	struct lk_vault_config vc;
-	struct lk_vault_error verr;
-	struct sync_store *st;
-	int r;
-
-	if (!json_is_object(vault))
-		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault: expected the Vault "
-				    "provider (the only one latchkey serves)", kind, name);
-	if (server == NULL || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0))
-		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.server: expected an "
-				    "http:// or https:// URL", kind, name);
-	if (version != NULL && strcmp(version, "v1") != 0 && strcmp(version, "v2") != 0)
-		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.version: expected v1 or v2",
-				    kind, name);
-	if ((st = calloc(1, sizeof(*st))) == NULL)
-		return lk_error_set(err, -ENOMEM, "out of memory");
-	atomic_init(&st->refs, 1);
-	st->owner = s;
-	snprintf(st->kind, sizeof(st->kind), "%s", kind);
-	snprintf(st->ns, sizeof(st->ns), "%s", ns);
-	snprintf(st->name, sizeof(st->name), "%s", name);
-	pthread_mutex_init(&st->lock, NULL);
-	pthread_mutex_init(&st->rate_lock, NULL);
-	pthread_mutex_init(&st->cache_lock, NULL);
-	pthread_cond_init(&st->cache_cond, NULL);
-	st->spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
-	st->spec = json_incref((json_t *)spec);
-	st->kv_version = version != NULL && strcmp(version, "v1") == 0 ? 1 : 2;
-	if (str(vault, "path") != NULL && str(vault, "path")[0] != '\0')
-		st->mount = strdup(str(vault, "path"));
-	st->tokens = s->ctx->opt.store_burst;
-	st->rate_ms = lk_now_mono_ms();
-	lk_vault_config_init(&vc);
-	vc.addr = strdup(server);
-	vc.namespace = str(vault, "namespace") != NULL ? strdup(str(vault, "namespace")) : NULL;
-	vc.connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS;
-	vc.timeout_ms = STORE_TIMEOUT_MS;
-	if (str(vault, "caBundle") != NULL) {
-		const char *b64 = str(vault, "caBundle");
-		unsigned char *pem = NULL;
-		size_t n = 0;
-
-		if (lk_b64_decode_raw(b64, strlen(b64), LK_B64_STD, &pem, &n) < 0) {
-			lk_vault_config_clear(&vc);
-			store_free(st);
-			return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.caBundle: expected "
-					    "base64 of PEM certificates", kind, name);
-		}
-		vc.ca_pem = malloc(n + 1);
-		if (vc.ca_pem != NULL) {
-			memcpy(vc.ca_pem, pem, n);
-			vc.ca_pem[n] = '\0';
-		}
-		free(pem);
-	}
-	r = lk_vault_client_new(&vc, &st->vault, &verr);
-	lk_vault_config_clear(&vc);
-	if (r < 0 || st->spec_text == NULL) {
-		store_free(st);
-		return lk_error_set(err, r < 0 ? r : -ENOMEM, "%s %s: %s", kind, name,
-				    r < 0 ? verr.base.msg : "out of memory");
-	}
-	*ret = st;
-	return 0;
-}
-
 /* ---- credentials from Secrets -------------------------------------------------------- */
 
 /* data[key] of Secret ref in namespace ns (a ClusterSecretStore's ref must name its own
  * namespace), decoded. */
 static int
 secret_value(struct sync_store *st, const json_t *ref, const char *field,
-	     struct lk_secret **ret, struct lk_error *err)
+	     const char *default_key, struct lk_secret **ret, struct lk_error *err)
 {
 	const char *name = str(ref, "name"), *key = str(ref, "key");
 	const char *ns = str(ref, "namespace");
@@ -267,11 +202,18 @@ secret_value(struct sync_store *st, const json_t *ref, const char *field,
 	const char *b64;
 	int r;
 
-	if (strcmp(st->kind, "SecretStore") == 0 || ns == NULL)
+	if (key == NULL)
+		key = default_key;
+	if (strcmp(st->kind, "SecretStore") == 0) {
+		/* ESO's rule: a namespaced store reads Secrets of its own namespace only. */
+		if (ns != NULL && strcmp(ns, st->ns) != 0)
+			return lk_error_set(err, -EINVAL, "%s %s: %s.namespace: a SecretStore may only "
+					    "read Secrets of its own namespace", st->kind, st->name, field);
 		ns = st->ns;
-	if (ns[0] == '\0')
-		return lk_error_set(err, -EINVAL, "%s %s: %s.namespace: a ClusterSecretStore's "
-				    "secret reference needs a namespace", st->kind, st->name, field);
+	}
+	if (ns == NULL || ns[0] == '\0')
+		return lk_error_set(err, -EINVAL, "%s %s: %s.namespace: required in a "
+				    "ClusterSecretStore", st->kind, st->name, field);
 	if (name == NULL || key == NULL)
 		return lk_error_set(err, -EINVAL, "%s %s: %s: expected name and key", st->kind,
 				    st->name, field);
@@ -337,6 +279,191 @@ token_request(struct sync_store *st, const json_t *sa, struct lk_secret **ret,
 	if (*ret == NULL)
 		return lk_error_set(err, -EBADMSG, "%s %s: the TokenRequest answer has no token",
 				    st->kind, st->name);
+	return 0;
+}
+
+/* A ConfigMap's or Secret's value for caProvider. */
+static int
+ca_from_provider(struct sync_store *st, const json_t *cp, char **ret, struct lk_error *err)
+{
+	const char *type = str(cp, "type"), *name = str(cp, "name"), *key = str(cp, "key");
+	const char *ns = str(cp, "namespace");
+	struct lk_k8s_error kerr;
+	struct lk_secret *v = NULL;
+	json_t *cm = NULL;
+	const char *text;
+	int r;
+
+	if (type != NULL && strcmp(type, "Secret") == 0) {
+		if ((r = secret_value(st, cp, "spec.provider.vault.caProvider", NULL, &v, err)) < 0)
+			return r;
+		*ret = strndup(lk_secret_cstr(v), lk_secret_len(v));
+		lk_secret_free(v);
+		return *ret != NULL ? 0 : lk_error_set(err, -ENOMEM, "out of memory");
+	}
+	if (type == NULL || strcmp(type, "ConfigMap") != 0 || name == NULL || key == NULL)
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.caProvider: expected type "
+				    "Secret or ConfigMap, name and key", st->kind, st->name);
+	if (strcmp(st->kind, "SecretStore") == 0) {
+		if (ns != NULL && strcmp(ns, st->ns) != 0)
+			return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.caProvider.namespace: "
+					    "a SecretStore may only read its own namespace", st->kind, st->name);
+		ns = st->ns;
+	}
+	if (ns == NULL || ns[0] == '\0')
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.caProvider.namespace: "
+				    "required in a ClusterSecretStore", st->kind, st->name);
+	if ((r = lk_k8s_get(st->owner->ctx->k8s, &lk_k8s_configmaps, ns, name, &cm, &kerr)) < 0)
+		return lk_error_set(err, r, "%s %s: spec.provider.vault.caProvider: %s", st->kind,
+				    st->name, kerr.base.msg);
+	text = str(json_object_get(cm, "data"), key);
+	*ret = text != NULL ? strdup(text) : NULL;
+	json_decref(cm);
+	if (text == NULL)
+		return lk_error_set(err, -ENOENT, "%s %s: spec.provider.vault.caProvider: ConfigMap %s/%s "
+				    "has no key %s", st->kind, st->name, ns, name, key);
+	return *ret != NULL ? 0 : lk_error_set(err, -ENOMEM, "out of memory");
+}
+
+/* The backend client of a store: server, namespace, CA, client certificate, headers. */
+static int
+store_client(struct sync_store *st, const json_t *vault, struct lk_error *err)
+{
+	const json_t *tls = json_object_get(vault, "tls"), *headers = json_object_get(vault, "headers");
+	const json_t *auth = json_object_get(vault, "auth");
+	struct lk_vault_config vc;
+	struct lk_vault_error verr;
+	size_t nh = 0;
+	const char *k;
+	json_t *v;
+	int r;
+
+	if (str(auth, "namespace") != NULL &&
+	    (str(vault, "namespace") == NULL || strcmp(str(auth, "namespace"), str(vault, "namespace")) != 0))
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.auth.namespace: a login "
+				    "namespace other than spec.provider.vault.namespace is not supported",
+				    st->kind, st->name);
+	lk_vault_config_init(&vc);
+	vc.addr = strdup(str(vault, "server"));
+	vc.namespace = str(vault, "namespace") != NULL ? strdup(str(vault, "namespace")) : NULL;
+	vc.connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS;
+	vc.timeout_ms = STORE_TIMEOUT_MS;
+	r = 0;
+	if (str(vault, "caBundle") != NULL) {
+		const char *b64 = str(vault, "caBundle");
+		unsigned char *pem = NULL;
+		size_t n = 0;
+
+		if (lk_b64_decode_raw(b64, strlen(b64), LK_B64_STD, &pem, &n) < 0) {
+			r = lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.caBundle: expected "
+					 "base64 of PEM certificates", st->kind, st->name);
+			goto out;
+		}
+		vc.ca_pem = strndup((const char *)pem, n);
+		free(pem);
+	} else if (json_is_object(json_object_get(vault, "caProvider"))) {
+		if ((r = ca_from_provider(st, json_object_get(vault, "caProvider"), &vc.ca_pem, err)) < 0)
+			goto out;
+	}
+	if (json_is_object(tls)) {
+		struct lk_secret *cert = NULL;
+
+		if ((r = secret_value(st, json_object_get(tls, "certSecretRef"),
+				      "spec.provider.vault.tls.certSecretRef", "tls.crt", &cert, err)) < 0 ||
+		    (r = secret_value(st, json_object_get(tls, "keySecretRef"),
+				      "spec.provider.vault.tls.keySecretRef", "tls.key", &vc.client_key_pem,
+				      err)) < 0) {
+			lk_secret_free(cert);
+			goto out;
+		}
+		vc.client_cert_pem = strndup(lk_secret_cstr(cert), lk_secret_len(cert));
+		lk_secret_free(cert);
+	}
+	json_object_foreach((json_t *)headers, k, v) {
+		if (nh >= LK_VAULT_EXTRA_HEADERS_MAX || !json_is_string(v) || strpbrk(k, ": \t\r\n") != NULL ||
+		    strcasecmp(k, "X-Vault-Token") == 0 || strcasecmp(k, "X-Vault-Namespace") == 0 ||
+		    strcasecmp(k, "Authorization") == 0) {
+			r = lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.headers: at most %d "
+					 "headers, none of them the token, the namespace or Authorization",
+					 st->kind, st->name, LK_VAULT_EXTRA_HEADERS_MAX);
+			goto out;
+		}
+		if (asprintf(&vc.headers[nh], "%s: %s", k, json_string_value(v)) < 0) {
+			vc.headers[nh] = NULL;
+			r = lk_error_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		nh++;
+	}
+	if (json_is_true(json_object_get(vault, "forwardInconsistent")) && nh < LK_VAULT_EXTRA_HEADERS_MAX)
+		vc.headers[nh++] = strdup("X-Vault-Inconsistent: forward-active-node");
+	if ((r = lk_vault_client_new(&vc, &st->vault, &verr)) < 0)
+		r = lk_error_set(err, r, "%s %s: %s", st->kind, st->name, verr.base.msg);
+out:
+	lk_vault_config_clear(&vc);
+	return r;
+}
+
+/* A new store object from a (Cluster)SecretStore; -EINVAL with err naming the field. */
+static int
+store_new(struct sync_stores *s, const char *kind, const char *ns, const json_t *obj,
+	  struct sync_store **ret, struct lk_error *err)
+{
+	const json_t *spec = json_object_get(obj, "spec");
+	const json_t *vault = json_object_get(json_object_get(spec, "provider"), "vault");
+	const json_t *retry = json_object_get(spec, "retrySettings");
+	const char *name = str(json_object_get(obj, "metadata"), "name");
+	const char *server = str(vault, "server"), *version = str(vault, "version");
+	struct sync_store *st;
+	int r;
+
+	if (!json_is_object(vault))
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault: expected the Vault "
+				    "provider (the only one latchkey serves)", kind, name);
+	if (server == NULL || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0))
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.server: expected an "
+				    "http:// or https:// URL", kind, name);
+	if (version != NULL && strcmp(version, "v1") != 0 && strcmp(version, "v2") != 0)
+		return lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.version: expected v1 or v2",
+				    kind, name);
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	atomic_init(&st->refs, 1);
+	st->owner = s;
+	snprintf(st->kind, sizeof(st->kind), "%s", kind);
+	snprintf(st->ns, sizeof(st->ns), "%s", ns);
+	snprintf(st->name, sizeof(st->name), "%s", name);
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->rate_lock, NULL);
+	pthread_mutex_init(&st->cache_lock, NULL);
+	pthread_cond_init(&st->cache_cond, NULL);
+	st->spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	st->spec = json_incref((json_t *)spec);
+	st->kv_version = version != NULL && strcmp(version, "v1") == 0 ? 1 : 2;
+	if (str(vault, "path") != NULL && str(vault, "path")[0] != '\0')
+		st->mount = strdup(str(vault, "path"));
+	st->tokens = s->ctx->opt.store_burst;
+	st->rate_ms = lk_now_mono_ms();
+	st->max_retries = json_is_integer(json_object_get(retry, "maxRetries")) ?
+		(int)json_integer_value(json_object_get(retry, "maxRetries")) : STORE_RETRIES_DEFAULT;
+	if (st->max_retries < 0 || st->max_retries > STORE_RETRIES_MAX)
+		st->max_retries = STORE_RETRIES_MAX;
+	st->retry_ms = STORE_RETRY_INTERVAL_MS;
+	if (str(retry, "retryInterval") != NULL &&
+	    (lk_duration_parse(str(retry, "retryInterval"), &st->retry_ms) < 0 || st->retry_ms <= 0)) {
+		store_free(st);
+		return lk_error_set(err, -EINVAL, "%s %s: spec.retrySettings.retryInterval: expected a "
+				    "duration such as 1s", kind, name);
+	}
+	if (st->spec_text == NULL) {
+		store_free(st);
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	}
+	if ((r = store_client(st, vault, err)) < 0) {
+		store_free(st);
+		return r;
+	}
+	*ret = st;
 	return 0;
 }
 
@@ -412,7 +539,7 @@ login_locked(struct sync_store *st, struct lk_error *err)
 		goto out;
 	}
 	if (tok_ref != NULL) {
-		if ((r = secret_value(st, tok_ref, "spec.provider.vault.auth.tokenSecretRef", &a, err)) < 0)
+		if ((r = secret_value(st, tok_ref, "spec.provider.vault.auth.tokenSecretRef", NULL, &a, err)) < 0)
 			goto out;
 		if ((r = lk_vault_client_set_token(st->vault, a)) < 0) {
 			r = lk_error_set(err, r, "%s %s: the token is not printable ASCII", st->kind, st->name);
@@ -432,7 +559,7 @@ login_locked(struct sync_store *st, struct lk_error *err)
 			a = lk_secret_from_str(role_id);
 		} else if (json_is_object(json_object_get(approle, "roleRef"))) {
 			if ((r = secret_value(st, json_object_get(approle, "roleRef"),
-					      "spec.provider.vault.auth.appRole.roleRef", &a, err)) < 0)
+					      "spec.provider.vault.auth.appRole.roleRef", NULL, &a, err)) < 0)
 				goto out;
 		} else {
 			r = lk_error_set(err, -EINVAL, "%s %s: spec.provider.vault.auth.appRole: expected "
@@ -441,7 +568,7 @@ login_locked(struct sync_store *st, struct lk_error *err)
 		}
 		if (json_is_object(json_object_get(approle, "secretRef")) &&
 		    (r = secret_value(st, json_object_get(approle, "secretRef"),
-				      "spec.provider.vault.auth.appRole.secretRef", &b, err)) < 0)
+				      "spec.provider.vault.auth.appRole.secretRef", NULL, &b, err)) < 0)
 			goto out;
 		budget_wait(st);
 		t0 = lk_now_mono_ms();
@@ -459,7 +586,7 @@ login_locked(struct sync_store *st, struct lk_error *err)
 			r = token_request(st, json_object_get(kube, "serviceAccountRef"), &a, err);
 		else if (json_is_object(json_object_get(kube, "secretRef")))
 			r = secret_value(st, json_object_get(kube, "secretRef"),
-					 "spec.provider.vault.auth.kubernetes.secretRef", &a, err);
+					 "spec.provider.vault.auth.kubernetes.secretRef", "token", &a, err);
 		else
 			r = lk_secret_read_file(LK_K8S_SA_DIR "/token", CREDENTIAL_MAX, true, &a) < 0 ?
 				lk_error_set(err, -ENOENT, "%s %s: no serviceAccountRef or secretRef, and "
@@ -821,17 +948,19 @@ split_key(const struct sync_store *st, const char *key, char *mount, size_t mlen
 	return 0;
 }
 
-/* One backend read, with a single re-login when the token was refused. */
+/* One backend read, with a single re-login when the token was refused and the retries of
+ * retrySettings (full jitter) when the backend did not answer or was busy. */
 static int
 backend_read(struct sync_store *st, const char *mount, const char *path, int64_t version,
-	     json_t **ret, struct lk_error *err)
+	     bool metadata, json_t **ret, struct lk_error *err)
 {
 	struct lk_vault_kv_secret kv;
 	struct lk_vault_error verr;
-	int64_t t0;
-	int r;
+	bool relogged = false;
+	int64_t t0, wait = st->retry_ms;
+	int r, tries = 0;
 
-	for (int attempt = 0;; attempt++) {
+	for (;;) {
 		memset(&kv, 0, sizeof(kv));
 		lk_vault_error_clear(&verr);
 		budget_wait(st);
@@ -841,12 +970,20 @@ backend_read(struct sync_store *st, const char *mount, const char *path, int64_t
 		else
 			r = lk_vault_kv_read_v2(st->vault, mount, path, version, &kv, &verr);
 		note_backend(st, t0, r, &verr);
-		if (r == -EACCES && attempt == 0) {
+		if (r == -EACCES && !relogged) {
 			/* A revoked or expired token looks the same as a missing policy: log in
 			 * again once and see. */
+			relogged = true;
 			if (ensure_token(st, true, err) == 0)
 				continue;
 			return r;
+		}
+		if (r < 0 && verr.retryable && tries < st->max_retries && !atomic_load(&st->owner->ctx->stopping)) {
+			tries++;
+			lk_sleep_ms(verr.retry_after_ms > 0 ? verr.retry_after_ms :
+				    (int64_t)randombytes_uniform((uint32_t)(wait < 60000 ? wait : 60000)) + 1);
+			wait *= 2;
+			continue;
 		}
 		break;
 	}
@@ -855,7 +992,10 @@ backend_read(struct sync_store *st, const char *mount, const char *path, int64_t
 				    lk_vault_not_found_name(verr.not_found));
 	if (r < 0)
 		return lk_error_set(err, r, "%s", verr.base.msg);
-	*ret = json_incref(kv.data);
+	if (metadata)
+		*ret = kv.custom_metadata != NULL ? json_incref(kv.custom_metadata) : json_object();
+	else
+		*ret = json_incref(kv.data);
 	lk_vault_kv_secret_clear(&kv);
 	return 0;
 }
@@ -894,8 +1034,8 @@ cache_sweep(struct sync_store *st, int64_t max_ms)
 }
 
 int
-sync_store_read(struct sync_store *st, const char *key, const char *version, int64_t max_age_ms,
-		json_t **ret, struct lk_error *err)
+sync_store_read(struct sync_store *st, const char *key, const char *version, bool metadata,
+		int64_t max_age_ms, json_t **ret, struct lk_error *err)
 {
 	char mount[256], path[LK_VAULT_PATH_MAX], ckey[LK_VAULT_PATH_MAX + 300];
 	struct cache_entry *e;
@@ -916,7 +1056,10 @@ sync_store_read(struct sync_store *st, const char *key, const char *version, int
 		if (st->kv_version == 1)
 			return lk_error_set(err, -EINVAL, "remoteRef.version: KV v1 has no versions");
 	}
-	snprintf(ckey, sizeof(ckey), "%s\x1f%s\x1f%lld", mount, path, (long long)v);
+	if (metadata && st->kv_version == 1)
+		return lk_error_set(err, -EINVAL, "remoteRef.metadataPolicy: Fetch needs KV v2");
+	snprintf(ckey, sizeof(ckey), "%s\x1f%s\x1f%lld%s", mount, path, (long long)v,
+		 metadata ? "\x1fmetadata" : "");
 	pthread_mutex_lock(&st->cache_lock);
 	for (;;) {
 		e = *cache_slot(st, ckey);
@@ -954,7 +1097,7 @@ sync_store_read(struct sync_store *st, const char *key, const char *version, int
 	e->inflight = true;
 	pthread_mutex_unlock(&st->cache_lock);
 
-	r = backend_read(st, mount, path, v, &data, err);
+	r = backend_read(st, mount, path, v, metadata, &data, err);
 
 	pthread_mutex_lock(&st->cache_lock);
 	if (e->text != NULL) {
@@ -999,10 +1142,27 @@ sync_store_reconcile(struct sync_stores *s, const char *kind, const char *ns, co
 	r = store_for(s, kind, cluster ? "" : ns, obj, &st, &err);
 	if (r == 0)
 		r = ensure_token(st, false, &err);
-	if (sync_may_write(s->ctx))
+	if (sync_may_write(s->ctx)) {
+		json_t *extra = json_pack("{s:s}", "capabilities", "ReadOnly");
+
 		(void)sync_status_write(s->ctx, res, obj, r == 0, r == 0 ? "Valid" :
 					r == -EINVAL ? "InvalidProviderConfig" : "ValidationFailed",
-					r == 0 ? "store validated" : err.msg, NULL);
+					r == 0 ? "store validated" : err.msg, extra);
+		json_decref(extra);
+	}
+	if (r == 0) {
+		/* Checked again every spec.refreshInterval (a login or a token lookup). */
+		const json_t *ri = json_object_get(json_object_get(obj, "spec"), "refreshInterval");
+		int64_t every = STORE_RECHECK_MS;
+		char key[SYNC_KEY_MAX];
+
+		if (json_is_integer(ri) && json_integer_value(ri) > 0)
+			every = json_integer_value(ri) * 1000;
+		else if (json_is_string(ri) && lk_duration_parse(json_string_value(ri), &every) < 0)
+			every = STORE_RECHECK_MS;
+		snprintf(key, sizeof(key), "store/%s/%s/%s", kind, ns, name);
+		sync_queue_add_after(s->ctx->queue, key, every > 0 ? every : STORE_RECHECK_MS);
+	}
 	sync_store_release(st);
 	json_decref(obj);
 	sync_stores_metrics(s);

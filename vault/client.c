@@ -20,7 +20,7 @@
 /* Largest request body sent (a KV write of LK_SECRET_MAX-sized values, JSON-escaped). */
 #define REQUEST_BODY_MAX (4u << 20)
 /* Most request header lines (request marker, content type, namespace) plus the NULL. */
-#define VAULT_HEADERS_MAX 4
+#define VAULT_HEADERS_MAX (4 + LK_VAULT_EXTRA_HEADERS_MAX)
 /* Longest header line built by the client (namespace, token). */
 #define HEADER_LINE_MAX 4096
 
@@ -141,6 +141,10 @@ lk_vault_client_new(const struct lk_vault_config *cfg, struct lk_vault_client **
 				.ca_file = c->cfg.cacert, .ca_path = c->cfg.capath,
 				.ca_pem = c->cfg.ca_pem,
 				.ca_pem_len = c->cfg.ca_pem != NULL ? strlen(c->cfg.ca_pem) : 0,
+				.cert_pem = c->cfg.client_cert_pem,
+				.cert_pem_len = c->cfg.client_cert_pem != NULL ?
+					strlen(c->cfg.client_cert_pem) : 0,
+				.key_pem = c->cfg.client_key_pem,
 				.cert_file = c->cfg.client_cert, .key_file = c->cfg.client_key,
 			},
 			.connect_timeout_ms = c->cfg.connect_timeout_ms > 0 ?
@@ -293,6 +297,8 @@ headers_build(struct lk_vault_client *c, const struct lk_vault_call *call, bool 
 		snprintf(ns_line, ns_len, "X-Vault-Namespace: %s", c->cfg.namespace);
 		lines[n++] = ns_line;
 	}
+	for (size_t i = 0; i < LK_VAULT_EXTRA_HEADERS_MAX && c->cfg.headers[i] != NULL; i++)
+		lines[n++] = c->cfg.headers[i];
 	lines[n] = NULL;
 	*ret_token = NULL;
 	if (call->no_token || token == NULL)

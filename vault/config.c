@@ -21,6 +21,10 @@ lk_vault_config_clear(struct lk_vault_config *cfg)
 	free(cfg->addr);
 	free(cfg->cacert);
 	free(cfg->ca_pem);
+	free(cfg->client_cert_pem);
+	lk_secret_free(cfg->client_key_pem);
+	for (size_t i = 0; i < LK_VAULT_EXTRA_HEADERS_MAX; i++)
+		free(cfg->headers[i]);
 	free(cfg->capath);
 	free(cfg->client_cert);
 	free(cfg->client_key);
@@ -98,6 +102,14 @@ lk_vault_config_copy(struct lk_vault_config *dst, const struct lk_vault_config *
 		goto fail;
 	if (src->token != NULL && (dst->token = lk_secret_dup(src->token)) == NULL)
 		goto fail;
+	if (copy_string(&dst->client_cert_pem, src->client_cert_pem) < 0 ||
+	    (src->client_key_pem != NULL &&
+	     (dst->client_key_pem = lk_secret_dup(src->client_key_pem)) == NULL))
+		goto fail;
+	for (size_t i = 0; i < LK_VAULT_EXTRA_HEADERS_MAX && src->headers[i] != NULL; i++) {
+		if (copy_string(&dst->headers[i], src->headers[i]) < 0)
+			goto fail;
+	}
 	dst->connect_timeout_ms = src->connect_timeout_ms;
 	dst->timeout_ms = src->timeout_ms;
 	dst->auth.method = src->auth.method;

@@ -43,6 +43,8 @@
 #define LK_VAULT_RESPONSE_MAX (1u << 20)
 /* Longest Vault path (mount + path + query) accepted in a request URL. */
 #define LK_VAULT_PATH_MAX 1024
+/* Most extra request headers a configuration may add. */
+#define LK_VAULT_EXTRA_HEADERS_MAX 8
 /* Longest VAULT_ADDR / Location URL accepted. */
 #define LK_VAULT_URL_MAX 2048
 /* Largest credential file read at login (token, role_id, secret_id, service-account JWT). */
@@ -129,6 +131,9 @@ struct lk_vault_config {
 	char *addr;                 /* VAULT_ADDR, default LK_VAULT_ADDR_DEFAULT */
 	char *cacert;               /* VAULT_CACERT: PEM bundle file */
 	char *ca_pem;               /* an inline PEM bundle (a SecretStore's caBundle) */
+	char *client_cert_pem;      /* an inline client certificate (PEM), with ... */
+	struct lk_secret *client_key_pem; /* ... its key, in secure memory */
+	char *headers[LK_VAULT_EXTRA_HEADERS_MAX + 1]; /* extra "Name: value" lines, NULL-ended */
 	char *capath;               /* VAULT_CAPATH: directory of hashed CA certificates */
 	char *client_cert;          /* VAULT_CLIENT_CERT: PEM */
 	char *client_key;           /* VAULT_CLIENT_KEY: PEM */
