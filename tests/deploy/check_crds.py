@@ -762,8 +762,11 @@ BROKEN_SCHEMAS = [
 
 def main():
     crds = {}
+    # Kustomizations named "Kustomization" (no extension, so that `kubectl apply -f DIR`
+    # leaves them alone) are YAML too.
     files = sorted(glob.glob(os.path.join(SRC, "deploy", "**", "*.yaml"), recursive=True) +
                    glob.glob(os.path.join(SRC, "deploy", "**", "*.yml"), recursive=True) +
+                   glob.glob(os.path.join(SRC, "deploy", "**", "Kustomization"), recursive=True) +
                    glob.glob(os.path.join(SRC, "tests", "fixtures", "compat-crds", "*.yaml")))
     if not files:
         fail(SRC, "no YAML under deploy/ (wrong source directory?)")
@@ -795,16 +798,19 @@ def main():
     if in_compat != COMPAT_CRDS:
         fail("tests/fixtures/compat-crds", f"holds {sorted(in_compat)}, expected "
              f"{sorted(COMPAT_CRDS)}")
-    kust = parsed.get(os.path.join(crd_dir, "kustomization.yaml"))
+    if os.path.exists(os.path.join(crd_dir, "kustomization.yaml")):
+        fail("deploy/crds/kustomization.yaml", "would break `kubectl apply -f deploy/crds/`: "
+             "name it Kustomization")
+    kust = parsed.get(os.path.join(crd_dir, "Kustomization"))
     if not kust:
-        fail("deploy/crds/kustomization.yaml", "missing")
+        fail("deploy/crds/Kustomization", "missing")
     else:
         listed = sorted(kust[0].get("resources", []))
         present = sorted(os.path.basename(p) for p in parsed
                          if os.path.dirname(p) == crd_dir and
-                         os.path.basename(p) != "kustomization.yaml")
+                         os.path.basename(p) != "Kustomization")
         if listed != present:
-            fail("deploy/crds/kustomization.yaml", f"lists {listed}, the folder has {present}")
+            fail("deploy/crds/Kustomization", f"lists {listed}, the folder has {present}")
 
     # (c) examples and docs
     examples = []
