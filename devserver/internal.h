@@ -151,7 +151,7 @@ struct dev_call {
 	bool revoke_token_after;    /* a use-limited token used up */
 };
 
-/* ---- replies (reply.c) ---- */
+/* ---- replies (util.c) ---- */
 /* {"errors":[msg]} ({"errors":[]} when msg is NULL) with status. */
 void dev_reply_error(struct dev_call *c, unsigned status, const char *msg);
 void dev_reply_errorf(struct dev_call *c, unsigned status, const char *fmt, ...)
@@ -196,6 +196,8 @@ bool dev_strlist_has(const json_t *list, const char *s);
 json_t *dev_list_children(const json_t *obj, const char *prefix);
 /* Random in [0, 1). */
 double dev_random_unit(void);
+/* True when path is prefix itself or prefix followed by '/'; *ret_rest is what follows. */
+bool dev_path_starts(const char *path, const char *prefix, const char **ret_rest);
 
 /* ---- tokens and leases (store.c) ---- */
 /* Looks a token up by ID (expired ones are gone). */
@@ -214,6 +216,10 @@ void dev_sweep(struct dev_server *s, int64_t now_ms);
 struct dev_lease *dev_lease_new(struct dev_server *s, const char *id, const char *owner,
 				int64_t now_ms, int64_t ttl_s, int64_t max_ttl_s, bool renewable);
 struct dev_lease *dev_lease_find(struct dev_server *s, const char *id);
+/* Ends an active lease (nothing for one that has ended). */
+void dev_lease_revoke(struct dev_server *s, struct dev_lease *l, int64_t now_ms);
+/* Revokes every active lease whose ID starts with prefix. */
+void dev_lease_revoke_prefix(struct dev_server *s, const char *prefix, int64_t now_ms);
 
 /* Vault's CalculateTTL: the granted TTL for a renewal asking increment_s (0: default_s)
  * within issue_ms + max_s. Returns 0 and sets *ret_ttl_s, with *ret_warning filled
@@ -221,13 +227,15 @@ struct dev_lease *dev_lease_find(struct dev_server *s, const char *id);
 int dev_calculate_ttl(int64_t now_ms, int64_t issue_ms, int64_t increment_s, int64_t default_s,
 		      int64_t max_s, int64_t *ret_ttl_s, char *ret_warning, size_t warnlen);
 
-/* ---- policies (sys.c) ---- */
+/* ---- policies (sys_policy.c) ---- */
 /* The capabilities the token has on path. */
 unsigned dev_token_caps(struct dev_server *s, const struct dev_token *t, const char *path);
 int dev_policy_set(struct dev_server *s, const char *name, const char *text,
 		   struct lk_error *err);
+/* Installs the built-in default policy. 0 or -ENOMEM. */
+int dev_policy_init_default(struct dev_server *s);
 
-/* ---- mounts (sys.c) ---- */
+/* ---- mounts (sys_mounts.c) ---- */
 struct dev_mount *dev_mount_new(const char *path, enum dev_mount_type type);
 void dev_mount_free(struct dev_mount *m);
 /* The mount whose path is the longest prefix of path, from the list; NULL when none. */
@@ -238,6 +246,12 @@ const char *dev_mount_rest(const struct dev_mount *m, const char *path);
 
 /* ---- route handlers; rest is the path below the mount ---- */
 void dev_sys_handle(struct dev_call *c, const char *rest);
+/* sys/mounts[/<path>] (auth false) and sys/auth[/<path>]; rest is what follows. */
+void dev_sys_mounts(struct dev_call *c, const char *rest, bool auth);
+/* sys/policy[/<name>] (acl false) and sys/policies/acl[/<name>]. */
+void dev_sys_policy(struct dev_call *c, const char *name, bool acl);
+/* The lease endpoints under sys/ (rest after "sys/"); false when rest is none of them. */
+bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
@@ -251,6 +265,37 @@ void dev_approle_handle(struct dev_call *c, struct dev_mount *m, const char *res
 void dev_k8s_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 /* True for the unauthenticated paths of an auth mount (login). */
 bool dev_auth_is_login(const struct dev_mount *m, const char *rest);
+
+/* ---- what the auth methods share (auth.c) ---- */
+/* What a new token gets; policies and meta are borrowed. */
+struct dev_token_opts {
+	const json_t *policies;
+	bool no_default_policy;
+	int64_t ttl_s, max_ttl_s, explicit_max_s, period_s, num_uses;
+	const json_t *meta;
+	const char *path;
+	const char *display_name;
+	const char *parent;      /* NULL: orphan */
+	bool renewable;
+};
+/* A new token for a login or create on mount m (NULL: no mount limits), linked in;
+ * borrowed, valid under the lock. NULL when full or out of memory. */
+struct dev_token *dev_token_issue(struct dev_call *c, const struct dev_mount *m,
+				  const struct dev_token_opts *o);
+/* 200 with the token's auth block, and warning (NULL or "" for none). */
+void dev_reply_auth(struct dev_call *c, struct dev_token *t, const char *warning);
+/* True for the root token and tokens with the root policy. */
+bool dev_token_is_rootish(const struct dev_token *t);
+/* Role names: 1 to 128 of [A-Za-z0-9-_.@]. */
+bool dev_role_name_ok(const char *name);
+/* Updates role from the body's token_* fields; false (with a 400 reply) when one is bad. */
+bool dev_role_token_fields(struct dev_call *c, json_t *role);
+/* The token_* fields of a new role. New reference. */
+json_t *dev_role_token_defaults(void);
+/* The token options a login with role gets (borrowing from role). */
+void dev_role_login_opts(const json_t *role, struct dev_token_opts *o);
+/* Splits "role/<name>[/<sub>]"; false when rest is not under role/. */
+bool dev_role_path(const char *rest, char *name, size_t namelen, const char **ret_sub);
 
 /* The request handler (router.c), and the admin endpoints. */
 void dev_handle_request(void *ctx, struct lk_http_req *req);

@@ -73,12 +73,9 @@ dev_token_revoke(struct dev_server *s, struct dev_token *t, int64_t now_ms)
 		if (child != NULL)
 			dev_token_revoke(s, child, now_ms);
 	} while (child != NULL);
-	for (struct dev_lease *l = s->leases; l != NULL; l = l->next) {
-		if (l->state == DEV_LEASE_ACTIVE && strcmp(l->owner, t->id) == 0) {
-			l->state = DEV_LEASE_REVOKED;
-			l->end_ms = now_ms;
-		}
-	}
+	for (struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && strcmp(l->owner, t->id) == 0)
+			dev_lease_revoke(s, l, now_ms);
 	token_unlink(s, t);
 }
 
@@ -158,6 +155,26 @@ dev_sweep(struct dev_server *s, int64_t now_ms)
 			l->end_ms = l->expire_ms;
 		}
 	}
+}
+
+void
+dev_lease_revoke(struct dev_server *s, struct dev_lease *l, int64_t now_ms)
+{
+	(void)s;
+	if (l->state != DEV_LEASE_ACTIVE)
+		return;
+	l->state = DEV_LEASE_REVOKED;
+	l->end_ms = now_ms;
+}
+
+void
+dev_lease_revoke_prefix(struct dev_server *s, const char *prefix, int64_t now_ms)
+{
+	size_t n = strlen(prefix);
+
+	for (struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && strncmp(l->id, prefix, n) == 0)
+			dev_lease_revoke(s, l, now_ms);
 }
 
 struct dev_lease *

@@ -317,3 +317,14 @@ dev_list_children(const json_t *obj, const char *prefix)
 	json_decref(out);
 	return v;
 }
+
+bool
+dev_path_starts(const char *path, const char *prefix, const char **ret_rest)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(path, prefix, n) != 0 || (path[n] != '\0' && path[n] != '/'))
+		return false;
+	*ret_rest = path + n;
+	return true;
+}
