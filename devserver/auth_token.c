@@ -143,6 +143,42 @@ body_token(struct dev_call *c)
 	return t;
 }
 
+/* The token whose accessor the body names ({"accessor": ...}); NULL with a 400 reply. */
+static struct dev_token *
+body_accessor(struct dev_call *c)
+{
+	const char *accessor = dev_body_str(c, "accessor");
+
+	if (accessor == NULL || *accessor == '\0') {
+		dev_reply_error(c, 400, "missing accessor");
+		return NULL;
+	}
+	for (struct dev_token *t = c->srv->tokens; t != NULL; t = t->next)
+		if (strcmp(t->accessor, accessor) == 0)
+			return t;
+	dev_reply_error(c, 400, "invalid accessor");
+	return NULL;
+}
+
+/* Revokes t with its leases, and its children too unless orphan_children (revoke-orphan:
+ * they stay, as orphans). The caller's own token may be among them. */
+static void
+revoke(struct dev_call *c, struct dev_token *t, bool orphan_children)
+{
+	if (orphan_children) {
+		for (struct dev_token *o = c->srv->tokens; o != NULL; o = o->next) {
+			if (strcmp(o->parent, t->id) == 0) {
+				o->parent[0] = '\0';
+				o->orphan = true;
+			}
+		}
+	}
+	if (c->token != NULL && dev_token_descends(c->srv, c->token, t))
+		c->token = NULL;
+	dev_token_revoke(c->srv, t, c->now_ms);
+	dev_reply_empty(c);
+}
+
 void
 dev_token_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 {
@@ -167,11 +203,24 @@ dev_token_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 			dev_reply_bad_method(c);
 			return;
 		}
-		dev_token_revoke(c->srv, c->token, c->now_ms);
-		c->token = NULL;
-		dev_reply_empty(c);
+		revoke(c, c->token, false);
+	} else if (strcmp(rest, "lookup-accessor") == 0 || strcmp(rest, "revoke-accessor") == 0) {
+		if (c->op != DEV_OP_WRITE) {
+			dev_reply_bad_method(c);
+			return;
+		}
+		t = body_accessor(c);
+		if (t == NULL)
+			return;
+		if (strcmp(rest, "lookup-accessor") == 0) {
+			/* As Vault: the accessor does not reveal the token. */
+			dev_reply_data(c, dev_token_lookup(t, c->now_ms));
+			json_object_set_new(json_object_get(c->reply, "data"), "id", json_string(""));
+			return;
+		}
+		revoke(c, t, false);
 	} else if (strcmp(rest, "lookup") == 0 || strcmp(rest, "renew") == 0 ||
-		   strcmp(rest, "revoke") == 0) {
+		   strcmp(rest, "revoke") == 0 || strcmp(rest, "revoke-orphan") == 0) {
 		if (c->op != DEV_OP_WRITE) {
 			dev_reply_bad_method(c);
 			return;
@@ -184,10 +233,7 @@ dev_token_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 		} else if (strcmp(rest, "renew") == 0) {
 			token_renew(c, t);
 		} else {
-			if (t == c->token)
-				c->token = NULL;
-			dev_token_revoke(c->srv, t, c->now_ms);
-			dev_reply_empty(c);
+			revoke(c, t, strcmp(rest, "revoke-orphan") == 0);
 		}
 	} else {
 		dev_reply_no_route(c);

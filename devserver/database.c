@@ -245,3 +245,11 @@ dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 	else
 		dev_reply_no_route(c);
 }
+
+void
+dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l)
+{
+	(void)s;
+	(void)m;
+	(void)l;
+}

@@ -210,6 +210,10 @@ devserver_main(int argc, char **argv)
 	cfg.error_style = LK_HTTPD_ERRORS_VAULT;
 	cfg.handler = dev_handle_request;
 	cfg.ctx = &srv;
+	if (dev_sweeper_start(&srv) < 0) {
+		fprintf(stderr, "latchkey dev: cannot start the lease sweeper\n");
+		goto out;
+	}
 	if (lk_httpd_start(&cfg, &httpd, &err) < 0) {
 		fprintf(stderr, "latchkey dev: %s\n", err.msg);
 		goto out;
@@ -242,6 +246,7 @@ devserver_main(int argc, char **argv)
 	lk_httpd_stop(httpd);
 	rc = LK_EXIT_OK;
 out:
+	dev_sweeper_stop(&srv);
 	if (inited)
 		dev_server_clear(&srv);
 	return rc;

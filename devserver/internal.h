@@ -40,10 +40,14 @@
 #define DEV_NAME_MAX 512
 /* The system default and maximum TTL, as Vault's: 32 days. */
 #define DEV_SYSTEM_TTL_S 2764800
+/* How often the sweeper revokes what has expired while no request came. */
+#define DEV_SWEEP_INTERVAL_MS 200
 /* Longest artificial latency (ms). */
 #define DEV_LATENCY_MAX_MS 60000
 
 #define DEV_ID_LEN 64
+/* The media type a PATCH body must have. */
+#define DEV_MERGE_PATCH_TYPE "application/merge-patch+json"
 
 enum dev_op { DEV_OP_READ, DEV_OP_WRITE, DEV_OP_DELETE, DEV_OP_LIST, DEV_OP_PATCH };
 
@@ -93,6 +97,7 @@ struct dev_lease {
 	int64_t end_ms;             /* when it was revoked or expired */
 	bool renewable;
 	enum dev_lease_state state;
+	json_t *data;               /* owned: what the engine needs to revoke it, or NULL */
 };
 
 enum dev_mount_type { DEV_MOUNT_KV1, DEV_MOUNT_KV2, DEV_MOUNT_DATABASE, DEV_MOUNT_SYSTEM,
@@ -123,6 +128,11 @@ struct dev_server {
 	bool quiet_jwt_warning;
 
 	pthread_mutex_t lock;
+	/* The sweeper thread: wakes every DEV_SWEEP_INTERVAL_MS, or at once to stop. */
+	pthread_t sweeper;
+	pthread_cond_t sweeper_wake;
+	bool sweeper_running;
+	bool sweeper_stop;
 	struct dev_faults faults;
 	struct dev_mount *mounts[DEV_MOUNTS_MAX];      /* secret engines */
 	size_t nmounts;
@@ -196,6 +206,12 @@ bool dev_strlist_has(const json_t *list, const char *s);
 json_t *dev_list_children(const json_t *obj, const char *prefix);
 /* Random in [0, 1). */
 double dev_random_unit(void);
+/* What went wrong in a JSON text, in fixed words: jansson's own text quotes the input near
+ * the error ("invalid token near 'hunter2'"), and a body may carry a secret. Static. */
+const char *dev_json_error_words(const json_error_t *jerr);
+/* RFC 7386 JSON merge patch of target (may be NULL) with patch: null members delete, objects
+ * merge member by member, anything else replaces. New reference; NULL when out of memory. */
+json_t *dev_json_merge_patch(const json_t *target, const json_t *patch);
 /* True when path is prefix itself or prefix followed by '/'; *ret_rest is what follows. */
 bool dev_path_starts(const char *path, const char *prefix, const char **ret_rest);
 
@@ -204,14 +220,24 @@ bool dev_path_starts(const char *path, const char *prefix, const char **ret_rest
 struct dev_token *dev_token_find(struct dev_server *s, const char *id);
 /* A new token, linked in. policies: stolen. NULL when full or out of memory. */
 struct dev_token *dev_token_new(struct dev_server *s, int64_t now_ms, json_t *policies);
+/* True when t is ancestor or descends from it through parent links. */
+bool dev_token_descends(struct dev_server *s, const struct dev_token *t,
+			const struct dev_token *ancestor);
 /* Revokes a token, its children and their leases. */
 void dev_token_revoke(struct dev_server *s, struct dev_token *t, int64_t now_ms);
 /* The "auth" block for a token. New reference. */
 json_t *dev_token_auth(const struct dev_server *s, const struct dev_token *t, int64_t now_ms);
 /* The lookup-self data. New reference. */
 json_t *dev_token_lookup(const struct dev_token *t, int64_t now_ms);
-/* Drops expired tokens (revoking what they own) and marks expired leases. */
+/* Drops expired tokens (revoking what they own) and ends expired leases. Under the lock. */
 void dev_sweep(struct dev_server *s, int64_t now_ms);
+/* A thread that sweeps every DEV_SWEEP_INTERVAL_MS, so that what expires is revoked even
+ * when no request comes (Vault's expiration manager does the same). 0 or -errno. */
+int dev_sweeper_start(struct dev_server *s);
+/* Stops and joins it; without the lock held. Nothing when it was not started. */
+void dev_sweeper_stop(struct dev_server *s);
+/* Frees a lease and its data; NULL allowed. */
+void dev_lease_free(struct dev_lease *l);
 /* A new active lease; NULL when full. */
 struct dev_lease *dev_lease_new(struct dev_server *s, const char *id, const char *owner,
 				int64_t now_ms, int64_t ttl_s, int64_t max_ttl_s, bool renewable);
@@ -255,6 +281,8 @@ bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
+/* Undoes what a creds lease of mount m made (drops the database user) as it ends. */
+void dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l);
 /* The current default and max TTL of the database role a lease (an ID under mount m) was
  * minted for, read at renewal time as Vault's database backend does. 0, or -ENOENT when
  * the role is gone or the ID is not a creds lease. */

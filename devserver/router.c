@@ -54,32 +54,6 @@ is_root_token(const struct dev_server *s, const char *token)
 	    sodium_memcmp(token, s->root_token, n) == 0;
 }
 
-/* What went wrong in a body, in fixed words: jansson's own text quotes the input near
- * the error ("invalid token near 'hunter2'"), and a body may carry a secret. */
-static const char *
-json_error_words(const json_error_t *jerr)
-{
-	switch (json_error_code(jerr)) {
-	case json_error_out_of_memory:
-		return "out of memory";
-	case json_error_stack_overflow:
-		return "nested too deeply";
-	case json_error_invalid_utf8:
-		return "invalid UTF-8";
-	case json_error_premature_end_of_input:
-		return "unexpected end of JSON input";
-	case json_error_end_of_input_expected:
-		return "invalid character after top-level value";
-	case json_error_null_character:
-	case json_error_null_byte_in_key:
-		return "NUL character";
-	case json_error_numeric_overflow:
-		return "number out of range";
-	default:
-		return "invalid syntax";
-	}
-}
-
 /* Parses the body into c->body; false (with a 400 reply) when it is not a JSON object. */
 static bool
 parse_body(struct dev_call *c)
@@ -95,7 +69,7 @@ parse_body(struct dev_call *c)
 	c->body = json_loadb(text, len, 0, &jerr); /* duplicate keys: the last wins, as in Go */
 	if (c->body == NULL) {
 		dev_reply_errorf(c, 400, "failed to parse JSON input: %s at line %d, column %d",
-		    json_error_words(&jerr), jerr.line, jerr.column);
+		    dev_json_error_words(&jerr), jerr.line, jerr.column);
 		return false;
 	}
 	if (!json_is_object(c->body)) {
@@ -207,8 +181,9 @@ admin(struct dev_call *c, const char *method, const char *what)
 	}
 	if (!parse_body(c))
 		return;
+	/* No sweep here: the lease list shows what the server itself has done, so that a
+	 * test can see the sweeper end a lease. */
 	pthread_mutex_lock(&s->lock);
-	dev_sweep(s, c->now_ms);
 	if (strcmp(what, "faults") == 0) {
 		if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
 			if (faults_update(&s->faults, c->body, msg, sizeof(msg)) < 0) {
@@ -359,14 +334,39 @@ route(struct dev_call *c, const char *token)
 	}
 }
 
-static bool
-parse_op(struct lk_http_req *req, const char *method, enum dev_op *ret)
+/* Go's strconv.ParseBool, which Vault reads ?list= with: 1 true, 0 false, -EINVAL for
+ * anything else. */
+static int
+parse_bool(const char *s)
 {
-	const char *list = lk_http_query(req, "list");
+	static const char *const yes[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const no[] = { "0", "f", "F", "FALSE", "false", "False" };
 
-	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-		*ret = list != NULL && strcmp(list, "true") == 0 ? DEV_OP_LIST : DEV_OP_READ;
-	else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(s, yes[i]) == 0)
+			return 1;
+		if (strcmp(s, no[i]) == 0)
+			return 0;
+	}
+	return -EINVAL;
+}
+
+/* The operation; false (with the reply set) when the request names none: 405 for an
+ * unknown method, 400 for a ?list= that is not a boolean (Vault's empty errors). */
+static bool
+parse_op(struct dev_call *c, const char *method, enum dev_op *ret)
+{
+	const char *list = lk_http_query(c->req, "list");
+	int b;
+
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+		b = list != NULL && *list != '\0' ? parse_bool(list) : 0;
+		if (b < 0) {
+			dev_reply_error(c, 400, NULL);
+			return false;
+		}
+		*ret = b == 1 ? DEV_OP_LIST : DEV_OP_READ;
+	} else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
 		*ret = DEV_OP_WRITE;
 	else if (strcmp(method, "DELETE") == 0)
 		*ret = DEV_OP_DELETE;
@@ -374,8 +374,35 @@ parse_op(struct lk_http_req *req, const char *method, enum dev_op *ret)
 		*ret = DEV_OP_LIST;
 	else if (strcmp(method, "PATCH") == 0)
 		*ret = DEV_OP_PATCH;
-	else
+	else {
+		dev_reply_bad_method(c);
 		return false;
+	}
+	return true;
+}
+
+/* A PATCH body must be a JSON merge patch, as Vault's HTTP layer requires before any
+ * routing: no media type is 400 (Go's mime error), another one 415. */
+static bool
+patch_type_ok(struct dev_call *c)
+{
+	const char *ct = lk_http_header(c->req, "Content-Type");
+	size_t n;
+
+	if (ct == NULL)
+		ct = "";
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	n = strcspn(ct, "; \t");
+	if (n == 0) {
+		dev_reply_error(c, 400, "mime: no media type");
+		return false;
+	}
+	if (n != strlen(DEV_MERGE_PATCH_TYPE) || strncasecmp(ct, DEV_MERGE_PATCH_TYPE, n) != 0) {
+		dev_reply_errorf(c, 415, "PATCH requires Content-Type of %s, provided %.*s",
+		    DEV_MERGE_PATCH_TYPE, (int)(n < 128 ? n : 128), ct);
+		return false;
+	}
 	return true;
 }
 
@@ -459,10 +486,10 @@ dev_handle_request(void *ctx, struct lk_http_req *req)
 		dev_reply_error(&c, 400, "invalid request path");
 		goto send;
 	}
-	if (!parse_op(req, method, &c.op)) {
-		dev_reply_bad_method(&c);
+	if (!parse_op(&c, method, &c.op))
 		goto send;
-	}
+	if (c.op == DEV_OP_PATCH && !patch_type_ok(&c))
+		goto send;
 	if (inject(&c)) {
 		dropped = c.status == 0;
 		goto send;

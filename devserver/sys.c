@@ -194,7 +194,7 @@ dev_server_clear(struct dev_server *s)
 	while (s->leases != NULL) {
 		struct dev_lease *l = s->leases;
 		s->leases = l->next;
-		free(l);
+		dev_lease_free(l);
 	}
 	for (size_t i = 0; i < s->nmounts; i++)
 		dev_mount_free(s->mounts[i]);

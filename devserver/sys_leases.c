@@ -146,7 +146,8 @@ dev_sys_leases(struct dev_call *c, const char *rest)
 
 	if (dev_path_starts(rest, "leases/renew", &sub) || dev_path_starts(rest, "renew", &sub)) {
 		lease_renew(c, sub);
-	} else if (dev_path_starts(rest, "leases/revoke-prefix", &sub)) {
+	} else if (dev_path_starts(rest, "leases/revoke-prefix", &sub) ||
+		   dev_path_starts(rest, "revoke-prefix", &sub)) {
 		if (c->op != DEV_OP_WRITE || *sub != '/') {
 			dev_reply_bad_method(c);
 			return true;
