@@ -56,10 +56,13 @@ struct dev_faults {
 	double error_rate;
 	unsigned error_status;
 	double drop_rate;
+	double cut_rate;            /* answers cut mid-body: headers and half the body, then closed */
 	bool sealed;
 	char paths[DEV_PATH_MAX];   /* only paths under this prefix (after /v1/); "" = all */
 	int64_t retry_after_s;      /* Retry-After on injected 429s */
 };
+/* Longest Retry-After (s) an injected 429 may carry. */
+#define DEV_RETRY_AFTER_MAX_S 3600
 
 struct dev_token {
 	struct dev_token *next;
@@ -159,6 +162,7 @@ struct dev_call {
 	unsigned status;
 	json_t *reply;              /* owned: NULL sends no body */
 	bool revoke_token_after;    /* a use-limited token used up */
+	bool cut;                   /* fault: send the answer cut mid-body */
 };
 
 /* ---- replies (util.c) ---- */

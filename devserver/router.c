@@ -84,10 +84,10 @@ parse_body(struct dev_call *c)
 static json_t *
 faults_json(const struct dev_faults *f)
 {
-	return json_pack("{s:I, s:f, s:i, s:f, s:b, s:s, s:I}", "latency_ms", (json_int_t)f->latency_ms,
-	    "error_rate", f->error_rate, "error_status", (int)f->error_status, "drop_rate",
-	    f->drop_rate, "sealed", f->sealed, "paths", f->paths, "retry_after",
-	    (json_int_t)f->retry_after_s);
+	return json_pack("{s:I, s:f, s:i, s:f, s:f, s:b, s:s, s:I}", "latency_ms",
+	    (json_int_t)f->latency_ms, "error_rate", f->error_rate, "error_status",
+	    (int)f->error_status, "drop_rate", f->drop_rate, "cut_rate", f->cut_rate, "sealed",
+	    f->sealed, "paths", f->paths, "retry_after", (json_int_t)f->retry_after_s);
 }
 
 static bool
@@ -127,13 +127,15 @@ faults_update(struct dev_faults *f, const json_t *body, char *msg, size_t msglen
 			;
 		else if (strcmp(key, "drop_rate") == 0 && rate_ok(v, &n.drop_rate))
 			;
+		else if (strcmp(key, "cut_rate") == 0 && rate_ok(v, &n.cut_rate))
+			;
 		else if (strcmp(key, "error_status") == 0 && json_is_integer(v) &&
 			 json_integer_value(v) >= 400 && json_integer_value(v) <= 599)
 			n.error_status = (unsigned)json_integer_value(v);
 		else if (strcmp(key, "sealed") == 0 && json_is_boolean(v))
 			n.sealed = json_is_true(v);
 		else if (strcmp(key, "retry_after") == 0 && json_is_integer(v) &&
-			 json_integer_value(v) >= 0 && json_integer_value(v) <= 3600)
+			 json_integer_value(v) >= 0 && json_integer_value(v) <= DEV_RETRY_AFTER_MAX_S)
 			n.retry_after_s = json_integer_value(v);
 		else if (strcmp(key, "paths") == 0 && json_is_string(v) &&
 			 json_string_length(v) < sizeof(n.paths)) {
@@ -448,6 +450,8 @@ inject(struct dev_call *c)
 		c->status = 0;
 		return true;
 	}
+	/* Decided before the error, which then wins: an injected error is cut too. */
+	c->cut = f.cut_rate > 0 && dev_random_unit() < f.cut_rate;
 	if (f.error_rate > 0 && dev_random_unit() < f.error_rate) {
 		unsigned st = f.error_status != 0 ? f.error_status : 500;
 		const char *msg = injected_message(st);
@@ -462,6 +466,40 @@ inject(struct dev_call *c)
 		return true;
 	}
 	return false;
+}
+
+/* Sends the status, the headers and the first half of the body, then closes: a
+ * connection dropped mid-body. The library sends a body as given once a handler forces
+ * chunked framing, so the body here is one chunk whose size line announces the whole
+ * rendering while only half of it follows; with Connection: close the library then
+ * closes. A client sees a truncated chunk (curl: "transfer closed with outstanding read
+ * data remaining"). Returns false when there is no body to cut (the caller drops). */
+static bool
+respond_cut(struct lk_http_req *req, unsigned status, const json_t *reply)
+{
+	char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+	size_t len = text != NULL ? strlen(text) : 0, half = len / 2, n;
+	char *buf;
+	bool ok = false;
+
+	if (len < 2)
+		goto out;
+	buf = malloc(half + 32);
+	if (buf == NULL)
+		goto out;
+	n = (size_t)snprintf(buf, 32, "%zx\r\n", len);
+	memcpy(buf + n, text, half);
+	ok = lk_http_add_header(req, "Transfer-Encoding", "chunked") == 0 &&
+	    lk_http_add_header(req, "Connection", "close") == 0 &&
+	    lk_http_respond(req, status, "application/json", buf, n + half) == 0;
+	sodium_memzero(buf, half + 32);
+	free(buf);
+out:
+	if (text != NULL) {
+		sodium_memzero(text, len);
+		free(text);
+	}
+	return ok;
 }
 
 void
@@ -517,12 +555,18 @@ send:
 	} else {
 		if (c.status == 0)
 			dev_reply_error(&c, 500, "internal error");
-		if (c.reply == NULL)
+		if (c.cut) {
+			if (!respond_cut(req, c.status, c.reply))
+				lk_http_drop(req);
+			lk_log(LK_DEBUG, "request cut mid-body", LK_STR("method", method),
+			    LK_STR("path", path), LK_INT("status", c.status));
+		} else if (c.reply == NULL)
 			lk_http_respond(req, c.status, "application/json", NULL, 0);
 		else
 			lk_http_respond_json(req, c.status, c.reply);
-		lk_log(LK_DEBUG, "request", LK_STR("method", method), LK_STR("path", path),
-		    LK_INT("status", c.status));
+		if (!c.cut)
+			lk_log(LK_DEBUG, "request", LK_STR("method", method), LK_STR("path", path),
+			    LK_INT("status", c.status));
 	}
 	json_decref(c.reply);
 	json_decref(c.body);

@@ -1599,6 +1599,53 @@ START_TEST(test_lease_sweeper)
 }
 END_TEST
 
+/* Faults changed at run time: an answer cut mid-body (headers and part of the body, then
+ * the connection closes), 429 with the Retry-After of --retry-after, per-path scoping. */
+START_TEST(test_fault_cut_and_retry_after)
+{
+	struct t_dev d;
+	struct reply r;
+
+	start(&d, (const char *[]){ "--retry-after", "9", NULL });
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app", "root", "{\"data\":{\"k\":\"v\"}}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root",
+	    "{\"cut_rate\":1,\"paths\":\"secret/\"}", &r), 200);
+	ck_assert(json_real_value(json_object_get(r.json, "cut_rate")) == 1.0);
+	ck_assert_int_eq(jint(r.json, "retry_after", NULL), 9);
+	reply_clear(&r);
+	/* The status and part of the body arrive, then the connection closes: the transfer
+	 * fails (t_http answers 0) with a body that is not JSON. */
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 0);
+	ck_assert_ptr_nonnull(r.raw);
+	ck_assert_msg(strncmp(r.raw, "{\"request_id\":", 14) == 0, "%s", r.raw);
+	ck_assert_ptr_null(r.json);
+	reply_clear(&r);
+	/* Outside the paths, answers are whole. */
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/health", NULL, NULL, &r), 200);
+	reply_clear(&r);
+	/* An error that is cut: 429 with its Retry-After header, then the cut body. */
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root",
+	    "{\"error_rate\":1,\"error_status\":429}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 0);
+	ck_assert_str_eq(r.retry_after, "9");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root", "{\"cut_rate\":0}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 429);
+	ck_assert_str_eq(r.retry_after, "9");
+	ck_assert_ptr_nonnull(strstr(r.raw, "rate limit quota exceeded"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root", "{\"cut_rate\":2}", &r), 400);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
 static Suite *
 devserver_suite(void)
 {
@@ -1627,6 +1674,7 @@ devserver_suite(void)
 	tcase_add_test(tc, test_token_revocation_tree);
 	tcase_add_test(tc, test_explicit_max_ttl);
 	tcase_add_test(tc, test_lease_sweeper);
+	tcase_add_test(tc, test_fault_cut_and_retry_after);
 	suite_add_tcase(s, tc);
 	return s;
 }
