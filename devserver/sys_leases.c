@@ -139,6 +139,22 @@ lease_lookup(struct dev_call *c)
 	    "renewable", l->renewable, "ttl", (json_int_t)((l->expire_ms - c->now_ms) / 1000)));
 }
 
+/* LIST sys/leases/lookup/<prefix>: the active leases one level below prefix. */
+static void
+lease_list(struct dev_call *c, const char *prefix)
+{
+	json_t *ids = json_object();
+	char dir[DEV_PATH_MAX + 2];
+
+	snprintf(dir, sizeof(dir), "%s%s", prefix,
+	    *prefix != '\0' && prefix[strlen(prefix) - 1] != '/' ? "/" : "");
+	for (struct dev_lease *l = c->srv->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && strncmp(l->id, dir, strlen(dir)) == 0)
+			json_object_set_new(ids, l->id, json_true());
+	dev_reply_keys(c, dev_list_children(ids, dir));
+	json_decref(ids);
+}
+
 bool
 dev_sys_leases(struct dev_call *c, const char *rest)
 {
@@ -156,6 +172,8 @@ dev_sys_leases(struct dev_call *c, const char *rest)
 		dev_reply_empty(c);
 	} else if (dev_path_starts(rest, "leases/revoke", &sub) || dev_path_starts(rest, "revoke", &sub)) {
 		lease_revoke(c, sub);
+	} else if (c->op == DEV_OP_LIST && dev_path_starts(rest, "leases/lookup", &sub)) {
+		lease_list(c, *sub == '/' ? sub + 1 : sub);
 	} else if (strcmp(rest, "leases/lookup") == 0) {
 		lease_lookup(c);
 	} else {

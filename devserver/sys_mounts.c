@@ -179,6 +179,64 @@ remove_mount(struct dev_mount **list, size_t *n, size_t i)
 	(*n)--;
 }
 
+/* The data of a tune read: the mount's TTLs (the system's when 0), as Vault shows them. */
+static json_t *
+tune_json(const struct dev_mount *m)
+{
+	json_t *t = json_pack("{s:I, s:I, s:b, s:s}", "default_lease_ttl",
+	    (json_int_t)(m->default_ttl_s > 0 ? m->default_ttl_s : DEV_SYSTEM_TTL_S),
+	    "max_lease_ttl", (json_int_t)(m->max_ttl_s > 0 ? m->max_ttl_s : DEV_SYSTEM_TTL_S),
+	    "force_no_cache", 0, "description", m->description);
+
+	if (m->type == DEV_MOUNT_KV1 || m->type == DEV_MOUNT_KV2)
+		json_object_set_new(t, "options", json_pack("{s:s}", "version",
+		    m->type == DEV_MOUNT_KV2 ? "2" : "1"));
+	if (m->type == DEV_AUTH_TOKEN)
+		json_object_set_new(t, "token_type", json_string("default-service"));
+	return t;
+}
+
+/* sys/mounts/<path>/tune and sys/auth/<path>/tune: read, or change the TTLs and the
+ * description. Like sys/mounts itself, the data is repeated at the top level. */
+static void
+mount_tune(struct dev_call *c, struct dev_mount *m, const char *path)
+{
+	int64_t def, max;
+	const char *key;
+	json_t *v;
+
+	if (m == NULL) {
+		dev_reply_errorf(c, 400, "cannot fetch sysview for path \"%.128s\"", path);
+		return;
+	}
+	if (c->op == DEV_OP_READ) {
+		dev_reply_data(c, tune_json(m));
+		json_object_foreach(json_object_get(c->reply, "data"), key, v)
+			json_object_set(c->reply, key, v);
+		return;
+	}
+	if (c->op != DEV_OP_WRITE) {
+		dev_reply_bad_method(c);
+		return;
+	}
+	def = m->default_ttl_s;
+	max = m->max_ttl_s;
+	if (dev_json_ttl(json_object_get(c->body, "default_lease_ttl"), &def) < 0 ||
+	    dev_json_ttl(json_object_get(c->body, "max_lease_ttl"), &max) < 0) {
+		dev_reply_error(c, 400, "invalid default_lease_ttl or max_lease_ttl");
+		return;
+	}
+	if (max > 0 && def > max) {
+		dev_reply_error(c, 400, "backend max lease TTL cannot be less than backend default lease TTL");
+		return;
+	}
+	m->default_ttl_s = def;
+	m->max_ttl_s = max;
+	if (dev_body_str(c, "description") != NULL)
+		snprintf(m->description, sizeof(m->description), "%s", dev_body_str(c, "description"));
+	dev_reply_empty(c);
+}
+
 void
 dev_sys_mounts(struct dev_call *c, const char *rest, bool auth)
 {
@@ -187,11 +245,12 @@ dev_sys_mounts(struct dev_call *c, const char *rest, bool auth)
 	size_t *n = auth ? &s->nauths : &s->nmounts;
 	const struct dev_mount *other;
 	enum dev_mount_type type;
-	char path[DEV_NAME_MAX];
+	char path[DEV_NAME_MAX], base[DEV_NAME_MAX];
 	const char *tname;
 	struct dev_mount *m;
 	json_t *options, *config;
 	int64_t ttl;
+	bool tune;
 
 	if (*rest == '\0') {
 		if (c->op != DEV_OP_READ) {
@@ -201,7 +260,9 @@ dev_sys_mounts(struct dev_call *c, const char *rest, bool auth)
 		list_mounts(c, list, *n);
 		return;
 	}
-	if (!mount_path(rest, path, sizeof(path))) {
+	tune = strlen(rest) > 5 && strcmp(rest + strlen(rest) - 5, "/tune") == 0;
+	snprintf(base, sizeof(base), "%.*s", (int)(strlen(rest) - (tune ? 5 : 0)), rest);
+	if (!mount_path(base, path, sizeof(path))) {
 		dev_reply_errorf(c, 400, "invalid mount path \"%.128s\"", rest);
 		return;
 	}
@@ -209,6 +270,10 @@ dev_sys_mounts(struct dev_call *c, const char *rest, bool auth)
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(list[i]->path, path) == 0)
 			m = list[i];
+	if (tune) {
+		mount_tune(c, m, path);
+		return;
+	}
 	if (c->op == DEV_OP_READ) {
 		if (m == NULL) {
 			dev_reply_errorf(c, 400, "cannot fetch sysview for path \"%.128s\"", path);
