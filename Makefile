@@ -7,7 +7,7 @@ CC      ?= cc
 PKG_CONFIG ?= pkg-config
 
 MODULES ?= common crypto vault k8s broker sync devserver
-PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1
+PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1 libpq
 TESTPKG := check
 
 # A fresh machine: install the missing Debian packages before anything needs them.

@@ -246,6 +246,8 @@ void dev_lease_free(struct dev_lease *l);
 struct dev_lease *dev_lease_new(struct dev_server *s, const char *id, const char *owner,
 				int64_t now_ms, int64_t ttl_s, int64_t max_ttl_s, bool renewable);
 struct dev_lease *dev_lease_find(struct dev_server *s, const char *id);
+/* True when no lease can be added (DEV_LEASES_MAX, every one active). */
+bool dev_lease_count_full(const struct dev_server *s);
 /* Ends an active lease (nothing for one that has ended). */
 void dev_lease_revoke(struct dev_server *s, struct dev_lease *l, int64_t now_ms);
 /* Revokes every active lease whose ID starts with prefix. */
@@ -285,6 +287,10 @@ bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
+/* Before a creds lease of mount m is renewed to expire_ms: the role's renew_statements run
+ * on a real database. 0, or -errno with the reply set (502). */
+int dev_db_lease_renew(struct dev_call *c, struct dev_mount *m, struct dev_lease *l,
+		       int64_t expire_ms);
 /* Undoes what a creds lease of mount m made (drops the database user) as it ends. */
 void dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l);
 /* The current default and max TTL of the database role a lease (an ID under mount m) was

@@ -293,6 +293,17 @@ lease_drop_ended(struct dev_server *s)
 	return true;
 }
 
+bool
+dev_lease_count_full(const struct dev_server *s)
+{
+	if (s->nleases < DEV_LEASES_MAX)
+		return false;
+	for (const struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state != DEV_LEASE_ACTIVE)
+			return false;
+	return true;
+}
+
 struct dev_lease *
 dev_lease_new(struct dev_server *s, const char *id, const char *owner, int64_t now_ms,
 	      int64_t ttl_s, int64_t max_ttl_s, bool renewable)

@@ -73,6 +73,9 @@ lease_renew(struct dev_call *c, const char *suffix)
 		dev_reply_error(c, 400, "past the max TTL, cannot renew");
 		return;
 	}
+	if (m != NULL && m->type == DEV_MOUNT_DATABASE &&
+	    dev_db_lease_renew(c, m, l, c->now_ms + ttl * 1000) < 0)
+		return;
 	l->expire_ms = c->now_ms + ttl * 1000;
 	l->last_renew_ms = c->now_ms;
 	dev_reply_data(c, NULL);

@@ -4,7 +4,8 @@
 set -eu
 
 pkgs="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev \
-libsodium-dev libssl-dev libyaml-dev check curl python3 python3-cryptography python3-hvac"
+libsodium-dev libssl-dev libyaml-dev check curl python3 python3-cryptography python3-hvac \
+libpq-dev postgresql"
 if [ "${1:-}" = "--dev" ]; then
 	pkgs="$pkgs nginx-light clang libclang-rt-14-dev"
 fi

@@ -819,7 +819,7 @@ START_TEST(test_database)
 
 	start(&d, NULL);
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root",
-	    "{\"plugin_name\":\"postgresql-database-plugin\",\"connection_url\":\"postgresql://{{username}}:{{password}}@db/app\",\"password\":\"pw\",\"allowed_roles\":\"*\"}", &r), 204);
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"username\":\"vault\",\"password\":\"pw\",\"allowed_roles\":\"*\"}", &r), 204);
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/pg", "root", NULL, &r), 200);
 	ck_assert_ptr_null(json_object_get(json_object_get(r.json, "data"), "password"));
@@ -1646,6 +1646,45 @@ START_TEST(test_fault_cut_and_retry_after)
 }
 END_TEST
 
+/* A connection_url that cannot be reached: the error Vault gives, never the password. */
+START_TEST(test_database_unreachable)
+{
+	struct t_dev d;
+	struct reply r;
+	char body[1024];
+
+	start(&d, NULL);
+	snprintf(body, sizeof(body), "{\"plugin_name\":\"postgresql-database-plugin\","
+	    "\"connection_url\":\"host=%s/no-such-dir user={{username}} password={{password}} dbname=postgres\","
+	    "\"username\":\"vault\",\"password\":\"pw-unreachable-77c1\",\"allowed_roles\":[\"app\"]}", d.dir);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root", body, &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "error creating database object: error verifying connection: "
+	    "failed to connect to the database"));
+	ck_assert_ptr_null(strstr(r.raw, "pw-unreachable"));
+	reply_clear(&r);
+	/* Not verified at write time: the creds read fails, 502, no lease made. */
+	snprintf(body + strlen(body) - 1, sizeof(body) - strlen(body) + 1, ",\"verify_connection\":false}");
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root", body, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/app", "root",
+	    "{\"db_name\":\"pg\",\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/other", "root", "{\"db_name\":\"pg\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/creds/app", "root", NULL, &r), 502);
+	ck_assert_ptr_nonnull(strstr(r.raw, "failed to connect to the database"));
+	ck_assert_ptr_null(strstr(r.raw, "pw-unreachable"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/creds/other", "root", NULL, &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "\\\"other\\\" is not an allowed role"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/_latchkey/leases", "root", NULL, &r), 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "leases")), 0);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
 static Suite *
 devserver_suite(void)
 {
@@ -1675,6 +1714,7 @@ devserver_suite(void)
 	tcase_add_test(tc, test_explicit_max_ttl);
 	tcase_add_test(tc, test_lease_sweeper);
 	tcase_add_test(tc, test_fault_cut_and_retry_after);
+	tcase_add_test(tc, test_database_unreachable);
 	suite_add_tcase(s, tc);
 	return s;
 }
