@@ -1,5 +1,5 @@
 # latchkey — one binary, `latchkey`, built from the module folders below.
-# Targets: all (default), check, san, demo, bench, fuzz, install, clean.
+# Targets: all (default), check, san, demo, demo-db, bench, fuzz, install, clean.
 
 PREFIX  ?= /usr/local
 BUILD   ?= build
@@ -59,7 +59,7 @@ BENCH_SRC := $(wildcard tests/bench/*.c)
 TEST_BINS := $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%) $(INTEG_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
-.PHONY: all check san demo bench fuzz install clean tests
+.PHONY: all check san demo demo-db bench fuzz install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -101,6 +101,9 @@ san:
 
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
+
+demo-db: $(BIN)
+	@tools/demo-db.sh $(abspath $(BIN))
 
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
