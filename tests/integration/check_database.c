@@ -415,8 +415,8 @@ START_TEST(test_postgres_end_to_end)
 }
 END_TEST
 
-/* Direct: creds make a role, revoke drops it, a token's revocation drops what it made,
- * and the sweeper drops an expired one with no request; errors never hold a password. */
+/* Direct: creds make a role; revoke, revoke-prefix and a token's revocation drop what they
+ * end, and the sweeper drops an expired one with no request; errors never hold a password. */
 START_TEST(test_postgres_lifecycle)
 {
 	struct t_dev d;
@@ -474,6 +474,16 @@ START_TEST(test_postgres_lifecycle)
 	ck_assert_int_eq(roles_left(), 1);
 	snprintf(body, sizeof(body), "{\"token\":\"%s\"}", token);
 	ck_assert_int_eq(DEV("POST", "/v1/auth/token/revoke", body, NULL), 204);
+	ck_assert_int_eq(roles_left(), 0);
+
+	/* revoke-prefix, new and legacy. */
+	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, NULL), 200);
+	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, NULL), 200);
+	ck_assert_int_eq(roles_left(), 2);
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/leases/revoke-prefix/database/creds/long", NULL, NULL), 204);
+	ck_assert_int_eq(roles_left(), 0);
+	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, NULL), 200);
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/revoke-prefix/database/creds", NULL, NULL), 204);
 	ck_assert_int_eq(roles_left(), 0);
 
 	/* The sweeper: a 1 s lease ends by itself, and its role is dropped. */
