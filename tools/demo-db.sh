@@ -175,6 +175,13 @@ while login "$first_user" "$first_pw" | grep -qx "$first_user"; do
 	sleep 0.1
 done
 echo "psql as the old $first_user -> $(login "$first_user" "$first_pw" | head -n 1)"
+# Its VALID UNTIL (whole seconds) may refuse it a moment before the revocation drops it.
+i=0
+until [ "$(psql_as "$PG_ADMIN" "$admin_pw" -t -A -c "SELECT count(*) FROM pg_roles WHERE rolname = '$first_user'")" = 0 ]; do
+	i=$((i + 1))
+	[ "$i" -lt "$ROTATE_LIMIT" ] || fail "the old role was not dropped"
+	sleep 0.1
+done
 psql_as "$PG_ADMIN" "$admin_pw" -c "SELECT rolname, rolvaliduntil FROM pg_roles WHERE rolname LIKE 'v-token-%'"
 
 say "stopping the broker (SIGTERM): it revokes its leases, and latchkey dev drops the roles"
