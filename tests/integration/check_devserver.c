@@ -1559,12 +1559,12 @@ START_TEST(test_explicit_max_ttl)
 
 	start(&d, NULL);
 	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/create", "root",
-	    "{\"policies\":[\"default\"],\"ttl\":\"1h\",\"explicit_max_ttl\":2}", &r), 200);
-	ck_assert_int_eq(jint(r.json, "auth", "lease_duration"), 2);
+	    "{\"policies\":[\"default\"],\"ttl\":\"1h\",\"explicit_max_ttl\":4}", &r), 200);
+	ck_assert_int_eq(jint(r.json, "auth", "lease_duration"), 4);
 	snprintf(token, sizeof(token), "%s", jstr(r.json, "auth", "client_token"));
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/renew-self", token, "{\"increment\":\"1h\"}", &r), 200);
-	ck_assert_int_le(jint(r.json, "auth", "lease_duration"), 2);
+	ck_assert_int_le(jint(r.json, "auth", "lease_duration"), 4);
 	ck_assert_int_ge(jint(r.json, "auth", "lease_duration"), 1);
 	ck_assert_ptr_nonnull(json_array_get(json_object_get(r.json, "warnings"), 0));
 	reply_clear(&r);
