@@ -2,8 +2,10 @@
  *
  * One mutex (dev_server.lock) guards everything below it in the struct; the request
  * handler takes it once per request, after fault injection and before routing, and the
- * route handlers run under it. Route handlers fill a struct dev_call's reply and never
- * talk to the HTTP layer themselves.
+ * route handlers run under it; so does the sweeper thread when it ends what expired.
+ * Statements on a real database (pg.c) run under it too, bounded by libpq's timeouts.
+ * Route handlers fill a struct dev_call's reply and never talk to the HTTP layer
+ * themselves.
  */
 #ifndef LK_DEVSERVER_INTERNAL_H
 #define LK_DEVSERVER_INTERNAL_H

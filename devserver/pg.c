@@ -218,6 +218,18 @@ exec_one(struct dev_pg *pg, const char *query, char *err, size_t errlen)
 	return ok;
 }
 
+/* Substitutes vars into template (into query, PG_STATEMENT_MAX bytes) and runs it. */
+static bool
+exec_template(struct dev_pg *pg, const char *template, const char *const *vars, char *query,
+	      char *err, size_t errlen)
+{
+	if (substitute(template, vars, query, PG_STATEMENT_MAX) < 0) {
+		set_error(err, errlen, "statement too long", NULL, NULL);
+		return false;
+	}
+	return exec_one(pg, query, err, errlen);
+}
+
 int
 dev_pg_run(struct dev_pg *pg, const json_t *statements, const char *const *vars, char *err,
 	   size_t errlen)
@@ -239,26 +251,29 @@ dev_pg_run(struct dev_pg *pg, const json_t *statements, const char *const *vars,
 	json_array_foreach(statements, i, v) {
 		const char *stmt = json_string_value(v);
 		char *copy, *save = NULL;
+		bool ok = true;
 
 		if (stmt == NULL)
 			continue;
-		if (substitute(stmt, vars, query, PG_STATEMENT_MAX) < 0) {
-			set_error(err, errlen, "statement too long", NULL, NULL);
-			goto rollback;
-		}
-		/* Vault splits on ';' unless the statement has a dollar-quoted body. */
-		if (strstr(query, "$$") != NULL) {
-			if (!exec_one(pg, query, err, errlen))
+		/* As Vault: a statement with a dollar-quoted body runs whole; any other is
+		 * split on ';' first, and each part gets the substitutions. */
+		if (strstr(stmt, "$$") != NULL) {
+			if (!exec_template(pg, stmt, vars, query, err, errlen))
 				goto rollback;
 			continue;
 		}
-		copy = query;
-		for (char *part = strtok_r(copy, ";", &save); part != NULL; part = strtok_r(NULL, ";", &save)) {
-			if (strspn(part, " \t\r\n") == strlen(part))
-				continue;
-			if (!exec_one(pg, part, err, errlen))
-				goto rollback;
+		copy = strdup(stmt);
+		if (copy == NULL) {
+			set_error(err, errlen, "out of memory", NULL, NULL);
+			goto rollback;
 		}
+		for (char *part = strtok_r(copy, ";", &save); part != NULL && ok;
+		     part = strtok_r(NULL, ";", &save))
+			if (strspn(part, " \t\r\n") != strlen(part))
+				ok = exec_template(pg, part, vars, query, err, errlen);
+		free(copy);
+		if (!ok)
+			goto rollback;
 	}
 	if (!exec_one(pg, "COMMIT", err, errlen))
 		goto out;

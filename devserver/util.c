@@ -356,8 +356,6 @@ dev_json_merge_patch(const json_t *target, const json_t *patch)
 	return out;
 }
 
-/* What went wrong in a body, in fixed words: jansson's own text quotes the input near
- * the error ("invalid token near 'hunter2'"), and a body may carry a secret. */
 const char *
 dev_json_error_words(const json_error_t *jerr)
 {

@@ -485,6 +485,20 @@ START_TEST(test_postgres_lifecycle)
 	ck_assert_int_eq(DEV("POST", "/v1/auth/token/revoke", body, NULL), 204);
 	ck_assert_int_eq(roles_left(), 0);
 
+	/* A dollar-quoted body is run whole, not split at its ';'. */
+	ck_assert_int_eq(DEV("POST", "/v1/database/roles/dollar", "{\"db_name\":\"pg\",\"default_ttl\":\"1h\","
+	    "\"creation_statements\":[\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\","
+	    "\"DO $$ BEGIN EXECUTE 'COMMENT ON ROLE \\\"{{name}}\\\" IS ''by latchkey dev'''; END $$;\"]}", NULL), 204);
+	ck_assert_int_eq(DEV("GET", "/v1/database/creds/dollar", NULL, &reply), 200);
+	j = json_loads(reply, 0, NULL);
+	snprintf(user, sizeof(user), "%s", json_string_value(json_object_get(json_object_get(j, "data"), "username")));
+	json_decref(j);
+	free(reply);
+	ck_assert_str_eq(admin_query("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+	    user), "by latchkey dev");
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/leases/revoke-prefix/database/creds/dollar", NULL, NULL), 204);
+	ck_assert_int_eq(roles_left(), 0);
+
 	/* revoke-prefix, new and legacy. */
 	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, NULL), 200);
 	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, NULL), 200);
