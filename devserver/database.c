@@ -347,6 +347,7 @@ db_creds(struct dev_call *c, struct dev_mount *m, const char *name)
 	const char *db;
 	int64_t def, max;
 	struct dev_lease *l;
+	int n;
 
 	if (c->op != DEV_OP_READ) {
 		dev_reply_bad_method(c);
@@ -366,7 +367,12 @@ db_creds(struct dev_call *c, struct dev_mount *m, const char *name)
 	db_username(name, c->now_ms, user);
 	db_password(pass);
 	dev_random_uuid(uuid);
-	snprintf(lease_id, sizeof(lease_id), "%screds/%s/%s", m->path, name, uuid);
+	n = snprintf(lease_id, sizeof(lease_id), "%screds/%s/%s", m->path, name, uuid);
+	/* Checked before a database user is made, so that none is left without a lease. */
+	if (n < 0 || (size_t)n >= sizeof(l->id)) {
+		dev_reply_error(c, 400, "role name too long");
+		goto out;
+	}
 	if (dev_lease_count_full(c->srv)) {
 		dev_reply_error(c, 429, "lease count quota exceeded");
 		goto out;

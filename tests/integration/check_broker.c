@@ -447,6 +447,9 @@ db_unavailable_cond(void *arg)
 {
 	struct expiry_state *es = arg;
 	char *body = NULL;
+	/* Expired when asked for, not when the answer arrived: served in the last
+	 * millisecond of its life, a credential may expire on the way. */
+	int64_t asked_ms = lk_now_real_ms();
 	long st = broker_get(es->f, "/v1/secrets/db", &body);
 	bool done = false;
 
@@ -456,7 +459,7 @@ db_unavailable_cond(void *arg)
 								    "expires_at"));
 		int64_t exp_ms = 0;
 
-		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= lk_now_real_ms())
+		if (exp == NULL || lk_rfc3339_parse(exp, &exp_ms) < 0 || exp_ms <= asked_ms)
 			es->served_expired = true;
 		json_decref(j);
 	} else if (st == 503) {
