@@ -13,6 +13,9 @@
 #include "common/log.h"
 
 #define ADMIN_PREFIX "/_latchkey/"
+/* The fault endpoint again under /v1/, for clients that only speak Vault's API; Vault has
+ * no sys/dev/. Like the admin endpoints, no fault or seal applies to it. */
+#define FAULTS_V1_PATH "/v1/sys/dev/faults"
 
 static const char *const PERMISSION_DENIED_1 = "1 error occurred:\n\t* permission denied\n\n";
 static const char *const INVALID_TOKEN_2 =
@@ -513,6 +516,11 @@ dev_handle_request(void *ctx, struct lk_http_req *req)
 	if (strncmp(path, ADMIN_PREFIX, strlen(ADMIN_PREFIX)) == 0) {
 		c.path = path;
 		admin(&c, method, path + strlen(ADMIN_PREFIX));
+		goto send;
+	}
+	if (strcmp(path, FAULTS_V1_PATH) == 0) {
+		c.path = path;
+		admin(&c, method, "faults");
 		goto send;
 	}
 	if (strncmp(path, "/v1/", 4) != 0) {

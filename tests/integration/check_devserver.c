@@ -1642,6 +1642,21 @@ START_TEST(test_fault_cut_and_retry_after)
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root", "{\"cut_rate\":2}", &r), 400);
 	reply_clear(&r);
+	/* The same endpoint under /v1/sys/dev/faults, which no fault reaches. */
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/dev/faults", "root",
+	    "{\"reset\":true,\"error_rate\":1,\"error_status\":503,\"sealed\":true}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/dev/faults", "root", NULL, &r), 200);
+	ck_assert_int_eq(jint(r.json, "error_status", NULL), 503);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/dev/faults", NULL, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app", "root", NULL, &r), 503);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/sys/dev/faults", "root", NULL, &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app", "root", NULL, &r), 200);
+	reply_clear(&r);
 	stop(&d);
 }
 END_TEST

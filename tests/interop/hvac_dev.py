@@ -87,6 +87,13 @@ def sec_sys():
     c.sys.enable_auth_method("approle", path="approle2")
     check("approle2/" in c.sys.list_auth_methods()["data"], "approle2/ enabled")
     c.sys.disable_auth_method("approle2")
+    # the dev server's fault endpoint, reachable through hvac's own adapter
+    faults = c.adapter.put("/v1/sys/dev/faults", json={"error_rate": 1, "error_status": 500, "paths": "secret/"})
+    check(faults["error_rate"] == 1 and faults["paths"] == "secret/", "set faults", faults)
+    raises(hvac.exceptions.InternalServerError, c.secrets.kv.v2.read_secret_version, "x")
+    check(c.sys.read_health_status(method="GET")["sealed"] is False, "faults stay under their paths")
+    check(c.adapter.delete("/v1/sys/dev/faults")["error_rate"] == 0, "faults cleared")
+    raises(hvac.exceptions.InvalidPath, c.secrets.kv.v2.read_secret_version, "x")
 
 
 def sec_policies():
