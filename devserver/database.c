@@ -262,24 +262,22 @@ expiration_str(int64_t ms, char out[32])
 	strftime(out, 32, "%Y-%m-%d %H:%M:%S+0000", &tm);
 }
 
-/* Connects with cfg and runs statements with the user's variables; on failure replies
- * (status with "what: <database error>") and returns -errno. */
+/* Connects with cfg and runs statements with the user's variables. 0, or -errno with err
+ * set (no password in it). */
 static int
-db_run(struct dev_call *c, const json_t *cfg, const json_t *statements, const char *user,
-       const char *pass, int64_t expire_ms, unsigned status, const char *what)
+db_run(const json_t *cfg, const json_t *statements, const char *user, const char *pass,
+       int64_t expire_ms, char err[DB_ERROR_MAX])
 {
-	char exp[32], err[DB_ERROR_MAX];
 	struct dev_pg *pg = NULL;
+	char exp[32];
 	int r;
 
 	expiration_str(expire_ms, exp);
-	r = dev_pg_open(cfg, &pg, err, sizeof(err));
+	r = dev_pg_open(cfg, &pg, err, DB_ERROR_MAX);
 	if (r == 0)
 		r = dev_pg_run(pg, statements, (const char *[]){ "name", user, "username", user,
-		    "password", pass != NULL ? pass : "", "expiration", exp, NULL }, err, sizeof(err));
+		    "password", pass != NULL ? pass : "", "expiration", exp, NULL }, err, DB_ERROR_MAX);
 	dev_pg_close(pg);
-	if (r < 0 && c != NULL)
-		dev_reply_errorf(c, status, "%s: %s", what, err);
 	return r;
 }
 
@@ -289,12 +287,17 @@ db_create_user(struct dev_call *c, const json_t *cfg, const json_t *role, const 
 	       const char *pass, int64_t expire_ms)
 {
 	const json_t *stmts = json_object_get(role, "creation_statements");
+	char err[DB_ERROR_MAX];
+	int r;
 
 	if (json_array_size(stmts) == 0) {
 		dev_reply_error(c, 500, "empty creation statements");
 		return -EINVAL;
 	}
-	return db_run(c, cfg, stmts, user, pass, expire_ms, 502, "error creating the database user");
+	r = db_run(cfg, stmts, user, pass, expire_ms, err);
+	if (r < 0)
+		dev_reply_errorf(c, 502, "error creating the database user: %s", err);
+	return r;
 }
 
 /* The config and role of a creds lease of mount m, when its users are real. */
@@ -323,18 +326,20 @@ int
 dev_db_lease_renew(struct dev_call *c, struct dev_mount *m, struct dev_lease *l, int64_t expire_ms)
 {
 	const json_t *cfg, *role, *stmts;
+	char err[DB_ERROR_MAX];
 	const char *user;
-	json_t *def;
+	json_t *def = NULL;
 	int r;
 
 	if (!lease_db(m, l, &cfg, &role, &user))
 		return 0;
 	stmts = json_object_get(role, "renew_statements");
-	if (json_array_size(stmts) > 0)
-		return db_run(c, cfg, stmts, user, NULL, expire_ms, 502, "error renewing the database user");
-	def = json_pack("[s]", DB_DEFAULT_RENEW);
-	r = db_run(c, cfg, def, user, NULL, expire_ms, 502, "error renewing the database user");
+	if (json_array_size(stmts) == 0)
+		stmts = def = json_pack("[s]", DB_DEFAULT_RENEW);
+	r = db_run(cfg, stmts, user, NULL, expire_ms, err);
 	json_decref(def);
+	if (r < 0)
+		dev_reply_errorf(c, 502, "error renewing the database user: %s", err);
 	return r;
 }
 
@@ -425,8 +430,7 @@ dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l)
 		return;
 	stmts = json_object_get(role, "revocation_statements");
 	if (json_array_size(stmts) > 0) {
-		r = db_run(NULL, cfg, stmts, user, NULL, l->expire_ms, 0, NULL);
-		snprintf(err, sizeof(err), "the revocation statements failed");
+		r = db_run(cfg, stmts, user, NULL, l->expire_ms, err);
 	} else {
 		r = dev_pg_open(cfg, &pg, err, sizeof(err));
 		if (r == 0)

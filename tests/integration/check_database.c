@@ -485,6 +485,26 @@ START_TEST(test_postgres_lifecycle)
 	ck_assert_int_eq(DEV("POST", "/v1/auth/token/revoke", body, NULL), 204);
 	ck_assert_int_eq(roles_left(), 0);
 
+	/* Renewal runs renew_statements: when they fail, 502 and the lease stays as it was. */
+	ck_assert_int_eq(DEV("POST", "/v1/database/roles/badrenew", "{\"db_name\":\"pg\",\"default_ttl\":\"1h\","
+	    "\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\","
+	    "\"renew_statements\":[\"ALTER ROLE no_such_role_9f VALID UNTIL '{{expiration}}';\"]}", NULL), 204);
+	ck_assert_int_eq(DEV("GET", "/v1/database/creds/badrenew", NULL, &reply), 200);
+	j = json_loads(reply, 0, NULL);
+	snprintf(body, sizeof(body), "{\"lease_id\":\"%s\",\"increment\":60}",
+	    json_string_value(json_object_get(j, "lease_id")));
+	json_decref(j);
+	free(reply);
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/leases/renew", body, &reply), 502);
+	ck_assert_ptr_nonnull(strstr(reply, "error renewing the database user: statement failed"));
+	ck_assert_ptr_nonnull(strstr(reply, "no_such_role_9f"));
+	free(reply);
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/leases/lookup", body, &reply), 200);
+	ck_assert_ptr_nonnull(strstr(reply, "\"ttl\":3")); /* still about an hour: 3599 or 3600 */
+	free(reply);
+	ck_assert_int_eq(DEV("PUT", "/v1/sys/leases/revoke-prefix/database/creds/badrenew", NULL, NULL), 204);
+	ck_assert_int_eq(roles_left(), 0);
+
 	/* A dollar-quoted body is run whole, not split at its ';'. */
 	ck_assert_int_eq(DEV("POST", "/v1/database/roles/dollar", "{\"db_name\":\"pg\",\"default_ttl\":\"1h\","
 	    "\"creation_statements\":[\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\","
