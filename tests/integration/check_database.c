@@ -40,7 +40,8 @@ static struct {
 	char bindir[512];
 	char *dir;             /* owned by the postgres user: data/, the socket, pg.log */
 	pid_t pid;             /* the postmaster, 0 when not running */
-	char why[256];         /* why PostgreSQL is not here, "" when it is */
+	char why[256];         /* why PostgreSQL is not here (a skip), "" when it is */
+	char error[512];       /* why it did not start although it is here (a failure) */
 } pg;
 
 /* The newest /usr/lib/postgresql/<version>/bin holding initdb and postgres. */
@@ -128,25 +129,24 @@ pg_start(void)
 	struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
 	pid_t pid;
 
-	pg.why[0] = '\0';
+	pg.why[0] = pg.error[0] = '\0';
 	if (!find_bindir(pg.bindir, sizeof(pg.bindir))) {
 		snprintf(pg.why, sizeof(pg.why), "PostgreSQL's server binaries (initdb, postgres) are not "
 		    "under /usr/lib/postgresql/*/bin (tools/deps.sh installs postgresql)");
 		return;
 	}
 	if (geteuid() == 0 && pw == NULL) {
-		snprintf(pg.why, sizeof(pg.why), "running as root and there is no user postgres to run "
-		    "PostgreSQL as (initdb refuses root)");
+		snprintf(pg.error, sizeof(pg.error), "running as root and there is no user postgres to "
+		    "run PostgreSQL as (initdb refuses root)");
 		return;
 	}
 	pg.dir = t_tmpdir();
-	if (pg.dir == NULL || (pw != NULL && chown(pg.dir, pw->pw_uid, pw->pw_gid) < 0)) {
-		snprintf(pg.why, sizeof(pg.why), "cannot prepare a directory for PostgreSQL");
+	if (pg.dir == NULL || (pw != NULL && chown(pg.dir, pw->pw_uid, pw->pw_gid) < 0) ||
+	    t_write_file(pgpath("pwfile"), PG_ADMIN_PASSWORD "\n", 0600) < 0 ||
+	    (pw != NULL && chown(pgpath("pwfile"), pw->pw_uid, pw->pw_gid) < 0)) {
+		snprintf(pg.error, sizeof(pg.error), "cannot prepare a directory for PostgreSQL");
 		return;
 	}
-	t_write_file(pgpath("pwfile"), PG_ADMIN_PASSWORD "\n", 0600);
-	if (pw != NULL && chown(pgpath("pwfile"), pw->pw_uid, pw->pw_gid) < 0)
-		return;
 	snprintf(initdb, sizeof(initdb), "%s/initdb", pg.bindir);
 	snprintf(postgres, sizeof(postgres), "%s/postgres", pg.bindir);
 	pid = spawn_as_postgres((const char *[]){ initdb, "-D", pgpath("data"), "-U", PG_ADMIN,
@@ -154,7 +154,7 @@ pg_start(void)
 	    "--no-sync", NULL }, pgpath("initdb.log"));
 	if (pid < 0 || wait_exit(pid) != 0) {
 		char *log = t_read_file(pgpath("initdb.log"));
-		snprintf(pg.why, sizeof(pg.why), "initdb failed: %.200s", log != NULL ? log : "");
+		snprintf(pg.error, sizeof(pg.error), "initdb failed: %.400s", log != NULL ? log : "");
 		free(log);
 		return;
 	}
@@ -341,6 +341,7 @@ START_TEST(test_postgres_end_to_end)
 		t_skip("PostgreSQL end to end: %s", pg.why);
 		return;
 	}
+	ck_assert_msg(pg.error[0] == '\0', "PostgreSQL: %s", pg.error);
 	ck_assert_msg(pg.pid > 0 && t_wait_until(pg_ready, NULL, T_DEADLINE_MS),
 	    "PostgreSQL did not start: %s", pg.dir != NULL ? t_read_file(pgpath("pg.log")) : "");
 	memset(&f, 0, sizeof(f));
@@ -421,7 +422,9 @@ START_TEST(test_postgres_lifecycle)
 		t_skip("PostgreSQL lifecycle: %s", pg.why);
 		return;
 	}
-	ck_assert(pg.pid > 0 && t_wait_until(pg_ready, NULL, T_DEADLINE_MS));
+	ck_assert_msg(pg.error[0] == '\0', "PostgreSQL: %s", pg.error);
+	ck_assert_msg(pg.pid > 0 && t_wait_until(pg_ready, NULL, T_DEADLINE_MS),
+	    "PostgreSQL did not start: %s", pg.dir != NULL ? t_read_file(pgpath("pg.log")) : "");
 	ck_assert_int_eq(t_dev_start(&d, NULL), 0);
 #define DEV(method, path, data, ret) \
 	(snprintf(url, sizeof(url), "%s%s", d.addr, path), t_http(method, url, NULL, "root", data, ret))
