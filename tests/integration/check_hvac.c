@@ -22,7 +22,7 @@ static char script[1024];
 static const char *
 hvac_missing(void)
 {
-	const char *probe[] = { PYTHON, "-c", "import hvac, requests, cryptography", NULL };
+	const char *probe[] = { PYTHON, "-c", "from hvac import Client; import requests, cryptography", NULL };
 	const char *src = getenv("LATCHKEY_SRCDIR");
 
 	snprintf(script, sizeof(script), "%s/tests/interop/hvac_dev.py", src != NULL ? src : ".");
