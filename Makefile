@@ -1,5 +1,5 @@
 # latchkey — one binary, `latchkey`, built from the module folders below.
-# Targets: all (default), check, san, demo, bench, fuzz, install, clean.
+# Targets: all (default), check, san, demo, demo-db, bench, fuzz, install, clean.
 
 PREFIX  ?= /usr/local
 BUILD   ?= build
@@ -7,7 +7,7 @@ CC      ?= cc
 PKG_CONFIG ?= pkg-config
 
 MODULES ?= common crypto http manifest sealing vault k8s broker sync devserver
-PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1
+PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1 libpq
 TESTPKG := check
 
 # A fresh machine: install the missing Debian packages before anything needs them.
@@ -64,7 +64,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 # Checks of the tree itself (the module graph): scripts, run as they are.
 LINT := $(wildcard tests/lint/check_*.sh)
 
-.PHONY: all check san tsan demo bench fuzz install clean tests
+.PHONY: all check san tsan demo demo-db bench fuzz install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -114,6 +114,9 @@ tsan:
 
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
+
+demo-db: $(BIN)
+	@tools/demo-db.sh $(abspath $(BIN))
 
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 

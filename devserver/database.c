@@ -1,16 +1,32 @@
 /* database.c — the database secrets engine: roles, connection configs, and credentials
- * minted on every read under a renewable lease. No database is contacted. */
+ * minted on every read under a renewable lease. A config with plugin_name
+ * postgresql-database-plugin and a connection_url makes them real PostgreSQL users (pg.c):
+ * created from the role's creation_statements, renewed with its renew_statements and
+ * dropped with its revocation_statements (Vault's defaults when empty). Without a
+ * connection_url only names are minted and no database is contacted. */
 #include "devserver/internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "devserver/pg.h"
 
 /* Longest role name put in a generated username. */
 #define DB_USER_ROLE_MAX 32
 /* Length of the random parts of generated usernames and passwords. */
 #define DB_RANDOM_LEN 20
+/* Longest generated username: PostgreSQL's identifier limit (NAMEDATALEN - 1), as Vault's
+ * username template truncates to. */
+#define DB_USER_MAX 63
+/* Longest error text from the database kept for an answer. */
+#define DB_ERROR_MAX 512
+/* Vault's PostgreSQL defaults for an empty renew_statements. */
+static const char DB_DEFAULT_RENEW[] = "ALTER ROLE \"{{name}}\" VALID UNTIL '{{expiration}}';";
 
 static bool
 name_ok(const char *name)
@@ -133,6 +149,20 @@ db_config(struct dev_call *c, struct dev_mount *m, const char *name)
 			dev_reply_error(c, 400, "plugin_name must be provided");
 			return;
 		}
+		/* As Vault: with verify_connection (the default) a connection is tried now. */
+		if (dev_pg_configured(copy) &&
+		    !json_is_false(json_object_get(copy, "verify_connection"))) {
+			struct dev_pg *pg = NULL;
+			char err[DB_ERROR_MAX];
+
+			if (dev_pg_open(copy, &pg, err, sizeof(err)) < 0) {
+				json_decref(copy);
+				dev_reply_errorf(c, 400, "error creating database object: error verifying connection: %s",
+				    err);
+				return;
+			}
+			dev_pg_close(pg);
+		}
 		json_object_set_new(configs, name, copy);
 		dev_reply_empty(c);
 		return;
@@ -193,14 +223,136 @@ dev_db_lease_limits(const struct dev_mount *m, const char *lease_id, int64_t *re
 	return 0;
 }
 
+/* "v-token-<role>-<random>-<unix time>", cut at DB_USER_MAX; the role's characters outside
+ * [A-Za-z0-9_-] become '_', so the name is safe raw inside a quoted identifier or literal,
+ * where the statements put it. */
+static void
+db_username(const char *role, int64_t now_ms, char out[DB_USER_MAX + 1])
+{
+	char rnd[DB_RANDOM_LEN + 1], safe[DB_USER_ROLE_MAX + 1], full[DB_USER_ROLE_MAX + 64];
+	size_t i;
+
+	for (i = 0; role[i] != '\0' && i < DB_USER_ROLE_MAX; i++)
+		safe[i] = isalnum((unsigned char)role[i]) || role[i] == '-' || role[i] == '_' ? role[i] : '_';
+	safe[i] = '\0';
+	dev_random_alnum(rnd, DB_RANDOM_LEN);
+	snprintf(full, sizeof(full), "v-token-%s-%s-%lld", safe, rnd, (long long)(now_ms / 1000));
+	snprintf(out, DB_USER_MAX + 1, "%.*s", DB_USER_MAX, full);
+}
+
+/* The config's allowed_roles (a list or a comma-separated string) holds name or "*". */
+static bool
+role_allowed(const json_t *cfg, const char *name)
+{
+	json_t *allowed = dev_json_strlist(json_object_get(cfg, "allowed_roles"), false);
+	bool ok = allowed != NULL && (dev_strlist_has(allowed, "*") || dev_strlist_has(allowed, name));
+
+	json_decref(allowed);
+	return ok;
+}
+
+/* Vault's {{expiration}}: "2006-01-02 15:04:05-0700", in UTC. */
+static void
+expiration_str(int64_t ms, char out[32])
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%d %H:%M:%S+0000", &tm);
+}
+
+/* Connects with cfg and runs statements with the user's variables. 0, or -errno with err
+ * set (no password in it). */
+static int
+db_run(const json_t *cfg, const json_t *statements, const char *user, const char *pass,
+       int64_t expire_ms, char err[DB_ERROR_MAX])
+{
+	struct dev_pg *pg = NULL;
+	char exp[32];
+	int r;
+
+	expiration_str(expire_ms, exp);
+	r = dev_pg_open(cfg, &pg, err, DB_ERROR_MAX);
+	if (r == 0)
+		r = dev_pg_run(pg, statements, (const char *[]){ "name", user, "username", user,
+		    "password", pass != NULL ? pass : "", "expiration", exp, NULL }, err, DB_ERROR_MAX);
+	dev_pg_close(pg);
+	return r;
+}
+
+/* Runs the role's creation_statements for a new user (Vault: NewUser). */
+static int
+db_create_user(struct dev_call *c, const json_t *cfg, const json_t *role, const char *user,
+	       const char *pass, int64_t expire_ms)
+{
+	const json_t *stmts = json_object_get(role, "creation_statements");
+	char err[DB_ERROR_MAX];
+	int r;
+
+	if (json_array_size(stmts) == 0) {
+		dev_reply_error(c, 500, "empty creation statements");
+		return -EINVAL;
+	}
+	r = db_run(cfg, stmts, user, pass, expire_ms, err);
+	if (r < 0)
+		dev_reply_errorf(c, 502, "error creating the database user: %s", err);
+	return r;
+}
+
+/* The config and role of a creds lease of mount m, when its users are real. */
+static bool
+lease_db(const struct dev_mount *m, const struct dev_lease *l, const json_t **ret_cfg,
+	 const json_t **ret_role, const char **ret_user)
+{
+	const char *user = json_string_value(json_object_get(l->data, "username"));
+	const char *db = json_string_value(json_object_get(l->data, "db_name"));
+	const char *role = json_string_value(json_object_get(l->data, "role"));
+	const json_t *cfg;
+
+	if (user == NULL || db == NULL || role == NULL)
+		return false;
+	cfg = json_object_get(json_object_get(m->state, "config"), db);
+	if (cfg == NULL || !dev_pg_configured(cfg))
+		return false;
+	*ret_cfg = cfg;
+	/* A role deleted since: Vault's default statements. */
+	*ret_role = json_object_get(json_object_get(m->state, "roles"), role);
+	*ret_user = user;
+	return true;
+}
+
+int
+dev_db_lease_renew(struct dev_call *c, struct dev_mount *m, struct dev_lease *l, int64_t expire_ms)
+{
+	const json_t *cfg, *role, *stmts;
+	char err[DB_ERROR_MAX];
+	const char *user;
+	json_t *def = NULL;
+	int r;
+
+	if (!lease_db(m, l, &cfg, &role, &user))
+		return 0;
+	stmts = json_object_get(role, "renew_statements");
+	if (json_array_size(stmts) == 0)
+		stmts = def = json_pack("[s]", DB_DEFAULT_RENEW);
+	r = db_run(cfg, stmts, user, NULL, expire_ms, err);
+	json_decref(def);
+	if (r < 0)
+		dev_reply_errorf(c, 502, "error renewing the database user: %s", err);
+	return r;
+}
+
 static void
 db_creds(struct dev_call *c, struct dev_mount *m, const char *name)
 {
-	json_t *role = json_object_get(json_object_get(m->state, "roles"), name);
-	char user[160], rnd[DB_RANDOM_LEN + 1], pass[DB_RANDOM_LEN + 1];
+	json_t *role = json_object_get(json_object_get(m->state, "roles"), name), *cfg;
+	char user[DB_USER_MAX + 1], pass[DB_RANDOM_LEN + 1];
 	char uuid[40], lease_id[DEV_NAME_MAX + 64];
+	const char *db;
 	int64_t def, max;
 	struct dev_lease *l;
+	int n;
 
 	if (c->op != DEV_OP_READ) {
 		dev_reply_bad_method(c);
@@ -211,24 +363,42 @@ db_creds(struct dev_call *c, struct dev_mount *m, const char *name)
 		return;
 	}
 	role_limits(m, role, &def, &max);
-	dev_random_alnum(rnd, DB_RANDOM_LEN);
-	snprintf(user, sizeof(user), "v-token-%.*s-%s-%lld", DB_USER_ROLE_MAX, name, rnd,
-	    (long long)(c->now_ms / 1000));
+	db = json_string_value(json_object_get(role, "db_name"));
+	cfg = json_object_get(json_object_get(m->state, "config"), db != NULL ? db : "");
+	if (cfg != NULL && dev_pg_configured(cfg) && !role_allowed(cfg, name)) {
+		dev_reply_errorf(c, 400, "\"%.128s\" is not an allowed role", name);
+		return;
+	}
+	db_username(name, c->now_ms, user);
 	db_password(pass);
 	dev_random_uuid(uuid);
-	snprintf(lease_id, sizeof(lease_id), "%screds/%s/%s", m->path, name, uuid);
+	n = snprintf(lease_id, sizeof(lease_id), "%screds/%s/%s", m->path, name, uuid);
+	/* Checked before a database user is made, so that none is left without a lease. */
+	if (n < 0 || (size_t)n >= sizeof(l->id)) {
+		dev_reply_error(c, 400, "role name too long");
+		goto out;
+	}
+	if (dev_lease_count_full(c->srv)) {
+		dev_reply_error(c, 429, "lease count quota exceeded");
+		goto out;
+	}
+	if (cfg != NULL && dev_pg_configured(cfg) &&
+	    db_create_user(c, cfg, role, user, pass, c->now_ms + def * 1000) < 0)
+		goto out;
 	l = dev_lease_new(c->srv, lease_id, c->token != NULL ? c->token->id : "", c->now_ms, def,
 	    max, true);
 	if (l == NULL) {
 		dev_reply_error(c, 429, "lease count quota exceeded");
-		sodium_memzero(pass, sizeof(pass));
-		return;
+		goto out;
 	}
+	l->data = json_pack("{s:s, s:s, s:s}", "username", user, "role", name, "db_name",
+	    db != NULL ? db : "");
 	dev_reply_data(c, json_pack("{s:s, s:s}", "username", user, "password", pass));
-	sodium_memzero(pass, sizeof(pass));
 	json_object_set_new(c->reply, "lease_id", json_string(l->id));
 	json_object_set_new(c->reply, "renewable", json_true());
 	json_object_set_new(c->reply, "lease_duration", json_integer(def));
+out:
+	sodium_memzero(pass, sizeof(pass));
 }
 
 void
@@ -244,4 +414,31 @@ dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 		db_creds(c, m, rest + 6);
 	else
 		dev_reply_no_route(c);
+}
+
+void
+dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l)
+{
+	const json_t *cfg, *role, *stmts;
+	struct dev_pg *pg = NULL;
+	char err[DB_ERROR_MAX];
+	const char *user;
+	int r;
+
+	(void)s;
+	if (!lease_db(m, l, &cfg, &role, &user))
+		return;
+	stmts = json_object_get(role, "revocation_statements");
+	if (json_array_size(stmts) > 0) {
+		r = db_run(cfg, stmts, user, NULL, l->expire_ms, err);
+	} else {
+		r = dev_pg_open(cfg, &pg, err, sizeof(err));
+		if (r == 0)
+			r = dev_pg_drop_user(pg, user, err, sizeof(err));
+		dev_pg_close(pg);
+	}
+	/* The lease ends all the same; Vault would retry, here the log says so. */
+	if (r < 0)
+		lk_log(LK_WARN, "database user not revoked", LK_STR("lease_id", l->id),
+		    LK_STR("username", user), LK_STR("error", err));
 }

@@ -54,6 +54,8 @@ usage(FILE *out)
 	    "  --error-rate R       answer a fraction R (0..1) of requests with --error-status\n"
 	    "  --error-status N     the status of injected errors (default 500)\n"
 	    "  --drop-rate R        close a fraction R (0..1) of connections without an answer\n"
+	    "  --cut-rate R         cut a fraction R (0..1) of answers mid-body (then close)\n"
+	    "  --retry-after S      the Retry-After of injected 429s, in seconds (default 1)\n"
 	    "  --fault-paths P      inject faults only under /v1/P (default: everywhere)\n"
 	    "  --sealed             start sealed (503 \"Vault is sealed\")\n"
 	    "  -h, --help           this text\n");
@@ -103,7 +105,7 @@ int
 devserver_main(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_ROOT, OPT_LEVEL, OPT_LATENCY, OPT_ERATE, OPT_ESTATUS,
-	       OPT_DROP, OPT_SEALED, OPT_PATHS };
+	       OPT_DROP, OPT_CUT, OPT_RETRY, OPT_SEALED, OPT_PATHS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "root-token", required_argument, NULL, OPT_ROOT },
@@ -112,6 +114,8 @@ devserver_main(int argc, char **argv)
 		{ "error-rate", required_argument, NULL, OPT_ERATE },
 		{ "error-status", required_argument, NULL, OPT_ESTATUS },
 		{ "drop-rate", required_argument, NULL, OPT_DROP },
+		{ "cut-rate", required_argument, NULL, OPT_CUT },
+		{ "retry-after", required_argument, NULL, OPT_RETRY },
 		{ "fault-paths", required_argument, NULL, OPT_PATHS },
 		{ "sealed", no_argument, NULL, OPT_SEALED },
 		{ "help", no_argument, NULL, 'h' },
@@ -156,11 +160,21 @@ devserver_main(int argc, char **argv)
 			break;
 		case OPT_ERATE:
 		case OPT_DROP:
-			if (parse_rate(optarg, opt == OPT_ERATE ? &faults.error_rate : &faults.drop_rate) < 0) {
+		case OPT_CUT:
+			if (parse_rate(optarg, opt == OPT_ERATE ? &faults.error_rate :
+			    opt == OPT_DROP ? &faults.drop_rate : &faults.cut_rate) < 0) {
 				fprintf(stderr, "latchkey dev: --%s: expected a number from 0 to 1\n",
-				    opt == OPT_ERATE ? "error-rate" : "drop-rate");
+				    opt == OPT_ERATE ? "error-rate" : opt == OPT_DROP ? "drop-rate" : "cut-rate");
 				return LK_EXIT_USAGE;
 			}
+			break;
+		case OPT_RETRY:
+			if (parse_long(optarg, 0, DEV_RETRY_AFTER_MAX_S, &n) < 0) {
+				fprintf(stderr, "latchkey dev: --retry-after: expected 0..%d seconds\n",
+				    DEV_RETRY_AFTER_MAX_S);
+				return LK_EXIT_USAGE;
+			}
+			faults.retry_after_s = n;
 			break;
 		case OPT_ESTATUS:
 			if (parse_long(optarg, 400, 599, &n) < 0) {
@@ -232,6 +246,10 @@ devserver_main(int argc, char **argv)
 	cfg.error_body = vault_error_body;
 	cfg.handler = dev_handle_request;
 	cfg.ctx = &srv;
+	if (dev_sweeper_start(&srv) < 0) {
+		fprintf(stderr, "latchkey dev: cannot start the lease sweeper\n");
+		goto out;
+	}
 	if (lk_httpd_start(&cfg, &httpd, &err) < 0) {
 		fprintf(stderr, "latchkey dev: %s\n", err.msg);
 		goto out;
@@ -264,6 +282,7 @@ devserver_main(int argc, char **argv)
 	lk_httpd_stop(httpd);
 	rc = LK_EXIT_OK;
 out:
+	dev_sweeper_stop(&srv);
 	if (inited)
 		dev_server_clear(&srv);
 	return rc;

@@ -2,8 +2,10 @@
  *
  * One mutex (dev_server.lock) guards everything below it in the struct; the request
  * handler takes it once per request, after fault injection and before routing, and the
- * route handlers run under it. Route handlers fill a struct dev_call's reply and never
- * talk to the HTTP layer themselves.
+ * route handlers run under it; so does the sweeper thread when it ends what expired.
+ * Statements on a real database (pg.c) run under it too, bounded by libpq's timeouts.
+ * Route handlers fill a struct dev_call's reply and never talk to the HTTP layer
+ * themselves.
  */
 #ifndef LK_DEVSERVER_INTERNAL_H
 #define LK_DEVSERVER_INTERNAL_H
@@ -40,10 +42,14 @@
 #define DEV_NAME_MAX 512
 /* The system default and maximum TTL, as Vault's: 32 days. */
 #define DEV_SYSTEM_TTL_S 2764800
+/* How often the sweeper revokes what has expired while no request came. */
+#define DEV_SWEEP_INTERVAL_MS 200
 /* Longest artificial latency (ms). */
 #define DEV_LATENCY_MAX_MS 60000
 
 #define DEV_ID_LEN 64
+/* The media type a PATCH body must have. */
+#define DEV_MERGE_PATCH_TYPE "application/merge-patch+json"
 
 enum dev_op { DEV_OP_READ, DEV_OP_WRITE, DEV_OP_DELETE, DEV_OP_LIST, DEV_OP_PATCH };
 
@@ -52,10 +58,13 @@ struct dev_faults {
 	double error_rate;
 	unsigned error_status;
 	double drop_rate;
+	double cut_rate;            /* answers cut mid-body: headers and half the body, then closed */
 	bool sealed;
 	char paths[DEV_PATH_MAX];   /* only paths under this prefix (after /v1/); "" = all */
 	int64_t retry_after_s;      /* Retry-After on injected 429s */
 };
+/* Longest Retry-After (s) an injected 429 may carry. */
+#define DEV_RETRY_AFTER_MAX_S 3600
 
 struct dev_token {
 	struct dev_token *next;
@@ -93,6 +102,7 @@ struct dev_lease {
 	int64_t end_ms;             /* when it was revoked or expired */
 	bool renewable;
 	enum dev_lease_state state;
+	json_t *data;               /* owned: what the engine needs to revoke it, or NULL */
 };
 
 enum dev_mount_type { DEV_MOUNT_KV1, DEV_MOUNT_KV2, DEV_MOUNT_DATABASE, DEV_MOUNT_SYSTEM,
@@ -123,6 +133,11 @@ struct dev_server {
 	bool quiet_jwt_warning;
 
 	pthread_mutex_t lock;
+	/* The sweeper thread: wakes every DEV_SWEEP_INTERVAL_MS, or at once to stop. */
+	pthread_t sweeper;
+	pthread_cond_t sweeper_wake;
+	bool sweeper_running;
+	bool sweeper_stop;
 	struct dev_faults faults;
 	struct dev_mount *mounts[DEV_MOUNTS_MAX];      /* secret engines */
 	size_t nmounts;
@@ -149,9 +164,10 @@ struct dev_call {
 	unsigned status;
 	json_t *reply;              /* owned: NULL sends no body */
 	bool revoke_token_after;    /* a use-limited token used up */
+	bool cut;                   /* fault: send the answer cut mid-body */
 };
 
-/* ---- replies (reply.c) ---- */
+/* ---- replies (util.c) ---- */
 /* {"errors":[msg]} ({"errors":[]} when msg is NULL) with status. */
 void dev_reply_error(struct dev_call *c, unsigned status, const char *msg);
 void dev_reply_errorf(struct dev_call *c, unsigned status, const char *fmt, ...)
@@ -196,24 +212,48 @@ bool dev_strlist_has(const json_t *list, const char *s);
 json_t *dev_list_children(const json_t *obj, const char *prefix);
 /* Random in [0, 1). */
 double dev_random_unit(void);
+/* What went wrong in a JSON text, in fixed words: jansson's own text quotes the input near
+ * the error ("invalid token near 'hunter2'"), and a body may carry a secret. Static. */
+const char *dev_json_error_words(const json_error_t *jerr);
+/* RFC 7386 JSON merge patch of target (may be NULL) with patch: null members delete, objects
+ * merge member by member, anything else replaces. New reference; NULL when out of memory. */
+json_t *dev_json_merge_patch(const json_t *target, const json_t *patch);
+/* True when path is prefix itself or prefix followed by '/'; *ret_rest is what follows. */
+bool dev_path_starts(const char *path, const char *prefix, const char **ret_rest);
 
 /* ---- tokens and leases (store.c) ---- */
 /* Looks a token up by ID (expired ones are gone). */
 struct dev_token *dev_token_find(struct dev_server *s, const char *id);
 /* A new token, linked in. policies: stolen. NULL when full or out of memory. */
 struct dev_token *dev_token_new(struct dev_server *s, int64_t now_ms, json_t *policies);
+/* True when t is ancestor or descends from it through parent links. */
+bool dev_token_descends(struct dev_server *s, const struct dev_token *t,
+			const struct dev_token *ancestor);
 /* Revokes a token, its children and their leases. */
 void dev_token_revoke(struct dev_server *s, struct dev_token *t, int64_t now_ms);
 /* The "auth" block for a token. New reference. */
 json_t *dev_token_auth(const struct dev_server *s, const struct dev_token *t, int64_t now_ms);
 /* The lookup-self data. New reference. */
 json_t *dev_token_lookup(const struct dev_token *t, int64_t now_ms);
-/* Drops expired tokens (revoking what they own) and marks expired leases. */
+/* Drops expired tokens (revoking what they own) and ends expired leases. Under the lock. */
 void dev_sweep(struct dev_server *s, int64_t now_ms);
+/* A thread that sweeps every DEV_SWEEP_INTERVAL_MS, so that what expires is revoked even
+ * when no request comes (Vault's expiration manager does the same). 0 or -errno. */
+int dev_sweeper_start(struct dev_server *s);
+/* Stops and joins it; without the lock held. Nothing when it was not started. */
+void dev_sweeper_stop(struct dev_server *s);
+/* Frees a lease and its data; NULL allowed. */
+void dev_lease_free(struct dev_lease *l);
 /* A new active lease; NULL when full. */
 struct dev_lease *dev_lease_new(struct dev_server *s, const char *id, const char *owner,
 				int64_t now_ms, int64_t ttl_s, int64_t max_ttl_s, bool renewable);
 struct dev_lease *dev_lease_find(struct dev_server *s, const char *id);
+/* True when no lease can be added (DEV_LEASES_MAX, every one active). */
+bool dev_lease_count_full(const struct dev_server *s);
+/* Ends an active lease (nothing for one that has ended). */
+void dev_lease_revoke(struct dev_server *s, struct dev_lease *l, int64_t now_ms);
+/* Revokes every active lease whose ID starts with prefix. */
+void dev_lease_revoke_prefix(struct dev_server *s, const char *prefix, int64_t now_ms);
 
 /* Vault's CalculateTTL: the granted TTL for a renewal asking increment_s (0: default_s)
  * within issue_ms + max_s. Returns 0 and sets *ret_ttl_s, with *ret_warning filled
@@ -221,13 +261,15 @@ struct dev_lease *dev_lease_find(struct dev_server *s, const char *id);
 int dev_calculate_ttl(int64_t now_ms, int64_t issue_ms, int64_t increment_s, int64_t default_s,
 		      int64_t max_s, int64_t *ret_ttl_s, char *ret_warning, size_t warnlen);
 
-/* ---- policies (sys.c) ---- */
+/* ---- policies (sys_policy.c) ---- */
 /* The capabilities the token has on path. */
 unsigned dev_token_caps(struct dev_server *s, const struct dev_token *t, const char *path);
 int dev_policy_set(struct dev_server *s, const char *name, const char *text,
 		   struct lk_error *err);
+/* Installs the built-in default policy. 0 or -ENOMEM. */
+int dev_policy_init_default(struct dev_server *s);
 
-/* ---- mounts (sys.c) ---- */
+/* ---- mounts (sys_mounts.c) ---- */
 struct dev_mount *dev_mount_new(const char *path, enum dev_mount_type type);
 void dev_mount_free(struct dev_mount *m);
 /* The mount whose path is the longest prefix of path, from the list; NULL when none. */
@@ -238,9 +280,21 @@ const char *dev_mount_rest(const struct dev_mount *m, const char *path);
 
 /* ---- route handlers; rest is the path below the mount ---- */
 void dev_sys_handle(struct dev_call *c, const char *rest);
+/* sys/mounts[/<path>] (auth false) and sys/auth[/<path>]; rest is what follows. */
+void dev_sys_mounts(struct dev_call *c, const char *rest, bool auth);
+/* sys/policy[/<name>] (acl false) and sys/policies/acl[/<name>]. */
+void dev_sys_policy(struct dev_call *c, const char *name, bool acl);
+/* The lease endpoints under sys/ (rest after "sys/"); false when rest is none of them. */
+bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
+/* Before a creds lease of mount m is renewed to expire_ms: the role's renew_statements run
+ * on a real database. 0, or -errno with the reply set (502). */
+int dev_db_lease_renew(struct dev_call *c, struct dev_mount *m, struct dev_lease *l,
+		       int64_t expire_ms);
+/* Undoes what a creds lease of mount m made (drops the database user) as it ends. */
+void dev_db_lease_end(struct dev_server *s, struct dev_mount *m, struct dev_lease *l);
 /* The current default and max TTL of the database role a lease (an ID under mount m) was
  * minted for, read at renewal time as Vault's database backend does. 0, or -ENOENT when
  * the role is gone or the ID is not a creds lease. */
@@ -251,6 +305,37 @@ void dev_approle_handle(struct dev_call *c, struct dev_mount *m, const char *res
 void dev_k8s_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 /* True for the unauthenticated paths of an auth mount (login). */
 bool dev_auth_is_login(const struct dev_mount *m, const char *rest);
+
+/* ---- what the auth methods share (auth.c) ---- */
+/* What a new token gets; policies and meta are borrowed. */
+struct dev_token_opts {
+	const json_t *policies;
+	bool no_default_policy;
+	int64_t ttl_s, max_ttl_s, explicit_max_s, period_s, num_uses;
+	const json_t *meta;
+	const char *path;
+	const char *display_name;
+	const char *parent;      /* NULL: orphan */
+	bool renewable;
+};
+/* A new token for a login or create on mount m (NULL: no mount limits), linked in;
+ * borrowed, valid under the lock. NULL when full or out of memory. */
+struct dev_token *dev_token_issue(struct dev_call *c, const struct dev_mount *m,
+				  const struct dev_token_opts *o);
+/* 200 with the token's auth block, and warning (NULL or "" for none). */
+void dev_reply_auth(struct dev_call *c, struct dev_token *t, const char *warning);
+/* True for the root token and tokens with the root policy. */
+bool dev_token_is_rootish(const struct dev_token *t);
+/* Role names: 1 to 128 of [A-Za-z0-9-_.@]. */
+bool dev_role_name_ok(const char *name);
+/* Updates role from the body's token_* fields; false (with a 400 reply) when one is bad. */
+bool dev_role_token_fields(struct dev_call *c, json_t *role);
+/* The token_* fields of a new role. New reference. */
+json_t *dev_role_token_defaults(void);
+/* The token options a login with role gets (borrowing from role). */
+void dev_role_login_opts(const json_t *role, struct dev_token_opts *o);
+/* Splits "role/<name>[/<sub>]"; false when rest is not under role/. */
+bool dev_role_path(const char *rest, char *name, size_t namelen, const char **ret_sub);
 
 /* The request handler (router.c), and the admin endpoints. */
 void dev_handle_request(void *ctx, struct lk_http_req *req);

@@ -169,52 +169,43 @@ new_secret(const char *now)
 	    "cas_required", 0, "delete_version_after", "0s", "custom_metadata", "versions");
 }
 
-static void
-kv2_write(struct dev_call *c, struct dev_mount *m, json_t *secrets, const char *path)
+/* Vault's validateCheckAndSetOption: a cas option must be an integer equal to the current
+ * version (0 for a new secret); it is required when the mount or the secret says so.
+ * false with a 400 reply when the request fails it. */
+static bool
+cas_ok(struct dev_call *c, const struct dev_mount *m, const json_t *secret)
 {
-	json_t *secret = json_object_get(secrets, path), *data = json_object_get(c->body, "data");
-	const json_t *options = json_object_get(c->body, "options");
-	const json_t *cas = json_object_get(options, "cas");
-	json_t *versions, *ver;
-	json_int_t n, oldest, keep;
-	char now[40], k[24];
-	bool cas_required;
-
-	if (!valid_key(path)) {
-		dev_reply_error(c, 400, "missing path");
-		return;
-	}
-	if (!json_is_object(data)) {
-		dev_reply_error(c, 400, "no data provided");
-		return;
-	}
-	cas_required = json_is_true(json_object_get(json_object_get(m->state, "config"), "cas_required")) ||
+	const json_t *cas = json_object_get(json_object_get(c->body, "options"), "cas");
+	bool required = json_is_true(json_object_get(json_object_get(m->state, "config"), "cas_required")) ||
 	    (secret != NULL && json_is_true(json_object_get(secret, "cas_required")));
+
 	if (cas != NULL && !json_is_integer(cas)) {
 		dev_reply_error(c, 400, "invalid cas option");
-		return;
+		return false;
 	}
-	if (cas == NULL && cas_required) {
+	if (cas == NULL && required) {
 		dev_reply_error(c, 400, "check-and-set parameter required for this call");
-		return;
+		return false;
 	}
 	if (cas != NULL &&
 	    json_integer_value(cas) != (secret != NULL ? int_of(secret, "current_version") : 0)) {
 		dev_reply_error(c, 400, "check-and-set parameter did not match the current version");
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* Adds data (a new reference, stolen) as the secret's next version, drops the versions
+ * past max_versions, and replies with the new version's metadata. */
+static void
+add_version(struct dev_call *c, const struct dev_mount *m, json_t *secret, json_t *data)
+{
+	json_t *versions = json_object_get(secret, "versions"), *ver;
+	json_int_t n = int_of(secret, "current_version") + 1, oldest, keep;
+	char now[40], k[24];
+
 	dev_time_str(c->now_ms, now);
-	if (secret == NULL) {
-		if (json_object_size(secrets) >= DEV_SECRETS_MAX) {
-			dev_reply_error(c, 400, "too many secrets in this mount");
-			return;
-		}
-		secret = new_secret(now);
-		json_object_set_new(secrets, path, secret);
-	}
-	n = int_of(secret, "current_version") + 1;
-	versions = json_object_get(secret, "versions");
-	ver = json_pack("{s:O, s:s, s:s, s:b}", "data", data, "created_time", now, "deletion_time", "",
+	ver = json_pack("{s:o, s:s, s:s, s:b}", "data", data, "created_time", now, "deletion_time", "",
 	    "destroyed", 0);
 	snprintf(k, sizeof(k), "%lld", (long long)n);
 	json_object_set_new(versions, k, ver);
@@ -231,6 +222,85 @@ kv2_write(struct dev_call *c, struct dev_mount *m, json_t *secrets, const char *
 		json_object_set_new(secret, "oldest_version", json_integer(oldest));
 	}
 	dev_reply_data(c, version_metadata(secret, ver, n));
+}
+
+static void
+kv2_write(struct dev_call *c, struct dev_mount *m, json_t *secrets, const char *path)
+{
+	json_t *secret = json_object_get(secrets, path), *data = json_object_get(c->body, "data");
+	char now[40];
+
+	if (!valid_key(path)) {
+		dev_reply_error(c, 400, "missing path");
+		return;
+	}
+	if (!json_is_object(data)) {
+		dev_reply_error(c, 400, "no data provided");
+		return;
+	}
+	if (!cas_ok(c, m, secret))
+		return;
+	if (secret == NULL) {
+		if (json_object_size(secrets) >= DEV_SECRETS_MAX) {
+			dev_reply_error(c, 400, "too many secrets in this mount");
+			return;
+		}
+		secret = new_secret(dev_time_str(c->now_ms, now));
+		json_object_set_new(secrets, path, secret);
+	}
+	add_version(c, m, secret, json_incref(data));
+}
+
+/* PATCH data/<path> (Vault >= 1.9): a JSON merge patch (RFC 7386) of the current
+ * version's data becomes the next version. No secret or no current version: 404 with no
+ * body; a deleted or destroyed one: 404 with its metadata, as Vault's pathDataPatch. */
+static void
+kv2_patch(struct dev_call *c, struct dev_mount *m, json_t *secrets, const char *path)
+{
+	json_t *secret = json_object_get(secrets, path), *patch = json_object_get(c->body, "data");
+	json_t *ver, *merged;
+	json_int_t n;
+
+	if (!json_is_object(patch)) {
+		dev_reply_error(c, 400, "no data provided");
+		return;
+	}
+	if (secret == NULL) {
+		c->status = 404;
+		return;
+	}
+	if (!cas_ok(c, m, secret))
+		return;
+	n = int_of(secret, "current_version");
+	ver = version_get(secret, n);
+	if (ver == NULL) {
+		c->status = 404;
+		return;
+	}
+	if (version_deleted(ver)) {
+		dev_reply_data(c, version_metadata(secret, ver, n));
+		c->status = 404;
+		return;
+	}
+	merged = dev_json_merge_patch(json_object_get(ver, "data"), patch);
+	if (merged == NULL) {
+		dev_reply_error(c, 500, "out of memory");
+		return;
+	}
+	add_version(c, m, secret, merged);
+}
+
+/* DELETE data/<path>: a soft delete of the latest version. */
+static void
+kv2_delete_latest(struct dev_call *c, json_t *secrets, const char *path)
+{
+	json_t *secret = json_object_get(secrets, path);
+	json_t *ver = secret != NULL ? version_get(secret, int_of(secret, "current_version")) : NULL;
+	char now[40];
+
+	if (ver != NULL && !version_deleted(ver))
+		json_object_set_new(ver, "deletion_time", json_string(dev_time_str(c->now_ms, now)));
+	dev_reply_empty(c);
 }
 
 /* The versions to act on: body.versions, an array of integers. */
@@ -434,21 +504,12 @@ dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest)
 			kv2_read(c, secrets, path);
 		else if (c->op == DEV_OP_WRITE)
 			kv2_write(c, m, secrets, path);
-		else if (c->op == DEV_OP_DELETE) {
-			json_t *secret = json_object_get(secrets, path);
-			json_t *ver = secret != NULL ?
-			    version_get(secret, int_of(secret, "current_version")) : NULL;
-			char now[40];
-
-			if (ver != NULL && !version_deleted(ver))
-				json_object_set_new(ver, "deletion_time",
-				    json_string(dev_time_str(c->now_ms, now)));
-			dev_reply_empty(c);
-		} else if (c->op == DEV_OP_LIST) {
+		else if (c->op == DEV_OP_DELETE)
+			kv2_delete_latest(c, secrets, path);
+		else if (c->op == DEV_OP_PATCH)
+			kv2_patch(c, m, secrets, path);
+		else
 			dev_reply_bad_method(c);
-		} else {
-			dev_reply_bad_method(c);
-		}
 	} else if (sub(rest, "metadata", &path)) {
 		kv2_metadata(c, m, secrets, path);
 	} else if (sub(rest, "delete", &path) && *path != '\0') {

@@ -1,9 +1,12 @@
-/* policy.c — the HCL subset of Vault ACL policies, and path matching. */
+/* policy.c — Vault ACL policies in the HCL subset or in JSON, and path matching. */
 #include "devserver/policy.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "devserver/internal.h"
 
 enum tok_type { TOK_EOF, TOK_IDENT, TOK_STRING, TOK_NUMBER, TOK_PUNCT, TOK_ERROR };
 
@@ -300,18 +303,33 @@ pattern_valid(const char *p)
 	return true;
 }
 
-int
-dev_policy_parse(const char *text, size_t len, struct dev_policy **ret, struct lk_error *err)
+/* Appends rule (its pattern owned; freed on failure). */
+static int
+rule_append(struct dev_policy *pol, struct dev_policy_rule rule, struct lk_error *err)
+{
+	struct dev_policy_rule *nr;
+
+	if (pol->n >= DEV_POLICY_RULES_MAX) {
+		free(rule.pattern);
+		return lk_error_set(err, -E2BIG, "policy: more than %u path blocks",
+		    DEV_POLICY_RULES_MAX);
+	}
+	nr = realloc(pol->rules, (pol->n + 1) * sizeof(*nr));
+	if (nr == NULL) {
+		free(rule.pattern);
+		return lk_error_set(err, -ENOMEM, "policy: out of memory");
+	}
+	pol->rules = nr;
+	pol->rules[pol->n++] = rule;
+	return 0;
+}
+
+static int
+parse_hcl(const char *text, size_t len, struct dev_policy *pol, struct lk_error *err)
 {
 	struct lexer lx = { .p = text, .len = len, .line = 1 };
-	struct dev_policy *pol = NULL;
 	int r = 0;
 
-	if (len > DEV_POLICY_TEXT_MAX)
-		return lk_error_set(err, -E2BIG, "policy: longer than %u bytes", DEV_POLICY_TEXT_MAX);
-	pol = calloc(1, sizeof(*pol));
-	if (pol == NULL)
-		return lk_error_set(err, -ENOMEM, "policy: out of memory");
 	next(&lx);
 	while (lx.type != TOK_EOF) {
 		struct dev_policy_rule rule = { 0 };
@@ -357,18 +375,151 @@ dev_policy_parse(const char *text, size_t len, struct dev_policy **ret, struct l
 			goto out;
 		}
 		next(&lx); /* the '}' */
-		struct dev_policy_rule *nr = realloc(pol->rules, (pol->n + 1) * sizeof(*nr));
-		if (nr == NULL) {
-			free(rule.pattern);
-			r = lk_error_set(err, -ENOMEM, "policy: out of memory");
+		r = rule_append(pol, rule, err);
+		if (r < 0)
 			goto out;
-		}
-		pol->rules = nr;
-		pol->rules[pol->n++] = rule;
 	}
 	if (lx.type == TOK_ERROR)
 		r = fail(&lx, err, "a path block");
 out:
+	return r;
+}
+
+/* One rule of a JSON policy: pattern → { "capabilities": [...], "policy": "..." } (other
+ * keys ignored, as in HCL). */
+static int
+json_rule(struct dev_policy *pol, const char *pattern, const json_t *block, struct lk_error *err)
+{
+	struct dev_policy_rule rule = { 0 };
+	const json_t *caps = json_object_get(block, "capabilities");
+	const json_t *legacy = json_object_get(block, "policy");
+	const char *p = pattern[0] == '/' ? pattern + 1 : pattern;
+	size_t i;
+	json_t *v;
+
+	if (strlen(pattern) > DEV_POLICY_PATTERN_MAX)
+		return lk_error_set(err, -EINVAL, "policy: JSON: a path pattern is longer than %u bytes",
+		    DEV_POLICY_PATTERN_MAX);
+	if (!pattern_valid(p))
+		return lk_error_set(err, -EINVAL, "policy: JSON: path pattern \"%.128s\": "
+		    "'*' may only end it and '+' must be a whole segment", pattern);
+	if (!json_is_object(block))
+		return lk_error_set(err, -EINVAL, "policy: JSON: path \"%.128s\": expected an object",
+		    pattern);
+	if (caps != NULL && !json_is_array(caps))
+		return lk_error_set(err, -EINVAL,
+		    "policy: JSON: path \"%.128s\": capabilities must be a list of strings", pattern);
+	json_array_foreach(caps, i, v) {
+		unsigned bit = json_is_string(v) ? cap_bit(json_string_value(v)) : 0;
+
+		if (!json_is_string(v))
+			return lk_error_set(err, -EINVAL,
+			    "policy: JSON: path \"%.128s\": capabilities must be a list of strings", pattern);
+		if (bit == 0)
+			return lk_error_set(err, -EINVAL, "policy: JSON: path \"%.128s\": unknown capability \"%.64s\"",
+			    pattern, json_string_value(v));
+		rule.caps |= bit;
+	}
+	if (legacy != NULL) {
+		unsigned bits = json_is_string(legacy) ? legacy_bits(json_string_value(legacy)) : 0;
+
+		if (bits == 0)
+			return lk_error_set(err, -EINVAL,
+			    "policy: JSON: path \"%.128s\": policy must be \"read\", \"write\", \"deny\" or \"sudo\"",
+			    pattern);
+		rule.caps |= bits;
+	}
+	rule.pattern = strdup(p);
+	if (rule.pattern == NULL)
+		return lk_error_set(err, -ENOMEM, "policy: out of memory");
+	return rule_append(pol, rule, err);
+}
+
+/* The rules of one "path" object: { pattern: block | [block, ...], ... }. */
+static int
+json_paths(struct dev_policy *pol, const json_t *paths, struct lk_error *err)
+{
+	const char *pattern;
+	json_t *block;
+	int r;
+
+	if (!json_is_object(paths))
+		return lk_error_set(err, -EINVAL, "policy: JSON: \"path\" must map patterns to objects");
+	json_object_foreach((json_t *)paths, pattern, block) {
+		if (json_is_array(block)) {
+			size_t i;
+			json_t *b;
+
+			json_array_foreach(block, i, b) {
+				if ((r = json_rule(pol, pattern, b, err)) < 0)
+					return r;
+			}
+		} else if ((r = json_rule(pol, pattern, block, err)) < 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* A policy in JSON, which Vault's HCL parser also reads:
+ * {"path": {"secret/data/+": {"capabilities": ["read"]}}} ("path" may also be a list of
+ * such objects). Errors name what is wrong, never quote jansson's view of the text. */
+static int
+parse_json(const char *text, size_t len, struct dev_policy *pol, struct lk_error *err)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(text, len, 0, &jerr), *v;
+	const char *key;
+	int r = 0;
+
+	if (doc == NULL)
+		return lk_error_set(err, -EINVAL, "policy: JSON: %s at line %d, column %d",
+		    dev_json_error_words(&jerr), jerr.line, jerr.column);
+	if (!json_is_object(doc)) {
+		r = lk_error_set(err, -EINVAL, "policy: JSON: expected an object");
+		goto out;
+	}
+	json_object_foreach(doc, key, v) {
+		if (strcmp(key, "name") == 0)
+			continue;
+		if (strcmp(key, "path") != 0) {
+			r = lk_error_set(err, -EINVAL,
+			    "policy: JSON: unknown top-level key (only \"path\" and \"name\" are allowed)");
+			goto out;
+		}
+		if (json_is_array(v)) {
+			size_t i;
+			json_t *e;
+
+			json_array_foreach(v, i, e) {
+				if ((r = json_paths(pol, e, err)) < 0)
+					goto out;
+			}
+		} else if ((r = json_paths(pol, v, err)) < 0) {
+			goto out;
+		}
+	}
+out:
+	json_decref(doc);
+	return r;
+}
+
+int
+dev_policy_parse(const char *text, size_t len, struct dev_policy **ret, struct lk_error *err)
+{
+	struct dev_policy *pol;
+	size_t lead = 0;
+	int r;
+
+	if (len > DEV_POLICY_TEXT_MAX)
+		return lk_error_set(err, -E2BIG, "policy: longer than %u bytes", DEV_POLICY_TEXT_MAX);
+	pol = calloc(1, sizeof(*pol));
+	if (pol == NULL)
+		return lk_error_set(err, -ENOMEM, "policy: out of memory");
+	while (lead < len && strchr(" \t\r\n", text[lead]) != NULL && text[lead] != '\0')
+		lead++;
+	r = lead < len && text[lead] == '{' ? parse_json(text, len, pol, err) :
+	    parse_hcl(text, len, pol, err);
 	if (r < 0) {
 		dev_policy_free(pol);
 		return r;

@@ -1,4 +1,5 @@
-/* policy.h — ACL policies of `latchkey dev`: a small subset of Vault's HCL.
+/* policy.h — ACL policies of `latchkey dev`: a small subset of Vault's HCL, or the same
+ * in JSON ({"path": {"<pattern>": {"capabilities": [...]}}}), as Vault also reads.
  *
  * A policy is a list of path blocks:
  *

@@ -13,6 +13,9 @@
 #include "common/log.h"
 
 #define ADMIN_PREFIX "/_latchkey/"
+/* The fault endpoint again under /v1/, for clients that only speak Vault's API; Vault has
+ * no sys/dev/. Like the admin endpoints, no fault or seal applies to it. */
+#define FAULTS_V1_PATH "/v1/sys/dev/faults"
 
 static const char *const PERMISSION_DENIED_1 = "1 error occurred:\n\t* permission denied\n\n";
 static const char *const INVALID_TOKEN_2 =
@@ -54,32 +57,6 @@ is_root_token(const struct dev_server *s, const char *token)
 	    sodium_memcmp(token, s->root_token, n) == 0;
 }
 
-/* What went wrong in a body, in fixed words: jansson's own text quotes the input near
- * the error ("invalid token near 'hunter2'"), and a body may carry a secret. */
-static const char *
-json_error_words(const json_error_t *jerr)
-{
-	switch (json_error_code(jerr)) {
-	case json_error_out_of_memory:
-		return "out of memory";
-	case json_error_stack_overflow:
-		return "nested too deeply";
-	case json_error_invalid_utf8:
-		return "invalid UTF-8";
-	case json_error_premature_end_of_input:
-		return "unexpected end of JSON input";
-	case json_error_end_of_input_expected:
-		return "invalid character after top-level value";
-	case json_error_null_character:
-	case json_error_null_byte_in_key:
-		return "NUL character";
-	case json_error_numeric_overflow:
-		return "number out of range";
-	default:
-		return "invalid syntax";
-	}
-}
-
 /* Parses the body into c->body; false (with a 400 reply) when it is not a JSON object. */
 static bool
 parse_body(struct dev_call *c)
@@ -95,7 +72,7 @@ parse_body(struct dev_call *c)
 	c->body = json_loadb(text, len, 0, &jerr); /* duplicate keys: the last wins, as in Go */
 	if (c->body == NULL) {
 		dev_reply_errorf(c, 400, "failed to parse JSON input: %s at line %d, column %d",
-		    json_error_words(&jerr), jerr.line, jerr.column);
+		    dev_json_error_words(&jerr), jerr.line, jerr.column);
 		return false;
 	}
 	if (!json_is_object(c->body)) {
@@ -110,10 +87,10 @@ parse_body(struct dev_call *c)
 static json_t *
 faults_json(const struct dev_faults *f)
 {
-	return json_pack("{s:I, s:f, s:i, s:f, s:b, s:s, s:I}", "latency_ms", (json_int_t)f->latency_ms,
-	    "error_rate", f->error_rate, "error_status", (int)f->error_status, "drop_rate",
-	    f->drop_rate, "sealed", f->sealed, "paths", f->paths, "retry_after",
-	    (json_int_t)f->retry_after_s);
+	return json_pack("{s:I, s:f, s:i, s:f, s:f, s:b, s:s, s:I}", "latency_ms",
+	    (json_int_t)f->latency_ms, "error_rate", f->error_rate, "error_status",
+	    (int)f->error_status, "drop_rate", f->drop_rate, "cut_rate", f->cut_rate, "sealed",
+	    f->sealed, "paths", f->paths, "retry_after", (json_int_t)f->retry_after_s);
 }
 
 static bool
@@ -153,13 +130,15 @@ faults_update(struct dev_faults *f, const json_t *body, char *msg, size_t msglen
 			;
 		else if (strcmp(key, "drop_rate") == 0 && rate_ok(v, &n.drop_rate))
 			;
+		else if (strcmp(key, "cut_rate") == 0 && rate_ok(v, &n.cut_rate))
+			;
 		else if (strcmp(key, "error_status") == 0 && json_is_integer(v) &&
 			 json_integer_value(v) >= 400 && json_integer_value(v) <= 599)
 			n.error_status = (unsigned)json_integer_value(v);
 		else if (strcmp(key, "sealed") == 0 && json_is_boolean(v))
 			n.sealed = json_is_true(v);
 		else if (strcmp(key, "retry_after") == 0 && json_is_integer(v) &&
-			 json_integer_value(v) >= 0 && json_integer_value(v) <= 3600)
+			 json_integer_value(v) >= 0 && json_integer_value(v) <= DEV_RETRY_AFTER_MAX_S)
 			n.retry_after_s = json_integer_value(v);
 		else if (strcmp(key, "paths") == 0 && json_is_string(v) &&
 			 json_string_length(v) < sizeof(n.paths)) {
@@ -207,8 +186,9 @@ admin(struct dev_call *c, const char *method, const char *what)
 	}
 	if (!parse_body(c))
 		return;
+	/* No sweep here: the lease list shows what the server itself has done, so that a
+	 * test can see the sweeper end a lease. */
 	pthread_mutex_lock(&s->lock);
-	dev_sweep(s, c->now_ms);
 	if (strcmp(what, "faults") == 0) {
 		if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
 			if (faults_update(&s->faults, c->body, msg, sizeof(msg)) < 0) {
@@ -359,14 +339,39 @@ route(struct dev_call *c, const char *token)
 	}
 }
 
-static bool
-parse_op(struct lk_http_req *req, const char *method, enum dev_op *ret)
+/* Go's strconv.ParseBool, which Vault reads ?list= with: 1 true, 0 false, -EINVAL for
+ * anything else. */
+static int
+parse_bool(const char *s)
 {
-	const char *list = lk_http_query(req, "list");
+	static const char *const yes[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const no[] = { "0", "f", "F", "FALSE", "false", "False" };
 
-	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-		*ret = list != NULL && strcmp(list, "true") == 0 ? DEV_OP_LIST : DEV_OP_READ;
-	else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcmp(s, yes[i]) == 0)
+			return 1;
+		if (strcmp(s, no[i]) == 0)
+			return 0;
+	}
+	return -EINVAL;
+}
+
+/* The operation; false (with the reply set) when the request names none: 405 for an
+ * unknown method, 400 for a ?list= that is not a boolean (Vault's empty errors). */
+static bool
+parse_op(struct dev_call *c, const char *method, enum dev_op *ret)
+{
+	const char *list = lk_http_query(c->req, "list");
+	int b;
+
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+		b = list != NULL && *list != '\0' ? parse_bool(list) : 0;
+		if (b < 0) {
+			dev_reply_error(c, 400, NULL);
+			return false;
+		}
+		*ret = b == 1 ? DEV_OP_LIST : DEV_OP_READ;
+	} else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
 		*ret = DEV_OP_WRITE;
 	else if (strcmp(method, "DELETE") == 0)
 		*ret = DEV_OP_DELETE;
@@ -374,8 +379,35 @@ parse_op(struct lk_http_req *req, const char *method, enum dev_op *ret)
 		*ret = DEV_OP_LIST;
 	else if (strcmp(method, "PATCH") == 0)
 		*ret = DEV_OP_PATCH;
-	else
+	else {
+		dev_reply_bad_method(c);
 		return false;
+	}
+	return true;
+}
+
+/* A PATCH body must be a JSON merge patch, as Vault's HTTP layer requires before any
+ * routing: no media type is 400 (Go's mime error), another one 415. */
+static bool
+patch_type_ok(struct dev_call *c)
+{
+	const char *ct = lk_http_header(c->req, "Content-Type");
+	size_t n;
+
+	if (ct == NULL)
+		ct = "";
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	n = strcspn(ct, "; \t");
+	if (n == 0) {
+		dev_reply_error(c, 400, "mime: no media type");
+		return false;
+	}
+	if (n != strlen(DEV_MERGE_PATCH_TYPE) || strncasecmp(ct, DEV_MERGE_PATCH_TYPE, n) != 0) {
+		dev_reply_errorf(c, 415, "PATCH requires Content-Type of %s, provided %.*s",
+		    DEV_MERGE_PATCH_TYPE, (int)(n < 128 ? n : 128), ct);
+		return false;
+	}
 	return true;
 }
 
@@ -421,6 +453,8 @@ inject(struct dev_call *c)
 		c->status = 0;
 		return true;
 	}
+	/* Decided before the error, which then wins: an injected error is cut too. */
+	c->cut = f.cut_rate > 0 && dev_random_unit() < f.cut_rate;
 	if (f.error_rate > 0 && dev_random_unit() < f.error_rate) {
 		unsigned st = f.error_status != 0 ? f.error_status : 500;
 		const char *msg = injected_message(st);
@@ -437,6 +471,40 @@ inject(struct dev_call *c)
 	return false;
 }
 
+/* Sends the status, the headers and the first half of the body, then closes: a
+ * connection dropped mid-body. The library sends a body as given once a handler forces
+ * chunked framing, so the body here is one chunk whose size line announces the whole
+ * rendering while only half of it follows; with Connection: close the library then
+ * closes. A client sees a truncated chunk (curl: "transfer closed with outstanding read
+ * data remaining"). Returns false when there is no body to cut (the caller drops). */
+static bool
+respond_cut(struct lk_http_req *req, unsigned status, const json_t *reply)
+{
+	char *text = reply != NULL ? json_dumps(reply, JSON_COMPACT) : NULL;
+	size_t len = text != NULL ? strlen(text) : 0, half = len / 2, n;
+	char *buf;
+	bool ok = false;
+
+	if (len < 2)
+		goto out;
+	buf = malloc(half + 32);
+	if (buf == NULL)
+		goto out;
+	n = (size_t)snprintf(buf, 32, "%zx\r\n", len);
+	memcpy(buf + n, text, half);
+	ok = lk_http_add_header(req, "Transfer-Encoding", "chunked") == 0 &&
+	    lk_http_add_header(req, "Connection", "close") == 0 &&
+	    lk_http_respond(req, status, "application/json", buf, n + half) == 0;
+	sodium_memzero(buf, half + 32);
+	free(buf);
+out:
+	if (text != NULL) {
+		sodium_memzero(text, len);
+		free(text);
+	}
+	return ok;
+}
+
 void
 dev_handle_request(void *ctx, struct lk_http_req *req)
 {
@@ -450,6 +518,11 @@ dev_handle_request(void *ctx, struct lk_http_req *req)
 		admin(&c, method, path + strlen(ADMIN_PREFIX));
 		goto send;
 	}
+	if (strcmp(path, FAULTS_V1_PATH) == 0) {
+		c.path = path;
+		admin(&c, method, "faults");
+		goto send;
+	}
 	if (strncmp(path, "/v1/", 4) != 0) {
 		dev_reply_error(&c, 404, NULL);
 		goto send;
@@ -459,10 +532,10 @@ dev_handle_request(void *ctx, struct lk_http_req *req)
 		dev_reply_error(&c, 400, "invalid request path");
 		goto send;
 	}
-	if (!parse_op(req, method, &c.op)) {
-		dev_reply_bad_method(&c);
+	if (!parse_op(&c, method, &c.op))
 		goto send;
-	}
+	if (c.op == DEV_OP_PATCH && !patch_type_ok(&c))
+		goto send;
 	if (inject(&c)) {
 		dropped = c.status == 0;
 		goto send;
@@ -490,12 +563,18 @@ send:
 	} else {
 		if (c.status == 0)
 			dev_reply_error(&c, 500, "internal error");
-		if (c.reply == NULL)
+		if (c.cut) {
+			if (!respond_cut(req, c.status, c.reply))
+				lk_http_drop(req);
+			lk_log(LK_DEBUG, "request cut mid-body", LK_STR("method", method),
+			    LK_STR("path", path), LK_INT("status", c.status));
+		} else if (c.reply == NULL)
 			lk_http_respond(req, c.status, "application/json", NULL, 0);
 		else
 			lk_http_respond_json(req, c.status, c.reply);
-		lk_log(LK_DEBUG, "request", LK_STR("method", method), LK_STR("path", path),
-		    LK_INT("status", c.status));
+		if (!c.cut)
+			lk_log(LK_DEBUG, "request", LK_STR("method", method), LK_STR("path", path),
+			    LK_INT("status", c.status));
 	}
 	json_decref(c.reply);
 	json_decref(c.body);

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
 
 struct dev_token *
 dev_token_find(struct dev_server *s, const char *id)
@@ -57,6 +60,19 @@ token_unlink(struct dev_server *s, struct dev_token *t)
 	free(t);
 }
 
+/* Ends an active lease: what the engine that minted it undoes (a database user dropped)
+ * runs first, as Vault's expiration manager revokes through the backend. */
+static void
+lease_end(struct dev_server *s, struct dev_lease *l, enum dev_lease_state state, int64_t end_ms)
+{
+	struct dev_mount *m = dev_mount_lookup(s->mounts, s->nmounts, l->id);
+
+	if (m != NULL && m->type == DEV_MOUNT_DATABASE)
+		dev_db_lease_end(s, m, l);
+	l->state = state;
+	l->end_ms = end_ms;
+}
+
 void
 dev_token_revoke(struct dev_server *s, struct dev_token *t, int64_t now_ms)
 {
@@ -73,21 +89,32 @@ dev_token_revoke(struct dev_server *s, struct dev_token *t, int64_t now_ms)
 		if (child != NULL)
 			dev_token_revoke(s, child, now_ms);
 	} while (child != NULL);
-	for (struct dev_lease *l = s->leases; l != NULL; l = l->next) {
-		if (l->state == DEV_LEASE_ACTIVE && strcmp(l->owner, t->id) == 0) {
-			l->state = DEV_LEASE_REVOKED;
-			l->end_ms = now_ms;
-		}
-	}
+	for (struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && strcmp(l->owner, t->id) == 0)
+			dev_lease_revoke(s, l, now_ms);
 	token_unlink(s, t);
 }
 
+bool
+dev_token_descends(struct dev_server *s, const struct dev_token *t, const struct dev_token *ancestor)
+{
+	/* Bounded by the number of tokens: a parent chain cannot be longer. */
+	for (size_t hops = 0; t != NULL && hops <= s->ntokens; hops++) {
+		if (t == ancestor)
+			return true;
+		t = t->parent[0] != '\0' ? dev_token_find(s, t->parent) : NULL;
+	}
+	return false;
+}
+
+/* Whole seconds left, rounded up: a token that expires never shows 0, which clients read
+ * as "never expires" (only a token without expire time reports 0). */
 static int64_t
 token_ttl_s(const struct dev_token *t, int64_t now_ms)
 {
 	if (t->expire_ms == 0)
 		return 0;
-	return t->expire_ms > now_ms ? (t->expire_ms - now_ms) / 1000 : 0;
+	return t->expire_ms > now_ms ? (t->expire_ms - now_ms + 999) / 1000 : 1;
 }
 
 json_t *
@@ -152,12 +179,90 @@ dev_sweep(struct dev_server *s, int64_t now_ms)
 		if (t != NULL)
 			dev_token_revoke(s, t, now_ms);
 	} while (t != NULL);
-	for (struct dev_lease *l = s->leases; l != NULL; l = l->next) {
-		if (l->state == DEV_LEASE_ACTIVE && l->expire_ms <= now_ms) {
-			l->state = DEV_LEASE_EXPIRED;
-			l->end_ms = l->expire_ms;
-		}
+	for (struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && l->expire_ms <= now_ms)
+			lease_end(s, l, DEV_LEASE_EXPIRED, l->expire_ms);
+}
+
+static void *
+sweeper_main(void *arg)
+{
+	struct dev_server *s = arg;
+	struct timespec at;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->sweeper_stop) {
+		dev_sweep(s, lk_now_real_ms());
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_nsec += DEV_SWEEP_INTERVAL_MS * 1000000L;
+		at.tv_sec += at.tv_nsec / 1000000000L;
+		at.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&s->sweeper_wake, &s->lock, &at);
 	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int
+dev_sweeper_start(struct dev_server *s)
+{
+	pthread_condattr_t attr;
+	int r;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	r = pthread_cond_init(&s->sweeper_wake, &attr);
+	pthread_condattr_destroy(&attr);
+	if (r != 0)
+		return -r;
+	s->sweeper_stop = false;
+	r = pthread_create(&s->sweeper, NULL, sweeper_main, s);
+	if (r != 0) {
+		pthread_cond_destroy(&s->sweeper_wake);
+		return -r;
+	}
+	s->sweeper_running = true;
+	return 0;
+}
+
+void
+dev_sweeper_stop(struct dev_server *s)
+{
+	if (!s->sweeper_running)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->sweeper_stop = true;
+	pthread_cond_signal(&s->sweeper_wake);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->sweeper, NULL);
+	pthread_cond_destroy(&s->sweeper_wake);
+	s->sweeper_running = false;
+}
+
+void
+dev_lease_revoke(struct dev_server *s, struct dev_lease *l, int64_t now_ms)
+{
+	if (l->state == DEV_LEASE_ACTIVE)
+		lease_end(s, l, DEV_LEASE_REVOKED, now_ms);
+}
+
+void
+dev_lease_revoke_prefix(struct dev_server *s, const char *prefix, int64_t now_ms)
+{
+	size_t n = strlen(prefix);
+
+	for (struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state == DEV_LEASE_ACTIVE && strncmp(l->id, prefix, n) == 0)
+			dev_lease_revoke(s, l, now_ms);
+}
+
+void
+dev_lease_free(struct dev_lease *l)
+{
+	if (l == NULL)
+		return;
+	json_decref(l->data);
+	free(l);
 }
 
 struct dev_lease *
@@ -183,8 +288,19 @@ lease_drop_ended(struct dev_server *s)
 		return false;
 	struct dev_lease *l = *victim;
 	*victim = l->next;
-	free(l);
+	dev_lease_free(l);
 	s->nleases--;
+	return true;
+}
+
+bool
+dev_lease_count_full(const struct dev_server *s)
+{
+	if (s->nleases < DEV_LEASES_MAX)
+		return false;
+	for (const struct dev_lease *l = s->leases; l != NULL; l = l->next)
+		if (l->state != DEV_LEASE_ACTIVE)
+			return false;
 	return true;
 }
 

@@ -317,3 +317,65 @@ dev_list_children(const json_t *obj, const char *prefix)
 	json_decref(out);
 	return v;
 }
+
+bool
+dev_path_starts(const char *path, const char *prefix, const char **ret_rest)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(path, prefix, n) != 0 || (path[n] != '\0' && path[n] != '/'))
+		return false;
+	*ret_rest = path + n;
+	return true;
+}
+
+json_t *
+dev_json_merge_patch(const json_t *target, const json_t *patch)
+{
+	const char *key;
+	json_t *out, *v;
+
+	if (!json_is_object(patch))
+		return json_deep_copy(patch);
+	out = json_is_object(target) ? json_deep_copy(target) : json_object();
+	if (out == NULL)
+		return NULL;
+	json_object_foreach((json_t *)patch, key, v) {
+		json_t *merged;
+
+		if (json_is_null(v)) {
+			json_object_del(out, key);
+			continue;
+		}
+		merged = dev_json_merge_patch(json_object_get(out, key), v);
+		if (merged == NULL || json_object_set_new(out, key, merged) < 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+const char *
+dev_json_error_words(const json_error_t *jerr)
+{
+	switch (json_error_code(jerr)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "nested too deeply";
+	case json_error_invalid_utf8:
+		return "invalid UTF-8";
+	case json_error_premature_end_of_input:
+		return "unexpected end of JSON input";
+	case json_error_end_of_input_expected:
+		return "invalid character after top-level value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "NUL character";
+	case json_error_numeric_overflow:
+		return "number out of range";
+	default:
+		return "invalid syntax";
+	}
+}

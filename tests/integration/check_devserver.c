@@ -827,7 +827,7 @@ START_TEST(test_database)
 
 	start(&d, NULL);
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root",
-	    "{\"plugin_name\":\"postgresql-database-plugin\",\"connection_url\":\"postgresql://{{username}}:{{password}}@db/app\",\"password\":\"pw\",\"allowed_roles\":\"*\"}", &r), 204);
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"username\":\"vault\",\"password\":\"pw\",\"allowed_roles\":\"*\"}", &r), 204);
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/pg", "root", NULL, &r), 200);
 	ck_assert_ptr_null(json_object_get(json_object_get(r.json, "data"), "password"));
@@ -1244,6 +1244,470 @@ START_TEST(test_cli)
 }
 END_TEST
 
+/* ---- what real clients found ---- */
+
+/* A token with the given policies; its ID into out. */
+static void
+new_token(const struct t_dev *d, const char *token, const char *body, char *out, size_t outlen)
+{
+	struct reply r;
+
+	ck_assert_int_eq(call(d, "POST", "/v1/auth/token/create", token, body, &r), 200);
+	snprintf(out, outlen, "%s", jstr(r.json, "auth", "client_token"));
+	reply_clear(&r);
+}
+
+START_TEST(test_json_policies)
+{
+	struct t_dev d;
+	struct reply r;
+	char token[128];
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app/db", "root", "{\"data\":{\"k\":\"v\"}}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/other", "root", "{\"data\":{\"k\":\"v\"}}", &r), 200);
+	reply_clear(&r);
+	/* sys/policy with a JSON document, sys/policies/acl with "path" as a list. */
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policy/jread", "root", json_pack("{s:s}", "policy",
+	    "{\"path\":{\"secret/data/app/*\":{\"capabilities\":[\"read\"]}}}"), &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policies/acl/jlist", "root", json_pack("{s:s}", "policy",
+	    "{\"name\":\"jlist\",\"path\":[{\"secret/metadata/*\":{\"capabilities\":[\"list\"]}},"
+	    "{\"secret/data/app/locked\":{\"policy\":\"deny\"}}]}"), &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/policies/acl/jread", "root", NULL, &r), 200);
+	ck_assert_ptr_nonnull(strstr(jstr(r.json, "data", "policy"), "\"capabilities\":[\"read\"]"));
+	reply_clear(&r);
+	new_token(&d, "root", "{\"policies\":[\"jread\",\"jlist\"]}", token, sizeof(token));
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app/db", token, NULL, &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/other", token, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app/locked", token, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "LIST", "/v1/secret/metadata/app", token, NULL, &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app/db", token, "{\"data\":{}}", &r), 403);
+	reply_clear(&r);
+
+	/* Errors name what is wrong and never quote the document. */
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policy/bad", "root", json_pack("{s:s}", "policy",
+	    "{\"path\": hunter2-in-policy}"), &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "failed to parse policy: policy: JSON: invalid syntax at line 1"));
+	ck_assert_ptr_null(strstr(r.raw, "hunter2"));
+	reply_clear(&r);
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policy/bad", "root", json_pack("{s:s}", "policy",
+	    "{\"path\":{\"a/*\":{\"capabilities\":[\"fly\"]}}}"), &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "unknown capability \\\"fly\\\""));
+	reply_clear(&r);
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policy/bad", "root", json_pack("{s:s}", "policy",
+	    "{\"paths\":{\"s3cr3t-key/*\":{}}}"), &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "unknown top-level key"));
+	ck_assert_ptr_null(strstr(r.raw, "s3cr3t"));
+	reply_clear(&r);
+	ck_assert_int_eq(call_json(&d, "PUT", "/v1/sys/policy/bad", "root", json_pack("{s:s}", "policy",
+	    "{\"path\":{\"a/*\":{\"capabilities\":\"read\"}}}"), &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "capabilities must be a list of strings"));
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+START_TEST(test_list_query_parsebool)
+{
+	static const char *const yes[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const no[] = { "0", "f", "F", "FALSE", "false", "False" };
+	static const char *const bad[] = { "yes", "2", "tRuE", "on" };
+	struct t_dev d;
+	struct reply r;
+	char path[128];
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app/db", "root", "{\"data\":{\"k\":\"v\"}}", &r), 200);
+	reply_clear(&r);
+	for (size_t i = 0; i < 6; i++) {
+		snprintf(path, sizeof(path), "/v1/secret/metadata/app?list=%s", yes[i]);
+		ck_assert_int_eq(call(&d, "GET", path, "root", NULL, &r), 200);
+		ck_assert_msg(json_is_array(json_object_get(json_object_get(r.json, "data"), "keys")),
+		    "list=%s: %s", yes[i], r.raw);
+		reply_clear(&r);
+		/* a false value is a plain read: of metadata/app, which holds no secret */
+		snprintf(path, sizeof(path), "/v1/secret/metadata/app/db?list=%s", no[i]);
+		ck_assert_int_eq(call(&d, "GET", path, "root", NULL, &r), 200);
+		ck_assert_int_eq(jint(r.json, "data", "current_version"), 1);
+		reply_clear(&r);
+	}
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "/v1/secret/metadata/app?list=%s", bad[i]);
+		ck_assert_int_eq(call(&d, "GET", path, "root", NULL, &r), 400);
+		check_golden("error_empty", &r);
+		reply_clear(&r);
+	}
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/metadata/app/db?list=", "root", NULL, &r), 200);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+static long
+patch(const struct t_dev *d, const char *path, const char *token, const char *type, const char *body,
+      struct reply *r)
+{
+	char tok[160], ct[160];
+
+	snprintf(tok, sizeof(tok), "X-Vault-Token: %s", token);
+	snprintf(ct, sizeof(ct), "Content-Type: %s", type);
+	return call_headers(d, "PATCH", path, (const char *[]){ tok, ct, NULL }, body, r);
+}
+
+START_TEST(test_kv2_patch)
+{
+	struct t_dev d;
+	struct reply r;
+	char updater[128], patcher[128];
+	const json_t *data;
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app/db", "root",
+	    "{\"data\":{\"user\":\"u\",\"password\":\"p1\",\"nested\":{\"a\":1,\"b\":2}}}", &r), 200);
+	reply_clear(&r);
+	/* Vault's HTTP layer wants a merge patch: no type is 400, another type 415. */
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/json",
+	    "{\"data\":{\"password\":\"p2\"}}", &r), 415);
+	ck_assert_ptr_nonnull(strstr(r.raw, "PATCH requires Content-Type of application/merge-patch+json"));
+	reply_clear(&r);
+	ck_assert_int_eq(call_headers(&d, "PATCH", "/v1/secret/data/app/db",
+	    (const char *[]){ "X-Vault-Token: root", "Content-Type:", NULL }, NULL, &r), 400);
+	reply_clear(&r);
+	/* A merge patch of the current version: null deletes, objects merge. */
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/merge-patch+json; charset=utf-8",
+	    "{\"data\":{\"password\":\"p2\",\"user\":null,\"nested\":{\"b\":null,\"c\":3}}}", &r), 200);
+	ck_assert_int_eq(jint(r.json, "data", "version"), 2);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app/db", "root", NULL, &r), 200);
+	data = json_object_get(json_object_get(r.json, "data"), "data");
+	ck_assert_str_eq(json_string_value(json_object_get(data, "password")), "p2");
+	ck_assert_ptr_null(json_object_get(data, "user"));
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(data, "nested"), "a")), 1);
+	ck_assert_ptr_null(json_object_get(json_object_get(data, "nested"), "b"));
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(data, "nested"), "c")), 3);
+	reply_clear(&r);
+	/* options.cas is honoured. */
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/merge-patch+json",
+	    "{\"data\":{\"x\":1},\"options\":{\"cas\":1}}", &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "check-and-set parameter did not match the current version"));
+	reply_clear(&r);
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/merge-patch+json",
+	    "{\"data\":{\"x\":1},\"options\":{\"cas\":2}}", &r), 200);
+	ck_assert_int_eq(jint(r.json, "data", "version"), 3);
+	reply_clear(&r);
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/merge-patch+json",
+	    "{\"options\":{}}", &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "no data provided"));
+	reply_clear(&r);
+	/* No secret: 404 without a body. A deleted current version: 404 with its metadata. */
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/nothing", "root", "application/merge-patch+json",
+	    "{\"data\":{\"x\":1}}", &r), 404);
+	ck_assert(r.raw == NULL || r.raw[0] == '\0');
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/secret/data/app/db", "root", NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", "root", "application/merge-patch+json",
+	    "{\"data\":{\"x\":2}}", &r), 404);
+	ck_assert_int_eq(jint(r.json, "data", "version"), 3);
+	ck_assert_str_ne(jstr(r.json, "data", "deletion_time"), "");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/undelete/app/db", "root", "{\"versions\":[3]}", &r), 204);
+	reply_clear(&r);
+
+	/* The patch capability: update alone does not allow it. */
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/policy/upd", "root",
+	    "{\"policy\":\"path \\\"secret/data/*\\\" { capabilities = [\\\"update\\\", \\\"read\\\"] }\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/policy/pat", "root",
+	    "{\"policy\":\"path \\\"secret/data/*\\\" { capabilities = [\\\"patch\\\"] }\"}", &r), 204);
+	reply_clear(&r);
+	new_token(&d, "root", "{\"policies\":[\"upd\"]}", updater, sizeof(updater));
+	new_token(&d, "root", "{\"policies\":[\"pat\"]}", patcher, sizeof(patcher));
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", updater, "application/merge-patch+json",
+	    "{\"data\":{\"x\":3}}", &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(patch(&d, "/v1/secret/data/app/db", patcher, "application/merge-patch+json",
+	    "{\"data\":{\"x\":3}}", &r), 200);
+	ck_assert_int_eq(jint(r.json, "data", "version"), 4);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+static long
+creds(const struct t_dev *d, const char *token, char *lease, size_t leaselen)
+{
+	struct reply r;
+	long st = call(d, "GET", "/v1/database/creds/app", token, NULL, &r);
+
+	if (st == 200)
+		snprintf(lease, leaselen, "%s", jstr(r.json, "lease_id", NULL));
+	reply_clear(&r);
+	return st;
+}
+
+/* Revoking a token revokes every lease it created and its child tokens (and theirs), by
+ * token, by accessor or itself; the legacy sys/revoke-prefix works beside the new one. */
+START_TEST(test_token_revocation_tree)
+{
+	struct t_dev d;
+	struct reply r;
+	char parent[128], child[128], grandchild[128], other[128], accessor[128];
+	char lp[512], lc[512], lg[512], lo[512], lr[512], body[256];
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/app", "root", "{\"db_name\":\"pg\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/policy/creator", "root",
+	    "{\"policy\":\"path \\\"auth/token/create\\\" { capabilities = [\\\"update\\\"] }\\n"
+	    "path \\\"database/creds/*\\\" { capabilities = [\\\"read\\\"] }\"}", &r), 204);
+	reply_clear(&r);
+	new_token(&d, "root", "{\"policies\":[\"creator\"]}", parent, sizeof(parent));
+	new_token(&d, parent, "{\"policies\":[\"creator\"]}", child, sizeof(child));
+	new_token(&d, child, "{\"policies\":[\"creator\"]}", grandchild, sizeof(grandchild));
+	ck_assert_int_eq(creds(&d, parent, lp, sizeof(lp)), 200);
+	ck_assert_int_eq(creds(&d, child, lc, sizeof(lc)), 200);
+	ck_assert_int_eq(creds(&d, grandchild, lg, sizeof(lg)), 200);
+	ck_assert_int_eq(call_json(&d, "POST", "/v1/auth/token/revoke", "root",
+	    json_pack("{s:s}", "token", parent), &r), 204);
+	reply_clear(&r);
+	ck_assert_str_eq(lease_state(&d, lp), "revoked");
+	ck_assert_str_eq(lease_state(&d, lc), "revoked");
+	ck_assert_str_eq(lease_state(&d, lg), "revoked");
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", grandchild, NULL, &r), 403);
+	check_golden("error_invalid_token", &r);
+	reply_clear(&r);
+
+	/* By accessor: the token and its leases. lookup-accessor does not show the token. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/create", "root", "{\"policies\":[\"creator\"]}", &r), 200);
+	snprintf(other, sizeof(other), "%s", jstr(r.json, "auth", "client_token"));
+	snprintf(accessor, sizeof(accessor), "%s", jstr(r.json, "auth", "accessor"));
+	reply_clear(&r);
+	ck_assert_int_eq(creds(&d, other, lo, sizeof(lo)), 200);
+	snprintf(body, sizeof(body), "{\"accessor\":\"%s\"}", accessor);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/lookup-accessor", "root", body, &r), 200);
+	ck_assert_str_eq(jstr(r.json, "data", "id"), "");
+	ck_assert_str_eq(jstr(r.json, "data", "accessor"), accessor);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/revoke-accessor", "root", body, &r), 204);
+	reply_clear(&r);
+	ck_assert_str_eq(lease_state(&d, lo), "revoked");
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", other, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/revoke-accessor", "root", body, &r), 400);
+	reply_clear(&r);
+
+	/* revoke-self takes the children along too. */
+	new_token(&d, "root", "{\"policies\":[\"creator\"]}", parent, sizeof(parent));
+	new_token(&d, parent, "{\"policies\":[\"creator\"]}", child, sizeof(child));
+	ck_assert_int_eq(creds(&d, child, lc, sizeof(lc)), 200);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/revoke-self", parent, NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_str_eq(lease_state(&d, lc), "revoked");
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", child, NULL, &r), 403);
+	reply_clear(&r);
+
+	/* revoke-orphan: the children stay, as orphans, and keep their leases. */
+	new_token(&d, "root", "{\"policies\":[\"creator\"]}", parent, sizeof(parent));
+	new_token(&d, parent, "{\"policies\":[\"creator\"]}", child, sizeof(child));
+	ck_assert_int_eq(creds(&d, child, lc, sizeof(lc)), 200);
+	ck_assert_int_eq(call_json(&d, "POST", "/v1/auth/token/revoke-orphan", "root",
+	    json_pack("{s:s}", "token", parent), &r), 204);
+	reply_clear(&r);
+	ck_assert_str_eq(lease_state(&d, lc), "active");
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", child, NULL, &r), 200);
+	ck_assert(json_is_true(json_object_get(json_object_get(r.json, "data"), "orphan")));
+	reply_clear(&r);
+
+	/* The legacy sys/revoke-prefix/<prefix>. */
+	ck_assert_int_eq(creds(&d, "root", lr, sizeof(lr)), 200);
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/revoke-prefix/database/creds/app", "root", NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_str_eq(lease_state(&d, lr), "revoked");
+	ck_assert_str_eq(lease_state(&d, lc), "revoked");
+	stop(&d);
+}
+END_TEST
+
+struct token_wait {
+	const struct t_dev *d;
+	const char *token;
+	long last_status;
+	json_int_t min_ttl;      /* the smallest ttl a 200 lookup showed */
+};
+
+static bool
+token_gone(void *arg)
+{
+	struct token_wait *w = arg;
+	struct reply r;
+
+	w->last_status = call(w->d, "GET", "/v1/auth/token/lookup-self", w->token, NULL, &r);
+	if (w->last_status == 200 && jint(r.json, "data", "ttl") < w->min_ttl)
+		w->min_ttl = jint(r.json, "data", "ttl");
+	reply_clear(&r);
+	return w->last_status == 403;
+}
+
+/* A token created with explicit_max_ttl is gone once it reaches it, however it is renewed;
+ * a token that expires never shows a ttl of 0 (the root token's, which never expires). */
+START_TEST(test_explicit_max_ttl)
+{
+	struct t_dev d;
+	struct reply r;
+	char token[128];
+	struct token_wait w = { &d, token, 0, 1000 };
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/create", "root",
+	    "{\"policies\":[\"default\"],\"ttl\":\"1h\",\"explicit_max_ttl\":4}", &r), 200);
+	ck_assert_int_eq(jint(r.json, "auth", "lease_duration"), 4);
+	snprintf(token, sizeof(token), "%s", jstr(r.json, "auth", "client_token"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/token/renew-self", token, "{\"increment\":\"1h\"}", &r), 200);
+	ck_assert_int_le(jint(r.json, "auth", "lease_duration"), 4);
+	ck_assert_int_ge(jint(r.json, "auth", "lease_duration"), 1);
+	ck_assert_ptr_nonnull(json_array_get(json_object_get(r.json, "warnings"), 0));
+	reply_clear(&r);
+	ck_assert(t_wait_until(token_gone, &w, T_DEADLINE_MS));
+	ck_assert_int_ge(w.min_ttl, 1);
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", token, NULL, &r), 403);
+	check_golden("error_invalid_token", &r);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/auth/token/lookup-self", "root", NULL, &r), 200);
+	ck_assert_int_eq(jint(r.json, "data", "ttl"), 0);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+/* Expired leases are ended by the sweeper, with no request to notice them (the admin
+ * lease list does not sweep). */
+START_TEST(test_lease_sweeper)
+{
+	struct t_dev d;
+	struct reply r;
+	char lease[512];
+	struct lease_wait w = { &d, lease, "expired" };
+
+	start(&d, NULL);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/app", "root",
+	    "{\"db_name\":\"pg\",\"default_ttl\":1,\"max_ttl\":1}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(creds(&d, "root", lease, sizeof(lease)), 200);
+	ck_assert(t_wait_until(lease_in_state, &w, T_DEADLINE_MS));
+	stop(&d);
+}
+END_TEST
+
+/* Faults changed at run time: an answer cut mid-body (headers and part of the body, then
+ * the connection closes), 429 with the Retry-After of --retry-after, per-path scoping. */
+START_TEST(test_fault_cut_and_retry_after)
+{
+	struct t_dev d;
+	struct reply r;
+
+	start(&d, (const char *[]){ "--retry-after", "9", NULL });
+	ck_assert_int_eq(call(&d, "POST", "/v1/secret/data/app", "root", "{\"data\":{\"k\":\"v\"}}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root",
+	    "{\"cut_rate\":1,\"paths\":\"secret/\"}", &r), 200);
+	ck_assert(json_real_value(json_object_get(r.json, "cut_rate")) == 1.0);
+	ck_assert_int_eq(jint(r.json, "retry_after", NULL), 9);
+	reply_clear(&r);
+	/* The status and part of the body arrive, then the connection closes: the transfer
+	 * fails (t_http answers 0) with a body that is not JSON. */
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 0);
+	ck_assert_ptr_nonnull(r.raw);
+	ck_assert_msg(strncmp(r.raw, "{\"request_id\":", 14) == 0, "%s", r.raw);
+	ck_assert_ptr_null(r.json);
+	reply_clear(&r);
+	/* Outside the paths, answers are whole. */
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/health", NULL, NULL, &r), 200);
+	reply_clear(&r);
+	/* An error that is cut: 429 with its Retry-After header, then the cut body. */
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root",
+	    "{\"error_rate\":1,\"error_status\":429}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 0);
+	ck_assert_str_eq(r.retry_after, "9");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root", "{\"cut_rate\":0}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call_headers(&d, "GET", "/v1/secret/data/app",
+	    (const char *[]){ "X-Vault-Token: root", NULL }, NULL, &r), 429);
+	ck_assert_str_eq(r.retry_after, "9");
+	ck_assert_ptr_nonnull(strstr(r.raw, "rate limit quota exceeded"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "PUT", "/_latchkey/faults", "root", "{\"cut_rate\":2}", &r), 400);
+	reply_clear(&r);
+	/* The same endpoint under /v1/sys/dev/faults, which no fault reaches. */
+	ck_assert_int_eq(call(&d, "PUT", "/v1/sys/dev/faults", "root",
+	    "{\"reset\":true,\"error_rate\":1,\"error_status\":503,\"sealed\":true}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/dev/faults", "root", NULL, &r), 200);
+	ck_assert_int_eq(jint(r.json, "error_status", NULL), 503);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/sys/dev/faults", NULL, NULL, &r), 403);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app", "root", NULL, &r), 503);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/sys/dev/faults", "root", NULL, &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/secret/data/app", "root", NULL, &r), 200);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
+/* A connection_url that cannot be reached: the error Vault gives, never the password. */
+START_TEST(test_database_unreachable)
+{
+	struct t_dev d;
+	struct reply r;
+	char body[1024];
+
+	start(&d, NULL);
+	snprintf(body, sizeof(body), "{\"plugin_name\":\"postgresql-database-plugin\","
+	    "\"connection_url\":\"host=%s/no-such-dir user={{username}} password={{password}} dbname=postgres\","
+	    "\"username\":\"vault\",\"password\":\"pw-unreachable-77c1\",\"allowed_roles\":[\"app\"]}", d.dir);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root", body, &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "error creating database object: error verifying connection: "
+	    "failed to connect to the database"));
+	ck_assert_ptr_null(strstr(r.raw, "pw-unreachable"));
+	reply_clear(&r);
+	/* Not verified at write time: the creds read fails, 502, no lease made. */
+	snprintf(body + strlen(body) - 1, sizeof(body) - strlen(body) + 1, ",\"verify_connection\":false}");
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root", body, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/app", "root",
+	    "{\"db_name\":\"pg\",\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/other", "root", "{\"db_name\":\"pg\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/creds/app", "root", NULL, &r), 502);
+	ck_assert_ptr_nonnull(strstr(r.raw, "failed to connect to the database"));
+	ck_assert_ptr_null(strstr(r.raw, "pw-unreachable"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/creds/other", "root", NULL, &r), 400);
+	ck_assert_ptr_nonnull(strstr(r.raw, "\\\"other\\\" is not an allowed role"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/_latchkey/leases", "root", NULL, &r), 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "leases")), 0);
+	reply_clear(&r);
+	stop(&d);
+}
+END_TEST
+
 static Suite *
 devserver_suite(void)
 {
@@ -1266,6 +1730,14 @@ devserver_suite(void)
 	tcase_add_test(tc, test_cli);
 	tcase_add_test(tc, test_mount_root_paths);
 	tcase_add_test(tc, test_bad_json_not_echoed);
+	tcase_add_test(tc, test_json_policies);
+	tcase_add_test(tc, test_list_query_parsebool);
+	tcase_add_test(tc, test_kv2_patch);
+	tcase_add_test(tc, test_token_revocation_tree);
+	tcase_add_test(tc, test_explicit_max_ttl);
+	tcase_add_test(tc, test_lease_sweeper);
+	tcase_add_test(tc, test_fault_cut_and_retry_after);
+	tcase_add_test(tc, test_database_unreachable);
 	suite_add_tcase(s, tc);
 	return s;
 }

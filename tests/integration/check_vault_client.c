@@ -495,8 +495,7 @@ START_TEST(test_dynamic_renew_revoke)
 	dev_up();
 	json_decref(admin("POST", "/v1/sys/mounts/dyn", "{\"type\":\"database\"}", 204));
 	json_decref(admin("POST", "/v1/dyn/config/pg",
-	    "{\"plugin_name\":\"postgresql-database-plugin\",\"connection_url\":"
-	    "\"postgresql://{{username}}:{{password}}@db:5432/app\",\"allowed_roles\":\"*\","
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"allowed_roles\":\"*\","
 	    "\"username\":\"admin\",\"password\":\"admin\"}", 204));
 	json_decref(admin("POST", "/v1/dyn/roles/app",
 	    "{\"db_name\":\"pg\",\"creation_statements\":[\"CREATE ROLE x\"],"
