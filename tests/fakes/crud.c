@@ -9,10 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Shortest and longest TokenRequest expirations (kube-apiserver's bounds). */
-#define CRUD_TOKEN_MIN_S 600
-#define CRUD_TOKEN_MAX_S 4294967296LL
-#define CRUD_TOKEN_DEFAULT_S 3600
 /* Characters generateName appends. */
 #define CRUD_GENERATE_SUFFIX 5
 /* Longest fieldManager. */
@@ -43,18 +39,28 @@ content_type(const struct fk_request *r, char *buf, size_t len)
 	return buf;
 }
 
-/* The body as JSON (or YAML); answers 400/415 itself when it cannot be read. */
-static json_t *
-decode(struct fk_ctx *c, bool allow_yaml)
+json_t *
+fk_decode_body(struct fk_ctx *c, bool allow_yaml)
 {
 	struct fk_request *r = c->r;
 	char ctbuf[128], err[512];
 	const char *ct = content_type(r, ctbuf, sizeof(ctbuf));
 	json_error_t jerr;
 	json_t *v = NULL;
+	int e;
 
-	if (strcmp(ct, "application/vnd.kubernetes.protobuf") == 0 ||
-	    strcmp(ct, "application/cbor") == 0 ||
+	if (strcmp(ct, "application/vnd.kubernetes.protobuf") == 0) {
+		if ((e = fk_proto_decode(r->body, r->body_len, &v, err, sizeof(err))) == -ENOTSUP) {
+			fk_reply_status(r, 415, "UnsupportedMediaType", NULL, "%s", err);
+			return NULL;
+		}
+		if (e < 0) {
+			fk_reply_bad_request(r, "%s", err);
+			return NULL;
+		}
+		return v;
+	}
+	if (strcmp(ct, "application/cbor") == 0 ||
 	    (ct[0] != '\0' && strcmp(ct, "application/json") != 0 && strcmp(ct, "application/yaml") != 0 &&
 	     strcmp(ct, "application/apply-patch+yaml") != 0 && strncmp(ct, "application/", 12) != 0)) {
 		fk_reply_status(r, 415, "UnsupportedMediaType", NULL,
@@ -545,7 +551,7 @@ do_update(struct fk_ctx *c, const char *key)
 	struct fk_obj *o = fk_store_get(c->st, c->t, key);
 	json_t *obj;
 
-	if ((obj = decode(c, false)) == NULL)
+	if ((obj = fk_decode_body(c, false)) == NULL)
 		return;
 	if (check_type(c, obj) < 0) {
 		json_decref(obj);
@@ -1152,110 +1158,6 @@ out:
 	fk_selector_clear(&fields);
 }
 
-/* ---- TokenRequest ---- */
-
-static void
-token_request(struct fk_ctx *c, const char *key)
-{
-	struct fk_request *r = c->r;
-	struct fk_obj *sa = fk_store_get(c->st, c->t, key);
-	json_t *body = NULL, *spec, *aud, *claims = NULL, *ref, *k8s, *resp;
-	long long exp_s = CRUD_TOKEN_DEFAULT_S;
-	time_t now = time(NULL);
-	char jti[37], expires[32], *jwt = NULL, sub[600];
-	struct fk_errors e;
-
-	if (sa == NULL) {
-		fk_reply_not_found(r, c->t, c->name);
-		return;
-	}
-	if (r->body_len > 0) {
-		if ((body = json_loadb(r->body, r->body_len, 0, NULL)) == NULL || !json_is_object(body)) {
-			fk_reply_bad_request(r, "couldn't get version/kind; json parse error");
-			goto out;
-		}
-	} else {
-		body = json_object();
-	}
-	spec = fk_jobj(body, "spec");
-	aud = json_object_get(spec, "audiences");
-	if (json_object_get(spec, "expirationSeconds") != NULL)
-		exp_s = json_integer_value(json_object_get(spec, "expirationSeconds"));
-	fk_errors_init(&e);
-	if (exp_s < CRUD_TOKEN_MIN_S)
-		fk_error_add(&e, "FieldValueInvalid", "spec.expirationSeconds",
-			     "%lld: may not specify a duration less than 10 minutes", exp_s);
-	else if (exp_s > CRUD_TOKEN_MAX_S)
-		fk_error_add(&e, "FieldValueTooLong", "spec.expirationSeconds",
-			     "may not specify a duration larger than 2^32 seconds");
-	if (fk_errors_any(&e)) {
-		struct fk_rtype tr = { .kind = "TokenRequest", .group = "authentication.k8s.io" };
-
-		fk_reply_invalid(r, &tr, c->name, &e);
-		goto out;
-	}
-	fk_errors_clear(&e);
-	if (!json_is_array(aud) || json_array_size(aud) == 0)
-		aud = json_pack("[s]", c->st->cfg->issuer);
-	else
-		aud = json_deep_copy(aud);
-	fk_uuid(jti);
-	snprintf(sub, sizeof(sub), "system:serviceaccount:%s:%s", c->ns, c->name);
-	k8s = json_pack("{s:s,s:{s:s,s:s}}", "namespace", c->ns, "serviceaccount", "name", c->name,
-			"uid", fk_meta_str(sa->obj, "uid"));
-	ref = fk_jobj(spec, "boundObjectRef");
-	if (ref != NULL) {
-		const char *kind = fk_jstr(ref, "kind"), *rn = fk_jstr(ref, "name"), *ruid = fk_jstr(ref, "uid");
-		const char *plural = kind != NULL && strcmp(kind, "Pod") == 0 ? "pods" :
-				     kind != NULL && strcmp(kind, "Secret") == 0 ? "secrets" : NULL;
-		struct fk_rtype *bt = plural != NULL ? fk_rtype_find(c->st, "", "v1", plural, NULL) : NULL;
-		struct fk_obj *bo;
-		char bkey[FK_KEY_MAX];
-
-		if (bt == NULL || rn == NULL) {
-			fk_reply_bad_request(r, "cannot bind token to object of type %s", kind ? kind : "");
-			json_decref(k8s);
-			json_decref(aud);
-			goto out;
-		}
-		fk_obj_key(bt, c->ns, rn, bkey);
-		if ((bo = fk_store_get(c->st, bt, bkey)) == NULL) {
-			fk_reply_not_found(r, bt, rn);
-			json_decref(k8s);
-			json_decref(aud);
-			goto out;
-		}
-		if (ruid != NULL && ruid[0] != '\0' && strcmp(ruid, fk_meta_str(bo->obj, "uid")) != 0) {
-			fk_reply_status(r, 409, "Conflict", fk_details(bt, rn, false),
-					"Operation cannot be fulfilled on %s \"%s\": the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated",
-					plural, rn, ruid);
-			json_decref(k8s);
-			json_decref(aud);
-			goto out;
-		}
-		json_object_set_new(k8s, strcmp(plural, "pods") == 0 ? "pod" : "secret",
-				    json_pack("{s:s,s:s}", "name", rn, "uid", fk_meta_str(bo->obj, "uid")));
-	}
-	claims = json_pack("{s:o,s:I,s:I,s:s,s:s,s:o,s:I,s:s}", "aud", aud, "exp", (json_int_t)(now + exp_s),
-			   "iat", (json_int_t)now, "iss", c->st->cfg->issuer, "jti", jti,
-			   "kubernetes.io", k8s, "nbf", (json_int_t)now, "sub", sub);
-	if (claims == NULL || fk_jwt_sign(&c->st->keys, claims, &jwt) < 0) {
-		fk_reply_status(r, 500, "InternalError", NULL, "Internal error occurred: signing failed");
-		goto out;
-	}
-	fk_time_rfc3339(now + (time_t)exp_s, expires);
-	resp = json_pack("{s:s,s:s,s:{s:s,s:s,s:n},s:{s:O,s:I,s:O},s:{s:s,s:s}}", "kind", "TokenRequest",
-			 "apiVersion", "authentication.k8s.io/v1", "metadata", "name", c->name, "namespace",
-			 c->ns, "creationTimestamp", "spec", "audiences", json_object_get(claims, "aud"),
-			 "expirationSeconds", (json_int_t)exp_s, "boundObjectRef",
-			 ref != NULL ? ref : json_null(), "status", "token", jwt, "expirationTimestamp", expires);
-	fk_reply_json(r, 201, resp);
-out:
-	free(jwt);
-	json_decref(claims);
-	json_decref(body);
-}
-
 /* ---- dispatch ---- */
 
 void
@@ -1283,6 +1185,10 @@ fk_crud(struct fk_state *st, struct fk_request *r, struct fk_rtype *t, unsigned 
 		fk_reply_status(r, 404, "NotFound", NULL, "the server could not find the requested resource");
 		return;
 	}
+	if (t->flags & FK_VIRTUAL) {
+		fk_review(&c);
+		return;
+	}
 	c.status_only = strcmp(sub, "status") == 0;
 	set_manager(&c);
 	if (set_validation(&c) < 0 || set_dry_run(&c) < 0)
@@ -1297,14 +1203,14 @@ fk_crud(struct fk_state *st, struct fk_request *r, struct fk_rtype *t, unsigned 
 		fk_watch_start(st, r, t, version, c.ns[0] ? c.ns : NULL, r->name[0] ? r->name : NULL);
 	} else if (strcmp(verb, "create") == 0) {
 		if (strcmp(sub, "token") == 0) {
-			token_request(&c, key);
+			fk_token_request(&c, key);
 			return;
 		}
 		if (r->name[0] != '\0') {
 			fk_reply_method_not_allowed(r);
 			return;
 		}
-		if ((obj = decode(&c, false)) == NULL)
+		if ((obj = fk_decode_body(&c, false)) == NULL)
 			return;
 		if (check_type(&c, obj) < 0) {
 			json_decref(obj);

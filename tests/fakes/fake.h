@@ -140,6 +140,7 @@ enum fk_flags {
 	FK_CRD = 1u << 5,               /* a custom resource */
 	FK_NO_DELETECOLLECTION = 1u << 6,
 	FK_FINALIZE = 1u << 7,          /* /finalize subresource (namespaces) */
+	FK_VIRTUAL = 1u << 8,           /* create-only, answered and not stored (reviews) */
 };
 
 struct fk_version {
@@ -174,6 +175,9 @@ enum fk_hook {                          /* per-kind rules in objects.c */
 	FK_HOOK_PDB,
 	FK_HOOK_NETPOL,
 	FK_HOOK_EVENTS_V1,              /* events.k8s.io view of core events */
+	FK_HOOK_TOKENREVIEW,
+	FK_HOOK_SELFSUBJECTREVIEW,
+	FK_HOOK_ACCESSREVIEW,
 };
 
 struct fk_rtype {
@@ -231,6 +235,8 @@ json_t *fk_openapi_v3_root(struct fk_state *st);
 /* The document of "api/v1" or "apis/group/version"; NULL when not served. */
 json_t *fk_openapi_v3_doc(struct fk_state *st, const char *gvpath);
 json_t *fk_openapi_v2(struct fk_state *st);
+/* The same in gnostic's protobuf form; *ret owned (free). */
+int fk_openapi_v2_protobuf(struct fk_state *st, char **ret, size_t *ret_len);
 
 /* ---- the store (store.c) ---- */
 struct fk_obj {
@@ -340,6 +346,7 @@ struct fk_user {
 	char name[256];                 /* "admin", "system:serviceaccount:ns:sa" */
 	char groups[512];               /* comma-separated */
 	char token_id[64];              /* for the audit log */
+	char uid[40];                   /* service accounts: their uid */
 	bool admin;
 };
 
@@ -383,6 +390,8 @@ void fk_handle(struct fk_state *st, struct fk_request *r);
 /* Answers with value (stolen) as JSON. */
 void fk_reply_json(struct fk_request *r, unsigned status, json_t *value);
 void fk_reply_text(struct fk_request *r, unsigned status, const char *type, const char *text);
+/* Answers with data (stolen, malloc'd) of len bytes. */
+void fk_reply_bytes(struct fk_request *r, unsigned status, const char *type, char *data, size_t len);
 void fk_warn(struct fk_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fk_request_clear(struct fk_request *r);
 
@@ -497,6 +506,8 @@ void fk_from_version(const struct fk_rtype *t, unsigned version, json_t *obj);
 int fk_seed(struct fk_state *st);
 
 /* ---- the verbs (crud.c) ---- */
+/* The request body as JSON (JSON, YAML or protobuf); answers 400/415 itself. New ref. */
+json_t *fk_decode_body(struct fk_ctx *c, bool allow_yaml);
 void fk_crud(struct fk_state *st, struct fk_request *r, struct fk_rtype *t, unsigned version);
 /* Deletes the object at key now or marks it (finalizers); lock held. policy: "Background",
  * "Foreground", "Orphan" or NULL. *ret_obj (new reference, may be NULL) is the object as
@@ -505,6 +516,17 @@ int fk_delete_object(struct fk_state *st, struct fk_rtype *t, const char *key, c
 		     json_t **ret_obj);
 /* Commits obj (stolen) as an update of the object at key; lock held. */
 int fk_commit_update(struct fk_state *st, struct fk_rtype *t, const char *key, json_t *obj);
+
+/* ---- protobuf request bodies (proto.c) ---- */
+/* Decodes "k8s\0" + runtime.Unknown of the kinds kubectl's typed clients send.
+ * -ENOTSUP for other kinds (answer 415), -EINVAL when malformed. */
+int fk_proto_decode(const char *body, size_t len, json_t **ret, char *err, size_t errlen);
+
+/* ---- tokens and reviews (tokens.c; lock held) ---- */
+/* Who a bearer token is: 0 and *u filled, or -EACCES. */
+int fk_token_user(struct fk_state *st, const char *token, struct fk_user *u);
+void fk_token_request(struct fk_ctx *c, const char *key);
+void fk_review(struct fk_ctx *c);
 
 /* ---- patches (patch.c) ---- */
 /* RFC 7386 merge: returns a new value (target borrowed, patch borrowed). */

@@ -139,8 +139,21 @@ props(const char *spec)
 
 		snprintf(item, sizeof(item), "%.*s", (int)n, s);
 		if ((colon = strchr(item, ':')) != NULL) {
+			const char *type = colon + 1;
+
 			*colon = '\0';
-			json_object_set_new(p, item, json_pack("{s:s}", "type", colon + 1));
+			/* "map": of strings; "strings": an array of them; "array": of objects */
+			if (strcmp(type, "map") == 0)
+				json_object_set_new(p, item, json_pack("{s:s,s:{s:s}}", "type", "object",
+						    "additionalProperties", "type", "string"));
+			else if (strcmp(type, "strings") == 0)
+				json_object_set_new(p, item, json_pack("{s:s,s:{s:s}}", "type", "array", "items",
+						    "type", "string"));
+			else if (strcmp(type, "array") == 0)
+				json_object_set_new(p, item, json_pack("{s:s,s:{s:s}}", "type", "array", "items",
+						    "type", "object"));
+			else
+				json_object_set_new(p, item, json_pack("{s:s}", "type", type));
 		}
 		s += n;
 		if (*s == ',')
@@ -156,8 +169,8 @@ builtin_schema(const struct fk_rtype *t)
 	const char *fields;
 
 	switch (t->hook) {
-	case FK_HOOK_SECRET: fields = "data:object,stringData:object,type:string,immutable:boolean"; break;
-	case FK_HOOK_CONFIGMAP: fields = "data:object,binaryData:object,immutable:boolean"; break;
+	case FK_HOOK_SECRET: fields = "data:map,stringData:map,type:string,immutable:boolean"; break;
+	case FK_HOOK_CONFIGMAP: fields = "data:map,binaryData:map,immutable:boolean"; break;
 	case FK_HOOK_SERVICEACCOUNT: fields = "secrets:array,imagePullSecrets:array,automountServiceAccountToken:boolean"; break;
 	case FK_HOOK_EVENT: fields = "involvedObject:object,reason:string,message:string,type:string,source:object,count:integer,firstTimestamp:string,lastTimestamp:string,eventTime:string,action:string,related:object,reportingComponent:string,reportingInstance:string,series:object"; break;
 	case FK_HOOK_EVENTS_V1: fields = "regarding:object,reason:string,note:string,type:string,eventTime:string,action:string,related:object,reportingController:string,reportingInstance:string,series:object,deprecatedSource:object,deprecatedCount:integer,deprecatedFirstTimestamp:string,deprecatedLastTimestamp:string"; break;
@@ -177,8 +190,8 @@ object_meta(void)
 			 "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create.",
 			 "properties", props("name:string,generateName:string,namespace:string,uid:string,"
 					     "resourceVersion:string,generation:integer,creationTimestamp:string,"
-					     "deletionTimestamp:string,labels:object,annotations:object,"
-					     "ownerReferences:array,finalizers:array,managedFields:array"));
+					     "deletionTimestamp:string,labels:map,annotations:map,"
+					     "ownerReferences:array,finalizers:strings,managedFields:array"));
 }
 
 static json_t *
@@ -257,11 +270,4 @@ fk_openapi_v3_doc(struct fk_state *st, const char *gvpath)
 	doc = json_pack("{s:s,s:{s:s,s:s},s:o,s:{s:o}}", "openapi", "3.0.0", "info", "title", "Kubernetes",
 			"version", "v1.31.0", "paths", paths, "components", "schemas", schemas);
 	return doc;
-}
-
-json_t *
-fk_openapi_v2(struct fk_state *st)
-{
-	(void)st;
-	return NULL;
 }

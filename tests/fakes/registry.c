@@ -51,6 +51,12 @@ static const struct builtin builtins[] = {
 	  FK_STATUS | FK_GENERATION, FK_HOOK_CRD, 14 },
 	{ "coordination.k8s.io", "v1", "leases", "lease", "Lease", true, "", "", STD | FK_RV_REQUIRED,
 	  FK_HOOK_LEASE, 16 },
+	{ "authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview",
+	  false, "", "", FK_VIRTUAL, FK_HOOK_SELFSUBJECTREVIEW, 4 },
+	{ "authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, "", "",
+	  FK_VIRTUAL, FK_HOOK_TOKENREVIEW, 4 },
+	{ "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview",
+	  "SelfSubjectAccessReview", false, "", "", FK_VIRTUAL, FK_HOOK_ACCESSREVIEW, 5 },
 };
 #undef STD
 
@@ -77,7 +83,11 @@ split_list(const char *s)
 static json_t *
 standard_verbs(unsigned flags)
 {
-	json_t *v = json_pack("[s,s]", "create", "delete");
+	json_t *v;
+
+	if (flags & FK_VIRTUAL)
+		return json_pack("[s]", "create");
+	v = json_pack("[s,s]", "create", "delete");
 
 	if (!(flags & FK_NO_DELETECOLLECTION))
 		json_array_append_new(v, json_string("deletecollection"));

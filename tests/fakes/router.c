@@ -54,79 +54,15 @@ query_true(const struct fk_request *r, const char *key)
 
 /* ---- authentication ---- */
 
-static bool
-same_token(const char *a, const char *b)
-{
-	size_t n = strlen(a), m = strlen(b);
-	unsigned char d = (unsigned char)(n != m);
-
-	for (size_t i = 0; i < n && i < m; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}
-
-/* A service-account token of ours: signed, in date, for our audience, of an account that
- * still exists with the same uid. */
-static bool
-sa_user(struct fk_state *st, const char *token, struct fk_user *u)
-{
-	json_t *claims = NULL, *k8s, *sa, *aud;
-	const char *ns, *name, *uid, *jti;
-	struct fk_rtype *t;
-	struct fk_obj *o;
-	char key[FK_KEY_MAX];
-	long long now = (long long)time(NULL);
-	bool ok = false, aud_ok = false;
-	size_t i;
-	json_t *a;
-
-	if (fk_jwt_verify(&st->keys, token, &claims) < 0)
-		return false;
-	k8s = fk_jobj(claims, "kubernetes.io");
-	sa = fk_jobj(k8s, "serviceaccount");
-	ns = fk_jstr(k8s, "namespace");
-	name = fk_jstr(sa, "name");
-	uid = fk_jstr(sa, "uid");
-	jti = fk_jstr(claims, "jti");
-	if (ns == NULL || name == NULL || uid == NULL)
-		goto out;
-	if (json_integer_value(json_object_get(claims, "exp")) <= now ||
-	    json_integer_value(json_object_get(claims, "nbf")) > now + 60)
-		goto out;
-	aud = json_object_get(claims, "aud");
-	json_array_foreach(aud, i, a) {
-		if (json_is_string(a) && strcmp(json_string_value(a), st->cfg->issuer) == 0)
-			aud_ok = true;
-	}
-	if (!aud_ok)
-		goto out;
-	pthread_mutex_lock(&st->lock);
-	t = fk_rtype_find(st, "", "v1", "serviceaccounts", NULL);
-	fk_obj_key(t, ns, name, key);
-	o = t != NULL ? fk_store_get(st, t, key) : NULL;
-	ok = o != NULL && fk_meta_str(o->obj, "uid") != NULL &&
-	     strcmp(fk_meta_str(o->obj, "uid"), uid) == 0;
-	pthread_mutex_unlock(&st->lock);
-	if (ok) {
-		snprintf(u->name, sizeof(u->name), "system:serviceaccount:%s:%s", ns, name);
-		snprintf(u->groups, sizeof(u->groups),
-			 "system:serviceaccounts,system:serviceaccounts:%s,system:authenticated", ns);
-		snprintf(u->token_id, sizeof(u->token_id), "%s", jti != NULL ? jti : "sa");
-	}
-out:
-	json_decref(claims);
-	return ok;
-}
-
 /* 0: authenticated (or anonymous, u->name empty); -EACCES: a bad token. */
 static int
 authenticate(struct fk_state *st, struct fk_request *r)
 {
 	const char *h = fk_req_header(r, "Authorization");
 	const char *tok;
-	struct fk_user *u = &r->user;
+	int e;
 
-	memset(u, 0, sizeof(*u));
+	memset(&r->user, 0, sizeof(r->user));
 	if (h == NULL)
 		return 0;
 	if (strncasecmp(h, "Bearer ", 7) != 0)
@@ -134,30 +70,10 @@ authenticate(struct fk_state *st, struct fk_request *r)
 	tok = h + 7;
 	while (*tok == ' ')
 		tok++;
-	if (*tok == '\0' || strlen(tok) > FK_TOKEN_MAX)
-		return -EACCES;
-	if (same_token(tok, st->cfg->token)) {
-		snprintf(u->name, sizeof(u->name), "admin");
-		snprintf(u->groups, sizeof(u->groups), "system:masters,system:authenticated");
-		snprintf(u->token_id, sizeof(u->token_id), "admin");
-		u->admin = true;
-		return 0;
-	}
-	for (unsigned i = 0; i < st->cfg->nusers; i++) {
-		const struct fk_user_token *ut = &st->cfg->users[i];
-
-		if (same_token(tok, ut->token)) {
-			snprintf(u->name, sizeof(u->name), "%s", ut->name);
-			snprintf(u->groups, sizeof(u->groups), "%s%ssystem:authenticated", ut->groups,
-				 ut->groups[0] != '\0' ? "," : "");
-			snprintf(u->token_id, sizeof(u->token_id), "user:%s", ut->name);
-			u->admin = strstr(ut->groups, "system:masters") != NULL;
-			return 0;
-		}
-	}
-	if (strchr(tok, '.') != NULL && sa_user(st, tok, u))
-		return 0;
-	return -EACCES;
+	pthread_mutex_lock(&st->lock);
+	e = fk_token_user(st, tok, &r->user);
+	pthread_mutex_unlock(&st->lock);
+	return e;
 }
 
 /* ---- request info ---- */
@@ -360,6 +276,18 @@ reply_openapi(struct fk_state *st, struct fk_request *r, const struct path *p)
 	char gv[600];
 
 	if (p->n == 2 && strcmp(p->seg[1], "v2") == 0) {
+		const char *accept = fk_req_header(r, "Accept");
+		char *pb = NULL;
+		size_t len = 0;
+
+		if (accept != NULL && strstr(accept, "protobuf") != NULL) {
+			if (fk_openapi_v2_protobuf(st, &pb, &len) < 0) {
+				fk_reply_status(r, 500, "InternalError", NULL, "out of memory");
+				return;
+			}
+			fk_reply_bytes(r, 200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf", pb, len);
+			return;
+		}
 		doc = fk_openapi_v2(st);
 	} else if (p->n == 2 && strcmp(p->seg[1], "v3") == 0) {
 		doc = fk_openapi_v3_root(st);

@@ -51,6 +51,16 @@ fk_reply_text(struct fk_request *r, unsigned status, const char *type, const cha
 }
 
 void
+fk_reply_bytes(struct fk_request *r, unsigned status, const char *type, char *data, size_t len)
+{
+	free(r->resp);
+	r->resp = data;
+	r->resp_len = len;
+	r->resp_type = type;
+	r->status = status;
+}
+
+void
 fk_warn(struct fk_request *r, const char *fmt, ...)
 {
 	char text[1024];
