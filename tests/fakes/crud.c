@@ -631,13 +631,13 @@ do_patch(struct fk_ctx *c, const char *key)
 		if (o == NULL) {
 			if (c->status_only) {
 				fk_reply_not_found(r, c->t, c->name);
-				json_decref(result);
 				goto out;
 			}
 			create_object(c, result, true);
 		} else {
 			update_object(c, key, o->obj, result, true);
 		}
+		result = NULL;          /* taken */
 		goto out;
 	}
 	if (o == NULL) {

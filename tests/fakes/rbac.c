@@ -4,7 +4,8 @@
  * a star for any resource with a subresource),
  * verbs, resourceNames and nonResourceURLs. Discovery, /version and the health paths are
  * open to every authenticated user, as system:discovery and system:public-info-viewer
- * grant them. Aggregation rules are not evaluated. */
+ * grant them, and self reviews to everyone, as system:basic-user does. Aggregation rules
+ * are not evaluated. */
 #include "fake.h"
 
 #include <stdlib.h>
@@ -189,6 +190,11 @@ fk_authorized(struct fk_state *st, const struct fk_request *r)
 	}
 	if (r->user.name[0] == '\0')
 		return false;
+	/* system:basic-user: everyone may ask who they are and what they may do */
+	if (strcmp(r->verb, "create") == 0 &&
+	    ((strcmp(r->group, "authorization.k8s.io") == 0 && strcmp(r->resource, "selfsubjectaccessreviews") == 0) ||
+	     (strcmp(r->group, "authentication.k8s.io") == 0 && strcmp(r->resource, "selfsubjectreviews") == 0)))
+		return true;
 	if (bindings_allow(st, r, "clusterrolebindings", NULL))
 		return true;
 	if (r->namespace[0] != '\0' && r->resource[0] != '/' &&

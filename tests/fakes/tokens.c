@@ -163,7 +163,8 @@ fk_token_request(struct fk_ctx *c, const char *key)
 	}
 	spec = fk_jobj(body, "spec");
 	aud = json_object_get(spec, "audiences");
-	if (json_object_get(spec, "expirationSeconds") != NULL)
+	/* kubectl sends "expirationSeconds": null when none is asked for */
+	if (json_is_integer(json_object_get(spec, "expirationSeconds")))
 		exp_s = json_integer_value(json_object_get(spec, "expirationSeconds"));
 	fk_errors_init(&e);
 	if (exp_s < TOKENS_MIN_S)
