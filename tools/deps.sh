@@ -4,7 +4,8 @@
 set -eu
 
 pkgs="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev \
-libsodium-dev libssl-dev libyaml-dev check curl python3 python3-cryptography"
+libsodium-dev libssl-dev libyaml-dev check curl python3 python3-cryptography python3-kubernetes \
+python3-yaml"
 if [ "${1:-}" = "--dev" ]; then
 	pkgs="$pkgs nginx-light clang libclang-rt-14-dev"
 fi

@@ -568,9 +568,13 @@ do_update(struct fk_ctx *c, const char *key)
 		json_t *copy = json_deep_copy(o->obj);
 		json_t *fins = json_object_get(fk_jobj(obj, "spec"), "finalizers");
 
-		json_object_set(fk_jobj_ensure(copy, "spec"), "finalizers", fins != NULL ? fins : json_array());
-		json_object_set(fk_meta(copy), "resourceVersion", json_object_get(fk_meta(obj), "resourceVersion")
-				? json_object_get(fk_meta(obj), "resourceVersion") : json_string(""));
+		json_t *rv = json_object_get(fk_meta(obj), "resourceVersion");
+
+		json_object_set_new(fk_jobj_ensure(copy, "spec"), "finalizers", fins != NULL ? json_incref(fins) : json_array());
+		if (rv != NULL)
+			json_object_set(fk_meta(copy), "resourceVersion", rv);
+		else
+			json_object_del(fk_meta(copy), "resourceVersion");
 		json_decref(obj);
 		obj = copy;
 	}
@@ -614,7 +618,7 @@ do_patch(struct fk_ctx *c, const char *key)
 		return;
 	}
 	if (apply) {
-		json_t *live = o != NULL ? shown(c, o->obj) : NULL;
+		json_t *live;
 		int e;
 
 		if (check_type(c, patch) < 0)
@@ -623,6 +627,7 @@ do_patch(struct fk_ctx *c, const char *key)
 			fk_reply_bad_request(r, "metadata.managedFields must be nil");
 			goto out;
 		}
+		live = o != NULL ? shown(c, o->obj) : NULL;
 		e = fk_apply(c, live, patch, qtrue(r, "force"), &result);
 		json_decref(live);
 		if (e < 0)

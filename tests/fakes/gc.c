@@ -58,7 +58,7 @@ by_uid(struct pass *p, const char *uid)
 {
 	struct item key = { .uid = uid };
 
-	return bsearch(&key, p->items, p->n, sizeof(*p->items), cmp_item);
+	return p->n > 0 ? bsearch(&key, p->items, p->n, sizeof(*p->items), cmp_item) : NULL;
 }
 
 /* Dependents of uid: how many, and how many block its deletion. */
@@ -66,7 +66,7 @@ static void
 dependents(struct pass *p, const char *uid, size_t *ret_all, size_t *ret_blocking)
 {
 	struct ref key = { .owner_uid = uid };
-	struct ref *r = bsearch(&key, p->refs, p->nrefs, sizeof(*p->refs), cmp_ref);
+	struct ref *r = p->nrefs > 0 ? bsearch(&key, p->refs, p->nrefs, sizeof(*p->refs), cmp_ref) : NULL;
 	size_t all = 0, blocking = 0;
 
 	if (r != NULL) {
@@ -157,8 +157,10 @@ collect(struct fk_state *st, struct pass *p)
 			}
 		}
 	}
-	qsort(p->items, p->n, sizeof(*p->items), cmp_item);
-	qsort(p->refs, p->nrefs, sizeof(*p->refs), cmp_ref);
+	if (p->n > 0)
+		qsort(p->items, p->n, sizeof(*p->items), cmp_item);
+	if (p->nrefs > 0)
+		qsort(p->refs, p->nrefs, sizeof(*p->refs), cmp_ref);
 	return 0;
 }
 

@@ -310,8 +310,8 @@ fk_prepare_update(struct fk_ctx *c, const json_t *old, json_t *obj)
 			else
 				json_object_del(spec, "finalizers");
 		}
-		json_object_set(fk_jobj_ensure(fk_meta(obj), "labels"), "kubernetes.io/metadata.name",
-				json_string(c->name));
+		json_object_set_new(fk_jobj_ensure(fk_meta(obj), "labels"), "kubernetes.io/metadata.name",
+				    json_string(c->name));
 		break;
 	case FK_HOOK_CRD:
 		if (!c->status_only)

@@ -83,7 +83,7 @@ split_list(const char *s)
 static json_t *
 standard_verbs(unsigned flags)
 {
-	json_t *v;
+	json_t *v, *rest;
 
 	if (flags & FK_VIRTUAL)
 		return json_pack("[s]", "create");
@@ -91,7 +91,9 @@ standard_verbs(unsigned flags)
 
 	if (!(flags & FK_NO_DELETECOLLECTION))
 		json_array_append_new(v, json_string("deletecollection"));
-	json_array_extend(v, json_pack("[s,s,s,s,s]", "get", "list", "patch", "update", "watch"));
+	rest = json_pack("[s,s,s,s,s]", "get", "list", "patch", "update", "watch");
+	json_array_extend(v, rest);
+	json_decref(rest);
 	return v;
 }
 
