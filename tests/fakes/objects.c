@@ -97,9 +97,35 @@ rename_fields(json_t *obj, int from, int to)
 	json_decref(moved);
 }
 
+/* Puts the keys named in first before the others, which keep their order. */
+static void
+order_keys(json_t *obj, const char *const *first)
+{
+	json_t *rest = json_copy(obj), *v;
+	const char *k;
+
+	if (rest == NULL)
+		return;
+	json_object_clear(obj);
+	for (size_t i = 0; first[i] != NULL; i++) {
+		if ((v = json_object_get(rest, first[i])) != NULL) {
+			json_object_set(obj, first[i], v);
+			json_object_del(rest, first[i]);
+		}
+	}
+	json_object_foreach(rest, k, v)
+		json_object_set(obj, k, v);
+	json_decref(rest);
+}
+
 void
 fk_to_version(const struct fk_rtype *t, unsigned version, json_t *obj)
 {
+	static const char *const top[] = { "kind", "apiVersion", "metadata", NULL };
+	static const char *const meta[] = { "name", "generateName", "namespace", "uid", "resourceVersion",
+					    "generation", "creationTimestamp", "deletionTimestamp",
+					    "deletionGracePeriodSeconds", "labels", "annotations",
+					    "ownerReferences", "finalizers", "managedFields", NULL };
 	char gv[400];
 
 	snprintf(gv, sizeof(gv), "%s%s%s", t->group, t->group[0] ? "/" : "", t->versions[version].name);
@@ -107,6 +133,10 @@ fk_to_version(const struct fk_rtype *t, unsigned version, json_t *obj)
 		rename_fields(obj, 0, 1);
 	json_object_set_new(obj, "apiVersion", json_string(gv));
 	json_object_set_new(obj, "kind", json_string(t->kind));
+	/* kube-apiserver's order: kind, apiVersion, metadata (its fields as ObjectMeta has them) */
+	if (fk_jobj(obj, "metadata") != NULL)
+		order_keys(fk_jobj(obj, "metadata"), meta);
+	order_keys(obj, top);
 }
 
 void
@@ -699,6 +729,7 @@ fk_validate(struct fk_ctx *c, const json_t *old, json_t *obj, struct fk_errors *
 			fk_error_add(e, "FieldValueInvalid", "spec.leaseTransitions", "must be greater than or equal to 0");
 		break;
 	case FK_HOOK_EVENT:
+	case FK_HOOK_EVENTS_V1:
 		if ((r = check_micro(c, obj, "eventTime")) < 0)
 			break;
 		if (strcmp(c->r->group, "events.k8s.io") == 0 && old == NULL) {

@@ -297,6 +297,14 @@ on_access(void *cls, struct MHD_Connection *mhd, const char *url, const char *me
 		c->req.method = method;
 		c->req.path = url;
 		*req_cls = c;
+		info = MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+		if (info != NULL && info->header_size > FK_HEADER_MAX) {
+			c->early = true;
+			/* as Go's net/http answers it, before the apiserver's handlers */
+			fk_reply_text(&c->req, 431, "text/plain; charset=utf-8",
+				      "431 Request Header Fields Too Large");
+			return queue(c);
+		}
 		cl = MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl != NULL && strtoull(cl, NULL, 10) > FK_BODY_MAX) {
 			c->early = true;
