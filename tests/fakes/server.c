@@ -144,7 +144,17 @@ add_headers(struct MHD_Response *resp, const struct fk_request *r)
 	if (r->resp_type != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
 	for (unsigned i = 0; i < r->nwarnings; i++) {
-		snprintf(value, sizeof(value), "299 - \"%s\"", r->warnings[i]);
+		/* a quoted-string: quotes and backslashes escaped (RFC 7234 §5.5) */
+		size_t o = 0;
+
+		o += (size_t)snprintf(value, sizeof(value), "299 - \"");
+		for (const char *p = r->warnings[i]; *p != '\0' && o + 3 < sizeof(value); p++) {
+			if (*p == '"' || *p == '\\')
+				value[o++] = '\\';
+			value[o++] = *p;
+		}
+		value[o++] = '"';
+		value[o] = '\0';
 		MHD_add_response_header(resp, "Warning", value);
 	}
 	if (r->retry_after > 0) {

@@ -1002,6 +1002,114 @@ START_TEST(kinds_rules)
 }
 END_TEST
 
+static size_t
+discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+/* One request with an extra header, through libcurl directly. */
+static long
+with_header(const char *path, const char *header)
+{
+	char url[256], auth[256];
+	struct curl_slist *h = NULL;
+	long code = 0;
+	CURL *c = curl_easy_init();
+
+	snprintf(url, sizeof(url), "%s%s", kube.addr, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", kube.token);
+	h = curl_slist_append(h, auth);
+	h = curl_slist_append(h, header);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CAINFO, kube.ca);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return code;
+}
+
+static void *
+hold_watch(void *arg)
+{
+	(void)arg;
+	t_kube_stream(&kube, NS "/configmaps?watch=1&timeoutSeconds=5", NULL, 15000, NULL);
+	return NULL;
+}
+
+START_TEST(events_warnings_limits)
+{
+	char *big, *hdrs = NULL, *crd;
+	json_t *j;
+	pthread_t th;
+	long code;
+
+	start((const char *const[]){ "--max-watches", "1", "--max-objects", "40", NULL });
+	/* events.k8s.io/v1 and core/v1 are two views of the same events */
+	j = call(201, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", NULL,
+		 "{\"metadata\":{\"name\":\"e1\"},\"eventTime\":\"2026-12-01T07:10:31.000000Z\","
+		 "\"reportingController\":\"latchkey.io/sync\",\"reportingInstance\":\"pod-1\",\"action\":\"Sync\","
+		 "\"reason\":\"Synced\",\"note\":\"all good\",\"type\":\"Normal\","
+		 "\"regarding\":{\"kind\":\"Secret\",\"name\":\"s\",\"namespace\":\"default\"}}");
+	ck_assert_str_eq(jstr(j, "note"), "all good");
+	json_decref(j);
+	j = call(200, "GET", NS "/events/e1", NULL, NULL);
+	ck_assert_str_eq(jstr(j, "message"), "all good");
+	ck_assert_str_eq(jstr(j, "involvedObject.kind"), "Secret");
+	ck_assert_str_eq(jstr(j, "reportingComponent"), "latchkey.io/sync");
+	json_decref(j);
+	j = call(200, "GET", NS "/events?fieldSelector=involvedObject.kind%3DSecret,involvedObject.name%3Ds", NULL, NULL);
+	ck_assert_int_eq(json_array_size(jget(j, "items")), 1);
+	json_decref(j);
+	j = call(422, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", NULL,
+		 "{\"metadata\":{\"name\":\"e2\"},\"note\":\"x\"}");
+	ck_assert_str_eq(jstr(j, "details.causes.0.field"), "eventTime");
+	json_decref(j);
+	/* fieldValidation=Warn: a Warning header, the field dropped */
+	crd = t_read_file(src("tests/fakes/testdata/crds/gadgets.yaml"));
+	json_decref(call(201, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "application/yaml", crd));
+	free(crd);
+	code = t_kube_req(&kube, T_KUBE_ADMIN, "POST", "/apis/fake.latchkey.io/v1alpha1/gadgets?fieldValidation=Warn", NULL,
+			  "{\"apiVersion\":\"fake.latchkey.io/v1alpha1\",\"kind\":\"Gadget\",\"metadata\":{\"name\":\"g\"},"
+			  "\"spec\":{\"free\":1},\"extra\":2}", NULL, &hdrs);
+	ck_assert_int_eq(code, 201);
+	ck_assert_ptr_nonnull(strstr(hdrs, "Warning: 299 - \"unknown field \\\"extra\\\"\""));
+	free(hdrs);
+	/* headers past the limit: 431 before any handler */
+	big = malloc(70 * 1024);
+	strcpy(big, "X-Big: ");
+	memset(big + 7, 'a', 68 * 1024);
+	big[7 + 68 * 1024] = '\0';
+	ck_assert_int_eq(with_header("/api", big), 431);
+	free(big);
+	/* one watch at most: the second gets 429 */
+	ck_assert_int_eq(pthread_create(&th, NULL, hold_watch, NULL), 0);
+	ck_assert(t_wait_until(one_watch, &kube, T_DEADLINE_MS));
+	ck_assert_int_eq(t_kube_stream(&kube, NS "/configmaps?watch=1&timeoutSeconds=1", NULL, 5000, NULL), 429);
+	pthread_join(th, NULL);
+	/* the object limit */
+	for (int i = 0;; i++) {
+		char body[128];
+
+		snprintf(body, sizeof(body), "{\"metadata\":{\"name\":\"n%d\"}}", i);
+		code = t_kube_json(&kube, "POST", NS "/configmaps", NULL, body, &j);
+		if (code != 201) {
+			ck_assert_int_eq(code, 500);
+			check_status(j, 500, "InternalError");
+			json_decref(j);
+			break;
+		}
+		json_decref(j);
+		ck_assert_int_lt(i, 40);
+	}
+}
+END_TEST
+
 /* A protobuf Secret as kubectl ≥ 1.33 sends it: "k8s\0" + runtime.Unknown. */
 START_TEST(protobuf_body)
 {
@@ -1043,6 +1151,7 @@ START_TEST(protobuf_body)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, msg);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)n);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 		ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 		ck_assert_int_eq(code, 201);
@@ -1097,6 +1206,7 @@ kube_fake_suite(void)
 	tcase_add_test(server, garbage_collection);
 	tcase_add_test(server, custom_resources_and_status);
 	tcase_add_test(server, kinds_rules);
+	tcase_add_test(server, events_warnings_limits);
 	tcase_add_test(server, protobuf_body);
 	tcase_add_test(server, sigterm_stops_cleanly);
 	suite_add_tcase(s, server);
