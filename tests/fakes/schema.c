@@ -1,8 +1,8 @@
-/* schema.c — custom objects against their CRD's openAPIV3Schema: types, required fields,
- * enums, string lengths, number bounds, nullable, int-or-string, preserve-unknown-fields
- * and embedded resources; unknown fields are pruned and reported so that the caller can
- * apply fieldValidation (Strict: 400, Warn: a Warning header, Ignore: silence). Patterns,
- * formats and CEL rules are not checked. */
+/* schema.c — custom objects against their CRD's openAPIV3Schema: defaults, types, required
+ * fields, enums, string lengths, number bounds, nullable, int-or-string,
+ * preserve-unknown-fields and embedded resources. Unknown fields are pruned and reported,
+ * for the caller to apply fieldValidation (Strict: 400, Warn: a Warning header, Ignore:
+ * silence). Patterns, formats and CEL rules (x-kubernetes-validations) are not checked. */
 #include "fake.h"
 
 #include <stdlib.h>
@@ -174,6 +174,13 @@ walk(const json_t *node, json_t *v, const char *path, int depth, struct fk_error
 		void *tmp;
 		size_t i;
 
+		/* defaults first, as the apiserver applies them before it validates */
+		json_object_foreach(props, k, x) {
+			json_t *dflt = json_object_get(x, "default");
+
+			if (dflt != NULL && json_object_get(v, k) == NULL)
+				json_object_set_new(v, k, json_deep_copy(dflt));
+		}
 		json_array_foreach(req, i, x) {
 			const char *rk = json_string_value(x);
 

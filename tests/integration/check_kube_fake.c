@@ -900,6 +900,7 @@ START_TEST(custom_resources_and_status)
 	ck_assert_int_eq(json_integer_value(jget(j, "metadata.generation")), 1);
 	ck_assert_ptr_null(jget(j, "status"));
 	ck_assert_ptr_null(jget(j, "spec.junk"));      /* pruned (fieldValidation Warn) */
+	ck_assert_str_eq(jstr(j, "spec.shape"), "round"); /* the schema's default */
 	snprintf(rv, sizeof(rv), "%s", jstr(j, "metadata.resourceVersion"));
 	json_decref(j);
 	/* strict: an unknown field is 400 */
