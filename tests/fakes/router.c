@@ -481,9 +481,8 @@ fk_handle(struct fk_state *st, struct fk_request *r)
 unlock:
 	pthread_mutex_unlock(&st->lock);
 done:
-	if (r->watch == NULL) {
-		fk_stats_request(&st->stats, r);
-		fk_audit(st, r);
-	}
+	/* a watch counts once, when its stream starts */
+	fk_stats_request(&st->stats, r);
+	fk_audit(st, r);
 	log_request(r, fk_mono_ms() - start);
 }

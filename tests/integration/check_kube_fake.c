@@ -280,8 +280,12 @@ START_TEST(files_and_auth)
 	ck_assert_ptr_nonnull(strstr(kc, "certificate-authority-data:"));
 	ck_assert_ptr_nonnull(strstr(kc, kube.token));
 	free(kc);
-	ck_assert_ptr_nonnull(strstr(t_read_file(kube.ca), "BEGIN CERTIFICATE"));
-	ck_assert_ptr_nonnull(strstr(t_read_file(kube.sa_pub), "BEGIN PUBLIC KEY"));
+	kc = t_read_file(kube.ca);
+	ck_assert_ptr_nonnull(strstr(kc, "BEGIN CERTIFICATE"));
+	free(kc);
+	kc = t_read_file(kube.sa_pub);
+	ck_assert_ptr_nonnull(strstr(kc, "BEGIN PUBLIC KEY"));
+	free(kc);
 	/* no token, a wrong one: 401 Status */
 	code = t_kube_req(&kube, NULL, "GET", "/api/v1/namespaces", NULL, NULL, &text, NULL);
 	ck_assert_int_eq(code, 401);
