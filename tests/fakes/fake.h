@@ -5,13 +5,15 @@
  * etcd member with a strictly increasing revision. Watch streams hold a cursor into the
  * event history and wait on the state's condition variable outside the lock.
  *
- * Files along seams: server.c (HTTP/TLS over libmicrohttpd), router.c (URLs, auth,
- * dispatch), registry.c (resource types, CRDs, discovery), openapi.c, store.c
- * (objects, resourceVersion, history, snapshots), watch.c, objects.c (per-kind rules),
- * crud.c (the verbs), patch.c, apply.c (server-side apply), schema.c (CRD validation),
- * selector.c, gc.c (owners, finalizers, namespaces), rbac.c, table.c, faults.c (faults,
- * stats, audit), tls.c (keys, certificates, tokens), yaml.c, status.c, util.c.
- * docs/test-apiserver.md describes what it serves.
+ * Files along seams: main.c (options, files, signals, restarts), server.c (HTTP/TLS over
+ * libmicrohttpd), router.c (URLs, authentication, dispatch), registry.c (resource types,
+ * CRDs, discovery), openapi.c and openapi_v2.c, store.c (objects, resourceVersion,
+ * history, snapshots), watch.c, objects.c (per-kind rules), crud.c (the verbs), tokens.c
+ * (TokenRequest, the reviews), patch.c, apply.c (server-side apply), schema.c (CRD
+ * validation), selector.c, gc.c (owners, finalizers, namespaces), rbac.c, table.c,
+ * faults.c (faults, stats, audit, /fake/), tls.c (keys, certificates, JWTs), proto.c
+ * (protobuf bodies), yaml.c, status.c, util.c. docs/test-apiserver.md describes what it
+ * serves.
  */
 #ifndef FK_FAKE_H
 #define FK_FAKE_H
@@ -72,7 +74,6 @@ struct fk_config {
 	unsigned max_watches;
 	unsigned max_connections;
 	long bookmark_ms;               /* periodic BOOKMARK interval */
-	bool rbac;                      /* authorize non-admin users with RBAC objects */
 	unsigned nusers;
 	struct fk_user_token users[FK_USERS_MAX];
 	json_t *start_faults;           /* --fault JSON objects, applied at start (array) */
@@ -95,8 +96,6 @@ void fk_keys_clear(struct fk_keys *k);
 int fk_jwt_sign(const struct fk_keys *k, const json_t *claims, char **ret);
 /* Verifies an RS256 JWT made by fk_jwt_sign; *ret_claims new reference on success. */
 int fk_jwt_verify(const struct fk_keys *k, const char *jwt, json_t **ret_claims);
-/* Hex of the first 8 bytes of SHA-256 of s: a token id for logs that reveals nothing. */
-void fk_fingerprint(const char *s, char out[17]);
 
 /* ---- small helpers (util.c) ---- */
 void fk_time_rfc3339(time_t t, char out[32]);         /* 2026-01-02T03:04:05Z */
@@ -214,7 +213,6 @@ void fk_registry_clear(struct fk_registry *reg);
 struct fk_rtype *fk_rtype_find(struct fk_state *st, const char *group, const char *version,
 			       const char *plural, unsigned *ret_version);
 struct fk_rtype *fk_rtype_by_kind(struct fk_state *st, const char *group, const char *kind);
-struct fk_rtype *fk_rtype_by_bucket(struct fk_state *st, uint32_t bucket_id);
 struct fk_rtype *fk_rtype_storage(struct fk_rtype *t);
 const char *fk_rtype_storage_version(const struct fk_rtype *t);
 bool fk_rtype_served(const struct fk_rtype *t, const char *version, unsigned *ret_index);
@@ -514,8 +512,6 @@ void fk_crud(struct fk_state *st, struct fk_request *r, struct fk_rtype *t, unsi
  * it stands after. Returns 0, or -EAGAIN when only marked. */
 int fk_delete_object(struct fk_state *st, struct fk_rtype *t, const char *key, const char *policy,
 		     json_t **ret_obj);
-/* Commits obj (stolen) as an update of the object at key; lock held. */
-int fk_commit_update(struct fk_state *st, struct fk_rtype *t, const char *key, json_t *obj);
 
 /* ---- protobuf request bodies (proto.c) ---- */
 /* Decodes "k8s\0" + runtime.Unknown of the kinds kubectl's typed clients send.
@@ -561,10 +557,9 @@ const json_t *fk_schema_items(const json_t *node);
 int fk_gc_start(struct fk_state *st, pthread_t *ret);
 void fk_gc_stop(struct fk_state *st, pthread_t th);
 void fk_gc_kick(struct fk_state *st);   /* lock held */
-/* True when the object has dependents that block its deletion (foreground). */
 
 /* ---- authorization (rbac.c) ---- */
-/* 0 when the user may do what r describes; lock held. */
+/* Whether the user may do what r describes (RBAC; the admin may do anything); lock held. */
 bool fk_authorized(struct fk_state *st, const struct fk_request *r);
 
 /* ---- tables (table.c) ---- */

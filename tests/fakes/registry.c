@@ -202,16 +202,6 @@ fk_rtype_by_kind(struct fk_state *st, const char *group, const char *kind)
 }
 
 struct fk_rtype *
-fk_rtype_by_bucket(struct fk_state *st, uint32_t id)
-{
-	for (unsigned i = 0; i < st->reg.n; i++) {
-		if (st->reg.types[i]->storage == NULL && st->reg.types[i]->bucket.id == id)
-			return st->reg.types[i];
-	}
-	return NULL;
-}
-
-struct fk_rtype *
 fk_rtype_storage(struct fk_rtype *t)
 {
 	return t->storage != NULL ? t->storage : t;

@@ -297,17 +297,3 @@ out:
 	free(payload);
 	return r;
 }
-
-void
-fk_fingerprint(const char *s, char out[17])
-{
-	unsigned char d[32];
-	unsigned int n = 0;
-
-	if (EVP_Digest(s, strlen(s), d, &n, EVP_sha256(), NULL) != 1 || n < 8) {
-		snprintf(out, 17, "unknown");
-		return;
-	}
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
