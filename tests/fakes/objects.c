@@ -297,8 +297,12 @@ fk_prepare_create(struct fk_ctx *c, json_t *obj)
 		set_default(spec, "replicas", json_integer(1));
 		set_default(spec, "revisionHistoryLimit", json_integer(10));
 		set_default(spec, "progressDeadlineSeconds", json_integer(600));
-		set_default(spec, "strategy", json_pack("{s:s,s:{s:s,s:s}}", "type", "RollingUpdate",
-				"rollingUpdate", "maxUnavailable", "25%", "maxSurge", "25%"));
+		set_default(spec, "strategy", json_object());
+		set_default(fk_jobj(spec, "strategy"), "type", json_string("RollingUpdate"));
+		if (strcmp(fk_jstr(fk_jobj(spec, "strategy"), "type") ? fk_jstr(fk_jobj(spec, "strategy"), "type") : "",
+			   "RollingUpdate") == 0)
+			set_default(fk_jobj(spec, "strategy"), "rollingUpdate",
+				    json_pack("{s:s,s:s}", "maxUnavailable", "25%", "maxSurge", "25%"));
 		json_object_set_new(obj, "status", json_object());
 		break;
 	case FK_HOOK_PDB:

@@ -1,8 +1,10 @@
 /* proto.c — request bodies in Kubernetes protobuf ("k8s\0" + runtime.Unknown) decoded to
  * JSON, for the kinds kubectl's typed clients create: kubectl ≥ 1.33 sends them so
- * (`kubectl create secret|configmap|namespace|serviceaccount|service|role|...`,
- * `kubectl create token`, `kubectl auth can-i`, `kubectl auth whoami`). The field numbers are those of
- * k8s.io/api's generated.proto. Answers stay JSON, which these clients also accept. */
+ * (`kubectl create secret|configmap|namespace|serviceaccount|service|deployment|pdb|role|
+ * ...`, `kubectl create token`, `kubectl auth can-i`, `kubectl auth whoami`). The field
+ * numbers are those of k8s.io/api's generated.proto; the fields decoded are those these
+ * commands set, and a body that sets another is refused (415) rather than cut short.
+ * Answers stay JSON, which these clients also accept. */
 #include "fake.h"
 
 #include <errno.h>
@@ -12,7 +14,8 @@
 /* Deepest message nesting decoded. */
 #define PROTO_DEPTH_MAX 32
 
-enum pkind { P_STRING, P_BYTES, P_INT, P_BOOL, P_MSG, P_MAP_SS, P_MAP_SB, P_TIME, P_INTSTR, P_RAWJSON };
+enum pkind { P_STRING, P_BYTES, P_INT, P_BOOL, P_MSG, P_MAP_SS, P_MAP_SB, P_MAP_SQ, P_TIME, P_INTSTR,
+	     P_RAWJSON };
 
 struct pmsg;
 
@@ -139,10 +142,59 @@ static const struct pmsg m_ssar_spec = { f_ssar_spec };
 static const struct pfield f_meta_only[] = { M(1, "metadata", m_meta), END };
 static const struct pfield f_ssar[] = { M(1, "metadata", m_meta), M(2, "spec", m_ssar_spec), END };
 
+static const struct pfield f_env[] = { F(1, "name", P_STRING), F(2, "value", P_STRING), END };
+static const struct pmsg m_env = { f_env };
+static const struct pfield f_cport[] = {
+	F(1, "name", P_STRING), F(2, "hostPort", P_INT), F(3, "containerPort", P_INT), F(4, "protocol", P_STRING),
+	F(5, "hostIP", P_STRING), END
+};
+static const struct pmsg m_cport = { f_cport };
+static const struct pfield f_resources[] = { F(1, "limits", P_MAP_SQ), F(2, "requests", P_MAP_SQ), END };
+static const struct pmsg m_resources = { f_resources };
+static const struct pfield f_mount[] = {
+	F(1, "name", P_STRING), F(2, "readOnly", P_BOOL), F(3, "mountPath", P_STRING), F(4, "subPath", P_STRING), END
+};
+static const struct pmsg m_mount = { f_mount };
+static const struct pfield f_container[] = {
+	F(1, "name", P_STRING), F(2, "image", P_STRING), R(3, "command", P_STRING), R(4, "args", P_STRING),
+	F(5, "workingDir", P_STRING), RM(6, "ports", m_cport), RM(7, "env", m_env), M(8, "resources", m_resources),
+	RM(9, "volumeMounts", m_mount), F(13, "terminationMessagePath", P_STRING),
+	F(14, "imagePullPolicy", P_STRING), F(16, "stdin", P_BOOL), F(17, "stdinOnce", P_BOOL), F(18, "tty", P_BOOL),
+	F(20, "terminationMessagePolicy", P_STRING), END
+};
+static const struct pmsg m_container = { f_container };
+static const struct pfield f_podspec[] = {
+	RM(20, "initContainers", m_container), RM(2, "containers", m_container), F(3, "restartPolicy", P_STRING),
+	F(4, "terminationGracePeriodSeconds", P_INT), F(6, "dnsPolicy", P_STRING), F(7, "nodeSelector", P_MAP_SS),
+	F(8, "serviceAccountName", P_STRING), F(19, "schedulerName", P_STRING), END
+};
+static const struct pmsg m_podspec = { f_podspec };
+static const struct pfield f_template[] = { M(1, "metadata", m_meta), M(2, "spec", m_podspec), END };
+static const struct pmsg m_template = { f_template };
+static const struct pfield f_rolling[] = { F(1, "maxUnavailable", P_INTSTR), F(2, "maxSurge", P_INTSTR), END };
+static const struct pmsg m_rolling = { f_rolling };
+static const struct pfield f_strategy[] = { F(1, "type", P_STRING), M(2, "rollingUpdate", m_rolling), END };
+static const struct pmsg m_strategy = { f_strategy };
+static const struct pfield f_deploy_spec[] = {
+	F(1, "replicas", P_INT), M(2, "selector", m_ls), M(3, "template", m_template), M(4, "strategy", m_strategy),
+	F(5, "minReadySeconds", P_INT), F(6, "revisionHistoryLimit", P_INT), F(7, "paused", P_BOOL),
+	F(9, "progressDeadlineSeconds", P_INT), END
+};
+static const struct pmsg m_deploy_spec = { f_deploy_spec };
+static const struct pfield f_deployment[] = { M(1, "metadata", m_meta), M(2, "spec", m_deploy_spec), END };
+static const struct pfield f_pdb_spec[] = {
+	F(1, "minAvailable", P_INTSTR), M(2, "selector", m_ls), F(3, "maxUnavailable", P_INTSTR),
+	F(4, "unhealthyPodEvictionPolicy", P_STRING), END
+};
+static const struct pmsg m_pdb_spec = { f_pdb_spec };
+static const struct pfield f_pdb[] = { M(1, "metadata", m_meta), M(2, "spec", m_pdb_spec), END };
+
 static const struct {
 	const char *api_version, *kind;
 	struct pmsg msg;
 } kinds[] = {
+	{ "apps/v1", "Deployment", { f_deployment } },
+	{ "policy/v1", "PodDisruptionBudget", { f_pdb } },
 	{ "v1", "Secret", { f_secret } },
 	{ "v1", "ConfigMap", { f_configmap } },
 	{ "v1", "Namespace", { f_namespace } },
@@ -220,11 +272,75 @@ skip(struct rd *r, unsigned wire)
 	}
 }
 
-static json_t *decode_msg(struct rd r, const struct pmsg *m, int depth);
+/* What made decoding stop: a field this decoder does not know, set to something. */
+struct pctx {
+	bool unsupported;
+	char what[256];
+};
 
-/* map entry: key = 1, value = 2 */
+static json_t *decode_msg(struct rd r, const struct pmsg *m, const char *path, int depth, struct pctx *x);
+
+/* Whether a field's encoded value (after its tag) is a default: zero, empty, or a message
+ * of defaults. */
+static bool
+all_default(struct rd v, unsigned wire, int depth)
+{
+	uint64_t n;
+	struct rd c;
+
+	if (depth > PROTO_DEPTH_MAX)
+		return false;
+	switch (wire) {
+	case 0:
+		return varint(&v, &n) == 0 && n == 0;
+	case 1:
+	case 5:
+		for (const unsigned char *p = v.p; p < v.end; p++) {
+			if (*p != 0)
+				return false;
+		}
+		return true;
+	case 2:
+		if (chunk(&v, &c) < 0)
+			return false;
+		while (c.p < c.end) {
+			uint64_t tag;
+			struct rd f;
+
+			if (varint(&c, &tag) < 0)
+				return false;
+			f.p = c.p;
+			if (skip(&c, (unsigned)(tag & 7)) < 0)
+				return false;
+			f.end = c.p;
+			if (!all_default(f, (unsigned)(tag & 7), depth + 1))
+				return false;
+		}
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A Quantity message's string (field 1). */
+static char *
+quantity(struct rd v)
+{
+	while (v.p < v.end) {
+		uint64_t tag;
+		struct rd c;
+
+		if (varint(&v, &tag) < 0 || (tag & 7) != 2 || chunk(&v, &c) < 0)
+			return NULL;
+		if ((tag >> 3) == 1)
+			return strndup((const char *)c.p, (size_t)(c.end - c.p));
+	}
+	return strdup("");
+}
+
+/* map entry: key = 1, value = 2 (a string, bytes as base64, or a Quantity) */
 static int
-map_entry(struct rd r, bool bytes, json_t *into)
+map_entry(struct rd r, enum pkind kind, json_t *into)
 {
 	struct rd k = { 0 }, v = { 0 };
 	char *key, *val;
@@ -246,8 +362,10 @@ map_entry(struct rd r, bool bytes, json_t *into)
 	}
 	if ((key = strndup((const char *)k.p, (size_t)(k.end - k.p))) == NULL)
 		return -ENOMEM;
-	if (bytes)
+	if (kind == P_MAP_SB)
 		val = fk_b64_encode(v.p, (size_t)(v.end - v.p));
+	else if (kind == P_MAP_SQ)
+		val = quantity(v);
 	else
 		val = strndup((const char *)v.p, (size_t)(v.end - v.p));
 	if (val != NULL)
@@ -320,9 +438,10 @@ bad:
 }
 
 static json_t *
-decode_msg(struct rd r, const struct pmsg *m, int depth)
+decode_msg(struct rd r, const struct pmsg *m, const char *path, int depth, struct pctx *x)
 {
 	json_t *obj = json_object();
+	char sub[256];
 
 	if (obj == NULL || depth > PROTO_DEPTH_MAX)
 		goto bad;
@@ -334,15 +453,29 @@ decode_msg(struct rd r, const struct pmsg *m, int depth)
 
 		if (varint(&r, &tag) < 0)
 			goto bad;
-		for (const struct pfield *x = m->fields; x->name != NULL; x++) {
-			if (x->num == (tag >> 3))
-				f = x;
+		for (const struct pfield *fd = m->fields; fd->name != NULL; fd++) {
+			if (fd->num == (tag >> 3))
+				f = fd;
 		}
 		if (f == NULL) {
+			/* Go's generated code writes every field, zeros too: a field holding only
+			 * defaults says nothing; anything else would be lost, so it is refused */
+			struct rd field = { r.p, r.end };
+			bool empty;
+
 			if (skip(&r, (unsigned)(tag & 7)) < 0)
 				goto bad;
+			field.end = r.p;
+			empty = all_default(field, (unsigned)(tag & 7), 0);
+			if (!empty) {
+				x->unsupported = true;
+				snprintf(x->what, sizeof(x->what), "%s%sfield %u", path, path[0] ? " " : "",
+					 (unsigned)(tag >> 3));
+				goto bad;
+			}
 			continue;
 		}
+		snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", f->name);
 		if (f->kind == P_INT || f->kind == P_BOOL) {
 			if ((tag & 7) != 0 || varint(&r, &v) < 0)
 				goto bad;
@@ -365,7 +498,7 @@ decode_msg(struct rd r, const struct pmsg *m, int depth)
 				val = json_loadb((const char *)c.p, (size_t)(c.end - c.p), 0, NULL);
 				break;
 			case P_MSG:
-				val = decode_msg(c, f->msg, depth + 1);
+				val = decode_msg(c, f->msg, sub, depth + 1, x);
 				break;
 			case P_TIME:
 				val = decode_time(c);
@@ -375,7 +508,8 @@ decode_msg(struct rd r, const struct pmsg *m, int depth)
 				break;
 			case P_MAP_SS:
 			case P_MAP_SB:
-				if (map_entry(c, f->kind == P_MAP_SB, fk_jobj_ensure(obj, f->name)) < 0)
+			case P_MAP_SQ:
+				if (map_entry(c, f->kind, fk_jobj_ensure(obj, f->name)) < 0)
 					goto bad;
 				continue;
 			default:
@@ -388,6 +522,14 @@ decode_msg(struct rd r, const struct pmsg *m, int depth)
 			/* FieldsV1: the message is its raw JSON */
 			json_decref(obj);
 			obj = val;
+			continue;
+		}
+		/* zeros as Go's JSON leaves omitempty fields out: "", 0, false, a zero time */
+		if (!f->repeated && ((json_is_string(val) && json_string_length(val) == 0) ||
+				     (json_is_integer(val) && json_integer_value(val) == 0 && f->kind != P_INTSTR) ||
+				     json_is_false(val) ||
+				     (f->kind == P_TIME && strcmp(json_string_value(val), "1970-01-01T00:00:00Z") == 0))) {
+			json_decref(val);
 			continue;
 		}
 		if (f->repeated) {
@@ -444,11 +586,17 @@ fk_proto_decode(const char *body, size_t len, json_t **ret, char *err, size_t er
 			snprintf(kind, sizeof(kind), "%.*s", (int)(c.end - c.p), (const char *)c.p);
 	}
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct pctx x = { 0 };
 		json_t *obj;
 
 		if (strcmp(kinds[i].api_version, av) != 0 || strcmp(kinds[i].kind, kind) != 0)
 			continue;
-		if (raw.p == NULL || (obj = decode_msg(raw, &kinds[i].msg, 0)) == NULL) {
+		if (raw.p == NULL || (obj = decode_msg(raw, &kinds[i].msg, "", 0, &x)) == NULL) {
+			if (x.unsupported) {
+				snprintf(err, errlen, "the protobuf form of %s %s sets %s, which this server does not decode; send JSON",
+					 av, kind, x.what);
+				return -ENOTSUP;
+			}
 			snprintf(err, errlen, "proto: malformed %s", kind);
 			return -EINVAL;
 		}
