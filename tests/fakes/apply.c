@@ -18,11 +18,14 @@
 #define APPLY_PATH_TEXT_MAX 2048
 /* Conflicts listed in one 409. */
 #define APPLY_CONFLICTS_MAX 64
+/* Deepest nesting tracked field by field; deeper values are owned as a whole. */
+#define APPLY_DEPTH_MAX 64
 
 /* Where a value sits in its type: the schema node (CRDs) or the field path (built-ins). */
 struct tinfo {
 	const json_t *schema;
 	bool crd;
+	int depth;
 	char path[1024];
 };
 
@@ -33,6 +36,7 @@ ti_child(const struct tinfo *ti, const char *field)
 {
 	struct tinfo c = *ti;
 
+	c.depth++;
 	if (snprintf(c.path, sizeof(c.path), "%s%s%s", ti->path, ti->path[0] ? "." : "", field) >= (int)sizeof(c.path))
 		c.path[0] = '\0';      /* too deep to name: treated as atomic */
 	c.schema = ti->schema != NULL ? fk_schema_child(ti->schema, field) : NULL;
@@ -44,6 +48,7 @@ ti_item(const struct tinfo *ti)
 {
 	struct tinfo c = *ti;
 
+	c.depth++;
 	c.schema = ti->schema != NULL ? fk_schema_items(ti->schema) : NULL;
 	return c;
 }
@@ -53,6 +58,8 @@ static enum list_kind
 list_kind(const struct tinfo *ti, json_t **ret_keys)
 {
 	*ret_keys = NULL;
+	if (ti->depth > APPLY_DEPTH_MAX)
+		return LIST_ATOMIC;
 	if (ti->crd && strncmp(ti->path, "metadata", 8) != 0) {
 		const json_t *keys;
 		const char *lt = fk_schema_list_type(ti->schema, &keys);
@@ -80,6 +87,8 @@ list_kind(const struct tinfo *ti, json_t **ret_keys)
 static bool
 map_atomic(const struct tinfo *ti)
 {
+	if (ti->depth > APPLY_DEPTH_MAX)
+		return true;
 	return ti->crd && ti->schema != NULL &&
 	       strcmp(fk_jstr(ti->schema, "x-kubernetes-map-type") ? fk_jstr(ti->schema, "x-kubernetes-map-type") : "",
 		      "atomic") == 0;

@@ -340,19 +340,21 @@ is_directive_key(const char *k)
 	return k[0] == '$';
 }
 
-/* A copy of v without directive keys, at any depth. */
+/* A copy of v without directive keys, down to PATCH_DEPTH_MAX (deeper: as it is). */
 static json_t *
-strip_directives(const json_t *v)
+strip_directives_at(const json_t *v, int depth)
 {
 	json_t *out, *x;
 	const char *k;
 	size_t i;
 
+	if (depth > PATCH_DEPTH_MAX)
+		return json_deep_copy(v);
 	if (json_is_object(v)) {
 		out = json_object();
 		json_object_foreach((json_t *)v, k, x) {
 			if (!is_directive_key(k))
-				json_object_set_new(out, k, strip_directives(x));
+				json_object_set_new(out, k, strip_directives_at(x, depth + 1));
 		}
 		return out;
 	}
@@ -361,11 +363,17 @@ strip_directives(const json_t *v)
 		json_array_foreach(v, i, x) {
 			if (json_is_object(x) && json_object_get(x, "$patch") != NULL)
 				continue;
-			json_array_append_new(out, strip_directives(x));
+			json_array_append_new(out, strip_directives_at(x, depth + 1));
 		}
 		return out;
 	}
 	return json_deep_copy(v);
+}
+
+static json_t *
+strip_directives(const json_t *v)
+{
+	return strip_directives_at(v, 0);
 }
 
 static json_t *smp_map(const json_t *orig, const json_t *patch, const char *path, int depth,
