@@ -48,6 +48,28 @@ kube(struct fx *f, const char *method, const char *path, const char *body, long 
 	return j;
 }
 
+/* A JSON merge patch (the content type kubectl patch --type=merge sends). */
+static json_t *
+kube_patch(struct fx *f, const char *path, const char *body, long want)
+{
+	json_t *j = NULL;
+	long st = t_kube_json(&f->kube, "PATCH", path, "application/merge-patch+json", body, &j);
+
+	ck_assert_msg(st == want, "PATCH %s: %ld (want %ld)", path, st, want);
+	return j;
+}
+
+static bool
+api_answers(void *arg)
+{
+	struct fx *f = arg;
+	json_t *j = NULL;
+	long st = t_kube_json(&f->kube, "GET", "/version", NULL, NULL, &j);
+
+	json_decref(j);
+	return st == 200;
+}
+
 static int
 post_crd(const struct lk_manifest_doc *doc, void *arg)
 {
@@ -394,8 +416,8 @@ START_TEST(create_update_and_steady_state)
 	ck_assert_msg(writes == 0, "a steady state wrote %ld Secrets", writes);
 
 	/* Someone edits the Secret: it is put back. */
-	json_decref(kube(&f, "PATCH", "/api/v1/namespaces/" NS "/secrets/db-creds",
-			 "{\"data\":{\"password\":\"ZWRpdGVk\"}}", 0));
+	json_decref(kube_patch(&f, "/api/v1/namespaces/" NS "/secrets/db-creds",
+			       "{\"data\":{\"password\":\"ZWRpdGVk\"}}", 200));
 	wait_value(&f, "db-creds", "password", VALUE2);
 	/* ... and deleted: made again. */
 	json_decref(kube(&f, "DELETE", "/api/v1/namespaces/" NS "/secrets/db-creds", NULL, 200));
@@ -481,7 +503,7 @@ START_TEST(backend_forbidden_then_fixed)
 	ck_assert_int_eq(lk_b64_encode(tok, strlen(tok), LK_B64_STD, &b64), 0);
 	snprintf(body, sizeof(body), "{\"data\":{\"token\":\"%s\"}}", b64);
 	free(b64);
-	json_decref(kube(&f, "PATCH", "/api/v1/namespaces/" NS "/secrets/vault-token", body, 200));
+	json_decref(kube_patch(&f, "/api/v1/namespaces/" NS "/secrets/vault-token", body, 200));
 	ctl_start(&f, 0, (const char *const[]){ "--leader-elect=false", NULL });
 	es_create(&f, "db", plain_spec);
 	wait_ready(&f, "db", "False", "403");
@@ -522,6 +544,8 @@ START_TEST(faults_converge)
 	/* The API server drops every watch and then restarts: still in step afterwards. */
 	ck_assert_int_eq(t_kube_fault(&f.kube, "{\"drop_watches\":\"abort\",\"compact\":true}"), 0);
 	ck_assert_int_eq(t_kube_fault(&f.kube, "{\"restart_ms\":1500}"), 0);
+	ck_assert(t_wait_log(&f.kube.proc, "\"msg\":\"restarting\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert(t_wait_until(api_answers, &f, T_DEADLINE_MS));
 	es_create(&f, "late", "{\"refreshInterval\":\"1h\",\"secretStoreRef\":{\"name\":\"vault\"},"
 		  "\"target\":{\"name\":\"late\"},\"data\":[{\"secretKey\":\"p\",\"remoteRef\":"
 		  "{\"key\":\"app/db\",\"property\":\"password\"}}]}");
