@@ -64,7 +64,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 # Checks of the tree itself (the module graph): scripts, run as they are.
 LINT := $(wildcard tests/lint/check_*.sh)
 
-.PHONY: all check san tsan demo demo-db bench fuzz install clean tests
+.PHONY: all check san tsan demo demo-sync demo-db bench fuzz install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -114,6 +114,9 @@ tsan:
 
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
+
+demo-sync: $(BIN) $(FAKE_BIN)
+	@tools/demo-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN))
 
 demo-db: $(BIN)
 	@tools/demo-db.sh $(abspath $(BIN))
