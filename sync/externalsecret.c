@@ -5,8 +5,8 @@
  * edited or removed by someone else); resolve the store; read every remote reference
  * (coalesced with other ExternalSecrets of the same path); build the desired Secret
  * (template, labels, ownerReference, content hashes); write it only when its content
- * hash or the Secret's own data differ; write the status; schedule the next refresh with
- * ±10% jitter that ExternalSecrets of the same paths share.
+ * hash or the Secret's own data differ; write the status; schedule the next refresh on
+ * a grid that ExternalSecrets of the same store and paths share.
  */
 #include "sync/internal.h"
 
@@ -122,11 +122,13 @@ synced_version(const json_t *es, char *out, size_t outlen)
 		 (long long)json_integer_value(json_object_get(meta, "generation")), hex);
 }
 
-/* A fraction in [-SYNC_JITTER, +SYNC_JITTER] from the store and the remote keys: the
- * ExternalSecrets that read the same paths refresh together, so that their reads
- * coalesce, while different paths spread over the interval. */
-static double
-jitter_of(const struct es_spec *s)
+/* The refresh grid of an ExternalSecret: points `interval` apart, shifted by a phase in
+ * [0, interval) hashed from the store (with the namespace of a SecretStore) and the
+ * remote keys. ExternalSecrets that read the same paths through the same store share the
+ * grid, whenever each was created or last synced, so that their reads meet within the
+ * coalescing window; other paths and stores spread over the interval. */
+static int64_t
+phase_of(const struct es_spec *s, const char *ns)
 {
 	crypto_generichash_state h;
 	uint32_t v;
@@ -134,7 +136,10 @@ jitter_of(const struct es_spec *s)
 	size_t i;
 
 	crypto_generichash_init(&h, NULL, 0, sizeof(v));
-	crypto_generichash_update(&h, (const unsigned char *)s->store_name, strlen(s->store_name));
+	crypto_generichash_update(&h, (const unsigned char *)s->store_kind, strlen(s->store_kind) + 1);
+	if (strcmp(s->store_kind, "ClusterSecretStore") != 0)
+		crypto_generichash_update(&h, (const unsigned char *)ns, strlen(ns) + 1);
+	crypto_generichash_update(&h, (const unsigned char *)s->store_name, strlen(s->store_name) + 1);
 	json_array_foreach(s->data, i, it) {
 		const char *k = str(json_object_get(it, "remoteRef"), "key");
 
@@ -148,7 +153,19 @@ jitter_of(const struct es_spec *s)
 			crypto_generichash_update(&h, (const unsigned char *)k, strlen(k) + 1);
 	}
 	crypto_generichash_final(&h, (unsigned char *)&v, sizeof(v));
-	return ((double)v / 4294967295.0 * 2.0 - 1.0) * SYNC_JITTER;
+	return (int64_t)((double)v / 4294967296.0 * (double)s->refresh_ms);
+}
+
+/* The first grid point after t (ms, real time): in (t, t + interval]. The first interval
+ * after a create, a spec change or a failure is shorter than refreshInterval, never
+ * longer; every later one is refreshInterval exactly, without drift. */
+static int64_t
+next_refresh(const struct es_spec *s, const char *ns, int64_t t)
+{
+	int64_t phase = phase_of(s, ns), d = t - phase, k;
+
+	k = d >= 0 ? d / s->refresh_ms : -((-d + s->refresh_ms - 1) / s->refresh_ms);
+	return phase + (k + 1) * s->refresh_ms;
 }
 
 /* ---- the spec ----------------------------------------------------------------------- */
@@ -984,7 +1001,8 @@ refresh_due(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 		return strcmp(s->policy, "CreatedOnce") != 0;
 	if (strcmp(s->policy, "Periodic") != 0 || s->refresh_ms == 0)
 		return false;
-	next = refreshed + (int64_t)((double)s->refresh_ms * (1.0 + jitter_of(s)));
+	/* refreshTime is to the second: the refresh was at most 999 ms after it. */
+	next = next_refresh(s, ns, refreshed + 999);
 	if (next <= lk_now_real_ms())
 		return true;
 	*ret_wait_ms = next - lk_now_real_ms();
@@ -992,11 +1010,12 @@ refresh_due(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 }
 
 static void
-schedule(struct sync_ctx *ctx, const char *key, const struct es_spec *s)
+schedule(struct sync_ctx *ctx, const char *key, const char *ns, const struct es_spec *s)
 {
+	int64_t now = lk_now_real_ms();
+
 	if (strcmp(s->policy, "Periodic") == 0 && s->refresh_ms > 0)
-		sync_queue_add_after(ctx->queue, key,
-				     (int64_t)((double)s->refresh_ms * (1.0 + jitter_of(s))));
+		sync_queue_add_after(ctx->queue, key, next_refresh(s, ns, now) - now);
 }
 
 /* ---- the reconcile ------------------------------------------------------------------ */
@@ -1073,7 +1092,7 @@ sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *
 			  synced_rv, "binding", "name", s.target);
 	(void)sync_status_write(ctx, &ctx->kinds.es, es, true, reason_ok, message, extra);
 	json_decref(extra);
-	schedule(ctx, key, &s);
+	schedule(ctx, key, ns, &s);
 	r = 0;
 	goto out;
 fail:

@@ -37,8 +37,6 @@
 #define SYNC_WORKERS_DEFAULT 4
 /* Refresh interval when an ExternalSecret names none (ESO's default). */
 #define SYNC_REFRESH_DEFAULT_MS (3600 * 1000LL)
-/* The jitter of a refresh: ± this fraction of the interval. */
-#define SYNC_JITTER 0.10
 /* How long a backend read may be reused by another ExternalSecret of the same path, at
  * most (--coalesce-window); never more than a tenth of the reader's refresh interval. */
 #define SYNC_COALESCE_DEFAULT_MS (30 * 1000LL)
