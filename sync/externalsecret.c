@@ -284,6 +284,14 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 	return 0;
 }
 
+int
+sync_externalsecret_check(const json_t *es, struct lk_error *err)
+{
+	struct es_spec s;
+
+	return parse_spec(es, &s, err);
+}
+
 /* ---- fetching ----------------------------------------------------------------------- */
 
 /* The refresh interval's tenth, capped by --coalesce-window: how old a read another

@@ -231,6 +231,10 @@ int sync_template_render(const char *tpl, const json_t *data_b64, struct lk_secr
  * with backoff. */
 int sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *name);
 
+/* Checks an ExternalSecret's spec as the reconciler reads it: 0, or -EINVAL with the
+ * field and what was expected in err. */
+int sync_externalsecret_check(const json_t *es, struct lk_error *err);
+
 /* ---- status and events (status.c) --------------------------------------------------- */
 
 /* Sets the Ready condition of obj (a resource of res) and writes the status when it
