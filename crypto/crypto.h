@@ -205,6 +205,12 @@ int lk_keyset_load_dir(struct lk_keyset *ks, const char *dir, struct lk_error *e
 int lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text,
 		   size_t len, struct lk_secret **ret, struct lk_error *err)
 	__attribute__((warn_unused_result));
+/* The same, trying the RSA key whose id is prefer_id (may be NULL) first, and saying in
+ * *ret_key (may be NULL; borrowed from ks) which key opened the value. */
+int lk_keyset_open_with(const struct lk_keyset *ks, const char *label, const char *text,
+			size_t len, const char *prefer_id, struct lk_secret **ret,
+			const struct lk_key **ret_key, struct lk_error *err)
+	__attribute__((warn_unused_result));
 
 /* ---- the formats directly ----------------------------------------------------- */
 

@@ -379,6 +379,49 @@ START_TEST(rotation_old_open_new_seals)
 }
 END_TEST
 
+/* open_with says which key opened a value, whichever key it was told to try first. */
+START_TEST(open_with_names_the_key)
+{
+	struct lk_keyset *ks = lk_keyset_new();
+	struct lk_key *k1 = rsa_key(), *k2 = rsa_key(), *x = x_key();
+	const struct lk_key *used = NULL;
+	struct lk_secret *pt = NULL;
+	struct lk_error err;
+	char *c1 = NULL, *c2 = NULL, *cx = NULL;
+
+	ck_assert_int_eq(lk_key_seal(k1, "ns/n", "one", 3, &c1, &err), 0);
+	ck_assert_int_eq(lk_key_seal(k2, "ns/n", "two", 3, &c2, &err), 0);
+	ck_assert_int_eq(lk_key_seal(x, "ns/n/k", "ex", 2, &cx, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, k1), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, k2), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, x), 0);
+	for (int pass = 0; pass < 3; pass++) {
+		const char *prefer = pass == 0 ? NULL : pass == 1 ? lk_key_id(k1) : lk_key_id(k2);
+
+		ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n", c1, strlen(c1), prefer, &pt, &used, &err), 0);
+		ck_assert_str_eq(lk_secret_cstr(pt), "one");
+		ck_assert_ptr_eq(used, k1);
+		pt = lk_secret_free(pt);
+		ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n", c2, strlen(c2), prefer, &pt, &used, &err), 0);
+		ck_assert_str_eq(lk_secret_cstr(pt), "two");
+		ck_assert_ptr_eq(used, k2);
+		pt = lk_secret_free(pt);
+	}
+	ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n/k", cx, strlen(cx), "unknown", &pt, &used, &err), 0);
+	ck_assert_ptr_eq(used, x);
+	pt = lk_secret_free(pt);
+	/* a failure names no key */
+	ck_assert_int_eq(lk_keyset_open_with(ks, "ns/other", c2, strlen(c2), lk_key_id(k2), &pt, &used,
+					     &err), -EBADMSG);
+	ck_assert_ptr_null(used);
+	ck_assert_ptr_null(pt);
+	free(c1);
+	free(c2);
+	free(cx);
+	lk_keyset_free(ks);
+}
+END_TEST
+
 START_TEST(lk1_rotation_by_id)
 {
 	struct lk_keyset *ks = lk_keyset_new();
@@ -737,6 +780,7 @@ crypto_suite(void)
 	tcase_add_test(tc, moved_values_fail);
 	tcase_add_test(tc, wrong_key_fails);
 	tcase_add_test(tc, rotation_old_open_new_seals);
+	tcase_add_test(tc, open_with_names_the_key);
 	tcase_add_test(tc, lk1_rotation_by_id);
 	tcase_add_test(tc, keyset_public_then_private_and_id_collision);
 	tcase_add_test(tc, certificate_shape);
