@@ -629,150 +629,20 @@ fail:
 
 /* ---- writing the Secret ------------------------------------------------------------- */
 
-static json_t *
-owner_ref(const json_t *es)
-{
-	const json_t *meta = json_object_get(es, "metadata");
-
-	return json_pack("{s:O, s:O, s:O, s:O, s:b, s:b}", "apiVersion",
-			 json_object_get(es, "apiVersion"), "kind", json_object_get(es, "kind"),
-			 "name", json_object_get(meta, "name"), "uid", json_object_get(meta, "uid"),
-			 "controller", 1, "blockOwnerDeletion", 1);
-}
-
-/* The uid of the controller ownerReference of obj, or NULL. */
-static const char *
-controller_uid(const json_t *obj)
-{
-	const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-	json_t *r;
-	size_t i;
-
-	json_array_foreach(refs, i, r) {
-		if (json_is_true(json_object_get(r, "controller")))
-			return str(r, "uid");
-	}
-	return NULL;
-}
-
 /* The current Secret with its data's hash: from the cache of managed Secrets, else from
  * the API (Merge targets are not labelled as ours). *ret NULL when there is none. */
 static int
 current_secret(struct sync_ctx *ctx, const char *ns, const struct es_spec *s, bool from_api,
 	       json_t **ret, struct lk_error *err)
 {
-	struct lk_k8s_error kerr;
-	json_t *obj = NULL;
-	char h[65];
-	int r;
-
-	*ret = NULL;
-	if (!from_api && strcmp(s->creation, "Merge") != 0) {
-		*ret = sync_cached(ctx, "secret", ns, s->target);
-		if (*ret != NULL || sync_informer_for(ctx, "secret", ns) != NULL)
-			return 0;
-	}
-	r = lk_k8s_get(ctx->k8s, &lk_k8s_secrets, ns, s->target, &obj, &kerr);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return lk_error_set(err, r, "%s", kerr.base.msg);
-	sync_content_hash(ctx, NULL, NULL, NULL, json_object_get(obj, "data"), h);
-	json_object_set_new(obj, "x-latchkey-data-hash", json_string(h));
-	*ret = obj;
-	return 0;
-}
-
-/* Whether cur already is what d says. */
-static bool
-up_to_date(const json_t *cur, const struct desired *d, const json_t *es, const struct es_spec *s)
-{
-	const json_t *meta = json_object_get(cur, "metadata");
-	const json_t *ann = json_object_get(meta, "annotations");
-	const json_t *labels = json_object_get(meta, "labels");
-	const char *k;
-	json_t *v;
-
-	if (strcmp(s->creation, "Merge") == 0)
-		return false;   /* compared by the caller on the keys it owns */
-	if (str(ann, SYNC_ANNOT_CONTENT) == NULL ||
-	    strcmp(str(ann, SYNC_ANNOT_CONTENT), d->content_hash) != 0)
-		return false;
-	/* Edited by someone else since it was written: put back. */
-	if (str(ann, SYNC_ANNOT_DATA) == NULL || str(cur, "x-latchkey-data-hash") == NULL ||
-	    strcmp(str(ann, SYNC_ANNOT_DATA), str(cur, "x-latchkey-data-hash")) != 0)
-		return false;
-	if (strcmp(str(cur, "type") != NULL ? str(cur, "type") : "Opaque", d->type) != 0)
-		return false;
-	json_object_foreach(d->labels, k, v) {
-		if (!json_equal(json_object_get(labels, k), v))
-			return false;
-	}
-	if (strcmp(s->creation, "Owner") == 0) {
-		const char *uid = controller_uid(cur);
-		const char *es_uid = str(json_object_get(es, "metadata"), "uid");
-
-		if (uid == NULL || es_uid == NULL || strcmp(uid, es_uid) != 0)
-			return false;
-	}
-	return true;
-}
-
-/* A whole Secret to create or replace cur with (cur may be NULL). */
-static json_t *
-secret_body(const json_t *es, const char *ns, const struct es_spec *s, const struct desired *d,
-	    const json_t *cur)
-{
-	const json_t *cmeta = json_object_get(cur, "metadata");
-	json_t *meta, *labels, *ann, *refs, *body;
-	const char *k;
-	json_t *v;
-
-	labels = json_is_object(json_object_get(cmeta, "labels")) ?
-		json_deep_copy(json_object_get(cmeta, "labels")) : json_object();
-	ann = json_is_object(json_object_get(cmeta, "annotations")) ?
-		json_deep_copy(json_object_get(cmeta, "annotations")) : json_object();
-	refs = json_is_array(json_object_get(cmeta, "ownerReferences")) ?
-		json_deep_copy(json_object_get(cmeta, "ownerReferences")) : json_array();
-	if (labels == NULL || ann == NULL || refs == NULL) {
-		json_decref(labels);
-		json_decref(ann);
-		json_decref(refs);
-		return NULL;
-	}
-	json_object_foreach(d->labels, k, v)
-		json_object_set(labels, k, v);
-	json_object_foreach(d->annotations, k, v)
-		json_object_set(ann, k, v);
-	if (strcmp(s->creation, "Owner") == 0 && controller_uid(cur) == NULL)
-		json_array_append_new(refs, owner_ref(es));
-	meta = json_pack("{s:s, s:s, s:o, s:o}", "name", s->target, "namespace", ns,
-			 "labels", labels, "annotations", ann);
-	if (meta == NULL) {
-		json_decref(refs);
-		return NULL;
-	}
-	if (json_array_size(refs) > 0)
-		json_object_set_new(meta, "ownerReferences", refs);
-	else
-		json_decref(refs);
-	if (str(cmeta, "resourceVersion") != NULL)
-		json_object_set(meta, "resourceVersion", json_object_get(cmeta, "resourceVersion"));
-	if (d->finalizers != NULL)
-		json_object_set(meta, "finalizers", d->finalizers);
-	else if (json_object_get(cmeta, "finalizers") != NULL)
-		json_object_set(meta, "finalizers", json_object_get(cmeta, "finalizers"));
-	body = json_pack("{s:s, s:s, s:o, s:s, s:O}", "apiVersion", "v1", "kind", "Secret",
-			 "metadata", meta, "type", d->type, "data", d->data);
-	if (body != NULL && s->immutable)
-		json_object_set_new(body, "immutable", json_true());
-	return body;
+	return sync_secret_current(ctx, ns, s->target, from_api || strcmp(s->creation, "Merge") == 0,
+				   ret, err);
 }
 
 static void
 count_write(struct sync_ctx *ctx)
 {
-	lk_metric_add(ctx->metrics.secret_writes, (const char *const[]){ "ExternalSecret" }, 1);
+	sync_count_write(ctx, "ExternalSecret");
 }
 
 /* Creates or replaces the target Secret (Owner, Orphan, CreateOrMerge). Returns 0,
@@ -781,64 +651,15 @@ static int
 write_owned(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct es_spec *s,
 	    const struct desired *d, struct lk_error *err)
 {
-	struct lk_k8s_error kerr;
-	json_t *cur = NULL, *body;
-	bool from_api = false;
-	int r = 0;
+	const struct sync_secret_want w = {
+		.kind = "ExternalSecret", .ns = ns, .name = s->target, .owner = es,
+		.owner_ref = strcmp(s->creation, "Owner") == 0, .owner_label = SYNC_LABEL_OWNER,
+		.adopt = SYNC_ADOPT_ANY, .type = d->type, .data = d->data, .labels = d->labels,
+		.annotations = d->annotations, .finalizers = d->finalizers,
+		.immutable = s->immutable, .content_hash = d->content_hash,
+	};
 
-	for (int attempt = 0; attempt < SYNC_CONFLICT_RETRIES; attempt++) {
-		json_decref(cur);
-		cur = NULL;
-		if ((r = current_secret(ctx, ns, s, from_api, &cur, err)) < 0)
-			return r;
-		if (cur != NULL) {
-			const char *uid = controller_uid(cur);
-			const char *es_uid = str(json_object_get(es, "metadata"), "uid");
-
-			if (strcmp(s->creation, "Owner") == 0 && uid != NULL && es_uid != NULL &&
-			    strcmp(uid, es_uid) != 0) {
-				json_decref(cur);
-				return lk_error_set(err, -EPERM, "target is owned by another ExternalSecret "
-						    "(Secret %s/%s)", ns, s->target);
-			}
-			if (up_to_date(cur, d, es, s)) {
-				json_decref(cur);
-				return 1;
-			}
-			if (json_is_true(json_object_get(cur, "immutable"))) {
-				json_decref(cur);
-				return lk_error_set(err, -EPERM, "could not update secret, target is "
-						    "immutable (Secret %s/%s)", ns, s->target);
-			}
-		}
-		if (!sync_may_write(ctx)) {
-			json_decref(cur);
-			return lk_error_set(err, -EAGAIN, "not the leader: the Secret is not written");
-		}
-		if ((body = secret_body(es, ns, s, d, cur)) == NULL) {
-			json_decref(cur);
-			return lk_error_set(err, -ENOMEM, "out of memory");
-		}
-		if (cur == NULL)
-			r = lk_k8s_create(ctx->k8s, &lk_k8s_secrets, ns, body, NULL, &kerr);
-		else
-			r = lk_k8s_replace(ctx->k8s, &lk_k8s_secrets, ns, s->target, NULL, body, NULL, &kerr);
-		json_decref(body);
-		if (r == 0) {
-			count_write(ctx);
-			break;
-		}
-		/* Someone wrote in between (or the cache was behind): read it again. */
-		if (r == -ESTALE || r == -EEXIST || (r == -ENOENT && cur != NULL)) {
-			from_api = true;
-			continue;
-		}
-		break;
-	}
-	json_decref(cur);
-	if (r < 0)
-		return lk_error_set(err, r, "could not update secret: %s", kerr.base.msg);
-	return 0;
+	return sync_secret_put(ctx, &w, err);
 }
 
 /* Creation policy Merge: only the keys and annotations of this ExternalSecret go into an
@@ -948,7 +769,7 @@ apply_deletion(struct sync_ctx *ctx, const json_t *es, const char *ns, const str
 	if ((r = current_secret(ctx, ns, s, true, &cur, err)) < 0)
 		return r;
 	if (cur != NULL) {
-		const char *uid = controller_uid(cur);
+		const char *uid = sync_controller_uid(cur);
 		const char *es_uid = str(json_object_get(es, "metadata"), "uid");
 
 		/* Only a Secret this ExternalSecret made. */

@@ -67,6 +67,8 @@
 #define SYNC_LABEL_ESO_MANAGED "reconcile.external-secrets.io/managed"
 #define SYNC_ANNOT_FORCE "force-sync"
 #define SYNC_ANNOT_ESO_FORCE "external-secrets.io/force-sync"
+/* On an existing Secret: a SealedSecret of the same name may replace it (Bitnami's). */
+#define SYNC_ANNOT_BITNAMI_MANAGED "sealedsecrets.bitnami.com/managed"
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -234,6 +236,48 @@ int sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const ch
 /* Checks an ExternalSecret's spec as the reconciler reads it: 0, or -EINVAL with the
  * field and what was expected in err. */
 int sync_externalsecret_check(const json_t *es, struct lk_error *err);
+
+/* ---- writing Secrets (secret.c) ---------------------------------------------------- */
+
+/* Which existing Secret a write may replace. */
+enum sync_adopt {
+	SYNC_ADOPT_ANY,         /* any not controlled by another resource (ESO's rule) */
+	SYNC_ADOPT_MANAGED,     /* only its own, or one annotated SYNC_ANNOT_BITNAMI_MANAGED
+				 * "true" (Bitnami's rule) */
+};
+
+/* A Secret as the controller wants it. */
+struct sync_secret_want {
+	const char *kind;               /* the owner's kind: metrics and messages */
+	const char *ns, *name;
+	const json_t *owner;            /* the resource the Secret is written for */
+	bool owner_ref;                 /* with a controller ownerReference to owner */
+	const char *owner_label;        /* the label in labels naming owner (may be NULL) */
+	enum sync_adopt adopt;
+	const char *type;
+	const json_t *data;             /* key -> base64, as written */
+	const json_t *labels;           /* set on the Secret; others' labels stay */
+	const json_t *annotations;      /* likewise, with the content and data hashes */
+	const json_t *finalizers;       /* NULL: the current ones stay */
+	bool immutable;
+	const char *content_hash;       /* compared with SYNC_ANNOT_CONTENT */
+};
+
+/* Creates or replaces the Secret unless it already is what w says (its content hash, its
+ * data as last written, type, labels, controller). 0 written, 1 nothing to write, < 0
+ * with err (-EPERM: owned by another or immutable; -EEXIST: not ours to take). */
+int sync_secret_put(struct sync_ctx *ctx, const struct sync_secret_want *w, struct lk_error *err);
+/* The current Secret ns/name with its data's keyed hash under "x-latchkey-data-hash": from
+ * the cache of managed Secrets, or with from_api (or no cache for ns) from the API (then
+ * with its data). *ret NULL when there is none. */
+int sync_secret_current(struct sync_ctx *ctx, const char *ns, const char *name, bool from_api,
+			json_t **ret, struct lk_error *err);
+/* A controller ownerReference to obj (new reference). */
+json_t *sync_owner_ref(const json_t *obj);
+/* The uid of obj's controller ownerReference, or NULL (borrowed). */
+const char *sync_controller_uid(const json_t *obj);
+/* Counts a Secret written for a resource of kind. */
+void sync_count_write(struct sync_ctx *ctx, const char *kind);
 
 /* ---- status and events (status.c) --------------------------------------------------- */
 
