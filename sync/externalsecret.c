@@ -32,6 +32,7 @@ struct es_spec {
 	const json_t *data;         /* spec.data (array or NULL) */
 	const json_t *data_from;
 	const json_t *tmpl;         /* spec.target.template (object or NULL) */
+	const json_t *encryption;   /* spec.target.encryption (object or NULL) */
 	bool immutable;
 };
 
@@ -210,6 +211,9 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 	if (!one_of(s->deletion, deletions))
 		return spec_fail(err, "spec.target.deletionPolicy", "expected Retain, Delete or Merge");
 	s->immutable = json_is_true(json_object_get(target, "immutable"));
+	s->encryption = json_object_get(target, "encryption");
+	if (sync_encryption_check(s->encryption, "spec.target.encryption", err) < 0)
+		return -EINVAL;
 	s->tmpl = json_object_get(target, "template");
 	if (s->tmpl != NULL && !json_is_object(s->tmpl))
 		return spec_fail(err, "spec.target.template", "expected an object");
@@ -616,8 +620,36 @@ build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, j
 		if (ctx->opt.compat_eso)
 			json_object_set_new(d->labels, SYNC_LABEL_ESO_MANAGED, json_string("true"));
 	}
-	sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
-			  d->content_hash);
+	if (s->encryption != NULL) {
+		/* The recipient's id is in the content hash (a new recipient re-encrypts), which
+		 * is over the plaintext: lk1 sealing is randomised, the hash says when the
+		 * values changed. */
+		struct lk_key *rcpt = NULL;
+		const char *ns = str(json_object_get(es, "metadata"), "namespace");
+		json_t *own = json_deep_copy(d->data);   /* sealed in place: not the fetched data */
+
+		json_decref(d->data);
+		if ((d->data = own) == NULL) {
+			r = lk_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		if ((r = sync_encryption_recipient(ctx, s->encryption, "spec.target.encryption",
+						   ns, max_age(ctx, s), &rcpt, err)) < 0)
+			goto fail;
+		json_object_set_new(d->tmpl_annotations, SYNC_ANNOT_RECIPIENT, json_string(lk_key_id(rcpt)));
+		json_object_set_new(d->annotations, SYNC_ANNOT_RECIPIENT, json_string(lk_key_id(rcpt)));
+		sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
+				  d->content_hash);
+		r = sync_encryption_seal(rcpt, ns, s->target, d->data, err);
+		lk_key_free(rcpt);
+		if (r < 0) {
+			lk_error_prefix(err, "spec.target.encryption");
+			goto fail;
+		}
+	} else {
+		sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
+				  d->content_hash);
+	}
 	sync_content_hash(ctx, NULL, NULL, NULL, d->data, d->data_hash);
 	json_object_set_new(d->annotations, SYNC_ANNOT_CONTENT, json_string(d->content_hash));
 	json_object_set_new(d->annotations, SYNC_ANNOT_DATA, json_string(d->data_hash));

@@ -22,6 +22,7 @@
 
 #include "common/error.h"
 #include "common/metrics.h"
+#include "crypto/crypto.h"
 #include "crypto/secret.h"
 #include "k8s/k8s.h"
 #include "sync/sync.h"
@@ -67,6 +68,8 @@
 #define SYNC_LABEL_ESO_MANAGED "reconcile.external-secrets.io/managed"
 #define SYNC_ANNOT_FORCE "force-sync"
 #define SYNC_ANNOT_ESO_FORCE "external-secrets.io/force-sync"
+/* The id of the lk1 key a Secret's values are sealed to (encryption at source). */
+#define SYNC_ANNOT_RECIPIENT "latchkey.io/recipient"
 /* On an existing Secret: a SealedSecret of the same name may replace it (Bitnami's). */
 #define SYNC_ANNOT_BITNAMI_MANAGED "sealedsecrets.bitnami.com/managed"
 
@@ -148,6 +151,7 @@ struct sync_ctx {
 	struct lk_k8s_client *k8s;
 	struct sync_queue *queue;
 	struct sync_stores *stores;
+	struct sync_recipients *recipients;
 	struct sync_metrics metrics;
 	struct lk_k8s_leader *leader;
 
@@ -236,6 +240,27 @@ int sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const ch
 /* Checks an ExternalSecret's spec as the reconciler reads it: 0, or -EINVAL with the
  * field and what was expected in err. */
 int sync_externalsecret_check(const json_t *es, struct lk_error *err);
+
+/* ---- encryption at source (encrypt.c) --------------------------------------------- */
+
+/* ConfigMap recipients read lately, shared by the workers. */
+struct sync_recipients;
+struct sync_recipients *sync_recipients_new(void);
+void sync_recipients_free(struct sync_recipients *r);
+
+/* Checks an `encryption` object (NULL: none) found at field: exactly one of recipient (an
+ * lk1 public key) and recipientFrom.configMapKeyRef (name, key). -EINVAL with err. */
+int sync_encryption_check(const json_t *enc, const char *field, struct lk_error *err);
+/* The recipient enc names for a resource of namespace ns: the literal key, or the one in
+ * the ConfigMap (read again when the last read is older than max_age_ms). A private key
+ * is refused, never held. *ret: owned, lk_key_free. */
+int sync_encryption_recipient(struct sync_ctx *ctx, const json_t *enc, const char *field,
+			      const char *ns, int64_t max_age_ms, struct lk_key **ret,
+			      struct lk_error *err);
+/* Seals every value of data (key -> base64 of the plaintext, replaced in place by the
+ * base64 of its `lk1:` text) to recipient, bound to ns/name/key. */
+int sync_encryption_seal(const struct lk_key *recipient, const char *ns, const char *name,
+			 json_t *data, struct lk_error *err);
 
 /* ---- writing Secrets (secret.c) ---------------------------------------------------- */
 

@@ -816,7 +816,8 @@ sync_main(int argc, char **argv)
 	if (ctx->opt.burst > 0)
 		kcfg.burst = ctx->opt.burst;
 	if (sync_metrics_init(&ctx->metrics) < 0 || (ctx->queue = sync_queue_new()) == NULL ||
-	    (ctx->stores = sync_stores_new(ctx)) == NULL) {
+	    (ctx->stores = sync_stores_new(ctx)) == NULL ||
+	    (ctx->recipients = sync_recipients_new()) == NULL) {
 		fprintf(stderr, "latchkey sync: out of memory\n");
 		goto out;
 	}
@@ -916,6 +917,7 @@ out_stop:
 out:
 	lk_httpd_stop(httpd);
 	sync_stores_free(ctx->stores);
+	sync_recipients_free(ctx->recipients);
 	sync_queue_free(ctx->queue);
 	lk_k8s_client_free(ctx->k8s);
 	sync_metrics_free(&ctx->metrics);
