@@ -528,21 +528,6 @@ desired_clear(struct desired *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* A label value naming the ExternalSecret: its name when it fits a label (63
- * characters), else a hash of it. */
-static void
-owner_label(const char *name, char *out, size_t outlen)
-{
-	unsigned char d[16];
-
-	if (strlen(name) <= LK_MANIFEST_LABEL_MAX && lk_manifest_label_valid(name)) {
-		snprintf(out, outlen, "%s", name);
-		return;
-	}
-	crypto_generichash(d, sizeof(d), (const unsigned char *)name, strlen(name), NULL, 0);
-	(void)lk_hex_encode(d, sizeof(d), out, outlen);
-}
-
 static int
 build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, json_t *fetched,
 	      struct desired *d, struct lk_error *err)
@@ -614,7 +599,7 @@ build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, j
 		}
 	}
 	if (strcmp(s->creation, "Merge") != 0 && strcmp(s->creation, "CreateOrMerge") != 0) {
-		owner_label(str(json_object_get(es, "metadata"), "name"), owner, sizeof(owner));
+		sync_owner_label(str(json_object_get(es, "metadata"), "name"), owner, sizeof(owner));
 		json_object_set_new(d->labels, SYNC_LABEL_MANAGED, json_string("true"));
 		json_object_set_new(d->labels, SYNC_LABEL_OWNER, json_string(owner));
 		if (ctx->opt.compat_eso)

@@ -9,10 +9,25 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 static const char *
 str(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(obj, key));
+}
+
+void
+sync_owner_label(const char *name, char *out, size_t outlen)
+{
+	unsigned char d[16];
+
+	if (strlen(name) <= LK_MANIFEST_LABEL_MAX && lk_manifest_label_valid(name)) {
+		snprintf(out, outlen, "%s", name);
+		return;
+	}
+	crypto_generichash(d, sizeof(d), (const unsigned char *)name, strlen(name), NULL, 0);
+	(void)lk_hex_encode(d, sizeof(d), out, outlen);
 }
 
 json_t *
