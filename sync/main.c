@@ -773,9 +773,9 @@ parse_flags(int argc, char **argv, struct sync_options *o, enum lk_log_level *le
 			break;
 		case OPT_KEY_ROTATION:
 			if (lk_duration_parse(optarg, &o->key_rotation_ms) < 0 || o->key_rotation_ms < 0 ||
-			    (o->key_rotation_ms > 0 && o->key_rotation_ms < 60 * 1000)) {
-				fprintf(stderr, "latchkey sync: --key-rotation: expected a duration of a minute "
-					"or more such as 720h, or 0 (never)\n");
+			    (o->key_rotation_ms > 0 && o->key_rotation_ms < 1000)) {
+				fprintf(stderr, "latchkey sync: --key-rotation: expected a duration such as "
+					"720h (at least 1s), or 0 (never)\n");
 				return -1;
 			}
 			break;
