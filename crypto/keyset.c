@@ -161,7 +161,7 @@ lk_keyset_open_with(const struct lk_keyset *ks, const char *label, const char *t
 				    "lk1 value is sealed to key %s, which is not among the keys loaded",
 				    id);
 	}
-	r = lk_b64_decode_raw(text, len, LK_B64_STD, &blob, &blob_len);
+	r = lk_b64_decode_raw(text, len, LK_B64_STD_GO, &blob, &blob_len);
 	if (r < 0)
 		return lk_error_set(err, -EINVAL, "sealed value is not valid base64");
 	/* The preferred key first (the one that opened this value last time: an RSA

@@ -93,6 +93,34 @@ START_TEST(b64_round_trip_and_strictness)
 }
 END_TEST
 
+/* Go's StdEncoding, as the API server and Bitnami's controller read base64: line breaks
+ * skipped, spare bits unchecked, padding and the alphabet still required. */
+START_TEST(b64_as_go_reads_it)
+{
+	static const unsigned char want[] = { 0xfb, 0xff, 0x00, 0x10, 0x7e };
+	static const char *const good[] = { "+/8AEH4=", "+/8A\r\nEH4=", "+/8AE\nH4=\n", "+/8AEH5=",
+		"\n+/8AEH4=" };
+	static const char *const bad[] = { "+/8AEH4", "-_8AEH4=", "+/8A EH4=", "+/8AEH4==",
+		"+/8=AEH4", "+/8AE===", "+/8AEH4=A" };
+	struct lk_secret *s = NULL;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ck_assert_msg(lk_b64_decode(good[i], strlen(good[i]), LK_B64_STD_GO, &s) == 0, "%zu", i);
+		ck_assert_uint_eq(lk_secret_len(s), sizeof(want));
+		ck_assert(memcmp(lk_secret_bytes(s), want, sizeof(want)) == 0);
+		s = lk_secret_free(s);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(lk_b64_decode(bad[i], strlen(bad[i]), LK_B64_STD_GO, &s) == -EINVAL, "%zu", i);
+	ck_assert_int_eq(lk_b64_decode("QQ==", 4, LK_B64_STD_GO, &s), 0);
+	ck_assert_str_eq(lk_secret_cstr(s), "A");
+	s = lk_secret_free(s);
+	ck_assert_int_eq(lk_b64_decode("QUI=", 4, LK_B64_STD_GO, &s), 0);
+	ck_assert_str_eq(lk_secret_cstr(s), "AB");
+	lk_secret_free(s);
+}
+END_TEST
+
 START_TEST(hex_and_compare)
 {
 	char hex[9];
@@ -769,6 +797,7 @@ crypto_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, b64_round_trip_and_strictness);
+	tcase_add_test(tc, b64_as_go_reads_it);
 	tcase_add_test(tc, hex_and_compare);
 	tcase_add_test(tc, scope_labels);
 	tcase_add_test(tc, lk1_round_trip_every_scope);
