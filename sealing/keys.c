@@ -99,7 +99,8 @@ lk_sealing_import_key_manifest(struct lk_keyset *ks, const json_t *root, const c
 {
 	const char *kind = lk_sealing_str(root, "kind");
 
-	if (kind != NULL && strcmp(kind, "List") == 0) {
+	/* kubectl's List, or the API's own SecretList, whose items carry no kind. */
+	if (kind != NULL && (strcmp(kind, "List") == 0 || strcmp(kind, "SecretList") == 0)) {
 		const json_t *items = json_object_get(root, "items");
 		size_t i;
 		json_t *item;
@@ -108,7 +109,17 @@ lk_sealing_import_key_manifest(struct lk_keyset *ks, const json_t *root, const c
 		if (!json_is_array(items) || json_array_size(items) == 0)
 			return lk_error_set(err, -ENOENT, "%s: empty List", name);
 		json_array_foreach(items, i, item) {
-			r = import_one(ks, item, name, err);
+			if (strcmp(kind, "SecretList") == 0 && json_is_object(item) &&
+			    json_object_get(item, "kind") == NULL) {
+				json_t *copy = json_copy(item);
+
+				json_object_set_new(copy, "kind", json_string("Secret"));
+				json_object_set_new(copy, "apiVersion", json_string("v1"));
+				r = import_one(ks, copy, name, err);
+				json_decref(copy);
+			} else {
+				r = import_one(ks, item, name, err);
+			}
 			if (r < 0)
 				return r;
 		}

@@ -342,8 +342,10 @@ sync_sealedsecret_reconcile(struct sync_ctx *ctx, size_t kind, const char *ns, c
 			.content_hash = content,
 		};
 
-		if ((r = sync_secret_put(ctx, &w, &err)) < 0) {
-			retry = r != -EEXIST && r != -EPERM;
+		/* Retried (with backoff) also when the Secret is not ours to take: annotating
+		 * it managed is something only the Secret's own watchers would see. */
+		if (sync_secret_put(ctx, &w, &err) < 0) {
+			retry = true;
 			goto fail;
 		}
 	}

@@ -180,7 +180,8 @@ t_sfx_ctl_start(struct t_sfx *f, int i, const char *controller_ns, const char *c
 	for (size_t j = 0; extra != NULL && extra[j] != NULL && n < 47; j++)
 		argv[n++] = extra[j];
 	argv[n] = NULL;
-	snprintf(log, sizeof(log), "%s/sync%d.log", f->dir, i);
+	/* A log per start: a restarted controller's lines are its own. */
+	snprintf(log, sizeof(log), "%s/sync%d-%d.log", f->dir, i, f->starts++);
 	ck_assert_int_eq(t_spawn(&f->ctl[i], argv, NULL, log), 0);
 	ck_assert_msg(t_wait_log(&f->ctl[i], "\"msg\":\"starting\"", T_DEADLINE_MS, line, sizeof(line)),
 		      "latchkey sync did not start");

@@ -16,6 +16,7 @@ struct t_sfx {
 	struct t_proc ctl[2];
 	char *dir;
 	int metrics_port[2];
+	int starts;                     /* controllers started, for their log names */
 };
 
 /* Starts the API server (CRDs from LATCHKEY_SRCDIR/deploy/crds and, when extra_crds is
