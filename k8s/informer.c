@@ -612,3 +612,47 @@ lk_k8s_informer_stats(struct lk_k8s_informer *inf, struct lk_k8s_informer_stats 
 	ret->expired = atomic_load(&inf->expired);
 	ret->events = atomic_load(&inf->events);
 }
+
+/* ---- the stream alone, for the fuzz target ------------------------------------------ */
+
+int
+k8s_informer_feed(const struct lk_k8s_informer_config *cfg, const char *p, size_t n,
+		  size_t chunk, size_t *ret_cached)
+{
+	struct lk_k8s_informer inf = { .res = cfg != NULL ? cfg->resource : NULL };
+	struct stream st = { .inf = &inf };
+	int rc = 0;
+
+	if (cfg != NULL) {
+		inf.transform = cfg->transform;
+		inf.transform_arg = cfg->transform_arg;
+		inf.h = cfg->handlers;
+	}
+	if (cache_init(&inf.cache) < 0)
+		return -ENOMEM;
+	pthread_mutex_init(&inf.lock, NULL);
+	atomic_init(&inf.synced, false);
+	/* The same line buffer as watch(): its cap and its wiping. */
+	lk_buf_init(&st.line, LK_K8S_EVENT_MAX, true);
+	if (chunk == 0)
+		chunk = n > 0 ? n : 1;
+	while (n > 0) {
+		size_t take = n < chunk ? n : chunk;
+
+		/* Non-zero ends the transfer, as it makes libcurl do. */
+		if (on_stream(&st, p, take) != 0)
+			break;
+		p += take;
+		n -= take;
+	}
+	lk_buf_free(&st.line);
+	if (st.expired)
+		rc = -ESTALE;
+	else if (st.failed)
+		rc = -EBADMSG;
+	if (ret_cached != NULL)
+		*ret_cached = inf.cache.n;
+	cache_clear(&inf.cache);
+	pthread_mutex_destroy(&inf.lock);
+	return rc;
+}

@@ -38,4 +38,15 @@ const char *k8s_client_namespace(const struct lk_k8s_client *c);
 /* Sleeps ms, in slices, returning early when *stop turns true (may be NULL). */
 void k8s_sleep_ms(int64_t ms, const volatile bool *stop);
 
+/* A watch body fed to an informer that is never started (no thread, no client; its cache
+ * empty, as lk_k8s_informer_start leaves it), chunk bytes per call of the stream callback
+ * as the transport would hand them over (0: all at once), then freed. cfg gives the
+ * transform and the handlers (NULL: none; its resource, namespace and selector are not
+ * used). Returns what watch() decides from the stream alone: 0 (a clean end), -ESTALE (an
+ * ERROR event with a 410 Status), -EBADMSG (another ERROR, or an event that could not be
+ * read), or -ENOMEM; *ret_cached (when not NULL) gets the number of objects cached at the
+ * end. For tests/fuzz/fuzz_k8s_watch.c. */
+int k8s_informer_feed(const struct lk_k8s_informer_config *cfg, const char *p, size_t n,
+		      size_t chunk, size_t *ret_cached);
+
 #endif
