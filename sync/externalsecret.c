@@ -201,6 +201,8 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 		return spec_fail(err, "spec.secretStoreRef.kind", "expected SecretStore or ClusterSecretStore");
 	target = json_object_get(spec, "target");
 	s->target = str(target, "name") != NULL ? str(target, "name") : name;
+	if (s->target == NULL)
+		return spec_fail(err, "spec.target.name", "required when metadata.name is missing");
 	if (!lk_manifest_subdomain_valid(s->target))
 		return spec_fail(err, "spec.target.name", "expected a DNS-1123 subdomain (lowercase "
 				 "letters, digits, '-' and '.', at most 253 characters)");
@@ -230,7 +232,13 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 		if (lk_duration_parse(v, &s->refresh_ms) < 0)
 			return spec_fail(err, "spec.refreshInterval", "expected a duration such as 1h or 15m (0: once)");
 	} else if (json_is_integer(json_object_get(spec, "refreshInterval"))) {
-		s->refresh_ms = json_integer_value(json_object_get(spec, "refreshInterval")) * 1000;
+		json_int_t sec = json_integer_value(json_object_get(spec, "refreshInterval"));
+
+		/* Seconds, as an older ESO accepted; at most a year. */
+		if (sec < 0 || sec > SYNC_REFRESH_MAX_S)
+			return spec_fail(err, "spec.refreshInterval", "expected a duration such as 1h "
+					 "(as seconds: 0 to a year)");
+		s->refresh_ms = (int64_t)sec * 1000;
 	}
 	if (s->refresh_ms < 0)
 		return spec_fail(err, "spec.refreshInterval", "must not be negative");

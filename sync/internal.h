@@ -38,6 +38,8 @@
 #define SYNC_WORKERS_MAX 64
 /* Worker threads unless --workers says. */
 #define SYNC_WORKERS_DEFAULT 4
+/* The longest refresh interval given as a number of seconds (a year). */
+#define SYNC_REFRESH_MAX_S (366 * 24 * 3600LL)
 /* Refresh interval when an ExternalSecret names none (ESO's default). */
 #define SYNC_REFRESH_DEFAULT_MS (3600 * 1000LL)
 /* How long a backend read may be reused by another ExternalSecret of the same path, at
