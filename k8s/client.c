@@ -751,8 +751,12 @@ lk_k8s_list(struct lk_k8s_client *c, const struct lk_k8s_resource *r, const char
 		json_t *it;
 		size_t i;
 
-		snprintf(query, sizeof(query), "limit=%u%s%s%s%s", limit, sel[0] ? "&labelSelector=" : "",
-			 sel, cont[0] ? "&continue=" : "", cont);
+		int qlen = snprintf(query, sizeof(query), "limit=%u%s%s%s%s", limit,
+				    sel[0] ? "&labelSelector=" : "", sel, cont[0] ? "&continue=" : "", cont);
+
+		if (qlen < 0 || (size_t)qlen >= sizeof(query))
+			return lk_error_set(err != NULL ? &err->base : NULL, -ENAMETOOLONG,
+					    "list query too long (label selector and continue token)");
 		rc = k8s_call(c, &call, &page, err);
 		if (rc == -EMSGSIZE && limit > 1) {
 			/* A page too large for one answer: ask for fewer items. */
