@@ -603,6 +603,138 @@ START_TEST(compat_external_secrets)
 }
 END_TEST
 
+/* The data of Secret name, key, opened with the lk1 private key of ks. NULL when it does
+ * not open (or the Secret is not there). */
+static char *
+opened_value(struct fx *f, const struct lk_keyset *ks, const char *name, const char *key)
+{
+	char *ct = secret_value(f, name, key), label[256], *out = NULL;
+	struct lk_secret *pt = NULL;
+	struct lk_error err;
+
+	snprintf(label, sizeof(label), NS "/%s/%s", name, key);
+	if (ct != NULL && strncmp(ct, "lk1:", 4) == 0 &&
+	    lk_keyset_open(ks, label, ct, strlen(ct), &pt, &err) == 0)
+		out = strndup(lk_secret_cstr(pt), lk_secret_len(pt));
+	lk_secret_free(pt);
+	free(ct);
+	return out;
+}
+
+struct want_opened {
+	struct fx *f;
+	const struct lk_keyset *ks;
+	const char *name, *key, *value;
+};
+
+static bool
+opens_to(void *arg)
+{
+	struct want_opened *w = arg;
+	char *v = opened_value(w->f, w->ks, w->name, w->key);
+	bool ok = v != NULL && strcmp(v, w->value) == 0;
+
+	free(v);
+	return ok;
+}
+
+/* target.encryption: the Secret holds lk1 text only; the recipient's private key opens it;
+ * change detection still works (a steady refresh writes nothing, a new value re-encrypts);
+ * a private key offered as the recipient is refused without being shown. */
+START_TEST(encryption_at_source)
+{
+	struct lk_keyset *ks = lk_keyset_new();
+	struct lk_key *x = NULL;
+	struct lk_error err;
+	struct fx f;
+	const char *rdir;
+	char *pub, *priv, body[1024], *text;
+	json_t *s;
+	long writes;
+
+	fx_start(&f);
+	rdir = t_path(f.dir, "recipient");
+	{
+		const char *argv[] = { t_latchkey_bin(), "keygen", "--lk1", "--out-dir", rdir, NULL };
+
+		ck_assert_int_eq(t_run(argv, NULL, NULL, NULL, NULL), 0);
+	}
+	pub = t_read_file(t_path(rdir, "0001.lk1.pub"));
+	priv = t_read_file(t_path(rdir, "0001.lk1"));
+	ck_assert(pub != NULL && priv != NULL);
+	pub[strcspn(pub, "\n")] = '\0';
+	priv[strcspn(priv, "\n")] = '\0';
+	ck_assert_int_eq(lk_key_x25519_parse(priv, strlen(priv), &x, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, x), 0);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+		 "{\"name\":\"recipient\"},\"data\":{\"lk1.pub\":\"%s\\n\"}}", pub);
+	json_decref(kube(&f, "POST", "/api/v1/namespaces/" NS "/configmaps", body, 201));
+	kv_put(&f, "app/db", "{\"user\":\"alice\",\"password\":\"" VALUE1 "\"}");
+	ctl_start(&f, 0, (const char *const[]){ "--leader-elect=false", NULL });
+	es_create(&f, "enc", "{\"refreshInterval\":\"2s\",\"secretStoreRef\":{\"name\":\"vault\"},"
+		  "\"target\":{\"name\":\"enc-out\",\"encryption\":{\"recipientFrom\":{\"configMapKeyRef\":"
+		  "{\"name\":\"recipient\",\"key\":\"lk1.pub\"}}}},\"data\":[{\"secretKey\":\"password\","
+		  "\"remoteRef\":{\"key\":\"app/db\",\"property\":\"password\"}}]}");
+	{
+		struct want_opened w = { &f, ks, "enc-out", "password", VALUE1 };
+
+		ck_assert_msg(t_wait_until(opens_to, &w, T_DEADLINE_MS), "enc-out never opened to the value");
+	}
+	s = secret_get(&f, "enc-out");
+	text = json_dumps(s, JSON_COMPACT);
+	ck_assert_msg(strstr(text, VALUE1) == NULL, "plaintext at the API server");
+	free(text);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(s, "metadata"),
+		"annotations"), "latchkey.io/recipient")), lk_key_id(lk_keyset_get(ks, 0)));
+	json_decref(s);
+	/* Bound to its key: the value does not open as another. */
+	{
+		char *ct = secret_value(&f, "enc-out", "password");
+		struct lk_secret *pt = NULL;
+
+		ck_assert_int_lt(lk_keyset_open(ks, NS "/other/password", ct, strlen(ct), &pt, &err), 0);
+		free(ct);
+	}
+	/* Randomised ciphertext, yet a steady refresh writes nothing. */
+	ck_assert_int_eq(t_kube_stats_reset(&f.kube), 0);
+	{
+		struct refreshes r = { .f = &f, .name = "enc", .want = 3 };
+
+		ck_assert_msg(t_wait_until(refreshed, &r, T_DEADLINE_MS), "only %d refreshes", r.seen);
+	}
+	writes = t_kube_writes_in(&f.kube, "secrets", NS);
+	ck_assert_msg(writes == 0, "a steady refresh wrote %ld Secrets", writes);
+	/* A new value is encrypted again. */
+	kv_put(&f, "app/db", "{\"user\":\"alice\",\"password\":\"" VALUE2 "\"}");
+	{
+		struct want_opened w = { &f, ks, "enc-out", "password", VALUE2 };
+
+		ck_assert_msg(t_wait_until(opens_to, &w, T_DEADLINE_MS), "enc-out never opened to the new value");
+	}
+	/* A private key where the recipient goes: refused, and never shown. */
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+		 "{\"name\":\"oops\"},\"data\":{\"lk1.pub\":\"%s\"}}", priv);
+	json_decref(kube(&f, "POST", "/api/v1/namespaces/" NS "/configmaps", body, 201));
+	es_create(&f, "oops", "{\"secretStoreRef\":{\"name\":\"vault\"},\"target\":{\"encryption\":"
+		  "{\"recipientFrom\":{\"configMapKeyRef\":{\"name\":\"oops\",\"key\":\"lk1.pub\"}}}},"
+		  "\"data\":[{\"secretKey\":\"p\",\"remoteRef\":{\"key\":\"app/db\",\"property\":\"password\"}}]}");
+	wait_ready(&f, "oops", "False", "does not hold an lk1 public key");
+	{
+		json_t *es = t_sfx_get(&f, "/apis/latchkey.io/v1/namespaces/" NS "/externalsecrets/oops");
+
+		text = json_dumps(es, JSON_COMPACT);
+		ck_assert_msg(strstr(text, priv + 8) == NULL, "the private key reached the status");
+		free(text);
+		json_decref(es);
+		ck_assert_ptr_null(secret_get(&f, "oops"));
+	}
+	free(pub);
+	free(priv);
+	lk_keyset_free(ks);
+	fx_stop(&f);
+}
+END_TEST
+
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
 	tcase_set_timeout(tc_, 240); \
@@ -625,6 +757,7 @@ sync_suite(void)
 	ADD(s, kubernetes_auth_with_token_request);
 	ADD(s, no_values_in_logs_events_or_status);
 	ADD(s, compat_external_secrets);
+	ADD(s, encryption_at_source);
 	return s;
 }
 
