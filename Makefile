@@ -128,7 +128,7 @@ bench: $(BIN) $(BENCH_BINS) $(FAKE_BIN)
 	@BUILD=$(BUILD) tools/bench.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
 	@tools/bench-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN)) $(abspath $(BUILD)/bench)
 
-bench-sync: $(BIN) $(BUILD)/bench/sync_load $(FAKE_BIN)
+bench-sync: $(BIN) $(BUILD)/bench/sync_load $(BUILD)/bench/bench_seal $(FAKE_BIN)
 	@tools/bench-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN)) $(abspath $(BUILD)/bench)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB)

@@ -10,7 +10,10 @@
 # during that refresh, peak RSS and CPU seconds of the controller; and, as the peer in the
 # same run, the API server's own create rate measured alone (one client creating the
 # objects one after another), so that the first-sync figure can be read against what the
-# API server can take.
+# API server can take. Then the same first sync with encryption at source (every value
+# sealed with lk1), as ratios to the plain one; and BENCH_SYNC_SEALED SealedSecrets of two
+# values (RSA-4096) opened by the controller, against one thread of bench_seal opening the
+# same format.
 #
 # usage: tools/bench-sync.sh LATCHKEY_BIN FAKE_APISERVER_BIN BENCH_BIN_DIR
 #
@@ -21,7 +24,8 @@
 #   BENCH_SYNC_REFRESH=120s    refreshInterval of every ExternalSecret
 #   BENCH_SYNC_WORKERS=4       --workers of the controller (its default)
 #   BENCH_SYNC_QPS=5000        --qps and, doubled, --burst of the controller
-#   BENCH_TIME_LIMIT=600       seconds after which the whole run is stopped
+#   BENCH_SYNC_SEALED=1000     SealedSecrets in the third part
+#   BENCH_TIME_LIMIT=900       seconds after which the whole run is stopped
 #   BENCH_KEEP=1               keep the temporary directory (logs) for a look afterwards
 #
 # Figures are reported, never judged: the exit status is 0 when every part ran, 1 when
@@ -34,7 +38,8 @@ if [ $# -ne 3 ]; then
 fi
 LK=$1
 FAKE=$2
-LOAD=$3/sync_load
+BENCHDIR=$3
+LOAD=$BENCHDIR/sync_load
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
 NS=${BENCH_SYNC_NS:-100}
@@ -43,7 +48,7 @@ PATHS=${BENCH_SYNC_PATHS:-1000}
 REFRESH=${BENCH_SYNC_REFRESH:-120s}
 WORKERS=${BENCH_SYNC_WORKERS:-4}
 QPS=${BENCH_SYNC_QPS:-5000}
-TIME_LIMIT=${BENCH_TIME_LIMIT:-600}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
 for v in "$NS" "$PER_NS" "$PATHS" "$WORKERS" "$QPS" "$TIME_LIMIT"; do
 	case $v in
 	'' | *[!0-9]* | 0) echo "bench-sync: BENCH_SYNC_* counts must be positive integers" >&2; exit 2 ;;
@@ -154,11 +159,11 @@ cpu_s() {
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 fake_stats() {
-	curl -s --max-time 10 --cacert "$TMP/kube/ca.crt" -H "Authorization: Bearer $KTOKEN" "$KADDR/fake/stats"
+	curl -s --max-time 10 --cacert "$KCA" -H "Authorization: Bearer $KTOKEN" "$KADDR/fake/stats"
 }
 
 fake_stats_reset() {
-	curl -s --max-time 10 --cacert "$TMP/kube/ca.crt" -H "Authorization: Bearer $KTOKEN" \
+	curl -s --max-time 10 --cacert "$KCA" -H "Authorization: Bearer $KTOKEN" \
 		-X DELETE "$KADDR/fake/stats" >/dev/null
 }
 
@@ -171,33 +176,75 @@ writes_of() {
 		tr ',' '\n' | sed -n "s/^\"$2\":\([0-9]*\)$/\1/p" | head -n 1
 }
 
-# ---- the test API server and the backend ----
+# ---- one cluster: the test API server, the backend, the CRDs ----
+
+# start_cluster DIR OBJECTS: sets KADDR KTOKEN KUBECONFIG DADDR DTOKEN FAKE_PID DEV_PID.
+start_cluster() {
+	mkdir -p "$1"
+	"$FAKE" --listen 127.0.0.1:0 --dir "$1/kube" --max-objects "$(($2 * 2))" \
+		--history "$(($2 * 2))" >"$1/kube.log" 2>&1 &
+	FAKE_PID=$!
+	PIDS="$PIDS $FAKE_PID"
+	wait_for 20 test -s "$1/kube/kubeconfig" || { tail -n 5 "$1/kube.log" >&2; die "the test API server did not start"; }
+	KADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' "$1/kube.log" | head -n 1)
+	KTOKEN=$(cat "$1/kube/token")
+	KCA="$1/kube/ca.crt"
+	export KUBECONFIG="$1/kube/kubeconfig"
+	DTOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	"$LK" dev --listen 127.0.0.1:0 --root-token "$DTOKEN" >"$1/dev.log" 2>&1 &
+	DEV_PID=$!
+	PIDS="$PIDS $DEV_PID"
+	wait_for 20 grep -q '"msg":"listening"' "$1/dev.log" || { tail -n 5 "$1/dev.log" >&2; die "latchkey dev did not start"; }
+	DADDR=http://$(sed -n 's/.*"msg":"listening".*"addr":"\([0-9.]*:[0-9]*\)".*/\1/p' "$1/dev.log" | head -n 1)
+	kubectl apply -f "$SRC/deploy/crds/" >"$1/kubectl.log" 2>&1 || { cat "$1/kubectl.log" >&2; die "kubectl apply of the CRDs failed"; }
+	kubectl wait --for=condition=Established --timeout=30s crd --all >>"$1/kubectl.log" 2>&1 ||
+		{ cat "$1/kubectl.log" >&2; die "the CRDs were not established"; }
+	kubectl create namespace latchkey-system >>"$1/kubectl.log" 2>&1 || die "could not create latchkey-system"
+}
+
+# start_sync DIR: the controller; sets SYNC_PID MPORT and T0 (its start, ms).
+start_sync() {
+	T0=$(now_ms)
+	"$LK" sync --kubeconfig "$KUBECONFIG" --leader-elect=false --metrics 127.0.0.1:0 \
+		--controller-namespace latchkey-system --workers "$WORKERS" --qps "$QPS" --burst "$((QPS * 2))" \
+		--store-qps "$QPS" --store-burst "$((QPS * 2))" >"$1/sync.log" 2>&1 &
+	SYNC_PID=$!
+	PIDS="$PIDS $SYNC_PID"
+	wait_for 30 grep -q '"metrics_port"' "$1/sync.log" || { tail -n 5 "$1/sync.log" >&2; die "latchkey sync did not start"; }
+	MPORT=$(sed -n 's/.*"metrics_port":\([0-9]*\).*/\1/p' "$1/sync.log" | head -n 1)
+}
+
+# stop_cluster: the controller, the backend and the API server of the last start.
+stop_cluster() {
+	for p in $SYNC_PID $DEV_PID $FAKE_PID; do
+		stop_pid "$p"
+	done
+	PIDS=""
+}
+
+secs_since() { awk -v a="$1" -v b="$(now_ms)" 'BEGIN { printf "%.1f\n", (b - a) / 1000 }'; }
+
+all_written() { [ "$(metric latchkey_sync_secret_writes_total)" -ge "$WANT_WRITES" ]; }
+# Status updates trail the Secret writes; a sync is over when every ExternalSecret has
+# been reconciled once and the queue is empty.
+settled() {
+	[ "$(metric "$ES_RECONCILES")" -ge "$ES_TOTAL" ] && [ "$(metric latchkey_sync_queue_depth)" -eq 0 ]
+}
+# An ExternalSecret's refresh writes its status (status.refreshTime) once, and its own
+# status write brings it round once more without a backend read; so the refresh is counted
+# in status writes at the API server, one per ExternalSecret.
+es_writes() { w=$(writes_of "$(fake_stats)" 'externalsecrets\.latchkey\.io'); echo "${w:-0}"; }
+refreshed() { [ "$(es_writes)" -ge "$ES_TOTAL" ]; }
 
 OBJECTS=$((NS * (PER_NS * 2 + 4) + 1000))
-"$FAKE" --listen 127.0.0.1:0 --dir "$TMP/kube" --max-objects "$((OBJECTS * 2))" \
-	--history "$((OBJECTS * 2))" >"$TMP/kube.log" 2>&1 &
-FAKE_PID=$!
-PIDS="$PIDS $FAKE_PID"
-wait_for 20 test -s "$TMP/kube/kubeconfig" || { tail -n 5 "$TMP/kube.log" >&2; die "the test API server did not start"; }
-KADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' "$TMP/kube.log" | head -n 1)
-KTOKEN=$(cat "$TMP/kube/token")
-export KUBECONFIG="$TMP/kube/kubeconfig"
 
-DTOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-"$LK" dev --listen 127.0.0.1:0 --root-token "$DTOKEN" >"$TMP/dev.log" 2>&1 &
-DEV_PID=$!
-PIDS="$PIDS $DEV_PID"
-wait_for 20 grep -q '"msg":"listening"' "$TMP/dev.log" || { tail -n 5 "$TMP/dev.log" >&2; die "latchkey dev did not start"; }
-DADDR=http://$(sed -n 's/.*"msg":"listening".*"addr":"\([0-9.]*:[0-9]*\)".*/\1/p' "$TMP/dev.log" | head -n 1)
+# ---- (1) plain: first full sync and one refresh ----
 
-kubectl apply -f "$SRC/deploy/crds/" >"$TMP/kubectl.log" 2>&1 || { cat "$TMP/kubectl.log" >&2; die "kubectl apply of the CRDs failed"; }
-kubectl wait --for=condition=Established --timeout=30s crd --all >>"$TMP/kubectl.log" 2>&1 ||
-	{ cat "$TMP/kubectl.log" >&2; die "the CRDs were not established"; }
-kubectl create namespace latchkey-system >>"$TMP/kubectl.log" 2>&1 || die "could not create latchkey-system"
-
+D="$TMP/plain"
+start_cluster "$D" "$OBJECTS"
 echo "== sync: $ES_TOTAL ExternalSecrets in $NS namespaces over $PATHS backend paths, refreshInterval $REFRESH, --workers $WORKERS --qps $QPS"
 # The peer figure: the API server taking creates from one client, measured alone.
-LOAD_OUT=$("$LOAD" "$KADDR" "$KTOKEN" "$TMP/kube/ca.crt" "$DADDR" "$DTOKEN" "$NS" "$PER_NS" "$PATHS" "$REFRESH") ||
+LOAD_OUT=$("$LOAD" "$KADDR" "$KTOKEN" "$KCA" "$DADDR" "$DTOKEN" "$NS" "$PER_NS" "$PATHS" "$REFRESH") ||
 	{ printf '%s\n' "$LOAD_OUT" >&2; die "creating the objects failed"; }
 OBJ_N=$(printf '%s\n' "$LOAD_OUT" | awk '$1 == "objects" { print $2 }')
 OBJ_S=$(printf '%s\n' "$LOAD_OUT" | awk '$1 == "objects" { print $3 }')
@@ -207,32 +254,15 @@ FAKE_CPU0=$(cpu_s "$FAKE_PID")
 DEV_CPU0=$(cpu_s "$DEV_PID")
 fake_stats_reset
 
-# ---- first full sync ----
-
-T0=$(now_ms)
-"$LK" sync --kubeconfig "$KUBECONFIG" --leader-elect=false --metrics 127.0.0.1:0 \
-	--controller-namespace latchkey-system --workers "$WORKERS" --qps "$QPS" --burst "$((QPS * 2))" \
-	--store-qps "$QPS" --store-burst "$((QPS * 2))" >"$TMP/sync.log" 2>&1 &
-SYNC_PID=$!
-PIDS="$PIDS $SYNC_PID"
-wait_for 30 grep -q '"metrics_port"' "$TMP/sync.log" || { tail -n 5 "$TMP/sync.log" >&2; die "latchkey sync did not start"; }
-MPORT=$(sed -n 's/.*"metrics_port":\([0-9]*\).*/\1/p' "$TMP/sync.log" | head -n 1)
-
-all_written() { [ "$(metric latchkey_sync_secret_writes_total)" -ge "$ES_TOTAL" ]; }
+start_sync "$D"
+WANT_WRITES=$ES_TOTAL
 wait_for 300 all_written || {
-	tail -n 5 "$TMP/sync.log" >&2
+	tail -n 5 "$D/sync.log" >&2
 	die "not every Secret was written within 300 s ($(metric latchkey_sync_secret_writes_total) of $ES_TOTAL)"
 }
-T1=$(now_ms)
-FIRST_S=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f\n", (b - a) / 1000 }')
-# Status updates trail the Secret writes; the sync is over when every ExternalSecret has
-# been reconciled once and the queue is empty.
-settled() {
-	[ "$(metric "$ES_RECONCILES")" -ge "$ES_TOTAL" ] && [ "$(metric latchkey_sync_queue_depth)" -eq 0 ]
-}
+FIRST_S=$(secs_since "$T0")
 wait_for 120 settled || die "the queue did not drain after the first sync"
-T2=$(now_ms)
-SETTLED_S=$(awk -v a="$T0" -v b="$T2" 'BEGIN { printf "%.1f\n", (b - a) / 1000 }')
+SETTLED_S=$(secs_since "$T0")
 ST=$(fake_stats)
 FIRST_API=$(jint "$ST" requests_total)
 FIRST_SECRET_WRITES=$(writes_of "$ST" secrets)
@@ -243,21 +273,14 @@ FIRST_CPU=$(cpu_s "$SYNC_PID")
 FIRST_RSS=$(vm_kb "$SYNC_PID" VmRSS)
 echo "  first full sync: $FIRST_S s to every Secret, $SETTLED_S s to every status; now one refresh (about $REFRESH)"
 
-# ---- one refresh of every ExternalSecret ----
-
 READS0=$FIRST_READS
 WRITES0=$(metric latchkey_sync_secret_writes_total)
 CPU0=$FIRST_CPU
 fake_stats_reset
 T3=$(now_ms)
-# An ExternalSecret's refresh writes its status (status.refreshTime) once, and its own
-# status write brings it round once more without a backend read; so the refresh is counted
-# in status writes at the API server, one per ExternalSecret.
-es_writes() { w=$(writes_of "$(fake_stats)" 'externalsecrets\.latchkey\.io'); echo "${w:-0}"; }
-refreshed() { [ "$(es_writes)" -ge "$ES_TOTAL" ]; }
 wait_for "$((REFRESH_S * 3 + 60))" refreshed || die "not every ExternalSecret refreshed within $((REFRESH_S * 3 + 60)) s"
 wait_for 60 settled || die "the queue did not drain after the refresh"
-T4=$(now_ms)
+REF_S=$(awk -v a="$T3" -v b="$(now_ms)" 'BEGIN { printf "%.0f\n", (b - a) / 1000 }')
 ST=$(fake_stats)
 REF_API=$(jint "$ST" requests_total)
 REF_WRITES_ALL=$(jint "$ST" writes_total)
@@ -265,18 +288,64 @@ REF_SECRET_WRITES=$(writes_of "$ST" secrets)
 REF_READS=$(($(metric latchkey_sync_backend_requests_total) - READS0))
 REF_SYNC_WRITES=$(($(metric latchkey_sync_secret_writes_total) - WRITES0))
 REF_CPU=$(awk -v a="$CPU0" -v b="$(cpu_s "$SYNC_PID")" 'BEGIN { printf "%.2f\n", b - a }')
-REF_S=$(awk -v a="$T3" -v b="$T4" 'BEGIN { printf "%.0f\n", (b - a) / 1000 }')
 PEAK_RSS=$(vm_kb "$SYNC_PID" VmHWM)
 RSS=$(vm_kb "$SYNC_PID" VmRSS)
 TOTAL_CPU=$(cpu_s "$SYNC_PID")
 FAKE_CPU=$(awk -v a="$FAKE_CPU0" -v b="$(cpu_s "$FAKE_PID")" 'BEGIN { printf "%.2f\n", b - a }')
 DEV_CPU=$(awk -v a="$DEV_CPU0" -v b="$(cpu_s "$DEV_PID")" 'BEGIN { printf "%.2f\n", b - a }')
 FAKE_RSS=$(vm_kb "$FAKE_PID" VmHWM)
-grep -c '"level":"error"' "$TMP/sync.log" >"$TMP/errors" || true
+ERRLINES=$(grep -c '"level":"error"' "$D/sync.log" || true)
+stop_cluster
+
+# ---- (2) encryption at source: the same first sync, every value sealed with lk1 ----
+
+D="$TMP/encrypted"
+start_cluster "$D" "$OBJECTS"
+RCPT=$("$LK" keygen --lk1 --out-dir "$D/recipient" 2>/dev/null) || die "latchkey keygen --lk1 failed"
+LOAD_OUT=$("$LOAD" "$KADDR" "$KTOKEN" "$KCA" "$DADDR" "$DTOKEN" "$NS" "$PER_NS" "$PATHS" "$REFRESH" "$RCPT") ||
+	{ printf '%s\n' "$LOAD_OUT" >&2; die "creating the objects failed"; }
+start_sync "$D"
+wait_for 300 all_written || die "encrypted: not every Secret was written within 300 s"
+ENC_S=$(secs_since "$T0")
+wait_for 120 settled || die "encrypted: the queue did not drain"
+ENC_SETTLED_S=$(secs_since "$T0")
+ENC_CPU=$(cpu_s "$SYNC_PID")
+ENC_RSS=$(vm_kb "$SYNC_PID" VmHWM)
+# Every value is lk1 text at the API server: one Secret as a sample.
+SAMPLE=$(kubectl -n ns000 get secret out00000 -o jsonpath='{.data.password}' 2>/dev/null | base64 -d 2>/dev/null | cut -c1-4)
+[ "$SAMPLE" = "lk1:" ] || die "encrypted: the sample Secret does not hold lk1 text"
+echo "  encrypted at source: $ENC_S s to every Secret, controller CPU $ENC_CPU s"
+stop_cluster
+
+# ---- (3) SealedSecrets: how fast the controller opens them ----
+
+SEALED=${BENCH_SYNC_SEALED:-1000}
+SEALED_VALUES=2
+D="$TMP/sealed"
+start_cluster "$D" "$((SEALED * 3 + 1000))"
+"$LK" keygen --out-dir "$D/keys" --secret-manifest "$D/key.json" --namespace latchkey-system >/dev/null ||
+	die "latchkey keygen failed"
+kubectl apply -f "$D/key.json" >>"$D/kubectl.log" 2>&1 || die "applying the sealing key failed"
+kubectl create namespace ns000 >>"$D/kubectl.log" 2>&1 || die "could not create ns000"
+SEAL_OUT=$("$LOAD" sealed "$KADDR" "$KTOKEN" "$KCA" "$D/keys/0001.crt" ns000 "$SEALED" "$SEALED_VALUES") ||
+	{ printf '%s\n' "$SEAL_OUT" >&2; die "creating the SealedSecrets failed"; }
+start_sync "$D"
+WANT_WRITES=$SEALED
+wait_for 600 all_written || die "sealed: not every Secret was written within 600 s ($(metric latchkey_sync_secret_writes_total) of $SEALED)"
+SEALED_S=$(secs_since "$T0")
+SEALED_CPU=$(cpu_s "$SYNC_PID")
+SEALED_RATE=$(awk -v n="$((SEALED * SEALED_VALUES))" -v s="$SEALED_S" 'BEGIN { printf "%.0f\n", n / s }')
+stop_cluster
+# The peer: one thread opening the same format with the same key size, in this run.
+PEER_OPEN=n/a
+if [ -x "$BENCHDIR/bench_seal" ]; then
+	PEER_OPEN=$("$BENCHDIR/bench_seal" 2>/dev/null | awk '$1 == "bitnami" && $2 == "open" { print $3 }')
+fi
 
 # ---- the summary ----
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB\n", k / 1024 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "n/a") printf "%.2f\n", a / b; else print "n/a" }'; }
 # The first sync written at the API server's one-client create rate, for comparison.
 PEER_S=$(awk -v n="$ES_TOTAL" -v r="$OBJ_RATE" 'BEGIN { if (r > 0) printf "%.1f\n", n / r; else print "n/a" }')
 echo
@@ -284,7 +353,7 @@ echo "== sync summary ($(date -u +%Y-%m-%d), $(nproc 2>/dev/null || echo '?') co
 printf '%-52s %12s\n' "first full sync: every Secret written (s)" "$FIRST_S"
 printf '%-52s %12s\n' "  every status written, queue empty (s)" "$SETTLED_S"
 printf '%-52s %12s\n' "  the same $ES_TOTAL creates from one client (s)" "$PEER_S"
-printf '%-52s %12s\n' "  ratio sync / one-client creates" "$(awk -v a="$FIRST_S" -v b="$PEER_S" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }')"
+printf '%-52s %12s\n' "  ratio sync / one-client creates" "$(ratio "$FIRST_S" "$PEER_S")"
 printf '%-52s %12s\n' "  backend reads (unique paths: $PATHS)" "$FIRST_READS"
 printf '%-52s %12s\n' "  reads served by a coalesced read" "$FIRST_COALESCED"
 printf '%-52s %12s\n' "  Secret writes at the API server" "${FIRST_SECRET_WRITES:-0}"
@@ -304,6 +373,17 @@ printf '%-52s %12s\n' "controller CPU in all (s)" "$TOTAL_CPU"
 printf '%-52s %12s\n' "test API server CPU over both (s)" "$FAKE_CPU"
 printf '%-52s %12s\n' "test API server peak RSS" "$(mib "$FAKE_RSS")"
 printf '%-52s %12s\n' "latchkey dev CPU over both (s)" "$DEV_CPU"
-printf '%-52s %12s\n' "error lines in the controller log" "$(cat "$TMP/errors")"
+printf '%-52s %12s\n' "error lines in the controller log" "$ERRLINES"
+printf '%-52s %12s\n' "encrypted at source: first full sync (s)" "$ENC_S"
+printf '%-52s %12s\n' "  every status written, queue empty (s)" "$ENC_SETTLED_S"
+printf '%-52s %12s\n' "  ratio encrypted / plain, time" "$(ratio "$ENC_S" "$FIRST_S")"
+printf '%-52s %12s\n' "  controller CPU (s)" "$ENC_CPU"
+printf '%-52s %12s\n' "  ratio encrypted / plain, CPU" "$(ratio "$ENC_CPU" "$FIRST_CPU")"
+printf '%-52s %12s\n' "  controller peak RSS" "$(mib "$ENC_RSS")"
+printf '%-52s %12s\n' "SealedSecrets: $SEALED x $SEALED_VALUES values, RSA-4096 (s)" "$SEALED_S"
+printf '%-52s %12s\n' "  values opened per second (controller)" "$SEALED_RATE"
+printf '%-52s %12s\n' "  one thread opening the same format (bench_seal)" "$PEER_OPEN"
+printf '%-52s %12s\n' "  ratio controller / one thread" "$(ratio "$SEALED_RATE" "$PEER_OPEN")"
+printf '%-52s %12s\n' "  controller CPU (s)" "$SEALED_CPU"
 echo "targets: first sync <= 30 s on 2 cores, one backend read per unique path, 0 writes in a steady refresh, RSS <= 64 MiB"
 exit 0
