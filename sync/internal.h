@@ -317,6 +317,10 @@ int sync_secret_put(struct sync_ctx *ctx, const struct sync_secret_want *w, stru
  * with its data). *ret NULL when there is none. */
 int sync_secret_current(struct sync_ctx *ctx, const char *ns, const char *name, bool from_api,
 			json_t **ret, struct lk_error *err);
+/* The Secret informer's transform (arg: the sync_ctx): what the cache of managed Secrets
+ * keeps, metadata, type, immutable and the keyed hash of the data under
+ * "x-latchkey-data-hash" instead of the data (no values kept between syncs). */
+json_t *sync_secret_transform(void *arg, json_t *obj);
 /* A label value naming a resource: its name when it fits a label (63 characters), else
  * a hash of it; out holds 64 bytes at least. */
 void sync_owner_label(const char *name, char *out, size_t outlen);

@@ -250,36 +250,6 @@ secret_sealed_owner(struct sync_ctx *ctx, const json_t *obj)
 		enqueue_sealed(ctx, i, obj);
 }
 
-/* What the Secret cache keeps: metadata, type, immutable, and a keyed hash of the data
- * instead of the data (the controller keeps no Secret values in memory). */
-static json_t *
-secret_transform(void *arg, json_t *obj)
-{
-	struct sync_ctx *ctx = arg;
-	const json_t *meta = json_object_get(obj, "metadata");
-	json_t *out, *m;
-	char h[65];
-	static const char *const keep[] = { "name", "namespace", "resourceVersion", "uid", "labels",
-		"annotations", "ownerReferences", "deletionTimestamp", NULL };
-
-	if ((out = json_object()) == NULL || (m = json_object()) == NULL) {
-		json_decref(out);
-		return NULL;
-	}
-	for (size_t i = 0; keep[i] != NULL; i++) {
-		if (json_object_get(meta, keep[i]) != NULL)
-			json_object_set(m, keep[i], json_object_get(meta, keep[i]));
-	}
-	json_object_set_new(out, "metadata", m);
-	if (json_object_get(obj, "type") != NULL)
-		json_object_set(out, "type", json_object_get(obj, "type"));
-	if (json_object_get(obj, "immutable") != NULL)
-		json_object_set(out, "immutable", json_object_get(obj, "immutable"));
-	sync_content_hash(ctx, NULL, NULL, NULL, json_object_get(obj, "data"), h);
-	json_object_set_new(out, "x-latchkey-data-hash", json_string(h));
-	return out;
-}
-
 /* ---- the context -------------------------------------------------------------------- */
 
 struct lk_k8s_informer *
@@ -870,7 +840,7 @@ start_informers(struct sync_ctx *ctx, struct lk_error *err)
 		};
 		const struct lk_k8s_informer_config sec = {
 			.resource = &lk_k8s_secrets, .ns = ns, .label_selector = SYNC_LABEL_MANAGED "=true",
-			.transform = secret_transform, .transform_arg = ctx,
+			.transform = sync_secret_transform, .transform_arg = ctx,
 			.handlers = { .on_update = secret_update, .on_delete = secret_delete, .arg = ctx },
 		};
 

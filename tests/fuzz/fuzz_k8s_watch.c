@@ -63,36 +63,6 @@ on_delete(void *arg, const json_t *obj)
 	c->deletes++;
 }
 
-/* sync/main.c's secret_transform (static there), with a zero hash key: what the Secret
- * cache of `latchkey sync` keeps. */
-static json_t *
-secret_transform(void *arg, json_t *obj)
-{
-	const struct sync_ctx *ctx = arg;
-	const json_t *meta = json_object_get(obj, "metadata");
-	json_t *out, *m;
-	char h[65];
-	static const char *const keep[] = { "name", "namespace", "resourceVersion", "uid", "labels",
-		"annotations", "ownerReferences", "deletionTimestamp", NULL };
-
-	if ((out = json_object()) == NULL || (m = json_object()) == NULL) {
-		json_decref(out);
-		return NULL;
-	}
-	for (size_t i = 0; keep[i] != NULL; i++) {
-		if (json_object_get(meta, keep[i]) != NULL)
-			json_object_set(m, keep[i], json_object_get(meta, keep[i]));
-	}
-	json_object_set_new(out, "metadata", m);
-	if (json_object_get(obj, "type") != NULL)
-		json_object_set(out, "type", json_object_get(obj, "type"));
-	if (json_object_get(obj, "immutable") != NULL)
-		json_object_set(out, "immutable", json_object_get(obj, "immutable"));
-	sync_content_hash(ctx, NULL, NULL, NULL, json_object_get(obj, "data"), h);
-	json_object_set_new(out, "x-latchkey-data-hash", json_string(h));
-	return out;
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -117,7 +87,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	chunk = data[0] & 0x7f;
 	if (data[0] & 0x80) {
-		cfg.transform = secret_transform;
+		cfg.transform = sync_secret_transform;
 		cfg.transform_arg = &ctx;
 	}
 	rc = k8s_informer_feed(&cfg, (const char *)data + 1, size - 1, chunk, &cached);
