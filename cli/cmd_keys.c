@@ -139,7 +139,7 @@ cmp_rows(const void *a, const void *b)
 		return x->not_before < y->not_before ? -1 : 1;
 	if (strcmp(x->secret, y->secret) != 0)
 		return strcmp(x->secret, y->secret);
-	return strcmp(y->kind, x->kind);
+	return strcmp(x->kind, y->kind);     /* "RSA" before "lk1" */
 }
 
 static void

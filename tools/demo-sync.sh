@@ -4,7 +4,8 @@
 # Starts the test API server (tests/fakes) and `latchkey dev` on free ports, applies the
 # CRDs and an example with kubectl, runs `latchkey sync`, and shows what an admin looks
 # at: the ExternalSecret becoming Ready, the Secret it made, a backend change reaching the
-# Secret, and an error in the status. Stops everything it started, also on Ctrl-C.
+# Secret, an error in the status, and a SealedSecret sealed to the controller's key. Stops
+# everything it started, also on Ctrl-C.
 #
 # usage: tools/demo-sync.sh PATH/TO/latchkey PATH/TO/fake-apiserver
 set -eu
@@ -151,8 +152,22 @@ show kubectl -n app get externalsecrets.latchkey.io broken \
 	-o jsonpath='{.status.conditions[0].reason}: {.status.conditions[0].message}{"\n"}'
 show kubectl -n app get events --field-selector involvedObject.name=broken
 
-say "what the controller counted"
 port=$(log_value "$tmp/sync.log" 's/.*"metrics_port":\([0-9]*\).*/\1/p')
+
+say "a SealedSecret: sealed with the certificate the controller serves, safe for Git"
+wait_for curl -sf "http://127.0.0.1:$port/v1/cert.pem" || fail "the controller made no sealing key"
+show kubectl -n latchkey-system get secrets -l sealedsecrets.bitnami.com/sealed-secrets-key
+kubectl -n app create secret generic smtp --from-literal=password=smtp-password --dry-run=client -o yaml >"$tmp/smtp.yaml"
+show "$BIN" seal --cert "http://127.0.0.1:$port/v1/cert.pem" -f "$tmp/smtp.yaml" -o "$tmp/smtp-sealed.yaml"
+sed -n '/encryptedData/,/password/p' "$tmp/smtp-sealed.yaml" | cut -c1-72
+show kubectl apply -f "$tmp/smtp-sealed.yaml"
+show kubectl -n app wait --for=condition=Synced sealedsecrets.latchkey.io/smtp --timeout=30s
+printf '$ kubectl -n app get secret smtp -o jsonpath={.data.password} | base64 -d\n'
+kubectl -n app get secret smtp -o jsonpath='{.data.password}' | base64 -d
+echo
+show "$BIN" keys --controller-namespace latchkey-system
+
+say "what the controller counted"
 curl -sS "http://127.0.0.1:$port/metrics" | grep -E '^latchkey_sync_(secret_writes_total|reconcile_total|backend_requests_total|leader) ' || true
 curl -sS "http://127.0.0.1:$port/metrics" | grep -E '^latchkey_sync_(secret_writes_total|reconcile_total|backend_requests_total)\{' || true
 
