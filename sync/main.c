@@ -366,7 +366,8 @@ reconcile_key(struct sync_ctx *ctx, const char *key, const char **ret_kind)
 		return sync_sealedsecret_reconcile(ctx, (size_t)(parts[1][0] - '0'), parts[2], parts[3]);
 	}
 	if (strcmp(parts[0], "store") == 0 && n >= 3) {
-		*ret_kind = parts[1];
+		/* A literal, not parts[1]: the kind outlives this frame (the metrics). */
+		*ret_kind = strcmp(parts[1], "ClusterSecretStore") == 0 ? "ClusterSecretStore" : "SecretStore";
 		return sync_store_reconcile(ctx->stores, parts[1], parts[2], parts[3]);
 	}
 	*ret_kind = "unknown";
