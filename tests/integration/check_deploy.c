@@ -1,20 +1,41 @@
-/* check_deploy.c — the manifests under deploy/. tests/deploy/check_crds.py (Python yaml and
- * jsonschema) checks the CRDs, the examples and the docs against each other; kubectl's
- * kustomize renders deploy/crds and deploy/broker as `kubectl apply -k` would send them.
- * Where the Python modules or kubectl are missing the test says SKIP, never passes. */
+/* check_deploy.c — what deploy/ ships, checked without a cluster or a Docker engine.
+ *
+ * - tests/deploy/check_crds.py: the CRDs, the examples and the docs against each other;
+ * - tests/deploy/check_dockerfile.py: deploy/Dockerfile's invariants, and the build stage's
+ *   COPY list built as Docker would copy it;
+ * - tests/deploy/check_manifests.py: every kustomization rendered by kubectl and checked
+ *   (API versions, container resources, probes and security context, images, RBAC against
+ *   the Kubernetes calls in the sources, the controller's and the example app's wiring);
+ * - kubectl apply --server-side of the rendered overlays against the test API server;
+ * - latchkey sync run as its own service account with the RBAC the production overlay
+ *   grants, exercising every rule against latchkey dev: no request refused, no rule unused;
+ * - deploy/vault/setup.sh against latchkey dev: the roles log in with the service-account
+ *   tokens the test API server signs, and the policies allow what the examples read and
+ *   refuse the rest.
+ * Where Python's modules, kubectl or make are missing a test says SKIP, never passes. */
 #include <check.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "crypto/crypto.h"
+#include "fakekube.h"
 #include "manifest/manifest.h"
 #include "testutil.h"
 
 /* The Debian interpreter, which sees python3-yaml and python3-jsonschema. */
 #define PYTHON "/usr/bin/python3"
 /* The most documents a rendered kustomization is expected to hold here. */
-#define MAX_DOCS 16
+#define MAX_DOCS 32
+/* A Vault value that must reach Secrets and never the controller's log. */
+#define VALUE1 "deploy-canary-value-91c3e2"
+#define VALUE2 "deploy-canary-value-4be07d"
+#define SA_USER "system:serviceaccount:latchkey-system:latchkey-sync"
 
 static char *dir;
 static char src[1024];
@@ -51,39 +72,123 @@ slurp(const char *path)
 	return text ? text : strdup("");
 }
 
-START_TEST(crds_examples_and_docs)
+/* Whether /usr/bin/python3 with yaml (and jsonschema when asked) is here; SKIP otherwise. */
+static bool
+have_python(const char *test, bool jsonschema)
 {
-	const char *probe[] = { PYTHON, "-c", "import yaml, jsonschema", NULL };
-	char script[1100];
-	int rc;
+	const char *probe[] = { PYTHON, "-c", jsonschema ? "import yaml, jsonschema" : "import yaml",
+				NULL };
 
 	if (access(PYTHON, X_OK) != 0) {
-		t_skip("crds_examples_and_docs: " PYTHON " not found (tools/deps.sh installs it)");
-		return;
+		t_skip("%s: " PYTHON " not found (tools/deps.sh installs it)", test);
+		return false;
 	}
 	if (t_run(probe, NULL, NULL, NULL, p("probe.err")) != 0) {
-		t_skip("crds_examples_and_docs: " PYTHON " lacks yaml or jsonschema "
-		       "(tools/deps.sh installs python3-yaml python3-jsonschema)");
+		t_skip("%s: " PYTHON " lacks %s (tools/deps.sh installs python3-yaml "
+		       "python3-jsonschema)", test, jsonschema ? "yaml or jsonschema" : "yaml");
+		return false;
+	}
+	return true;
+}
+
+static bool
+have_kubectl(const char *test)
+{
+	if (!t_have_program("kubectl")) {
+		t_skip("%s: kubectl not found", test);
+		return false;
+	}
+	return true;
+}
+
+/* Runs a checker script of tests/deploy with args; fails with its output unless it exits
+ * 0 and prints a summary line starting "ok: ". */
+static void
+run_checker(const char *script, const char *const extra[])
+{
+	const char *argv[16] = { PYTHON };
+	char path[1100];
+	char *out, *err;
+	size_t n = 1;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/tests/deploy/%s", src, script);
+	ck_assert_msg(access(path, R_OK) == 0, "%s not found (run from the source tree or set "
+		      "LATCHKEY_SRCDIR)", path);
+	argv[n++] = path;
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	rc = t_run(argv, NULL, NULL, p("checker.out"), p("checker.err"));
+	out = slurp(p("checker.out"));
+	err = slurp(p("checker.err"));
+	ck_assert_msg(rc == 0 && strstr(out, "ok: ") != NULL, "%s exit %d:\n%s%s", script, rc, out, err);
+	free(out);
+	free(err);
+}
+
+START_TEST(crds_examples_and_docs)
+{
+	char *out;
+
+	if (!have_python("crds_examples_and_docs", true))
+		return;
+	run_checker("check_crds.py", (const char *const[]){ src, NULL });
+	out = slurp(p("checker.out"));
+	/* the summary line: something was checked and something was refused */
+	ck_assert_msg(strstr(out, " 0 CRDs") == NULL && strstr(out, " 0 examples") == NULL &&
+		      strstr(out, " 0 rejections") == NULL, "unexpected summary:\n%s", out);
+	free(out);
+}
+END_TEST
+
+/* The Dockerfile's build stage, emulated: its COPY lines into a fresh directory, then the
+ * stage's `make build/latchkey` there with none of this make's variables (make check and
+ * make san pass BUILD, SAN and MAKEFLAGS down); then the invariants, with the binary built
+ * so, whose shared libraries the run stage must install. */
+START_TEST(dockerfile)
+{
+	const char *make[] = { "/usr/bin/env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL",
+		"-u", "SAN", "-u", "TSAN", "-u", "BUILD", "-u", "CFLAGS", "-u", "LDFLAGS", "make", "-C",
+		NULL, "-j2", "build/latchkey", NULL };
+	char ctx[1100], bin[1200];
+	char *log;
+	int rc;
+
+	if (!have_python("dockerfile", false))
+		return;
+	if (!t_have_program("make") || !t_have_program("readelf")) {
+		t_skip("dockerfile: make or readelf not found (build-essential)");
 		return;
 	}
-	snprintf(script, sizeof(script), "%s/tests/deploy/check_crds.py", src);
-	ck_assert_msg(access(script, R_OK) == 0, "%s not found (run from the source tree or set "
-		      "LATCHKEY_SRCDIR)", script);
-	{
-		const char *argv[] = { PYTHON, script, src, NULL };
-		char *out, *err;
+	snprintf(ctx, sizeof(ctx), "%s", p("context"));
+	ck_assert_int_eq(mkdir(ctx, 0700), 0);
+	run_checker("check_dockerfile.py", (const char *const[]){ src, "--build-dir", ctx, NULL });
+	make[19] = ctx;
+	rc = t_run(make, NULL, NULL, p("make.log"), p("make.log"));
+	log = slurp(p("make.log"));
+	ck_assert_msg(rc == 0, "the Dockerfile's build stage does not build from what it copies "
+		      "(make exit %d):\n%s", rc, log);
+	free(log);
+	snprintf(bin, sizeof(bin), "%s/build/latchkey", ctx);
+	run_checker("check_dockerfile.py", (const char *const[]){ src, bin, NULL });
+}
+END_TEST
 
-		rc = t_run(argv, NULL, NULL, p("out"), p("err"));
-		out = slurp(p("out"));
-		err = slurp(p("err"));
-		ck_assert_msg(rc == 0, "check_crds.py exit %d:\n%s%s", rc, out, err);
-		/* the summary line: something was checked and something was refused */
-		ck_assert_msg(strstr(out, "ok: ") != NULL && strstr(out, " 0 CRDs") == NULL &&
-			      strstr(out, " 0 examples") == NULL && strstr(out, " 0 rejections") == NULL,
-			      "unexpected summary:\n%s", out);
-		free(out);
-		free(err);
-	}
+START_TEST(manifests)
+{
+	char kubectl[1100];
+	const char *which[] = { "/usr/bin/env", "sh", "-c", "command -v kubectl", NULL };
+	char *path;
+
+	if (!have_python("manifests", false) || !have_kubectl("manifests"))
+		return;
+	ck_assert_int_eq(t_run(which, NULL, NULL, p("which"), NULL), 0);
+	path = slurp(p("which"));
+	path[strcspn(path, "\n")] = '\0';
+	snprintf(kubectl, sizeof(kubectl), "%s", path);
+	free(path);
+	run_checker("check_manifests.py", (const char *const[]){ src, kubectl, t_latchkey_bin(), NULL });
 }
 END_TEST
 
@@ -111,27 +216,33 @@ rendered_clear(struct rendered *r)
 	r->n = 0;
 }
 
-/* Runs `kubectl kustomize <src>/<what>` and parses its output into r; false (after a
- * SKIP line) when kubectl is missing. */
-static bool
-kustomize(const char *what, struct rendered *r)
+/* Runs `kubectl kustomize <src>/<what>` into out_path. */
+static void
+kustomize_to(const char *what, const char *out_path)
 {
 	char path[1100];
 	/* t_run takes a program path; env finds kubectl on PATH as t_have_program did */
 	const char *argv[] = { "/usr/bin/env", "kubectl", "kustomize", path, NULL };
-	struct lk_error err;
-	char *text, *etext;
+	char *etext;
 	int rc;
 
-	if (!t_have_program("kubectl")) {
-		t_skip("kustomize %s: kubectl not found", what);
-		return false;
-	}
 	snprintf(path, sizeof(path), "%s/%s", src, what);
-	rc = t_run(argv, NULL, NULL, p("kustomize.out"), p("kustomize.err"));
+	rc = t_run(argv, NULL, NULL, out_path, p("kustomize.err"));
 	etext = slurp(p("kustomize.err"));
 	ck_assert_msg(rc == 0, "kubectl kustomize %s: exit %d: %s", what, rc, etext);
 	free(etext);
+}
+
+/* Renders <src>/<what> and parses it into r; false (after a SKIP line) without kubectl. */
+static bool
+kustomize(const char *what, struct rendered *r)
+{
+	struct lk_error err;
+	char *text;
+
+	if (!have_kubectl(what))
+		return false;
+	kustomize_to(what, p("kustomize.out"));
 	text = t_read_file(p("kustomize.out"));
 	ck_assert_ptr_nonnull(text);
 	r->n = 0;
@@ -235,18 +346,594 @@ START_TEST(kustomize_broker)
 }
 END_TEST
 
+/* ---- against the test API server ---------------------------------------------------- */
+
+static char kubeconfig_env[700];
+
+/* kubectl ARGS... with KUBECONFIG; returns the exit status, output in out_name. */
+static int
+kubectl(struct t_kube *k, const char *out_name, const char *const args[])
+{
+	const char *argv[24] = { "/usr/bin/env", "kubectl" };
+	const char *env[] = { kubeconfig_env, NULL };
+	size_t n = 2;
+
+	snprintf(kubeconfig_env, sizeof(kubeconfig_env), "KUBECONFIG=%s", k->kubeconfig);
+	for (size_t i = 0; args[i] != NULL && n < 23; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return t_run(argv, env, NULL, p(out_name), p(out_name));
+}
+
+static void
+kubectl_ok(struct t_kube *k, const char *const args[])
+{
+	int rc = kubectl(k, "kubectl.out", args);
+	char *out = slurp(p("kubectl.out"));
+
+	ck_assert_msg(rc == 0, "kubectl %s %s %s: exit %d:\n%s", args[0], args[1] ? args[1] : "",
+		      args[1] && args[2] ? args[2] : "", rc, out);
+	free(out);
+}
+
+static json_t *
+kube(struct t_kube *k, const char *method, const char *path, const char *body, long want)
+{
+	json_t *j = NULL;
+	long st = t_kube_json(k, method, path, NULL, body, &j);
+	char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	ck_assert_msg(want == 0 || st == want, "%s %s: %ld (want %ld): %s", method, path, st, want,
+		      text != NULL ? text : "");
+	free(text);
+	return j;
+}
+
+struct served {
+	struct t_kube *k;
+	const char *path;
+};
+
+static bool
+is_served(void *arg)
+{
+	struct served *s = arg;
+	json_t *j = NULL;
+	long st = t_kube_json(s->k, "GET", s->path, NULL, NULL, &j);
+
+	json_decref(j);
+	return st == 200;
+}
+
+/* Renders what (a kustomization under src) and applies it server-side. */
+static void
+apply_rendered(struct t_kube *k, const char *what, const char *file)
+{
+	kustomize_to(what, p(file));
+	kubectl_ok(k, (const char *const[]){ "apply", "--server-side", "--field-manager=latchkey-deploy",
+					     "-f", p(file), NULL });
+}
+
+static json_int_t
+int_at(json_t *j, const char *a, const char *b)
+{
+	return json_integer_value(json_object_get(json_object_get(j, a), b));
+}
+
+START_TEST(server_side_apply)
+{
+	struct t_kube k;
+	json_t *j;
+
+	if (!have_kubectl("server_side_apply"))
+		return;
+	ck_assert_msg(t_kube_start(&k, NULL) == 0, "the test API server did not start (%s)",
+		      t_fake_apiserver_bin());
+	apply_rendered(&k, "deploy/overlays/production", "production.yaml");
+	j = kube(&k, "GET", "/apis/apps/v1/namespaces/latchkey-system/deployments/latchkey-sync", NULL, 200);
+	ck_assert_int_eq(int_at(j, "spec", "replicas"), 2);
+	json_decref(j);
+	json_decref(kube(&k, "GET", "/apis/policy/v1/namespaces/latchkey-system/poddisruptionbudgets/latchkey-sync",
+			 NULL, 200));
+	json_decref(kube(&k, "GET", "/apis/networking.k8s.io/v1/namespaces/latchkey-system/networkpolicies/"
+			 "latchkey-sync", NULL, 200));
+	json_decref(kube(&k, "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/latchkey-sync", NULL, 200));
+	json_decref(kube(&k, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+			 "externalsecrets.latchkey.io", NULL, 200));
+	/* dev over production: the same objects, one replica. */
+	apply_rendered(&k, "deploy/overlays/dev", "dev.yaml");
+	j = kube(&k, "GET", "/apis/apps/v1/namespaces/latchkey-system/deployments/latchkey-sync", NULL, 200);
+	ck_assert_int_eq(int_at(j, "spec", "replicas"), 1);
+	json_decref(j);
+	/* The example application, in its namespace. */
+	kubectl_ok(&k, (const char *const[]){ "create", "namespace", "app", NULL });
+	apply_rendered(&k, "deploy/broker", "broker.yaml");
+	json_decref(kube(&k, "GET", "/apis/apps/v1/namespaces/app/deployments/app", NULL, 200));
+	/* The CRDs alone, as the docs install them: kubectl apply -f deploy/crds/. */
+	{
+		char crds[1100];
+
+		snprintf(crds, sizeof(crds), "%s/deploy/crds/", src);
+		kubectl_ok(&k, (const char *const[]){ "apply", "--server-side", "--force-conflicts", "-f",
+						     crds, NULL });
+	}
+	ck_assert_int_eq(t_kube_stop(&k), 0);
+}
+END_TEST
+
+/* ---- the controller as its service account ----------------------------------------- */
+
+struct fx {
+	struct t_kube kube;
+	struct t_dev dev;
+	struct t_proc ctl;
+	char sa_kubeconfig[600];
+	char audit[600];
+};
+
+static long
+dev(struct fx *f, const char *method, const char *path, const char *body)
+{
+	char url[512];
+	char *out = NULL;
+	long st;
+
+	snprintf(url, sizeof(url), "%s%s", f->dev.addr, path);
+	st = t_http(method, url, NULL, f->dev.token, body, &out);
+	free(out);
+	return st;
+}
+
+static void
+post(struct fx *f, const char *path, const char *body)
+{
+	json_decref(kube(&f->kube, "POST", path, body, 201));
+}
+
+/* A ServiceAccount token from the TokenRequest API (owned: free). */
+static char *
+sa_token(struct t_kube *k, const char *ns, const char *name, const char *audience)
+{
+	char path[300], body[300];
+	json_t *j;
+	char *tok;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/serviceaccounts/%s/token", ns, name);
+	if (audience != NULL)
+		snprintf(body, sizeof(body), "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":"
+			 "\"TokenRequest\",\"spec\":{\"audiences\":[\"%s\"],\"expirationSeconds\":3600}}",
+			 audience);
+	else
+		snprintf(body, sizeof(body), "{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":"
+			 "\"TokenRequest\",\"spec\":{\"expirationSeconds\":3600}}");
+	j = kube(k, "POST", path, body, 201);
+	tok = strdup(json_string_value(json_object_get(json_object_get(j, "status"), "token")));
+	json_decref(j);
+	return tok;
+}
+
+static void
+secret_create(struct fx *f, const char *ns, const char *name, const char *key, const char *value)
+{
+	char path[256], body[1024];
+	char *b64 = NULL;
+
+	ck_assert_int_eq(lk_b64_encode(value, strlen(value), LK_B64_STD, &b64), 0);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":"
+		 "\"%s\"},\"data\":{\"%s\":\"%s\"}}", name, key, b64);
+	free(b64);
+	post(f, path, body);
+}
+
+/* The decoded value of data[key] of Secret ns/name, or NULL. */
+static char *
+secret_value(struct fx *f, const char *ns, const char *name, const char *key)
+{
+	char path[256];
+	json_t *j = NULL;
+	const char *b64;
+	unsigned char *raw = NULL;
+	size_t n = 0;
+	char *out = NULL;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name);
+	if (t_kube_json(&f->kube, "GET", path, NULL, NULL, &j) == 200 &&
+	    (b64 = json_string_value(json_object_get(json_object_get(j, "data"), key))) != NULL &&
+	    lk_b64_decode_raw(b64, strlen(b64), LK_B64_STD, &raw, &n) == 0) {
+		out = strndup((const char *)raw, n);
+		free(raw);
+	}
+	json_decref(j);
+	return out;
+}
+
+struct want_value {
+	struct fx *f;
+	const char *ns, *secret, *key, *value;   /* value NULL: the Secret or key is gone */
+};
+
+static bool
+value_is(void *arg)
+{
+	struct want_value *w = arg;
+	char *v = secret_value(w->f, w->ns, w->secret, w->key);
+	bool ok = w->value == NULL ? v == NULL : v != NULL && strcmp(v, w->value) == 0;
+
+	free(v);
+	return ok;
+}
+
+static void
+wait_value(struct fx *f, const char *ns, const char *secret, const char *key, const char *value)
+{
+	struct want_value w = { f, ns, secret, key, value };
+
+	ck_assert_msg(t_wait_until(value_is, &w, 3 * T_DEADLINE_MS), "Secret %s/%s key %s never became %s",
+		      ns, secret, key, value != NULL ? "the expected value" : "absent");
+}
+
+struct want_cond {
+	struct fx *f;
+	const char *path, *status;
+};
+
+static bool
+cond_is(void *arg)
+{
+	struct want_cond *w = arg;
+	json_t *j = NULL, *c;
+	size_t i;
+	bool ok = false;
+
+	if (t_kube_json(&w->f->kube, "GET", w->path, NULL, NULL, &j) == 200) {
+		json_array_foreach(json_object_get(json_object_get(j, "status"), "conditions"), i, c) {
+			if (strcmp(json_string_value(json_object_get(c, "type")), "Ready") == 0)
+				ok = strcmp(json_string_value(json_object_get(c, "status")), w->status) == 0;
+		}
+	}
+	json_decref(j);
+	return ok;
+}
+
+static void
+wait_ready(struct fx *f, const char *path, const char *status)
+{
+	struct want_cond w = { f, path, status };
+
+	ck_assert_msg(t_wait_until(cond_is, &w, 3 * T_DEADLINE_MS), "%s never became Ready=%s", path,
+		      status);
+}
+
+struct events_in {
+	struct fx *f;
+	const char *ns, *needle;
+};
+
+static bool
+has_event(void *arg)
+{
+	struct events_in *e = arg;
+	char path[256], *text;
+	json_t *j = NULL;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", e->ns);
+	if (t_kube_json(&e->f->kube, "GET", path, NULL, NULL, &j) == 200) {
+		text = json_dumps(j, JSON_COMPACT);
+		ok = text != NULL && strstr(text, e->needle) != NULL;
+		free(text);
+	}
+	json_decref(j);
+	return ok;
+}
+
+static const char es_fmt[] =
+	"{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"ExternalSecret\",\"metadata\":{\"name\":\"%s\"},"
+	"\"spec\":{\"refreshInterval\":\"1s\",\"secretStoreRef\":{\"name\":\"%s\",\"kind\":\"%s\"},"
+	"\"target\":{\"name\":\"%s\"%s},\"data\":[{\"secretKey\":\"v\",\"remoteRef\":{\"key\":\"%s\","
+	"\"property\":\"v\"}}]}}";
+
+static void
+es_create(struct fx *f, const char *name, const char *store, const char *kind, const char *target_extra,
+	  const char *key)
+{
+	char body[2048];
+
+	snprintf(body, sizeof(body), es_fmt, name, store, kind, name, target_extra, key);
+	post(f, "/apis/latchkey.io/v1/namespaces/app/externalsecrets", body);
+}
+
+/* The production overlay applied as the admin, then latchkey sync started as the service
+ * account latchkey-system/latchkey-sync with only the RBAC it grants, and a workload that
+ * uses every rule: Owner Secrets created and replaced, a Merge target patched, a Delete
+ * policy deleting, stores reading token Secrets, a CA ConfigMap and a TokenRequest, a
+ * ClusterSecretStore with a namespace selector, status written, Events in the app's and
+ * in the controller's namespace, the Lease and the hash key. The test API server's audit
+ * log then says whether anything was refused and whether any grant went unused. */
+START_TEST(controller_as_its_service_account)
+{
+	struct fx f;
+	const char *audit_arg[] = { "--audit", NULL, NULL };
+	char audit_opt[700], body[4096], kubectl_path[1100], *tok, *pub, *esc, *text;
+	const char *which[] = { "/usr/bin/env", "sh", "-c", "command -v kubectl", NULL };
+	json_t *j;
+	int st;
+
+	if (!have_python("controller_as_its_service_account", false) ||
+	    !have_kubectl("controller_as_its_service_account"))
+		return;
+	memset(&f, 0, sizeof(f));
+	ck_assert_int_eq(lk_secret_init(), 0);
+	snprintf(f.audit, sizeof(f.audit), "%s", p("audit.jsonl"));
+	snprintf(audit_opt, sizeof(audit_opt), "%s", f.audit);
+	audit_arg[1] = audit_opt;
+	ck_assert_msg(t_kube_start(&f.kube, audit_arg) == 0, "the test API server did not start");
+	ck_assert_int_eq(t_dev_start(&f.dev, NULL), 0);
+	apply_rendered(&f.kube, "deploy/overlays/production", "production.yaml");
+	{
+		struct served s = { &f.kube, "/apis/latchkey.io/v1" };
+
+		ck_assert(t_wait_until(is_served, &s, T_DEADLINE_MS));
+	}
+
+	/* The backend: KV values, Kubernetes auth verifying the test API server's tokens. */
+	ck_assert_int_lt(dev(&f, "POST", "/v1/secret/data/app/db", "{\"data\":{\"v\":\"" VALUE1 "\"}}"), 300);
+	ck_assert_int_lt(dev(&f, "POST", "/v1/secret/data/app/gone", "{\"data\":{\"v\":\"x\"}}"), 300);
+	pub = t_read_file(f.kube.sa_pub);
+	ck_assert_ptr_nonnull(pub);
+	j = json_pack("{s:s, s:[s]}", "kubernetes_host", f.kube.addr, "pem_keys", pub);
+	esc = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	free(pub);
+	ck_assert_int_lt(dev(&f, "POST", "/v1/auth/kubernetes/config", esc), 300);
+	free(esc);
+	ck_assert_int_lt(dev(&f, "POST", "/v1/auth/kubernetes/role/reader",
+			     "{\"bound_service_account_names\":[\"reader\"],\"bound_service_account_namespaces\":"
+			     "[\"app\"],\"token_policies\":[\"root\"],\"token_ttl\":\"1h\"}"), 300);
+
+	/* The controller, as the service account, with nothing but its token; leading before
+	 * the objects below exist, so that each is reconciled as it comes. */
+	tok = sa_token(&f.kube, "latchkey-system", "latchkey-sync", NULL);
+	snprintf(f.sa_kubeconfig, sizeof(f.sa_kubeconfig), "%s", p("sa.kubeconfig"));
+	snprintf(body, sizeof(body), "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n"
+		 "    server: %s\n    certificate-authority: %s\nusers:\n- name: sa\n  user:\n    token: %s\n"
+		 "contexts:\n- name: sa\n  context: {cluster: fake, user: sa, namespace: latchkey-system}\n"
+		 "current-context: sa\n", f.kube.addr, f.kube.ca, tok);
+	free(tok);
+	ck_assert_int_eq(t_write_file(f.sa_kubeconfig, body, 0600), 0);
+	{
+		const char *argv[] = { t_latchkey_bin(), "sync", "--kubeconfig", f.sa_kubeconfig,
+			"--metrics", "127.0.0.1:0", "--retry-period", "1s", "--log-level", "debug", NULL };
+		const char *env[] = { "POD_NAMESPACE=latchkey-system", "POD_NAME=latchkey-sync-test-0", NULL };
+
+		ck_assert_int_eq(t_spawn(&f.ctl, argv, env, p("sync.log")), 0);
+	}
+	ck_assert_msg(t_wait_log(&f.ctl, "\"msg\":\"leading: writes start\"", 3 * T_DEADLINE_MS, NULL, 0),
+		      "latchkey sync never led");
+
+	/* The application's namespace: stores of three kinds, and their inputs. */
+	post(&f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":"
+	     "{\"name\":\"app\",\"labels\":{\"latchkey.io/vault\":\"shared\"}}}");
+	secret_create(&f, "app", "vault-token", "token", f.dev.token);
+	post(&f, "/api/v1/namespaces/app/serviceaccounts",
+	     "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"reader\"}}");
+	pub = t_read_file(f.kube.ca);
+	j = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap", "metadata",
+		      "name", "vault-ca", "data", "ca.crt", pub);
+	esc = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	free(pub);
+	post(&f, "/api/v1/namespaces/app/configmaps", esc);
+	free(esc);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"SecretStore\",\"metadata\":"
+		 "{\"name\":\"vault\"},\"spec\":{\"provider\":{\"vault\":{\"server\":\"%s\",\"path\":\"secret\","
+		 "\"caProvider\":{\"type\":\"ConfigMap\",\"name\":\"vault-ca\",\"key\":\"ca.crt\"},"
+		 "\"auth\":{\"tokenSecretRef\":{\"name\":\"vault-token\",\"key\":\"token\"}}}}}}", f.dev.addr);
+	post(&f, "/apis/latchkey.io/v1/namespaces/app/secretstores", body);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"SecretStore\",\"metadata\":"
+		 "{\"name\":\"vault-k8s\"},\"spec\":{\"provider\":{\"vault\":{\"server\":\"%s\",\"path\":\"secret\","
+		 "\"auth\":{\"kubernetes\":{\"role\":\"reader\",\"serviceAccountRef\":{\"name\":\"reader\","
+		 "\"audiences\":[\"vault\"]}}}}}}}", f.dev.addr);
+	post(&f, "/apis/latchkey.io/v1/namespaces/app/secretstores", body);
+	/* The ClusterSecretStore's token is not there yet: it fails first (an Event in the
+	 * controller's namespace), then recovers. */
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"ClusterSecretStore\","
+		 "\"metadata\":{\"name\":\"shared\"},\"spec\":{\"refreshInterval\":\"1s\",\"provider\":{\"vault\":"
+		 "{\"server\":\"%s\",\"path\":\"secret\",\"auth\":{\"tokenSecretRef\":{\"name\":\"vault-token\","
+		 "\"namespace\":\"latchkey-system\",\"key\":\"token\"}}}},\"conditions\":[{\"namespaceSelector\":"
+		 "{\"matchLabels\":{\"latchkey.io/vault\":\"shared\"}}}]}}", f.dev.addr);
+	post(&f, "/apis/latchkey.io/v1/clustersecretstores", body);
+	/* A Merge target made by someone else. */
+	secret_create(&f, "app", "merged", "other", "kept");
+
+	es_create(&f, "owned", "vault", "SecretStore", "", "app/db");
+	es_create(&f, "merged", "vault", "SecretStore", ",\"creationPolicy\":\"Merge\"", "app/db");
+	es_create(&f, "gone", "vault", "SecretStore", ",\"deletionPolicy\":\"Delete\"", "app/gone");
+	es_create(&f, "via-k8s", "vault-k8s", "SecretStore", "", "app/db");
+	es_create(&f, "broken", "nope", "SecretStore", "", "app/db");
+
+	wait_value(&f, "app", "owned", "v", VALUE1);
+	wait_value(&f, "app", "merged", "v", VALUE1);
+	wait_value(&f, "app", "gone", "v", "x");
+	wait_value(&f, "app", "via-k8s", "v", VALUE1);
+	wait_ready(&f, "/apis/latchkey.io/v1/namespaces/app/externalsecrets/broken", "False");
+	{
+		struct events_in e = { &f, "app", "broken" };
+
+		ck_assert_msg(t_wait_until(has_event, &e, 3 * T_DEADLINE_MS), "no Event about broken");
+	}
+	{
+		struct events_in e = { &f, "latchkey-system", "shared" };
+
+		ck_assert_msg(t_wait_until(has_event, &e, 3 * T_DEADLINE_MS),
+			      "no Event about the ClusterSecretStore in the controller's namespace");
+	}
+	secret_create(&f, "latchkey-system", "vault-token", "token", f.dev.token);
+	wait_ready(&f, "/apis/latchkey.io/v1/clustersecretstores/shared", "True");
+	es_create(&f, "via-cluster", "shared", "ClusterSecretStore", "", "app/db");
+	wait_value(&f, "app", "via-cluster", "v", VALUE1);
+	wait_ready(&f, "/apis/latchkey.io/v1/namespaces/app/secretstores/vault", "True");
+	/* A new value: the Owner Secret replaced (update). */
+	ck_assert_int_lt(dev(&f, "POST", "/v1/secret/data/app/db", "{\"data\":{\"v\":\"" VALUE2 "\"}}"), 300);
+	wait_value(&f, "app", "owned", "v", VALUE2);
+	/* Every version gone from the backend: deletionPolicy Delete deletes the Secret. */
+	ck_assert_int_lt(dev(&f, "DELETE", "/v1/secret/metadata/app/gone", NULL), 300);
+	wait_value(&f, "app", "gone", "v", NULL);
+	/* SIGTERM releases the Lease (get, update) before the process exits. */
+	st = t_stop(&f.ctl, SIGTERM, T_DEADLINE_MS);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "latchkey sync did not exit cleanly (%d)", st);
+	text = slurp(f.ctl.log_path);
+	ck_assert_msg(strstr(text, VALUE1) == NULL && strstr(text, VALUE2) == NULL &&
+		      strstr(text, f.dev.token) == NULL, "a value or the token in the controller's log");
+	free(text);
+
+	ck_assert_int_eq(t_run(which, NULL, NULL, p("which"), NULL), 0);
+	text = slurp(p("which"));
+	text[strcspn(text, "\n")] = '\0';
+	snprintf(kubectl_path, sizeof(kubectl_path), "%s", text);
+	free(text);
+	run_checker("check_manifests.py", (const char *const[]){ src, kubectl_path, "--audit", f.audit, NULL });
+	t_dev_stop(&f.dev);
+	ck_assert_int_eq(t_kube_stop(&f.kube), 0);
+}
+END_TEST
+
+/* ---- deploy/vault ------------------------------------------------------------------- */
+
+/* Logs in to latchkey dev with role and jwt; the client token (owned) or NULL. */
+static char *
+vault_login(struct t_dev *d, const char *role, const char *jwt, long *ret_status)
+{
+	char url[300], *out = NULL, *tok = NULL;
+	json_t *body = json_pack("{s:s, s:s}", "role", role, "jwt", jwt), *j;
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	json_decref(body);
+	snprintf(url, sizeof(url), "%s/v1/auth/kubernetes/login", d->addr);
+	*ret_status = t_http("POST", url, NULL, NULL, text, &out);
+	free(text);
+	if (*ret_status == 200 && (j = json_loads(out, 0, NULL)) != NULL) {
+		const char *t = json_string_value(json_object_get(json_object_get(j, "auth"), "client_token"));
+
+		tok = t != NULL ? strdup(t) : NULL;
+		json_decref(j);
+	}
+	free(out);
+	return tok;
+}
+
+static long
+vault_as(struct t_dev *d, const char *token, const char *method, const char *path, const char *body)
+{
+	char url[300], *out = NULL;
+	long st;
+
+	snprintf(url, sizeof(url), "%s/v1/%s", d->addr, path);
+	st = t_http(method, url, NULL, token, body, &out);
+	free(out);
+	return st;
+}
+
+START_TEST(vault_setup_and_policies)
+{
+	struct t_kube k;
+	struct t_dev d;
+	char script[1100], env_addr[200], env_token[200], env_host[200], env_ca[700], env_pem[700];
+	char *jwt, *tok, *out;
+	const char *env[] = { env_addr, env_token, env_host, env_ca, env_pem, NULL };
+	long st;
+	int rc;
+
+	if (!t_have_program("curl")) {
+		t_skip("vault_setup_and_policies: curl not found (deploy/vault/setup.sh uses it)");
+		return;
+	}
+	ck_assert_msg(t_kube_start(&k, NULL) == 0, "the test API server did not start");
+	ck_assert_int_eq(t_dev_start(&d, NULL), 0);
+	snprintf(script, sizeof(script), "%s/deploy/vault/setup.sh", src);
+	snprintf(env_addr, sizeof(env_addr), "VAULT_ADDR=%s", d.addr);
+	snprintf(env_token, sizeof(env_token), "VAULT_TOKEN=%s", d.token);
+	snprintf(env_host, sizeof(env_host), "KUBERNETES_HOST=%s", k.addr);
+	snprintf(env_ca, sizeof(env_ca), "KUBERNETES_CA_CERT=%s", k.ca);
+	snprintf(env_pem, sizeof(env_pem), "KUBERNETES_PEM_KEYS=%s", k.sa_pub);
+	/* Twice: every step is idempotent. */
+	for (int i = 0; i < 2; i++) {
+		rc = t_run((const char *const[]){ "/bin/sh", script, NULL }, env, NULL, p("setup.out"),
+			   p("setup.out"));
+		out = slurp(p("setup.out"));
+		ck_assert_msg(rc == 0, "deploy/vault/setup.sh exit %d:\n%s", rc, out);
+		free(out);
+	}
+	ck_assert_int_lt(vault_as(&d, d.token, "POST", "secret/data/app/api", "{\"data\":{\"k\":\"v\"}}"), 300);
+	ck_assert_int_lt(vault_as(&d, d.token, "POST", "secret/data/shared/x", "{\"data\":{\"k\":\"v\"}}"), 300);
+	ck_assert_int_lt(vault_as(&d, d.token, "POST", "secret/data/other/y", "{\"data\":{\"k\":\"v\"}}"), 300);
+	ck_assert_int_lt(vault_as(&d, d.token, "POST", "database/roles/app",
+				  "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"24h\"}"), 300);
+
+	/* The broker of deploy/broker: service account app/app, a token for the audience vault. */
+	json_decref(kube(&k, "POST", "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+			 "\"metadata\":{\"name\":\"app\"}}", 201));
+	json_decref(kube(&k, "POST", "/api/v1/namespaces/app/serviceaccounts", "{\"apiVersion\":\"v1\","
+			 "\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"app\"}}", 201));
+	jwt = sa_token(&k, "app", "app", "vault");
+	tok = vault_login(&d, "app", jwt, &st);
+	ck_assert_msg(tok != NULL, "role app: login as app/app: %ld", st);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/data/app/api", NULL), 200);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "database/creds/app", NULL), 200);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/data/shared/x", NULL), 403);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/data/other/y", NULL), 403);
+	ck_assert_int_eq(vault_as(&d, tok, "POST", "secret/data/app/api", "{\"data\":{\"k\":\"w\"}}"), 403);
+	free(tok);
+	/* The controller's role does not take the app's service account, nor the app's role
+	 * the controller's. */
+	tok = vault_login(&d, "latchkey-sync", jwt, &st);
+	ck_assert_msg(tok == NULL && st == 403, "role latchkey-sync took app/app (%ld)", st);
+	free(jwt);
+
+	/* The controller: latchkey-system/latchkey-sync. */
+	json_decref(kube(&k, "POST", "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+			 "\"metadata\":{\"name\":\"latchkey-system\"}}", 201));
+	json_decref(kube(&k, "POST", "/api/v1/namespaces/latchkey-system/serviceaccounts", "{\"apiVersion\":"
+			 "\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"latchkey-sync\"}}", 201));
+	jwt = sa_token(&k, "latchkey-system", "latchkey-sync", "vault");
+	tok = vault_login(&d, "latchkey-sync", jwt, &st);
+	ck_assert_msg(tok != NULL, "role latchkey-sync: login: %ld", st);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/data/shared/x", NULL), 200);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/metadata/shared/x", NULL), 200);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "secret/data/app/api", NULL), 403);
+	ck_assert_int_eq(vault_as(&d, tok, "GET", "database/creds/app", NULL), 403);
+	ck_assert_int_eq(vault_as(&d, tok, "POST", "auth/token/renew-self", "{}"), 200);
+	free(tok);
+	tok = vault_login(&d, "app", jwt, &st);
+	ck_assert_msg(tok == NULL && st == 403, "role app took latchkey-system/latchkey-sync (%ld)", st);
+	free(jwt);
+	t_dev_stop(&d);
+	ck_assert_int_eq(t_kube_stop(&k), 0);
+}
+END_TEST
+
 static Suite *
 deploy_suite(void)
 {
 	Suite *s = suite_create("deploy");
 	TCase *tc = tcase_create("deploy");
+	TCase *slow = tcase_create("against the test API server");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
+	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, crds_examples_and_docs);
+	tcase_add_test(tc, dockerfile);
+	tcase_add_test(tc, manifests);
 	tcase_add_test(tc, kustomize_crds);
 	tcase_add_test(tc, kustomize_broker);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(slow, setup, teardown);
+	tcase_set_timeout(slow, 300);
+	tcase_add_test(slow, server_side_apply);
+	tcase_add_test(slow, controller_as_its_service_account);
+	tcase_add_test(slow, vault_setup_and_policies);
+	suite_add_tcase(s, slow);
 	return s;
 }
 
