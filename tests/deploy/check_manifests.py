@@ -23,7 +23,10 @@ deploy/crds with KUBECTL kustomize, and checks:
       POD_NAMESPACE and POD_NAME from the downward API, probes on /readyz and /healthz at
       the --metrics port, flags that `latchkey sync` has; its Service, PodDisruptionBudget,
       NetworkPolicy and ServiceMonitor select its pods and name its port;
-  (e) the example application: the broker a native sidecar (init container with
+  (e) the monitoring: the ServiceMonitor and PodMonitor select the controller's Service and
+      the app's pods and name their ports, prometheus-scrape.yaml's relabelling keeps those
+      pods and ports (Debian's promtool cannot load kubernetes_sd_configs);
+      the example application: the broker a native sidecar (init container with
       restartPolicy Always and a startupProbe), the socket on an emptyDir both containers
       mount at the path broker.json names, the app's readiness asking the broker's
       /v1/ready, the PodMonitor selecting the pod and its metrics port; with LATCHKEY,
@@ -547,6 +550,50 @@ def check_app(docs, monitoring, where):
     return bad
 
 
+def scrape_keeps(job, labels, ports):
+    """Whether a kubernetes_sd pod job's keep rules admit a pod with these labels and one of
+    these container port names (the meta labels Prometheus derives, names sanitised)."""
+    meta = {"__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v
+            for k, v in labels.items()}
+    for port in ports:
+        m = dict(meta, __meta_kubernetes_pod_container_port_name=port)
+        if all(re.fullmatch(r.get("regex", "(.*)"), r.get("separator", ";").join(
+                m.get(s, "") for s in r["source_labels"]))
+               for r in job.get("relabel_configs", []) if r.get("action") == "keep"):
+            return True
+    return False
+
+
+def check_scrape_config(path, controller, app, where):
+    """prometheus-scrape.yaml's jobs keep the controller's and the app's pods (Debian's
+    promtool cannot load kubernetes_sd_configs, so this is checked here)."""
+    bad = []
+    cfg = yaml.safe_load(open(path))
+    jobs = {j["job_name"]: j for j in cfg.get("scrape_configs", [])}
+    for job, docs, name in (("latchkey-sync", controller, "latchkey-sync"), ("latchkey-broker", app, "app")):
+        if job not in jobs:
+            bad.append(f"{where}: no job {job}")
+            continue
+        for dep in by_kind(docs, "Deployment", name):
+            tpl = dep["spec"]["template"]
+            conts = tpl["spec"].get("containers", []) + tpl["spec"].get("initContainers", [])
+            ports = [p_["name"] for c in conts for p_ in c.get("ports", []) if "name" in p_]
+            if not scrape_keeps(jobs[job], tpl["metadata"].get("labels", {}), ports):
+                bad.append(f"{where}: job {job} does not keep the pods of Deployment {name}")
+            if job == "latchkey-broker" and \
+               scrape_keeps(jobs[job], tpl["metadata"].get("labels", {}), ["http"]):
+                bad.append(f"{where}: job {job} also keeps the app's own port http")
+    for j in jobs.values():
+        for r in j.get("relabel_configs", []):
+            try:
+                re.compile(r.get("regex", "(.*)"))
+            except re.error as e:
+                bad.append(f"{where}: job {j['job_name']}: regex {r.get('regex')!r}: {e}")
+    if cfg.get("rule_files") != ["latchkey.rules.yaml"]:
+        bad.append(f"{where}: rule_files is not latchkey.rules.yaml beside it")
+    return bad
+
+
 def check_monitoring(mon, controller, where):
     bad = []
     svcs = by_kind(controller, "Service", "latchkey-sync")
@@ -659,6 +706,8 @@ def main():
     failures.extend(check_controller(compat, "production+compat-external-secrets", 2, flags))
     failures.extend(check_app(app, mon, "broker"))
     failures.extend(check_monitoring(mon, prod, "monitoring"))
+    scrape = d("monitoring", "prometheus-scrape.yaml")
+    failures.extend(check_scrape_config(scrape, prod, app, "monitoring/prometheus-scrape.yaml"))
 
     # (f) broken copies are refused.
     def refused(reason, bad):
@@ -710,6 +759,9 @@ def main():
             lambda x: cont(x)["args"].append("--leader-election")), "copy", 2, flags))
     refused("lacks restartPolicy", check_app(mutate(app, "Deployment",
             lambda x: x["spec"]["template"]["spec"]["initContainers"][0].pop("restartPolicy")), mon, "copy"))
+    refused("does not keep the pods of Deployment app", check_scrape_config(scrape, prod, mutate(app,
+            "Deployment", lambda x: x["spec"]["template"]["metadata"]["labels"].pop("latchkey.io/broker")),
+            "copy"))
     refused("readiness does not ask", check_app(mutate(app, "Deployment",
             lambda x: cont(x).pop("readinessProbe")), mon, "copy"))
 
