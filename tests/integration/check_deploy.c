@@ -11,7 +11,9 @@
  *   grants, exercising every rule against latchkey dev: no request refused, no rule unused;
  * - deploy/vault/setup.sh against latchkey dev: the roles log in with the service-account
  *   tokens the test API server signs, and the policies allow what the examples read and
- *   refuse the rest.
+ *   refuse the rest;
+ * - the two ways of docs/migrate-from-eso.md: the Secret ESO made is taken over, never
+ *   deleted, its value never changed.
  * Where Python's modules, kubectl or make are missing a test says SKIP, never passes. */
 #include <check.h>
 #include <errno.h>
@@ -799,6 +801,201 @@ START_TEST(controller_as_its_service_account)
 }
 END_TEST
 
+/* ---- moving from External Secrets Operator (docs/migrate-from-eso.md) ---------------- */
+
+struct mig {
+	struct fx f;
+	char uid[128];          /* the ESO ExternalSecret's */
+	char rv[64];            /* the Secret's resourceVersion once made */
+	char *b64;              /* the value, base64 */
+};
+
+/* ESO's CRDs (tests/fixtures/compat-crds), a store and an ExternalSecret of theirs, and the
+ * Secret ESO would have written for it: owned by it, labelled as ESO labels. */
+static void
+mig_start(struct mig *m)
+{
+	char body[4096], crds[1100];
+	json_t *j;
+
+	memset(m, 0, sizeof(*m));
+	ck_assert_int_eq(lk_secret_init(), 0);
+	ck_assert_msg(t_kube_start(&m->f.kube, NULL) == 0, "the test API server did not start");
+	ck_assert_int_eq(t_dev_start(&m->f.dev, NULL), 0);
+	snprintf(crds, sizeof(crds), "%s/tests/fixtures/compat-crds/", src);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", crds, NULL });
+	snprintf(crds, sizeof(crds), "%s/deploy/crds/", src);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", crds, NULL });
+	{
+		struct served s = { &m->f.kube, "/apis/external-secrets.io/v1" };
+		struct served l = { &m->f.kube, "/apis/latchkey.io/v1" };
+
+		ck_assert(t_wait_until(is_served, &s, T_DEADLINE_MS));
+		ck_assert(t_wait_until(is_served, &l, T_DEADLINE_MS));
+	}
+	ck_assert_int_lt(dev(&m->f, "POST", "/v1/secret/data/app/db", "{\"data\":{\"v\":\"" VALUE1 "\"}}"), 300);
+	post(&m->f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"app\"}}");
+	post(&m->f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":"
+	     "{\"name\":\"latchkey-system\"}}");
+	secret_create(&m->f, "app", "vault-token", "token", m->f.dev.token);
+	for (int i = 0; i < 2; i++) {
+		snprintf(body, sizeof(body), "{\"apiVersion\":\"%s\",\"kind\":\"SecretStore\",\"metadata\":"
+			 "{\"name\":\"vault\"},\"spec\":{\"provider\":{\"vault\":{\"server\":\"%s\",\"path\":\"secret\","
+			 "\"version\":\"v2\",\"auth\":{\"tokenSecretRef\":{\"name\":\"vault-token\",\"key\":\"token\"}}}}}}",
+			 i == 0 ? "external-secrets.io/v1" : "latchkey.io/v1", m->f.dev.addr);
+		post(&m->f, i == 0 ? "/apis/external-secrets.io/v1/namespaces/app/secretstores" :
+		     "/apis/latchkey.io/v1/namespaces/app/secretstores", body);
+	}
+	j = kube(&m->f.kube, "POST", "/apis/external-secrets.io/v1/namespaces/app/externalsecrets",
+		 "{\"apiVersion\":\"external-secrets.io/v1\",\"kind\":\"ExternalSecret\",\"metadata\":{\"name\":\"db\"},"
+		 "\"spec\":{\"refreshInterval\":\"1h0m0s\",\"secretStoreRef\":{\"name\":\"vault\",\"kind\":\"SecretStore\"},"
+		 "\"target\":{\"name\":\"db\",\"creationPolicy\":\"Owner\"},\"data\":[{\"secretKey\":\"v\",\"remoteRef\":"
+		 "{\"key\":\"secret/app/db\",\"property\":\"v\"}}]}}", 201);
+	snprintf(m->uid, sizeof(m->uid), "%s", str_at(j, "metadata", "uid"));
+	json_decref(j);
+	ck_assert_int_eq(lk_b64_encode(VALUE1, strlen(VALUE1), LK_B64_STD, &m->b64), 0);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"db\","
+		 "\"labels\":{\"reconcile.external-secrets.io/managed\":\"true\"},\"annotations\":"
+		 "{\"reconcile.external-secrets.io/data-hash\":\"0123\"},\"ownerReferences\":[{\"apiVersion\":"
+		 "\"external-secrets.io/v1\",\"kind\":\"ExternalSecret\",\"name\":\"db\",\"uid\":\"%s\","
+		 "\"controller\":true,\"blockOwnerDeletion\":true}]},\"type\":\"Opaque\",\"data\":{\"v\":\"%s\"}}",
+		 m->uid, m->b64);
+	j = kube(&m->f.kube, "POST", "/api/v1/namespaces/app/secrets", body, 201);
+	snprintf(m->rv, sizeof(m->rv), "%s", str_at(j, "metadata", "resourceVersion"));
+	json_decref(j);
+}
+
+static void
+mig_controller(struct mig *m, const char *const extra[])
+{
+	const char *argv[16] = { t_latchkey_bin(), "sync", "--kubeconfig", m->f.kube.kubeconfig, "--metrics",
+		"127.0.0.1:0", "--controller-namespace", "latchkey-system", "--leader-elect=false" };
+	size_t n = 9;
+
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	ck_assert_int_eq(t_spawn(&m->f.ctl, argv, NULL, p("sync.log")), 0);
+	ck_assert(t_wait_log(&m->f.ctl, "\"msg\":\"running\"", T_DEADLINE_MS, NULL, 0));
+}
+
+struct owned_by {
+	struct fx *f;
+	const char *uid;        /* NULL: no controller owner at all */
+	bool latchkey_label;
+};
+
+static bool
+secret_owned_by(void *arg)
+{
+	struct owned_by *o = arg;
+	json_t *j = NULL, *r;
+	const char *uid = NULL;
+	size_t i;
+	bool ok = false;
+
+	if (t_kube_json(&o->f->kube, "GET", "/api/v1/namespaces/app/secrets/db", NULL, NULL, &j) == 200) {
+		json_array_foreach(json_object_get(json_object_get(j, "metadata"), "ownerReferences"), i, r) {
+			if (json_is_true(json_object_get(r, "controller")))
+				uid = json_string_value(json_object_get(r, "uid"));
+		}
+		ok = o->uid == NULL ? uid == NULL : uid != NULL && strcmp(uid, o->uid) == 0;
+		if (o->latchkey_label)
+			ok = ok && json_object_get(json_object_get(json_object_get(j, "metadata"), "labels"),
+						   "latchkey.io/managed") != NULL;
+	}
+	json_decref(j);
+	return ok;
+}
+
+/* Every event of the Secret since it was made: it was never deleted, its value never
+ * changed. */
+static void
+mig_check_history(struct mig *m)
+{
+	char path[400], needle[200], *body = NULL;
+	long st;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/app/secrets?watch=true&resourceVersion=%s"
+		 "&fieldSelector=metadata.name%%3Ddb&timeoutSeconds=2", m->rv);
+	st = t_kube_stream(&m->f.kube, path, NULL, 3 * T_DEADLINE_MS, &body);
+	ck_assert_int_eq(st, 200);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_msg(strstr(body, "\"type\":\"DELETED\"") == NULL, "the Secret was deleted on the way:\n%s", body);
+	ck_assert_msg(strstr(body, "\"type\":\"MODIFIED\"") != NULL, "the Secret was never taken over");
+	snprintf(needle, sizeof(needle), "\"v\":\"%s\"", m->b64);
+	for (const char *ev = strstr(body, "{\"type\""); ev != NULL; ev = strstr(ev + 1, "{\"type\"")) {
+		const char *end = strstr(ev + 1, "{\"type\"");
+		const char *v = strstr(ev, needle);
+
+		ck_assert_msg(v != NULL && (end == NULL || v < end), "an event of the Secret with other data");
+	}
+	free(body);
+}
+
+static void
+mig_stop(struct mig *m)
+{
+	int st = t_stop(&m->f.ctl, SIGTERM, T_DEADLINE_MS);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "latchkey sync did not exit cleanly (%d)", st);
+	free(m->b64);
+	t_dev_stop(&m->f.dev);
+	ck_assert_int_eq(t_kube_stop(&m->f.kube), 0);
+}
+
+/* Drop-in: ESO's controller gone, latchkey sync --compat external-secrets takes over ESO's
+ * objects; the Secret keeps its owner and its value, and is never deleted. */
+START_TEST(migrate_from_eso_drop_in)
+{
+	struct mig m;
+	struct owned_by o;
+
+	if (!have_kubectl("migrate_from_eso_drop_in"))
+		return;
+	mig_start(&m);
+	mig_controller(&m, (const char *const[]){ "--compat", "external-secrets", NULL });
+	o = (struct owned_by){ &m.f, m.uid, true };
+	ck_assert_msg(t_wait_until(secret_owned_by, &o, 3 * T_DEADLINE_MS),
+		      "latchkey did not take the Secret over from ESO's ExternalSecret");
+	wait_ready(&m.f, "/apis/external-secrets.io/v1/namespaces/app/externalsecrets/db", "True");
+	mig_check_history(&m);
+	mig_stop(&m);
+}
+END_TEST
+
+/* Convert: the latchkey twin applied first fails (the Secret is ESO's); the ESO
+ * ExternalSecret deleted with --cascade=orphan; latchkey's takes the Secret over. */
+START_TEST(migrate_from_eso_convert)
+{
+	struct mig m;
+	struct owned_by o;
+	char uid[128];
+	json_t *j;
+
+	if (!have_kubectl("migrate_from_eso_convert"))
+		return;
+	mig_start(&m);
+	mig_controller(&m, NULL);
+	j = kube(&m.f.kube, "POST", "/apis/latchkey.io/v1/namespaces/app/externalsecrets",
+		 "{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"ExternalSecret\",\"metadata\":{\"name\":\"db\"},"
+		 "\"spec\":{\"refreshInterval\":\"1h0m0s\",\"secretStoreRef\":{\"name\":\"vault\",\"kind\":\"SecretStore\"},"
+		 "\"target\":{\"name\":\"db\",\"creationPolicy\":\"Owner\"},\"data\":[{\"secretKey\":\"v\",\"remoteRef\":"
+		 "{\"key\":\"secret/app/db\",\"property\":\"v\"}}]}}", 201);
+	snprintf(uid, sizeof(uid), "%s", str_at(j, "metadata", "uid"));
+	json_decref(j);
+	wait_ready(&m.f, "/apis/latchkey.io/v1/namespaces/app/externalsecrets/db", "False");
+	kubectl_ok(&m.f.kube, (const char *const[]){ "-n", "app", "delete", "externalsecrets.external-secrets.io",
+						     "db", "--cascade=orphan", NULL });
+	o = (struct owned_by){ &m.f, uid, true };
+	ck_assert_msg(t_wait_until(secret_owned_by, &o, 3 * T_DEADLINE_MS),
+		      "latchkey's ExternalSecret did not take the orphaned Secret over");
+	wait_ready(&m.f, "/apis/latchkey.io/v1/namespaces/app/externalsecrets/db", "True");
+	mig_check_history(&m);
+	mig_stop(&m);
+}
+END_TEST
+
 /* ---- deploy/vault ------------------------------------------------------------------- */
 
 /* Logs in to latchkey dev with role and jwt; the client token (owned) or NULL. */
@@ -933,6 +1130,8 @@ deploy_suite(void)
 	tcase_add_test(slow, server_side_apply);
 	tcase_add_test(slow, controller_as_its_service_account);
 	tcase_add_test(slow, vault_setup_and_policies);
+	tcase_add_test(slow, migrate_from_eso_drop_in);
+	tcase_add_test(slow, migrate_from_eso_convert);
 	suite_add_tcase(s, slow);
 	return s;
 }
