@@ -1,5 +1,5 @@
 # latchkey — one binary, `latchkey`, built from the module folders below.
-# Targets: all (default), check, san, demo, demo-db, bench, fuzz, install, clean.
+# Targets: all (default), check, san, tsan, demo, demo-sync, demo-db, bench, bench-sync, fuzz, install, clean.
 
 PREFIX  ?= /usr/local
 BUILD   ?= build
@@ -64,7 +64,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 # Checks of the tree itself (the module graph): scripts, run as they are.
 LINT := $(wildcard tests/lint/check_*.sh)
 
-.PHONY: all check san tsan demo demo-db bench fuzz install clean tests
+.PHONY: all check san tsan demo demo-sync demo-db bench bench-sync fuzz install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -115,14 +115,21 @@ tsan:
 demo: $(BIN)
 	@tools/demo.sh $(abspath $(BIN))
 
+demo-sync: $(BIN) $(FAKE_BIN)
+	@tools/demo-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN))
+
 demo-db: $(BIN)
 	@tools/demo-db.sh $(abspath $(BIN))
 
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
-bench: $(BIN) $(BENCH_BINS)
+bench: $(BIN) $(BENCH_BINS) $(FAKE_BIN)
 	@tools/deps.sh --dev
 	@BUILD=$(BUILD) tools/bench.sh $(abspath $(BIN)) $(abspath $(BUILD)/bench)
+	@tools/bench-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN)) $(abspath $(BUILD)/bench)
+
+bench-sync: $(BIN) $(BUILD)/bench/sync_load $(FAKE_BIN)
+	@tools/bench-sync.sh $(abspath $(BIN)) $(abspath $(FAKE_BIN)) $(abspath $(BUILD)/bench)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(@D)

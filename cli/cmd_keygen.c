@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 
@@ -20,6 +21,7 @@
 struct keygen_opts {
 	const char *out_dir, *manifest, *ns, *rotate, *cn, *import;
 	unsigned bits, days;
+	bool lk1_only;
 };
 
 static void
@@ -29,9 +31,13 @@ keygen_usage(FILE *f)
 		"usage: latchkey keygen [--out-dir DIR] [--secret-manifest FILE [--namespace NS]]\n"
 		"                       [--rotate KEYDIR] [--cn CN] [--key-size BITS] [--days N]\n"
 		"       latchkey keygen --import FILE --out-dir DIR\n"
+		"       latchkey keygen --lk1 [--out-dir DIR | --rotate DIR]\n"
 		"Writes NNNN.key (RSA, PKCS#1, mode 0600), NNNN.crt, NNNN.lk1 (mode 0600) and\n"
 		"NNNN.lk1.pub into DIR; the highest NNNN is the newest key. Existing files are never\n"
-		"overwritten.\n");
+		"overwritten.\n"
+		"--lk1 makes a recipient key pair for encryption at source: with a directory it\n"
+		"writes NNNN.lk1 and NNNN.lk1.pub there and prints the public line (the recipient);\n"
+		"without one it prints the private line and the public line (not to a terminal).\n");
 }
 
 /* Highest NNNN prefix in dir; 0 when none; -errno when dir cannot be read. */
@@ -178,6 +184,60 @@ out:
 	return r;
 }
 
+/* --lk1: an X25519 recipient pair only. */
+static int
+do_lk1(const struct keygen_opts *o, struct lk_error *err)
+{
+	const char *dir = o->rotate != NULL ? o->rotate : o->out_dir;
+	struct lk_secret *priv = NULL;
+	struct lk_key *x = NULL;
+	char *pub = NULL, path[4096];
+	int r, seq = 0, keys = 0;
+
+	if (dir == NULL && isatty(STDOUT_FILENO))
+		return lk_error_set(err, -EPERM, "standard output is a terminal: give --out-dir DIR "
+				    "for the private key, or send the output to a file");
+	if (dir != NULL) {
+		/* A recipient directory may hold older recipients: the next number. */
+		if (o->rotate == NULL && mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return lk_error_set(err, -errno, "%s: %s", dir, strerror(errno));
+		if ((seq = highest_seq(dir, &keys)) < 0)
+			return lk_error_set(err, seq, "%s: %s", dir, strerror(-seq));
+		if (seq >= KEYGEN_SEQ_MAX)
+			return lk_error_set(err, -E2BIG, "%s: key sequence exhausted", dir);
+		seq++;
+	}
+	if ((r = lk_key_x25519_generate(&x)) < 0)
+		return lk_error_set(err, r, "X25519 key generation failed");
+	if ((r = lk_key_x25519_private_text(x, &priv)) < 0 || (r = lk_key_x25519_public_text(x, &pub)) < 0) {
+		lk_error_set(err, r, "cannot encode the lk1 key");
+		goto out;
+	}
+	if (dir != NULL) {
+		r = write_file(dir, seq, ".lk1", lk_secret_bytes(priv), lk_secret_len(priv), 0600, path,
+			       sizeof(path), err);
+		if (r == 0)
+			fprintf(stderr, "%s: lk1 private key, id %s (for the broker's decryption_key)\n",
+				path, lk_key_id(x));
+		if (r == 0)
+			r = write_file(dir, seq, ".lk1.pub", pub, strlen(pub), 0644, path, sizeof(path), err);
+		if (r == 0) {
+			fprintf(stderr, "%s: lk1 public key: the recipient\n", path);
+			fputs(pub, stdout);
+		}
+	} else {
+		fwrite(lk_secret_bytes(priv), 1, lk_secret_len(priv), stdout);
+		fputs(pub, stdout);
+		fprintf(stderr, "lk1 key pair, id %s: the lk1priv: line opens values (keep it secret), "
+			"the lk1pub: line is the recipient\n", lk_key_id(x));
+	}
+out:
+	lk_secret_free(priv);
+	free(pub);
+	lk_key_free(x);
+	return r;
+}
+
 static int
 do_keygen(const struct keygen_opts *o, struct lk_error *err)
 {
@@ -236,6 +296,7 @@ cmd_keygen(int argc, char **argv)
 		{ "key-size", required_argument, NULL, 'b' },
 		{ "days", required_argument, NULL, 'D' },
 		{ "import", required_argument, NULL, 'i' },
+		{ "lk1", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -256,6 +317,7 @@ cmd_keygen(int argc, char **argv)
 		case 'R': o.rotate = optarg; break;
 		case 'c': o.cn = optarg; break;
 		case 'i': o.import = optarg; break;
+		case 'L': o.lk1_only = true; break;
 		case 'b':
 		case 'D':
 			v = strtol(optarg, &end, 10);
@@ -280,7 +342,11 @@ cmd_keygen(int argc, char **argv)
 		fprintf(stderr, "latchkey keygen: unexpected argument '%s'\n", argv[optind]);
 		return LK_EXIT_USAGE;
 	}
-	if (o.out_dir == NULL && o.manifest == NULL && o.rotate == NULL) {
+	if (o.lk1_only && (o.manifest != NULL || o.import != NULL)) {
+		fprintf(stderr, "latchkey keygen: --lk1 goes with --out-dir or --rotate only\n");
+		return LK_EXIT_USAGE;
+	}
+	if (o.out_dir == NULL && o.manifest == NULL && o.rotate == NULL && !o.lk1_only) {
 		fprintf(stderr, "latchkey keygen: give --out-dir DIR, --rotate KEYDIR and/or "
 			"--secret-manifest FILE\n");
 		return LK_EXIT_USAGE;
@@ -302,7 +368,7 @@ cmd_keygen(int argc, char **argv)
 		fprintf(stderr, "latchkey keygen: libsodium failed to start\n");
 		return LK_EXIT_FAILURE;
 	}
-	r = o.import != NULL ? do_import(&o, &err) : do_keygen(&o, &err);
+	r = o.lk1_only ? do_lk1(&o, &err) : o.import != NULL ? do_import(&o, &err) : do_keygen(&o, &err);
 	fflush(stdout);
 	if (r < 0) {
 		fprintf(stderr, "latchkey keygen: %s\n", err.msg);

@@ -4,7 +4,8 @@
  *   keygen  new RSA + X25519 sealing keys as files and/or a key Secret manifest
  *   seal    Secret → SealedSecret (Bitnami format, or lk1 with --envelope lk1)
  *   unseal  SealedSecret → Secret with private keys (recovery, admins)
- *   reseal  re-encrypt a SealedSecret with the newest key, in memory
+ *   reseal  re-encrypt SealedSecrets with the newest key, in memory (files, directories)
+ *   keys    a cluster's sealing keys and the SealedSecrets that still use each
  *   scan    look for plaintext secrets in files or in what Git would commit
  * The conversions themselves are sealing/'s; these parse arguments and do the file and
  * terminal I/O. docs/sealing.md is the user guide.
@@ -25,6 +26,7 @@ int cmd_keygen(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_unseal(int argc, char **argv);
 int cmd_reseal(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 
 /* ---- output (cli/seal_output.c) ------------------------------------------------- */

@@ -29,13 +29,17 @@ enum lk_b64 {
 	LK_B64_STD,        /* standard alphabet, '=' padded (Kubernetes data, Bitnami values) */
 	LK_B64_URL,        /* url-safe alphabet, '=' padded */
 	LK_B64_URL_NOPAD,  /* url-safe alphabet, no padding */
+	LK_B64_STD_GO,     /* decoding only: standard, as Go's StdEncoding reads it (CR and LF
+			    * skipped, spare bits unchecked): what people paste into a
+			    * Secret's data and what Bitnami's controller accepts */
 };
 
 /* Encodes n bytes. *ret is owned: free with free(). Returns 0 or -ENOMEM / -E2BIG. */
 int lk_b64_encode(const void *p, size_t n, enum lk_b64 variant, char **ret)
 	__attribute__((warn_unused_result));
 
-/* Decodes exactly n characters (no whitespace, canonical padding and trailing bits) into
+/* Decodes exactly n characters (no whitespace, canonical padding and trailing bits; but
+ * see LK_B64_STD_GO) into
  * a secret. Owned: free with lk_secret_free. Returns 0, -EINVAL on bad input, -E2BIG
  * when the result would exceed LK_SECRET_MAX, or -ENOMEM. */
 int lk_b64_decode(const char *s, size_t n, enum lk_b64 variant, struct lk_secret **ret)
@@ -204,6 +208,12 @@ int lk_keyset_load_dir(struct lk_keyset *ks, const char *dir, struct lk_error *e
  * unknown), -EINVAL on malformed input. */
 int lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text,
 		   size_t len, struct lk_secret **ret, struct lk_error *err)
+	__attribute__((warn_unused_result));
+/* The same, trying the RSA key whose id is prefer_id (may be NULL) first, and saying in
+ * *ret_key (may be NULL; borrowed from ks) which key opened the value. */
+int lk_keyset_open_with(const struct lk_keyset *ks, const char *label, const char *text,
+			size_t len, const char *prefer_id, struct lk_secret **ret,
+			const struct lk_key **ret_key, struct lk_error *err)
 	__attribute__((warn_unused_result));
 
 /* ---- the formats directly ----------------------------------------------------- */

@@ -15,6 +15,7 @@ b64_variant(enum lk_b64 variant)
 	case LK_B64_URL_NOPAD:
 		return sodium_base64_VARIANT_URLSAFE_NO_PADDING;
 	case LK_B64_STD:
+	case LK_B64_STD_GO:
 	default:
 		return sodium_base64_VARIANT_ORIGINAL;
 	}
@@ -38,6 +39,63 @@ lk_b64_encode(const void *p, size_t n, enum lk_b64 variant, char **ret)
 	return 0;
 }
 
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Standard base64 as Go's base64.StdEncoding decodes it (how the API server reads a
+ * Secret's data and Bitnami's controller a sealed value): CR and LF anywhere are skipped,
+ * padding is required, and the spare bits of the last character are not checked. */
+static int
+b64_go_decode(unsigned char *dst, size_t cap, const char *s, size_t n, size_t *ret_len)
+{
+	unsigned acc = 0;
+	size_t out = 0, chars = 0, pad = 0;
+	int bits = 0, r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int v;
+
+		if (c == '\r' || c == '\n')
+			continue;
+		chars++;
+		if (c == '=') {
+			pad++;
+			continue;
+		}
+		if (pad > 0 || (v = b64_value(c)) < 0) {
+			r = -EINVAL;
+			break;
+		}
+		acc = (acc << 6 | (unsigned)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (out >= cap) {
+				r = -EINVAL;
+				break;
+			}
+			dst[out++] = (unsigned char)(acc >> bits);
+		}
+	}
+	/* Whole quanta; "=" after three characters of one, "==" after two. */
+	if (r == 0 && (chars % 4 != 0 || pad > 2 || (pad > 0 && (chars - pad) % 4 != 4 - pad)))
+		r = -EINVAL;
+	sodium_memzero(&acc, sizeof(acc));
+	if (r == 0)
+		*ret_len = out;
+	return r;
+}
+
 /* Decodes into dst (capacity cap); returns 0 or -EINVAL. */
 static int
 b64_decode_into(unsigned char *dst, size_t cap, const char *s, size_t n, enum lk_b64 variant,
@@ -45,6 +103,9 @@ b64_decode_into(unsigned char *dst, size_t cap, const char *s, size_t n, enum lk
 {
 	const char *end = NULL;
 	size_t got = 0;
+
+	if (variant == LK_B64_STD_GO)
+		return b64_go_decode(dst, cap, s, n, ret_len);
 
 	if (sodium_base642bin(dst, cap, s, n, NULL, &got, &end, b64_variant(variant)) != 0)
 		return -EINVAL;

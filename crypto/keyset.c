@@ -107,10 +107,30 @@ int
 lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text, size_t len,
 	       struct lk_secret **ret, struct lk_error *err)
 {
+	return lk_keyset_open_with(ks, label, text, len, NULL, ret, NULL, err);
+}
+
+/* Tries RSA key k on blob: -ENOKEY when k cannot open anything (public only or X25519). */
+static int
+try_rsa(const struct lk_key *k, const char *label, const unsigned char *blob, size_t blob_len,
+	struct lk_secret **ret, struct lk_error *err)
+{
+	if (k->kind != LK_KEY_RSA || !k->rsa_private)
+		return -ENOKEY;
+	return lk_hybrid_open_blob(k, label, blob, blob_len, ret, err);
+}
+
+int
+lk_keyset_open_with(const struct lk_keyset *ks, const char *label, const char *text, size_t len,
+		    const char *prefer_id, struct lk_secret **ret, const struct lk_key **ret_key,
+		    struct lk_error *err)
+{
 	unsigned char *blob = NULL;
-	size_t blob_len = 0, tried = 0;
+	size_t blob_len = 0, tried = 0, first = ks->n;
 	int r;
 
+	if (ret_key != NULL)
+		*ret_key = NULL;
 	if (len > LK_SEALED_TEXT_MAX)
 		return lk_error_set(err, -E2BIG, "sealed value longer than %zu bytes",
 				    (size_t)LK_SEALED_TEXT_MAX);
@@ -130,6 +150,8 @@ lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text, 
 			if (k->kind != LK_KEY_X25519 || k->x_sk == NULL || strcmp(k->id, id) != 0)
 				continue;
 			r = lk1_open(k, label, text, len, ret, err);
+			if (r == 0 && ret_key != NULL)
+				*ret_key = k;
 			if (r == 0 || r == -ENOMEM)
 				return r;
 		}
@@ -139,17 +161,30 @@ lk_keyset_open(const struct lk_keyset *ks, const char *label, const char *text, 
 				    "lk1 value is sealed to key %s, which is not among the keys loaded",
 				    id);
 	}
-	r = lk_b64_decode_raw(text, len, LK_B64_STD, &blob, &blob_len);
+	r = lk_b64_decode_raw(text, len, LK_B64_STD_GO, &blob, &blob_len);
 	if (r < 0)
 		return lk_error_set(err, -EINVAL, "sealed value is not valid base64");
+	/* The preferred key first (the one that opened this value last time: an RSA
+	 * decryption that fails costs as much as one that succeeds), then the others. */
+	for (size_t i = 0; prefer_id != NULL && i < ks->n; i++) {
+		if (ks->keys[i]->kind == LK_KEY_RSA && ks->keys[i]->rsa_private &&
+		    strcmp(ks->keys[i]->id, prefer_id) == 0) {
+			first = i;
+			break;
+		}
+	}
 	r = -ENOKEY;
-	for (size_t i = 0; i < ks->n; i++) {
-		const struct lk_key *k = ks->keys[i];
+	for (size_t j = 0; j <= ks->n; j++) {
+		size_t i = j == 0 ? first : j - 1;
 
-		if (k->kind != LK_KEY_RSA || !k->rsa_private)
+		if (i >= ks->n || (j > 0 && i == first))
+			continue;
+		r = try_rsa(ks->keys[i], label, blob, blob_len, ret, err);
+		if (r == -ENOKEY)
 			continue;
 		tried++;
-		r = lk_hybrid_open_blob(k, label, blob, blob_len, ret, err);
+		if (r == 0 && ret_key != NULL)
+			*ret_key = ks->keys[i];
 		if (r == 0 || r == -EINVAL || r == -ENOMEM)
 			goto out;
 	}

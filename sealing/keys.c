@@ -17,7 +17,7 @@ secret_data(const json_t *secret, const char *key, struct lk_secret **ret)
 
 	if (v == NULL)
 		return -ENOENT;
-	return lk_b64_decode(v, strlen(v), LK_B64_STD, ret);
+	return lk_b64_decode(v, strlen(v), LK_B64_STD_GO, ret);
 }
 
 /* Adds k (taken); a key already in the set is not an error. */

@@ -97,7 +97,7 @@ seal_values(const json_t *secret, const char *src, const struct lk_key *recipien
 			value = lk_secret_new(json_string_value(sv), json_string_length(sv));
 			r = value == NULL ? -ENOMEM : 0;
 		} else {
-			r = lk_b64_decode(json_string_value(sv), json_string_length(sv), LK_B64_STD,
+			r = lk_b64_decode(json_string_value(sv), json_string_length(sv), LK_B64_STD_GO,
 					  &value);
 		}
 		if (r < 0) {

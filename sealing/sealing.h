@@ -110,6 +110,12 @@ int lk_sealing_check_sealed(const json_t *root, const char *src, struct lk_error
 int lk_sealing_open_value(const struct lk_keyset *ks, const json_t *sealed, const char *key,
 			  const json_t *v, struct lk_secret **ret, struct lk_error *err)
 	__attribute__((warn_unused_result));
+/* The same, trying the RSA key prefer_id (may be NULL) first and saying in *ret_key (may
+ * be NULL; borrowed from ks) which key opened the value. */
+int lk_sealing_open_value_with(const struct lk_keyset *ks, const json_t *sealed, const char *key,
+			       const json_t *v, const char *prefer_id, struct lk_secret **ret,
+			       const struct lk_key **ret_key, struct lk_error *err)
+	__attribute__((warn_unused_result));
 
 /* The Secret a SealedSecret stands for: name and namespace from its metadata (else the
  * template's), labels, annotations, type (default Opaque) and immutable from
@@ -122,7 +128,8 @@ int lk_sealing_unseal(const struct lk_keyset *ks, const json_t *sealed, json_t *
 
 /* Opens every value of sealed and seals it again, in place, with the newest key of its
  * kind in ks (RSA for Bitnami values, X25519 for lk1); plaintext stays in secure memory.
- * *ret_changed counts the values. */
+ * A value that already opens with that newest key is left as it is. *ret_changed counts
+ * the values sealed again. */
 int lk_sealing_reseal(const struct lk_keyset *ks, json_t *sealed, size_t *ret_changed,
 		      struct lk_error *err) __attribute__((warn_unused_result));
 

@@ -31,18 +31,29 @@ int
 lk_sealing_open_value(const struct lk_keyset *ks, const json_t *sealed, const char *key,
 		      const json_t *v, struct lk_secret **ret, struct lk_error *err)
 {
+	return lk_sealing_open_value_with(ks, sealed, key, v, NULL, ret, NULL, err);
+}
+
+int
+lk_sealing_open_value_with(const struct lk_keyset *ks, const json_t *sealed, const char *key,
+			   const json_t *v, const char *prefer_id, struct lk_secret **ret,
+			   const struct lk_key **ret_key, struct lk_error *err)
+{
 	const char *name = lk_sealing_str2(sealed, "metadata", "name");
 	const char *ns = lk_sealing_str2(sealed, "metadata", "namespace");
 	enum lk_scope scope = lk_sealing_scope_of(sealed);
 	char label[LK_LABEL_MAX + 1];
 	int r;
 
+	if (ret_key != NULL)
+		*ret_key = NULL;
 	if (!json_is_string(v))
 		return lk_error_set(err, -EINVAL, "encryptedData.%s is not a string", key);
 	r = lk_scope_label(scope, ns, name, is_lk1(v) ? key : NULL, label, sizeof(label), err);
 	if (r < 0)
 		return lk_error_prefix(err, "encryptedData.%s (scope %s)", key, lk_scope_name(scope));
-	r = lk_keyset_open(ks, label, json_string_value(v), json_string_length(v), ret, err);
+	r = lk_keyset_open_with(ks, label, json_string_value(v), json_string_length(v), prefer_id,
+				ret, ret_key, err);
 	if (r < 0)
 		return lk_error_prefix(err, "encryptedData.%s (scope %s)", key, lk_scope_name(scope));
 	return 0;
@@ -132,15 +143,20 @@ lk_sealing_reseal(const struct lk_keyset *ks, json_t *sealed, size_t *ret_change
 	int r;
 
 	json_object_foreach(enc, key, v) {
-		const struct lk_key *to;
+		const struct lk_key *to, *used = NULL;
 		struct lk_secret *pt = NULL;
 		char *ct = NULL;
 		bool lk1;
 
-		if ((r = lk_sealing_open_value(ks, sealed, key, v, &pt, err)) < 0)
+		if ((r = lk_sealing_open_value_with(ks, sealed, key, v, NULL, &pt, &used, err)) < 0)
 			return r;
 		lk1 = is_lk1(v);
 		to = lk1 ? newest_x : newest_rsa;
+		if (to != NULL && used == to) {
+			/* Already with the newest key: left as it is (no churn in Git). */
+			lk_secret_free(pt);
+			continue;
+		}
 		if (to == NULL) {
 			lk_secret_free(pt);
 			return lk_error_set(err, -ENOKEY, "encryptedData.%s: no %s key to reseal with",

@@ -5,8 +5,8 @@
  * edited or removed by someone else); resolve the store; read every remote reference
  * (coalesced with other ExternalSecrets of the same path); build the desired Secret
  * (template, labels, ownerReference, content hashes); write it only when its content
- * hash or the Secret's own data differ; write the status; schedule the next refresh with
- * ±10% jitter that ExternalSecrets of the same paths share.
+ * hash or the Secret's own data differ; write the status; schedule the next refresh on
+ * a grid that ExternalSecrets of the same store and paths share.
  */
 #include "sync/internal.h"
 
@@ -32,6 +32,7 @@ struct es_spec {
 	const json_t *data;         /* spec.data (array or NULL) */
 	const json_t *data_from;
 	const json_t *tmpl;         /* spec.target.template (object or NULL) */
+	const json_t *encryption;   /* spec.target.encryption (object or NULL) */
 	bool immutable;
 };
 
@@ -122,11 +123,13 @@ synced_version(const json_t *es, char *out, size_t outlen)
 		 (long long)json_integer_value(json_object_get(meta, "generation")), hex);
 }
 
-/* A fraction in [-SYNC_JITTER, +SYNC_JITTER] from the store and the remote keys: the
- * ExternalSecrets that read the same paths refresh together, so that their reads
- * coalesce, while different paths spread over the interval. */
-static double
-jitter_of(const struct es_spec *s)
+/* The refresh grid of an ExternalSecret: points `interval` apart, shifted by a phase in
+ * [0, interval) hashed from the store (with the namespace of a SecretStore) and the
+ * remote keys. ExternalSecrets that read the same paths through the same store share the
+ * grid, whenever each was created or last synced, so that their reads meet within the
+ * coalescing window; other paths and stores spread over the interval. */
+static int64_t
+phase_of(const struct es_spec *s, const char *ns)
 {
 	crypto_generichash_state h;
 	uint32_t v;
@@ -134,7 +137,10 @@ jitter_of(const struct es_spec *s)
 	size_t i;
 
 	crypto_generichash_init(&h, NULL, 0, sizeof(v));
-	crypto_generichash_update(&h, (const unsigned char *)s->store_name, strlen(s->store_name));
+	crypto_generichash_update(&h, (const unsigned char *)s->store_kind, strlen(s->store_kind) + 1);
+	if (strcmp(s->store_kind, "ClusterSecretStore") != 0)
+		crypto_generichash_update(&h, (const unsigned char *)ns, strlen(ns) + 1);
+	crypto_generichash_update(&h, (const unsigned char *)s->store_name, strlen(s->store_name) + 1);
 	json_array_foreach(s->data, i, it) {
 		const char *k = str(json_object_get(it, "remoteRef"), "key");
 
@@ -148,7 +154,19 @@ jitter_of(const struct es_spec *s)
 			crypto_generichash_update(&h, (const unsigned char *)k, strlen(k) + 1);
 	}
 	crypto_generichash_final(&h, (unsigned char *)&v, sizeof(v));
-	return ((double)v / 4294967295.0 * 2.0 - 1.0) * SYNC_JITTER;
+	return (int64_t)((double)v / 4294967296.0 * (double)s->refresh_ms);
+}
+
+/* The first grid point after t (ms, real time): in (t, t + interval]. The first interval
+ * after a create, a spec change or a failure is shorter than refreshInterval, never
+ * longer; every later one is refreshInterval exactly, without drift. */
+static int64_t
+next_refresh(const struct es_spec *s, const char *ns, int64_t t)
+{
+	int64_t phase = phase_of(s, ns), d = t - phase, k;
+
+	k = d >= 0 ? d / s->refresh_ms : -((-d + s->refresh_ms - 1) / s->refresh_ms);
+	return phase + (k + 1) * s->refresh_ms;
 }
 
 /* ---- the spec ----------------------------------------------------------------------- */
@@ -193,6 +211,9 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 	if (!one_of(s->deletion, deletions))
 		return spec_fail(err, "spec.target.deletionPolicy", "expected Retain, Delete or Merge");
 	s->immutable = json_is_true(json_object_get(target, "immutable"));
+	s->encryption = json_object_get(target, "encryption");
+	if (sync_encryption_check(s->encryption, "spec.target.encryption", err) < 0)
+		return -EINVAL;
 	s->tmpl = json_object_get(target, "template");
 	if (s->tmpl != NULL && !json_is_object(s->tmpl))
 		return spec_fail(err, "spec.target.template", "expected an object");
@@ -265,6 +286,14 @@ parse_spec(const json_t *es, struct es_spec *s, struct lk_error *err)
 		}
 	}
 	return 0;
+}
+
+int
+sync_externalsecret_check(const json_t *es, struct lk_error *err)
+{
+	struct es_spec s;
+
+	return parse_spec(es, &s, err);
 }
 
 /* ---- fetching ----------------------------------------------------------------------- */
@@ -499,21 +528,6 @@ desired_clear(struct desired *d)
 	memset(d, 0, sizeof(*d));
 }
 
-/* A label value naming the ExternalSecret: its name when it fits a label (63
- * characters), else a hash of it. */
-static void
-owner_label(const char *name, char *out, size_t outlen)
-{
-	unsigned char d[16];
-
-	if (strlen(name) <= LK_MANIFEST_LABEL_MAX && lk_manifest_label_valid(name)) {
-		snprintf(out, outlen, "%s", name);
-		return;
-	}
-	crypto_generichash(d, sizeof(d), (const unsigned char *)name, strlen(name), NULL, 0);
-	(void)lk_hex_encode(d, sizeof(d), out, outlen);
-}
-
 static int
 build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, json_t *fetched,
 	      struct desired *d, struct lk_error *err)
@@ -585,14 +599,42 @@ build_desired(struct sync_ctx *ctx, const json_t *es, const struct es_spec *s, j
 		}
 	}
 	if (strcmp(s->creation, "Merge") != 0 && strcmp(s->creation, "CreateOrMerge") != 0) {
-		owner_label(str(json_object_get(es, "metadata"), "name"), owner, sizeof(owner));
+		sync_owner_label(str(json_object_get(es, "metadata"), "name"), owner, sizeof(owner));
 		json_object_set_new(d->labels, SYNC_LABEL_MANAGED, json_string("true"));
 		json_object_set_new(d->labels, SYNC_LABEL_OWNER, json_string(owner));
 		if (ctx->opt.compat_eso)
 			json_object_set_new(d->labels, SYNC_LABEL_ESO_MANAGED, json_string("true"));
 	}
-	sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
-			  d->content_hash);
+	if (s->encryption != NULL) {
+		/* The recipient's id is in the content hash (a new recipient re-encrypts), which
+		 * is over the plaintext: lk1 sealing is randomised, the hash says when the
+		 * values changed. */
+		struct lk_key *rcpt = NULL;
+		const char *ns = str(json_object_get(es, "metadata"), "namespace");
+		json_t *own = json_deep_copy(d->data);   /* sealed in place: not the fetched data */
+
+		json_decref(d->data);
+		if ((d->data = own) == NULL) {
+			r = lk_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		if ((r = sync_encryption_recipient(ctx, s->encryption, "spec.target.encryption",
+						   ns, max_age(ctx, s), &rcpt, err)) < 0)
+			goto fail;
+		json_object_set_new(d->tmpl_annotations, SYNC_ANNOT_RECIPIENT, json_string(lk_key_id(rcpt)));
+		json_object_set_new(d->annotations, SYNC_ANNOT_RECIPIENT, json_string(lk_key_id(rcpt)));
+		sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
+				  d->content_hash);
+		r = sync_encryption_seal(rcpt, ns, s->target, d->data, err);
+		lk_key_free(rcpt);
+		if (r < 0) {
+			lk_error_prefix(err, "spec.target.encryption");
+			goto fail;
+		}
+	} else {
+		sync_content_hash(ctx, d->type, d->tmpl_labels, d->tmpl_annotations, d->data,
+				  d->content_hash);
+	}
 	sync_content_hash(ctx, NULL, NULL, NULL, d->data, d->data_hash);
 	json_object_set_new(d->annotations, SYNC_ANNOT_CONTENT, json_string(d->content_hash));
 	json_object_set_new(d->annotations, SYNC_ANNOT_DATA, json_string(d->data_hash));
@@ -604,150 +646,20 @@ fail:
 
 /* ---- writing the Secret ------------------------------------------------------------- */
 
-static json_t *
-owner_ref(const json_t *es)
-{
-	const json_t *meta = json_object_get(es, "metadata");
-
-	return json_pack("{s:O, s:O, s:O, s:O, s:b, s:b}", "apiVersion",
-			 json_object_get(es, "apiVersion"), "kind", json_object_get(es, "kind"),
-			 "name", json_object_get(meta, "name"), "uid", json_object_get(meta, "uid"),
-			 "controller", 1, "blockOwnerDeletion", 1);
-}
-
-/* The uid of the controller ownerReference of obj, or NULL. */
-static const char *
-controller_uid(const json_t *obj)
-{
-	const json_t *refs = json_object_get(json_object_get(obj, "metadata"), "ownerReferences");
-	json_t *r;
-	size_t i;
-
-	json_array_foreach(refs, i, r) {
-		if (json_is_true(json_object_get(r, "controller")))
-			return str(r, "uid");
-	}
-	return NULL;
-}
-
 /* The current Secret with its data's hash: from the cache of managed Secrets, else from
  * the API (Merge targets are not labelled as ours). *ret NULL when there is none. */
 static int
 current_secret(struct sync_ctx *ctx, const char *ns, const struct es_spec *s, bool from_api,
 	       json_t **ret, struct lk_error *err)
 {
-	struct lk_k8s_error kerr;
-	json_t *obj = NULL;
-	char h[65];
-	int r;
-
-	*ret = NULL;
-	if (!from_api && strcmp(s->creation, "Merge") != 0) {
-		*ret = sync_cached(ctx, "secret", ns, s->target);
-		if (*ret != NULL || sync_informer_for(ctx, "secret", ns) != NULL)
-			return 0;
-	}
-	r = lk_k8s_get(ctx->k8s, &lk_k8s_secrets, ns, s->target, &obj, &kerr);
-	if (r == -ENOENT)
-		return 0;
-	if (r < 0)
-		return lk_error_set(err, r, "%s", kerr.base.msg);
-	sync_content_hash(ctx, NULL, NULL, NULL, json_object_get(obj, "data"), h);
-	json_object_set_new(obj, "x-latchkey-data-hash", json_string(h));
-	*ret = obj;
-	return 0;
-}
-
-/* Whether cur already is what d says. */
-static bool
-up_to_date(const json_t *cur, const struct desired *d, const json_t *es, const struct es_spec *s)
-{
-	const json_t *meta = json_object_get(cur, "metadata");
-	const json_t *ann = json_object_get(meta, "annotations");
-	const json_t *labels = json_object_get(meta, "labels");
-	const char *k;
-	json_t *v;
-
-	if (strcmp(s->creation, "Merge") == 0)
-		return false;   /* compared by the caller on the keys it owns */
-	if (str(ann, SYNC_ANNOT_CONTENT) == NULL ||
-	    strcmp(str(ann, SYNC_ANNOT_CONTENT), d->content_hash) != 0)
-		return false;
-	/* Edited by someone else since it was written: put back. */
-	if (str(ann, SYNC_ANNOT_DATA) == NULL || str(cur, "x-latchkey-data-hash") == NULL ||
-	    strcmp(str(ann, SYNC_ANNOT_DATA), str(cur, "x-latchkey-data-hash")) != 0)
-		return false;
-	if (strcmp(str(cur, "type") != NULL ? str(cur, "type") : "Opaque", d->type) != 0)
-		return false;
-	json_object_foreach(d->labels, k, v) {
-		if (!json_equal(json_object_get(labels, k), v))
-			return false;
-	}
-	if (strcmp(s->creation, "Owner") == 0) {
-		const char *uid = controller_uid(cur);
-		const char *es_uid = str(json_object_get(es, "metadata"), "uid");
-
-		if (uid == NULL || es_uid == NULL || strcmp(uid, es_uid) != 0)
-			return false;
-	}
-	return true;
-}
-
-/* A whole Secret to create or replace cur with (cur may be NULL). */
-static json_t *
-secret_body(const json_t *es, const char *ns, const struct es_spec *s, const struct desired *d,
-	    const json_t *cur)
-{
-	const json_t *cmeta = json_object_get(cur, "metadata");
-	json_t *meta, *labels, *ann, *refs, *body;
-	const char *k;
-	json_t *v;
-
-	labels = json_is_object(json_object_get(cmeta, "labels")) ?
-		json_deep_copy(json_object_get(cmeta, "labels")) : json_object();
-	ann = json_is_object(json_object_get(cmeta, "annotations")) ?
-		json_deep_copy(json_object_get(cmeta, "annotations")) : json_object();
-	refs = json_is_array(json_object_get(cmeta, "ownerReferences")) ?
-		json_deep_copy(json_object_get(cmeta, "ownerReferences")) : json_array();
-	if (labels == NULL || ann == NULL || refs == NULL) {
-		json_decref(labels);
-		json_decref(ann);
-		json_decref(refs);
-		return NULL;
-	}
-	json_object_foreach(d->labels, k, v)
-		json_object_set(labels, k, v);
-	json_object_foreach(d->annotations, k, v)
-		json_object_set(ann, k, v);
-	if (strcmp(s->creation, "Owner") == 0 && controller_uid(cur) == NULL)
-		json_array_append_new(refs, owner_ref(es));
-	meta = json_pack("{s:s, s:s, s:o, s:o}", "name", s->target, "namespace", ns,
-			 "labels", labels, "annotations", ann);
-	if (meta == NULL) {
-		json_decref(refs);
-		return NULL;
-	}
-	if (json_array_size(refs) > 0)
-		json_object_set_new(meta, "ownerReferences", refs);
-	else
-		json_decref(refs);
-	if (str(cmeta, "resourceVersion") != NULL)
-		json_object_set(meta, "resourceVersion", json_object_get(cmeta, "resourceVersion"));
-	if (d->finalizers != NULL)
-		json_object_set(meta, "finalizers", d->finalizers);
-	else if (json_object_get(cmeta, "finalizers") != NULL)
-		json_object_set(meta, "finalizers", json_object_get(cmeta, "finalizers"));
-	body = json_pack("{s:s, s:s, s:o, s:s, s:O}", "apiVersion", "v1", "kind", "Secret",
-			 "metadata", meta, "type", d->type, "data", d->data);
-	if (body != NULL && s->immutable)
-		json_object_set_new(body, "immutable", json_true());
-	return body;
+	return sync_secret_current(ctx, ns, s->target, from_api || strcmp(s->creation, "Merge") == 0,
+				   ret, err);
 }
 
 static void
 count_write(struct sync_ctx *ctx)
 {
-	lk_metric_add(ctx->metrics.secret_writes, (const char *const[]){ "ExternalSecret" }, 1);
+	sync_count_write(ctx, "ExternalSecret");
 }
 
 /* Creates or replaces the target Secret (Owner, Orphan, CreateOrMerge). Returns 0,
@@ -756,64 +668,15 @@ static int
 write_owned(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct es_spec *s,
 	    const struct desired *d, struct lk_error *err)
 {
-	struct lk_k8s_error kerr;
-	json_t *cur = NULL, *body;
-	bool from_api = false;
-	int r = 0;
+	const struct sync_secret_want w = {
+		.kind = "ExternalSecret", .ns = ns, .name = s->target, .owner = es,
+		.owner_ref = strcmp(s->creation, "Owner") == 0, .owner_label = SYNC_LABEL_OWNER,
+		.adopt = SYNC_ADOPT_ANY, .type = d->type, .data = d->data, .labels = d->labels,
+		.annotations = d->annotations, .finalizers = d->finalizers,
+		.immutable = s->immutable, .content_hash = d->content_hash,
+	};
 
-	for (int attempt = 0; attempt < SYNC_CONFLICT_RETRIES; attempt++) {
-		json_decref(cur);
-		cur = NULL;
-		if ((r = current_secret(ctx, ns, s, from_api, &cur, err)) < 0)
-			return r;
-		if (cur != NULL) {
-			const char *uid = controller_uid(cur);
-			const char *es_uid = str(json_object_get(es, "metadata"), "uid");
-
-			if (strcmp(s->creation, "Owner") == 0 && uid != NULL && es_uid != NULL &&
-			    strcmp(uid, es_uid) != 0) {
-				json_decref(cur);
-				return lk_error_set(err, -EPERM, "target is owned by another ExternalSecret "
-						    "(Secret %s/%s)", ns, s->target);
-			}
-			if (up_to_date(cur, d, es, s)) {
-				json_decref(cur);
-				return 1;
-			}
-			if (json_is_true(json_object_get(cur, "immutable"))) {
-				json_decref(cur);
-				return lk_error_set(err, -EPERM, "could not update secret, target is "
-						    "immutable (Secret %s/%s)", ns, s->target);
-			}
-		}
-		if (!sync_may_write(ctx)) {
-			json_decref(cur);
-			return lk_error_set(err, -EAGAIN, "not the leader: the Secret is not written");
-		}
-		if ((body = secret_body(es, ns, s, d, cur)) == NULL) {
-			json_decref(cur);
-			return lk_error_set(err, -ENOMEM, "out of memory");
-		}
-		if (cur == NULL)
-			r = lk_k8s_create(ctx->k8s, &lk_k8s_secrets, ns, body, NULL, &kerr);
-		else
-			r = lk_k8s_replace(ctx->k8s, &lk_k8s_secrets, ns, s->target, NULL, body, NULL, &kerr);
-		json_decref(body);
-		if (r == 0) {
-			count_write(ctx);
-			break;
-		}
-		/* Someone wrote in between (or the cache was behind): read it again. */
-		if (r == -ESTALE || r == -EEXIST || (r == -ENOENT && cur != NULL)) {
-			from_api = true;
-			continue;
-		}
-		break;
-	}
-	json_decref(cur);
-	if (r < 0)
-		return lk_error_set(err, r, "could not update secret: %s", kerr.base.msg);
-	return 0;
+	return sync_secret_put(ctx, &w, err);
 }
 
 /* Creation policy Merge: only the keys and annotations of this ExternalSecret go into an
@@ -923,7 +786,7 @@ apply_deletion(struct sync_ctx *ctx, const json_t *es, const char *ns, const str
 	if ((r = current_secret(ctx, ns, s, true, &cur, err)) < 0)
 		return r;
 	if (cur != NULL) {
-		const char *uid = controller_uid(cur);
+		const char *uid = sync_controller_uid(cur);
 		const char *es_uid = str(json_object_get(es, "metadata"), "uid");
 
 		/* Only a Secret this ExternalSecret made. */
@@ -984,7 +847,8 @@ refresh_due(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 		return strcmp(s->policy, "CreatedOnce") != 0;
 	if (strcmp(s->policy, "Periodic") != 0 || s->refresh_ms == 0)
 		return false;
-	next = refreshed + (int64_t)((double)s->refresh_ms * (1.0 + jitter_of(s)));
+	/* refreshTime is to the second: the refresh was at most 999 ms after it. */
+	next = next_refresh(s, ns, refreshed + 999);
 	if (next <= lk_now_real_ms())
 		return true;
 	*ret_wait_ms = next - lk_now_real_ms();
@@ -992,11 +856,12 @@ refresh_due(struct sync_ctx *ctx, const json_t *es, const char *ns, const struct
 }
 
 static void
-schedule(struct sync_ctx *ctx, const char *key, const struct es_spec *s)
+schedule(struct sync_ctx *ctx, const char *key, const char *ns, const struct es_spec *s)
 {
+	int64_t now = lk_now_real_ms();
+
 	if (strcmp(s->policy, "Periodic") == 0 && s->refresh_ms > 0)
-		sync_queue_add_after(ctx->queue, key,
-				     (int64_t)((double)s->refresh_ms * (1.0 + jitter_of(s))));
+		sync_queue_add_after(ctx->queue, key, next_refresh(s, ns, now) - now);
 }
 
 /* ---- the reconcile ------------------------------------------------------------------ */
@@ -1073,7 +938,7 @@ sync_externalsecret_reconcile(struct sync_ctx *ctx, const char *ns, const char *
 			  synced_rv, "binding", "name", s.target);
 	(void)sync_status_write(ctx, &ctx->kinds.es, es, true, reason_ok, message, extra);
 	json_decref(extra);
-	schedule(ctx, key, &s);
+	schedule(ctx, key, ns, &s);
 	r = 0;
 	goto out;
 fail:

@@ -23,6 +23,7 @@
 #include "crypto/crypto.h"
 #include "http/http.h"
 #include "manifest/manifest.h"
+#include "sealing/sealing.h"
 
 /* Largest /metrics page rendered. */
 #define METRICS_PAGE_MAX (8u << 20)
@@ -35,11 +36,12 @@ static const char usage_text[] =
 	"usage: latchkey sync [--kubeconfig FILE] [--namespace NS]... [--selector LABELS]\n"
 	"                     [--workers N] [--qps N] [--burst N] [--leader-elect=true|false]\n"
 	"                     [--lease-namespace NS] [--lease-name NAME] [--metrics ADDR]\n"
-	"                     [--compat external-secrets] [--controller-namespace NS]\n"
+	"                     [--compat external-secrets,sealed-secrets] [--controller-namespace NS]\n"
 	"                     [--coalesce-window D] [--store-qps N] [--store-burst N]\n"
 	"                     [--lease-duration D] [--renew-deadline D] [--retry-period D]\n"
-	"                     [--log-level L]\n"
-	"Reconciles ExternalSecrets into Secrets from the backend each SecretStore names.\n"
+	"                     [--key-rotation D] [--key-size BITS] [--log-level L]\n"
+	"Reconciles ExternalSecrets into Secrets from the backend each SecretStore names, and\n"
+	"SealedSecrets into Secrets with the sealing keys it keeps in --controller-namespace.\n"
 	"Every flag has an environment equivalent: LATCHKEY_SYNC_ and the flag's name in capitals\n"
 	"with '_' for '-' (LATCHKEY_SYNC_NAMESPACE takes a comma-separated list). docs/sync.md\n"
 	"describes them.\n";
@@ -172,6 +174,8 @@ secret_owner(struct sync_ctx *ctx, const json_t *obj)
 	sync_queue_add(ctx->queue, key);
 }
 
+static void secret_sealed_owner(struct sync_ctx *ctx, const json_t *obj);
+
 static void
 secret_update(void *arg, const json_t *old, const json_t *obj)
 {
@@ -180,14 +184,70 @@ secret_update(void *arg, const json_t *old, const json_t *obj)
 	const char *now = json_string_value(json_object_get(obj, "x-latchkey-data-hash"));
 
 	(void)old;
-	if (written == NULL || now == NULL || strcmp(written, now) != 0)
+	if (written == NULL || now == NULL || strcmp(written, now) != 0) {
 		secret_owner(arg, obj);
+		secret_sealed_owner(arg, obj);
+	}
 }
 
 static void
 secret_delete(void *arg, const json_t *obj)
 {
 	secret_owner(arg, obj);
+	secret_sealed_owner(arg, obj);
+}
+
+static void
+enqueue_sealed(struct sync_ctx *ctx, size_t kind, const json_t *obj)
+{
+	char key[SYNC_KEY_MAX];
+
+	if (mstr(obj, "namespace") == NULL || mstr(obj, "name") == NULL)
+		return;
+	snprintf(key, sizeof(key), "sealed/%zu/%s/%s", kind, mstr(obj, "namespace"), mstr(obj, "name"));
+	sync_queue_add(ctx->queue, key);
+}
+
+static void
+sealed_add(void *arg, const json_t *obj)
+{
+	struct sync_sealed_arg *a = arg;
+
+	enqueue_sealed(a->ctx, a->kind, obj);
+}
+
+/* As for ExternalSecrets: our status writes are no reason to reconcile. */
+static void
+sealed_update(void *arg, const json_t *old, const json_t *obj)
+{
+	struct sync_sealed_arg *a = arg;
+	const json_t *om = json_object_get(old, "metadata"), *nm = json_object_get(obj, "metadata");
+
+	if (!json_equal(json_object_get(old, "spec"), json_object_get(obj, "spec")) ||
+	    !json_equal(json_object_get(om, "annotations"), json_object_get(nm, "annotations")) ||
+	    !json_equal(json_object_get(om, "deletionTimestamp"), json_object_get(nm, "deletionTimestamp")))
+		enqueue_sealed(a->ctx, a->kind, obj);
+}
+
+static void
+sealed_delete(void *arg, const json_t *obj)
+{
+	struct sync_sealed_arg *a = arg;
+
+	enqueue_sealed(a->ctx, a->kind, obj);
+}
+
+/* A Secret a SealedSecret wrote (same name) edited or deleted: that SealedSecret, of
+ * whichever kind, puts it back. */
+static void
+secret_sealed_owner(struct sync_ctx *ctx, const json_t *obj)
+{
+	const json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
+
+	if (json_object_get(labels, SYNC_LABEL_SEALED_OWNER) == NULL)
+		return;
+	for (size_t i = 0; i < ctx->kinds.nsealed; i++)
+		enqueue_sealed(ctx, i, obj);
 }
 
 /* What the Secret cache keeps: metadata, type, immutable, and a keyed hash of the data
@@ -270,6 +330,12 @@ caches_synced(struct sync_ctx *ctx)
 		    !lk_k8s_informer_synced(ctx->secret_inf[i]))
 			return false;
 	}
+	for (size_t k = 0; k < ctx->kinds.nsealed; k++)
+		for (size_t i = 0; i < ctx->ninf; i++)
+			if (!lk_k8s_informer_synced(ctx->sealed_inf[k][i]))
+				return false;
+	if (ctx->keys_inf != NULL && !lk_k8s_informer_synced(ctx->keys_inf))
+		return false;
 	return ctx->css_inf == NULL || lk_k8s_informer_synced(ctx->css_inf);
 }
 
@@ -284,6 +350,9 @@ enqueue_all(struct sync_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->ninf; i++)
 		lk_k8s_informer_foreach(ctx->es_inf[i], enqueue_all_es, ctx);
+	for (size_t k = 0; k < ctx->kinds.nsealed; k++)
+		for (size_t i = 0; i < ctx->ninf; i++)
+			lk_k8s_informer_foreach(ctx->sealed_inf[k][i], sealed_add, &ctx->sealed_arg[k]);
 }
 
 static void
@@ -297,6 +366,8 @@ on_leader(void *arg, bool leading)
 	       LK_STR("identity", lk_k8s_leader_identity(ctx->leader)));
 	if (leading)
 		enqueue_all(ctx);
+	if (ctx->keys != NULL)
+		sync_keys_wake(ctx->keys);
 }
 
 /* ---- the workers -------------------------------------------------------------------- */
@@ -319,6 +390,10 @@ reconcile_key(struct sync_ctx *ctx, const char *key, const char **ret_kind)
 	if (strcmp(parts[0], "es") == 0 && n >= 2) {
 		*ret_kind = "ExternalSecret";
 		return sync_externalsecret_reconcile(ctx, parts[1], parts[2]);
+	}
+	if (strcmp(parts[0], "sealed") == 0 && n >= 3) {
+		*ret_kind = "SealedSecret";
+		return sync_sealedsecret_reconcile(ctx, (size_t)(parts[1][0] - '0'), parts[2], parts[3]);
 	}
 	if (strcmp(parts[0], "store") == 0 && n >= 3) {
 		*ret_kind = parts[1];
@@ -437,11 +512,28 @@ handle(void *arg, struct lk_http_req *req)
 			lk_http_respond(req, 200, "text/plain", "ok\n", 3);
 		else
 			lk_http_respond_error(req, 503, "not ready", why);
+	} else if (strcmp(path, "/v1/cert.pem") == 0 || strcmp(path, "/v1/lk1.pub") == 0) {
+		/* The public halves of the newest sealing keys, for `latchkey seal --cert URL`
+		 * and `kubeseal --cert URL`. */
+		struct sync_keyring *ring = ctx->keys != NULL ? sync_keys_acquire(ctx->keys) : NULL;
+		bool pem = strcmp(path, "/v1/cert.pem") == 0;
+		const char *text = ring == NULL ? NULL : pem ? ring->cert_pem : ring->lk1_pub;
+
+		if (text != NULL)
+			lk_http_respond(req, 200, pem ? "application/x-pem-file" : "text/plain", text,
+					strlen(text));
+		else
+			lk_http_respond_error(req, ctx->keys == NULL ? 404 : 503, "no key",
+					      ctx->keys == NULL ? "SealedSecrets are not served by this cluster" :
+					      "no sealing key yet");
+		sync_keyring_release(ring);
 	} else if (strcmp(path, "/metrics") == 0) {
 		struct lk_buf out;
 
 		lk_metric_set(ctx->metrics.queue_depth, NULL, (double)sync_queue_len(ctx->queue));
 		sync_stores_metrics(ctx->stores);
+		if (ctx->keys != NULL)
+			sync_keys_metrics(ctx->keys);
 		lk_buf_init(&out, METRICS_PAGE_MAX, false);
 		if (lk_metrics_render(ctx->metrics.reg, &out) == 0)
 			lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, out.data, out.len);
@@ -449,7 +541,8 @@ handle(void *arg, struct lk_http_req *req)
 			lk_http_respond_error(req, 500, "internal error", "metrics page too large");
 		lk_buf_free(&out);
 	} else {
-		lk_http_respond_error(req, 404, "not found", "GET /metrics, /healthz or /readyz");
+		lk_http_respond_error(req, 404, "not found", "GET /metrics, /healthz, /readyz, "
+				      "/v1/cert.pem or /v1/lk1.pub");
 	}
 }
 
@@ -459,7 +552,7 @@ enum {
 	OPT_KUBECONFIG = 256, OPT_NAMESPACE, OPT_SELECTOR, OPT_WORKERS, OPT_QPS, OPT_BURST,
 	OPT_LEADER_ELECT, OPT_LEASE_NS, OPT_LEASE_NAME, OPT_METRICS, OPT_COMPAT, OPT_CONTROLLER_NS,
 	OPT_COALESCE, OPT_STORE_QPS, OPT_STORE_BURST, OPT_LOG_LEVEL, OPT_LEASE_DURATION,
-	OPT_RENEW_DEADLINE, OPT_RETRY_PERIOD,
+	OPT_RENEW_DEADLINE, OPT_RETRY_PERIOD, OPT_KEY_ROTATION, OPT_KEY_SIZE,
 };
 
 static const struct option longopts[] = {
@@ -482,6 +575,8 @@ static const struct option longopts[] = {
 	{ "lease-duration", required_argument, NULL, OPT_LEASE_DURATION },
 	{ "renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE },
 	{ "retry-period", required_argument, NULL, OPT_RETRY_PERIOD },
+	{ "key-rotation", required_argument, NULL, OPT_KEY_ROTATION },
+	{ "key-size", required_argument, NULL, OPT_KEY_SIZE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -565,6 +660,8 @@ parse_flags(int argc, char **argv, struct sync_options *o, enum lk_log_level *le
 	o->coalesce_ms = SYNC_COALESCE_DEFAULT_MS;
 	o->store_qps = SYNC_STORE_QPS_DEFAULT;
 	o->store_burst = SYNC_STORE_BURST_DEFAULT;
+	o->key_bits = LK_RSA_BITS_DEFAULT;
+	o->key_rotation_ms = SYNC_KEY_ROTATION_DEFAULT_MS;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -619,8 +716,11 @@ parse_flags(int argc, char **argv, struct sync_options *o, enum lk_log_level *le
 			for (p = strtok_r(copy, ",", &save); p != NULL; p = strtok_r(NULL, ",", &save)) {
 				if (strcmp(p, "external-secrets") == 0) {
 					o->compat_eso = true;
+				} else if (strcmp(p, "sealed-secrets") == 0) {
+					o->compat_sealed = true;
 				} else {
-					fprintf(stderr, "latchkey sync: --compat: expected external-secrets\n");
+					fprintf(stderr, "latchkey sync: --compat: expected external-secrets and/or "
+						"sealed-secrets (comma-separated)\n");
 					return -1;
 				}
 			}
@@ -671,6 +771,23 @@ parse_flags(int argc, char **argv, struct sync_options *o, enum lk_log_level *le
 			if (parse_duration_flag("retry-period", optarg, &o->retry_ms) < 0)
 				return -1;
 			break;
+		case OPT_KEY_ROTATION:
+			if (lk_duration_parse(optarg, &o->key_rotation_ms) < 0 || o->key_rotation_ms < 0 ||
+			    (o->key_rotation_ms > 0 && o->key_rotation_ms < 1000)) {
+				fprintf(stderr, "latchkey sync: --key-rotation: expected a duration such as "
+					"720h (at least 1s), or 0 (never)\n");
+				return -1;
+			}
+			break;
+		case OPT_KEY_SIZE:
+			o->key_bits = (unsigned)strtoul(optarg, &end, 10);
+			if (*end != '\0' || o->key_bits < LK_RSA_BITS_MIN || o->key_bits > LK_RSA_BITS_MAX ||
+			    o->key_bits % 1024 != 0) {
+				fprintf(stderr, "latchkey sync: --key-size: expected a multiple of 1024 from %d "
+					"to %d\n", LK_RSA_BITS_MIN, LK_RSA_BITS_MAX);
+				return -1;
+			}
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			return 1;
@@ -698,6 +815,32 @@ kinds_init(struct sync_kinds *k, bool eso, const char *version)
 	k->es = (struct lk_k8s_resource){ g, version, "externalsecrets", "ExternalSecret", true };
 	k->ss = (struct lk_k8s_resource){ g, version, "secretstores", "SecretStore", true };
 	k->css = (struct lk_k8s_resource){ g, version, "clustersecretstores", "ClusterSecretStore", false };
+}
+
+/* The SealedSecret kinds the API server serves, of latchkey.io/v1 and (with --compat
+ * sealed-secrets) bitnami.com/v1alpha1. */
+static void
+sealed_kinds_init(struct sync_ctx *ctx)
+{
+	const struct lk_k8s_resource all[2] = {
+		{ "latchkey.io", "v1", "sealedsecrets", "SealedSecret", true },
+		{ "bitnami.com", "v1alpha1", "sealedsecrets", "SealedSecret", true },
+	};
+	struct lk_k8s_error kerr;
+
+	ctx->kinds.nsealed = 0;
+	for (size_t i = 0; i < 2; i++) {
+		if (i == 1 && !ctx->opt.compat_sealed)
+			break;
+		if (lk_k8s_served(ctx->k8s, &all[i], &kerr) == -ENOENT) {
+			lk_log(i == 0 ? LK_INFO : LK_WARN, "SealedSecrets of this group are not served: not "
+			       "reconciled", LK_STR("group", all[i].group), LK_STR("version", all[i].version));
+			continue;
+		}
+		ctx->kinds.sealed[ctx->kinds.nsealed] = all[i];
+		ctx->sealed_arg[ctx->kinds.nsealed] = (struct sync_sealed_arg){ ctx, ctx->kinds.nsealed };
+		ctx->kinds.nsealed++;
+	}
 }
 
 static int
@@ -736,8 +879,37 @@ start_informers(struct sync_ctx *ctx, struct lk_error *err)
 		    (r = lk_k8s_informer_start(ctx->k8s, &sec, &ctx->secret_inf[i], err)) < 0 ||
 		    (r = lk_k8s_informer_start(ctx->k8s, &es, &ctx->es_inf[i], err)) < 0)
 			return r;
+		for (size_t k = 0; k < ctx->kinds.nsealed; k++) {
+			const struct lk_k8s_informer_config sealed = {
+				.resource = &ctx->kinds.sealed[k], .ns = ns, .label_selector = ctx->opt.selector,
+				.handlers = { .on_add = sealed_add, .on_update = sealed_update,
+					      .on_delete = sealed_delete, .arg = &ctx->sealed_arg[k] },
+			};
+
+			if ((r = lk_k8s_informer_start(ctx->k8s, &sealed, &ctx->sealed_inf[k][i], err)) < 0)
+				return r;
+		}
 		ctx->ninf = i + 1;
 	}
+	return 0;
+}
+
+/* The sealing key Secrets of the controller's namespace (before the SealedSecrets). */
+static int
+start_keys(struct sync_ctx *ctx, struct lk_error *err)
+{
+	const struct lk_k8s_informer_config keys = {
+		.resource = &lk_k8s_secrets, .ns = ctx->opt.controller_ns,
+		.label_selector = LK_SEALING_KEY_LABEL "=active",
+		.transform = sync_keys_transform, .transform_arg = ctx->keys,
+		.handlers = { .on_delete = sync_keys_on_delete, .arg = ctx->keys },
+	};
+	int r;
+
+	if ((r = lk_k8s_informer_start(ctx->k8s, &keys, &ctx->keys_inf, err)) < 0)
+		return r;
+	if ((r = sync_keys_start(ctx->keys)) < 0)
+		return lk_error_set(err, r, "cannot start the sealing key thread");
 	return 0;
 }
 
@@ -752,6 +924,15 @@ stop_informers(struct sync_ctx *ctx)
 	}
 	lk_k8s_informer_stop(ctx->css_inf);
 	ctx->css_inf = NULL;
+	for (size_t k = 0; k < 2; k++) {
+		for (size_t i = 0; i < SYNC_NAMESPACES_MAX; i++) {
+			lk_k8s_informer_stop(ctx->sealed_inf[k][i]);
+			ctx->sealed_inf[k][i] = NULL;
+		}
+	}
+	sync_keys_stop(ctx->keys);
+	lk_k8s_informer_stop(ctx->keys_inf);
+	ctx->keys_inf = NULL;
 	ctx->ninf = 0;
 }
 
@@ -816,7 +997,8 @@ sync_main(int argc, char **argv)
 	if (ctx->opt.burst > 0)
 		kcfg.burst = ctx->opt.burst;
 	if (sync_metrics_init(&ctx->metrics) < 0 || (ctx->queue = sync_queue_new()) == NULL ||
-	    (ctx->stores = sync_stores_new(ctx)) == NULL) {
+	    (ctx->stores = sync_stores_new(ctx)) == NULL ||
+	    (ctx->recipients = sync_recipients_new()) == NULL) {
 		fprintf(stderr, "latchkey sync: out of memory\n");
 		goto out;
 	}
@@ -868,6 +1050,17 @@ sync_main(int argc, char **argv)
 		}
 	}
 	set_not_ready(ctx, NULL);
+	sealed_kinds_init(ctx);
+	if (ctx->kinds.nsealed > 0) {
+		if ((ctx->keys = sync_keys_new(ctx)) == NULL) {
+			fprintf(stderr, "latchkey sync: out of memory\n");
+			goto out;
+		}
+		if (start_keys(ctx, &err) < 0) {
+			fprintf(stderr, "latchkey sync: %s\n", err.msg);
+			goto out_stop;
+		}
+	}
 	if (start_informers(ctx, &err) < 0) {
 		fprintf(stderr, "latchkey sync: %s\n", err.msg);
 		goto out;
@@ -915,7 +1108,10 @@ out_stop:
 	stop_informers(ctx);
 out:
 	lk_httpd_stop(httpd);
+	sync_keys_free(ctx->keys);
+	ctx->keys = NULL;
 	sync_stores_free(ctx->stores);
+	sync_recipients_free(ctx->recipients);
 	sync_queue_free(ctx->queue);
 	lk_k8s_client_free(ctx->k8s);
 	sync_metrics_free(&ctx->metrics);

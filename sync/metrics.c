@@ -19,7 +19,7 @@ sync_metrics_init(struct sync_metrics *m)
 	if ((m->reg = lk_metrics_new()) == NULL)
 		return -ENOMEM;
 	m->reconciles = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_sync_reconcile_total",
-		"Reconciles by kind (ExternalSecret, SecretStore, ClusterSecretStore).",
+		"Reconciles by kind (ExternalSecret, SecretStore, ClusterSecretStore, SealedSecret).",
 		(const char *const[]){ "kind", NULL }, NULL, 0);
 	m->errors = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_sync_reconcile_errors_total",
 		"Reconciles that failed, by kind.", (const char *const[]){ "kind", NULL }, NULL, 0);
@@ -51,10 +51,17 @@ sync_metrics_init(struct sync_metrics *m)
 		"Backend reads served by a read of the same secret a moment before.", NULL, NULL, 0);
 	m->stores = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_sync_stores",
 		"Stores by state (ready: logged in).", (const char *const[]){ "state", NULL }, NULL, 0);
+	m->key_uses = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_sync_sealing_key_sealedsecrets",
+		"SealedSecrets whose values open with each sealing key (0: the key may be retired).",
+		(const char *const[]){ "key", NULL }, NULL, 0);
+	m->key_age = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_sync_sealing_key_age_seconds",
+		"Age of each sealing key (from its certificate's notBefore).",
+		(const char *const[]){ "key", NULL }, NULL, 0);
 	if (m->reconciles == NULL || m->errors == NULL || m->duration == NULL ||
 	    m->queue_depth == NULL || m->backend_requests == NULL || m->backend_duration == NULL ||
 	    m->api_requests == NULL || m->api_duration == NULL || m->leader == NULL ||
-	    m->secret_writes == NULL || m->coalesced == NULL || m->stores == NULL) {
+	    m->secret_writes == NULL || m->coalesced == NULL || m->stores == NULL ||
+	    m->key_uses == NULL || m->key_age == NULL) {
 		sync_metrics_free(m);
 		return -ENOMEM;
 	}

@@ -1,4 +1,5 @@
-/* status.c — the Ready condition of the resources the controller serves, written only
+/* status.c — the condition of the resources the controller serves (Ready; Synced for
+ * SealedSecrets, as Bitnami's controller writes it), written only
  * when it (or the rest of the status) changed, and an Event when the condition changes
  * (internal.h). Messages never hold a value: callers build them from names and reasons.
  */
@@ -52,7 +53,9 @@ sync_status_write(struct sync_ctx *ctx, const struct lk_k8s_resource *res, const
 	const char *name = json_string_value(json_object_get(meta, "name"));
 	const json_t *status = json_object_get(obj, "status");
 	const json_t *old_conds = json_object_get(status, "conditions");
-	const json_t *old = find_condition(old_conds, "Ready");
+	/* SealedSecrets carry Bitnami's condition, which tools such as Argo CD read. */
+	const char *type = strcmp(res->kind, "SealedSecret") == 0 ? "Synced" : "Ready";
+	const json_t *old = find_condition(old_conds, type);
 	const char *cstatus = ready ? "True" : "False";
 	char msg[SYNC_MESSAGE_MAX], now[32];
 	struct lk_k8s_error kerr;
@@ -69,8 +72,10 @@ sync_status_write(struct sync_ctx *ctx, const struct lk_k8s_resource *res, const
 	changed_condition = old == NULL || !same_str(old, "status", cstatus) ||
 			    !same_str(old, "reason", reason) || !same_str(old, "message", msg);
 	now_text(now, sizeof(now));
-	cond = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status", cstatus,
+	cond = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "status", cstatus,
 			 "reason", reason, "message", msg, "lastTransitionTime", now);
+	if (cond != NULL && strcmp(type, "Synced") == 0)
+		json_object_set_new(cond, "lastUpdateTime", json_string(now));
 	conds = json_array();
 	newstatus = json_object();
 	if (cond == NULL || conds == NULL || newstatus == NULL) {

@@ -431,7 +431,7 @@ update_object(struct fk_ctx *c, const char *key, const json_t *old, json_t *obj,
 	json_t *meta = fk_meta(obj), *oldmeta = json_object_get(old, "metadata");
 	const char *rv = fk_jstr(meta, "resourceVersion"), *name = fk_jstr(meta, "name");
 	const char *bns = fk_jstr(meta, "namespace");
-	bool deleting;
+	bool deleting, owners_changed;
 
 	if (name == NULL || name[0] == '\0') {
 		json_object_set_new(meta, "name", json_string(c->name));
@@ -529,6 +529,8 @@ update_object(struct fk_ctx *c, const char *key, const json_t *old, json_t *obj,
 		fk_gc_kick(c->st);
 		goto out;
 	}
+	owners_changed = !fk_json_equal(json_object_get(oldmeta, "ownerReferences"),
+					json_object_get(meta, "ownerReferences"));
 	json_incref(obj);
 	if (fk_store_update(c->st, c->t, key, obj) < 0) {
 		fk_reply_status(r, 500, "InternalError", NULL, "Internal error occurred: update failed");
@@ -537,8 +539,9 @@ update_object(struct fk_ctx *c, const char *key, const json_t *old, json_t *obj,
 	fk_stats_write(&c->st->stats, strcmp(r->verb, "patch") == 0 ? "patch" : "update", c->t,
 		       c->status_only ? "status" : NULL, c->ns, false);
 	fk_after_write(c, obj, false);
-	kick_if_owned(c->st, obj);
-	if (json_object_get(oldmeta, "ownerReferences") != NULL)
+	/* The collector has work when the owners changed or a deletion started; an update
+	 * that leaves both alone (most: status, data) changes nothing it decides on. */
+	if (owners_changed || fk_meta_str(obj, "deletionTimestamp") != NULL)
 		fk_gc_kick(c->st);
 	reply_object(c, 200, obj);
 out:

@@ -8,9 +8,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Passes run for one wake-up before the collector lets others have the lock. */
 #define GC_PASSES_MAX 64
+/* The least rest between two rounds of passes (see gc_run). */
+#define GC_REST_MIN_NS (5 * 1000000LL)
 
 struct item {
 	const char *uid;
@@ -367,10 +370,29 @@ out:
 	return changed;
 }
 
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+nap_ns(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 static void *
 gc_run(void *arg)
 {
 	struct fk_state *st = arg;
+	int64_t t0, rest;
 
 	pthread_mutex_lock(&st->lock);
 	while (!st->gc_quit) {
@@ -379,8 +401,19 @@ gc_run(void *arg)
 		if (st->gc_quit)
 			break;
 		st->gc_pending = false;
+		t0 = now_ns();
 		for (int i = 0; i < GC_PASSES_MAX && gc_pass(st); i++)
 			;
+		/* A pass reads the whole store: under a stream of creates with owners (every
+		 * kick) the collector would hold the lock most of the time. It rests twice as
+		 * long as it worked (at least GC_REST_MIN_NS), lock released; kicks meanwhile
+		 * are taken together by the next pass. */
+		rest = (now_ns() - t0) * 2;
+		if (rest < GC_REST_MIN_NS)
+			rest = GC_REST_MIN_NS;
+		pthread_mutex_unlock(&st->lock);
+		nap_ns(rest);
+		pthread_mutex_lock(&st->lock);
 	}
 	pthread_mutex_unlock(&st->lock);
 	return NULL;

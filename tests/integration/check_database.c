@@ -427,7 +427,7 @@ START_TEST(test_postgres_lifecycle)
 	    "PostgreSQL did not start: %s", pg.dir != NULL ? t_read_file(pgpath("pg.log")) : "");
 	ck_assert_int_eq(t_dev_start(&d, NULL), 0);
 #define DEV(method, path, data, ret) \
-	(snprintf(url, sizeof(url), "%s%s", d.addr, path), t_http(method, url, NULL, "root", data, ret))
+	(snprintf(url, sizeof(url), "%s%s", d.addr, path), t_http(method, url, NULL, d.token, data, ret))
 	/* A wrong admin password: Vault's verify error, without the password. */
 	snprintf(body, sizeof(body), "{\"plugin_name\":\"postgresql-database-plugin\","
 	    "\"connection_url\":\"postgresql://{{username}}:{{password}}@/postgres?host=%s&port=" PG_PORT "\","

@@ -41,7 +41,7 @@ run_section(const char *section)
 {
 	const char *why = hvac_missing();
 	struct t_dev d;
-	char addr_env[128], out[600], err[600], *text, *log;
+	char addr_env[128], token_env[200], out[600], err[600], *text, *log;
 	int rc;
 
 	if (why != NULL) {
@@ -50,10 +50,11 @@ run_section(const char *section)
 	}
 	ck_assert_int_eq(t_dev_start(&d, NULL), 0);
 	snprintf(addr_env, sizeof(addr_env), "VAULT_ADDR=%s", d.addr);
+	snprintf(token_env, sizeof(token_env), "VAULT_TOKEN=%s", d.token);
 	snprintf(out, sizeof(out), "%s/hvac.out", d.dir);
 	snprintf(err, sizeof(err), "%s/hvac.err", d.dir);
 	rc = t_run((const char *[]){ PYTHON, script, section, NULL },
-	    (const char *[]){ addr_env, "VAULT_TOKEN=root", "PYTHONDONTWRITEBYTECODE=1", NULL },
+	    (const char *[]){ addr_env, token_env, "PYTHONDONTWRITEBYTECODE=1", NULL },
 	    NULL, out, err);
 	text = t_read_file(err);
 	log = rc != 0 ? t_read_file(d.proc.log_path) : NULL;

@@ -18,6 +18,7 @@
 
 #include "crypto/crypto.h"
 #include "fakekube.h"
+#include "syncfx.h"
 #include "manifest/manifest.h"
 #include "testutil.h"
 
@@ -27,126 +28,42 @@
 #define VALUE1 "sync-canary-value-5d1e8a"
 #define VALUE2 "sync-canary-value-b7c042"
 
-struct fx {
-	struct t_kube kube;
-	struct t_dev dev;
-	struct t_proc ctl[2];
-	char *dir;
-	int metrics_port[2];
-};
+/* ---- the fixture (tests/lib/syncfx.h) and its shorthands for namespace NS ---- */
 
-/* ---- the API server side ---- */
+#define fx t_sfx
 
 static json_t *
 kube(struct fx *f, const char *method, const char *path, const char *body, long want)
 {
-	json_t *j = NULL;
-	long st = t_kube_json(&f->kube, method, path, NULL, body, &j);
-
-	ck_assert_msg(want == 0 || st == want, "%s %s: %ld (want %ld): %s", method, path, st, want,
-		      j != NULL ? json_dumps(j, JSON_COMPACT) : "");
-	return j;
+	return t_sfx_kube(f, method, path, body, want);
 }
 
-static int
-post_crd(const struct lk_manifest_doc *doc, void *arg)
+static json_t *
+kube_patch(struct fx *f, const char *path, const char *body, long want)
 {
-	struct fx *f = arg;
-	char *text = json_dumps(doc->root, JSON_COMPACT);
-	json_t *r;
-
-	r = kube(f, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", text, 0);
-	free(text);
-	json_decref(r);
-	return 0;
+	return t_sfx_patch(f, path, body, want);
 }
-
-static void
-apply_crds(struct fx *f, const char *pattern)
-{
-	const char *src = getenv("LATCHKEY_SRCDIR");
-	char glob_pattern[600];
-	struct lk_error err;
-	glob_t g;
-
-	snprintf(glob_pattern, sizeof(glob_pattern), "%s/%s", src != NULL ? src : ".", pattern);
-	ck_assert_int_eq(glob(glob_pattern, 0, NULL, &g), 0);
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		char *text = t_read_file(g.gl_pathv[i]);
-
-		ck_assert_ptr_nonnull(text);
-		if (strstr(g.gl_pathv[i], "kustomization") == NULL)
-			ck_assert_int_eq(lk_manifest_parse_all(text, strlen(text), g.gl_pathv[i], post_crd,
-							       f, &err), 0);
-		free(text);
-	}
-	globfree(&g);
-}
-
-static bool
-crd_served(void *arg)
-{
-	struct fx *f = arg;
-	json_t *j = NULL;
-	long st = t_kube_json(&f->kube, "GET", "/apis/latchkey.io/v1", NULL, NULL, &j);
-	bool ok = st == 200 && json_array_size(json_object_get(j, "resources")) >= 4;
-
-	json_decref(j);
-	return ok;
-}
-
-static void
-ns_create(struct fx *f, const char *ns)
-{
-	char body[256];
-
-	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"%s\"}}", ns);
-	json_decref(kube(f, "POST", "/api/v1/namespaces", body, 201));
-}
-
-/* ---- the backend side ---- */
 
 static long
 dev(struct fx *f, const char *method, const char *path, const char *body)
 {
-	char url[512];
-	char *out = NULL;
-	long st;
-
-	snprintf(url, sizeof(url), "%s%s", f->dev.addr, path);
-	st = t_http(method, url, NULL, f->dev.token, body, &out);
-	free(out);
-	return st;
+	return t_sfx_dev(f, method, path, body);
 }
 
 static void
 kv_put(struct fx *f, const char *path, const char *data)
 {
-	char url[256], body[1024];
-
-	snprintf(url, sizeof(url), "/v1/secret/data/%s", path);
-	snprintf(body, sizeof(body), "{\"data\":%s}", data);
-	ck_assert_int_lt(dev(f, "POST", url, body), 300);
+	t_sfx_kv_put(f, path, data);
 }
 
-/* ---- the fixture ---- */
-
+/* The API server, the backend, the namespaces, a token Secret and a SecretStore in NS. */
 static void
 fx_start(struct fx *f)
 {
 	char body[512];
 	char *b64 = NULL;
 
-	memset(f, 0, sizeof(*f));
-	ck_assert_int_eq(lk_secret_init(), 0);
-	f->dir = t_tmpdir();
-	ck_assert_msg(t_kube_start(&f->kube, NULL) == 0, "the test API server did not start (%s)",
-		      t_fake_apiserver_bin());
-	ck_assert_int_eq(t_dev_start(&f->dev, NULL), 0);
-	apply_crds(f, "deploy/crds/*.yaml");
-	ck_assert(t_wait_until(crd_served, f, T_DEADLINE_MS));
-	ns_create(f, NS);
-	ns_create(f, CONTROLLER_NS);
+	t_sfx_start(f, NULL, (const char *const[]){ NS, CONTROLLER_NS, NULL });
 	ck_assert_int_eq(lk_b64_encode(f->dev.token, strlen(f->dev.token), LK_B64_STD, &b64), 0);
 	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":"
 		 "{\"name\":\"vault-token\"},\"data\":{\"token\":\"%s\"}}", b64);
@@ -159,44 +76,33 @@ fx_start(struct fx *f)
 	json_decref(kube(f, "POST", "/apis/latchkey.io/v1/namespaces/" NS "/secretstores", body, 201));
 }
 
-/* Starts controller i with extra flags (NULL-terminated, may be NULL). */
+static bool
+api_answers(void *arg)
+{
+	json_t *j = t_sfx_get(arg, "/version");
+
+	json_decref(j);
+	return j != NULL;
+}
+
+/* With small sealing keys: the controller makes one at start, which these tests do not
+ * need to wait for. */
 static void
 ctl_start(struct fx *f, int i, const char *const extra[])
 {
-	const char *argv[40] = { t_latchkey_bin(), "sync", "--kubeconfig", f->kube.kubeconfig,
-		"--metrics", "127.0.0.1:0", "--controller-namespace", CONTROLLER_NS,
-		"--log-level", "debug" };
-	size_t n = 10;
-	char log[600], line[1024], *at;
+	const char *args[32] = { "--key-size", "2048" };
+	size_t n = 2;
 
-	for (size_t j = 0; extra != NULL && extra[j] != NULL && n < 39; j++)
-		argv[n++] = extra[j];
-	argv[n] = NULL;
-	snprintf(log, sizeof(log), "%s/sync%d.log", f->dir, i);
-	ck_assert_int_eq(t_spawn(&f->ctl[i], argv, NULL, log), 0);
-	ck_assert_msg(t_wait_log(&f->ctl[i], "\"msg\":\"starting\"", T_DEADLINE_MS, line, sizeof(line)),
-		      "latchkey sync did not start");
-	at = strstr(line, "\"metrics_port\":");
-	ck_assert_ptr_nonnull(at);
-	f->metrics_port[i] = atoi(at + strlen("\"metrics_port\":"));
-	ck_assert(t_wait_log(&f->ctl[i], "\"msg\":\"running\"", T_DEADLINE_MS, NULL, 0));
+	for (size_t j = 0; extra != NULL && extra[j] != NULL && n < 31; j++)
+		args[n++] = extra[j];
+	args[n] = NULL;
+	t_sfx_ctl_start(f, i, CONTROLLER_NS, args);
 }
 
 static void
 fx_stop(struct fx *f)
 {
-	for (int i = 0; i < 2; i++) {
-		if (f->ctl[i].pid != 0) {
-			int st = t_stop(&f->ctl[i], SIGTERM, T_DEADLINE_MS);
-
-			ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-				      "latchkey sync %d did not exit cleanly (%d)", i, st);
-		}
-	}
-	t_dev_stop(&f->dev);
-	t_kube_stop(&f->kube);
-	t_rmrf(f->dir);
-	free(f->dir);
+	t_sfx_stop(f);
 }
 
 static void
@@ -213,102 +119,31 @@ static json_t *
 secret_get(struct fx *f, const char *name)
 {
 	char path[256];
-	json_t *j = NULL;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/" NS "/secrets/%s", name);
-	if (t_kube_json(&f->kube, "GET", path, NULL, NULL, &j) != 200) {
-		json_decref(j);
-		return NULL;
-	}
-	return j;
+	return t_sfx_get(f, path);
 }
 
 /* The decoded value of data[key] of Secret name, or NULL. */
 static char *
 secret_value(struct fx *f, const char *name, const char *key)
 {
-	json_t *s = secret_get(f, name);
-	const char *b64 = json_string_value(json_object_get(json_object_get(s, "data"), key));
-	unsigned char *raw = NULL;
-	size_t n = 0;
-	char *out = NULL;
-
-	if (b64 != NULL && lk_b64_decode_raw(b64, strlen(b64), LK_B64_STD, &raw, &n) == 0) {
-		out = strndup((const char *)raw, n);
-		free(raw);
-	}
-	json_decref(s);
-	return out;
-}
-
-struct want_value {
-	struct fx *f;
-	const char *secret, *key, *value;   /* value NULL: the key (or Secret) is gone */
-};
-
-static bool
-value_is(void *arg)
-{
-	struct want_value *w = arg;
-	char *v = secret_value(w->f, w->secret, w->key);
-	bool ok = w->value == NULL ? v == NULL : v != NULL && strcmp(v, w->value) == 0;
-
-	free(v);
-	return ok;
+	return t_sfx_secret_value(f, NS, name, key);
 }
 
 static void
 wait_value(struct fx *f, const char *secret, const char *key, const char *value)
 {
-	struct want_value w = { f, secret, key, value };
-
-	ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "Secret %s key %s never became %s",
-		      secret, key, value != NULL ? "the expected value" : "absent");
-}
-
-struct want_ready {
-	struct fx *f;
-	const char *name;
-	const char *status;       /* "True" / "False" */
-	const char *needle;       /* in the message; NULL: any */
-	char message[1024];
-};
-
-static bool
-ready_is(void *arg)
-{
-	struct want_ready *w = arg;
-	char path[256];
-	json_t *j = NULL, *c;
-	size_t i;
-	bool ok = false;
-
-	snprintf(path, sizeof(path), "/apis/latchkey.io/v1/namespaces/" NS "/externalsecrets/%s", w->name);
-	if (t_kube_json(&w->f->kube, "GET", path, NULL, NULL, &j) == 200) {
-		json_array_foreach(json_object_get(json_object_get(j, "status"), "conditions"), i, c) {
-			const char *type = json_string_value(json_object_get(c, "type"));
-			const char *st = json_string_value(json_object_get(c, "status"));
-			const char *msg = json_string_value(json_object_get(c, "message"));
-
-			if (type == NULL || strcmp(type, "Ready") != 0)
-				continue;
-			snprintf(w->message, sizeof(w->message), "%s", msg != NULL ? msg : "");
-			ok = st != NULL && strcmp(st, w->status) == 0 &&
-			     (w->needle == NULL || (msg != NULL && strstr(msg, w->needle) != NULL));
-		}
-	}
-	json_decref(j);
-	return ok;
+	t_sfx_wait_value(f, NS, secret, key, value);
 }
 
 static void
 wait_ready(struct fx *f, const char *name, const char *status, const char *needle)
 {
-	struct want_ready w = { .f = f, .name = name, .status = status, .needle = needle };
+	char path[256];
 
-	ck_assert_msg(t_wait_until(ready_is, &w, T_DEADLINE_MS),
-		      "ExternalSecret %s never became Ready=%s%s%s (last message: %s)", name, status,
-		      needle != NULL ? " with " : "", needle != NULL ? needle : "", w.message);
+	snprintf(path, sizeof(path), "/apis/latchkey.io/v1/namespaces/" NS "/externalsecrets/%s", name);
+	t_sfx_wait_condition(f, path, "Ready", status, needle);
 }
 
 static const char plain_spec[] =
@@ -390,12 +225,13 @@ START_TEST(create_update_and_steady_state)
 
 		ck_assert_msg(t_wait_until(refreshed, &r, T_DEADLINE_MS), "only %d refreshes", r.seen);
 	}
-	writes = t_kube_writes(&f.kube, "secrets");
+	/* In NS: the controller namespace gets its sealing key meanwhile. */
+	writes = t_kube_writes_in(&f.kube, "secrets", NS);
 	ck_assert_msg(writes == 0, "a steady state wrote %ld Secrets", writes);
 
 	/* Someone edits the Secret: it is put back. */
-	json_decref(kube(&f, "PATCH", "/api/v1/namespaces/" NS "/secrets/db-creds",
-			 "{\"data\":{\"password\":\"ZWRpdGVk\"}}", 0));
+	json_decref(kube_patch(&f, "/api/v1/namespaces/" NS "/secrets/db-creds",
+			       "{\"data\":{\"password\":\"ZWRpdGVk\"}}", 200));
 	wait_value(&f, "db-creds", "password", VALUE2);
 	/* ... and deleted: made again. */
 	json_decref(kube(&f, "DELETE", "/api/v1/namespaces/" NS "/secrets/db-creds", NULL, 200));
@@ -481,7 +317,7 @@ START_TEST(backend_forbidden_then_fixed)
 	ck_assert_int_eq(lk_b64_encode(tok, strlen(tok), LK_B64_STD, &b64), 0);
 	snprintf(body, sizeof(body), "{\"data\":{\"token\":\"%s\"}}", b64);
 	free(b64);
-	json_decref(kube(&f, "PATCH", "/api/v1/namespaces/" NS "/secrets/vault-token", body, 200));
+	json_decref(kube_patch(&f, "/api/v1/namespaces/" NS "/secrets/vault-token", body, 200));
 	ctl_start(&f, 0, (const char *const[]){ "--leader-elect=false", NULL });
 	es_create(&f, "db", plain_spec);
 	wait_ready(&f, "db", "False", "403");
@@ -522,6 +358,8 @@ START_TEST(faults_converge)
 	/* The API server drops every watch and then restarts: still in step afterwards. */
 	ck_assert_int_eq(t_kube_fault(&f.kube, "{\"drop_watches\":\"abort\",\"compact\":true}"), 0);
 	ck_assert_int_eq(t_kube_fault(&f.kube, "{\"restart_ms\":1500}"), 0);
+	ck_assert(t_wait_log(&f.kube.proc, "\"msg\":\"restarting\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert(t_wait_until(api_answers, &f, T_DEADLINE_MS));
 	es_create(&f, "late", "{\"refreshInterval\":\"1h\",\"secretStoreRef\":{\"name\":\"vault\"},"
 		  "\"target\":{\"name\":\"late\"},\"data\":[{\"secretKey\":\"p\",\"remoteRef\":"
 		  "{\"key\":\"app/db\",\"property\":\"password\"}}]}");
@@ -737,7 +575,7 @@ START_TEST(compat_external_secrets)
 	char body[2048];
 
 	fx_start(&f);
-	apply_crds(&f, "tests/fixtures/compat-crds/*.yaml");
+	t_sfx_apply_crds(&f, "tests/fixtures/compat-crds/*.yaml");
 	kv_put(&f, "app/db", "{\"user\":\"alice\",\"password\":\"" VALUE1 "\"}");
 	snprintf(body, sizeof(body), "{\"apiVersion\":\"external-secrets.io/v1\",\"kind\":\"SecretStore\","
 		 "\"metadata\":{\"name\":\"vault\"},\"spec\":{\"provider\":{\"vault\":{\"server\":\"%s\","

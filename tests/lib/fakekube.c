@@ -210,6 +210,25 @@ t_kube_stats_reset(struct t_kube *k)
 }
 
 long
+t_kube_writes_in(struct t_kube *k, const char *resource, const char *ns)
+{
+	json_t *s = t_kube_stats(k), *w;
+	long n = s != NULL ? 0 : -1;
+	size_t i;
+
+	json_array_foreach(json_object_get(s, "writes"), i, w) {
+		const char *res = json_string_value(json_object_get(w, "resource"));
+		const char *wns = json_string_value(json_object_get(w, "namespace"));
+
+		if (!json_is_true(json_object_get(w, "system")) && res != NULL && strcmp(res, resource) == 0 &&
+		    wns != NULL && strcmp(wns, ns) == 0)
+			n += (long)json_integer_value(json_object_get(w, "count"));
+	}
+	json_decref(s);
+	return n;
+}
+
+long
 t_kube_writes(struct t_kube *k, const char *resource)
 {
 	json_t *s = t_kube_stats(k);

@@ -58,5 +58,7 @@ json_t *t_kube_stats(struct t_kube *k);
 int t_kube_stats_reset(struct t_kube *k);
 /* Writes by clients of a resource ("secrets", "widgets.fake.latchkey.io"), from the stats. */
 long t_kube_writes(struct t_kube *k, const char *resource);
+/* The same, in namespace ns only (resource without its group: "secrets"). */
+long t_kube_writes_in(struct t_kube *k, const char *resource, const char *ns);
 
 #endif

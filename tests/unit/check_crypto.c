@@ -93,6 +93,34 @@ START_TEST(b64_round_trip_and_strictness)
 }
 END_TEST
 
+/* Go's StdEncoding, as the API server and Bitnami's controller read base64: line breaks
+ * skipped, spare bits unchecked, padding and the alphabet still required. */
+START_TEST(b64_as_go_reads_it)
+{
+	static const unsigned char want[] = { 0xfb, 0xff, 0x00, 0x10, 0x7e };
+	static const char *const good[] = { "+/8AEH4=", "+/8A\r\nEH4=", "+/8AE\nH4=\n", "+/8AEH5=",
+		"\n+/8AEH4=" };
+	static const char *const bad[] = { "+/8AEH4", "-_8AEH4=", "+/8A EH4=", "+/8AEH4==",
+		"+/8=AEH4", "+/8AE===", "+/8AEH4=A" };
+	struct lk_secret *s = NULL;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		ck_assert_msg(lk_b64_decode(good[i], strlen(good[i]), LK_B64_STD_GO, &s) == 0, "%zu", i);
+		ck_assert_uint_eq(lk_secret_len(s), sizeof(want));
+		ck_assert(memcmp(lk_secret_bytes(s), want, sizeof(want)) == 0);
+		s = lk_secret_free(s);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(lk_b64_decode(bad[i], strlen(bad[i]), LK_B64_STD_GO, &s) == -EINVAL, "%zu", i);
+	ck_assert_int_eq(lk_b64_decode("QQ==", 4, LK_B64_STD_GO, &s), 0);
+	ck_assert_str_eq(lk_secret_cstr(s), "A");
+	s = lk_secret_free(s);
+	ck_assert_int_eq(lk_b64_decode("QUI=", 4, LK_B64_STD_GO, &s), 0);
+	ck_assert_str_eq(lk_secret_cstr(s), "AB");
+	lk_secret_free(s);
+}
+END_TEST
+
 START_TEST(hex_and_compare)
 {
 	char hex[9];
@@ -376,6 +404,49 @@ START_TEST(rotation_old_open_new_seals)
 	free(pem);
 	lk_keyset_free(ks);
 	lk_keyset_free(only_new);
+}
+END_TEST
+
+/* open_with says which key opened a value, whichever key it was told to try first. */
+START_TEST(open_with_names_the_key)
+{
+	struct lk_keyset *ks = lk_keyset_new();
+	struct lk_key *k1 = rsa_key(), *k2 = rsa_key(), *x = x_key();
+	const struct lk_key *used = NULL;
+	struct lk_secret *pt = NULL;
+	struct lk_error err;
+	char *c1 = NULL, *c2 = NULL, *cx = NULL;
+
+	ck_assert_int_eq(lk_key_seal(k1, "ns/n", "one", 3, &c1, &err), 0);
+	ck_assert_int_eq(lk_key_seal(k2, "ns/n", "two", 3, &c2, &err), 0);
+	ck_assert_int_eq(lk_key_seal(x, "ns/n/k", "ex", 2, &cx, &err), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, k1), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, k2), 0);
+	ck_assert_int_eq(lk_keyset_add_take(ks, x), 0);
+	for (int pass = 0; pass < 3; pass++) {
+		const char *prefer = pass == 0 ? NULL : pass == 1 ? lk_key_id(k1) : lk_key_id(k2);
+
+		ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n", c1, strlen(c1), prefer, &pt, &used, &err), 0);
+		ck_assert_str_eq(lk_secret_cstr(pt), "one");
+		ck_assert_ptr_eq(used, k1);
+		pt = lk_secret_free(pt);
+		ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n", c2, strlen(c2), prefer, &pt, &used, &err), 0);
+		ck_assert_str_eq(lk_secret_cstr(pt), "two");
+		ck_assert_ptr_eq(used, k2);
+		pt = lk_secret_free(pt);
+	}
+	ck_assert_int_eq(lk_keyset_open_with(ks, "ns/n/k", cx, strlen(cx), "unknown", &pt, &used, &err), 0);
+	ck_assert_ptr_eq(used, x);
+	pt = lk_secret_free(pt);
+	/* a failure names no key */
+	ck_assert_int_eq(lk_keyset_open_with(ks, "ns/other", c2, strlen(c2), lk_key_id(k2), &pt, &used,
+					     &err), -EBADMSG);
+	ck_assert_ptr_null(used);
+	ck_assert_ptr_null(pt);
+	free(c1);
+	free(c2);
+	free(cx);
+	lk_keyset_free(ks);
 }
 END_TEST
 
@@ -726,6 +797,7 @@ crypto_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, b64_round_trip_and_strictness);
+	tcase_add_test(tc, b64_as_go_reads_it);
 	tcase_add_test(tc, hex_and_compare);
 	tcase_add_test(tc, scope_labels);
 	tcase_add_test(tc, lk1_round_trip_every_scope);
@@ -737,6 +809,7 @@ crypto_suite(void)
 	tcase_add_test(tc, moved_values_fail);
 	tcase_add_test(tc, wrong_key_fails);
 	tcase_add_test(tc, rotation_old_open_new_seals);
+	tcase_add_test(tc, open_with_names_the_key);
 	tcase_add_test(tc, lk1_rotation_by_id);
 	tcase_add_test(tc, keyset_public_then_private_and_id_collision);
 	tcase_add_test(tc, certificate_shape);

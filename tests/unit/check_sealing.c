@@ -202,6 +202,15 @@ START_TEST(merge_and_reseal)
 	ck_assert_int_eq(lk_keyset_add_take(ks, newer), 0);
 	ck_assert_int_eq(lk_sealing_reseal(ks, sealed, &changed, &err), 0);
 	ck_assert_uint_eq(changed, 3);
+	/* Values already with the newest key are left alone. */
+	{
+		char *again = strdup(lk_sealing_str(enc, "username"));
+
+		ck_assert_int_eq(lk_sealing_reseal(ks, sealed, &changed, &err), 0);
+		ck_assert_uint_eq(changed, 0);
+		ck_assert_str_eq(lk_sealing_str(enc, "username"), again);
+		free(again);
+	}
 	only_new = lk_keyset_new();
 	{
 		struct lk_secret *priv = NULL;
