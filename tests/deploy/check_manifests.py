@@ -15,10 +15,11 @@ deploy/crds with KUBECTL kustomize, and checks:
       seccompProfile RuntimeDefault; every image has an explicit tag that is not `latest`;
   (c) RBAC: the verbs and resources granted to the controller's service account are exactly
       those of the Kubernetes calls in sync/ and k8s/leader.c (read from the sources: each
-      lk_k8s_* call site and informer), apart from the rules COMING names; Leases only in
-      the controller's namespace; no wildcard, no escalate, bind or impersonate; the
-      compat-external-secrets component moves the ExternalSecret and store rules to
-      external-secrets.io and changes nothing else;
+      lk_k8s_* call site and informer), cluster-wide and in the controller's namespace;
+      Leases only in the controller's namespace; no wildcard, no escalate, bind or
+      impersonate; the compat-external-secrets component moves the ExternalSecret and store
+      rules to external-secrets.io, compat-sealed-secrets adds bitnami.com's SealedSecrets,
+      and neither changes anything else;
   (d) the controller's Deployment: replicas (2 in production, 1 in dev), leader election,
       POD_NAMESPACE and POD_NAME from the downward API, probes on /readyz and /healthz at
       the --metrics port, flags that `latchkey sync` has; its Service, PodDisruptionBudget,
@@ -34,8 +35,8 @@ deploy/crds with KUBECTL kustomize, and checks:
   (f) broken copies of the rendered documents are refused, so that the checks can fail.
 With --audit FILE (the test API server's audit log of a run of the controller as its
 service account, tests/integration/check_deploy.c) it checks instead that no request of
-that service account was refused, and that every rule production grants it, COMING apart,
-was used: each tuple at least once, and each of its own namespace's there.
+that service account was refused, and that every rule production grants it was used:
+each tuple at least once, and each of its own namespace's there.
 Prints one line per failure and a summary; exit status 1 when anything failed.
 """
 import copy
@@ -77,18 +78,6 @@ API = {
 
 SA = ("latchkey-system", "latchkey-sync")
 CONTROLLER_NS = "latchkey-system"
-
-# RBAC for what the controller will do with SealedSecrets (its reconciler is coming): they
-# are granted ahead of the code. Remove an entry when sync/ makes the call (the check says
-# so); from then on the sources must justify it like every other rule.
-COMING = {
-    ("latchkey.io", "sealedsecrets", "list"),
-    ("latchkey.io", "sealedsecrets", "watch"),
-    ("latchkey.io", "sealedsecrets/status", "patch"),
-}
-# The same in the controller's own namespace: its sealing keys, listed and watched there.
-COMING_OWN_NAMESPACE = {("", "secrets", "list"), ("", "secrets", "watch")}
-
 
 def fail(where, msg):
     failures.append(f"{where}: {msg}")
@@ -236,9 +225,12 @@ def balanced_args(text, start):
     return args
 
 
-# What each resource expression of a call site names. `res` in status.c is the resource
-# its callers pass: ExternalSecrets (sync/externalsecret.c) and the two store kinds
-# (sync/stores.c); `inf->res`-style expressions do not occur in the files read.
+# What each resource expression of a call site names. "@" is the group of the
+# ExternalSecret kinds (latchkey.io, or external-secrets.io with --compat
+# external-secrets), "@sealed" the SealedSecret groups (latchkey.io, and bitnami.com with
+# --compat sealed-secrets). `res` in status.c is the resource its callers pass:
+# ExternalSecrets (sync/externalsecret.c), the two store kinds (sync/stores.c) and the
+# SealedSecret kinds (sync/sealedsecret.c).
 RESOURCES = {
     "&lk_k8s_secrets": [("", "secrets")],
     "&lk_k8s_configmaps": [("", "configmaps")],
@@ -249,19 +241,21 @@ RESOURCES = {
     "&ctx->kinds.es": [("@", "externalsecrets")],
     "&ctx->kinds.ss": [("@", "secretstores")],
     "&ctx->kinds.css": [("@", "clustersecretstores")],
-    "res": [("@", "externalsecrets"), ("@", "secretstores"), ("@", "clustersecretstores")],
+    "&ctx->kinds.sealed[k]": [("@sealed", "sealedsecrets")],
+    "res": [("@", "externalsecrets"), ("@", "secretstores"), ("@", "clustersecretstores"),
+            ("@sealed", "sealedsecrets")],
 }
 # The calls made in the controller's own namespace: those of the functions named here (the
 # hash key), k8s/leader.c's (the Lease), and Events, which lk_k8s_event puts there for an
 # object without a namespace (a ClusterSecretStore).
-OWN_NAMESPACE_FUNCS = {"load_hash_key"}
+OWN_NAMESPACE_FUNCS = {"load_hash_key", "start_keys", "make_key"}
 VERBS = {"get": "get", "create": "create", "create_sub": "create", "replace": "update",
          "patch": "patch", "delete": "delete", "list": "list"}
 CALL = re.compile(r"\blk_k8s_(get|create_sub|create|replace|patch|delete|list|event|"
                   r"informer_start|served)\s*\(")
 
 
-def code_calls(src, group):
+def code_calls(src, group, sealed_groups=("latchkey.io",)):
     """({(group, resource[/sub], verb): [where]}, the same for the calls made in the
     controller's own namespace) from the sources; unknown call sites fail."""
     out, out_own = {}, {}
@@ -302,11 +296,12 @@ def code_calls(src, group):
                    args[4].startswith('"'):
                     sub = args[4].strip('"')
                 tuples = [(g, r + (f"/{sub}" if sub else ""), VERBS[fn]) for g, r in RESOURCES[args[1]]]
-            for g, r, v in tuples:
-                out.setdefault((group if g == "@" else g, r, v), []).append(where)
-                if rel == os.path.join("k8s", "leader.c") or func in OWN_NAMESPACE_FUNCS or \
-                   fn == "event":
-                    out_own.setdefault((group if g == "@" else g, r, v), []).append(where)
+            for g0, r, v in tuples:
+                for g in ([group] if g0 == "@" else list(sealed_groups) if g0 == "@sealed" else [g0]):
+                    out.setdefault((g, r, v), []).append(where)
+                    if rel == os.path.join("k8s", "leader.c") or func in OWN_NAMESPACE_FUNCS or \
+                       fn == "event":
+                        out_own.setdefault((g, r, v), []).append(where)
     return out, out_own
 
 
@@ -357,11 +352,13 @@ def check_rbac(docs, required, where, quiet=False):
     for t, sites in sorted(required.items()):
         if t not in grants:
             bad.append(f"{where}: {t} is used ({sites[0]}) but not granted")
+    for t, sites in sorted(own.items()):
+        if t in grants and not grants[t] & {"cluster", CONTROLLER_NS}:
+            bad.append(f"{where}: {t} is used in {CONTROLLER_NS} ({sites[0]}) but not granted there")
     for t, scopes in sorted(grants.items()):
-        cluster = "cluster" in scopes
-        if cluster and t not in required and t not in COMING:
+        if "cluster" in scopes and t not in required:
             bad.append(f"{where}: {t} is granted but nothing in sync/ or k8s/leader.c uses it")
-        if scopes - {"cluster"} and t not in own and t not in COMING_OWN_NAMESPACE:
+        if scopes - {"cluster"} and t not in own:
             bad.append(f"{where}: {t} is granted in {sorted(scopes - {'cluster'})} but the "
                        "controller makes no such call in its own namespace")
         if scopes - {"cluster", CONTROLLER_NS}:
@@ -369,16 +366,6 @@ def check_rbac(docs, required, where, quiet=False):
     for t, scopes in grants.items():
         if t[1] == "leases" and scopes != {CONTROLLER_NS}:
             bad.append(f"{where}: Leases granted in {sorted(scopes)}, not only in {CONTROLLER_NS}")
-    if not quiet:
-        for t in sorted(COMING):
-            if t in required:
-                print(f"note: {t} is used by the code now: remove it from COMING in {__file__}")
-            elif t not in grants:
-                bad.append(f"{where}: COMING {t} is not granted any more: remove it from COMING")
-        for t in sorted(COMING_OWN_NAMESPACE):
-            if t in own:
-                print(f"note: {t} is used in the controller's namespace now: remove it from "
-                      f"COMING_OWN_NAMESPACE in {__file__}")
     return bad
 
 
@@ -641,12 +628,9 @@ def check_audit(path):
     if n == 0:
         fail("audit", f"no request of {user} in {path}")
     for t, scopes in sorted(grants.items()):
-        if t in COMING:
-            continue
         if t not in seen:
             fail("audit", f"{t} is granted but the controller never used it in this run")
-        elif CONTROLLER_NS in scopes and t not in COMING_OWN_NAMESPACE and \
-                CONTROLLER_NS not in seen[t]:
+        elif CONTROLLER_NS in scopes and CONTROLLER_NS not in seen[t]:
             fail("audit", f"{t} is granted in {CONTROLLER_NS} but was never used there")
     counts["rbac tuples"] = len(grants)
     for f in failures:
@@ -668,17 +652,23 @@ def main():
     app = render(d("broker"))
     mon = render(d("monitoring"))
     crds = render(d("crds"))
-    tmp = tempfile.mkdtemp(prefix="latchkey-kustomize.")
-    try:
-        rel = os.path.relpath(d(), tmp)
-        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
-            f.write(f"resources: [{rel}/overlays/production]\n"
-                    f"components: [{rel}/components/compat-external-secrets]\n")
-        compat = render(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def with_components(*names):
+        tmp = tempfile.mkdtemp(prefix="latchkey-kustomize.")
+        try:
+            rel = os.path.relpath(d(), tmp)
+            with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+                f.write(f"resources: [{rel}/overlays/production]\ncomponents:\n" +
+                        "".join(f"  - {rel}/components/{n}\n" for n in names))
+            return render(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    compat = with_components("compat-external-secrets")
+    compat_sealed = with_components("compat-sealed-secrets")
+    compat_both = with_components("compat-external-secrets", "compat-sealed-secrets")
     renders = {"overlays/production": prod, "overlays/dev": dev, "base": base, "broker": app,
-               "monitoring": mon, "crds": crds, "production+compat-external-secrets": compat}
+               "monitoring": mon, "crds": crds, "production+compat-external-secrets": compat,
+               "production+compat-sealed-secrets": compat_sealed,
+               "production+both compat components": compat_both}
     for where, docs in renders.items():
         counts["documents"] += len(docs)
         if not docs:
@@ -687,23 +677,31 @@ def main():
         failures.extend(check_containers(docs, where))
 
     flags = sync_flags(SRC)
+    both = ("latchkey.io", "bitnami.com")
     required = code_calls(SRC, "latchkey.io")
-    required_compat = code_calls(SRC, "external-secrets.io")
-    counts["call sites"] //= 2
+    counted = counts["call sites"]
     for where, docs in (("overlays/production", prod), ("overlays/dev", dev), ("base", base)):
         failures.extend(check_rbac(docs, required, where))
-    failures.extend(check_rbac(compat, required_compat, "production+compat-external-secrets",
-                               quiet=True))
-    # The component touches the ExternalSecret and store rules, the flag, nothing else.
+    for where, docs, req in (("production+compat-external-secrets", compat,
+                              code_calls(SRC, "external-secrets.io")),
+                             ("production+compat-sealed-secrets", compat_sealed,
+                              code_calls(SRC, "latchkey.io", both)),
+                             ("production+both compat components", compat_both,
+                              code_calls(SRC, "external-secrets.io", both))):
+        failures.extend(check_rbac(docs, req, where, quiet=True))
+        failures.extend(check_controller(docs, where, 2, flags))
+    counts["call sites"] = counted
+    # Each component touches its ClusterRole rules and the Deployment's flag, nothing else.
     strip = lambda docs: [x for x in docs if x["kind"] not in ("ClusterRole", "Deployment")]
-    if strip(compat) != strip(prod):
-        fail("components/compat-external-secrets", "changes more than the ClusterRoles and the Deployment")
-    cargs = by_kind(compat, "Deployment", "latchkey-sync")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    if "--compat=external-secrets" not in cargs:
-        fail("components/compat-external-secrets", "does not pass --compat=external-secrets")
+    for name, docs, flag in (("compat-external-secrets", compat, "--compat=external-secrets"),
+                             ("compat-sealed-secrets", compat_sealed, "--compat=sealed-secrets")):
+        if strip(docs) != strip(prod):
+            fail(f"components/{name}", "changes more than the ClusterRoles and the Deployment")
+        args = by_kind(docs, "Deployment", "latchkey-sync")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        if flag not in args:
+            fail(f"components/{name}", f"does not pass {flag}")
     for where, docs, n in (("overlays/production", prod, 2), ("overlays/dev", dev, 1), ("base", base, 2)):
         failures.extend(check_controller(docs, where, n, flags))
-    failures.extend(check_controller(compat, "production+compat-external-secrets", 2, flags))
     failures.extend(check_app(app, mon, "broker"))
     failures.extend(check_monitoring(mon, prod, "monitoring"))
     scrape = d("monitoring", "prometheus-scrape.yaml")

@@ -13,7 +13,7 @@ deploy/monitoring, against each other and against the metrics the C sources expo
   (d) every latchkey_* metric a rule or a dashboard query names is one the C sources
       export (a string literal in common/, broker/ or sync/, or a literal prefix such as
       "latchkey_broker_" joined in the same file to a literal suffix), histogram series
-      included, except the names in COMING; every latchkey:* series a query names is a
+      included; every latchkey:* series a query names is a
       recording rule, and every recording rule is used by an alert or a panel;
   (e) the dashboard's panels have unique ids, fit the 24-column grid, query the
       ${datasource} variable, and every non-row panel has a query;
@@ -37,15 +37,6 @@ TESTS = os.path.join(SRC, "tests", "deploy", "latchkey.rules.test.yaml")
 PROMRULE = os.path.join(SRC, "deploy", "monitoring", "prometheusrule.yaml")
 DASHBOARD = os.path.join(SRC, "deploy", "monitoring", "grafana", "latchkey.json")
 RUNBOOK = os.path.join(SRC, "docs", "monitoring.md")
-
-# Metrics the SealedSecret reconciler of latchkey sync will export, named by the rules and
-# the dashboard ahead of it. They are allowed while the C sources lack them; remove a name
-# from this list when the code exports it (the check says so), and remove the list with
-# the last of them: from then on every name must be in the sources.
-COMING = {
-    "latchkey_sync_sealing_key_sealedsecrets",   # gauge {key}: SealedSecrets using each key
-    "latchkey_sync_sealing_key_age_seconds",     # gauge {key}: age of each sealing key
-}
 
 SEVERITIES = {"critical", "warning", "info"}
 METRIC = re.compile(r"\blatchkey_[a-z0-9_]+\b")
@@ -172,7 +163,7 @@ def check_all(rules, tests, promrule, dashboard, runbook_text, full, joined, qui
     for where, e in exprs:
         for m in METRIC.findall(e):
             names.add(m)
-            if not is_exported(m, full, joined) and m not in COMING:
+            if not is_exported(m, full, joined):
                 bad.append(f"{where}: {m} is not a metric the sources export")
         for m in RECORDED.findall(e):
             used_records.add(m)
@@ -183,11 +174,6 @@ def check_all(rules, tests, promrule, dashboard, runbook_text, full, joined, qui
             bad.append(f"recording rule {r}: used by no alert and no panel")
     if not quiet:
         counts["metrics"] = len(names)
-        for m in sorted(COMING):
-            if is_exported(m, full, joined):
-                print(f"note: {m} is exported now: remove it from COMING in {__file__}")
-            elif m not in names:
-                bad.append(f"COMING: {m} is named by no rule and no panel")
     return bad
 
 
