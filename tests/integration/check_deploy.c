@@ -12,8 +12,9 @@
  * - deploy/vault/setup.sh against latchkey dev: the roles log in with the service-account
  *   tokens the test API server signs, and the policies allow what the examples read and
  *   refuse the rest;
- * - the two ways of docs/migrate-from-eso.md: the Secret ESO made is taken over, never
- *   deleted, its value never changed.
+ * - the two ways of docs/migrate-from-eso.md and of docs/migrate-from-sealed-secrets.md:
+ *   the Secret ESO or Bitnami's controller made is taken over, never deleted, its value
+ *   never changed.
  * Where Python's modules, kubectl or make are missing a test says SKIP, never passes. */
 #include <check.h>
 #include <errno.h>
@@ -630,6 +631,15 @@ has_event(void *arg)
 	return ok;
 }
 
+/* Whether `latchkey seal` with these arguments (a NULL-terminated argv) succeeds now. */
+static bool
+seals(void *arg)
+{
+	const char *const *argv = arg;
+
+	return t_run(argv, NULL, NULL, p("seal.out"), p("seal.out")) == 0;
+}
+
 static const char es_fmt[] =
 	"{\"apiVersion\":\"latchkey.io/v1\",\"kind\":\"ExternalSecret\",\"metadata\":{\"name\":\"%s\"},"
 	"\"spec\":{\"refreshInterval\":\"1s\",\"secretStoreRef\":{\"name\":\"%s\",\"kind\":\"%s\"},"
@@ -658,6 +668,7 @@ START_TEST(controller_as_its_service_account)
 	struct fx f;
 	const char *audit_arg[] = { "--audit", NULL, NULL };
 	char audit_opt[700], body[4096], kubectl_path[1100], *tok, *pub, *esc, *text;
+	int metrics_port = 0;
 	const char *which[] = { "/usr/bin/env", "sh", "-c", "command -v kubectl", NULL };
 	json_t *j;
 	int st;
@@ -713,6 +724,14 @@ START_TEST(controller_as_its_service_account)
 	}
 	ck_assert_msg(t_wait_log(&f.ctl, "\"msg\":\"leading: writes start\"", 3 * T_DEADLINE_MS, NULL, 0),
 		      "latchkey sync never led");
+	{
+		char line[1024];
+		const char *at;
+
+		ck_assert(t_wait_log(&f.ctl, "\"metrics_port\":", T_DEADLINE_MS, line, sizeof(line)));
+		at = strstr(line, "\"metrics_port\":");
+		metrics_port = atoi(at + strlen("\"metrics_port\":"));
+	}
 
 	/* The application's namespace: stores of three kinds, and their inputs. */
 	post(&f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":"
@@ -782,6 +801,29 @@ START_TEST(controller_as_its_service_account)
 	/* Every version gone from the backend: deletionPolicy Delete deletes the Secret. */
 	ck_assert_int_lt(dev(&f, "DELETE", "/v1/secret/metadata/app/gone", NULL), 300);
 	wait_value(&f, "app", "gone", "v", NULL);
+	/* A SealedSecret, sealed with `latchkey seal` to the certificate the controller serves
+	 * for the sealing key it made in its namespace: unsealed into a Secret, its status
+	 * written. */
+	{
+		char cert[128], secret_yaml[600], sealed_yaml[600], *out;
+		const char *seal[] = { t_latchkey_bin(), "seal", "--cert", cert, "-f", secret_yaml, "-o",
+			sealed_yaml, NULL };
+		int rc = -1;
+
+		snprintf(cert, sizeof(cert), "http://127.0.0.1:%d/v1/cert.pem", metrics_port);
+		snprintf(secret_yaml, sizeof(secret_yaml), "%s", p("smtp.yaml"));
+		snprintf(sealed_yaml, sizeof(sealed_yaml), "%s", p("smtp.sealed.yaml"));
+		ck_assert_int_eq(t_write_file(secret_yaml, "apiVersion: v1\nkind: Secret\nmetadata:\n"
+					      "  name: smtp\n  namespace: app\nstringData:\n  password: " VALUE1 "\n",
+					      0600), 0);
+		/* The first key is made once the controller leads: until then there is no cert. */
+		rc = t_wait_until(seals, (void *)seal, 3 * T_DEADLINE_MS) ? 0 : -1;
+		out = slurp(p("seal.out"));
+		ck_assert_msg(rc == 0, "latchkey seal --cert %s: %s", cert, out);
+		free(out);
+		kubectl_ok(&f.kube, (const char *const[]){ "apply", "--server-side", "-f", sealed_yaml, NULL });
+		wait_value(&f, "app", "smtp", "password", VALUE1);
+	}
 	/* SIGTERM releases the Lease (get, update) before the process exits. */
 	st = t_stop(&f.ctl, SIGTERM, T_DEADLINE_MS);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "latchkey sync did not exit cleanly (%d)", st);
@@ -996,6 +1038,180 @@ START_TEST(migrate_from_eso_convert)
 }
 END_TEST
 
+/* ---- moving from Bitnami Sealed Secrets (docs/migrate-from-sealed-secrets.md) -------- */
+
+/* Bitnami's CRD, a sealing key in Bitnami's shape given to latchkey's namespace, a
+ * bitnami.com SealedSecret sealed to it (in *sealed_yaml), and the Secret Bitnami's
+ * controller would have made from it: owned by it, the plaintext value. */
+static void
+mig_sealed_start(struct mig *m, char *sealed_yaml, size_t len)
+{
+	char body[4096], crds[1100], keys[600], key_yaml[600], secret_yaml[600], cert[700], *out;
+	json_t *j;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	ck_assert_int_eq(lk_secret_init(), 0);
+	ck_assert_msg(t_kube_start(&m->f.kube, NULL) == 0, "the test API server did not start");
+	snprintf(crds, sizeof(crds), "%s/tests/fixtures/compat-crds/", src);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", crds, NULL });
+	snprintf(crds, sizeof(crds), "%s/deploy/crds/", src);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", crds, NULL });
+	{
+		struct served s = { &m->f.kube, "/apis/bitnami.com/v1alpha1" };
+		struct served l = { &m->f.kube, "/apis/latchkey.io/v1" };
+
+		ck_assert(t_wait_until(is_served, &s, T_DEADLINE_MS));
+		ck_assert(t_wait_until(is_served, &l, T_DEADLINE_MS));
+	}
+	post(&m->f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"app\"}}");
+	post(&m->f, "/api/v1/namespaces", "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":"
+	     "{\"name\":\"latchkey-system\"}}");
+	/* The key, as an admin copies Bitnami's key Secrets over. */
+	snprintf(keys, sizeof(keys), "%s", p("keys"));
+	snprintf(key_yaml, sizeof(key_yaml), "%s", p("key.yaml"));
+	rc = t_run((const char *const[]){ t_latchkey_bin(), "keygen", "--out-dir", keys, "--secret-manifest",
+					  key_yaml, "--namespace", "latchkey-system", "--key-size", "2048", NULL },
+		   NULL, NULL, p("keygen.out"), p("keygen.out"));
+	out = slurp(p("keygen.out"));
+	ck_assert_msg(rc == 0, "latchkey keygen: %s", out);
+	free(out);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", key_yaml, NULL });
+	snprintf(secret_yaml, sizeof(secret_yaml), "%s", p("smtp.yaml"));
+	ck_assert_int_eq(t_write_file(secret_yaml, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: smtp\n"
+				      "  namespace: app\nstringData:\n  password: " VALUE1 "\n", 0600), 0);
+	snprintf(cert, sizeof(cert), "%s/0001.crt", keys);
+	snprintf(sealed_yaml, len, "%s", p("smtp.sealed.yaml"));
+	rc = t_run((const char *const[]){ t_latchkey_bin(), "seal", "--cert", cert, "--compat", "sealed-secrets",
+					  "-f", secret_yaml, "-o", sealed_yaml, NULL }, NULL, NULL, p("seal.out"),
+		   p("seal.out"));
+	out = slurp(p("seal.out"));
+	ck_assert_msg(rc == 0, "latchkey seal: %s", out);
+	free(out);
+	kubectl_ok(&m->f.kube, (const char *const[]){ "apply", "--server-side", "-f", sealed_yaml, NULL });
+	j = kube(&m->f.kube, "GET", "/apis/bitnami.com/v1alpha1/namespaces/app/sealedsecrets/smtp", NULL, 200);
+	snprintf(m->uid, sizeof(m->uid), "%s", str_at(j, "metadata", "uid"));
+	json_decref(j);
+	ck_assert_int_eq(lk_b64_encode(VALUE1, strlen(VALUE1), LK_B64_STD, &m->b64), 0);
+	snprintf(body, sizeof(body), "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"smtp\","
+		 "\"ownerReferences\":[{\"apiVersion\":\"bitnami.com/v1alpha1\",\"kind\":\"SealedSecret\","
+		 "\"name\":\"smtp\",\"uid\":\"%s\",\"controller\":true}]},\"type\":\"Opaque\","
+		 "\"data\":{\"password\":\"%s\"}}", m->uid, m->b64);
+	j = kube(&m->f.kube, "POST", "/api/v1/namespaces/app/secrets", body, 201);
+	snprintf(m->rv, sizeof(m->rv), "%s", str_at(j, "metadata", "resourceVersion"));
+	json_decref(j);
+}
+
+static bool
+smtp_owned_by(void *arg)
+{
+	struct owned_by *o = arg;
+	json_t *j = NULL, *r;
+	const char *uid = NULL;
+	size_t i;
+	bool ok = false;
+
+	if (t_kube_json(&o->f->kube, "GET", "/api/v1/namespaces/app/secrets/smtp", NULL, NULL, &j) == 200) {
+		json_array_foreach(json_object_get(json_object_get(j, "metadata"), "ownerReferences"), i, r) {
+			if (json_is_true(json_object_get(r, "controller")))
+				uid = json_string_value(json_object_get(r, "uid"));
+		}
+		ok = uid != NULL && strcmp(uid, o->uid) == 0 &&
+		     json_object_get(json_object_get(json_object_get(j, "metadata"), "labels"),
+				     "latchkey.io/managed") != NULL;
+	}
+	json_decref(j);
+	return ok;
+}
+
+/* The Secret's history since it was made: never deleted, its value never changed. */
+static void
+mig_sealed_history(struct mig *m)
+{
+	char path[400], needle[200], *body = NULL;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/app/secrets?watch=true&resourceVersion=%s"
+		 "&fieldSelector=metadata.name%%3Dsmtp&timeoutSeconds=2", m->rv);
+	ck_assert_int_eq(t_kube_stream(&m->f.kube, path, NULL, 3 * T_DEADLINE_MS, &body), 200);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_msg(strstr(body, "\"type\":\"DELETED\"") == NULL, "the Secret was deleted on the way:\n%s", body);
+	ck_assert_msg(strstr(body, "\"type\":\"MODIFIED\"") != NULL, "the Secret was never taken over");
+	snprintf(needle, sizeof(needle), "\"password\":\"%s\"", m->b64);
+	for (const char *ev = strstr(body, "{\"type\""); ev != NULL; ev = strstr(ev + 1, "{\"type\"")) {
+		const char *end = strstr(ev + 1, "{\"type\"");
+		const char *v = strstr(ev, needle);
+
+		ck_assert_msg(v != NULL && (end == NULL || v < end), "an event of the Secret with other data");
+	}
+	free(body);
+}
+
+static void
+mig_sealed_stop(struct mig *m)
+{
+	int st = t_stop(&m->f.ctl, SIGTERM, T_DEADLINE_MS);
+
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "latchkey sync did not exit cleanly (%d)", st);
+	free(m->b64);
+	ck_assert_int_eq(t_kube_stop(&m->f.kube), 0);
+}
+
+/* Drop-in: Bitnami's controller gone, latchkey sync --compat sealed-secrets opens its
+ * SealedSecret with the key it was given and takes the Secret over in place. */
+START_TEST(migrate_from_sealed_secrets_drop_in)
+{
+	char sealed[600];
+	struct mig m;
+	struct owned_by o;
+
+	if (!have_kubectl("migrate_from_sealed_secrets_drop_in"))
+		return;
+	mig_sealed_start(&m, sealed, sizeof(sealed));
+	mig_controller(&m, (const char *const[]){ "--compat", "sealed-secrets", NULL });
+	o = (struct owned_by){ &m.f, m.uid, true };
+	ck_assert_msg(t_wait_until(smtp_owned_by, &o, 3 * T_DEADLINE_MS),
+		      "latchkey did not take the Secret over from Bitnami's SealedSecret");
+	mig_sealed_history(&m);
+	mig_sealed_stop(&m);
+}
+END_TEST
+
+/* Convert, in the order docs/migrate-from-sealed-secrets.md gives: Bitnami's SealedSecret
+ * deleted with --cascade=orphan, the Secret annotated managed (Bitnami's rule for taking
+ * over a Secret latchkey did not make), then the latchkey.io twin applied, which takes the
+ * Secret over in place. */
+START_TEST(migrate_from_sealed_secrets_convert)
+{
+	char sealed[600], *text, *at, uid[128];
+	struct mig m;
+	struct owned_by o;
+	json_t *j;
+
+	if (!have_kubectl("migrate_from_sealed_secrets_convert"))
+		return;
+	mig_sealed_start(&m, sealed, sizeof(sealed));
+	mig_controller(&m, NULL);
+	kubectl_ok(&m.f.kube, (const char *const[]){ "-n", "app", "delete", "sealedsecrets.bitnami.com", "smtp",
+						     "--cascade=orphan", NULL });
+	kubectl_ok(&m.f.kube, (const char *const[]){ "-n", "app", "annotate", "secret", "smtp",
+						     "sealedsecrets.bitnami.com/managed=true", NULL });
+	text = slurp(sealed);
+	ck_assert_ptr_nonnull(at = strstr(text, "apiVersion: bitnami.com/v1alpha1"));
+	memcpy(at, "apiVersion: latchkey.io/v1      ", strlen("apiVersion: bitnami.com/v1alpha1"));
+	ck_assert_int_eq(t_write_file(p("smtp.latchkey.yaml"), text, 0600), 0);
+	free(text);
+	kubectl_ok(&m.f.kube, (const char *const[]){ "apply", "--server-side", "-f", p("smtp.latchkey.yaml"), NULL });
+	j = kube(&m.f.kube, "GET", "/apis/latchkey.io/v1/namespaces/app/sealedsecrets/smtp", NULL, 200);
+	snprintf(uid, sizeof(uid), "%s", str_at(j, "metadata", "uid"));
+	json_decref(j);
+	o = (struct owned_by){ &m.f, uid, true };
+	ck_assert_msg(t_wait_until(smtp_owned_by, &o, 3 * T_DEADLINE_MS),
+		      "latchkey's SealedSecret did not take the annotated Secret over");
+	mig_sealed_history(&m);
+	mig_sealed_stop(&m);
+}
+END_TEST
+
 /* ---- deploy/vault ------------------------------------------------------------------- */
 
 /* Logs in to latchkey dev with role and jwt; the client token (owned) or NULL. */
@@ -1132,6 +1348,8 @@ deploy_suite(void)
 	tcase_add_test(slow, vault_setup_and_policies);
 	tcase_add_test(slow, migrate_from_eso_drop_in);
 	tcase_add_test(slow, migrate_from_eso_convert);
+	tcase_add_test(slow, migrate_from_sealed_secrets_drop_in);
+	tcase_add_test(slow, migrate_from_sealed_secrets_convert);
 	suite_add_tcase(s, slow);
 	return s;
 }
