@@ -5,7 +5,8 @@ set -eu
 
 pkgs="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev \
 libsodium-dev libssl-dev libyaml-dev libpq-dev check curl openssl postgresql python3 \
-python3-cryptography python3-hvac python3-kubernetes python3-yaml python3-jsonschema"
+python3-cryptography python3-hvac python3-kubernetes python3-yaml python3-jsonschema \
+prometheus"
 if [ "${1:-}" = "--dev" ]; then
 	pkgs="$pkgs nginx-light clang libclang-rt-14-dev"
 fi
