@@ -316,10 +316,37 @@ enqueue_all_es(void *arg, const json_t *obj)
 }
 
 static void
+enqueue_ss(void *arg, const json_t *obj)
+{
+	char key[SYNC_KEY_MAX];
+
+	if (mstr(obj, "name") != NULL && mstr(obj, "namespace") != NULL) {
+		snprintf(key, sizeof(key), "store/SecretStore/%s/%s", mstr(obj, "namespace"), mstr(obj, "name"));
+		sync_queue_add(((struct sync_ctx *)arg)->queue, key);
+	}
+}
+
+static void
+enqueue_css(void *arg, const json_t *obj)
+{
+	char key[SYNC_KEY_MAX];
+
+	if (mstr(obj, "name") != NULL) {
+		snprintf(key, sizeof(key), "store/ClusterSecretStore//%s", mstr(obj, "name"));
+		sync_queue_add(((struct sync_ctx *)arg)->queue, key);
+	}
+}
+
+/* Everything, once: at start without election, and when this replica starts leading (a
+ * standby reconciled nothing, stores included). */
+static void
 enqueue_all(struct sync_ctx *ctx)
 {
-	for (size_t i = 0; i < ctx->ninf; i++)
+	lk_k8s_informer_foreach(ctx->css_inf, enqueue_css, ctx);
+	for (size_t i = 0; i < ctx->ninf; i++) {
+		lk_k8s_informer_foreach(ctx->ss_inf[i], enqueue_ss, ctx);
 		lk_k8s_informer_foreach(ctx->es_inf[i], enqueue_all_es, ctx);
+	}
 	for (size_t k = 0; k < ctx->kinds.nsealed; k++)
 		for (size_t i = 0; i < ctx->ninf; i++)
 			lk_k8s_informer_foreach(ctx->sealed_inf[k][i], sealed_add, &ctx->sealed_arg[k]);
