@@ -384,7 +384,7 @@ run_pages(const char *kind, const char *cwd, const char *const env[])
 		}
 		snprintf(all.kind, sizeof(all.kind), "%s", kind);
 		snprintf(all.lang, sizeof(all.lang), "sh");
-		snprintf(all.file, sizeof(all.file), "%s", pages[k]);
+		snprintf(all.file, sizeof(all.file), "%.*s", (int)sizeof(all.file) - 1, pages[k]);
 		all.text = script;
 		out = run_block(&all, (const char *const[]){ "/bin/sh", "-eu", NULL }, cwd, env, ".sh");
 		free(out);
