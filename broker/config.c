@@ -385,7 +385,8 @@ static int
 parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 {
 	static const char *const keys[] = { "socket", "mode", "owner", "group", "metrics",
-		"threads", NULL };
+		"threads", "max_connections", "max_connections_per_uid", "header_timeout",
+		"admin_uids", NULL };
 	const char *s = NULL;
 	int64_t v;
 	int rc;
@@ -427,7 +428,24 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
 		return rc;
 	cfg->threads = (unsigned)v;
-	return 0;
+	v = cfg->max_connections;
+	if ((rc = lk_cfg_int(c, obj, "max_connections", false, 32, 65536, &v)) < 0)
+		return rc;
+	cfg->max_connections = (unsigned)v;
+	v = cfg->max_connections_per_uid;
+	if ((rc = lk_cfg_int(c, obj, "max_connections_per_uid", false, 1, 65536, &v)) < 0)
+		return rc;
+	cfg->max_connections_per_uid = (unsigned)v;
+	if ((rc = bounded_duration(c, obj, "header_timeout", &cfg->header_timeout_ms)) < 0)
+		return rc;
+	if (cfg->header_timeout_ms < 100 || cfg->header_timeout_ms > 3600 * 1000LL) {
+		size_t mark = lk_cfg_push_key(c, "header_timeout");
+
+		rc = lk_cfg_fail(c, "expected a duration between 100ms and 1h");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	return parse_ids(c, obj, "admin_uids", (uint32_t **)&cfg->admin_uids, &cfg->nadmin_uids);
 }
 
 int
@@ -450,6 +468,9 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->socket_owner = (uid_t)-1;
 	cfg->socket_group = (gid_t)-1;
 	cfg->threads = BROKER_THREADS_DEFAULT;
+	cfg->max_connections = BROKER_CONNECTIONS_DEFAULT;
+	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;
+	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;
 	cfg->grace_ms = BROKER_GRACE_DEFAULT_MS;
 	cfg->revoke_on_shutdown = true;
 	cfg->retry_base_ms = BROKER_RETRY_BASE_DEFAULT_MS;
@@ -600,6 +621,7 @@ broker_config_clear(struct broker_config *cfg)
 	free(cfg->file);
 	free(cfg->socket_path);
 	free(cfg->metrics_addr);
+	free(cfg->admin_uids);
 	free(cfg->log_level);
 	lk_vault_config_clear(&cfg->vault);
 	memset(cfg, 0, sizeof(*cfg));

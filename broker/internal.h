@@ -68,6 +68,13 @@
 #define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
 /* Serving threads unless listen.threads says otherwise. */
 #define BROKER_THREADS_DEFAULT 2
+/* Socket connections, in all and per uid, unless listen says otherwise: one uid holding its
+ * cap leaves room for 15 others at theirs. */
+#define BROKER_CONNECTIONS_DEFAULT 1024
+#define BROKER_CONNECTIONS_PER_UID_DEFAULT 64
+/* How long a connection may take to send a request's headers (from being accepted or from
+ * its previous answer) unless listen.header_timeout says otherwise. */
+#define BROKER_HEADER_TIMEOUT_DEFAULT_MS 10000
 /* A lease is revoked at least this long before its expiry (or not at all). */
 #define BROKER_REVOKE_MARGIN_MS 500
 /* Shutdown must be over within this time (the 5 s, with room for exit). */
@@ -113,6 +120,11 @@ struct broker_config {
 	gid_t socket_group;         /* (gid_t)-1: leave */
 	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
 	unsigned threads;
+	unsigned max_connections;
+	unsigned max_connections_per_uid;
+	int64_t header_timeout_ms;
+	uid_t *admin_uids;          /* owned: the full view of /metrics and /v1/ready */
+	size_t nadmin_uids;
 	int64_t grace_ms;
 	bool revoke_on_shutdown;
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */

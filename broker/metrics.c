@@ -58,6 +58,7 @@ struct broker_metrics {
 	struct lk_series *states[BROKER_STATE_COUNT];
 	struct lk_series *logins, *login_failures, *token_renewals, *token_renewal_failures;
 	struct lk_series *ready, *backend_up;
+	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
 	struct lk_metric *backend_latency;
 	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
 };
@@ -72,7 +73,8 @@ broker_metrics_new(struct broker *b)
 	static const char *const op[] = { "op", NULL };
 	struct broker_metrics *m;
 	struct lk_metric *req, *lat, *ev[BROKER_EV_COUNT], *exp, *ver, *st, *lg, *lgf, *tr, *trf;
-	struct lk_metric *rd, *up;
+	struct lk_metric *rd, *up, *conn, *refused, *hto;
+	static const char *const reason[] = { "reason", NULL };
 	char name[96];
 
 	m = calloc(1, sizeof(*m));
@@ -119,6 +121,24 @@ broker_metrics_new(struct broker *b)
 			    "1 when every required secret is loaded and unexpired.", NULL, NULL, 0);
 	up = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_backend_up",
 			    "1 while the backend answers: 0 after a transport error, timeout, 429 or 5xx.", NULL, NULL, 0);
+	conn = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_connections",
+			      "Open socket connections.", NULL, NULL, 0);
+	refused = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_connections_refused_total",
+				 "Socket connections refused: per_uid (the uid held its cap), "
+				 "full (no slot left for it).", reason, NULL, 0);
+	hto = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_header_timeouts_total",
+			     "Socket connections closed because a request's headers did not "
+			     "arrive within listen.header_timeout.", NULL, NULL, 0);
+	if (conn == NULL || refused == NULL || hto == NULL)
+		goto fail;
+	{
+		const char *per_uid[1] = { "per_uid" }, *full[1] = { "full" };
+
+		m->connections = lk_metric_series(conn, NULL);
+		m->refused_per_uid = lk_metric_series(refused, per_uid);
+		m->refused_full = lk_metric_series(refused, full);
+		m->header_timeouts = lk_metric_series(hto, NULL);
+	}
 	m->backend_latency = lk_metrics_add(m->reg, LK_HISTOGRAM,
 					    "latchkey_broker_backend_request_duration_seconds",
 					    "Backend calls by operation.", op, backend_buckets,
@@ -293,6 +313,15 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 	up = b->backend_ok;
 	pthread_mutex_unlock(&b->lock);
 	lk_series_set(m->backend_up, up ? 1 : 0);
+	{
+		struct lk_httpd_stats hs;
+
+		lk_httpd_stats(b->httpd, &hs);
+		lk_series_set(m->connections, hs.connections);
+		lk_series_set(m->refused_per_uid, (double)hs.refused_per_uid);
+		lk_series_set(m->refused_full, (double)hs.refused_full);
+		lk_series_set(m->header_timeouts, (double)hs.header_timeouts);
+	}
 	rc = lk_metrics_render(m->reg, out);
 	pthread_mutex_unlock(&m->render_lock);
 	return rc;

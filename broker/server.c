@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/internal.h"
 #include "common/clock.h"
@@ -531,6 +532,7 @@ int
 broker_server_start(struct broker *b, struct lk_error *err)
 {
 	struct lk_httpd_config hc;
+	uid_t *reserved;
 	int rc;
 
 	if ((rc = lk_cond_init_monotonic(&b->sweeper_cond)) != 0)
@@ -552,9 +554,24 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	 * 16.1-21.8 us of server CPU per request (docs/benchmarks.md). */
 	hc.max_body = 4096;
 	hc.max_header = 4096;
+	/* One uid cannot hold every connection, a client cannot dribble its request or sit
+	 * idle on a connection for ever, and the broker's own uid (the readiness probe) and
+	 * the admin uids always find a slot. */
+	hc.max_connections = b->cfg->max_connections;
+	hc.max_per_uid = b->cfg->max_connections_per_uid;
+	hc.header_timeout_ms = (unsigned)b->cfg->header_timeout_ms;
+	reserved = calloc(b->cfg->nadmin_uids + 1, sizeof(*reserved));
+	if (reserved == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	reserved[0] = geteuid();
+	memcpy(reserved + 1, b->cfg->admin_uids, b->cfg->nadmin_uids * sizeof(*reserved));
+	hc.reserved_uids = reserved;
+	hc.nreserved_uids = b->cfg->nadmin_uids + 1;
 	hc.handler = handler;
 	hc.ctx = b;
-	if ((rc = lk_httpd_start(&hc, &b->httpd, err)) < 0)
+	rc = lk_httpd_start(&hc, &b->httpd, err);
+	free(reserved);
+	if (rc < 0)
 		return rc;
 	if (b->cfg->metrics_addr != NULL) {
 		memset(&hc, 0, sizeof(hc));
