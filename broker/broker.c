@@ -21,7 +21,7 @@
 #include "crypto/secret.h"
 
 static const char *const state_names[BROKER_STATE_COUNT] = {
-	"pending", "valid", "stale", "expired", "failed",
+	"pending", "valid", "stale", "expired", "revoked", "failed",
 };
 
 const char *
@@ -62,7 +62,8 @@ broker_entry_state(struct broker_entry *e, int64_t now_mono_ms)
 
 	pthread_mutex_lock(&e->lock);
 	if (e->current == NULL)
-		st = e->failing ? BROKER_STATE_FAILED : BROKER_STATE_PENDING;
+		st = e->revoked ? BROKER_STATE_REVOKED : e->failing ? BROKER_STATE_FAILED :
+		     BROKER_STATE_PENDING;
 	else if (broker_snapshot_expired(e->current, now_mono_ms))
 		st = BROKER_STATE_EXPIRED;
 	else

@@ -453,7 +453,8 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		    struct lk_error *err)
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
-		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", NULL };
+		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
+		NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -472,6 +473,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;
 	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;
 	cfg->grace_ms = BROKER_GRACE_DEFAULT_MS;
+	cfg->token_check_ms = BROKER_TOKEN_CHECK_DEFAULT_MS;
 	cfg->revoke_on_shutdown = true;
 	cfg->retry_base_ms = BROKER_RETRY_BASE_DEFAULT_MS;
 	cfg->retry_cap_ms = BROKER_RETRY_CAP_DEFAULT_MS;
@@ -501,6 +503,14 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		lk_cfg_pop(&c, mark);
 		if (rc < 0)
 			goto out;
+	}
+	if ((rc = bounded_duration(&c, root, "token_check", &cfg->token_check_ms)) < 0)
+		goto out;
+	if (cfg->token_check_ms != 0 && cfg->token_check_ms < BROKER_TOKEN_CHECK_MIN_MS) {
+		mark = lk_cfg_push_key(&c, "token_check");
+		rc = lk_cfg_fail(&c, "expected 0 (off) or at least 1s");
+		lk_cfg_pop(&c, mark);
+		goto out;
 	}
 	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)

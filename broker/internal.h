@@ -54,6 +54,11 @@
 #define BROKER_GRACE_DEFAULT_MS (30 * 1000LL)
 #define BROKER_RETRY_BASE_DEFAULT_MS 500
 #define BROKER_RETRY_CAP_DEFAULT_MS (30 * 1000LL)
+/* How often the token is looked up (lookup-self, +-10%) to learn that it was revoked
+ * behind the broker's back, unless token_check says otherwise; 0 turns it off. */
+#define BROKER_TOKEN_CHECK_DEFAULT_MS (30 * 1000LL)
+/* Shortest token_check accepted (other than 0). */
+#define BROKER_TOKEN_CHECK_MIN_MS 1000
 /* Backend timeouts unless the vault object sets them: short, so that a stuck backend
  * cannot hold the scheduler (and shutdown) for long. */
 #define BROKER_VAULT_CONNECT_TIMEOUT_MS 2000
@@ -126,6 +131,7 @@ struct broker_config {
 	uid_t *admin_uids;          /* owned: the full view of /metrics and /v1/ready */
 	size_t nadmin_uids;
 	int64_t grace_ms;
+	int64_t token_check_ms;     /* 0: no periodic lookup-self */
 	bool revoke_on_shutdown;
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */
 	int64_t retry_base_ms;
@@ -255,9 +261,10 @@ enum broker_state {
 	BROKER_STATE_VALID,         /* loaded, unexpired, backend answering */
 	BROKER_STATE_STALE,         /* loaded and unexpired, but the last backend call failed */
 	BROKER_STATE_EXPIRED,       /* loaded but expired: never served */
+	BROKER_STATE_REVOKED,       /* its lease went with the backend token: never served */
 	BROKER_STATE_FAILED,        /* never loaded, the backend call failed */
 };
-#define BROKER_STATE_COUNT 5
+#define BROKER_STATE_COUNT 6
 
 const char *broker_state_name(enum broker_state s);
 
@@ -277,6 +284,7 @@ struct broker_entry {
 
 	pthread_mutex_t lock;       /* guards the members down to next_mono_ms */
 	struct broker_snapshot *current;
+	bool revoked;               /* current was withdrawn: its lease went with the token */
 	bool failing;               /* the last backend call for it failed */
 	char reason[BROKER_REASON_MAX];
 	int64_t last_renewal_real_ms;
@@ -286,6 +294,7 @@ struct broker_entry {
 	/* scheduler thread only */
 	uint64_t version;
 	char *lease_id;             /* owned */
+	uint64_t lease_gen;         /* the login (broker.token_gen) that read the lease */
 	int64_t issued_mono_ms;
 	int64_t expires_mono_ms;
 	int64_t lease_duration_s;   /* as first granted: the renewal increment */
@@ -298,6 +307,7 @@ struct broker_entry {
 struct broker_revocation {
 	char *lease_id;             /* owned */
 	size_t entry;               /* which secret it belonged to */
+	uint64_t gen;               /* the login that read it */
 	int64_t at_mono_ms;
 	int64_t expires_mono_ms;
 };
@@ -321,7 +331,10 @@ struct broker {
 	pthread_cond_t cond;
 	bool stopping;
 	bool shutdown_done;         /* the scheduler finished its shutdown revocations */
-	bool logged_in;
+	bool logged_in;             /* holds a token it believes valid */
+	uint64_t token_gen;         /* bumped at every login: which token read a lease */
+	int64_t token_check_next_mono_ms;
+	bool token_check_off;       /* lookup-self is denied to this token */
 	int64_t last_login_mono_ms;
 	int64_t token_next_mono_ms;
 	int64_t token_expires_mono_ms; /* 0: never */
@@ -412,6 +425,7 @@ void broker_metrics_request(struct broker_metrics *m, enum broker_route route, u
 void broker_metrics_event(struct broker_metrics *m, size_t entry, enum broker_event ev);
 void broker_metrics_login(struct broker_metrics *m, bool ok);
 void broker_metrics_token_renewal(struct broker_metrics *m, bool ok);
+void broker_metrics_token_lost(struct broker_metrics *m);
 void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
 /* Renders the registry (refreshing the per-secret gauges first). */
 int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);

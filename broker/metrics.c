@@ -57,6 +57,7 @@ struct broker_metrics {
 	struct lk_series **version;         /* n; under render_lock */
 	struct lk_series *states[BROKER_STATE_COUNT];
 	struct lk_series *logins, *login_failures, *token_renewals, *token_renewal_failures;
+	struct lk_series *token_lost, *logged_in;
 	struct lk_series *ready, *backend_up;
 	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
 	struct lk_metric *backend_latency;
@@ -131,6 +132,20 @@ broker_metrics_new(struct broker *b)
 			     "arrive within listen.header_timeout.", NULL, NULL, 0);
 	if (conn == NULL || refused == NULL || hto == NULL)
 		goto fail;
+	{
+		struct lk_metric *tl, *li;
+
+		tl = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_token_lost_total",
+				    "Backend tokens found revoked or expired: the dynamic credentials "
+				    "read with them were withdrawn.", NULL, NULL, 0);
+		li = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_logged_in",
+				    "1 while the broker holds a backend token it believes valid.",
+				    NULL, NULL, 0);
+		if (tl == NULL || li == NULL)
+			goto fail;
+		m->token_lost = lk_metric_series(tl, NULL);
+		m->logged_in = lk_metric_series(li, NULL);
+	}
 	{
 		const char *per_uid[1] = { "per_uid" }, *full[1] = { "full" };
 
@@ -262,6 +277,13 @@ broker_metrics_token_renewal(struct broker_metrics *m, bool ok)
 }
 
 void
+broker_metrics_token_lost(struct broker_metrics *m)
+{
+	if (m != NULL)
+		lk_series_add(m->token_lost, 1);
+}
+
+void
 broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms)
 {
 	const char *vals[1] = { op };
@@ -311,6 +333,7 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 	lk_series_set(m->ready, broker_ready(b, reason, sizeof(reason)) ? 1 : 0);
 	pthread_mutex_lock(&b->lock);
 	up = b->backend_ok;
+	lk_series_set(m->logged_in, b->logged_in ? 1 : 0);
 	pthread_mutex_unlock(&b->lock);
 	lk_series_set(m->backend_up, up ? 1 : 0);
 	{

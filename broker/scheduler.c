@@ -107,6 +107,7 @@ entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
 	pthread_mutex_lock(&e->lock);
 	old = e->current;
 	e->current = s;
+	e->revoked = false;
 	e->failing = false;
 	e->reason[0] = '\0';
 	if (renewed)
@@ -138,10 +139,17 @@ maybe_announce_ready(struct broker *b)
 	       LK_INT("elapsed_ms", lk_now_mono_ms() - b->started_mono_ms));
 }
 
-/* A failed backend call: a 403 may mean the token is gone, so log in again soon. */
+static void token_lost(struct broker *b, const char *why, int64_t now);
+
+/* A failed backend call: a 403 may mean the token is gone, so log in again soon; one that
+ * says the token is invalid means it is gone, and its leases with it. */
 static void
 note_backend_failure(struct broker *b, const struct lk_vault_error *verr, int64_t now)
 {
+	if (lk_vault_error_token_invalid(verr)) {
+		token_lost(b, verr->base.msg, now);
+		return;
+	}
 	set_backend(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
 		    verr->base.msg);
 	/* Once per SCHED_RELOGIN_MIN_MS at most, and not while logins are failing anyway:
@@ -179,7 +187,8 @@ revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why
 }
 
 static void
-add_revocation(struct broker *b, char *lease_id, size_t entry, int64_t at, int64_t expires)
+add_revocation(struct broker *b, char *lease_id, size_t entry, uint64_t gen, int64_t at,
+	       int64_t expires)
 {
 	struct broker_revocation *r;
 
@@ -197,6 +206,7 @@ add_revocation(struct broker *b, char *lease_id, size_t entry, int64_t at, int64
 	b->revocations = r;
 	r[b->nrevocations].lease_id = lease_id;
 	r[b->nrevocations].entry = entry;
+	r[b->nrevocations].gen = gen;
 	r[b->nrevocations].at_mono_ms = at;
 	r[b->nrevocations].expires_mono_ms = expires;
 	b->nrevocations++;
@@ -254,28 +264,153 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 
 /* ---- token ---- */
 
+/* Withdraws what the backend revoked with the token: a dynamic lease dies with the token
+ * that read it, so every credential read with the lost one stops being served (503
+ * "secret revoked"), its pending revocations are dropped, and a new login is due at once;
+ * the secrets are read again after it. Static (KV) secrets are not leased and stay. */
+static void
+token_lost(struct broker *b, const char *why, int64_t now)
+{
+	uint64_t gen;
+	int64_t withdrawn = 0;
+
+	pthread_mutex_lock(&b->lock);
+	if (!b->logged_in) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	b->logged_in = false;
+	gen = b->token_gen;
+	if (b->token_next_mono_ms > now)
+		b->token_next_mono_ms = now;
+	pthread_mutex_unlock(&b->lock);
+	set_backend(b, false, why);
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+		struct broker_snapshot *old;
+
+		if (e->lease_id == NULL || e->lease_gen != gen)
+			continue;
+		pthread_mutex_lock(&e->lock);
+		old = e->current;
+		e->current = NULL;
+		e->revoked = true;
+		e->failing = true;
+		broker_copy_text(e->reason, sizeof(e->reason), "its lease went with the backend "
+				 "token, which is no longer valid; a new credential is read after "
+				 "the next login");
+		e->next_mono_ms = now;
+		e->next_action = BROKER_ACT_FETCH;
+		pthread_mutex_unlock(&e->lock);
+		broker_snapshot_unref(old);
+		free(e->lease_id);
+		e->lease_id = NULL;
+		e->expires_mono_ms = 0;
+		broker_server_notify(b, i);
+		withdrawn++;
+	}
+	for (size_t i = 0; i < b->nrevocations;) {
+		if (b->revocations[i].gen == gen)
+			remove_revocation(b, i);
+		else
+			i++;
+	}
+	broker_metrics_token_lost(b->metrics);
+	lk_log(LK_WARN, "backend token lost: the credentials read with it are withdrawn",
+	       LK_STR("error", why), LK_INT("withdrawn", withdrawn));
+}
+
+/* The periodic lookup-self: a token revoked behind the broker's back (and every lease it
+ * read with it) is found within token_check, not only at the next renewal. */
+static void
+token_check(struct broker *b, int64_t now)
+{
+	struct lk_vault_token_info ti;
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms(), next;
+	int rc;
+
+	memset(&ti, 0, sizeof(ti));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_auth_lookup_self(b->vault, &ti, &verr);
+	broker_metrics_backend(b->metrics, "lookup-self", lk_now_mono_ms() - t0);
+	now = lk_now_mono_ms();
+	next = broker_refresh_at(now, b->cfg->token_check_ms, &b->token_backoff);
+	pthread_mutex_lock(&b->lock);
+	b->token_check_next_mono_ms = next;
+	pthread_mutex_unlock(&b->lock);
+	if (rc < 0) {
+		if (lk_vault_error_token_invalid(&verr)) {
+			token_lost(b, verr.base.msg, now);
+		} else if (verr.status == 403) {
+			/* A policy without lookup-self: renewals and reads still tell. */
+			pthread_mutex_lock(&b->lock);
+			b->token_check_off = true;
+			pthread_mutex_unlock(&b->lock);
+			lk_log(LK_WARN, "the token may not look itself up: revocations are found "
+			       "at the next renewal or read only", LK_STR("error", verr.base.msg));
+		} else {
+			note_backend_failure(b, &verr, now);
+		}
+		return;
+	}
+	set_backend(b, true, NULL);
+	if (ti.lease_duration_s <= 0 && !ti.never_expires) {
+		token_lost(b, "lookup-self: the token has no time left", now);
+	} else if (ti.lease_duration_s > 0) {
+		int64_t exp = broker_expires_at(t0, ti.lease_duration_s);
+
+		/* The backend's view wins when it is shorter (a token whose TTL was cut). */
+		pthread_mutex_lock(&b->lock);
+		if (b->token_expires_mono_ms == 0 || exp < b->token_expires_mono_ms) {
+			b->token_expires_mono_ms = exp;
+			if (b->token_next_mono_ms > broker_renew_at(t0, exp - t0, &b->token_backoff))
+				b->token_next_mono_ms = broker_renew_at(t0, exp - t0,
+									&b->token_backoff);
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+	lk_vault_token_info_clear(&ti);
+}
+
 static void
 token_login(struct broker *b, int64_t now)
 {
 	struct lk_vault_token_info ti;
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms(), next, old_expires, ttl_ms;
+	bool zero_left = false;
 	int rc;
 
 	memset(&ti, 0, sizeof(ti));
 	lk_vault_error_clear(&verr);
 	rc = lk_vault_auth_login(b->vault, &ti, &verr);
 	broker_metrics_backend(b->metrics, "login", lk_now_mono_ms() - t0);
+	if (rc == 0 && ti.lease_duration_s <= 0 && !ti.never_expires) {
+		/* A ttl of 0 on a token that has an expiry: none of it is left. Taking it for
+		 * a token that never expires would keep serving what died with it. */
+		lk_vault_token_info_clear(&ti);
+		rc = -ESTALE;
+		zero_left = true;
+		snprintf(verr.base.msg, sizeof(verr.base.msg), "%s", "the backend token has no "
+			 "time left (ttl 0 with an expire_time): it has expired");
+	}
 	broker_metrics_login(b->metrics, rc == 0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
+		bool expired;
+
 		next = now + lk_backoff_next(&b->token_backoff);
 		set_backend(b, false, verr.base.msg);
 		lk_log(LK_WARN, "login failed", LK_STR("error", verr.base.msg),
 		       LK_INT("retry_in_ms", next - now));
 		pthread_mutex_lock(&b->lock);
-		if (b->token_expires_mono_ms > 0 && now >= b->token_expires_mono_ms)
-			b->logged_in = false;
+		expired = b->token_expires_mono_ms > 0 && now >= b->token_expires_mono_ms;
+		pthread_mutex_unlock(&b->lock);
+		if (zero_left || expired)
+			token_lost(b, zero_left ? verr.base.msg : "the token expired and no new "
+				   "login succeeded", now);
+		pthread_mutex_lock(&b->lock);
 		b->token_next_mono_ms = next;
 		pthread_mutex_unlock(&b->lock);
 		return;
@@ -285,6 +420,10 @@ token_login(struct broker *b, int64_t now)
 	pthread_mutex_lock(&b->lock);
 	old_expires = b->logged_in ? b->token_expires_mono_ms : 0;
 	b->logged_in = true;
+	b->token_gen++;
+	b->token_check_off = false;
+	b->token_check_next_mono_ms = b->cfg->token_check_ms > 0 ?
+	    broker_refresh_at(now, b->cfg->token_check_ms, &b->token_backoff) : INT64_MAX;
 	b->last_login_mono_ms = now;
 	b->token_ttl_s = ti.lease_duration_s;
 	b->token_renewable = ti.renewable && ti.lease_duration_s > 0;
@@ -296,7 +435,7 @@ token_login(struct broker *b, int64_t now)
 	    broker_renew_at(t0, ttl_ms, &b->token_backoff) : INT64_MAX;
 	pthread_mutex_unlock(&b->lock);
 	lk_log(LK_INFO, "logged in", LK_INT("ttl_s", ti.lease_duration_s),
-	       LK_BOOL("renewable", ti.renewable));
+	       LK_BOOL("renewable", ti.renewable), LK_BOOL("never_expires", ti.never_expires));
 	lk_vault_token_info_clear(&ti);
 	/* Leases belong to the token that read them: the backend revokes them when that
 	 * token expires. Those that would outlive the old token are replaced now. */
@@ -328,9 +467,18 @@ token_renew(struct broker *b, int64_t now)
 	broker_metrics_backend(b->metrics, "renew-self", lk_now_mono_ms() - t0);
 	broker_metrics_token_renewal(b->metrics, rc == 0);
 	now = lk_now_mono_ms();
+	if (rc == 0 && ti.lease_duration_s <= 0) {
+		lk_vault_token_info_clear(&ti);
+		lk_log(LK_WARN, "token renewal granted no time: the token has expired");
+		token_lost(b, "renew-self granted a ttl of 0: the token has expired", now);
+		token_login(b, now);
+		return;
+	}
 	if (rc < 0) {
 		lk_log(LK_WARN, "token renewal failed, logging in again",
 		       LK_STR("error", verr.base.msg));
+		if (lk_vault_error_token_invalid(&verr))
+			token_lost(b, verr.base.msg, now);
 		token_login(b, now);
 		return;
 	}
@@ -428,6 +576,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	bool changed, leased, first = !e->loaded;
 	int64_t t0 = lk_now_mono_ms(), t0_real = lk_now_real_ms();
 	int64_t replaced_left_ms = -1, replaced_life_ms = -1;
+	uint64_t gen = b->token_gen;    /* the token this read is made with */
 	enum broker_event fail_ev = e->lease_id != NULL ? BROKER_EV_ROTATION_FAILURE :
 				    BROKER_EV_REFRESH_FAILURE;
 	int rc;
@@ -487,7 +636,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	/* The replaced lease stays valid for the grace period, for readers that took it. */
 	if (e->lease_id != NULL && (ls.lease_id == NULL || strcmp(e->lease_id, ls.lease_id) != 0)) {
-		add_revocation(b, e->lease_id, e->index,
+		add_revocation(b, e->lease_id, e->index, e->lease_gen,
 			       broker_revoke_at(now, sp->grace_ms, e->expires_mono_ms),
 			       e->expires_mono_ms);
 		e->lease_id = NULL;
@@ -496,6 +645,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	e->lease_id = NULL;
 	if (leased) {
 		e->lease_id = ls.lease_id;
+		e->lease_gen = gen;
 		ls.lease_id = NULL;
 	}
 	e->issued_mono_ms = t0;
@@ -647,7 +797,7 @@ scheduler_main(void *arg)
 	struct broker *b = arg;
 
 	for (;;) {
-		int64_t now = lk_now_mono_ms(), next, token_next;
+		int64_t now = lk_now_mono_ms(), next, token_next, check_next, token_expires;
 		struct broker_entry *due = NULL;
 		size_t due_rev = SIZE_MAX;
 		bool logged_in;
@@ -659,13 +809,26 @@ scheduler_main(void *arg)
 		}
 		token_next = b->token_next_mono_ms;
 		logged_in = b->logged_in;
+		token_expires = b->token_expires_mono_ms;
+		check_next = logged_in && !b->token_check_off && b->cfg->token_check_ms > 0 ?
+			     b->token_check_next_mono_ms : INT64_MAX;
 		pthread_mutex_unlock(&b->lock);
 
+		/* Renewals and logins failed until the token ran out: the backend has revoked
+		 * its leases. */
+		if (logged_in && token_expires > 0 && now >= token_expires) {
+			token_lost(b, "the token expired: its renewal and new logins failed", now);
+			continue;
+		}
 		if (token_next <= now) {
 			token_action(b, now);
 			continue;
 		}
-		next = token_next;
+		if (check_next <= now) {
+			token_check(b, now);
+			continue;
+		}
+		next = token_next < check_next ? token_next : check_next;
 		if (logged_in) {
 			/* A scan, not a heap: a few thousand entries cost microseconds, and
 			 * events are seconds apart. */

@@ -163,12 +163,16 @@ serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const c
 	int64_t now = lk_now_mono_ms();
 
 	if (s == NULL) {
+		bool revoked;
+
 		pthread_mutex_lock(&e->lock);
+		revoked = e->revoked;
 		snprintf(reason, sizeof(reason), "%s", e->failing ? e->reason :
 			 "the secret has not been read from the backend yet");
 		pthread_mutex_unlock(&e->lock);
-		audit(peer, e->spec->name, key, 0, "unavailable");
-		return answer_error(req, 503, "secret not available", reason);
+		audit(peer, e->spec->name, key, 0, revoked ? "revoked" : "unavailable");
+		return answer_error(req, 503, revoked ? "secret revoked" : "secret not available",
+				    reason);
 	}
 	if (broker_snapshot_expired(s, now)) {
 		uint64_t v = s->version;

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1384,31 +1385,226 @@ START_TEST(test_large_kv_secret)
 }
 END_TEST
 
+/* ---- the token: ttl 0, and revoked behind the broker's back ---- */
+
+/* A backend whose token lookup says ttl 0, with an expire_time (no time left) or without
+ * one (a root token, which never expires). */
+struct zero_backend {
+	atomic_bool never_expires;
+	atomic_int creds_reads;
+};
+
+static void
+zero_handler(void *ctx, struct lk_http_req *req)
+{
+	struct zero_backend *zb = ctx;
+	const char *path = lk_http_path(req);
+	char body[512], exp[LK_RFC3339_LEN];
+
+	if (strcmp(path, "/v1/auth/token/lookup-self") == 0) {
+		if (atomic_load(&zb->never_expires))
+			snprintf(body, sizeof(body), "{\"data\":{\"ttl\":0,\"expire_time\":null,"
+				 "\"renewable\":false,\"policies\":[\"root\"]}}");
+		else
+			snprintf(body, sizeof(body), "{\"data\":{\"ttl\":0,\"expire_time\":\"%s\","
+				 "\"renewable\":true,\"policies\":[\"default\"]}}",
+				 lk_rfc3339_ms(lk_now_real_ms() + 800, exp));
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else if (strcmp(path, "/v1/database/creds/zero") == 0) {
+		atomic_fetch_add(&zb->creds_reads, 1);
+		snprintf(body, sizeof(body),
+			 "{\"lease_id\":\"database/creds/zero/1\",\"lease_duration\":3600,"
+			 "\"renewable\":true,\"data\":{\"username\":\"u\",\"password\":\"p\"}}");
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else {
+		lk_http_respond(req, 204, "application/json", NULL, 0);
+	}
+}
+
+/* A token whose lookup shows 0 s left is expired, not one that never expires: nothing is
+ * read with it and nothing served. A root token (ttl 0, no expire_time) works. */
+START_TEST(test_token_zero_ttl)
+{
+	struct zero_backend zb;
+	struct lk_httpd_config hc;
+	struct lk_httpd *srv = NULL;
+	struct lk_error err;
+	struct count_state cs;
+	struct fixture f;
+	char text[2048], *body = NULL;
+
+	atomic_init(&zb.never_expires, false);
+	atomic_init(&zb.creds_reads, 0);
+	memset(&hc, 0, sizeof(hc));
+	hc.tcp_addr = "127.0.0.1:0";
+	hc.threads = 2;
+	hc.handler = zero_handler;
+	hc.ctx = &zb;
+	lk_error_clear(&err);
+	ck_assert_msg(lk_httpd_start(&hc, &srv, &err) == 0, "%s", err.msg);
+	memset(&f, 0, sizeof(f));
+	f.dir = t_tmpdir();
+	ck_assert_ptr_nonnull(f.dir);
+	snprintf(f.sock, sizeof(f.sock), "%s/broker.sock", f.dir);
+	snprintf(f.cfg, sizeof(f.cfg), "%s/broker.json", f.dir);
+	snprintf(f.log, sizeof(f.log), "%s/broker.log", f.dir);
+	snprintf(f.token_file, sizeof(f.token_file), "%s/token", f.dir);
+	ck_assert_int_eq(t_write_file(f.token_file, "test-token", 0600), 0);
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"http://127.0.0.1:%d\","
+		 " \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0600\"},"
+		 " \"retry\": {\"initial\": \"100ms\", \"max\": \"300ms\"},"
+		 " \"secrets\": [{\"name\": \"db\", \"path\": \"database/creds/zero\", \"required\": true}]}",
+		 lk_httpd_port(srv), f.token_file, f.sock);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	fixture_start(&f);
+	cs.f = &f;
+	cs.needle = "no time left";
+	cs.n = 3;
+	ck_assert_msg(t_wait_until(count_cond, &cs, T_DEADLINE_MS), "no login was refused");
+	ck_assert_int_eq(atomic_load(&zb.creds_reads), 0);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/db", NULL), 503);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "\"logged_in\":false"));
+	free(body);
+	ck_assert_int_eq(log_count(&f, "\"msg\":\"logged in\""), 0);
+
+	/* A root token: ttl 0 and no expire_time is a token that never expires. */
+	atomic_store(&zb.never_expires, true);
+	ck_assert_msg(t_wait_until(db_served_cond, &f, T_DEADLINE_MS), "db was never served");
+	ck_assert(t_wait_log(&f.broker, "\"never_expires\":true", T_DEADLINE_MS, NULL, 0));
+	t_stop(&f.broker, SIGTERM, 10000);
+	lk_httpd_stop(srv);
+	t_rmrf(f.dir);
+	free(f.dir);
+}
+END_TEST
+
+struct revoked_state {
+	struct fixture *f;
+	char last[512];
+};
+
+static bool
+db_revoked_cond(void *arg)
+{
+	struct revoked_state *rs = arg;
+	char *body = NULL;
+	long st = broker_get(rs->f, "/v1/secrets/db", &body);
+	bool done = st == 503 && body != NULL && strstr(body, "\"error\":\"secret revoked\"") != NULL;
+	json_t *j = st != 200 && body != NULL ? json_loads(body, 0, NULL) : NULL;
+
+	/* The status and the error only: a body served with 200 holds the credential. */
+	snprintf(rs->last, sizeof(rs->last), "%ld %s", st,
+		 json_string_value(json_object_get(j, "error")) ?: "");
+	json_decref(j);
+	free(body);
+	return done;
+}
+
+/* Revoking the broker's token revokes every lease it read (the backend does that): the
+ * broker finds out with its periodic lookup-self, stops serving those credentials, says so,
+ * and reads new ones once it can log in again. Static secrets stay. */
+START_TEST(test_token_revoked_behind_its_back)
+{
+	struct revoked_state rs;
+	struct fixture f;
+	char *body = NULL, token[256], req[512];
+	json_t *j;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/database/roles/long",
+				  "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"2h\"}", NULL), 300);
+	ck_assert_int_lt(dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
+				  "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\\n"
+				  "path \\\"database/creds/long\\\" { capabilities = [\\\"read\\\"] }\"}",
+				  NULL), 300);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(dev_call(&f, "POST", "/v1/auth/token/create",
+					  "{\"policies\":[\"app\"],\"ttl\":\"1h\"}", &body), 200);
+		j = json_loads(body, 0, NULL);
+		free(body);
+		snprintf(k == 0 ? token : req, k == 0 ? sizeof(token) : sizeof(req), "%s",
+			 json_string_value(json_object_get(json_object_get(j, "auth"), "client_token")));
+		json_decref(j);
+	}
+	/* token: the broker's; req holds a second one for later. */
+	ck_assert_int_eq(t_write_file(f.token_file, token, 0600), 0);
+	fixture_config(&f, "{\"name\": \"db\", \"path\": \"database/creds/long\", \"required\": true},"
+		       "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}",
+		       "\"token_check\": \"1s\"", NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+
+	{
+		char revoke[512];
+
+		snprintf(revoke, sizeof(revoke), "{\"token\":\"%s\"}", token);
+		ck_assert_int_lt(dev_call(&f, "POST", "/v1/auth/token/revoke", revoke, NULL), 300);
+	}
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
+	rs.f = &f;
+	ck_assert_msg(t_wait_until(db_revoked_cond, &rs, T_DEADLINE_MS),
+		      "the revoked credential is still served: %s", rs.last);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "required secret db is revoked"));
+	ck_assert_ptr_nonnull(strstr(body, "\"logged_in\":false"));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_token_lost_total 1"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secrets{state=\"revoked\"} 1"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_logged_in 0"));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/password", NULL), 200);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"read\",\"pid\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert(t_wait_log(&f.broker, "\"result\":\"revoked\"", T_DEADLINE_MS, NULL, 0));
+
+	/* A new token: logged in again, a new credential read and served. */
+	ck_assert_int_eq(t_write_file(f.token_file, req, 0600), 0);
+	wait_ready(&f);
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_ge(version_of(j), 2);
+	json_decref(j);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* One case per test, so that CK_RUN_CASE=name runs one. */
+#define ADD(s, fn) do { \
+	TCase *tc_ = tcase_create(#fn); \
+	tcase_set_timeout(tc_, 60); \
+	tcase_add_test(tc_, fn); \
+	suite_add_tcase((s), tc_); \
+} while (0)
+
 static Suite *
 broker_suite(void)
 {
 	Suite *s = suite_create("broker-integration");
-	TCase *tc = tcase_create("broker");
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_first_load);
-	tcase_add_test(tc, test_renewal_rotation_revocation);
-	tcase_add_test(tc, test_revoke_on_shutdown);
-	tcase_add_test(tc, test_backend_down);
-	tcase_add_test(tc, test_blocking_read);
-	tcase_add_test(tc, test_forbidden_peer);
-	tcase_add_test(tc, test_socket_mode_owner);
-	tcase_add_test(tc, test_bad_config);
-	tcase_add_test(tc, test_keepalive);
-	tcase_add_test(tc, test_no_values_in_logs_or_metrics);
-	tcase_add_test(tc, test_files_and_signal);
-	tcase_add_test(tc, test_approle_token_renewal_and_relogin);
-	tcase_add_test(tc, test_kv_versions_and_clients);
-	tcase_add_test(tc, test_kubernetes_jwt_reread);
-	tcase_add_test(tc, test_rotation_with_learned_max_ttl);
-	tcase_add_test(tc, test_expiry_counts_from_request);
-	tcase_add_test(tc, test_large_kv_secret);
-	suite_add_tcase(s, tc);
+	ADD(s, test_first_load);
+	ADD(s, test_renewal_rotation_revocation);
+	ADD(s, test_revoke_on_shutdown);
+	ADD(s, test_backend_down);
+	ADD(s, test_blocking_read);
+	ADD(s, test_forbidden_peer);
+	ADD(s, test_socket_mode_owner);
+	ADD(s, test_bad_config);
+	ADD(s, test_keepalive);
+	ADD(s, test_no_values_in_logs_or_metrics);
+	ADD(s, test_files_and_signal);
+	ADD(s, test_approle_token_renewal_and_relogin);
+	ADD(s, test_kv_versions_and_clients);
+	ADD(s, test_kubernetes_jwt_reread);
+	ADD(s, test_rotation_with_learned_max_ttl);
+	ADD(s, test_expiry_counts_from_request);
+	ADD(s, test_large_kv_secret);
+	ADD(s, test_token_zero_ttl);
+	ADD(s, test_token_revoked_behind_its_back);
 	return s;
 }
 
