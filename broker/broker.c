@@ -120,10 +120,18 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
 	atomic_init(&b->announced_ready, false);
-	b->arena = broker_arena_new();
+	broker_memlock_probe(&b->memlock);
+	b->memlock.require = cfg->require_mlock;
+	atomic_init(&b->warned_unlocked, false);
+	b->arena = broker_arena_new_with(&b->memlock);
 	b->entries = calloc(cfg->nsecrets, sizeof(*b->entries));
 	if (b->arena == NULL || b->entries == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
+	if (cfg->require_mlock && !broker_memlock_can_lock(&b->memlock))
+		return lk_error_set(err, -ENOLCK, "%s: require_mlock: memory cannot be locked "
+				    "(RLIMIT_MEMLOCK is %zu bytes and there is no CAP_IPC_LOCK): "
+				    "raise the limit or give the broker CAP_IPC_LOCK", cfg->file,
+				    b->memlock.limit);
 	b->n = cfg->nsecrets;
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
@@ -354,6 +362,15 @@ broker_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	started = true;
+	{
+		struct broker_arena_stats as;
+
+		broker_arena_stats(b.arena, &as);
+		lk_log(LK_INFO, "memory locking", LK_BOOL("limited", b.memlock.limited),
+		       LK_INT("memlock_limit_bytes", b.memlock.limited ? (int64_t)b.memlock.limit : -1),
+		       LK_INT("region_bytes", as.region_size),
+		       LK_BOOL("require_mlock", cfg.require_mlock));
+	}
 	if ((rc = broker_scheduler_start(&b)) < 0) {
 		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
 		goto out;

@@ -454,7 +454,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		NULL };
+		"require_mlock", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -512,6 +512,8 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		lk_cfg_pop(&c, mark);
 		goto out;
 	}
+	if ((rc = lk_cfg_bool(&c, root, "require_mlock", &cfg->require_mlock)) < 0)
+		goto out;
 	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
 		goto out;

@@ -133,6 +133,7 @@ struct broker_config {
 	int64_t grace_ms;
 	int64_t token_check_ms;     /* 0: no periodic lookup-self */
 	bool revoke_on_shutdown;
+	bool require_mlock;         /* secret memory that cannot be locked is an error */
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
@@ -163,15 +164,43 @@ bool broker_name_valid(const char *name);
  * so a thousand small secrets cost a few locked pages, not a page each. Thread-safe. */
 struct broker_arena;
 
-/* owned: free with broker_arena_free (every block must have been released). */
+/* How much memory the process may lock (broker_memlock_probe). */
+struct broker_memlock {
+	bool limited;               /* RLIMIT_MEMLOCK applies: finite, and no CAP_IPC_LOCK */
+	size_t limit;               /* its soft value in bytes, when limited */
+	bool require;               /* require_mlock: memory that cannot be locked is refused */
+};
+
+/* Reads RLIMIT_MEMLOCK and whether CAP_IPC_LOCK lifts it. */
+void broker_memlock_probe(struct broker_memlock *ret);
+
+/* The region size for a limit: 64 KiB, or less (down to 16 KiB, the largest block
+ * class) so that several regions fit under a small limit. */
+size_t broker_arena_region_size(const struct broker_memlock *ml);
+
+/* owned: free with broker_arena_free (every block must have been released). ml NULL: no
+ * limit known, nothing required. */
 struct broker_arena *broker_arena_new(void);
+struct broker_arena *broker_arena_new_with(const struct broker_memlock *ml);
 void broker_arena_free(struct broker_arena *a);
-/* A zeroed block of n bytes, or NULL (n == 0, n > LK_SECRET_MAX, no memory). Release with
+/* A zeroed block of n bytes, or NULL (n == 0, n > LK_SECRET_MAX, no memory; errno ENOLCK
+ * when the memory could not be locked and the arena requires it). Release with
  * broker_arena_release, which zeroes it. */
 void *broker_arena_alloc(struct broker_arena *a, size_t n);
 void broker_arena_release(struct broker_arena *a, void *p);
 /* Bytes held in regions (for tests and metrics). */
 size_t broker_arena_bytes(struct broker_arena *a);
+
+struct broker_arena_stats {
+	size_t region_size;
+	size_t locked;              /* bytes of regions and large blocks mlock took */
+	size_t unlocked;            /* bytes it refused: held, but they may be swapped */
+	unsigned long long refused; /* allocations refused because they could not be locked */
+};
+void broker_arena_stats(struct broker_arena *a, struct broker_arena_stats *ret);
+
+/* True when ms (probe) allows locking one region now: for require_mlock at start. */
+bool broker_memlock_can_lock(const struct broker_memlock *ml);
 
 /* ---- snapshots (broker/snapshot.c) ------------------------------------------------- */
 
@@ -207,12 +236,13 @@ struct broker_snapshot {
 	size_t nkeys;
 };
 
-/* Digest of the canonical (compact, sorted) form of data. 0 or -ENOMEM/-E2BIG. */
+/* Digest of the canonical (compact, sorted) form of data. 0 or -ENOMEM/-E2BIG/-ENOLCK
+ * (memory that could not be locked, under require_mlock). */
 int broker_data_digest(struct broker_arena *a, const json_t *data, unsigned char out[32])
 	__attribute__((warn_unused_result));
 
 /* A new snapshot with one reference. data (borrowed) must be an object. owned: release
- * with broker_snapshot_unref. 0, -EINVAL, -E2BIG or -ENOMEM. */
+ * with broker_snapshot_unref. 0, -EINVAL, -E2BIG, -ENOMEM or -ENOLCK. */
 int broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
 			const json_t *data, const struct broker_lease_info *lease,
 			struct broker_snapshot **ret) __attribute__((warn_unused_result));
@@ -322,6 +352,8 @@ struct broker {
 	size_t n;
 	struct broker_metrics *metrics;
 	int64_t started_mono_ms;
+	struct broker_memlock memlock;
+	atomic_bool warned_unlocked;
 
 	/* scheduler */
 	pthread_t thread;

@@ -5,6 +5,7 @@
  * readiness) are refreshed when the registry is rendered. Labels carry secret names,
  * routes and codes, never values.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,11 +59,29 @@ struct broker_metrics {
 	struct lk_series *states[BROKER_STATE_COUNT];
 	struct lk_series *logins, *login_failures, *token_renewals, *token_renewal_failures;
 	struct lk_series *token_lost, *logged_in;
+	struct lk_series *locked_bytes, *unlocked_bytes, *memlock_limit;
 	struct lk_series *ready, *backend_up;
 	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
 	struct lk_metric *backend_latency;
 	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
 };
+
+/* VmLck of /proc/self/status, in bytes; 0 when it cannot be read. */
+static long long
+vm_locked_bytes(void)
+{
+	char line[256];
+	long long kb = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmLck: %lld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
 
 struct broker_metrics *
 broker_metrics_new(struct broker *b)
@@ -145,6 +164,23 @@ broker_metrics_new(struct broker *b)
 			goto fail;
 		m->token_lost = lk_metric_series(tl, NULL);
 		m->logged_in = lk_metric_series(li, NULL);
+	}
+	{
+		struct lk_metric *lb, *ub, *ml;
+
+		lb = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_memory_locked_bytes",
+				    "Memory the process holds locked (VmLck).", NULL, NULL, 0);
+		ub = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_secret_memory_unlocked_bytes",
+				    "Secret memory held unlocked because the memory lock limit was "
+				    "reached (it may be swapped).", NULL, NULL, 0);
+		ml = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_memlock_limit_bytes",
+				    "RLIMIT_MEMLOCK as it applies to the broker (+Inf: no limit, or "
+				    "CAP_IPC_LOCK).", NULL, NULL, 0);
+		if (lb == NULL || ub == NULL || ml == NULL)
+			goto fail;
+		m->locked_bytes = lk_metric_series(lb, NULL);
+		m->unlocked_bytes = lk_metric_series(ub, NULL);
+		m->memlock_limit = lk_metric_series(ml, NULL);
 	}
 	{
 		const char *per_uid[1] = { "per_uid" }, *full[1] = { "full" };
@@ -344,6 +380,15 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 		lk_series_set(m->refused_per_uid, (double)hs.refused_per_uid);
 		lk_series_set(m->refused_full, (double)hs.refused_full);
 		lk_series_set(m->header_timeouts, (double)hs.header_timeouts);
+	}
+	{
+		struct broker_arena_stats as;
+
+		broker_arena_stats(b->arena, &as);
+		lk_series_set(m->locked_bytes, (double)vm_locked_bytes());
+		lk_series_set(m->unlocked_bytes, (double)as.unlocked);
+		lk_series_set(m->memlock_limit, b->memlock.limited ? (double)b->memlock.limit :
+			      INFINITY);
 	}
 	rc = lk_metrics_render(m->reg, out);
 	pthread_mutex_unlock(&m->render_lock);

@@ -528,6 +528,42 @@ unwrap_data(const struct broker_secret_spec *sp, const struct lk_vault_lease_sec
 	return ls->data;
 }
 
+/* Why a snapshot could not be made, in words a reader of /v1/ready can act on. */
+static void
+snapshot_failure_reason(struct broker *b, int rc, const json_t *data, char *out, size_t outlen)
+{
+	if (rc == -E2BIG && json_object_size(data) > BROKER_KEYS_MAX)
+		snprintf(out, outlen, "the secret has %zu keys; at most %d keys are served",
+			 json_object_size(data), BROKER_KEYS_MAX);
+	else if (rc == -E2BIG)
+		snprintf(out, outlen, "the secret's data is larger than %u bytes, the most served",
+			 (unsigned)LK_SECRET_MAX);
+	else if (rc == -ENOLCK)
+		snprintf(out, outlen, "its memory cannot be locked (require_mlock; RLIMIT_MEMLOCK "
+			 "is %zu bytes): raise the limit or give the broker CAP_IPC_LOCK",
+			 b->memlock.limit);
+	else
+		snprintf(out, outlen, "%s", "out of memory");
+}
+
+/* Once: secret memory past the memory lock limit is held unlocked (it may be swapped). */
+static void
+maybe_warn_unlocked(struct broker *b)
+{
+	struct broker_arena_stats st;
+
+	if (atomic_load(&b->warned_unlocked))
+		return;
+	broker_arena_stats(b->arena, &st);
+	if (st.unlocked == 0)
+		return;
+	atomic_store(&b->warned_unlocked, true);
+	lk_log(LK_WARN, "memory lock limit reached: some secret memory is not locked and may "
+	       "be swapped; raise RLIMIT_MEMLOCK, or set require_mlock to refuse it",
+	       LK_INT("memlock_limit_bytes", b->memlock.limit),
+	       LK_INT("locked_bytes", st.locked), LK_INT("unlocked_bytes", st.unlocked));
+}
+
 static void
 entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
 	      enum broker_event ev, enum broker_action retry_action, int64_t now)
@@ -577,6 +613,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	int64_t t0 = lk_now_mono_ms(), t0_real = lk_now_real_ms();
 	int64_t replaced_left_ms = -1, replaced_life_ms = -1;
 	uint64_t gen = b->token_gen;    /* the token this read is made with */
+	char why[BROKER_REASON_MAX];
 	enum broker_event fail_ev = e->lease_id != NULL ? BROKER_EV_ROTATION_FAILURE :
 				    BROKER_EV_REFRESH_FAILURE;
 	int rc;
@@ -599,9 +636,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 			      "destroyed)", fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
-	if (broker_data_digest(b->arena, data, digest) < 0) {
-		entry_failure(b, e, "secret read failed", "the secret is too large", fail_ev,
-			      BROKER_ACT_FETCH, now);
+	if ((rc = broker_data_digest(b->arena, data, digest)) < 0) {
+		snapshot_failure_reason(b, rc, data, why, sizeof(why));
+		entry_failure(b, e, "secret read failed", why, fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
 	{
@@ -624,8 +661,8 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	rc = broker_snapshot_new(b->arena, sp->name, changed ? e->version + 1 : e->version, data,
 				 &li, &s);
 	if (rc < 0) {
-		entry_failure(b, e, "secret read failed", rc == -E2BIG ? "the secret is too large" :
-			      "out of memory", fail_ev, BROKER_ACT_FETCH, now);
+		snapshot_failure_reason(b, rc, data, why, sizeof(why));
+		entry_failure(b, e, "secret read failed", why, fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
 	if (changed)
@@ -655,6 +692,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	e->loaded = true;
 	entry_swap(e, s, false);
 	lk_backoff_reset(&e->backoff);
+	maybe_warn_unlocked(b);
 
 	if (leased && li.renewable && ls.lease_duration_s > 0)
 		schedule_renewal(e, t0, ls.lease_duration_s);

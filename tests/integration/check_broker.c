@@ -1573,6 +1573,135 @@ START_TEST(test_token_revoked_behind_its_back)
 }
 END_TEST
 
+/* ---- memory locking under a small RLIMIT_MEMLOCK ---- */
+
+/* Secrets of sizes that need one arena region each (one per size class). */
+#define MEMLOCK_SECRETS 9
+
+static void
+memlock_fixture(struct fixture *f, const char *extra)
+{
+	char secrets[4096], path[64], *value, body[20000];
+	size_t off = 0, len = 30;
+
+	fixture_dev(f);
+	value = malloc(16000);
+	ck_assert_ptr_nonnull(value);
+	for (int i = 0; i < MEMLOCK_SECRETS; i++, len *= 2) {
+		memset(value, 'm', len);
+		value[len] = '\0';
+		snprintf(path, sizeof(path), "/v1/secret/data/app/m%d", i);
+		snprintf(body, sizeof(body), "{\"data\":{\"v\":\"%s\"}}", value);
+		ck_assert_int_lt(dev_call(f, "POST", path, body, NULL), 300);
+		off += (size_t)snprintf(secrets + off, sizeof(secrets) - off,
+					"%s{\"name\": \"m%d\", \"path\": \"secret/data/app/m%d\"}",
+					i ? "," : "", i, i);
+	}
+	free(value);
+	fixture_config(f, secrets, extra, NULL);
+}
+
+/* Starts the broker under RLIMIT_MEMLOCK = limit and without CAP_IPC_LOCK (which would
+ * lift the limit for root). False (with a skip) when the tools are missing. */
+static bool
+memlock_start(struct fixture *f, const char *limit)
+{
+	char script[256];
+	const char *argv[] = { "/bin/sh", "-c", script, t_latchkey_bin(), f->cfg, NULL };
+
+	if (!t_have_program("prlimit") || !t_have_program("setpriv")) {
+		t_skip("prlimit or setpriv (util-linux) not found");
+		return false;
+	}
+	/* exec all the way down: the broker keeps the pid the test stops. */
+	snprintf(script, sizeof(script), "exec prlimit --memlock=%s:%s setpriv "
+		 "--bounding-set=-ipc_lock -- \"$0\" broker --config \"$1\"", limit, limit);
+	ck_assert_int_eq(t_spawn(&f->broker, argv, NULL, f->log), 0);
+	return true;
+}
+
+static bool
+all_memlock_served(void *arg)
+{
+	struct fixture *f = arg;
+	char path[64];
+
+	for (int i = 0; i < MEMLOCK_SECRETS; i++) {
+		snprintf(path, sizeof(path), "/v1/secrets/m%d/v", i);
+		if (broker_get(f, path, NULL) != 200)
+			return false;
+	}
+	return true;
+}
+
+/* Under a 64 KiB limit the arena locks what fits, says once what is not locked, and
+ * exports it; the secrets are all served. */
+START_TEST(test_memlock_limit_reported)
+{
+	struct fixture f;
+	char *body = NULL, *p;
+	double unlocked, locked;
+
+	memlock_fixture(&f, NULL);
+	if (!memlock_start(&f, "65536")) {
+		fixture_stop(&f);
+		return;
+	}
+	ck_assert_msg(t_wait_until(all_memlock_served, &f, T_DEADLINE_MS), "not all served");
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"memory lock limit reached", T_DEADLINE_MS,
+			     NULL, 0));
+	ck_assert(t_wait_log(&f.broker, "\"memlock_limit_bytes\":65536", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(log_count(&f, "memory lock limit reached"), 1);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_memlock_limit_bytes 65536\n"));
+	p = strstr(body, "\nlatchkey_broker_secret_memory_unlocked_bytes ");
+	ck_assert_ptr_nonnull(p);
+	unlocked = atof(p + strlen("\nlatchkey_broker_secret_memory_unlocked_bytes "));
+	ck_assert_msg(unlocked > 0, "nothing reported unlocked");
+	p = strstr(body, "\nlatchkey_broker_memory_locked_bytes ");
+	ck_assert_ptr_nonnull(p);
+	locked = atof(p + strlen("\nlatchkey_broker_memory_locked_bytes "));
+	ck_assert(locked > 0 && locked <= 65536);
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* With require_mlock, memory that cannot be locked is refused: the secrets it would hold
+ * fail with a reason that says so, and a limit too small for anything stops the start. */
+START_TEST(test_require_mlock)
+{
+	struct fixture f;
+	char *body = NULL;
+	int status;
+
+	memlock_fixture(&f, "\"require_mlock\": true");
+	if (!memlock_start(&f, "65536")) {
+		fixture_stop(&f);
+		return;
+	}
+	ck_assert(t_wait_log(&f.broker, "its memory cannot be locked (require_mlock",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secret_memory_unlocked_bytes 0\n"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secrets{state=\"failed\"}"));
+	free(body);
+	ck_assert_int_eq(log_count(&f, "memory lock limit reached"), 0);
+	t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+
+	/* 8 KiB: not even one region: a start-up error. */
+	ck_assert(memlock_start(&f, "8192"));
+	status = t_stop(&f.broker, 0, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 2);
+	f.broker.pid = 0;
+	body = t_read_file(f.log);
+	ck_assert_ptr_nonnull(strstr(body, "require_mlock: memory cannot be locked"));
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=name runs one. */
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
@@ -1605,6 +1734,8 @@ broker_suite(void)
 	ADD(s, test_large_kv_secret);
 	ADD(s, test_token_zero_ttl);
 	ADD(s, test_token_revoked_behind_its_back);
+	ADD(s, test_memlock_limit_reported);
+	ADD(s, test_require_mlock);
 	return s;
 }
 

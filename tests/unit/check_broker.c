@@ -216,6 +216,45 @@ START_TEST(test_arena)
 }
 END_TEST
 
+/* Regions shrink under a small memory lock limit, so that several fit under it; what
+ * the arena holds is accounted as locked or not. */
+START_TEST(test_arena_region_size_and_lock_accounting)
+{
+	struct broker_memlock ml = { 0 };
+	struct broker_arena_stats st;
+	struct broker_arena *a;
+	void *p, *big;
+
+	ck_assert_uint_eq(broker_arena_region_size(NULL), 65536);
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 65536);
+	ml.limited = true;
+	ml.limit = 8u << 20;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 65536);
+	ml.limit = 128u << 10;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 32768);
+	ml.limit = 64u << 10;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 16384);
+	ml.limit = 4096;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 16384);
+
+	a = broker_arena_new_with(&ml);
+	ck_assert_ptr_nonnull(a);
+	p = broker_arena_alloc(a, 100);
+	big = broker_arena_alloc(a, 50000);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(big);
+	broker_arena_stats(a, &st);
+	ck_assert_uint_eq(st.region_size, 16384);
+	/* Every byte held is counted one way or the other (this process may lock all). */
+	ck_assert_uint_ge(st.locked + st.unlocked, 16384 + 50000);
+	broker_arena_release(a, big);
+	broker_arena_stats(a, &st);
+	ck_assert_uint_eq(st.locked + st.unlocked, 16384);
+	broker_arena_release(a, p);
+	broker_arena_free(a);
+}
+END_TEST
+
 START_TEST(test_snapshot_refcount_and_zeroing)
 {
 	struct broker_arena *a = broker_arena_new();
@@ -491,6 +530,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tc, test_config_file_and_addr);
 	tcase_add_test(tc, test_arena);
+	tcase_add_test(tc, test_arena_region_size_and_lock_accounting);
 	tcase_add_test(tc, test_snapshot_refcount_and_zeroing);
 	tcase_add_test(tc, test_snapshot_at_the_data_limit);
 	tcase_add_test(tc, test_digest);
