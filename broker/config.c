@@ -141,7 +141,7 @@ static int
 parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 {
 	static const char *const keys[] = { "path", "format", "template", "template_file",
-		"mode", "owner", "group", "pidfile", "signal", NULL };
+		"mode", "owner", "group", "pidfile", "signal", "process", "process_uid", NULL };
 	struct broker_file_spec *fs;
 	const char *s = NULL, *tpl = NULL, *tpl_file = NULL;
 	int64_t id;
@@ -154,6 +154,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 	fs->owner = (uid_t)-1;
 	fs->group = (gid_t)-1;
 	fs->signal = SIGHUP;
+	fs->process_uid = (uid_t)-1;
 	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
 		goto out;
 	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
@@ -255,6 +256,27 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 		goto out;
 	if ((rc = parse_signal(c, obj, &fs->signal)) < 0)
 		goto out;
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "process", false, &s)) < 0)
+		goto out;
+	if ((s == NULL) != (fs->pidfile == NULL) ||
+	    (s != NULL && (s[0] == '\0' || strlen(s) > 255 || strchr(s, '/') != NULL))) {
+		size_t mark = lk_cfg_push_key(c, s != NULL ? "process" : "pidfile");
+
+		rc = lk_cfg_fail(c, s == NULL ? "a pidfile needs \"process\": the command name of "
+				 "the process to signal" : fs->pidfile == NULL ? "\"process\" "
+				 "needs a pidfile" : "expected a command name (no '/', at most 255 "
+				 "bytes)");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if (s != NULL && (fs->process = dup_or_fail(c, s, &rc)) == NULL)
+		goto out;
+	if (json_object_get(obj, "process_uid") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "process_uid", false, 0, 0x7fffffff, &id)) < 0)
+			goto out;
+		fs->process_uid = (uid_t)id;
+	}
 	*ret = fs;
 	fs = NULL;
 out:
@@ -262,6 +284,7 @@ out:
 		free(fs->path);
 		free(fs->template_text);
 		free(fs->pidfile);
+		free(fs->process);
 		free(fs);
 	}
 	return rc;
@@ -626,6 +649,7 @@ broker_config_clear(struct broker_config *cfg)
 			free(sp->file->path);
 			free(sp->file->template_text);
 			free(sp->file->pidfile);
+			free(sp->file->process);
 			free(sp->file);
 		}
 	}

@@ -99,6 +99,9 @@ struct broker_file_spec {
 	gid_t group;                /* (gid_t)-1: leave */
 	char *pidfile;              /* owned; NULL: no signal */
 	int signal;                 /* default SIGHUP */
+	char *process;              /* owned: the command name the signalled process must have */
+	uid_t process_uid;          /* its uid and the pidfile's owner; (uid_t)-1: owner, else
+				     * the broker's own */
 };
 
 struct broker_secret_spec {
@@ -431,6 +434,10 @@ bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_
  * file, never a value. */
 int broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		       struct lk_error *err) __attribute__((warn_unused_result));
+/* Sends fs->signal to the process of fs->pidfile once the pidfile and the process are
+ * checked (broker/signal.c): refused with -EPERM and err saying why otherwise. */
+int broker_signal_pidfile(const struct broker_file_spec *fs, struct lk_error *err)
+	__attribute__((warn_unused_result));
 /* Renders s into out (a wipe buffer) in fs->format; for tests. */
 int broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		  struct lk_buf *out, struct lk_error *err) __attribute__((warn_unused_result));

@@ -7,8 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,34 +149,6 @@ broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s
 	return rc;
 }
 
-static int
-signal_pidfile(const struct broker_file_spec *fs, struct lk_error *err)
-{
-	char text[BROKER_PIDFILE_MAX + 1], *end;
-	ssize_t n;
-	long pid;
-	int fd;
-
-	fd = open(fs->pidfile, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return lk_error_set(err, -errno, "%s: %s", fs->pidfile, strerror(errno));
-	n = read(fd, text, BROKER_PIDFILE_MAX);
-	close(fd);
-	if (n <= 0)
-		return lk_error_set(err, -EINVAL, "%s: empty", fs->pidfile);
-	text[n] = '\0';
-	errno = 0;
-	pid = strtol(text, &end, 10);
-	while (*end == '\n' || *end == ' ')
-		end++;
-	if (errno != 0 || *end != '\0' || pid <= 1 || pid > INT_MAX)
-		return lk_error_set(err, -EINVAL, "%s: not a process id", fs->pidfile);
-	if (kill((pid_t)pid, fs->signal) < 0)
-		return lk_error_set(err, -errno, "%s: signal to %ld: %s", fs->pidfile, pid,
-				    strerror(errno));
-	return 0;
-}
-
 int
 broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		   struct lk_error *err)
@@ -191,7 +161,7 @@ broker_render_file(const struct broker_file_spec *fs, const struct broker_snapsh
 		rc = lk_file_write_atomic(fs->path, out.data, out.len, fs->mode, fs->owner,
 					  fs->group, err);
 	if (rc == 0 && fs->pidfile != NULL)
-		rc = signal_pidfile(fs, err);
+		rc = broker_signal_pidfile(fs, err);
 	lk_buf_free(&out);
 	return rc;
 }

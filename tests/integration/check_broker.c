@@ -891,7 +891,8 @@ START_TEST(test_files_and_signal)
 		 "{\"name\": \"db\", \"path\": \"database/creds/app\","
 		 " \"file\": {\"path\": \"%s\", \"format\": \"template\", \"mode\": \"0440\","
 		 "  \"template\": \"user={{ username }}\\npass={{ .password }}\\n\","
-		 "  \"pidfile\": \"%s\", \"signal\": \"HUP\"}}", env_path, tpl_path, pidfile);
+		 "  \"pidfile\": \"%s\", \"signal\": \"HUP\", \"process\": \"sh\"}}", env_path,
+		 tpl_path, pidfile);
 	fixture_config(&f, secrets, NULL, NULL);
 	fixture_start(&f);
 	wait_ready(&f);
@@ -1573,6 +1574,66 @@ START_TEST(test_token_revoked_behind_its_back)
 }
 END_TEST
 
+/* ---- the pidfile signal ---- */
+
+struct pidfile_case {
+	const char *what;
+	bool victim_other_uid;      /* the process runs as uid 65534 */
+	uid_t pidfile_owner;
+	mode_t pidfile_mode;
+	const char *process;        /* the configured command name */
+	const char *expect;         /* in the refusal */
+};
+
+/* A pidfile that names another process than the one meant — another program, a process
+ * of another uid, a file written by another uid or writable by anyone — is not obeyed: the
+ * broker says why and signals nothing (a sleep dies of SIGHUP, so it would show). */
+START_TEST(test_pidfile_checks)
+{
+	static const struct pidfile_case cases[] = {
+		{ "another program", false, 0, 0644, "sh", "it is not \\\"sh\\\"" },
+		{ "another uid's process", true, 0, 0644, "sleep", "it runs as uid 65534, not 0" },
+		{ "a pidfile of another uid", false, 65534, 0644, "sleep", "owned by uid 0" },
+		{ "a pidfile others may write", false, 0, 0666, "sleep", "writable by nobody else" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct pidfile_case *pc = &cases[i];
+		const char *plain[] = { "/bin/sleep", "600", NULL };
+		const char *as_other[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+					   "--clear-groups", "/bin/sleep", "600", NULL };
+		char secrets[2048], out_path[700], pidfile[700], pid_text[32], line[1024];
+		struct t_proc victim;
+		struct fixture f;
+
+		fixture_dev(&f);
+		snprintf(out_path, sizeof(out_path), "%s/api.json", f.dir);
+		snprintf(pidfile, sizeof(pidfile), "%s/app.pid", f.dir);
+		ck_assert_int_eq(t_spawn(&victim, pc->victim_other_uid ? as_other : plain, NULL,
+					 "/dev/null"), 0);
+		snprintf(pid_text, sizeof(pid_text), "%d\n", (int)victim.pid);
+		ck_assert_int_eq(t_write_file(pidfile, pid_text, pc->pidfile_mode), 0);
+		ck_assert_int_eq(chmod(pidfile, pc->pidfile_mode), 0);
+		ck_assert_int_eq(chown(pidfile, pc->pidfile_owner, 0), 0);
+		snprintf(secrets, sizeof(secrets),
+			 "{\"name\": \"api\", \"path\": \"secret/data/app/api\","
+			 " \"file\": {\"path\": \"%s\", \"pidfile\": \"%s\", \"process\": \"%s\"}}",
+			 out_path, pidfile, pc->process);
+		fixture_config(&f, secrets, NULL, NULL);
+		fixture_start(&f);
+		ck_assert_msg(t_wait_log(&f.broker, "\"msg\":\"file render failed\"", T_DEADLINE_MS,
+					 line, sizeof(line)), "%s: no refusal", pc->what);
+		ck_assert_msg(strstr(line, "not signalling") != NULL && strstr(line, pc->expect) != NULL,
+			      "%s: %s", pc->what, line);
+		/* The file itself was written; only the signal was withheld. */
+		ck_assert(file_has(out_path, KV_PASSWORD));
+		ck_assert_msg(t_alive(&victim), "%s: the process was signalled", pc->what);
+		t_stop(&victim, SIGKILL, 1000);
+		fixture_stop(&f);
+	}
+}
+END_TEST
+
 /* ---- memory locking under a small RLIMIT_MEMLOCK ---- */
 
 /* Secrets of sizes that need one arena region each (one per size class). */
@@ -1734,6 +1795,7 @@ broker_suite(void)
 	ADD(s, test_large_kv_secret);
 	ADD(s, test_token_zero_ttl);
 	ADD(s, test_token_revoked_behind_its_back);
+	ADD(s, test_pidfile_checks);
 	ADD(s, test_memlock_limit_reported);
 	ADD(s, test_require_mlock);
 	return s;

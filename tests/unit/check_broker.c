@@ -119,6 +119,15 @@ START_TEST(test_config_errors)
 		{ "{\"vault\":{},\"log_level\":\"loud\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: log_level: expected" },
 		{ "{\"vault\":{},\"secret\":[]}", "broker.json: secret: unknown key" },
+		/* A pidfile names the process it may signal. */
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"pidfile\":\"/p\"}}]}",
+		  "broker.json: secrets[0].file.pidfile: a pidfile needs \"process\"" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"pidfile\":\"/p\",\"process\":\"/usr/bin/x\"}}]}",
+		  "broker.json: secrets[0].file.process: expected a command name" },
+		{ "{\"vault\":{},\"listen\":{\"header_timeout\":\"10ms\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.header_timeout: expected a duration between" },
+		{ "{\"vault\":{},\"token_check\":\"500ms\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: token_check: expected 0 (off) or at least 1s" },
 		/* Durations the scheduler adds to the clock are bounded: near INT64_MAX they
 		 * would wrap to the past and turn the timer into a busy loop. */
 		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"refresh\":9000000000000000}]}",
@@ -153,7 +162,8 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_msg(parse_text(
 		"{\"vault\":{\"addr\":\"http://h:1\"},\"grace\":\"5s\",\"revoke_on_shutdown\":false,"
 		"\"secrets\":[{\"name\":\"a.b-c_d\",\"path\":\"kv/x\",\"kind\":\"kv-v1\",\"grace\":\"2s\","
-		"\"file\":{\"path\":\"/x/y\",\"format\":\"env\",\"pidfile\":\"/run/app.pid\",\"signal\":\"SIGUSR1\"}}]}",
+		"\"file\":{\"path\":\"/x/y\",\"format\":\"env\",\"pidfile\":\"/run/app.pid\",\"signal\":\"SIGUSR1\","
+		"\"process\":\"nginx\",\"process_uid\":101}}]}",
 		&cfg, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(cfg.vault.addr, "http://h:1");
 	ck_assert_int_eq(cfg.grace_ms, 5000);
@@ -165,6 +175,8 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_int_eq(cfg.secrets[0].file->format, BROKER_FORMAT_ENV);
 	ck_assert_int_eq(cfg.secrets[0].file->signal, SIGUSR1);
 	ck_assert_str_eq(cfg.secrets[0].file->pidfile, "/run/app.pid");
+	ck_assert_str_eq(cfg.secrets[0].file->process, "nginx");
+	ck_assert_int_eq(cfg.secrets[0].file->process_uid, 101);
 	broker_config_clear(&cfg);
 
 	/* The longest accepted durations. */
