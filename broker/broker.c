@@ -73,9 +73,21 @@ broker_entry_state(struct broker_entry *e, int64_t now_mono_ms)
 }
 
 bool
-broker_ready(struct broker *b, char *reason, size_t reasonlen)
+broker_peer_admin(const struct broker *b, const struct lk_peer *peer)
+{
+	if (peer == NULL || !peer->known)
+		return false;
+	for (size_t i = 0; i < b->cfg->nadmin_uids; i++)
+		if (b->cfg->admin_uids[i] == peer->uid)
+			return true;
+	return false;
+}
+
+bool
+broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason, size_t reasonlen)
 {
 	int64_t now = lk_now_mono_ms();
+	bool full = peer == NULL || broker_peer_admin(b, peer);
 
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
@@ -86,6 +98,12 @@ broker_ready(struct broker *b, char *reason, size_t reasonlen)
 		st = broker_entry_state(e, now);
 		if (st == BROKER_STATE_VALID || st == BROKER_STATE_STALE)
 			continue;
+		if (!full && !broker_peer_allowed(e->spec, peer)) {
+			/* Neither its name nor its backend path: this peer may not read it. */
+			snprintf(reason, reasonlen, "a required secret this peer may not read is %s",
+				 broker_state_name(st));
+			return false;
+		}
 		pthread_mutex_lock(&e->lock);
 		snprintf(reason, reasonlen, "required secret %s is %s%s%s", e->spec->name,
 			 broker_state_name(st), e->failing ? ": " : "", e->failing ? e->reason : "");
@@ -94,6 +112,12 @@ broker_ready(struct broker *b, char *reason, size_t reasonlen)
 	}
 	snprintf(reason, reasonlen, "%s", "");
 	return true;
+}
+
+bool
+broker_ready(struct broker *b, char *reason, size_t reasonlen)
+{
+	return broker_ready_for(b, NULL, reason, reasonlen);
 }
 
 struct broker_entry *
@@ -119,6 +143,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
+	b->backend_reason_entry = SIZE_MAX;
 	atomic_init(&b->announced_ready, false);
 	broker_memlock_probe(&b->memlock);
 	b->memlock.require = cfg->require_mlock;
@@ -169,6 +194,8 @@ broker_fini(struct broker *b)
 
 		broker_snapshot_unref(e->current);
 		e->current = NULL;
+		free(e->shown_lease_id);
+		e->shown_lease_id = NULL;
 		free(e->lease_id);
 		pthread_mutex_destroy(&e->lock);
 	}

@@ -318,6 +318,7 @@ struct broker_entry {
 	pthread_mutex_t lock;       /* guards the members down to next_mono_ms */
 	struct broker_snapshot *current;
 	bool revoked;               /* current was withdrawn: its lease went with the token */
+	char *shown_lease_id;       /* owned: current's lease id, for admins' /v1/ready */
 	bool failing;               /* the last backend call for it failed */
 	char reason[BROKER_REASON_MAX];
 	int64_t last_renewal_real_ms;
@@ -379,6 +380,7 @@ struct broker {
 	struct lk_backoff token_backoff;
 	bool backend_ok;
 	char backend_reason[BROKER_REASON_MAX];
+	size_t backend_reason_entry; /* the secret whose call failed; SIZE_MAX: the token's */
 	atomic_bool announced_ready;
 
 	struct broker_revocation *revocations; /* scheduler thread only */
@@ -406,8 +408,13 @@ void broker_fini(struct broker *b);
 struct broker_snapshot *broker_entry_snapshot(struct broker_entry *e);
 /* The entry's state at now. */
 enum broker_state broker_entry_state(struct broker_entry *e, int64_t now_mono_ms);
-/* True when every required secret is loaded and unexpired; reason says why not. */
+/* True when every required secret is loaded and unexpired; reason says why not, naming
+ * the secret only when peer may read it (peer NULL, or an admin: always). */
 bool broker_ready(struct broker *b, char *reason, size_t reasonlen);
+bool broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason,
+		      size_t reasonlen);
+/* True when peer is one of listen.admin_uids: it sees every secret's metadata. */
+bool broker_peer_admin(const struct broker *b, const struct lk_peer *peer);
 struct broker_entry *broker_find(struct broker *b, const char *name);
 
 /* The scheduler thread (broker/scheduler.c). */
@@ -468,5 +475,10 @@ void broker_metrics_token_lost(struct broker_metrics *m);
 void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
 /* Renders the registry (refreshing the per-secret gauges first). */
 int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
+/* Copies the lines of the text format in (len bytes) to out, leaving out every sample
+ * whose secret="NAME" label names a secret keep(arg, NAME) refuses. Pure; for the socket's
+ * /metrics, which shows a peer only the secrets it may read. */
+int broker_metrics_filter(const char *in, size_t len, bool (*keep)(void *arg, const char *name),
+			  void *arg, struct lk_buf *out);
 
 #endif

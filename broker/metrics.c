@@ -394,3 +394,52 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 	pthread_mutex_unlock(&m->render_lock);
 	return rc;
 }
+
+/* The value of the secret label of a sample line (NUL-terminated into name), or false. */
+static bool
+line_secret(const char *line, size_t n, char *name, size_t namelen)
+{
+	const char *open = memchr(line, '{', n), *end = line + n, *p;
+	size_t len;
+
+	if (open == NULL || line[0] == '#')
+		return false;
+	for (p = open; p != NULL && p < end; p = memchr(p + 1, ',', (size_t)(end - p - 1))) {
+		if ((size_t)(end - p) > 9 && memcmp(p + 1, "secret=\"", 8) == 0) {
+			const char *v = p + 9, *q = memchr(v, '"', (size_t)(end - v));
+
+			if (q == NULL)
+				return false;
+			len = (size_t)(q - v);
+			if (len >= namelen)
+				len = namelen - 1;
+			memcpy(name, v, len);
+			name[len] = '\0';
+			return true;
+		}
+		if (p + 1 >= end)
+			break;
+	}
+	return false;
+}
+
+int
+broker_metrics_filter(const char *in, size_t len, bool (*keep)(void *arg, const char *name),
+		      void *arg, struct lk_buf *out)
+{
+	const char *p = in, *end = in + len;
+	char name[BROKER_NAME_MAX + 1];
+	int rc;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		if (!line_secret(p, n, name, sizeof(name)) || keep(arg, name)) {
+			if ((rc = lk_buf_append(out, p, n)) < 0)
+				return rc;
+		}
+		p += n;
+	}
+	return 0;
+}

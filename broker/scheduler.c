@@ -103,8 +103,11 @@ static void
 entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
 {
 	struct broker_snapshot *old;
+	char *shown = e->lease_id != NULL ? strdup(e->lease_id) : NULL, *old_shown;
 
 	pthread_mutex_lock(&e->lock);
+	old_shown = e->shown_lease_id;
+	e->shown_lease_id = shown;
 	old = e->current;
 	e->current = s;
 	e->revoked = false;
@@ -114,15 +117,25 @@ entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
 		e->last_renewal_real_ms = lk_now_real_ms();
 	pthread_mutex_unlock(&e->lock);
 	broker_snapshot_unref(old);
+	free(old_shown);
+}
+
+/* The backend's state; entry names the secret whose call failed (SIZE_MAX: the token's
+ * own calls), so that peers who may not read it are not shown its path. */
+static void
+set_backend_for(struct broker *b, bool ok, const char *reason, size_t entry)
+{
+	pthread_mutex_lock(&b->lock);
+	b->backend_ok = ok;
+	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
+	b->backend_reason_entry = entry;
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void
 set_backend(struct broker *b, bool ok, const char *reason)
 {
-	pthread_mutex_lock(&b->lock);
-	b->backend_ok = ok;
-	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
-	pthread_mutex_unlock(&b->lock);
+	set_backend_for(b, ok, reason, SIZE_MAX);
 }
 
 static void
@@ -144,14 +157,15 @@ static void token_lost(struct broker *b, const char *why, int64_t now);
 /* A failed backend call: a 403 may mean the token is gone, so log in again soon; one that
  * says the token is invalid means it is gone, and its leases with it. */
 static void
-note_backend_failure(struct broker *b, const struct lk_vault_error *verr, int64_t now)
+note_backend_failure(struct broker *b, const struct lk_vault_error *verr, size_t entry,
+		     int64_t now)
 {
 	if (lk_vault_error_token_invalid(verr)) {
 		token_lost(b, verr->base.msg, now);
 		return;
 	}
-	set_backend(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
-		    verr->base.msg);
+	set_backend_for(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
+			verr->base.msg, entry);
 	/* Once per SCHED_RELOGIN_MIN_MS at most, and not while logins are failing anyway:
 	 * a policy that denies a thousand secrets must not cause a thousand logins. */
 	if (verr->status == 403) {
@@ -241,7 +255,7 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
 	if (rc < 0 && verr.retryable) {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		note_backend_failure(b, &verr, now);
+		note_backend_failure(b, &verr, r->entry, now);
 		lk_log(LK_WARN, "lease revocation failed, will retry",
 		       LK_STR("secret", b->entries[r->entry].spec->name),
 		       LK_STR("error", verr.base.msg));
@@ -260,6 +274,9 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 		       LK_STR("why", "replaced"));
 	}
 	remove_revocation(b, i);
+	/* After the removal: losing the token drops revocations from the array. */
+	if (rc < 0 && lk_vault_error_token_invalid(&verr))
+		token_lost(b, verr.base.msg, now);
 }
 
 /* ---- token ---- */
@@ -294,6 +311,8 @@ token_lost(struct broker *b, const char *why, int64_t now)
 		pthread_mutex_lock(&e->lock);
 		old = e->current;
 		e->current = NULL;
+		free(e->shown_lease_id);
+		e->shown_lease_id = NULL;
 		e->revoked = true;
 		e->failing = true;
 		broker_copy_text(e->reason, sizeof(e->reason), "its lease went with the backend "
@@ -350,7 +369,7 @@ token_check(struct broker *b, int64_t now)
 			lk_log(LK_WARN, "the token may not look itself up: revocations are found "
 			       "at the next renewal or read only", LK_STR("error", verr.base.msg));
 		} else {
-			note_backend_failure(b, &verr, now);
+			note_backend_failure(b, &verr, SIZE_MAX, now);
 		}
 		return;
 	}
@@ -624,7 +643,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	broker_metrics_backend(b->metrics, "read", lk_now_mono_ms() - t0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
-		note_backend_failure(b, &verr, now);
+		note_backend_failure(b, &verr, e->index, now);
 		entry_failure(b, e, "secret read failed", verr.base.msg, fail_ev, BROKER_ACT_FETCH,
 			      now);
 		return;
@@ -754,7 +773,7 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	broker_metrics_backend(b->metrics, "renew", lk_now_mono_ms() - t0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
-		note_backend_failure(b, &verr, now);
+		note_backend_failure(b, &verr, e->index, now);
 		if (!verr.retryable) {
 			/* lease expired, invalid or past its max TTL: get a new credential. */
 			broker_metrics_event(b->metrics, e->index, BROKER_EV_RENEWAL_FAILURE);

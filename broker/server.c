@@ -239,7 +239,8 @@ out:
 }
 
 static json_t *
-entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t now_real)
+entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t now_real,
+		  bool admin)
 {
 	struct broker_snapshot *s = broker_entry_snapshot(e);
 	enum broker_state st = broker_entry_state(e, now);
@@ -281,6 +282,8 @@ entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t
 	    now_real + (e->next_mono_ms > now ? e->next_mono_ms - now : 0), ts)));
 	if (e->failing)
 		json_object_set_new(o, "reason", json_string(e->reason));
+	if (admin && e->shown_lease_id != NULL)
+		json_object_set_new(o, "lease_id", json_string(e->shown_lease_id));
 	pthread_mutex_unlock(&e->lock);
 	broker_snapshot_unref(s);
 	return o;
@@ -291,7 +294,8 @@ route_ready(struct broker *b, struct lk_http_req *req)
 {
 	const struct lk_peer *peer = lk_http_peer(req);
 	char reason[BROKER_REASON_MAX + 64];
-	bool ready = broker_ready(b, reason, sizeof(reason)), up;
+	bool ready = broker_ready_for(b, peer, reason, sizeof(reason)), up;
+	bool admin = broker_peer_admin(b, peer);
 	int64_t now = lk_now_mono_ms(), now_real = lk_now_real_ms();
 	json_t *obj = json_object(), *arr = json_array(), *backend = json_object();
 	unsigned status = ready ? 200 : 503;
@@ -308,17 +312,21 @@ route_ready(struct broker *b, struct lk_http_req *req)
 	pthread_mutex_lock(&b->lock);
 	up = b->backend_ok;
 	json_object_set_new(backend, "ok", json_boolean(up));
-	if (!up)
+	if (!up && (admin || b->backend_reason_entry == SIZE_MAX ||
+		    broker_peer_allowed(b->entries[b->backend_reason_entry].spec, peer)))
 		json_object_set_new(backend, "reason", json_string(b->backend_reason));
+	else if (!up)
+		json_object_set_new(backend, "reason", json_string(
+			"a backend call for a secret this peer may not read failed"));
 	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
 	pthread_mutex_unlock(&b->lock);
 	json_object_set(obj, "backend", backend);
 	for (size_t i = 0; i < b->n; i++) {
 		json_t *o;
 
-		if (!broker_peer_allowed(b->entries[i].spec, peer))
+		if (!admin && !broker_peer_allowed(b->entries[i].spec, peer))
 			continue;
-		o = entry_status_json(b, &b->entries[i], now, now_real);
+		o = entry_status_json(b, &b->entries[i], now, now_real, admin);
 		if (o != NULL)
 			json_array_append_new(arr, o);
 	}
@@ -332,17 +340,41 @@ out:
 	return status;
 }
 
-static unsigned
-route_metrics(struct broker *b, struct lk_http_req *req)
+struct peer_view {
+	struct broker *b;
+	const struct lk_peer *peer;
+};
+
+static bool
+peer_may_see(void *arg, const char *name)
 {
-	struct lk_buf out;
+	struct peer_view *v = arg;
+	struct broker_entry *e = broker_find(v->b, name);
+
+	return e != NULL && broker_peer_allowed(e->spec, v->peer);
+}
+
+/* The metrics page; peer NULL (the metrics listener) or an admin sees all of it, another
+ * peer only the series of the secrets it may read. */
+static unsigned
+route_metrics(struct broker *b, struct lk_http_req *req, const struct lk_peer *peer)
+{
+	struct lk_buf out, shown;
+	struct peer_view view = { b, peer };
 	unsigned status = 200;
 
 	lk_buf_init(&out, SERVER_METRICS_MAX, false);
-	if (broker_metrics_render(b->metrics, &out) < 0)
+	lk_buf_init(&shown, SERVER_METRICS_MAX, false);
+	if (broker_metrics_render(b->metrics, &out) < 0) {
 		status = answer_error(req, 500, "internal error", "metrics page too large");
-	else
+	} else if (peer == NULL || broker_peer_admin(b, peer)) {
 		lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, out.data, out.len);
+	} else if (broker_metrics_filter(out.data, out.len, peer_may_see, &view, &shown) < 0) {
+		status = answer_error(req, 500, "internal error", "metrics page too large");
+	} else {
+		lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, shown.data, shown.len);
+	}
+	lk_buf_free(&shown);
 	lk_buf_free(&out);
 	return status;
 }
@@ -504,7 +536,7 @@ handler(void *ctx, struct lk_http_req *req)
 			status = route_ready(b, req);
 			break;
 		case BROKER_ROUTE_METRICS:
-			status = route_metrics(b, req);
+			status = route_metrics(b, req, lk_http_peer(req));
 			break;
 		default:
 			status = answer_error(req, 404, "not found", "no such route");
@@ -525,7 +557,7 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 	if (strcmp(lk_http_method(req), "GET") != 0)
 		lk_http_respond_error(req, 405, "method not allowed", "only GET is served");
 	else if (strcmp(path, "/metrics") == 0)
-		route_metrics(b, req);
+		route_metrics(b, req, NULL);
 	else if (strcmp(path, "/v1/health") == 0)
 		lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
 	else

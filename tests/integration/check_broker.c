@@ -1574,6 +1574,102 @@ START_TEST(test_token_revoked_behind_its_back)
 }
 END_TEST
 
+/* ---- what a peer sees of secrets it may not read ---- */
+
+/* Exit status bits of metadata_peer: what the peer saw of the hidden secret. */
+#define SAW_NAME_IN_METRICS 1
+#define SAW_NAME_IN_READY 2
+#define SAW_PATH_IN_READY 4
+#define SAW_PUB 8
+#define SAW_FAILURE 16
+
+/* GETs /metrics and /v1/ready as uid and reports what it saw. */
+static int
+metadata_peer(struct fixture *f, uid_t uid)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *metrics = NULL, *ready = NULL;
+		int saw = 0;
+
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(100);
+		if (broker_get(f, "/metrics", &metrics) != 200 || broker_get(f, "/v1/ready", &ready) != 503)
+			_exit(101);
+		if (strstr(metrics, "hidden") != NULL)
+			saw |= SAW_NAME_IN_METRICS;
+		if (strstr(ready, "hidden\"") != NULL || strstr(ready, "secret hidden") != NULL)
+			saw |= SAW_NAME_IN_READY;
+		if (strstr(ready, "app/hidden") != NULL)
+			saw |= SAW_PATH_IN_READY;
+		if (strstr(metrics, "secret=\"pub\"") != NULL && strstr(ready, "\"pub\"") != NULL)
+			saw |= SAW_PUB;
+		if (strstr(ready, "a required secret this peer may not read is failed") != NULL)
+			saw |= SAW_FAILURE;
+		free(metrics);
+		free(ready);
+		_exit(saw);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static bool
+hidden_failed_cond(void *arg)
+{
+	struct fixture *f = arg;
+	char *body = NULL;
+	bool ok = broker_get(f, "/v1/ready", &body) == 503 && body != NULL &&
+		  strstr(body, "required secret hidden is failed") != NULL &&
+		  strstr(body, "\"pub\"") != NULL && strstr(body, "\"state\":\"valid\"") != NULL;
+
+	free(body);
+	return ok;
+}
+
+/* /metrics and the /v1/ready reasons on the socket show a peer only the secrets it may
+ * read: not the names, not the backend paths of the others. Admin uids see everything. */
+START_TEST(test_metadata_for_peers)
+{
+	struct fixture f;
+	int saw;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/secret/data/app/hidden",
+				  "{\"data\":{\"k\":\"v\"}}", NULL), 300);
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503,\"paths\":\"secret/data/app/hidden\"}",
+				  NULL), 200);
+	fixture_config(&f,
+		       "{\"name\": \"hidden\", \"path\": \"secret/data/app/hidden\", \"required\": true,"
+		       " \"allow\": {\"uids\": [0]}},"
+		       "{\"name\": \"pub\", \"path\": \"secret/data/app/api\"}", NULL, "0666");
+	/* The admin uid goes into listen. */
+	{
+		char *text = t_read_file(f.cfg), *p = strstr(text, "\"mode\"");
+		char out[8192];
+
+		ck_assert_ptr_nonnull(p);
+		snprintf(out, sizeof(out), "%.*s\"admin_uids\": [65533], %s", (int)(p - text), text, p);
+		ck_assert_int_eq(t_write_file(f.cfg, out, 0600), 0);
+		free(text);
+	}
+	fixture_start(&f);
+	ck_assert_msg(t_wait_until(hidden_failed_cond, &f, T_DEADLINE_MS), "never failed as set up");
+	saw = metadata_peer(&f, 65534);
+	ck_assert_msg((saw & (SAW_NAME_IN_METRICS | SAW_NAME_IN_READY | SAW_PATH_IN_READY)) == 0 &&
+		      (saw & SAW_PUB) && (saw & SAW_FAILURE), "uid 65534 saw %#x", saw);
+	saw = metadata_peer(&f, 65533);
+	ck_assert_msg((saw & SAW_NAME_IN_METRICS) && (saw & SAW_NAME_IN_READY) &&
+		      (saw & SAW_PATH_IN_READY), "the admin uid saw %#x", saw);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* ---- the pidfile signal ---- */
 
 struct pidfile_case {
@@ -1795,6 +1891,7 @@ broker_suite(void)
 	ADD(s, test_large_kv_secret);
 	ADD(s, test_token_zero_ttl);
 	ADD(s, test_token_revoked_behind_its_back);
+	ADD(s, test_metadata_for_peers);
 	ADD(s, test_pidfile_checks);
 	ADD(s, test_memlock_limit_reported);
 	ADD(s, test_require_mlock);
