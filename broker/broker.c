@@ -169,6 +169,9 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->metrics = broker_metrics_new(b);
 	if (b->metrics == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (metrics)");
+	b->audit = broker_audit_new(BROKER_AUDIT_ENTRIES_MAX, cfg->audit_interval_ms);
+	if (b->audit == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory (audit)");
 	if (cfg->vault.connect_timeout_ms <= 0)
 		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
 	if (cfg->vault.timeout_ms <= 0)
@@ -203,6 +206,8 @@ broker_fini(struct broker *b)
 	b->entries = NULL;
 	broker_metrics_free(b->metrics);
 	b->metrics = NULL;
+	broker_audit_free(b->audit);
+	b->audit = NULL;
 	b->vault = lk_vault_client_free(b->vault);
 	broker_arena_free(b->arena);
 	b->arena = NULL;

@@ -477,7 +477,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		"require_mlock", NULL };
+		"require_mlock", "audit_interval", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -497,6 +497,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;
 	cfg->grace_ms = BROKER_GRACE_DEFAULT_MS;
 	cfg->token_check_ms = BROKER_TOKEN_CHECK_DEFAULT_MS;
+	cfg->audit_interval_ms = BROKER_AUDIT_INTERVAL_DEFAULT_MS;
 	cfg->revoke_on_shutdown = true;
 	cfg->retry_base_ms = BROKER_RETRY_BASE_DEFAULT_MS;
 	cfg->retry_cap_ms = BROKER_RETRY_CAP_DEFAULT_MS;
@@ -537,6 +538,14 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	}
 	if ((rc = lk_cfg_bool(&c, root, "require_mlock", &cfg->require_mlock)) < 0)
 		goto out;
+	if ((rc = bounded_duration(&c, root, "audit_interval", &cfg->audit_interval_ms)) < 0)
+		goto out;
+	if (cfg->audit_interval_ms < 1000 || cfg->audit_interval_ms > 3600 * 1000LL) {
+		mark = lk_cfg_push_key(&c, "audit_interval");
+		rc = lk_cfg_fail(&c, "expected a duration between 1s and 1h");
+		lk_cfg_pop(&c, mark);
+		goto out;
+	}
 	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
 		goto out;

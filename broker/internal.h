@@ -57,6 +57,10 @@
 /* How often the token is looked up (lookup-self, +-10%) to learn that it was revoked
  * behind the broker's back, unless token_check says otherwise; 0 turns it off. */
 #define BROKER_TOKEN_CHECK_DEFAULT_MS (30 * 1000LL)
+/* How often repeated reads are summarised in the audit log unless audit_interval says. */
+#define BROKER_AUDIT_INTERVAL_DEFAULT_MS (10 * 1000LL)
+/* Distinct (peer, secret, key, version, result) kept by the audit between summaries. */
+#define BROKER_AUDIT_ENTRIES_MAX 4096
 /* Shortest token_check accepted (other than 0). */
 #define BROKER_TOKEN_CHECK_MIN_MS 1000
 /* Backend timeouts unless the vault object sets them: short, so that a stuck backend
@@ -135,6 +139,7 @@ struct broker_config {
 	size_t nadmin_uids;
 	int64_t grace_ms;
 	int64_t token_check_ms;     /* 0: no periodic lookup-self */
+	int64_t audit_interval_ms;
 	bool revoke_on_shutdown;
 	bool require_mlock;         /* secret memory that cannot be locked is an error */
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */
@@ -355,6 +360,7 @@ struct broker {
 	struct broker_entry *entries;
 	size_t n;
 	struct broker_metrics *metrics;
+	struct broker_audit *audit;
 	int64_t started_mono_ms;
 	struct broker_memlock memlock;
 	atomic_bool warned_unlocked;
@@ -434,6 +440,21 @@ void broker_server_notify(struct broker *b, size_t entry);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
 
+/* ---- the audit log (broker/audit.c) ------------------------------------------------ */
+
+/* Logs the first read of each (peer, secret, key, version, result) at once and counts the
+ * repeats, summarised once per interval; bounded by max_entries (reads past it are counted
+ * as not itemised). Thread-safe. owned: broker_audit_free. */
+struct broker_audit;
+struct broker_audit *broker_audit_new(size_t max_entries, int64_t interval_ms);
+void broker_audit_free(struct broker_audit *a);
+/* result is a static string ("ok", "forbidden", ...); key may be NULL. */
+void broker_audit_read(struct broker_audit *a, const struct lk_peer *peer, const char *secret,
+		       const char *key, uint64_t version, const char *result);
+/* Logs the summaries due at now (all: every count, at shutdown); returns when the next
+ * is due. */
+int64_t broker_audit_flush(struct broker_audit *a, int64_t now_mono_ms, bool all);
+
 /* ---- files (broker/render.c) ------------------------------------------------------- */
 
 /* Renders s to fs->path atomically (temporary file in the same directory, fsync, rename)
@@ -480,5 +501,25 @@ int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
  * /metrics, which shows a peer only the secrets it may read. */
 int broker_metrics_filter(const char *in, size_t len, bool (*keep)(void *arg, const char *name),
 			  void *arg, struct lk_buf *out);
+
+/* ---- requests (broker/route.c; pure, for the fuzz target) ---------------------------- */
+
+/* What a path asks for. name and key point into, or are cut from, the path. */
+struct broker_route_req {
+	enum broker_route route;
+	char name[BROKER_NAME_MAX + 1]; /* secret and key routes: the name as asked, cut */
+	bool name_ok;               /* 1 to BROKER_NAME_MAX bytes */
+	const char *key;            /* key route: into the path; NULL otherwise */
+	bool key_ok;                /* not empty */
+};
+
+/* Classifies a (percent-decoded) path; returns the route, also in ret->route. */
+enum broker_route broker_route_parse(const char *path, struct broker_route_req *ret);
+/* ?index=N&wait=D: 0 (a blocking read), 1 (no index: a plain read) or -EINVAL. The wait
+ * defaults to BROKER_WAIT_DEFAULT_MS and is cut to BROKER_WAIT_MAX_MS. */
+int broker_parse_blocking(const char *index, const char *wait, uint64_t *ret_index,
+			  int64_t *ret_wait_ms);
+/* True when an If-None-Match header value matches the ETag "<version>" (or is "*"). */
+bool broker_etag_matches(const char *if_none_match, uint64_t version);
 
 #endif

@@ -14,7 +14,7 @@
 #include "common/clock.h"
 
 /* The status codes the server answers with; any other is counted as "other". */
-static const unsigned codes[] = { 200, 400, 403, 404, 405, 413, 431, 500, 503 };
+static const unsigned codes[] = { 200, 304, 400, 403, 404, 405, 413, 431, 500, 503 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 static const char *const route_names[BROKER_ROUTE_COUNT] = {

@@ -1574,6 +1574,221 @@ START_TEST(test_token_revoked_behind_its_back)
 }
 END_TEST
 
+/* ---- conditional reads, unknown names, blocking reads at expiry, the audit ---- */
+
+struct collected {
+	char data[4096];
+	size_t len;
+};
+
+static size_t
+collect(char *p, size_t size, size_t n, void *arg)
+{
+	struct collected *c = arg;
+	size_t k = size * n;
+
+	if (c->len + k < sizeof(c->data)) {
+		memcpy(c->data + c->len, p, k);
+		c->len += k;
+		c->data[c->len] = '\0';
+	}
+	return size * n;
+}
+
+/* GET path with one extra request header; the status, and the body in *ret. */
+static long
+broker_get_with(struct fixture *f, const char *path, const char *header, struct collected *ret)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hs = curl_slist_append(NULL, header);
+	char url[512];
+	long code = 0;
+
+	memset(ret, 0, sizeof(*ret));
+	snprintf(url, sizeof(url), "http://broker%s", path);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, f->sock);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, ret);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_slist_free_all(hs);
+	curl_easy_cleanup(h);
+	return code;
+}
+
+/* If-None-Match with the current ETag gets 304 and no value; reads of names that do not
+ * exist are audited. */
+START_TEST(test_not_modified_and_unknown_names)
+{
+	struct collected c;
+	struct fixture f;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"1\"", &c), 304);
+	ck_assert_uint_eq(c.len, 0);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api/password", "If-None-Match: W/\"1\"", &c),
+			 304);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"7\", *", &c), 304);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"2\", \"3\"", &c), 200);
+	ck_assert_ptr_nonnull(strstr(c.data, KV_PASSWORD));
+	ck_assert(t_wait_log(&f.broker, "\"secret\":\"api\",\"key\":null,\"version\":1,"
+			     "\"result\":\"not-modified\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/no-such/k", NULL), 404);
+	ck_assert(t_wait_log(&f.broker, "\"secret\":\"no-such\",\"key\":\"k\",\"version\":0,"
+			     "\"result\":\"no-such-secret\"", T_DEADLINE_MS, NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
+/* A blocking reader whose credential expires while it waits gets the 503 then, not at
+ * the end of its wait. */
+START_TEST(test_blocking_read_woken_at_expiry)
+{
+	struct fixture f;
+	char path[128], *body = NULL;
+	int64_t t0, elapsed;
+	json_t *j;
+	json_int_t v;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	v = version_of(j);
+	json_decref(j);
+	/* The backend fails from now on: no renewal, no replacement. */
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503}", NULL), 200);
+	snprintf(path, sizeof(path), "/v1/secrets/db?index=%lld&wait=10m", (long long)v + 100);
+	t0 = lk_now_mono_ms();
+	ck_assert_int_eq(broker_get(&f, path, &body), 503);
+	elapsed = lk_now_mono_ms() - t0;
+	ck_assert_ptr_nonnull(strstr(body, "\"error\":\"secret expired\""));
+	/* The lease is 3 s; the wait was 10 minutes (and the client's own timeout 30 s). */
+	ck_assert_msg(elapsed < 15000, "answered after %lld ms", (long long)elapsed);
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* The sum of the audit lines' reads of (this process, api/password, version 1, ok): one
+ * line for the first, the others as repeats; *ret_lines counts the lines without repeats. */
+static long
+audited_reads(struct fixture *f, int *ret_lines)
+{
+	char *log = t_read_file(f->log), *p, *line;
+	const char *needle = "\"secret\":\"api\",\"key\":\"password\",\"version\":1,\"result\":\"ok\"";
+	long total = 0;
+
+	*ret_lines = 0;
+	for (p = log; p != NULL && (line = strstr(p, needle)) != NULL; p = line + strlen(needle)) {
+		char *r = strstr(line, "\"repeats\":"), *nl = strchr(line, '\n');
+
+		if (r != NULL && (nl == NULL || r < nl)) {
+			total += atol(r + strlen("\"repeats\":"));
+		} else {
+			total++;
+			(*ret_lines)++;
+		}
+	}
+	free(log);
+	return total;
+}
+
+struct audit_wait {
+	struct fixture *f;
+	long want;
+};
+
+static bool
+audit_cond(void *arg)
+{
+	struct audit_wait *aw = arg;
+	int lines;
+
+	return audited_reads(aw->f, &lines) >= aw->want;
+}
+
+/* Many reads of the same thing: the first is logged at once, the repeats are summed up
+ * once per audit_interval; every read is counted, the log stays a few lines long. */
+START_TEST(test_audit_summarised)
+{
+	const long reads = 2000;
+	struct audit_wait aw;
+	struct fixture f;
+	CURL *h;
+	int lines;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, "\"audit_interval\": \"1s\"", NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	h = curl_easy_init();
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, f.sock);
+	curl_easy_setopt(h, CURLOPT_URL, "http://broker/v1/secrets/api/password");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	for (long i = 0; i < reads; i++)
+		ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+	curl_easy_cleanup(h);
+	aw.f = &f;
+	aw.want = reads;
+	ck_assert_msg(t_wait_until(audit_cond, &aw, T_DEADLINE_MS), "audited %ld of %ld reads",
+		      audited_reads(&f, &lines), reads);
+	ck_assert_int_eq(audited_reads(&f, &lines), reads);
+	ck_assert_int_eq(lines, 1);
+	ck_assert_int_lt(log_count(&f, "\"key\":\"password\""), 40);
+	fixture_stop(&f);
+}
+END_TEST
+
+static void
+kv_with_keys(struct fixture *f, const char *path, int nkeys)
+{
+	char *body = malloc((size_t)nkeys * 24 + 64);
+	size_t off;
+
+	ck_assert_ptr_nonnull(body);
+	off = (size_t)sprintf(body, "{\"data\":{");
+	for (int i = 0; i < nkeys; i++)
+		off += (size_t)sprintf(body + off, "%s\"k%d\":\"v\"", i ? "," : "", i);
+	strcpy(body + off, "}}");
+	ck_assert_int_lt(dev_call(f, "POST", path, body, NULL), 300);
+	free(body);
+}
+
+/* A secret of up to 1,024 keys is served; one with more is refused with a reason that
+ * names the limit. */
+START_TEST(test_keys_limit)
+{
+	struct fixture f;
+	char *body = NULL;
+
+	fixture_dev(&f);
+	kv_with_keys(&f, "/v1/secret/data/app/wide", 1024);
+	kv_with_keys(&f, "/v1/secret/data/app/wider", 1025);
+	fixture_config(&f, "{\"name\": \"wide\", \"path\": \"secret/data/app/wide\"},"
+		       "{\"name\": \"wider\", \"path\": \"secret/data/app/wider\", \"required\": true}",
+		       NULL, NULL);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "the secret has 1025 keys; at most 1024 keys are served",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/wide/k1023", &body), 200);
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "at most 1024 keys are served"));
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* ---- what a peer sees of secrets it may not read ---- */
 
 /* Exit status bits of metadata_peer: what the peer saw of the hidden secret. */
@@ -1891,6 +2106,10 @@ broker_suite(void)
 	ADD(s, test_large_kv_secret);
 	ADD(s, test_token_zero_ttl);
 	ADD(s, test_token_revoked_behind_its_back);
+	ADD(s, test_not_modified_and_unknown_names);
+	ADD(s, test_blocking_read_woken_at_expiry);
+	ADD(s, test_audit_summarised);
+	ADD(s, test_keys_limit);
 	ADD(s, test_metadata_for_peers);
 	ADD(s, test_pidfile_checks);
 	ADD(s, test_memlock_limit_reported);

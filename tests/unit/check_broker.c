@@ -9,6 +9,9 @@
 
 #include "common/json.h"
 #include "broker/internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "testutil.h"
 #include "common/buf.h"
 #include "common/config.h"
 #include "crypto/secret.h"
@@ -532,6 +535,82 @@ START_TEST(test_peer_allowed)
 }
 END_TEST
 
+START_TEST(test_etag_and_route)
+{
+	struct broker_route_req rr;
+	uint64_t index = 0;
+	int64_t wait = 0;
+
+	ck_assert(broker_etag_matches("\"3\"", 3));
+	ck_assert(broker_etag_matches("W/\"3\"", 3));
+	ck_assert(broker_etag_matches(" \"1\" , \"3\"", 3));
+	ck_assert(broker_etag_matches("*", 3));
+	ck_assert(!broker_etag_matches("\"30\"", 3));
+	ck_assert(!broker_etag_matches("3", 3));
+	ck_assert(!broker_etag_matches("\"3", 3));
+	ck_assert(!broker_etag_matches("\"\"", 0));
+	ck_assert(!broker_etag_matches("\"99999999999999999999999\"", 3));
+	ck_assert(!broker_etag_matches(NULL, 3));
+
+	ck_assert_int_eq(broker_route_parse("/v1/secrets", &rr), BROKER_ROUTE_LIST);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db", &rr), BROKER_ROUTE_SECRET);
+	ck_assert_str_eq(rr.name, "db");
+	ck_assert(rr.name_ok && rr.key == NULL);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db/pass/word", &rr), BROKER_ROUTE_KEY);
+	ck_assert_str_eq(rr.name, "db");
+	ck_assert_str_eq(rr.key, "pass/word");
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db/", &rr), BROKER_ROUTE_KEY);
+	ck_assert(!rr.key_ok);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets//x", &rr), BROKER_ROUTE_KEY);
+	ck_assert(!rr.name_ok);
+	ck_assert_int_eq(broker_route_parse("/v1/secretsX", &rr), BROKER_ROUTE_OTHER);
+	ck_assert_int_eq(broker_route_parse("/metrics", &rr), BROKER_ROUTE_METRICS);
+
+	ck_assert_int_eq(broker_parse_blocking(NULL, NULL, &index, &wait), 1);
+	ck_assert_int_eq(broker_parse_blocking(NULL, "1s", &index, &wait), -EINVAL);
+	ck_assert_int_eq(broker_parse_blocking("7", "20m", &index, &wait), 0);
+	ck_assert_int_eq(index, 7);
+	ck_assert_int_eq(wait, BROKER_WAIT_MAX_MS);
+	ck_assert_int_eq(broker_parse_blocking("-1", NULL, &index, &wait), -EINVAL);
+	ck_assert_int_eq(broker_parse_blocking("99999999999999999999999", NULL, &index, &wait),
+			 -EINVAL);
+}
+END_TEST
+
+/* Past the table's bound reads are counted, not lost: one "not itemised" line. */
+START_TEST(test_audit_bounded)
+{
+	struct lk_peer peer = { true, 10, 1000, 1000 };
+	char path[] = "/tmp/latchkey-audit.XXXXXX";
+	struct broker_audit *a = broker_audit_new(2, 1000);
+	int fd = mkstemp(path);
+	char *text;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_ge(fd, 0);
+	lk_log_setup(fd, LK_INFO);
+	for (int i = 0; i < 5; i++)
+		broker_audit_read(a, &peer, "a", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "b", "k", 1, "ok");
+	broker_audit_read(a, &peer, "c", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "d", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "a", NULL, 2, "forbidden");
+	broker_audit_flush(a, lk_now_mono_ms(), true);
+	lk_log_setup(2, LK_INFO);
+	close(fd);
+	text = t_read_file(path);
+	unlink(path);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"a\",\"key\":null,\"version\":1,\"result\":\"ok\"}"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"a\",\"key\":null,\"version\":1,"
+				     "\"result\":\"ok\",\"repeats\":4"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"b\",\"key\":\"k\""));
+	ck_assert_ptr_nonnull(strstr(text, "\"msg\":\"reads not itemised\",\"reads\":3"));
+	free(text);
+	broker_audit_free(a);
+}
+END_TEST
+
 static Suite *
 broker_suite(void)
 {
@@ -553,6 +632,8 @@ broker_suite(void)
 	tcase_add_test(tc, test_expires_at);
 	tcase_add_test(tc, test_render);
 	tcase_add_test(tc, test_peer_allowed);
+	tcase_add_test(tc, test_etag_and_route);
+	tcase_add_test(tc, test_audit_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
