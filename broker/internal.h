@@ -54,6 +54,9 @@
 #define BROKER_GRACE_DEFAULT_MS (30 * 1000LL)
 #define BROKER_RETRY_BASE_DEFAULT_MS 500
 #define BROKER_RETRY_CAP_DEFAULT_MS (30 * 1000LL)
+/* The retry cap of a required secret that has nothing valid to serve: readiness waits on
+ * it, so it is read again within this long of the backend answering again. */
+#define BROKER_RETRY_URGENT_CAP_MS 2000
 /* How often the token is looked up (lookup-self, +-10%) to learn that it was revoked
  * behind the broker's back, unless token_check says otherwise; 0 turns it off. */
 #define BROKER_TOKEN_CHECK_DEFAULT_MS (30 * 1000LL)
@@ -281,6 +284,10 @@ int64_t broker_renew_at(int64_t now_ms, int64_t ttl_ms, struct lk_backoff *rng);
  * before now. */
 int64_t broker_rotate_at(int64_t now_ms, int64_t issued_ms, int64_t expires_ms,
 			 struct lk_backoff *rng);
+/* How long to wait before retrying a failed read or renewal: the next step of bo (capped
+ * exponential backoff, full jitter), with its cap cut to BROKER_RETRY_URGENT_CAP_MS when
+ * urgent (a required secret with nothing valid to serve). */
+int64_t broker_retry_delay(struct lk_backoff *bo, bool urgent);
 /* When to revoke a replaced lease: now + grace, but never past expires_ms minus
  * BROKER_REVOKE_MARGIN_MS (never before now); expires_ms 0 means no expiry. */
 int64_t broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms);

@@ -71,6 +71,19 @@ broker_expires_at(int64_t sent_ms, int64_t ttl_s)
 }
 
 int64_t
+broker_retry_delay(struct lk_backoff *bo, bool urgent)
+{
+	int64_t cap = bo->cap_ms, d;
+
+	if (urgent && bo->cap_ms > BROKER_RETRY_URGENT_CAP_MS)
+		bo->cap_ms = BROKER_RETRY_URGENT_CAP_MS > bo->base_ms ? BROKER_RETRY_URGENT_CAP_MS :
+			     bo->base_ms;
+	d = lk_backoff_next(bo);
+	bo->cap_ms = cap;
+	return d;
+}
+
+int64_t
 broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng)
 {
 	int64_t jitter = refresh_ms / 10;
@@ -125,11 +138,27 @@ entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
 static void
 set_backend_for(struct broker *b, bool ok, const char *reason, size_t entry)
 {
+	bool recovered;
+
 	pthread_mutex_lock(&b->lock);
+	recovered = ok && !b->backend_ok;
 	b->backend_ok = ok;
 	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
 	b->backend_reason_entry = entry;
 	pthread_mutex_unlock(&b->lock);
+	if (recovered) {
+		/* The backend answers again: the secrets waiting out a backoff go now. */
+		int64_t now = lk_now_mono_ms();
+
+		for (size_t i = 0; i < b->n; i++) {
+			struct broker_entry *e = &b->entries[i];
+
+			pthread_mutex_lock(&e->lock);
+			if (e->failing && e->next_mono_ms > now)
+				e->next_mono_ms = now;
+			pthread_mutex_unlock(&e->lock);
+		}
+	}
 }
 
 static void
@@ -587,7 +616,13 @@ static void
 entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
 	      enum broker_event ev, enum broker_action retry_action, int64_t now)
 {
-	int64_t next = now + lk_backoff_next(&e->backoff);
+	enum broker_state st = broker_entry_state(e, now);
+	bool urgent = e->spec->required && st != BROKER_STATE_VALID && st != BROKER_STATE_STALE;
+	int64_t next = now + broker_retry_delay(&e->backoff, urgent);
+
+	/* Not later than the expiry of what is served: from then on it is urgent. */
+	if (e->expires_mono_ms > now && next > e->expires_mono_ms)
+		next = e->expires_mono_ms;
 
 	broker_metrics_event(b->metrics, e->index, ev);
 	entry_set_failing(e, true, reason);

@@ -535,6 +535,32 @@ START_TEST(test_peer_allowed)
 }
 END_TEST
 
+/* A required secret with nothing valid retries on a short cap; others on retry.max. */
+START_TEST(test_retry_delay)
+{
+	struct lk_backoff bo;
+	int64_t most = 0, d;
+
+	lk_backoff_init(&bo, 500, 30000);
+	for (int i = 0; i < 200; i++) {
+		d = broker_retry_delay(&bo, true);
+		ck_assert_int_le(d, BROKER_RETRY_URGENT_CAP_MS);
+		ck_assert_int_eq(bo.cap_ms, 30000);
+	}
+	for (int i = 0; i < 200; i++) {
+		d = broker_retry_delay(&bo, false);
+		ck_assert_int_le(d, 30000);
+		if (d > most)
+			most = d;
+	}
+	ck_assert_int_gt(most, BROKER_RETRY_URGENT_CAP_MS);
+	/* A retry.max below the urgent cap stays as it is. */
+	lk_backoff_init(&bo, 100, 400);
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_le(broker_retry_delay(&bo, true), 400);
+}
+END_TEST
+
 START_TEST(test_etag_and_route)
 {
 	struct broker_route_req rr;
@@ -632,6 +658,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_expires_at);
 	tcase_add_test(tc, test_render);
 	tcase_add_test(tc, test_peer_allowed);
+	tcase_add_test(tc, test_retry_delay);
 	tcase_add_test(tc, test_etag_and_route);
 	tcase_add_test(tc, test_audit_bounded);
 	suite_add_tcase(s, tc);
