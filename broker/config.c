@@ -141,7 +141,8 @@ static int
 parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 {
 	static const char *const keys[] = { "path", "format", "template", "template_file",
-		"mode", "owner", "group", "pidfile", "signal", "process", "process_uid", NULL };
+		"mode", "owner", "group", "pidfile", "signal", "process", "process_uid", "dialect",
+		NULL };
 	struct broker_file_spec *fs;
 	const char *s = NULL, *tpl = NULL, *tpl_file = NULL;
 	int64_t id;
@@ -184,6 +185,26 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 		rc = lk_cfg_fail(c, "expected \"json\", \"env\" or \"template\"");
 		lk_cfg_pop(c, mark);
 		goto out;
+	}
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "dialect", false, &s)) < 0)
+		goto out;
+	if (s != NULL) {
+		size_t mark = lk_cfg_push_key(c, "dialect");
+
+		if (fs->format != BROKER_FORMAT_ENV)
+			rc = lk_cfg_fail(c, "a dialect is for format \"env\" only");
+		else if (strcmp(s, "portable") == 0)
+			fs->dialect = BROKER_ENV_PORTABLE;
+		else if (strcmp(s, "systemd") == 0)
+			fs->dialect = BROKER_ENV_SYSTEMD;
+		else if (strcmp(s, "docker") == 0)
+			fs->dialect = BROKER_ENV_DOCKER;
+		else
+			rc = lk_cfg_fail(c, "expected \"portable\", \"systemd\" or \"docker\"");
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			goto out;
 	}
 	if ((rc = lk_cfg_string(c, obj, "template", false, &tpl)) < 0 ||
 	    (rc = lk_cfg_string(c, obj, "template_file", false, &tpl_file)) < 0)

@@ -96,10 +96,15 @@
 
 enum broker_kind { BROKER_KIND_AUTO = 0, BROKER_KIND_KV1, BROKER_KIND_KV2, BROKER_KIND_DYNAMIC };
 enum broker_format { BROKER_FORMAT_JSON = 0, BROKER_FORMAT_ENV, BROKER_FORMAT_TEMPLATE };
+/* Who reads an env file: both docker --env-file and systemd's EnvironmentFile (values they
+ * read the same, written bare; others refused), systemd (double-quoted where needed,
+ * line breaks kept), or docker (bare; only line breaks and NUL refused). */
+enum broker_env_dialect { BROKER_ENV_PORTABLE = 0, BROKER_ENV_SYSTEMD, BROKER_ENV_DOCKER };
 
 struct broker_file_spec {
 	char *path;                 /* owned */
 	enum broker_format format;
+	enum broker_env_dialect dialect; /* format env only */
 	char *template_text;        /* owned; the template, read from template_file if given */
 	mode_t mode;                /* default 0400 */
 	uid_t owner;                /* (uid_t)-1: leave */

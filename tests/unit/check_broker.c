@@ -4,6 +4,8 @@
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -493,7 +495,7 @@ START_TEST(test_render)
 	ck_assert_int_eq(broker_snapshot_new(a, "x", 1, data, &li, &s), 0);
 	lk_buf_init(&out, 4096, true);
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
-	ck_assert_str_eq(out.data, "PASSWORD='it'\\''s $secret'\nUSER=app\n");
+	ck_assert_str_eq(out.data, "PASSWORD=it's $secret\nUSER=app\n");
 	lk_buf_reset(&out);
 	fs.format = BROKER_FORMAT_JSON;
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
@@ -511,6 +513,159 @@ START_TEST(test_render)
 	lk_buf_free(&out);
 	broker_snapshot_unref(s);
 	json_decref(data);
+	broker_arena_free(a);
+}
+END_TEST
+
+/* How systemd's EnvironmentFile reads one "KEY=..." assignment (src/basic/env-file.c:
+ * parse_env_file_internal, for one key): the value, NUL-terminated, into out. */
+static void
+systemd_read(const char *text, char *out, size_t cap)
+{
+	enum { PRE_VALUE, VALUE, VALUE_ESCAPE, SQ, DQ, DQ_ESCAPE } st = PRE_VALUE;
+	const char *p = strchr(text, '=') + 1;
+	size_t n = 0, last_ws = SIZE_MAX;
+
+	for (; *p != '\0' && n + 2 < cap; p++) {
+		char c = *p;
+
+		switch (st) {
+		case PRE_VALUE:
+			if (c == '\n')
+				goto done;
+			if (c == '\'')
+				st = SQ;
+			else if (c == '"')
+				st = DQ;
+			else if (c == '\\')
+				st = VALUE_ESCAPE;
+			else if (c != ' ' && c != '\t') {
+				st = VALUE;
+				out[n++] = c;
+			}
+			break;
+		case VALUE:
+			if (c == '\n')
+				goto done;
+			if (c == '\\') {
+				st = VALUE_ESCAPE;
+				last_ws = SIZE_MAX;
+			} else {
+				if (c != ' ' && c != '\t')
+					last_ws = SIZE_MAX;
+				else if (last_ws == SIZE_MAX)
+					last_ws = n;
+				out[n++] = c;
+			}
+			break;
+		case VALUE_ESCAPE:
+			st = VALUE;
+			if (c != '\n')
+				out[n++] = c;
+			break;
+		case SQ:
+			if (c == '\'')
+				st = PRE_VALUE;
+			else
+				out[n++] = c;
+			break;
+		case DQ:
+			if (c == '"')
+				st = PRE_VALUE;
+			else if (c == '\\')
+				st = DQ_ESCAPE;
+			else
+				out[n++] = c;
+			break;
+		case DQ_ESCAPE:
+			st = DQ;
+			if (strchr("\"\\`$", c) != NULL) {
+				out[n++] = c;
+			} else if (c != '\n') {
+				out[n++] = '\\';
+				out[n++] = c;
+			}
+			break;
+		}
+	}
+done:
+	if (st == VALUE && last_ws != SIZE_MAX)
+		n = last_ws;
+	out[n] = '\0';
+}
+
+/* How docker --env-file reads it: the rest of the line after the first '='. */
+static void
+docker_read(const char *text, char *out, size_t cap)
+{
+	const char *p = strchr(text, '=') + 1;
+	size_t n = strcspn(p, "\n");
+
+	snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+/* Each value either round-trips through the readers its dialect names, or is refused with
+ * a reason (never quoting the value). */
+START_TEST(test_env_dialects)
+{
+	static const char *const values[] = {
+		"plain", "with space", "it's $HOME", "a\"b", "back\\slash", " lead", "trail ",
+		"'quoted'", "\"dq\"", "line\nbreak", "cr\rhere", "#hash", "a=b", "`tick`",
+		"tab\tin", "", "\xc3\xa9t\xc3\xa9", "x\\\n", "nul\\u0000",
+	};
+	static const enum broker_env_dialect dialects[] = {
+		BROKER_ENV_PORTABLE, BROKER_ENV_SYSTEMD, BROKER_ENV_DOCKER,
+	};
+	struct broker_arena *a = broker_arena_new();
+
+	for (size_t d = 0; d < 3; d++) {
+		for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+			struct broker_file_spec fs = { .format = BROKER_FORMAT_ENV,
+						       .dialect = dialects[d] };
+			struct broker_lease_info li = { 0 };
+			struct broker_snapshot *snap = NULL;
+			json_t *data = json_pack("{s:s}", "K", values[i]);
+			char got[256];
+			struct lk_buf out;
+			struct lk_error err;
+			int rc;
+
+			lk_error_clear(&err);
+			ck_assert_int_eq(broker_snapshot_new(a, "x", 1, data, &li, &snap), 0);
+			lk_buf_init(&out, 4096, true);
+			rc = broker_render(&fs, snap, &out, &err);
+			if (rc < 0) {
+				ck_assert_msg(strstr(err.msg, "the value of key \"K\"") != NULL, "%s",
+					      err.msg);
+				/* Portable refuses only what the two read differently. */
+				if (dialects[d] == BROKER_ENV_PORTABLE && strchr(values[i], '\n') == NULL &&
+				    strchr(values[i], '\r') == NULL) {
+					char s1[256], s2[256], line[300];
+
+					snprintf(line, sizeof(line), "K=%s\n", values[i]);
+					systemd_read(line, s1, sizeof(s1));
+					docker_read(line, s2, sizeof(s2));
+					ck_assert_msg(strcmp(s1, s2) != 0 || strcmp(s1, values[i]) != 0,
+						      "value %zu refused although both read it", i);
+				}
+			} else {
+				ck_assert_int_eq(rc, 0);
+				if (dialects[d] != BROKER_ENV_DOCKER) {
+					systemd_read(out.data, got, sizeof(got));
+					ck_assert_msg(strcmp(got, values[i]) == 0,
+						      "dialect %zu value %zu: systemd reads it otherwise", d, i);
+				}
+				if (dialects[d] != BROKER_ENV_SYSTEMD) {
+					docker_read(out.data, got, sizeof(got));
+					ck_assert_msg(strcmp(got, values[i]) == 0,
+						      "dialect %zu value %zu: docker reads it otherwise", d, i);
+				}
+			}
+			lk_buf_free(&out);
+			broker_snapshot_unref(snap);
+			json_decref(data);
+		}
+	}
 	broker_arena_free(a);
 }
 END_TEST
@@ -658,6 +813,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_expires_at);
 	tcase_add_test(tc, test_render);
 	tcase_add_test(tc, test_peer_allowed);
+	tcase_add_test(tc, test_env_dialects);
 	tcase_add_test(tc, test_retry_delay);
 	tcase_add_test(tc, test_etag_and_route);
 	tcase_add_test(tc, test_audit_bounded);
