@@ -188,8 +188,10 @@ broker_fini(struct broker *b)
 {
 	if (b->thread_abandoned)
 		return;
-	for (size_t i = 0; i < b->nrevocations; i++)
+	for (size_t i = 0; i < b->nrevocations; i++) {
 		free(b->revocations[i].lease_id);
+		free(b->revocations[i].owned_secret);
+	}
 	free(b->revocations);
 	b->revocations = NULL;
 	for (size_t i = 0; b->entries != NULL && i < b->n; i++) {
@@ -272,6 +274,26 @@ check_socket_dir(const char *socket_path, struct lk_error *err)
 	if (st.st_mode & S_IWOTH)
 		return lk_error_set(err, -EPERM, "socket directory %s is writable by others "
 				    "(mode %04o): refusing to serve secrets there", dir,
+				    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+/* The state directory holds the lease journal: created (0700) when missing, refused when
+ * others may write to it (they could plant a journal, or remove it). */
+static int
+check_state_dir(const char *dir, struct lk_error *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT || mkdir(dir, 0700) < 0 || stat(dir, &st) < 0)
+			return lk_error_set(err, -errno, "state_dir %s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return lk_error_set(err, -ENOTDIR, "state_dir %s: not a directory", dir);
+	if (st.st_mode & (S_IWOTH | S_IWGRP))
+		return lk_error_set(err, -EPERM, "state_dir %s is writable by others (mode %04o): "
+				    "refusing to keep the lease journal there", dir,
 				    (unsigned)(st.st_mode & 07777));
 	return 0;
 }
@@ -378,6 +400,11 @@ broker_main(int argc, char **argv)
 		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
 		goto out_cfg;
 	}
+	if (cfg.state_dir != NULL && check_state_dir(cfg.state_dir, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		status = LK_EXIT_USAGE;
+		goto out_cfg;
+	}
 
 	/* Signals go to this thread only: every thread started below inherits the mask. */
 	sigemptyset(&set);
@@ -394,6 +421,12 @@ broker_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	started = true;
+	if (broker_inherit_journal(&b, &err) < 0) {
+		/* An unreadable journal is said, not fatal: new leases are journaled anew. */
+		lk_log(LK_WARN, "the lease journal could not be read; leases an earlier run left "
+		       "expire on their own", LK_STR("error", err.msg));
+		lk_error_clear(&err);
+	}
 	{
 		struct broker_arena_stats as;
 
@@ -430,6 +463,10 @@ out:
 	if (started) {
 		broker_server_stop(&b);
 		broker_scheduler_stop(&b);
+		/* A lease the backend still holds after we are gone is a failure to report. */
+		if (status == LK_EXIT_OK && (b.thread_abandoned ? cfg.revoke_on_shutdown :
+					     b.shutdown_left > 0))
+			status = LK_EXIT_FAILURE;
 		if (b.thread_abandoned) {
 			/* The scheduler is still inside a backend call, and will use the
 			 * configuration (secret names), the client and libcurl when it returns:
@@ -441,6 +478,8 @@ out:
 		broker_fini(&b);
 		if (status == LK_EXIT_OK)
 			lk_log(LK_INFO, "stopped");
+		else if (b.shutdown_left > 0)
+			lk_log(LK_WARN, "stopped, with leases left live");
 	}
 out_cfg:
 	broker_config_clear(&cfg);

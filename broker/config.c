@@ -498,7 +498,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		"require_mlock", "audit_interval", NULL };
+		"require_mlock", "audit_interval", "state_dir", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -559,6 +559,23 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	}
 	if ((rc = lk_cfg_bool(&c, root, "require_mlock", &cfg->require_mlock)) < 0)
 		goto out;
+	s = NULL;
+	if ((rc = lk_cfg_string(&c, root, "state_dir", false, &s)) < 0)
+		goto out;
+	if (s != NULL) {
+		if (s[0] != '/' || strlen(s) > BROKER_FILE_PATH_MAX) {
+			mark = lk_cfg_push_key(&c, "state_dir");
+			rc = lk_cfg_fail(&c, "expected an absolute path of at most %d bytes",
+					 BROKER_FILE_PATH_MAX);
+			lk_cfg_pop(&c, mark);
+			goto out;
+		}
+		if ((cfg->state_dir = strdup(s)) == NULL) {
+			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+			goto out;
+		}
+		s = NULL;
+	}
 	if ((rc = bounded_duration(&c, root, "audit_interval", &cfg->audit_interval_ms)) < 0)
 		goto out;
 	if (cfg->audit_interval_ms < 1000 || cfg->audit_interval_ms > 3600 * 1000LL) {
@@ -689,6 +706,7 @@ broker_config_clear(struct broker_config *cfg)
 	free(cfg->metrics_addr);
 	free(cfg->admin_uids);
 	free(cfg->log_level);
+	free(cfg->state_dir);
 	lk_vault_config_clear(&cfg->vault);
 	memset(cfg, 0, sizeof(*cfg));
 }

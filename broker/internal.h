@@ -154,6 +154,7 @@ struct broker_config {
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
 	char *log_level;            /* owned; NULL: info */
+	char *state_dir;            /* owned; NULL: no lease journal */
 	struct broker_secret_spec *secrets; /* owned */
 	size_t nsecrets;
 };
@@ -348,6 +349,7 @@ struct broker_entry {
 	uint64_t lease_gen;         /* the login (broker.token_gen) that read the lease */
 	int64_t issued_mono_ms;
 	int64_t expires_mono_ms;
+	int64_t expires_real_ms;    /* for the journal */
 	int64_t lease_duration_s;   /* as first granted: the renewal increment */
 	int64_t learned_life_ms;    /* issue to capped expiry of an earlier credential; 0: unknown */
 	bool renewable;
@@ -357,10 +359,14 @@ struct broker_entry {
 
 struct broker_revocation {
 	char *lease_id;             /* owned */
-	size_t entry;               /* which secret it belonged to */
-	uint64_t gen;               /* the login that read it */
+	size_t entry;               /* which secret it belonged to; SIZE_MAX: one the
+				     * configuration no longer has (from the journal) */
+	const char *secret;         /* its name: the spec's, or owned_secret */
+	char *owned_secret;         /* owned; NULL when the spec's name is used */
+	uint64_t gen;               /* the login that read it; 0: an earlier run */
 	int64_t at_mono_ms;
-	int64_t expires_mono_ms;
+	int64_t expires_mono_ms;    /* 0: unknown */
+	int64_t expires_real_ms;    /* for the journal; 0: unknown */
 };
 
 struct broker_waiter;
@@ -403,6 +409,9 @@ struct broker {
 
 	struct broker_revocation *revocations; /* scheduler thread only */
 	size_t nrevocations;
+	bool journal_dirty;         /* scheduler thread only: the journal is behind */
+	bool journal_failing;
+	size_t shutdown_left;       /* leases the shutdown could not revoke */
 
 	/* server */
 	struct lk_httpd *httpd;
@@ -451,6 +460,30 @@ void broker_server_stop(struct broker *b);
 void broker_server_notify(struct broker *b, size_t entry);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
+
+/* ---- the lease journal (broker/journal.c) ------------------------------------------ */
+
+/* A lease an earlier run left, from the journal. */
+struct broker_journal_lease {
+	char *lease_id;             /* owned */
+	char *secret;               /* owned; "" when unnamed */
+	int64_t expires_real_ms;    /* 0: unknown */
+};
+
+/* state_dir/leases.json into out; -ENOENT without a state_dir. */
+int broker_journal_path(const struct broker_config *cfg, char *out, size_t outlen);
+/* The journal's leases (none when there is no journal). *ret owned:
+ * broker_journal_leases_free. An unreadable entry is skipped; an unreadable file is an
+ * error naming it. */
+int broker_journal_load(const struct broker_config *cfg, struct broker_journal_lease **ret,
+			size_t *ret_n, struct lk_error *err) __attribute__((warn_unused_result));
+void broker_journal_leases_free(struct broker_journal_lease *l, size_t n);
+/* Writes the leases b holds (current and waiting for revocation), atomically, mode 0600. */
+int broker_journal_save(struct broker *b, struct lk_error *err)
+	__attribute__((warn_unused_result));
+/* Loads the journal into b's revocations (scheduler not started yet). */
+int broker_inherit_journal(struct broker *b, struct lk_error *err)
+	__attribute__((warn_unused_result));
 
 /* ---- the audit log (broker/audit.c) ------------------------------------------------ */
 

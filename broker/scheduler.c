@@ -208,8 +208,17 @@ note_backend_failure(struct broker *b, const struct lk_vault_error *verr, size_t
 
 /* ---- revocations ---- */
 
-static void
-revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why)
+/* The name a revocation is logged under. */
+static const char *
+rev_name(const struct broker_revocation *r)
+{
+	return r->secret != NULL ? r->secret : "";
+}
+
+/* Revokes lease_id now; 0 or the client's code. */
+static int
+revoke_now(struct broker *b, const char *lease_id, const char *secret, size_t entry,
+	   const char *why)
 {
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
@@ -220,53 +229,68 @@ revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why
 	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
 	if (rc < 0) {
 		broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", b->entries[entry].spec->name),
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", secret),
 		       LK_STR("why", why), LK_STR("error", verr.base.msg));
-		return;
+		return rc;
 	}
 	broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION);
-	lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[entry].spec->name),
-	       LK_STR("why", why));
+	lk_log(LK_INFO, "lease revoked", LK_STR("secret", secret), LK_STR("why", why));
+	return 0;
 }
 
+/* Queues lease_id (handed over) for revocation at `at`. secret is borrowed from the
+ * configuration, or (entry SIZE_MAX: a secret the configuration no longer has) copied. */
 static void
-add_revocation(struct broker *b, char *lease_id, size_t entry, uint64_t gen, int64_t at,
-	       int64_t expires)
+add_revocation(struct broker *b, char *lease_id, size_t entry, const char *secret, uint64_t gen,
+	       int64_t at, int64_t expires_mono, int64_t expires_real)
 {
-	struct broker_revocation *r;
+	struct broker_revocation *r, *n;
 
 	if (b->nrevocations >= SCHED_REVOCATIONS_MAX) {
-		revoke_now(b, lease_id, entry, "too many pending revocations");
+		revoke_now(b, lease_id, secret, entry, "too many pending revocations");
 		free(lease_id);
 		return;
 	}
 	r = realloc(b->revocations, (b->nrevocations + 1) * sizeof(*r));
 	if (r == NULL) {
-		revoke_now(b, lease_id, entry, "out of memory");
+		revoke_now(b, lease_id, secret, entry, "out of memory");
 		free(lease_id);
 		return;
 	}
 	b->revocations = r;
-	r[b->nrevocations].lease_id = lease_id;
-	r[b->nrevocations].entry = entry;
-	r[b->nrevocations].gen = gen;
-	r[b->nrevocations].at_mono_ms = at;
-	r[b->nrevocations].expires_mono_ms = expires;
+	n = &r[b->nrevocations];
+	memset(n, 0, sizeof(*n));
+	n->lease_id = lease_id;
+	n->entry = entry;
+	if (entry < b->n) {
+		n->secret = b->entries[entry].spec->name;
+	} else {
+		n->owned_secret = strdup(secret != NULL ? secret : "");
+		n->secret = n->owned_secret;
+	}
+	n->gen = gen;
+	n->at_mono_ms = at;
+	n->expires_mono_ms = expires_mono;
+	n->expires_real_ms = expires_real;
 	b->nrevocations++;
+	b->journal_dirty = true;
 }
 
 static void
 remove_revocation(struct broker *b, size_t i)
 {
 	free(b->revocations[i].lease_id);
+	free(b->revocations[i].owned_secret);
 	b->revocations[i] = b->revocations[b->nrevocations - 1];
 	b->nrevocations--;
+	b->journal_dirty = true;
 }
 
 static void
 do_revocation(struct broker *b, size_t i, int64_t now)
 {
 	struct broker_revocation *r = &b->revocations[i];
+	const char *why = r->gen == 0 ? "left by an earlier run" : "replaced";
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
 	int rc;
@@ -274,8 +298,8 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	if (r->expires_mono_ms > 0 && now >= r->expires_mono_ms) {
 		/* Expired leases are the backend's to clean up. */
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "replaced lease expired before it could be revoked",
-		       LK_STR("secret", b->entries[r->entry].spec->name));
+		lk_log(LK_WARN, "lease expired before it could be revoked",
+		       LK_STR("secret", rev_name(r)), LK_STR("why", why));
 		remove_revocation(b, i);
 		return;
 	}
@@ -286,7 +310,7 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
 		note_backend_failure(b, &verr, r->entry, now);
 		lk_log(LK_WARN, "lease revocation failed, will retry",
-		       LK_STR("secret", b->entries[r->entry].spec->name),
+		       LK_STR("secret", rev_name(r)), LK_STR("why", why),
 		       LK_STR("error", verr.base.msg));
 		r->at_mono_ms = now + SCHED_REVOKE_RETRY_MS;
 		if (r->expires_mono_ms > 0 && r->at_mono_ms > r->expires_mono_ms)
@@ -295,17 +319,67 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	}
 	if (rc < 0) {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret",
-		       b->entries[r->entry].spec->name), LK_STR("error", verr.base.msg));
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", rev_name(r)),
+		       LK_STR("why", why), LK_STR("error", verr.base.msg));
 	} else {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION);
-		lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[r->entry].spec->name),
-		       LK_STR("why", "replaced"));
+		lk_log(LK_INFO, "lease revoked", LK_STR("secret", rev_name(r)), LK_STR("why", why));
 	}
 	remove_revocation(b, i);
 	/* After the removal: losing the token drops revocations from the array. */
 	if (rc < 0 && lk_vault_error_token_invalid(&verr))
 		token_lost(b, verr.base.msg, now);
+}
+
+/* The leases an earlier run's journal names: revoked first thing after the first login
+ * (they sort before everything else), unless they have expired already. */
+int
+broker_inherit_journal(struct broker *b, struct lk_error *err)
+{
+	struct broker_journal_lease *l = NULL;
+	int64_t now_real = lk_now_real_ms(), now = lk_now_mono_ms();
+	size_t n = 0, kept = 0;
+	int rc;
+
+	if ((rc = broker_journal_load(b->cfg, &l, &n, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct broker_entry *e = broker_find(b, l[i].secret);
+		int64_t exp_mono = l[i].expires_real_ms > 0 ?
+				   now + (l[i].expires_real_ms - now_real) : 0;
+
+		if (l[i].expires_real_ms > 0 && l[i].expires_real_ms <= now_real)
+			continue;
+		add_revocation(b, l[i].lease_id, e != NULL ? e->index : SIZE_MAX, l[i].secret, 0,
+			       -1, exp_mono, l[i].expires_real_ms);
+		l[i].lease_id = NULL;
+		kept++;
+	}
+	broker_journal_leases_free(l, n);
+	if (kept > 0)
+		lk_log(LK_INFO, "revoking the leases an earlier run left", LK_INT("leases", kept));
+	return 0;
+}
+
+/* Writes the journal when the set of leases or an expiry changed; a failure is logged
+ * (the broker goes on: the journal only narrows what a crash can leave behind). */
+static void
+journal_sync(struct broker *b)
+{
+	struct lk_error err;
+
+	if (!b->journal_dirty || b->cfg->state_dir == NULL)
+		return;
+	b->journal_dirty = false;
+	lk_error_clear(&err);
+	if (broker_journal_save(b, &err) < 0) {
+		if (!b->journal_failing)
+			lk_log(LK_WARN, "lease journal not written", LK_STR("error", err.msg));
+		b->journal_failing = true;
+		b->journal_dirty = true;
+	} else {
+		b->journal_failing = false;
+	}
 }
 
 /* ---- token ---- */
@@ -354,6 +428,7 @@ token_lost(struct broker *b, const char *why, int64_t now)
 		free(e->lease_id);
 		e->lease_id = NULL;
 		e->expires_mono_ms = 0;
+		b->journal_dirty = true;
 		broker_server_notify(b, i);
 		withdrawn++;
 	}
@@ -727,9 +802,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	/* The replaced lease stays valid for the grace period, for readers that took it. */
 	if (e->lease_id != NULL && (ls.lease_id == NULL || strcmp(e->lease_id, ls.lease_id) != 0)) {
-		add_revocation(b, e->lease_id, e->index, e->lease_gen,
+		add_revocation(b, e->lease_id, e->index, NULL, e->lease_gen,
 			       broker_revoke_at(now, sp->grace_ms, e->expires_mono_ms),
-			       e->expires_mono_ms);
+			       e->expires_mono_ms, e->expires_real_ms);
 		e->lease_id = NULL;
 	}
 	free(e->lease_id);
@@ -741,6 +816,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	e->issued_mono_ms = t0;
 	e->expires_mono_ms = li.expires_mono_ms;
+	e->expires_real_ms = li.expires_real_ms;
+	if (leased)
+		b->journal_dirty = true;
 	e->lease_duration_s = ls.lease_duration_s;
 	e->renewable = li.renewable;
 	e->loaded = true;
@@ -831,6 +909,8 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	li.expires_mono_ms = broker_expires_at(t0, rr.lease_duration_s);
 	li.expires_real_ms = broker_expires_at(t0_real, rr.lease_duration_s);
 	e->expires_mono_ms = li.expires_mono_ms;
+	e->expires_real_ms = li.expires_real_ms;
+	b->journal_dirty = true;
 	cur = broker_entry_snapshot(e);
 	if (cur != NULL && broker_snapshot_relabel(cur, sp->name, &li, &s) == 0)
 		entry_swap(e, s, true);
@@ -857,30 +937,79 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 
 /* ---- the loop ---- */
 
+/* A lease the shutdown could not revoke: said with when it stays live until. */
+static void
+lease_left(struct broker *b, const char *secret, int64_t expires_real_ms, const char *why)
+{
+	char ts[LK_RFC3339_LEN];
+
+	b->shutdown_left++;
+	lk_log(LK_WARN, "lease left live", LK_STR("secret", secret),
+	       LK_STR("expires_at", expires_real_ms > 0 ? lk_rfc3339_ms(expires_real_ms, ts) : NULL),
+	       LK_STR("why", why));
+}
+
 static void
 shutdown_revocations(struct broker *b)
 {
 	int64_t deadline = lk_now_mono_ms() + BROKER_SHUTDOWN_BUDGET_MS - 1000;
+	int64_t now_real = lk_now_real_ms();
 
 	lk_vault_client_set_timeouts(b->vault, SCHED_SHUTDOWN_CONNECT_MS, SCHED_SHUTDOWN_TIMEOUT_MS);
-	while (b->nrevocations > 0) {
-		if (lk_now_mono_ms() < deadline)
-			revoke_now(b, b->revocations[0].lease_id, b->revocations[0].entry,
-				   "shutdown");
-		remove_revocation(b, 0);
+	for (size_t i = 0; i < b->nrevocations;) {
+		struct broker_revocation *r = &b->revocations[i];
+
+		if (r->expires_real_ms > 0 && r->expires_real_ms <= now_real) {
+			remove_revocation(b, i);
+			continue;
+		}
+		if (lk_now_mono_ms() < deadline &&
+		    revoke_now(b, r->lease_id, rev_name(r), r->entry, "shutdown") == 0) {
+			remove_revocation(b, i);
+			continue;
+		}
+		lease_left(b, rev_name(r), r->expires_real_ms, lk_now_mono_ms() < deadline ?
+			   "the revocation failed" : "the shutdown budget was spent");
+		i++;
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
 
 		if (e->lease_id == NULL)
 			continue;
-		if (lk_now_mono_ms() >= deadline) {
-			lk_log(LK_WARN, "shutdown budget spent, lease left to expire",
-			       LK_STR("secret", e->spec->name));
+		if (lk_now_mono_ms() < deadline &&
+		    revoke_now(b, e->lease_id, e->spec->name, i, "shutdown") == 0) {
+			free(e->lease_id);
+			e->lease_id = NULL;
+			b->journal_dirty = true;
 			continue;
 		}
-		revoke_now(b, e->lease_id, i, "shutdown");
+		lease_left(b, e->spec->name, e->expires_real_ms, lk_now_mono_ms() < deadline ?
+			   "the revocation failed" : "the shutdown budget was spent");
 	}
+	/* What is left stays in the journal: the next start revokes it. */
+	journal_sync(b);
+	if (b->shutdown_left > 0)
+		lk_log(LK_ERROR, "leases stay live until they expire",
+		       LK_INT("leases", b->shutdown_left),
+		       LK_STR("then", b->cfg->state_dir != NULL ?
+			      "the next start revokes them (lease journal)" :
+			      "nothing revokes them: set state_dir to keep a lease journal"));
+}
+
+/* revoke_on_shutdown false: the leases are left to expire on purpose, and the next start
+ * must not revoke them either. */
+static void
+shutdown_keep_leases(struct broker *b)
+{
+	while (b->nrevocations > 0)
+		remove_revocation(b, 0);
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->entries[i].lease_id);
+		b->entries[i].lease_id = NULL;
+	}
+	b->journal_dirty = true;
+	journal_sync(b);
 }
 
 static void *
@@ -889,11 +1018,14 @@ scheduler_main(void *arg)
 	struct broker *b = arg;
 
 	for (;;) {
-		int64_t now = lk_now_mono_ms(), next, token_next, check_next, token_expires;
+		int64_t now, next, token_next, check_next, token_expires;
 		struct broker_entry *due = NULL;
 		size_t due_rev = SIZE_MAX;
 		bool logged_in;
 
+		/* After every action: a crash from here on leaves nothing unjournaled. */
+		journal_sync(b);
+		now = lk_now_mono_ms();
 		pthread_mutex_lock(&b->lock);
 		if (b->stopping) {
 			pthread_mutex_unlock(&b->lock);
@@ -961,6 +1093,8 @@ scheduler_main(void *arg)
 	}
 	if (b->cfg->revoke_on_shutdown)
 		shutdown_revocations(b);
+	else
+		shutdown_keep_leases(b);
 	pthread_mutex_lock(&b->lock);
 	b->shutdown_done = true;
 	pthread_mutex_unlock(&b->lock);

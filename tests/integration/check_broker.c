@@ -1945,6 +1945,113 @@ START_TEST(test_pidfile_checks)
 }
 END_TEST
 
+/* ---- crash safety: the lease journal ---- */
+
+static void
+state_config(struct fixture *f, const char *extra)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "\"state_dir\": \"%s/state\"%s%s", f->dir,
+		 extra != NULL ? ", " : "", extra != NULL ? extra : "");
+	fixture_config(f, default_secrets, text, NULL);
+}
+
+struct lease_wait {
+	struct fixture *f;
+	const char *state;
+	int want;
+};
+
+static bool
+leases_cond(void *arg)
+{
+	struct lease_wait *lw = arg;
+
+	return leases_in_state(lw->f, lw->state, NULL) == lw->want;
+}
+
+/* SIGTERM with the backend down: the broker says which lease stays live until when, keeps
+ * it in the journal, and exits non-zero; the next start revokes it. */
+START_TEST(test_sigterm_backend_down)
+{
+	struct lease_wait lw;
+	struct fixture f;
+	char journal[700], line[1024], *text;
+	int status;
+
+	fixture_dev(&f);
+	state_config(&f, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	snprintf(journal, sizeof(journal), "%s/state/leases.json", f.dir);
+	ck_assert(file_has(journal, "\"secret\":\"db\""));
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503}", NULL), 200);
+	status = t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	f.broker.pid = 0;
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"lease left live\",\"secret\":\"db\",\"expires_at\":\"",
+			     T_DEADLINE_MS, line, sizeof(line)));
+	ck_assert(t_wait_log(&f.broker, "the next start revokes them", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	text = t_read_file(journal);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "database/creds/app/"));
+	/* Lease ids and expiries only: no value in the journal. */
+	ck_assert_ptr_null(strstr(text, "password"));
+	ck_assert_ptr_null(strstr(text, KV_PASSWORD));
+	free(text);
+
+	/* The backend is back; a new broker revokes what the last one left. */
+	ck_assert_int_eq(dev_call(&f, "DELETE", "/_latchkey/faults", NULL, NULL), 200);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"revoking the leases an earlier run left\","
+			     "\"leases\":1", T_DEADLINE_MS, NULL, 0));
+	wait_ready(&f);
+	lw.f = &f;
+	lw.state = "active";
+	lw.want = 1;
+	ck_assert_msg(t_wait_until(leases_cond, &lw, T_DEADLINE_MS), "%d leases active",
+		      leases_in_state(&f, "active", NULL));
+	ck_assert_int_ge(leases_in_state(&f, "revoked", NULL), 1);
+	status = t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	f.broker.pid = 0;
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* kill -9: nothing runs at exit, the journal already names the lease; the next start
+ * revokes it, so one lease is live, not two. */
+START_TEST(test_kill9_then_restart)
+{
+	struct lease_wait lw;
+	struct fixture f;
+
+	fixture_dev(&f);
+	state_config(&f, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	t_stop(&f.broker, SIGKILL, T_DEADLINE_MS);
+	f.broker.pid = 0;
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	fixture_start(&f);
+	wait_ready(&f);
+	lw.f = &f;
+	lw.state = "active";
+	lw.want = 1;
+	ck_assert_msg(t_wait_until(leases_cond, &lw, T_DEADLINE_MS), "%d leases active",
+		      leases_in_state(&f, "active", NULL));
+	ck_assert(t_wait_log(&f.broker, "\"why\":\"left by an earlier run\"", T_DEADLINE_MS,
+			     NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
 /* ---- memory locking under a small RLIMIT_MEMLOCK ---- */
 
 /* Secrets of sizes that need one arena region each (one per size class). */
@@ -2112,6 +2219,8 @@ broker_suite(void)
 	ADD(s, test_keys_limit);
 	ADD(s, test_metadata_for_peers);
 	ADD(s, test_pidfile_checks);
+	ADD(s, test_sigterm_backend_down);
+	ADD(s, test_kill9_then_restart);
 	ADD(s, test_memlock_limit_reported);
 	ADD(s, test_require_mlock);
 	return s;
