@@ -444,6 +444,16 @@ broker_main(int argc, char **argv)
 		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
 		goto out;
 	}
+	/* Everything that needs more than reading, writing and waiting is done: from here on
+	 * the allow-list holds (broker/seccomp.c). */
+	if (cfg.seccomp) {
+		if (broker_seccomp_install(&err) < 0) {
+			lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+			goto out;
+		}
+		lk_log(LK_INFO, "system-call allow-list on",
+		       LK_STR("outside_it", broker_seccomp_enforcing() ? "killed" : "logged"));
+	}
 	lk_log(LK_INFO, "serving", LK_STR("socket", cfg.socket_path),
 	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets));
 	for (;;) {

@@ -498,7 +498,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		"require_mlock", "audit_interval", "state_dir", NULL };
+		"require_mlock", "audit_interval", "state_dir", "seccomp", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -558,6 +558,9 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		goto out;
 	}
 	if ((rc = lk_cfg_bool(&c, root, "require_mlock", &cfg->require_mlock)) < 0)
+		goto out;
+	cfg->seccomp_set = json_object_get(root, "seccomp") != NULL;
+	if ((rc = lk_cfg_bool(&c, root, "seccomp", &cfg->seccomp)) < 0)
 		goto out;
 	s = NULL;
 	if ((rc = lk_cfg_string(&c, root, "state_dir", false, &s)) < 0)
@@ -670,6 +673,12 @@ broker_config_load(struct broker_config *cfg, const char *file, struct lk_error 
 	json_decref(root);
 	if (rc < 0)
 		return rc;
+	/* The container image turns the allow-list on; the file has the last word. */
+	if (!cfg->seccomp_set) {
+		const char *env = getenv("LATCHKEY_SECCOMP");
+
+		cfg->seccomp = env != NULL && strcmp(env, "1") == 0;
+	}
 	lk_vault_error_clear(&verr);
 	rc = lk_vault_config_from_env(&cfg->vault, &verr);
 	if (rc < 0) {

@@ -150,6 +150,8 @@ struct broker_config {
 	int64_t audit_interval_ms;
 	bool revoke_on_shutdown;
 	bool require_mlock;         /* secret memory that cannot be locked is an error */
+	bool seccomp;               /* the system-call allow-list after start-up */
+	bool seccomp_set;           /* given in the file (else LATCHKEY_SECCOMP decides) */
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
@@ -460,6 +462,14 @@ void broker_server_stop(struct broker *b);
 void broker_server_notify(struct broker *b, size_t entry);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
+
+/* ---- the system-call allow-list (broker/seccomp.c) ---------------------------------- */
+
+/* Installs the allow-list on every thread (no_new_privs first); from then on a call
+ * outside it kills the process (SIGSYS), or is only logged in a sanitizer build. */
+int broker_seccomp_install(struct lk_error *err) __attribute__((warn_unused_result));
+/* False in sanitizer builds: calls outside the list are logged, not killed. */
+bool broker_seccomp_enforcing(void);
 
 /* ---- the lease journal (broker/journal.c) ------------------------------------------ */
 

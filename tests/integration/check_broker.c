@@ -95,6 +95,8 @@ fixture_config(struct fixture *f, const char *secrets, const char *extra, const 
 		 "  \"listen\": {\"socket\": \"%s\", \"mode\": \"%s\"},\n"
 		 "  \"grace\": \"1s\",\n"
 		 "  \"retry\": {\"initial\": \"200ms\", \"max\": \"1s\"},\n"
+		 /* Every test written this way runs under the allow-list. */
+		 "  \"seccomp\": true,\n"
 		 "  %s%s"
 		 "  \"secrets\": [%s]\n"
 		 "}\n",
