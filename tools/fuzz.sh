@@ -3,6 +3,8 @@
 # Seeds come from tests/fuzz/corpus/<target>/; new inputs go to build-fuzz/corpus/<target>/,
 # crashes to build-fuzz/crashes/. Copy a crash input into the seed folder to keep it as a
 # regression test: `make check` replays every seed.
+# A summary line per target (executions, seconds, new corpus inputs) goes to
+# build-fuzz/summary.txt. Exit status 1 when any target crashed, leaked or hit UB.
 #   usage: tools/fuzz.sh [SECONDS] [TARGET...]
 set -eu
 secs=${1:-60}
@@ -17,6 +19,7 @@ libs=$(pkg-config --libs libcurl jansson libmicrohttpd libsodium openssl yaml-0.
 cflags=$(pkg-config --cflags libcurl jansson libmicrohttpd libsodium openssl yaml-0.1)
 mkdir -p $out/fuzz $out/crashes
 status=0
+: > $out/summary.txt
 for t in $targets; do
 	# shellcheck disable=SC2086
 	clang -std=c11 -D_GNU_SOURCE $san -fsanitize=fuzzer -I. $cflags -o $out/fuzz/$t \
@@ -30,7 +33,9 @@ for t in $targets; do
 		tail -n 30 $out/$t.log >&2
 		status=1
 	else
-		grep -E '^(#[0-9]+ +DONE|Done)' $out/$t.log | tail -n 1
+		runs=$(sed -n -E 's/^Done ([0-9]+) runs in ([0-9]+) second.*/\1 \2/p' $out/$t.log | tail -n 1)
+		echo "fuzz: $t: ${runs%% *} executions in ${runs##* } s"
+		echo "$t ${runs%% *} ${runs##* }" >> $out/summary.txt
 	fi
 done
 exit $status
