@@ -524,6 +524,8 @@ token_login(struct broker *b, int64_t now)
 		bool expired;
 
 		next = now + lk_backoff_next(&b->token_backoff);
+		if (verr.retry_after_ms > 0 && next < now + verr.retry_after_ms)
+			next = now + verr.retry_after_ms;
 		set_backend(b, false, verr.base.msg);
 		lk_log(LK_WARN, "login failed", LK_STR("error", verr.base.msg),
 		       LK_INT("retry_in_ms", next - now));
@@ -688,12 +690,17 @@ maybe_warn_unlocked(struct broker *b)
 }
 
 static void
-entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
-	      enum broker_event ev, enum broker_action retry_action, int64_t now)
+entry_failure_after(struct broker *b, struct broker_entry *e, const char *what,
+		    const char *reason, enum broker_event ev, enum broker_action retry_action,
+		    int64_t retry_after_ms, int64_t now)
 {
 	enum broker_state st = broker_entry_state(e, now);
 	bool urgent = e->spec->required && st != BROKER_STATE_VALID && st != BROKER_STATE_STALE;
 	int64_t next = now + broker_retry_delay(&e->backoff, urgent);
+
+	/* The backend said when to come back (a 429 or 503 with Retry-After). */
+	if (retry_after_ms > 0 && next < now + retry_after_ms)
+		next = now + retry_after_ms;
 
 	/* Not later than the expiry of what is served: from then on it is urgent. */
 	if (e->expires_mono_ms > now && next > e->expires_mono_ms)
@@ -708,6 +715,13 @@ entry_failure(struct broker *b, struct broker_entry *e, const char *what, const 
 	entry_schedule(e, next, retry_action);
 	lk_log(LK_WARN, what, LK_STR("secret", e->spec->name), LK_STR("error", reason),
 	       LK_INT("retry_in_ms", next - now));
+}
+
+static void
+entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
+	      enum broker_event ev, enum broker_action retry_action, int64_t now)
+{
+	entry_failure_after(b, e, what, reason, ev, retry_action, -1, now);
 }
 
 /* The next renewal of a renewable lease, or its rotation when the max TTL learnt from an
@@ -754,8 +768,8 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	now = lk_now_mono_ms();
 	if (rc < 0) {
 		note_backend_failure(b, &verr, e->index, now);
-		entry_failure(b, e, "secret read failed", verr.base.msg, fail_ev, BROKER_ACT_FETCH,
-			      now);
+		entry_failure_after(b, e, "secret read failed", verr.base.msg, fail_ev,
+				    BROKER_ACT_FETCH, verr.retry_after_ms, now);
 		return;
 	}
 	set_backend(b, true, NULL);
@@ -895,8 +909,9 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 			entry_schedule(e, now, BROKER_ACT_FETCH);
 			return;
 		}
-		entry_failure(b, e, "lease renewal failed", verr.base.msg,
-			      BROKER_EV_RENEWAL_FAILURE, BROKER_ACT_RENEW, now);
+		entry_failure_after(b, e, "lease renewal failed", verr.base.msg,
+				    BROKER_EV_RENEWAL_FAILURE, BROKER_ACT_RENEW,
+				    verr.retry_after_ms, now);
 		return;
 	}
 	set_backend(b, true, NULL);
