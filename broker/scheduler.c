@@ -1070,11 +1070,22 @@ scheduler_main(void *arg)
 		next = token_next < check_next ? token_next : check_next;
 		if (logged_in) {
 			/* A scan, not a heap: a few thousand entries cost microseconds, and
-			 * events are seconds apart. */
+			 * events are seconds apart. Of those due, a lease (its renewal or
+			 * replacement runs against an expiry) or a first read goes before a
+			 * KV re-read: one slow backend call at a time must not starve them. */
+			bool due_urgent = false;
+
 			for (size_t i = 0; i < b->n; i++) {
-				if (b->entries[i].next_mono_ms < next) {
-					next = b->entries[i].next_mono_ms;
-					due = &b->entries[i];
+				struct broker_entry *e = &b->entries[i];
+				bool urgent = e->lease_id != NULL || !e->loaded;
+
+				if (e->next_mono_ms <= now && (urgent && !due_urgent)) {
+					next = e->next_mono_ms;
+					due = e;
+					due_urgent = true;
+				} else if (e->next_mono_ms < next && (urgent || !due_urgent)) {
+					next = e->next_mono_ms;
+					due = e;
 				}
 			}
 			for (size_t i = 0; i < b->nrevocations; i++) {
