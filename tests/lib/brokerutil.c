@@ -45,15 +45,22 @@ bf_dev_call(struct bf *f, const char *method, const char *path, const char *body
 void
 bf_config(struct bf *f, const char *secrets, const char *extra)
 {
+	bf_config_listen(f, secrets, NULL, extra);
+}
+
+void
+bf_config_listen(struct bf *f, const char *secrets, const char *listen, const char *extra)
+{
 	char *text;
 
 	if (asprintf(&text,
 		     "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"token\","
 		     " \"token_file\": \"%s\"}},\n"
-		     " \"listen\": {\"socket\": \"%s\", \"mode\": \"0666\", \"admin_uids\": [0]},\n"
+		     " \"listen\": {\"socket\": \"%s\", \"mode\": \"0666\", \"admin_uids\": [0]%s%s},\n"
 		     " \"state_dir\": \"%s\", \"seccomp\": true, \"grace\": \"1s\",\n"
 		     " %s%s%s\"secrets\": [%s]}\n",
-		     f->dev.addr, f->token_file, f->sock, f->state_dir,
+		     f->dev.addr, f->token_file, f->sock, listen != NULL ? ", " : "",
+		     listen != NULL ? listen : "", f->state_dir,
 		     /* A retry of the caller's replaces the default. */
 		     extra != NULL && strstr(extra, "\"retry\"") != NULL ? "" :
 		     "\"retry\": {\"initial\": \"200ms\", \"max\": \"2s\"},\n ",

@@ -36,6 +36,8 @@ long bf_dev_call(struct bf *f, const char *method, const char *path, const char 
  * socket is 0666, the state_dir is set, uid 0 is an admin uid (it sees lease ids), and the
  * allow-list is on. */
 void bf_config(struct bf *f, const char *secrets, const char *extra);
+/* The same with more members of "listen" (e.g. "\"header_timeout\": \"2s\""). */
+void bf_config_listen(struct bf *f, const char *secrets, const char *listen, const char *extra);
 /* Starts the broker and waits until it serves; false (and a message) when it does not. */
 bool bf_start(struct bf *f);
 /* Waits until /v1/ready is 200. */
