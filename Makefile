@@ -133,7 +133,7 @@ fuzz:
 # CI: every fuzz target for 30 s under ASan and UBSan; a crash fails the build.
 fuzz-ci:
 	@tools/deps.sh --dev
-	@tools/fuzz.sh 30
+	@FUZZ_JOBS=2 tools/fuzz.sh 30
 
 # The long fault soak, opt-in: LATCHKEY_SOAK_SECONDS (default 600) of short TTLs and
 # faults against latchkey dev, then the abuse and crash suites at their long settings.
