@@ -157,6 +157,13 @@ metric(struct bf *f, const char *name)
 	return v;
 }
 
+static bool
+api_served(void *arg)
+{
+	return bf_get(arg, "/v1/secrets/api/password", NULL) == 200;
+}
+
+/* The broker, ready and serving api (which is not required: ready does not wait for it). */
 static void
 start(struct bf *f, const char *extra)
 {
@@ -165,6 +172,7 @@ start(struct bf *f, const char *extra)
 		  "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}", extra);
 	ck_assert(bf_start(f));
 	ck_assert(bf_wait_ready(f, T_DEADLINE_MS));
+	ck_assert(t_wait_until(api_served, f, T_DEADLINE_MS));
 }
 
 static int
@@ -258,7 +266,7 @@ START_TEST(test_slowloris)
 	bf_config_listen(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}",
 			 "\"header_timeout\": \"2s\"", NULL);
 	ck_assert(bf_start(&f));
-	ck_assert(bf_wait_ready(&f, T_DEADLINE_MS));
+	ck_assert(t_wait_until(api_served, &f, T_DEADLINE_MS));
 	snprintf(lat_path, sizeof(lat_path), "%s/latencies", f.dir);
 	slow = fork();
 	ck_assert_int_ge(slow, 0);
