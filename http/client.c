@@ -405,8 +405,11 @@ static struct curl_slist *
 secret_node_new(const struct lk_secret *line)
 {
 	struct curl_slist *node;
+	/* sodium_malloc puts the end of the block against a guard page, so the start is
+	 * aligned only when the size is a multiple of the alignment. */
+	size_t size = (sizeof(*node) + lk_secret_len(line) + 1 + 15) & ~(size_t)15;
 
-	if ((node = sodium_malloc(sizeof(*node) + lk_secret_len(line) + 1)) == NULL)
+	if ((node = sodium_malloc(size)) == NULL)
 		return NULL;
 	node->data = (char *)(node + 1);
 	memcpy(node->data, lk_secret_bytes(line), lk_secret_len(line));
