@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "broker/internal.h"
 #include "crypto/secret.h"
@@ -117,7 +119,7 @@ broker_memlock_can_lock(const struct broker_memlock *ml)
 
 	if (p == NULL)
 		return false;
-	ok = mlock(p, size) == 0;
+	ok = (int)syscall(SYS_mlock, p, size) == 0;
 	sodium_free(p);
 	return ok;
 }
@@ -146,6 +148,14 @@ broker_arena_new(void)
 
 enum lock_outcome { LOCKED, UNLOCKED, REFUSED };
 
+/* mlock(2) itself: AddressSanitizer replaces the libc function with one that does nothing
+ * and succeeds, which would make every region look locked. */
+static int
+mlock_call(const void *p, size_t n)
+{
+	return (int)syscall(SYS_mlock, p, n);
+}
+
 /* sodium_malloc locks what it allocates but says nothing when mlock fails (the limit is
  * reached): lock again, which succeeds at once on pages already locked, to know. With
  * require set, memory that stays unlocked is to be given back and the allocation refused.
@@ -153,7 +163,7 @@ enum lock_outcome { LOCKED, UNLOCKED, REFUSED };
 static enum lock_outcome
 account_lock(struct broker_arena *a, void *p, size_t n)
 {
-	if (mlock(p, n) == 0) {
+	if (mlock_call(p, n) == 0) {
 		a->locked += n;
 		return LOCKED;
 	}

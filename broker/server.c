@@ -597,7 +597,8 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	if (reserved == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	reserved[0] = geteuid();
-	memcpy(reserved + 1, b->cfg->admin_uids, b->cfg->nadmin_uids * sizeof(*reserved));
+	if (b->cfg->nadmin_uids > 0)
+		memcpy(reserved + 1, b->cfg->admin_uids, b->cfg->nadmin_uids * sizeof(*reserved));
 	hc.reserved_uids = reserved;
 	hc.nreserved_uids = b->cfg->nadmin_uids + 1;
 	hc.handler = handler;
