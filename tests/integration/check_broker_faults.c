@@ -273,7 +273,7 @@ START_TEST(test_half_errors)
 	start_ready(&f, "3s", "6s", NULL);
 	observer_start(&o, &f, "db");
 	faults(&f, "{\"error_rate\":0.5,\"error_status\":500}");
-	run_for(10000);
+	run_for(7000);
 	observer_finish(&o, "50% 500s");
 	finish(&f);
 }
@@ -562,7 +562,7 @@ START_TEST(test_not_renewable)
 	raw_start(&rb, false);
 	raw_broker(&f, &rb);
 	observer_start(&o, &f, "db");
-	run_for(8000);
+	run_for(6000);
 	observer_finish(&o, "lease not renewable");
 	ck_assert_int_eq(atomic_load(&rb.renews), 0);
 	ck_assert_int_ge(atomic_load(&rb.creds), 3);
@@ -581,7 +581,7 @@ START_TEST(test_cut_mid_body)
 	raw_start(&rb, true);
 	raw_broker(&f, &rb);
 	observer_start(&o, &f, "db");
-	run_for(8000);
+	run_for(6000);
 	observer_finish(&o, "answers cut mid-body");
 	ck_assert_int_ge(atomic_load(&rb.cut), 2);
 	ck_assert_int_ge(bf_log_count(&f, "\"msg\":\"secret read failed\""), 1);
