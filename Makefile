@@ -1,5 +1,6 @@
 # latchkey — one binary, `latchkey`, built from the module folders below.
-# Targets: all (default), check, san, tsan, demo, demo-sync, demo-db, bench, bench-sync, fuzz, install, clean.
+# Targets: all (default), check, san, tsan, demo, demo-sync, demo-db, bench, bench-sync, fuzz,
+# fuzz-ci, soak, install, clean.
 
 PREFIX  ?= /usr/local
 BUILD   ?= build
@@ -64,7 +65,7 @@ FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 # Checks of the tree itself (the module graph): scripts, run as they are.
 LINT := $(wildcard tests/lint/check_*.sh)
 
-.PHONY: all check san tsan demo demo-sync demo-db bench bench-sync fuzz install clean tests
+.PHONY: all check san tsan demo demo-sync demo-db bench bench-sync fuzz fuzz-ci soak install clean tests
 .DELETE_ON_ERROR:
 .SECONDARY: $(TESTLIB_OBJ)
 
@@ -139,6 +140,21 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@tools/deps.sh --dev
 	@tools/fuzz.sh $(FUZZ_SECONDS)
+
+# CI: every fuzz target for 30 s under ASan and UBSan; a crash fails the build.
+fuzz-ci:
+	@tools/deps.sh --dev
+	@FUZZ_JOBS=2 tools/fuzz.sh 30
+
+# The long fault soak, opt-in: LATCHKEY_SOAK_SECONDS (default 600) of short TTLs and
+# faults against latchkey dev, then the abuse and crash suites at their long settings.
+SOAK_SECONDS ?= 600
+soak: $(BIN) $(BUILD)/tests/integration/check_broker_faults $(BUILD)/tests/integration/check_broker_abuse $(BUILD)/tests/integration/check_broker_crash
+	@LATCHKEY_BIN=$(abspath $(BIN)) BUILD=$(BUILD) LATCHKEY_SOAK_SECONDS=$(SOAK_SECONDS) \
+		LATCHKEY_CRASH_CYCLES=$${LATCHKEY_CRASH_CYCLES:-100} TEST_TIMEOUT=$$(( $(SOAK_SECONDS) + 900 )) \
+		CK_DEFAULT_TIMEOUT=$$(( $(SOAK_SECONDS) + 600 )) \
+		tests/run.sh $(BUILD)/tests/integration/check_broker_faults \
+		$(BUILD)/tests/integration/check_broker_abuse $(BUILD)/tests/integration/check_broker_crash
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin

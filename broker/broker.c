@@ -21,7 +21,7 @@
 #include "crypto/secret.h"
 
 static const char *const state_names[BROKER_STATE_COUNT] = {
-	"pending", "valid", "stale", "expired", "failed",
+	"pending", "valid", "stale", "expired", "revoked", "failed",
 };
 
 const char *
@@ -62,7 +62,8 @@ broker_entry_state(struct broker_entry *e, int64_t now_mono_ms)
 
 	pthread_mutex_lock(&e->lock);
 	if (e->current == NULL)
-		st = e->failing ? BROKER_STATE_FAILED : BROKER_STATE_PENDING;
+		st = e->revoked ? BROKER_STATE_REVOKED : e->failing ? BROKER_STATE_FAILED :
+		     BROKER_STATE_PENDING;
 	else if (broker_snapshot_expired(e->current, now_mono_ms))
 		st = BROKER_STATE_EXPIRED;
 	else
@@ -72,9 +73,21 @@ broker_entry_state(struct broker_entry *e, int64_t now_mono_ms)
 }
 
 bool
-broker_ready(struct broker *b, char *reason, size_t reasonlen)
+broker_peer_admin(const struct broker *b, const struct lk_peer *peer)
+{
+	if (peer == NULL || !peer->known)
+		return false;
+	for (size_t i = 0; i < b->cfg->nadmin_uids; i++)
+		if (b->cfg->admin_uids[i] == peer->uid)
+			return true;
+	return false;
+}
+
+bool
+broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason, size_t reasonlen)
 {
 	int64_t now = lk_now_mono_ms();
+	bool full = peer == NULL || broker_peer_admin(b, peer);
 
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
@@ -85,6 +98,12 @@ broker_ready(struct broker *b, char *reason, size_t reasonlen)
 		st = broker_entry_state(e, now);
 		if (st == BROKER_STATE_VALID || st == BROKER_STATE_STALE)
 			continue;
+		if (!full && !broker_peer_allowed(e->spec, peer)) {
+			/* Neither its name nor its backend path: this peer may not read it. */
+			snprintf(reason, reasonlen, "a required secret this peer may not read is %s",
+				 broker_state_name(st));
+			return false;
+		}
 		pthread_mutex_lock(&e->lock);
 		snprintf(reason, reasonlen, "required secret %s is %s%s%s", e->spec->name,
 			 broker_state_name(st), e->failing ? ": " : "", e->failing ? e->reason : "");
@@ -93,6 +112,12 @@ broker_ready(struct broker *b, char *reason, size_t reasonlen)
 	}
 	snprintf(reason, reasonlen, "%s", "");
 	return true;
+}
+
+bool
+broker_ready(struct broker *b, char *reason, size_t reasonlen)
+{
+	return broker_ready_for(b, NULL, reason, reasonlen);
 }
 
 struct broker_entry *
@@ -118,11 +143,20 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
+	b->backend_reason_entry = SIZE_MAX;
 	atomic_init(&b->announced_ready, false);
-	b->arena = broker_arena_new();
+	broker_memlock_probe(&b->memlock);
+	b->memlock.require = cfg->require_mlock;
+	atomic_init(&b->warned_unlocked, false);
+	b->arena = broker_arena_new_with(&b->memlock);
 	b->entries = calloc(cfg->nsecrets, sizeof(*b->entries));
 	if (b->arena == NULL || b->entries == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
+	if (cfg->require_mlock && !broker_memlock_can_lock(&b->memlock))
+		return lk_error_set(err, -ENOLCK, "%s: require_mlock: memory cannot be locked "
+				    "(RLIMIT_MEMLOCK is %zu bytes and there is no CAP_IPC_LOCK): "
+				    "raise the limit or give the broker CAP_IPC_LOCK", cfg->file,
+				    b->memlock.limit);
 	b->n = cfg->nsecrets;
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
@@ -135,6 +169,9 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->metrics = broker_metrics_new(b);
 	if (b->metrics == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (metrics)");
+	b->audit = broker_audit_new(BROKER_AUDIT_ENTRIES_MAX, cfg->audit_interval_ms);
+	if (b->audit == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory (audit)");
 	if (cfg->vault.connect_timeout_ms <= 0)
 		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
 	if (cfg->vault.timeout_ms <= 0)
@@ -151,8 +188,10 @@ broker_fini(struct broker *b)
 {
 	if (b->thread_abandoned)
 		return;
-	for (size_t i = 0; i < b->nrevocations; i++)
+	for (size_t i = 0; i < b->nrevocations; i++) {
 		free(b->revocations[i].lease_id);
+		free(b->revocations[i].owned_secret);
+	}
 	free(b->revocations);
 	b->revocations = NULL;
 	for (size_t i = 0; b->entries != NULL && i < b->n; i++) {
@@ -160,6 +199,8 @@ broker_fini(struct broker *b)
 
 		broker_snapshot_unref(e->current);
 		e->current = NULL;
+		free(e->shown_lease_id);
+		e->shown_lease_id = NULL;
 		free(e->lease_id);
 		pthread_mutex_destroy(&e->lock);
 	}
@@ -167,6 +208,8 @@ broker_fini(struct broker *b)
 	b->entries = NULL;
 	broker_metrics_free(b->metrics);
 	b->metrics = NULL;
+	broker_audit_free(b->audit);
+	b->audit = NULL;
 	b->vault = lk_vault_client_free(b->vault);
 	broker_arena_free(b->arena);
 	b->arena = NULL;
@@ -231,6 +274,26 @@ check_socket_dir(const char *socket_path, struct lk_error *err)
 	if (st.st_mode & S_IWOTH)
 		return lk_error_set(err, -EPERM, "socket directory %s is writable by others "
 				    "(mode %04o): refusing to serve secrets there", dir,
+				    (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+/* The state directory holds the lease journal: created (0700) when missing, refused when
+ * others may write to it (they could plant a journal, or remove it). */
+static int
+check_state_dir(const char *dir, struct lk_error *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT || mkdir(dir, 0700) < 0 || stat(dir, &st) < 0)
+			return lk_error_set(err, -errno, "state_dir %s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return lk_error_set(err, -ENOTDIR, "state_dir %s: not a directory", dir);
+	if (st.st_mode & (S_IWOTH | S_IWGRP))
+		return lk_error_set(err, -EPERM, "state_dir %s is writable by others (mode %04o): "
+				    "refusing to keep the lease journal there", dir,
 				    (unsigned)(st.st_mode & 07777));
 	return 0;
 }
@@ -337,6 +400,11 @@ broker_main(int argc, char **argv)
 		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
 		goto out_cfg;
 	}
+	if (cfg.state_dir != NULL && check_state_dir(cfg.state_dir, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		status = LK_EXIT_USAGE;
+		goto out_cfg;
+	}
 
 	/* Signals go to this thread only: every thread started below inherits the mask. */
 	sigemptyset(&set);
@@ -353,6 +421,21 @@ broker_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	started = true;
+	if (broker_inherit_journal(&b, &err) < 0) {
+		/* An unreadable journal is said, not fatal: new leases are journaled anew. */
+		lk_log(LK_WARN, "the lease journal could not be read; leases an earlier run left "
+		       "expire on their own", LK_STR("error", err.msg));
+		lk_error_clear(&err);
+	}
+	{
+		struct broker_arena_stats as;
+
+		broker_arena_stats(b.arena, &as);
+		lk_log(LK_INFO, "memory locking", LK_BOOL("limited", b.memlock.limited),
+		       LK_INT("memlock_limit_bytes", b.memlock.limited ? (int64_t)b.memlock.limit : -1),
+		       LK_INT("region_bytes", as.region_size),
+		       LK_BOOL("require_mlock", cfg.require_mlock));
+	}
 	if ((rc = broker_scheduler_start(&b)) < 0) {
 		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
 		goto out;
@@ -360,6 +443,16 @@ broker_main(int argc, char **argv)
 	if (broker_server_start(&b, &err) < 0) {
 		lk_log(LK_ERROR, "cannot serve", LK_STR("error", err.msg));
 		goto out;
+	}
+	/* Everything that needs more than reading, writing and waiting is done: from here on
+	 * the allow-list holds (broker/seccomp.c). */
+	if (cfg.seccomp) {
+		if (broker_seccomp_install(&err) < 0) {
+			lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+			goto out;
+		}
+		lk_log(LK_INFO, "system-call allow-list on",
+		       LK_STR("outside_it", broker_seccomp_enforcing() ? "killed" : "logged"));
 	}
 	lk_log(LK_INFO, "serving", LK_STR("socket", cfg.socket_path),
 	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets));
@@ -380,6 +473,10 @@ out:
 	if (started) {
 		broker_server_stop(&b);
 		broker_scheduler_stop(&b);
+		/* A lease the backend still holds after we are gone is a failure to report. */
+		if (status == LK_EXIT_OK && (b.thread_abandoned ? cfg.revoke_on_shutdown :
+					     b.shutdown_left > 0))
+			status = LK_EXIT_FAILURE;
 		if (b.thread_abandoned) {
 			/* The scheduler is still inside a backend call, and will use the
 			 * configuration (secret names), the client and libcurl when it returns:
@@ -391,6 +488,8 @@ out:
 		broker_fini(&b);
 		if (status == LK_EXIT_OK)
 			lk_log(LK_INFO, "stopped");
+		else if (b.shutdown_left > 0)
+			lk_log(LK_WARN, "stopped, with leases left live");
 	}
 out_cfg:
 	broker_config_clear(&cfg);

@@ -141,7 +141,8 @@ static int
 parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 {
 	static const char *const keys[] = { "path", "format", "template", "template_file",
-		"mode", "owner", "group", "pidfile", "signal", NULL };
+		"mode", "owner", "group", "pidfile", "signal", "process", "process_uid", "dialect",
+		NULL };
 	struct broker_file_spec *fs;
 	const char *s = NULL, *tpl = NULL, *tpl_file = NULL;
 	int64_t id;
@@ -154,6 +155,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 	fs->owner = (uid_t)-1;
 	fs->group = (gid_t)-1;
 	fs->signal = SIGHUP;
+	fs->process_uid = (uid_t)-1;
 	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
 		goto out;
 	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
@@ -183,6 +185,26 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 		rc = lk_cfg_fail(c, "expected \"json\", \"env\" or \"template\"");
 		lk_cfg_pop(c, mark);
 		goto out;
+	}
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "dialect", false, &s)) < 0)
+		goto out;
+	if (s != NULL) {
+		size_t mark = lk_cfg_push_key(c, "dialect");
+
+		if (fs->format != BROKER_FORMAT_ENV)
+			rc = lk_cfg_fail(c, "a dialect is for format \"env\" only");
+		else if (strcmp(s, "portable") == 0)
+			fs->dialect = BROKER_ENV_PORTABLE;
+		else if (strcmp(s, "systemd") == 0)
+			fs->dialect = BROKER_ENV_SYSTEMD;
+		else if (strcmp(s, "docker") == 0)
+			fs->dialect = BROKER_ENV_DOCKER;
+		else
+			rc = lk_cfg_fail(c, "expected \"portable\", \"systemd\" or \"docker\"");
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			goto out;
 	}
 	if ((rc = lk_cfg_string(c, obj, "template", false, &tpl)) < 0 ||
 	    (rc = lk_cfg_string(c, obj, "template_file", false, &tpl_file)) < 0)
@@ -255,6 +277,27 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 		goto out;
 	if ((rc = parse_signal(c, obj, &fs->signal)) < 0)
 		goto out;
+	s = NULL;
+	if ((rc = lk_cfg_string(c, obj, "process", false, &s)) < 0)
+		goto out;
+	if ((s == NULL) != (fs->pidfile == NULL) ||
+	    (s != NULL && (s[0] == '\0' || strlen(s) > 255 || strchr(s, '/') != NULL))) {
+		size_t mark = lk_cfg_push_key(c, s != NULL ? "process" : "pidfile");
+
+		rc = lk_cfg_fail(c, s == NULL ? "a pidfile needs \"process\": the command name of "
+				 "the process to signal" : fs->pidfile == NULL ? "\"process\" "
+				 "needs a pidfile" : "expected a command name (no '/', at most 255 "
+				 "bytes)");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if (s != NULL && (fs->process = dup_or_fail(c, s, &rc)) == NULL)
+		goto out;
+	if (json_object_get(obj, "process_uid") != NULL) {
+		if ((rc = lk_cfg_int(c, obj, "process_uid", false, 0, 0x7fffffff, &id)) < 0)
+			goto out;
+		fs->process_uid = (uid_t)id;
+	}
 	*ret = fs;
 	fs = NULL;
 out:
@@ -262,6 +305,7 @@ out:
 		free(fs->path);
 		free(fs->template_text);
 		free(fs->pidfile);
+		free(fs->process);
 		free(fs);
 	}
 	return rc;
@@ -385,7 +429,8 @@ static int
 parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 {
 	static const char *const keys[] = { "socket", "mode", "owner", "group", "metrics",
-		"threads", NULL };
+		"threads", "max_connections", "max_connections_per_uid", "header_timeout",
+		"admin_uids", NULL };
 	const char *s = NULL;
 	int64_t v;
 	int rc;
@@ -427,7 +472,24 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
 		return rc;
 	cfg->threads = (unsigned)v;
-	return 0;
+	v = cfg->max_connections;
+	if ((rc = lk_cfg_int(c, obj, "max_connections", false, 32, 65536, &v)) < 0)
+		return rc;
+	cfg->max_connections = (unsigned)v;
+	v = cfg->max_connections_per_uid;
+	if ((rc = lk_cfg_int(c, obj, "max_connections_per_uid", false, 1, 65536, &v)) < 0)
+		return rc;
+	cfg->max_connections_per_uid = (unsigned)v;
+	if ((rc = bounded_duration(c, obj, "header_timeout", &cfg->header_timeout_ms)) < 0)
+		return rc;
+	if (cfg->header_timeout_ms < 100 || cfg->header_timeout_ms > 3600 * 1000LL) {
+		size_t mark = lk_cfg_push_key(c, "header_timeout");
+
+		rc = lk_cfg_fail(c, "expected a duration between 100ms and 1h");
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	return parse_ids(c, obj, "admin_uids", (uint32_t **)&cfg->admin_uids, &cfg->nadmin_uids);
 }
 
 int
@@ -435,7 +497,8 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		    struct lk_error *err)
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
-		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", NULL };
+		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
+		"require_mlock", "audit_interval", "state_dir", "seccomp", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -450,7 +513,12 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->socket_owner = (uid_t)-1;
 	cfg->socket_group = (gid_t)-1;
 	cfg->threads = BROKER_THREADS_DEFAULT;
+	cfg->max_connections = BROKER_CONNECTIONS_DEFAULT;
+	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;
+	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;
 	cfg->grace_ms = BROKER_GRACE_DEFAULT_MS;
+	cfg->token_check_ms = BROKER_TOKEN_CHECK_DEFAULT_MS;
+	cfg->audit_interval_ms = BROKER_AUDIT_INTERVAL_DEFAULT_MS;
 	cfg->revoke_on_shutdown = true;
 	cfg->retry_base_ms = BROKER_RETRY_BASE_DEFAULT_MS;
 	cfg->retry_cap_ms = BROKER_RETRY_CAP_DEFAULT_MS;
@@ -480,6 +548,44 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		lk_cfg_pop(&c, mark);
 		if (rc < 0)
 			goto out;
+	}
+	if ((rc = bounded_duration(&c, root, "token_check", &cfg->token_check_ms)) < 0)
+		goto out;
+	if (cfg->token_check_ms != 0 && cfg->token_check_ms < BROKER_TOKEN_CHECK_MIN_MS) {
+		mark = lk_cfg_push_key(&c, "token_check");
+		rc = lk_cfg_fail(&c, "expected 0 (off) or at least 1s");
+		lk_cfg_pop(&c, mark);
+		goto out;
+	}
+	if ((rc = lk_cfg_bool(&c, root, "require_mlock", &cfg->require_mlock)) < 0)
+		goto out;
+	cfg->seccomp_set = json_object_get(root, "seccomp") != NULL;
+	if ((rc = lk_cfg_bool(&c, root, "seccomp", &cfg->seccomp)) < 0)
+		goto out;
+	s = NULL;
+	if ((rc = lk_cfg_string(&c, root, "state_dir", false, &s)) < 0)
+		goto out;
+	if (s != NULL) {
+		if (s[0] != '/' || strlen(s) > BROKER_FILE_PATH_MAX) {
+			mark = lk_cfg_push_key(&c, "state_dir");
+			rc = lk_cfg_fail(&c, "expected an absolute path of at most %d bytes",
+					 BROKER_FILE_PATH_MAX);
+			lk_cfg_pop(&c, mark);
+			goto out;
+		}
+		if ((cfg->state_dir = strdup(s)) == NULL) {
+			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+			goto out;
+		}
+		s = NULL;
+	}
+	if ((rc = bounded_duration(&c, root, "audit_interval", &cfg->audit_interval_ms)) < 0)
+		goto out;
+	if (cfg->audit_interval_ms < 1000 || cfg->audit_interval_ms > 3600 * 1000LL) {
+		mark = lk_cfg_push_key(&c, "audit_interval");
+		rc = lk_cfg_fail(&c, "expected a duration between 1s and 1h");
+		lk_cfg_pop(&c, mark);
+		goto out;
 	}
 	if ((rc = bounded_duration(&c, root, "grace", &cfg->grace_ms)) < 0 ||
 	    (rc = lk_cfg_bool(&c, root, "revoke_on_shutdown", &cfg->revoke_on_shutdown)) < 0)
@@ -567,6 +673,12 @@ broker_config_load(struct broker_config *cfg, const char *file, struct lk_error 
 	json_decref(root);
 	if (rc < 0)
 		return rc;
+	/* The container image turns the allow-list on; the file has the last word. */
+	if (!cfg->seccomp_set) {
+		const char *env = getenv("LATCHKEY_SECCOMP");
+
+		cfg->seccomp = env != NULL && strcmp(env, "1") == 0;
+	}
 	lk_vault_error_clear(&verr);
 	rc = lk_vault_config_from_env(&cfg->vault, &verr);
 	if (rc < 0) {
@@ -593,6 +705,7 @@ broker_config_clear(struct broker_config *cfg)
 			free(sp->file->path);
 			free(sp->file->template_text);
 			free(sp->file->pidfile);
+			free(sp->file->process);
 			free(sp->file);
 		}
 	}
@@ -600,7 +713,9 @@ broker_config_clear(struct broker_config *cfg)
 	free(cfg->file);
 	free(cfg->socket_path);
 	free(cfg->metrics_addr);
+	free(cfg->admin_uids);
 	free(cfg->log_level);
+	free(cfg->state_dir);
 	lk_vault_config_clear(&cfg->vault);
 	memset(cfg, 0, sizeof(*cfg));
 }

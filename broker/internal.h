@@ -54,6 +54,18 @@
 #define BROKER_GRACE_DEFAULT_MS (30 * 1000LL)
 #define BROKER_RETRY_BASE_DEFAULT_MS 500
 #define BROKER_RETRY_CAP_DEFAULT_MS (30 * 1000LL)
+/* The retry cap of a required secret that has nothing valid to serve: readiness waits on
+ * it, so it is read again within this long of the backend answering again. */
+#define BROKER_RETRY_URGENT_CAP_MS 2000
+/* How often the token is looked up (lookup-self, +-10%) to learn that it was revoked
+ * behind the broker's back, unless token_check says otherwise; 0 turns it off. */
+#define BROKER_TOKEN_CHECK_DEFAULT_MS (30 * 1000LL)
+/* How often repeated reads are summarised in the audit log unless audit_interval says. */
+#define BROKER_AUDIT_INTERVAL_DEFAULT_MS (10 * 1000LL)
+/* Distinct (peer, secret, key, version, result) kept by the audit between summaries. */
+#define BROKER_AUDIT_ENTRIES_MAX 4096
+/* Shortest token_check accepted (other than 0). */
+#define BROKER_TOKEN_CHECK_MIN_MS 1000
 /* Backend timeouts unless the vault object sets them: short, so that a stuck backend
  * cannot hold the scheduler (and shutdown) for long. */
 #define BROKER_VAULT_CONNECT_TIMEOUT_MS 2000
@@ -68,6 +80,13 @@
 #define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
 /* Serving threads unless listen.threads says otherwise. */
 #define BROKER_THREADS_DEFAULT 2
+/* Socket connections, in all and per uid, unless listen says otherwise: one uid holding its
+ * cap leaves room for 15 others at theirs. */
+#define BROKER_CONNECTIONS_DEFAULT 1024
+#define BROKER_CONNECTIONS_PER_UID_DEFAULT 64
+/* How long a connection may take to send a request's headers (from being accepted or from
+ * its previous answer) unless listen.header_timeout says otherwise. */
+#define BROKER_HEADER_TIMEOUT_DEFAULT_MS 10000
 /* A lease is revoked at least this long before its expiry (or not at all). */
 #define BROKER_REVOKE_MARGIN_MS 500
 /* Shutdown must be over within this time (the issue's 5 s, with room for exit). */
@@ -77,16 +96,24 @@
 
 enum broker_kind { BROKER_KIND_AUTO = 0, BROKER_KIND_KV1, BROKER_KIND_KV2, BROKER_KIND_DYNAMIC };
 enum broker_format { BROKER_FORMAT_JSON = 0, BROKER_FORMAT_ENV, BROKER_FORMAT_TEMPLATE };
+/* Who reads an env file: both docker --env-file and systemd's EnvironmentFile (values they
+ * read the same, written bare; others refused), systemd (double-quoted where needed,
+ * line breaks kept), or docker (bare; only line breaks and NUL refused). */
+enum broker_env_dialect { BROKER_ENV_PORTABLE = 0, BROKER_ENV_SYSTEMD, BROKER_ENV_DOCKER };
 
 struct broker_file_spec {
 	char *path;                 /* owned */
 	enum broker_format format;
+	enum broker_env_dialect dialect; /* format env only */
 	char *template_text;        /* owned; the template, read from template_file if given */
 	mode_t mode;                /* default 0400 */
 	uid_t owner;                /* (uid_t)-1: leave */
 	gid_t group;                /* (gid_t)-1: leave */
 	char *pidfile;              /* owned; NULL: no signal */
 	int signal;                 /* default SIGHUP */
+	char *process;              /* owned: the command name the signalled process must have */
+	uid_t process_uid;          /* its uid and the pidfile's owner; (uid_t)-1: owner, else
+				     * the broker's own */
 };
 
 struct broker_secret_spec {
@@ -113,12 +140,23 @@ struct broker_config {
 	gid_t socket_group;         /* (gid_t)-1: leave */
 	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
 	unsigned threads;
+	unsigned max_connections;
+	unsigned max_connections_per_uid;
+	int64_t header_timeout_ms;
+	uid_t *admin_uids;          /* owned: the full view of /metrics and /v1/ready */
+	size_t nadmin_uids;
 	int64_t grace_ms;
+	int64_t token_check_ms;     /* 0: no periodic lookup-self */
+	int64_t audit_interval_ms;
 	bool revoke_on_shutdown;
+	bool require_mlock;         /* secret memory that cannot be locked is an error */
+	bool seccomp;               /* the system-call allow-list after start-up */
+	bool seccomp_set;           /* given in the file (else LATCHKEY_SECCOMP decides) */
 	size_t metrics_series_max;  /* per metric (common/metrics.h) */
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
 	char *log_level;            /* owned; NULL: info */
+	char *state_dir;            /* owned; NULL: no lease journal */
 	struct broker_secret_spec *secrets; /* owned */
 	size_t nsecrets;
 };
@@ -145,15 +183,43 @@ bool broker_name_valid(const char *name);
  * so a thousand small secrets cost a few locked pages, not a page each. Thread-safe. */
 struct broker_arena;
 
-/* owned: free with broker_arena_free (every block must have been released). */
+/* How much memory the process may lock (broker_memlock_probe). */
+struct broker_memlock {
+	bool limited;               /* RLIMIT_MEMLOCK applies: finite, and no CAP_IPC_LOCK */
+	size_t limit;               /* its soft value in bytes, when limited */
+	bool require;               /* require_mlock: memory that cannot be locked is refused */
+};
+
+/* Reads RLIMIT_MEMLOCK and whether CAP_IPC_LOCK lifts it. */
+void broker_memlock_probe(struct broker_memlock *ret);
+
+/* The region size for a limit: 64 KiB, or less (down to 16 KiB, the largest block
+ * class) so that several regions fit under a small limit. */
+size_t broker_arena_region_size(const struct broker_memlock *ml);
+
+/* owned: free with broker_arena_free (every block must have been released). ml NULL: no
+ * limit known, nothing required. */
 struct broker_arena *broker_arena_new(void);
+struct broker_arena *broker_arena_new_with(const struct broker_memlock *ml);
 void broker_arena_free(struct broker_arena *a);
-/* A zeroed block of n bytes, or NULL (n == 0, n > LK_SECRET_MAX, no memory). Release with
+/* A zeroed block of n bytes, or NULL (n == 0, n > LK_SECRET_MAX, no memory; errno ENOLCK
+ * when the memory could not be locked and the arena requires it). Release with
  * broker_arena_release, which zeroes it. */
 void *broker_arena_alloc(struct broker_arena *a, size_t n);
 void broker_arena_release(struct broker_arena *a, void *p);
 /* Bytes held in regions (for tests and metrics). */
 size_t broker_arena_bytes(struct broker_arena *a);
+
+struct broker_arena_stats {
+	size_t region_size;
+	size_t locked;              /* bytes of regions and large blocks mlock took */
+	size_t unlocked;            /* bytes it refused: held, but they may be swapped */
+	unsigned long long refused; /* allocations refused because they could not be locked */
+};
+void broker_arena_stats(struct broker_arena *a, struct broker_arena_stats *ret);
+
+/* True when ms (probe) allows locking one region now: for require_mlock at start. */
+bool broker_memlock_can_lock(const struct broker_memlock *ml);
 
 /* ---- snapshots (broker/snapshot.c) ------------------------------------------------- */
 
@@ -189,12 +255,13 @@ struct broker_snapshot {
 	size_t nkeys;
 };
 
-/* Digest of the canonical (compact, sorted) form of data. 0 or -ENOMEM/-E2BIG. */
+/* Digest of the canonical (compact, sorted) form of data. 0 or -ENOMEM/-E2BIG/-ENOLCK
+ * (memory that could not be locked, under require_mlock). */
 int broker_data_digest(struct broker_arena *a, const json_t *data, unsigned char out[32])
 	__attribute__((warn_unused_result));
 
 /* A new snapshot with one reference. data (borrowed) must be an object. owned: release
- * with broker_snapshot_unref. 0, -EINVAL, -E2BIG or -ENOMEM. */
+ * with broker_snapshot_unref. 0, -EINVAL, -E2BIG, -ENOMEM or -ENOLCK. */
 int broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
 			const json_t *data, const struct broker_lease_info *lease,
 			struct broker_snapshot **ret) __attribute__((warn_unused_result));
@@ -225,6 +292,10 @@ int64_t broker_renew_at(int64_t now_ms, int64_t ttl_ms, struct lk_backoff *rng);
  * before now. */
 int64_t broker_rotate_at(int64_t now_ms, int64_t issued_ms, int64_t expires_ms,
 			 struct lk_backoff *rng);
+/* How long to wait before retrying a failed read or renewal: the next step of bo (capped
+ * exponential backoff, full jitter), with its cap cut to BROKER_RETRY_URGENT_CAP_MS when
+ * urgent (a required secret with nothing valid to serve). */
+int64_t broker_retry_delay(struct lk_backoff *bo, bool urgent);
 /* When to revoke a replaced lease: now + grace, but never past expires_ms minus
  * BROKER_REVOKE_MARGIN_MS (never before now); expires_ms 0 means no expiry. */
 int64_t broker_revoke_at(int64_t now_ms, int64_t grace_ms, int64_t expires_ms);
@@ -243,9 +314,10 @@ enum broker_state {
 	BROKER_STATE_VALID,         /* loaded, unexpired, backend answering */
 	BROKER_STATE_STALE,         /* loaded and unexpired, but the last backend call failed */
 	BROKER_STATE_EXPIRED,       /* loaded but expired: never served */
+	BROKER_STATE_REVOKED,       /* its lease went with the backend token: never served */
 	BROKER_STATE_FAILED,        /* never loaded, the backend call failed */
 };
-#define BROKER_STATE_COUNT 5
+#define BROKER_STATE_COUNT 6
 
 const char *broker_state_name(enum broker_state s);
 
@@ -265,6 +337,8 @@ struct broker_entry {
 
 	pthread_mutex_t lock;       /* guards the members down to next_mono_ms */
 	struct broker_snapshot *current;
+	bool revoked;               /* current was withdrawn: its lease went with the token */
+	char *shown_lease_id;       /* owned: current's lease id, for admins' /v1/ready */
 	bool failing;               /* the last backend call for it failed */
 	char reason[BROKER_REASON_MAX];
 	int64_t last_renewal_real_ms;
@@ -274,8 +348,10 @@ struct broker_entry {
 	/* scheduler thread only */
 	uint64_t version;
 	char *lease_id;             /* owned */
+	uint64_t lease_gen;         /* the login (broker.token_gen) that read the lease */
 	int64_t issued_mono_ms;
 	int64_t expires_mono_ms;
+	int64_t expires_real_ms;    /* for the journal */
 	int64_t lease_duration_s;   /* as first granted: the renewal increment */
 	int64_t learned_life_ms;    /* issue to capped expiry of an earlier credential; 0: unknown */
 	bool renewable;
@@ -285,9 +361,14 @@ struct broker_entry {
 
 struct broker_revocation {
 	char *lease_id;             /* owned */
-	size_t entry;               /* which secret it belonged to */
+	size_t entry;               /* which secret it belonged to; SIZE_MAX: one the
+				     * configuration no longer has (from the journal) */
+	const char *secret;         /* its name: the spec's, or owned_secret */
+	char *owned_secret;         /* owned; NULL when the spec's name is used */
+	uint64_t gen;               /* the login that read it; 0: an earlier run */
 	int64_t at_mono_ms;
-	int64_t expires_mono_ms;
+	int64_t expires_mono_ms;    /* 0: unknown */
+	int64_t expires_real_ms;    /* for the journal; 0: unknown */
 };
 
 struct broker_waiter;
@@ -299,7 +380,10 @@ struct broker {
 	struct broker_entry *entries;
 	size_t n;
 	struct broker_metrics *metrics;
+	struct broker_audit *audit;
 	int64_t started_mono_ms;
+	struct broker_memlock memlock;
+	atomic_bool warned_unlocked;
 
 	/* scheduler */
 	pthread_t thread;
@@ -309,7 +393,10 @@ struct broker {
 	pthread_cond_t cond;
 	bool stopping;
 	bool shutdown_done;         /* the scheduler finished its shutdown revocations */
-	bool logged_in;
+	bool logged_in;             /* holds a token it believes valid */
+	uint64_t token_gen;         /* bumped at every login: which token read a lease */
+	int64_t token_check_next_mono_ms;
+	bool token_check_off;       /* lookup-self is denied to this token */
 	int64_t last_login_mono_ms;
 	int64_t token_next_mono_ms;
 	int64_t token_expires_mono_ms; /* 0: never */
@@ -319,10 +406,14 @@ struct broker {
 	struct lk_backoff token_backoff;
 	bool backend_ok;
 	char backend_reason[BROKER_REASON_MAX];
+	size_t backend_reason_entry; /* the secret whose call failed; SIZE_MAX: the token's */
 	atomic_bool announced_ready;
 
 	struct broker_revocation *revocations; /* scheduler thread only */
 	size_t nrevocations;
+	bool journal_dirty;         /* scheduler thread only: the journal is behind */
+	bool journal_failing;
+	size_t shutdown_left;       /* leases the shutdown could not revoke */
 
 	/* server */
 	struct lk_httpd *httpd;
@@ -346,8 +437,13 @@ void broker_fini(struct broker *b);
 struct broker_snapshot *broker_entry_snapshot(struct broker_entry *e);
 /* The entry's state at now. */
 enum broker_state broker_entry_state(struct broker_entry *e, int64_t now_mono_ms);
-/* True when every required secret is loaded and unexpired; reason says why not. */
+/* True when every required secret is loaded and unexpired; reason says why not, naming
+ * the secret only when peer may read it (peer NULL, or an admin: always). */
 bool broker_ready(struct broker *b, char *reason, size_t reasonlen);
+bool broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason,
+		      size_t reasonlen);
+/* True when peer is one of listen.admin_uids: it sees every secret's metadata. */
+bool broker_peer_admin(const struct broker *b, const struct lk_peer *peer);
 struct broker_entry *broker_find(struct broker *b, const char *name);
 
 /* The scheduler thread (broker/scheduler.c). */
@@ -367,6 +463,53 @@ void broker_server_notify(struct broker *b, size_t entry);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
 
+/* ---- the system-call allow-list (broker/seccomp.c) ---------------------------------- */
+
+/* Installs the allow-list on every thread (no_new_privs first); from then on a call
+ * outside it kills the process (SIGSYS), or is only logged in a sanitizer build. */
+int broker_seccomp_install(struct lk_error *err) __attribute__((warn_unused_result));
+/* False in sanitizer builds: calls outside the list are logged, not killed. */
+bool broker_seccomp_enforcing(void);
+
+/* ---- the lease journal (broker/journal.c) ------------------------------------------ */
+
+/* A lease an earlier run left, from the journal. */
+struct broker_journal_lease {
+	char *lease_id;             /* owned */
+	char *secret;               /* owned; "" when unnamed */
+	int64_t expires_real_ms;    /* 0: unknown */
+};
+
+/* state_dir/leases.json into out; -ENOENT without a state_dir. */
+int broker_journal_path(const struct broker_config *cfg, char *out, size_t outlen);
+/* The journal's leases (none when there is no journal). *ret owned:
+ * broker_journal_leases_free. An unreadable entry is skipped; an unreadable file is an
+ * error naming it. */
+int broker_journal_load(const struct broker_config *cfg, struct broker_journal_lease **ret,
+			size_t *ret_n, struct lk_error *err) __attribute__((warn_unused_result));
+void broker_journal_leases_free(struct broker_journal_lease *l, size_t n);
+/* Writes the leases b holds (current and waiting for revocation), atomically, mode 0600. */
+int broker_journal_save(struct broker *b, struct lk_error *err)
+	__attribute__((warn_unused_result));
+/* Loads the journal into b's revocations (scheduler not started yet). */
+int broker_inherit_journal(struct broker *b, struct lk_error *err)
+	__attribute__((warn_unused_result));
+
+/* ---- the audit log (broker/audit.c) ------------------------------------------------ */
+
+/* Logs the first read of each (peer, secret, key, version, result) at once and counts the
+ * repeats, summarised once per interval; bounded by max_entries (reads past it are counted
+ * as not itemised). Thread-safe. owned: broker_audit_free. */
+struct broker_audit;
+struct broker_audit *broker_audit_new(size_t max_entries, int64_t interval_ms);
+void broker_audit_free(struct broker_audit *a);
+/* result is a static string ("ok", "forbidden", ...); key may be NULL. */
+void broker_audit_read(struct broker_audit *a, const struct lk_peer *peer, const char *secret,
+		       const char *key, uint64_t version, const char *result);
+/* Logs the summaries due at now (all: every count, at shutdown); returns when the next
+ * is due. */
+int64_t broker_audit_flush(struct broker_audit *a, int64_t now_mono_ms, bool all);
+
 /* ---- files (broker/render.c) ------------------------------------------------------- */
 
 /* Renders s to fs->path atomically (temporary file in the same directory, fsync, rename)
@@ -374,6 +517,10 @@ bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_
  * file, never a value. */
 int broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		       struct lk_error *err) __attribute__((warn_unused_result));
+/* Sends fs->signal to the process of fs->pidfile once the pidfile and the process are
+ * checked (broker/signal.c): refused with -EPERM and err saying why otherwise. */
+int broker_signal_pidfile(const struct broker_file_spec *fs, struct lk_error *err)
+	__attribute__((warn_unused_result));
 /* Renders s into out (a wipe buffer) in fs->format; for tests. */
 int broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		  struct lk_buf *out, struct lk_error *err) __attribute__((warn_unused_result));
@@ -400,8 +547,34 @@ void broker_metrics_request(struct broker_metrics *m, enum broker_route route, u
 void broker_metrics_event(struct broker_metrics *m, size_t entry, enum broker_event ev);
 void broker_metrics_login(struct broker_metrics *m, bool ok);
 void broker_metrics_token_renewal(struct broker_metrics *m, bool ok);
+void broker_metrics_token_lost(struct broker_metrics *m);
 void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
 /* Renders the registry (refreshing the per-secret gauges first). */
 int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
+/* Copies the lines of the text format in (len bytes) to out, leaving out every sample
+ * whose secret="NAME" label names a secret keep(arg, NAME) refuses. Pure; for the socket's
+ * /metrics, which shows a peer only the secrets it may read. */
+int broker_metrics_filter(const char *in, size_t len, bool (*keep)(void *arg, const char *name),
+			  void *arg, struct lk_buf *out);
+
+/* ---- requests (broker/route.c; pure, for the fuzz target) ---------------------------- */
+
+/* What a path asks for. name and key point into, or are cut from, the path. */
+struct broker_route_req {
+	enum broker_route route;
+	char name[BROKER_NAME_MAX + 1]; /* secret and key routes: the name as asked, cut */
+	bool name_ok;               /* 1 to BROKER_NAME_MAX bytes */
+	const char *key;            /* key route: into the path; NULL otherwise */
+	bool key_ok;                /* not empty */
+};
+
+/* Classifies a (percent-decoded) path; returns the route, also in ret->route. */
+enum broker_route broker_route_parse(const char *path, struct broker_route_req *ret);
+/* ?index=N&wait=D: 0 (a blocking read), 1 (no index: a plain read) or -EINVAL. The wait
+ * defaults to BROKER_WAIT_DEFAULT_MS and is cut to BROKER_WAIT_MAX_MS. */
+int broker_parse_blocking(const char *index, const char *wait, uint64_t *ret_index,
+			  int64_t *ret_wait_ms);
+/* True when an If-None-Match header value matches the ETag "<version>" (or is "*"). */
+bool broker_etag_matches(const char *if_none_match, uint64_t version);
 
 #endif

@@ -5,6 +5,7 @@
  * readiness) are refreshed when the registry is rendered. Labels carry secret names,
  * routes and codes, never values.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 #include "common/clock.h"
 
 /* The status codes the server answers with; any other is counted as "other". */
-static const unsigned codes[] = { 200, 400, 403, 404, 405, 413, 431, 500, 503 };
+static const unsigned codes[] = { 200, 304, 400, 403, 404, 405, 413, 431, 500, 503 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 static const char *const route_names[BROKER_ROUTE_COUNT] = {
@@ -57,10 +58,30 @@ struct broker_metrics {
 	struct lk_series **version;         /* n; under render_lock */
 	struct lk_series *states[BROKER_STATE_COUNT];
 	struct lk_series *logins, *login_failures, *token_renewals, *token_renewal_failures;
+	struct lk_series *token_lost, *logged_in;
+	struct lk_series *locked_bytes, *unlocked_bytes, *memlock_limit;
 	struct lk_series *ready, *backend_up;
+	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
 	struct lk_metric *backend_latency;
 	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
 };
+
+/* VmLck of /proc/self/status, in bytes; 0 when it cannot be read. */
+static long long
+vm_locked_bytes(void)
+{
+	char line[256];
+	long long kb = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmLck: %lld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
 
 struct broker_metrics *
 broker_metrics_new(struct broker *b)
@@ -72,7 +93,8 @@ broker_metrics_new(struct broker *b)
 	static const char *const op[] = { "op", NULL };
 	struct broker_metrics *m;
 	struct lk_metric *req, *lat, *ev[BROKER_EV_COUNT], *exp, *ver, *st, *lg, *lgf, *tr, *trf;
-	struct lk_metric *rd, *up;
+	struct lk_metric *rd, *up, *conn, *refused, *hto;
+	static const char *const reason[] = { "reason", NULL };
 	char name[96];
 
 	m = calloc(1, sizeof(*m));
@@ -119,6 +141,55 @@ broker_metrics_new(struct broker *b)
 			    "1 when every required secret is loaded and unexpired.", NULL, NULL, 0);
 	up = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_backend_up",
 			    "1 while the backend answers: 0 after a transport error, timeout, 429 or 5xx.", NULL, NULL, 0);
+	conn = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_connections",
+			      "Open socket connections.", NULL, NULL, 0);
+	refused = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_connections_refused_total",
+				 "Socket connections refused: per_uid (the uid held its cap), "
+				 "full (no slot left for it).", reason, NULL, 0);
+	hto = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_header_timeouts_total",
+			     "Socket connections closed because a request's headers did not "
+			     "arrive within listen.header_timeout.", NULL, NULL, 0);
+	if (conn == NULL || refused == NULL || hto == NULL)
+		goto fail;
+	{
+		struct lk_metric *tl, *li;
+
+		tl = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_token_lost_total",
+				    "Backend tokens found revoked or expired: the dynamic credentials "
+				    "read with them were withdrawn.", NULL, NULL, 0);
+		li = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_logged_in",
+				    "1 while the broker holds a backend token it believes valid.",
+				    NULL, NULL, 0);
+		if (tl == NULL || li == NULL)
+			goto fail;
+		m->token_lost = lk_metric_series(tl, NULL);
+		m->logged_in = lk_metric_series(li, NULL);
+	}
+	{
+		struct lk_metric *lb, *ub, *ml;
+
+		lb = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_memory_locked_bytes",
+				    "Memory the process holds locked (VmLck).", NULL, NULL, 0);
+		ub = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_secret_memory_unlocked_bytes",
+				    "Secret memory held unlocked because the memory lock limit was "
+				    "reached (it may be swapped).", NULL, NULL, 0);
+		ml = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_memlock_limit_bytes",
+				    "RLIMIT_MEMLOCK as it applies to the broker (+Inf: no limit, or "
+				    "CAP_IPC_LOCK).", NULL, NULL, 0);
+		if (lb == NULL || ub == NULL || ml == NULL)
+			goto fail;
+		m->locked_bytes = lk_metric_series(lb, NULL);
+		m->unlocked_bytes = lk_metric_series(ub, NULL);
+		m->memlock_limit = lk_metric_series(ml, NULL);
+	}
+	{
+		const char *per_uid[1] = { "per_uid" }, *full[1] = { "full" };
+
+		m->connections = lk_metric_series(conn, NULL);
+		m->refused_per_uid = lk_metric_series(refused, per_uid);
+		m->refused_full = lk_metric_series(refused, full);
+		m->header_timeouts = lk_metric_series(hto, NULL);
+	}
 	m->backend_latency = lk_metrics_add(m->reg, LK_HISTOGRAM,
 					    "latchkey_broker_backend_request_duration_seconds",
 					    "Backend calls by operation.", op, backend_buckets,
@@ -242,6 +313,13 @@ broker_metrics_token_renewal(struct broker_metrics *m, bool ok)
 }
 
 void
+broker_metrics_token_lost(struct broker_metrics *m)
+{
+	if (m != NULL)
+		lk_series_add(m->token_lost, 1);
+}
+
+void
 broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms)
 {
 	const char *vals[1] = { op };
@@ -291,9 +369,77 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 	lk_series_set(m->ready, broker_ready(b, reason, sizeof(reason)) ? 1 : 0);
 	pthread_mutex_lock(&b->lock);
 	up = b->backend_ok;
+	lk_series_set(m->logged_in, b->logged_in ? 1 : 0);
 	pthread_mutex_unlock(&b->lock);
 	lk_series_set(m->backend_up, up ? 1 : 0);
+	{
+		struct lk_httpd_stats hs;
+
+		lk_httpd_stats(b->httpd, &hs);
+		lk_series_set(m->connections, hs.connections);
+		lk_series_set(m->refused_per_uid, (double)hs.refused_per_uid);
+		lk_series_set(m->refused_full, (double)hs.refused_full);
+		lk_series_set(m->header_timeouts, (double)hs.header_timeouts);
+	}
+	{
+		struct broker_arena_stats as;
+
+		broker_arena_stats(b->arena, &as);
+		lk_series_set(m->locked_bytes, (double)vm_locked_bytes());
+		lk_series_set(m->unlocked_bytes, (double)as.unlocked);
+		lk_series_set(m->memlock_limit, b->memlock.limited ? (double)b->memlock.limit :
+			      INFINITY);
+	}
 	rc = lk_metrics_render(m->reg, out);
 	pthread_mutex_unlock(&m->render_lock);
 	return rc;
+}
+
+/* The value of the secret label of a sample line (NUL-terminated into name), or false. */
+static bool
+line_secret(const char *line, size_t n, char *name, size_t namelen)
+{
+	const char *open = memchr(line, '{', n), *end = line + n, *p;
+	size_t len;
+
+	if (open == NULL || line[0] == '#')
+		return false;
+	for (p = open; p != NULL && p < end; p = memchr(p + 1, ',', (size_t)(end - p - 1))) {
+		if ((size_t)(end - p) > 9 && memcmp(p + 1, "secret=\"", 8) == 0) {
+			const char *v = p + 9, *q = memchr(v, '"', (size_t)(end - v));
+
+			if (q == NULL)
+				return false;
+			len = (size_t)(q - v);
+			if (len >= namelen)
+				len = namelen - 1;
+			memcpy(name, v, len);
+			name[len] = '\0';
+			return true;
+		}
+		if (p + 1 >= end)
+			break;
+	}
+	return false;
+}
+
+int
+broker_metrics_filter(const char *in, size_t len, bool (*keep)(void *arg, const char *name),
+		      void *arg, struct lk_buf *out)
+{
+	const char *p = in, *end = in + len;
+	char name[BROKER_NAME_MAX + 1];
+	int rc;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		if (!line_secret(p, n, name, sizeof(name)) || keep(arg, name)) {
+			if ((rc = lk_buf_append(out, p, n)) < 0)
+				return rc;
+		}
+		p += n;
+	}
+	return 0;
 }

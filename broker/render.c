@@ -1,14 +1,13 @@
 /* render.c — secrets written to files for software that cannot use the socket.
  *
- * Formats: "json" (the data object), "env" (KEY=value lines) and "template" ({{ key }}
+ * Formats: "json" (the data object), "env" (KEY=value lines, in a dialect that docker
+ * --env-file and systemd's EnvironmentFile read, or one of them) and "template" ({{ key }}
  * replaced by the key's value). The file is written to a temporary name in the same
  * directory with its final mode, synced and renamed over the old one, so a reader sees
  * the old or the new content, never a mix. Rendered text lives in a wipe buffer.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,22 +34,56 @@ env_name_valid(const char *k)
 	return true;
 }
 
-static bool
-env_plain(const char *v, size_t n)
+/* Why a value cannot be written in the dialect, or NULL when it can.
+ *   docker --env-file (opts/envfile.go) takes everything after the first '=' of a line
+ *   as it is: no quotes, no escapes, so a value cannot hold a line break.
+ *   systemd's EnvironmentFile (env-file.c) skips blanks after '=', drops trailing blanks,
+ *   and reads a backslash as an escape and a leading quote as quoting.
+ * Portable values are those both read alike written bare. (Values come from JSON: they
+ * are UTF-8, which systemd also requires.) */
+static const char *
+env_refusal(enum broker_env_dialect d, const char *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char ch = v[i];
+	if (memchr(v, '\0', n) != NULL)
+		return "holds a NUL byte";
+	if (d != BROKER_ENV_SYSTEMD && (memchr(v, '\n', n) != NULL || memchr(v, '\r', n) != NULL))
+		return "holds a line break, which docker --env-file cannot carry (use dialect "
+		       "\"systemd\", or format json or template)";
+	if (d != BROKER_ENV_PORTABLE)
+		return NULL;
+	if (memchr(v, '\\', n) != NULL)
+		return "holds a backslash, an escape to systemd and a plain byte to docker (use "
+		       "a dialect)";
+	if (n > 0 && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+		return "begins or ends with blanks, which systemd drops and docker keeps (use a "
+		       "dialect)";
+	if (n > 0 && (v[0] == '\'' || v[0] == '"'))
+		return "begins with a quote, quoting to systemd and a plain byte to docker (use a "
+		       "dialect)";
+	return NULL;
+}
 
-		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		      (ch >= '0' && ch <= '9') || strchr("_-.,:/@+=%", ch) != NULL))
+/* systemd: bare when bare reads the same, else in double quotes, with \ before the four
+ * characters systemd unescapes there (" \ ` $); line breaks are kept as they are. */
+static bool
+systemd_bare(const char *v, size_t n)
+{
+	if (n == 0)
+		return true;
+	if (v[0] == ' ' || v[0] == '\t' || v[0] == '\'' || v[0] == '"' || v[n - 1] == ' ' ||
+	    v[n - 1] == '\t')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == '\\' || v[i] == '\n' || v[i] == '\r')
 			return false;
-	}
 	return true;
 }
 
 static int
-render_env(const struct broker_snapshot *s, struct lk_buf *out, struct lk_error *err)
+render_env(const struct broker_file_spec *fs, const struct broker_snapshot *s,
+	   struct lk_buf *out, struct lk_error *err)
 {
+	const char *why;
 	int rc;
 
 	for (size_t i = 0; i < s->nkeys; i++) {
@@ -59,24 +92,25 @@ render_env(const struct broker_snapshot *s, struct lk_buf *out, struct lk_error 
 		if (!env_name_valid(kv->key))
 			return lk_error_set(err, -EINVAL, "key \"%s\" is not a valid variable name",
 					    kv->key);
+		if ((why = env_refusal(fs->dialect, kv->value, kv->value_len)) != NULL)
+			return lk_error_set(err, -EINVAL, "env file: the value of key \"%s\" %s",
+					    kv->key, why);
 		if ((rc = lk_buf_printf(out, "%s=", kv->key)) < 0)
 			return rc;
-		if (env_plain(kv->value, kv->value_len)) {
+		if (fs->dialect != BROKER_ENV_SYSTEMD || systemd_bare(kv->value, kv->value_len)) {
 			rc = lk_buf_append(out, kv->value, kv->value_len);
 		} else {
-			/* Single quotes, with ' written as '\'' (POSIX shell quoting). */
-			rc = lk_buf_append(out, "'", 1);
+			rc = lk_buf_append(out, "\"", 1);
 			for (size_t j = 0; rc == 0 && j < kv->value_len; j++) {
-				if (kv->value[j] == '\'')
-					rc = lk_buf_append(out, "'\\''", 4);
-				else if (kv->value[j] == '\0')
-					rc = lk_error_set(err, -EINVAL, "key \"%s\" holds a NUL byte",
-							  kv->key);
-				else
-					rc = lk_buf_append(out, &kv->value[j], 1);
+				char ch = kv->value[j];
+
+				if (strchr("\"\\`$", ch) != NULL)
+					rc = lk_buf_append(out, "\\", 1);
+				if (rc == 0)
+					rc = lk_buf_append(out, &ch, 1);
 			}
 			if (rc == 0)
-				rc = lk_buf_append(out, "'", 1);
+				rc = lk_buf_append(out, "\"", 1);
 		}
 		if (rc == 0)
 			rc = lk_buf_append(out, "\n", 1);
@@ -137,7 +171,7 @@ broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s
 			rc = lk_buf_append(out, "\n", 1);
 		break;
 	case BROKER_FORMAT_ENV:
-		rc = render_env(s, out, err);
+		rc = render_env(fs, s, out, err);
 		break;
 	case BROKER_FORMAT_TEMPLATE:
 		rc = render_template(fs->template_text, s, out, err);
@@ -149,34 +183,6 @@ broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s
 	if (rc == -E2BIG)
 		lk_error_set(err, rc, "rendered file larger than %u bytes", RENDER_MAX);
 	return rc;
-}
-
-static int
-signal_pidfile(const struct broker_file_spec *fs, struct lk_error *err)
-{
-	char text[BROKER_PIDFILE_MAX + 1], *end;
-	ssize_t n;
-	long pid;
-	int fd;
-
-	fd = open(fs->pidfile, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return lk_error_set(err, -errno, "%s: %s", fs->pidfile, strerror(errno));
-	n = read(fd, text, BROKER_PIDFILE_MAX);
-	close(fd);
-	if (n <= 0)
-		return lk_error_set(err, -EINVAL, "%s: empty", fs->pidfile);
-	text[n] = '\0';
-	errno = 0;
-	pid = strtol(text, &end, 10);
-	while (*end == '\n' || *end == ' ')
-		end++;
-	if (errno != 0 || *end != '\0' || pid <= 1 || pid > INT_MAX)
-		return lk_error_set(err, -EINVAL, "%s: not a process id", fs->pidfile);
-	if (kill((pid_t)pid, fs->signal) < 0)
-		return lk_error_set(err, -errno, "%s: signal to %ld: %s", fs->pidfile, pid,
-				    strerror(errno));
-	return 0;
 }
 
 int
@@ -191,7 +197,7 @@ broker_render_file(const struct broker_file_spec *fs, const struct broker_snapsh
 		rc = lk_file_write_atomic(fs->path, out.data, out.len, fs->mode, fs->owner,
 					  fs->group, err);
 	if (rc == 0 && fs->pidfile != NULL)
-		rc = signal_pidfile(fs, err);
+		rc = broker_signal_pidfile(fs, err);
 	lk_buf_free(&out);
 	return rc;
 }

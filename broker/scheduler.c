@@ -71,6 +71,19 @@ broker_expires_at(int64_t sent_ms, int64_t ttl_s)
 }
 
 int64_t
+broker_retry_delay(struct lk_backoff *bo, bool urgent)
+{
+	int64_t cap = bo->cap_ms, d;
+
+	if (urgent && bo->cap_ms > BROKER_RETRY_URGENT_CAP_MS)
+		bo->cap_ms = BROKER_RETRY_URGENT_CAP_MS > bo->base_ms ? BROKER_RETRY_URGENT_CAP_MS :
+			     bo->base_ms;
+	d = lk_backoff_next(bo);
+	bo->cap_ms = cap;
+	return d;
+}
+
+int64_t
 broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff *rng)
 {
 	int64_t jitter = refresh_ms / 10;
@@ -103,25 +116,55 @@ static void
 entry_swap(struct broker_entry *e, struct broker_snapshot *s, bool renewed)
 {
 	struct broker_snapshot *old;
+	char *shown = e->lease_id != NULL ? strdup(e->lease_id) : NULL, *old_shown;
 
 	pthread_mutex_lock(&e->lock);
+	old_shown = e->shown_lease_id;
+	e->shown_lease_id = shown;
 	old = e->current;
 	e->current = s;
+	e->revoked = false;
 	e->failing = false;
 	e->reason[0] = '\0';
 	if (renewed)
 		e->last_renewal_real_ms = lk_now_real_ms();
 	pthread_mutex_unlock(&e->lock);
 	broker_snapshot_unref(old);
+	free(old_shown);
+}
+
+/* The backend's state; entry names the secret whose call failed (SIZE_MAX: the token's
+ * own calls), so that peers who may not read it are not shown its path. */
+static void
+set_backend_for(struct broker *b, bool ok, const char *reason, size_t entry)
+{
+	bool recovered;
+
+	pthread_mutex_lock(&b->lock);
+	recovered = ok && !b->backend_ok;
+	b->backend_ok = ok;
+	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
+	b->backend_reason_entry = entry;
+	pthread_mutex_unlock(&b->lock);
+	if (recovered) {
+		/* The backend answers again: the secrets waiting out a backoff go now. */
+		int64_t now = lk_now_mono_ms();
+
+		for (size_t i = 0; i < b->n; i++) {
+			struct broker_entry *e = &b->entries[i];
+
+			pthread_mutex_lock(&e->lock);
+			if (e->failing && e->next_mono_ms > now)
+				e->next_mono_ms = now;
+			pthread_mutex_unlock(&e->lock);
+		}
+	}
 }
 
 static void
 set_backend(struct broker *b, bool ok, const char *reason)
 {
-	pthread_mutex_lock(&b->lock);
-	b->backend_ok = ok;
-	broker_copy_text(b->backend_reason, sizeof(b->backend_reason), ok ? "" : reason);
-	pthread_mutex_unlock(&b->lock);
+	set_backend_for(b, ok, reason, SIZE_MAX);
 }
 
 static void
@@ -138,12 +181,20 @@ maybe_announce_ready(struct broker *b)
 	       LK_INT("elapsed_ms", lk_now_mono_ms() - b->started_mono_ms));
 }
 
-/* A failed backend call: a 403 may mean the token is gone, so log in again soon. */
+static void token_lost(struct broker *b, const char *why, int64_t now);
+
+/* A failed backend call: a 403 may mean the token is gone, so log in again soon; one that
+ * says the token is invalid means it is gone, and its leases with it. */
 static void
-note_backend_failure(struct broker *b, const struct lk_vault_error *verr, int64_t now)
+note_backend_failure(struct broker *b, const struct lk_vault_error *verr, size_t entry,
+		     int64_t now)
 {
-	set_backend(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
-		    verr->base.msg);
+	if (lk_vault_error_token_invalid(verr)) {
+		token_lost(b, verr->base.msg, now);
+		return;
+	}
+	set_backend_for(b, verr->status == 403 || verr->status == 404 || verr->status == 400,
+			verr->base.msg, entry);
 	/* Once per SCHED_RELOGIN_MIN_MS at most, and not while logins are failing anyway:
 	 * a policy that denies a thousand secrets must not cause a thousand logins. */
 	if (verr->status == 403) {
@@ -157,8 +208,17 @@ note_backend_failure(struct broker *b, const struct lk_vault_error *verr, int64_
 
 /* ---- revocations ---- */
 
-static void
-revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why)
+/* The name a revocation is logged under. */
+static const char *
+rev_name(const struct broker_revocation *r)
+{
+	return r->secret != NULL ? r->secret : "";
+}
+
+/* Revokes lease_id now; 0 or the client's code. */
+static int
+revoke_now(struct broker *b, const char *lease_id, const char *secret, size_t entry,
+	   const char *why)
 {
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
@@ -169,51 +229,68 @@ revoke_now(struct broker *b, const char *lease_id, size_t entry, const char *why
 	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
 	if (rc < 0) {
 		broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", b->entries[entry].spec->name),
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", secret),
 		       LK_STR("why", why), LK_STR("error", verr.base.msg));
-		return;
+		return rc;
 	}
 	broker_metrics_event(b->metrics, entry, BROKER_EV_REVOCATION);
-	lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[entry].spec->name),
-	       LK_STR("why", why));
+	lk_log(LK_INFO, "lease revoked", LK_STR("secret", secret), LK_STR("why", why));
+	return 0;
 }
 
+/* Queues lease_id (handed over) for revocation at `at`. secret is borrowed from the
+ * configuration, or (entry SIZE_MAX: a secret the configuration no longer has) copied. */
 static void
-add_revocation(struct broker *b, char *lease_id, size_t entry, int64_t at, int64_t expires)
+add_revocation(struct broker *b, char *lease_id, size_t entry, const char *secret, uint64_t gen,
+	       int64_t at, int64_t expires_mono, int64_t expires_real)
 {
-	struct broker_revocation *r;
+	struct broker_revocation *r, *n;
 
 	if (b->nrevocations >= SCHED_REVOCATIONS_MAX) {
-		revoke_now(b, lease_id, entry, "too many pending revocations");
+		revoke_now(b, lease_id, secret, entry, "too many pending revocations");
 		free(lease_id);
 		return;
 	}
 	r = realloc(b->revocations, (b->nrevocations + 1) * sizeof(*r));
 	if (r == NULL) {
-		revoke_now(b, lease_id, entry, "out of memory");
+		revoke_now(b, lease_id, secret, entry, "out of memory");
 		free(lease_id);
 		return;
 	}
 	b->revocations = r;
-	r[b->nrevocations].lease_id = lease_id;
-	r[b->nrevocations].entry = entry;
-	r[b->nrevocations].at_mono_ms = at;
-	r[b->nrevocations].expires_mono_ms = expires;
+	n = &r[b->nrevocations];
+	memset(n, 0, sizeof(*n));
+	n->lease_id = lease_id;
+	n->entry = entry;
+	if (entry < b->n) {
+		n->secret = b->entries[entry].spec->name;
+	} else {
+		n->owned_secret = strdup(secret != NULL ? secret : "");
+		n->secret = n->owned_secret;
+	}
+	n->gen = gen;
+	n->at_mono_ms = at;
+	n->expires_mono_ms = expires_mono;
+	n->expires_real_ms = expires_real;
 	b->nrevocations++;
+	b->journal_dirty = true;
 }
 
 static void
 remove_revocation(struct broker *b, size_t i)
 {
 	free(b->revocations[i].lease_id);
+	free(b->revocations[i].owned_secret);
 	b->revocations[i] = b->revocations[b->nrevocations - 1];
 	b->nrevocations--;
+	b->journal_dirty = true;
 }
 
 static void
 do_revocation(struct broker *b, size_t i, int64_t now)
 {
 	struct broker_revocation *r = &b->revocations[i];
+	const char *why = r->gen == 0 ? "left by an earlier run" : "replaced";
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
 	int rc;
@@ -221,8 +298,8 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	if (r->expires_mono_ms > 0 && now >= r->expires_mono_ms) {
 		/* Expired leases are the backend's to clean up. */
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "replaced lease expired before it could be revoked",
-		       LK_STR("secret", b->entries[r->entry].spec->name));
+		lk_log(LK_WARN, "lease expired before it could be revoked",
+		       LK_STR("secret", rev_name(r)), LK_STR("why", why));
 		remove_revocation(b, i);
 		return;
 	}
@@ -231,9 +308,9 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	broker_metrics_backend(b->metrics, "revoke", lk_now_mono_ms() - t0);
 	if (rc < 0 && verr.retryable) {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		note_backend_failure(b, &verr, now);
+		note_backend_failure(b, &verr, r->entry, now);
 		lk_log(LK_WARN, "lease revocation failed, will retry",
-		       LK_STR("secret", b->entries[r->entry].spec->name),
+		       LK_STR("secret", rev_name(r)), LK_STR("why", why),
 		       LK_STR("error", verr.base.msg));
 		r->at_mono_ms = now + SCHED_REVOKE_RETRY_MS;
 		if (r->expires_mono_ms > 0 && r->at_mono_ms > r->expires_mono_ms)
@@ -242,17 +319,182 @@ do_revocation(struct broker *b, size_t i, int64_t now)
 	}
 	if (rc < 0) {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION_FAILURE);
-		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret",
-		       b->entries[r->entry].spec->name), LK_STR("error", verr.base.msg));
+		lk_log(LK_WARN, "lease revocation failed", LK_STR("secret", rev_name(r)),
+		       LK_STR("why", why), LK_STR("error", verr.base.msg));
 	} else {
 		broker_metrics_event(b->metrics, r->entry, BROKER_EV_REVOCATION);
-		lk_log(LK_INFO, "lease revoked", LK_STR("secret", b->entries[r->entry].spec->name),
-		       LK_STR("why", "replaced"));
+		lk_log(LK_INFO, "lease revoked", LK_STR("secret", rev_name(r)), LK_STR("why", why));
 	}
 	remove_revocation(b, i);
+	/* After the removal: losing the token drops revocations from the array. */
+	if (rc < 0 && lk_vault_error_token_invalid(&verr))
+		token_lost(b, verr.base.msg, now);
+}
+
+/* The leases an earlier run's journal names: revoked first thing after the first login
+ * (they sort before everything else), unless they have expired already. */
+int
+broker_inherit_journal(struct broker *b, struct lk_error *err)
+{
+	struct broker_journal_lease *l = NULL;
+	int64_t now_real = lk_now_real_ms(), now = lk_now_mono_ms();
+	size_t n = 0, kept = 0;
+	int rc;
+
+	if ((rc = broker_journal_load(b->cfg, &l, &n, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct broker_entry *e = broker_find(b, l[i].secret);
+		int64_t exp_mono = l[i].expires_real_ms > 0 ?
+				   now + (l[i].expires_real_ms - now_real) : 0;
+
+		if (l[i].expires_real_ms > 0 && l[i].expires_real_ms <= now_real)
+			continue;
+		add_revocation(b, l[i].lease_id, e != NULL ? e->index : SIZE_MAX, l[i].secret, 0,
+			       -1, exp_mono, l[i].expires_real_ms);
+		l[i].lease_id = NULL;
+		kept++;
+	}
+	broker_journal_leases_free(l, n);
+	if (kept > 0)
+		lk_log(LK_INFO, "revoking the leases an earlier run left", LK_INT("leases", kept));
+	return 0;
+}
+
+/* Writes the journal when the set of leases or an expiry changed; a failure is logged
+ * (the broker goes on: the journal only narrows what a crash can leave behind). */
+static void
+journal_sync(struct broker *b)
+{
+	struct lk_error err;
+
+	if (!b->journal_dirty || b->cfg->state_dir == NULL)
+		return;
+	b->journal_dirty = false;
+	lk_error_clear(&err);
+	if (broker_journal_save(b, &err) < 0) {
+		if (!b->journal_failing)
+			lk_log(LK_WARN, "lease journal not written", LK_STR("error", err.msg));
+		b->journal_failing = true;
+		b->journal_dirty = true;
+	} else {
+		b->journal_failing = false;
+	}
 }
 
 /* ---- token ---- */
+
+/* Withdraws what the backend revoked with the token: a dynamic lease dies with the token
+ * that read it, so every credential read with the lost one stops being served (503
+ * "secret revoked"), its pending revocations are dropped, and a new login is due at once;
+ * the secrets are read again after it. Static (KV) secrets are not leased and stay. */
+static void
+token_lost(struct broker *b, const char *why, int64_t now)
+{
+	uint64_t gen;
+	int64_t withdrawn = 0;
+
+	pthread_mutex_lock(&b->lock);
+	if (!b->logged_in) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
+	b->logged_in = false;
+	gen = b->token_gen;
+	if (b->token_next_mono_ms > now)
+		b->token_next_mono_ms = now;
+	pthread_mutex_unlock(&b->lock);
+	set_backend(b, false, why);
+	for (size_t i = 0; i < b->n; i++) {
+		struct broker_entry *e = &b->entries[i];
+		struct broker_snapshot *old;
+
+		if (e->lease_id == NULL || e->lease_gen != gen)
+			continue;
+		pthread_mutex_lock(&e->lock);
+		old = e->current;
+		e->current = NULL;
+		free(e->shown_lease_id);
+		e->shown_lease_id = NULL;
+		e->revoked = true;
+		e->failing = true;
+		broker_copy_text(e->reason, sizeof(e->reason), "its lease went with the backend "
+				 "token, which is no longer valid; a new credential is read after "
+				 "the next login");
+		e->next_mono_ms = now;
+		e->next_action = BROKER_ACT_FETCH;
+		pthread_mutex_unlock(&e->lock);
+		broker_snapshot_unref(old);
+		free(e->lease_id);
+		e->lease_id = NULL;
+		e->expires_mono_ms = 0;
+		b->journal_dirty = true;
+		broker_server_notify(b, i);
+		withdrawn++;
+	}
+	for (size_t i = 0; i < b->nrevocations;) {
+		if (b->revocations[i].gen == gen)
+			remove_revocation(b, i);
+		else
+			i++;
+	}
+	broker_metrics_token_lost(b->metrics);
+	lk_log(LK_WARN, "backend token lost: the credentials read with it are withdrawn",
+	       LK_STR("error", why), LK_INT("withdrawn", withdrawn));
+}
+
+/* The periodic lookup-self: a token revoked behind the broker's back (and every lease it
+ * read with it) is found within token_check, not only at the next renewal. */
+static void
+token_check(struct broker *b, int64_t now)
+{
+	struct lk_vault_token_info ti;
+	struct lk_vault_error verr;
+	int64_t t0 = lk_now_mono_ms(), next;
+	int rc;
+
+	memset(&ti, 0, sizeof(ti));
+	lk_vault_error_clear(&verr);
+	rc = lk_vault_auth_lookup_self(b->vault, &ti, &verr);
+	broker_metrics_backend(b->metrics, "lookup-self", lk_now_mono_ms() - t0);
+	now = lk_now_mono_ms();
+	next = broker_refresh_at(now, b->cfg->token_check_ms, &b->token_backoff);
+	pthread_mutex_lock(&b->lock);
+	b->token_check_next_mono_ms = next;
+	pthread_mutex_unlock(&b->lock);
+	if (rc < 0) {
+		if (lk_vault_error_token_invalid(&verr)) {
+			token_lost(b, verr.base.msg, now);
+		} else if (verr.status == 403) {
+			/* A policy without lookup-self: renewals and reads still tell. */
+			pthread_mutex_lock(&b->lock);
+			b->token_check_off = true;
+			pthread_mutex_unlock(&b->lock);
+			lk_log(LK_WARN, "the token may not look itself up: revocations are found "
+			       "at the next renewal or read only", LK_STR("error", verr.base.msg));
+		} else {
+			note_backend_failure(b, &verr, SIZE_MAX, now);
+		}
+		return;
+	}
+	set_backend(b, true, NULL);
+	if (ti.lease_duration_s <= 0 && !ti.never_expires) {
+		token_lost(b, "lookup-self: the token has no time left", now);
+	} else if (ti.lease_duration_s > 0) {
+		int64_t exp = broker_expires_at(t0, ti.lease_duration_s);
+
+		/* The backend's view wins when it is shorter (a token whose TTL was cut). */
+		pthread_mutex_lock(&b->lock);
+		if (b->token_expires_mono_ms == 0 || exp < b->token_expires_mono_ms) {
+			b->token_expires_mono_ms = exp;
+			if (b->token_next_mono_ms > broker_renew_at(t0, exp - t0, &b->token_backoff))
+				b->token_next_mono_ms = broker_renew_at(t0, exp - t0,
+									&b->token_backoff);
+		}
+		pthread_mutex_unlock(&b->lock);
+	}
+	lk_vault_token_info_clear(&ti);
+}
 
 static void
 token_login(struct broker *b, int64_t now)
@@ -260,22 +502,40 @@ token_login(struct broker *b, int64_t now)
 	struct lk_vault_token_info ti;
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms(), next, old_expires, ttl_ms;
+	bool zero_left = false;
 	int rc;
 
 	memset(&ti, 0, sizeof(ti));
 	lk_vault_error_clear(&verr);
 	rc = lk_vault_auth_login(b->vault, &ti, &verr);
 	broker_metrics_backend(b->metrics, "login", lk_now_mono_ms() - t0);
+	if (rc == 0 && ti.lease_duration_s <= 0 && !ti.never_expires) {
+		/* A ttl of 0 on a token that has an expiry: none of it is left. Taking it for
+		 * a token that never expires would keep serving what died with it. */
+		lk_vault_token_info_clear(&ti);
+		rc = -ESTALE;
+		zero_left = true;
+		snprintf(verr.base.msg, sizeof(verr.base.msg), "%s", "the backend token has no "
+			 "time left (ttl 0 with an expire_time): it has expired");
+	}
 	broker_metrics_login(b->metrics, rc == 0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
+		bool expired;
+
 		next = now + lk_backoff_next(&b->token_backoff);
+		if (verr.retry_after_ms > 0 && next < now + verr.retry_after_ms)
+			next = now + verr.retry_after_ms;
 		set_backend(b, false, verr.base.msg);
 		lk_log(LK_WARN, "login failed", LK_STR("error", verr.base.msg),
 		       LK_INT("retry_in_ms", next - now));
 		pthread_mutex_lock(&b->lock);
-		if (b->token_expires_mono_ms > 0 && now >= b->token_expires_mono_ms)
-			b->logged_in = false;
+		expired = b->token_expires_mono_ms > 0 && now >= b->token_expires_mono_ms;
+		pthread_mutex_unlock(&b->lock);
+		if (zero_left || expired)
+			token_lost(b, zero_left ? verr.base.msg : "the token expired and no new "
+				   "login succeeded", now);
+		pthread_mutex_lock(&b->lock);
 		b->token_next_mono_ms = next;
 		pthread_mutex_unlock(&b->lock);
 		return;
@@ -285,6 +545,10 @@ token_login(struct broker *b, int64_t now)
 	pthread_mutex_lock(&b->lock);
 	old_expires = b->logged_in ? b->token_expires_mono_ms : 0;
 	b->logged_in = true;
+	b->token_gen++;
+	b->token_check_off = false;
+	b->token_check_next_mono_ms = b->cfg->token_check_ms > 0 ?
+	    broker_refresh_at(now, b->cfg->token_check_ms, &b->token_backoff) : INT64_MAX;
 	b->last_login_mono_ms = now;
 	b->token_ttl_s = ti.lease_duration_s;
 	b->token_renewable = ti.renewable && ti.lease_duration_s > 0;
@@ -296,7 +560,7 @@ token_login(struct broker *b, int64_t now)
 	    broker_renew_at(t0, ttl_ms, &b->token_backoff) : INT64_MAX;
 	pthread_mutex_unlock(&b->lock);
 	lk_log(LK_INFO, "logged in", LK_INT("ttl_s", ti.lease_duration_s),
-	       LK_BOOL("renewable", ti.renewable));
+	       LK_BOOL("renewable", ti.renewable), LK_BOOL("never_expires", ti.never_expires));
 	lk_vault_token_info_clear(&ti);
 	/* Leases belong to the token that read them: the backend revokes them when that
 	 * token expires. Those that would outlive the old token are replaced now. */
@@ -328,9 +592,18 @@ token_renew(struct broker *b, int64_t now)
 	broker_metrics_backend(b->metrics, "renew-self", lk_now_mono_ms() - t0);
 	broker_metrics_token_renewal(b->metrics, rc == 0);
 	now = lk_now_mono_ms();
+	if (rc == 0 && ti.lease_duration_s <= 0) {
+		lk_vault_token_info_clear(&ti);
+		lk_log(LK_WARN, "token renewal granted no time: the token has expired");
+		token_lost(b, "renew-self granted a ttl of 0: the token has expired", now);
+		token_login(b, now);
+		return;
+	}
 	if (rc < 0) {
 		lk_log(LK_WARN, "token renewal failed, logging in again",
 		       LK_STR("error", verr.base.msg));
+		if (lk_vault_error_token_invalid(&verr))
+			token_lost(b, verr.base.msg, now);
 		token_login(b, now);
 		return;
 	}
@@ -380,11 +653,58 @@ unwrap_data(const struct broker_secret_spec *sp, const struct lk_vault_lease_sec
 	return ls->data;
 }
 
+/* Why a snapshot could not be made, in words a reader of /v1/ready can act on. */
 static void
-entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
-	      enum broker_event ev, enum broker_action retry_action, int64_t now)
+snapshot_failure_reason(struct broker *b, int rc, const json_t *data, char *out, size_t outlen)
 {
-	int64_t next = now + lk_backoff_next(&e->backoff);
+	if (rc == -E2BIG && json_object_size(data) > BROKER_KEYS_MAX)
+		snprintf(out, outlen, "the secret has %zu keys; at most %d keys are served",
+			 json_object_size(data), BROKER_KEYS_MAX);
+	else if (rc == -E2BIG)
+		snprintf(out, outlen, "the secret's data is larger than %u bytes, the most served",
+			 (unsigned)LK_SECRET_MAX);
+	else if (rc == -ENOLCK)
+		snprintf(out, outlen, "its memory cannot be locked (require_mlock; RLIMIT_MEMLOCK "
+			 "is %zu bytes): raise the limit or give the broker CAP_IPC_LOCK",
+			 b->memlock.limit);
+	else
+		snprintf(out, outlen, "%s", "out of memory");
+}
+
+/* Once: secret memory past the memory lock limit is held unlocked (it may be swapped). */
+static void
+maybe_warn_unlocked(struct broker *b)
+{
+	struct broker_arena_stats st;
+
+	if (atomic_load(&b->warned_unlocked))
+		return;
+	broker_arena_stats(b->arena, &st);
+	if (st.unlocked == 0)
+		return;
+	atomic_store(&b->warned_unlocked, true);
+	lk_log(LK_WARN, "memory lock limit reached: some secret memory is not locked and may "
+	       "be swapped; raise RLIMIT_MEMLOCK, or set require_mlock to refuse it",
+	       LK_INT("memlock_limit_bytes", b->memlock.limit),
+	       LK_INT("locked_bytes", st.locked), LK_INT("unlocked_bytes", st.unlocked));
+}
+
+static void
+entry_failure_after(struct broker *b, struct broker_entry *e, const char *what,
+		    const char *reason, enum broker_event ev, enum broker_action retry_action,
+		    int64_t retry_after_ms, int64_t now)
+{
+	enum broker_state st = broker_entry_state(e, now);
+	bool urgent = e->spec->required && st != BROKER_STATE_VALID && st != BROKER_STATE_STALE;
+	int64_t next = now + broker_retry_delay(&e->backoff, urgent);
+
+	/* The backend said when to come back (a 429 or 503 with Retry-After). */
+	if (retry_after_ms > 0 && next < now + retry_after_ms)
+		next = now + retry_after_ms;
+
+	/* Not later than the expiry of what is served: from then on it is urgent. */
+	if (e->expires_mono_ms > now && next > e->expires_mono_ms)
+		next = e->expires_mono_ms;
 
 	broker_metrics_event(b->metrics, e->index, ev);
 	entry_set_failing(e, true, reason);
@@ -395,6 +715,13 @@ entry_failure(struct broker *b, struct broker_entry *e, const char *what, const 
 	entry_schedule(e, next, retry_action);
 	lk_log(LK_WARN, what, LK_STR("secret", e->spec->name), LK_STR("error", reason),
 	       LK_INT("retry_in_ms", next - now));
+}
+
+static void
+entry_failure(struct broker *b, struct broker_entry *e, const char *what, const char *reason,
+	      enum broker_event ev, enum broker_action retry_action, int64_t now)
+{
+	entry_failure_after(b, e, what, reason, ev, retry_action, -1, now);
 }
 
 /* The next renewal of a renewable lease, or its rotation when the max TTL learnt from an
@@ -428,6 +755,8 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	bool changed, leased, first = !e->loaded;
 	int64_t t0 = lk_now_mono_ms(), t0_real = lk_now_real_ms();
 	int64_t replaced_left_ms = -1, replaced_life_ms = -1;
+	uint64_t gen = b->token_gen;    /* the token this read is made with */
+	char why[BROKER_REASON_MAX];
 	enum broker_event fail_ev = e->lease_id != NULL ? BROKER_EV_ROTATION_FAILURE :
 				    BROKER_EV_REFRESH_FAILURE;
 	int rc;
@@ -438,9 +767,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	broker_metrics_backend(b->metrics, "read", lk_now_mono_ms() - t0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
-		note_backend_failure(b, &verr, now);
-		entry_failure(b, e, "secret read failed", verr.base.msg, fail_ev, BROKER_ACT_FETCH,
-			      now);
+		note_backend_failure(b, &verr, e->index, now);
+		entry_failure_after(b, e, "secret read failed", verr.base.msg, fail_ev,
+				    BROKER_ACT_FETCH, verr.retry_after_ms, now);
 		return;
 	}
 	set_backend(b, true, NULL);
@@ -450,9 +779,9 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 			      "destroyed)", fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
-	if (broker_data_digest(b->arena, data, digest) < 0) {
-		entry_failure(b, e, "secret read failed", "the secret is too large", fail_ev,
-			      BROKER_ACT_FETCH, now);
+	if ((rc = broker_data_digest(b->arena, data, digest)) < 0) {
+		snapshot_failure_reason(b, rc, data, why, sizeof(why));
+		entry_failure(b, e, "secret read failed", why, fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
 	{
@@ -475,8 +804,8 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	rc = broker_snapshot_new(b->arena, sp->name, changed ? e->version + 1 : e->version, data,
 				 &li, &s);
 	if (rc < 0) {
-		entry_failure(b, e, "secret read failed", rc == -E2BIG ? "the secret is too large" :
-			      "out of memory", fail_ev, BROKER_ACT_FETCH, now);
+		snapshot_failure_reason(b, rc, data, why, sizeof(why));
+		entry_failure(b, e, "secret read failed", why, fail_ev, BROKER_ACT_FETCH, now);
 		goto out;
 	}
 	if (changed)
@@ -487,24 +816,29 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	/* The replaced lease stays valid for the grace period, for readers that took it. */
 	if (e->lease_id != NULL && (ls.lease_id == NULL || strcmp(e->lease_id, ls.lease_id) != 0)) {
-		add_revocation(b, e->lease_id, e->index,
+		add_revocation(b, e->lease_id, e->index, NULL, e->lease_gen,
 			       broker_revoke_at(now, sp->grace_ms, e->expires_mono_ms),
-			       e->expires_mono_ms);
+			       e->expires_mono_ms, e->expires_real_ms);
 		e->lease_id = NULL;
 	}
 	free(e->lease_id);
 	e->lease_id = NULL;
 	if (leased) {
 		e->lease_id = ls.lease_id;
+		e->lease_gen = gen;
 		ls.lease_id = NULL;
 	}
 	e->issued_mono_ms = t0;
 	e->expires_mono_ms = li.expires_mono_ms;
+	e->expires_real_ms = li.expires_real_ms;
+	if (leased)
+		b->journal_dirty = true;
 	e->lease_duration_s = ls.lease_duration_s;
 	e->renewable = li.renewable;
 	e->loaded = true;
 	entry_swap(e, s, false);
 	lk_backoff_reset(&e->backoff);
+	maybe_warn_unlocked(b);
 
 	if (leased && li.renewable && ls.lease_duration_s > 0)
 		schedule_renewal(e, t0, ls.lease_duration_s);
@@ -566,7 +900,7 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	broker_metrics_backend(b->metrics, "renew", lk_now_mono_ms() - t0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
-		note_backend_failure(b, &verr, now);
+		note_backend_failure(b, &verr, e->index, now);
 		if (!verr.retryable) {
 			/* lease expired, invalid or past its max TTL: get a new credential. */
 			broker_metrics_event(b->metrics, e->index, BROKER_EV_RENEWAL_FAILURE);
@@ -575,8 +909,9 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 			entry_schedule(e, now, BROKER_ACT_FETCH);
 			return;
 		}
-		entry_failure(b, e, "lease renewal failed", verr.base.msg,
-			      BROKER_EV_RENEWAL_FAILURE, BROKER_ACT_RENEW, now);
+		entry_failure_after(b, e, "lease renewal failed", verr.base.msg,
+				    BROKER_EV_RENEWAL_FAILURE, BROKER_ACT_RENEW,
+				    verr.retry_after_ms, now);
 		return;
 	}
 	set_backend(b, true, NULL);
@@ -589,6 +924,8 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 	li.expires_mono_ms = broker_expires_at(t0, rr.lease_duration_s);
 	li.expires_real_ms = broker_expires_at(t0_real, rr.lease_duration_s);
 	e->expires_mono_ms = li.expires_mono_ms;
+	e->expires_real_ms = li.expires_real_ms;
+	b->journal_dirty = true;
 	cur = broker_entry_snapshot(e);
 	if (cur != NULL && broker_snapshot_relabel(cur, sp->name, &li, &s) == 0)
 		entry_swap(e, s, true);
@@ -615,30 +952,79 @@ entry_renew(struct broker *b, struct broker_entry *e, int64_t now)
 
 /* ---- the loop ---- */
 
+/* A lease the shutdown could not revoke: said with when it stays live until. */
+static void
+lease_left(struct broker *b, const char *secret, int64_t expires_real_ms, const char *why)
+{
+	char ts[LK_RFC3339_LEN];
+
+	b->shutdown_left++;
+	lk_log(LK_WARN, "lease left live", LK_STR("secret", secret),
+	       LK_STR("expires_at", expires_real_ms > 0 ? lk_rfc3339_ms(expires_real_ms, ts) : NULL),
+	       LK_STR("why", why));
+}
+
 static void
 shutdown_revocations(struct broker *b)
 {
 	int64_t deadline = lk_now_mono_ms() + BROKER_SHUTDOWN_BUDGET_MS - 1000;
+	int64_t now_real = lk_now_real_ms();
 
 	lk_vault_client_set_timeouts(b->vault, SCHED_SHUTDOWN_CONNECT_MS, SCHED_SHUTDOWN_TIMEOUT_MS);
-	while (b->nrevocations > 0) {
-		if (lk_now_mono_ms() < deadline)
-			revoke_now(b, b->revocations[0].lease_id, b->revocations[0].entry,
-				   "shutdown");
-		remove_revocation(b, 0);
+	for (size_t i = 0; i < b->nrevocations;) {
+		struct broker_revocation *r = &b->revocations[i];
+
+		if (r->expires_real_ms > 0 && r->expires_real_ms <= now_real) {
+			remove_revocation(b, i);
+			continue;
+		}
+		if (lk_now_mono_ms() < deadline &&
+		    revoke_now(b, r->lease_id, rev_name(r), r->entry, "shutdown") == 0) {
+			remove_revocation(b, i);
+			continue;
+		}
+		lease_left(b, rev_name(r), r->expires_real_ms, lk_now_mono_ms() < deadline ?
+			   "the revocation failed" : "the shutdown budget was spent");
+		i++;
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		struct broker_entry *e = &b->entries[i];
 
 		if (e->lease_id == NULL)
 			continue;
-		if (lk_now_mono_ms() >= deadline) {
-			lk_log(LK_WARN, "shutdown budget spent, lease left to expire",
-			       LK_STR("secret", e->spec->name));
+		if (lk_now_mono_ms() < deadline &&
+		    revoke_now(b, e->lease_id, e->spec->name, i, "shutdown") == 0) {
+			free(e->lease_id);
+			e->lease_id = NULL;
+			b->journal_dirty = true;
 			continue;
 		}
-		revoke_now(b, e->lease_id, i, "shutdown");
+		lease_left(b, e->spec->name, e->expires_real_ms, lk_now_mono_ms() < deadline ?
+			   "the revocation failed" : "the shutdown budget was spent");
 	}
+	/* What is left stays in the journal: the next start revokes it. */
+	journal_sync(b);
+	if (b->shutdown_left > 0)
+		lk_log(LK_ERROR, "leases stay live until they expire",
+		       LK_INT("leases", b->shutdown_left),
+		       LK_STR("then", b->cfg->state_dir != NULL ?
+			      "the next start revokes them (lease journal)" :
+			      "nothing revokes them: set state_dir to keep a lease journal"));
+}
+
+/* revoke_on_shutdown false: the leases are left to expire on purpose, and the next start
+ * must not revoke them either. */
+static void
+shutdown_keep_leases(struct broker *b)
+{
+	while (b->nrevocations > 0)
+		remove_revocation(b, 0);
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->entries[i].lease_id);
+		b->entries[i].lease_id = NULL;
+	}
+	b->journal_dirty = true;
+	journal_sync(b);
 }
 
 static void *
@@ -647,11 +1033,14 @@ scheduler_main(void *arg)
 	struct broker *b = arg;
 
 	for (;;) {
-		int64_t now = lk_now_mono_ms(), next, token_next;
+		int64_t now, next, token_next, check_next, token_expires;
 		struct broker_entry *due = NULL;
 		size_t due_rev = SIZE_MAX;
 		bool logged_in;
 
+		/* After every action: a crash from here on leaves nothing unjournaled. */
+		journal_sync(b);
+		now = lk_now_mono_ms();
 		pthread_mutex_lock(&b->lock);
 		if (b->stopping) {
 			pthread_mutex_unlock(&b->lock);
@@ -659,20 +1048,44 @@ scheduler_main(void *arg)
 		}
 		token_next = b->token_next_mono_ms;
 		logged_in = b->logged_in;
+		token_expires = b->token_expires_mono_ms;
+		check_next = logged_in && !b->token_check_off && b->cfg->token_check_ms > 0 ?
+			     b->token_check_next_mono_ms : INT64_MAX;
 		pthread_mutex_unlock(&b->lock);
 
+		/* Renewals and logins failed until the token ran out: the backend has revoked
+		 * its leases. */
+		if (logged_in && token_expires > 0 && now >= token_expires) {
+			token_lost(b, "the token expired: its renewal and new logins failed", now);
+			continue;
+		}
 		if (token_next <= now) {
 			token_action(b, now);
 			continue;
 		}
-		next = token_next;
+		if (check_next <= now) {
+			token_check(b, now);
+			continue;
+		}
+		next = token_next < check_next ? token_next : check_next;
 		if (logged_in) {
 			/* A scan, not a heap: a few thousand entries cost microseconds, and
-			 * events are seconds apart. */
+			 * events are seconds apart. Of those due, a lease (its renewal or
+			 * replacement runs against an expiry) or a first read goes before a
+			 * KV re-read: one slow backend call at a time must not starve them. */
+			bool due_urgent = false;
+
 			for (size_t i = 0; i < b->n; i++) {
-				if (b->entries[i].next_mono_ms < next) {
-					next = b->entries[i].next_mono_ms;
-					due = &b->entries[i];
+				struct broker_entry *e = &b->entries[i];
+				bool urgent = e->lease_id != NULL || !e->loaded;
+
+				if (e->next_mono_ms <= now && (urgent && !due_urgent)) {
+					next = e->next_mono_ms;
+					due = e;
+					due_urgent = true;
+				} else if (e->next_mono_ms < next && (urgent || !due_urgent)) {
+					next = e->next_mono_ms;
+					due = e;
 				}
 			}
 			for (size_t i = 0; i < b->nrevocations; i++) {
@@ -706,6 +1119,8 @@ scheduler_main(void *arg)
 	}
 	if (b->cfg->revoke_on_shutdown)
 		shutdown_revocations(b);
+	else
+		shutdown_keep_leases(b);
 	pthread_mutex_lock(&b->lock);
 	b->shutdown_done = true;
 	pthread_mutex_unlock(&b->lock);

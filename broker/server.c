@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/internal.h"
 #include "common/clock.h"
@@ -20,8 +21,6 @@
 
 /* Largest /metrics page rendered. */
 #define SERVER_METRICS_MAX (8u << 20)
-/* Longest a query value may be. */
-#define SERVER_QUERY_MAX 32
 /* The sweeper looks at deadlines at least this often. */
 #define SERVER_SWEEP_MAX_MS 1000
 
@@ -61,15 +60,8 @@ broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer 
 	return false;
 }
 
-static void
-audit(const struct lk_peer *peer, const char *secret, const char *key, uint64_t version,
-      const char *result)
-{
-	lk_log(LK_INFO, "read", LK_INT("pid", peer->known ? peer->pid : -1),
-	       LK_INT("uid", peer->known ? (int64_t)peer->uid : -1),
-	       LK_INT("gid", peer->known ? (int64_t)peer->gid : -1), LK_STR("secret", secret),
-	       LK_STR("key", key), LK_INT("version", version), LK_STR("result", result));
-}
+#define audit(peer, secret, key, version, result) \
+	broker_audit_read(b->audit, (peer), (secret), (key), (version), (result))
 
 /* ---- waiters ---- */
 
@@ -116,6 +108,19 @@ broker_server_notify(struct broker *b, size_t entry)
 	pthread_mutex_unlock(&b->waiters_lock);
 }
 
+/* When the credential e serves expires (monotonic ms); 0: never, or nothing served. */
+static int64_t
+entry_expiry(struct broker_entry *e)
+{
+	int64_t at = 0;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->current != NULL)
+		at = e->current->lease.expires_mono_ms;
+	pthread_mutex_unlock(&e->lock);
+	return at;
+}
+
 static void *
 sweeper_main(void *arg)
 {
@@ -128,14 +133,32 @@ sweeper_main(void *arg)
 		struct timespec ts;
 
 		for (w = b->waiters; w != NULL; w = nw) {
+			/* A reader is answered at its deadline, or when the credential it waits
+			 * on expires (it gets the 503 then, not at the end of its wait). */
+			int64_t wake = w->deadline_mono_ms, expires = entry_expiry(&b->entries[w->entry]);
+
 			nw = w->next;
-			if (w->deadline_mono_ms <= now) {
+			if (expires > 0 && expires < wake)
+				wake = expires;
+			if (wake <= now) {
 				waiter_unlink_locked(b, w);
 				lk_http_resume(w->req);
-			} else if (w->deadline_mono_ms < next) {
-				next = w->deadline_mono_ms;
+			} else if (wake < next) {
+				next = wake;
 			}
 		}
+		{
+			/* Outside the waiters' lock: the audit logs. */
+			int64_t audit_next;
+
+			pthread_mutex_unlock(&b->waiters_lock);
+			audit_next = broker_audit_flush(b->audit, now, false);
+			pthread_mutex_lock(&b->waiters_lock);
+			if (audit_next < next)
+				next = audit_next;
+		}
+		if (b->sweeper_stop)
+			break;
 		ts = lk_timespec_in_ms(CLOCK_MONOTONIC, next - now);
 		pthread_cond_timedwait(&b->sweeper_cond, &b->waiters_lock, &ts);
 	}
@@ -162,12 +185,16 @@ serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const c
 	int64_t now = lk_now_mono_ms();
 
 	if (s == NULL) {
+		bool revoked;
+
 		pthread_mutex_lock(&e->lock);
+		revoked = e->revoked;
 		snprintf(reason, sizeof(reason), "%s", e->failing ? e->reason :
 			 "the secret has not been read from the backend yet");
 		pthread_mutex_unlock(&e->lock);
-		audit(peer, e->spec->name, key, 0, "unavailable");
-		return answer_error(req, 503, "secret not available", reason);
+		audit(peer, e->spec->name, key, 0, revoked ? "revoked" : "unavailable");
+		return answer_error(req, 503, revoked ? "secret revoked" : "secret not available",
+				    reason);
 	}
 	if (broker_snapshot_expired(s, now)) {
 		uint64_t v = s->version;
@@ -185,6 +212,15 @@ serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const c
 	    lk_http_add_header(req, "Cache-Control", "no-store") < 0) {
 		broker_snapshot_unref(s);
 		return answer_error(req, 500, "internal error", "too many headers");
+	}
+	if (broker_etag_matches(lk_http_header(req, "If-None-Match"), s->version)) {
+		/* The client has this version: no body, no value on the wire. */
+		uint64_t v = s->version;
+
+		broker_snapshot_unref(s);
+		audit(peer, e->spec->name, key, v, "not-modified");
+		lk_http_respond(req, 304, NULL, NULL, 0);
+		return 304;
 	}
 	if (key != NULL) {
 		const struct broker_kv *kv = broker_snapshot_key(s, key);
@@ -234,7 +270,8 @@ out:
 }
 
 static json_t *
-entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t now_real)
+entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t now_real,
+		  bool admin)
 {
 	struct broker_snapshot *s = broker_entry_snapshot(e);
 	enum broker_state st = broker_entry_state(e, now);
@@ -276,6 +313,8 @@ entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t
 	    now_real + (e->next_mono_ms > now ? e->next_mono_ms - now : 0), ts)));
 	if (e->failing)
 		json_object_set_new(o, "reason", json_string(e->reason));
+	if (admin && e->shown_lease_id != NULL)
+		json_object_set_new(o, "lease_id", json_string(e->shown_lease_id));
 	pthread_mutex_unlock(&e->lock);
 	broker_snapshot_unref(s);
 	return o;
@@ -286,7 +325,8 @@ route_ready(struct broker *b, struct lk_http_req *req)
 {
 	const struct lk_peer *peer = lk_http_peer(req);
 	char reason[BROKER_REASON_MAX + 64];
-	bool ready = broker_ready(b, reason, sizeof(reason)), up;
+	bool ready = broker_ready_for(b, peer, reason, sizeof(reason)), up;
+	bool admin = broker_peer_admin(b, peer);
 	int64_t now = lk_now_mono_ms(), now_real = lk_now_real_ms();
 	json_t *obj = json_object(), *arr = json_array(), *backend = json_object();
 	unsigned status = ready ? 200 : 503;
@@ -303,17 +343,21 @@ route_ready(struct broker *b, struct lk_http_req *req)
 	pthread_mutex_lock(&b->lock);
 	up = b->backend_ok;
 	json_object_set_new(backend, "ok", json_boolean(up));
-	if (!up)
+	if (!up && (admin || b->backend_reason_entry == SIZE_MAX ||
+		    broker_peer_allowed(b->entries[b->backend_reason_entry].spec, peer)))
 		json_object_set_new(backend, "reason", json_string(b->backend_reason));
+	else if (!up)
+		json_object_set_new(backend, "reason", json_string(
+			"a backend call for a secret this peer may not read failed"));
 	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
 	pthread_mutex_unlock(&b->lock);
 	json_object_set(obj, "backend", backend);
 	for (size_t i = 0; i < b->n; i++) {
 		json_t *o;
 
-		if (!broker_peer_allowed(b->entries[i].spec, peer))
+		if (!admin && !broker_peer_allowed(b->entries[i].spec, peer))
 			continue;
-		o = entry_status_json(b, &b->entries[i], now, now_real);
+		o = entry_status_json(b, &b->entries[i], now, now_real, admin);
 		if (o != NULL)
 			json_array_append_new(arr, o);
 	}
@@ -327,79 +371,73 @@ out:
 	return status;
 }
 
-static unsigned
-route_metrics(struct broker *b, struct lk_http_req *req)
+struct peer_view {
+	struct broker *b;
+	const struct lk_peer *peer;
+};
+
+static bool
+peer_may_see(void *arg, const char *name)
 {
-	struct lk_buf out;
+	struct peer_view *v = arg;
+	struct broker_entry *e = broker_find(v->b, name);
+
+	return e != NULL && broker_peer_allowed(e->spec, v->peer);
+}
+
+/* The metrics page; peer NULL (the metrics listener) or an admin sees all of it, another
+ * peer only the series of the secrets it may read. */
+static unsigned
+route_metrics(struct broker *b, struct lk_http_req *req, const struct lk_peer *peer)
+{
+	struct lk_buf out, shown;
+	struct peer_view view = { b, peer };
 	unsigned status = 200;
 
 	lk_buf_init(&out, SERVER_METRICS_MAX, false);
-	if (broker_metrics_render(b->metrics, &out) < 0)
+	lk_buf_init(&shown, SERVER_METRICS_MAX, false);
+	if (broker_metrics_render(b->metrics, &out) < 0) {
 		status = answer_error(req, 500, "internal error", "metrics page too large");
-	else
+	} else if (peer == NULL || broker_peer_admin(b, peer)) {
 		lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, out.data, out.len);
+	} else if (broker_metrics_filter(out.data, out.len, peer_may_see, &view, &shown) < 0) {
+		status = answer_error(req, 500, "internal error", "metrics page too large");
+	} else {
+		lk_http_respond(req, 200, LK_METRICS_CONTENT_TYPE, shown.data, shown.len);
+	}
+	lk_buf_free(&shown);
 	lk_buf_free(&out);
 	return status;
 }
 
-/* Parses ?index=N&wait=D. Returns 0 (blocking wanted), 1 (no index) or -EINVAL. */
-static int
-parse_blocking(struct lk_http_req *req, uint64_t *ret_index, int64_t *ret_wait_ms)
-{
-	const char *index = lk_http_query(req, "index"), *wait = lk_http_query(req, "wait");
-	unsigned long long v;
-	int64_t ms = BROKER_WAIT_DEFAULT_MS;
-	char *end;
-
-	if (index == NULL)
-		return wait == NULL ? 1 : -EINVAL;
-	if (strlen(index) > SERVER_QUERY_MAX || index[0] < '0' || index[0] > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(index, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return -EINVAL;
-	if (wait != NULL && (strlen(wait) > SERVER_QUERY_MAX || lk_duration_parse(wait, &ms) < 0))
-		return -EINVAL;
-	if (ms > BROKER_WAIT_MAX_MS)
-		ms = BROKER_WAIT_MAX_MS;
-	*ret_index = v;
-	*ret_wait_ms = ms;
-	return 0;
-}
-
 static unsigned
-route_secret(struct broker *b, struct lk_http_req *req, const char *rest, bool *suspended)
+route_secret(struct broker *b, struct lk_http_req *req, const struct broker_route_req *rr,
+	     bool *suspended)
 {
 	const struct lk_peer *peer = lk_http_peer(req);
-	char name[BROKER_NAME_MAX + 1];
-	const char *slash = strchr(rest, '/'), *key = NULL;
+	const char *key = rr->key;
 	struct broker_entry *e;
 	struct broker_waiter *w;
 	struct broker_snapshot *s;
 	uint64_t index;
 	int64_t wait_ms;
-	size_t n = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
 	int r;
 
-	if (n == 0 || n > BROKER_NAME_MAX)
+	e = rr->name_ok ? broker_find(b, rr->name) : NULL;
+	if (e == NULL) {
+		/* Reads of names that do not exist are audited too: they are probes. */
+		audit(peer, rr->name, key, 0, "no-such-secret");
 		return answer_error(req, 404, "not found", "no such secret");
-	memcpy(name, rest, n);
-	name[n] = '\0';
-	if (slash != NULL) {
-		key = slash + 1;
-		if (*key == '\0')
-			return answer_error(req, 404, "not found", "empty key name");
 	}
-	e = broker_find(b, name);
-	if (e == NULL)
-		return answer_error(req, 404, "not found", "no such secret");
+	if (key != NULL && !rr->key_ok)
+		return answer_error(req, 404, "not found", "empty key name");
 	if (!broker_peer_allowed(e->spec, peer)) {
 		audit(peer, e->spec->name, key, 0, "forbidden");
 		return answer_error(req, 403, "forbidden",
 				    "this peer's uid and gid are not allowed to read the secret");
 	}
-	r = key == NULL ? parse_blocking(req, &index, &wait_ms) : 1;
+	r = key == NULL ? broker_parse_blocking(lk_http_query(req, "index"),
+						lk_http_query(req, "wait"), &index, &wait_ms) : 1;
 	if (r < 0)
 		return answer_error(req, 400, "bad request",
 				    "index must be a non-negative integer and wait a duration such as 30s");
@@ -436,10 +474,15 @@ route_secret(struct broker *b, struct lk_http_req *req, const char *rest, bool *
 		broker_snapshot_unref(s);
 		return serve(b, req, e, NULL);
 	}
+	{
+		int64_t soon = lk_now_mono_ms() + SERVER_SWEEP_MAX_MS;
+
+		if (w->deadline_mono_ms < soon ||
+		    (s != NULL && s->lease.expires_mono_ms > 0 && s->lease.expires_mono_ms < soon))
+			pthread_cond_signal(&b->sweeper_cond);
+	}
 	broker_snapshot_unref(s);
 	lk_http_suspend(req);
-	if (w->deadline_mono_ms < lk_now_mono_ms() + SERVER_SWEEP_MAX_MS)
-		pthread_cond_signal(&b->sweeper_cond);
 	pthread_mutex_unlock(&b->waiters_lock);
 	*suspended = true;
 	return 0;
@@ -451,7 +494,8 @@ handler(void *ctx, struct lk_http_req *req)
 	struct broker *b = ctx;
 	struct broker_waiter *w = lk_http_state(req);
 	const char *method = lk_http_method(req), *path = lk_http_path(req);
-	enum broker_route route = BROKER_ROUTE_OTHER;
+	struct broker_route_req rr;
+	enum broker_route route;
 	int64_t t0 = now_ns();
 	bool suspended = false;
 	unsigned status;
@@ -466,17 +510,7 @@ handler(void *ctx, struct lk_http_req *req)
 		broker_metrics_request(b->metrics, BROKER_ROUTE_SECRET, status, now_ns() - t0);
 		return;
 	}
-	if (strcmp(path, "/v1/secrets") == 0 || strcmp(path, "/v1/secrets/") == 0)
-		route = BROKER_ROUTE_LIST;
-	else if (strncmp(path, "/v1/secrets/", 12) == 0)
-		route = strchr(path + 12, '/') != NULL ? BROKER_ROUTE_KEY : BROKER_ROUTE_SECRET;
-	else if (strcmp(path, "/v1/health") == 0)
-		route = BROKER_ROUTE_HEALTH;
-	else if (strcmp(path, "/v1/ready") == 0)
-		route = BROKER_ROUTE_READY;
-	else if (strcmp(path, "/metrics") == 0)
-		route = BROKER_ROUTE_METRICS;
-
+	route = broker_route_parse(path, &rr);
 	if (route == BROKER_ROUTE_OTHER) {
 		status = answer_error(req, 404, "not found", "no such route");
 	} else if (strcmp(method, "GET") != 0) {
@@ -489,7 +523,7 @@ handler(void *ctx, struct lk_http_req *req)
 			break;
 		case BROKER_ROUTE_SECRET:
 		case BROKER_ROUTE_KEY:
-			status = route_secret(b, req, path + 12, &suspended);
+			status = route_secret(b, req, &rr, &suspended);
 			break;
 		case BROKER_ROUTE_HEALTH:
 			lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
@@ -499,7 +533,7 @@ handler(void *ctx, struct lk_http_req *req)
 			status = route_ready(b, req);
 			break;
 		case BROKER_ROUTE_METRICS:
-			status = route_metrics(b, req);
+			status = route_metrics(b, req, lk_http_peer(req));
 			break;
 		default:
 			status = answer_error(req, 404, "not found", "no such route");
@@ -520,7 +554,7 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 	if (strcmp(lk_http_method(req), "GET") != 0)
 		lk_http_respond_error(req, 405, "method not allowed", "only GET is served");
 	else if (strcmp(path, "/metrics") == 0)
-		route_metrics(b, req);
+		route_metrics(b, req, NULL);
 	else if (strcmp(path, "/v1/health") == 0)
 		lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
 	else
@@ -531,6 +565,7 @@ int
 broker_server_start(struct broker *b, struct lk_error *err)
 {
 	struct lk_httpd_config hc;
+	uid_t *reserved;
 	int rc;
 
 	if ((rc = lk_cond_init_monotonic(&b->sweeper_cond)) != 0)
@@ -552,9 +587,25 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	 * 16.1-21.8 us of server CPU per request (docs/benchmarks.md). */
 	hc.max_body = 4096;
 	hc.max_header = 4096;
+	/* One uid cannot hold every connection, a client cannot dribble its request or sit
+	 * idle on a connection for ever, and the broker's own uid (the readiness probe) and
+	 * the admin uids always find a slot. */
+	hc.max_connections = b->cfg->max_connections;
+	hc.max_per_uid = b->cfg->max_connections_per_uid;
+	hc.header_timeout_ms = (unsigned)b->cfg->header_timeout_ms;
+	reserved = calloc(b->cfg->nadmin_uids + 1, sizeof(*reserved));
+	if (reserved == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	reserved[0] = geteuid();
+	if (b->cfg->nadmin_uids > 0)
+		memcpy(reserved + 1, b->cfg->admin_uids, b->cfg->nadmin_uids * sizeof(*reserved));
+	hc.reserved_uids = reserved;
+	hc.nreserved_uids = b->cfg->nadmin_uids + 1;
 	hc.handler = handler;
 	hc.ctx = b;
-	if ((rc = lk_httpd_start(&hc, &b->httpd, err)) < 0)
+	rc = lk_httpd_start(&hc, &b->httpd, err);
+	free(reserved);
+	if (rc < 0)
 		return rc;
 	if (b->cfg->metrics_addr != NULL) {
 		memset(&hc, 0, sizeof(hc));
@@ -590,4 +641,7 @@ broker_server_stop(struct broker *b)
 		b->sweeper_running = false;
 		pthread_cond_destroy(&b->sweeper_cond);
 	}
+	/* The repeats counted since the last summary. */
+	if (b->audit != NULL)
+		broker_audit_flush(b->audit, lk_now_mono_ms(), true);
 }

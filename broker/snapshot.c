@@ -31,7 +31,7 @@ broker_data_digest(struct broker_arena *a, const json_t *data, unsigned char out
 		return -E2BIG;
 	tmp = broker_arena_alloc(a, n);
 	if (tmp == NULL)
-		return -ENOMEM;
+		return errno == ENOLCK ? -ENOLCK : -ENOMEM;
 	json_dumpb(data, tmp, n, DUMP_FLAGS);
 	crypto_generichash(out, 32, (const unsigned char *)tmp, n, NULL, 0);
 	broker_arena_release(a, tmp);
@@ -117,9 +117,10 @@ broker_snapshot_new(struct broker_arena *a, const char *name, uint64_t version,
 		goto out;
 	}
 	s = calloc(1, sizeof(*s));
+	errno = 0;
 	mem = s != NULL ? broker_arena_alloc(a, total) : NULL;
 	if (mem == NULL) {
-		rc = -ENOMEM;
+		rc = errno == ENOLCK ? -ENOLCK : -ENOMEM;
 		goto out;
 	}
 	s->mem = mem;

@@ -16,9 +16,10 @@
 const char *client_socket_path(const char *flag);
 
 /* GET path over the Unix socket into out (a wipe buffer the caller set up). Returns 0 with
- * *ret_status set, or, with msg set (at least 256 bytes), -ECONNREFUSED when nothing
- * listens (or the socket file is missing), -EIO when no answer came, -EINVAL for a path
- * over the limit, -ENOMEM. timeout_ms bounds the whole request. */
+ * *ret_status set, or, with msg set (at least 256 bytes) saying which case it is and what
+ * to do: -ENOENT (no such socket), -ENOTSOCK (the path is not a socket), -EACCES (this
+ * user may not connect), -ECONNREFUSED (nothing listens), -EIO (no answer came), -EINVAL
+ * (a path over the limit), -ENOMEM. timeout_ms bounds the whole request. */
 int client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
 	       struct lk_buf *out, char *msg, size_t msglen);
 

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +36,63 @@ client_socket_path(const char *flag)
 	if (env != NULL && env[0] != '\0')
 		return env;
 	return CLIENT_SOCKET_DEFAULT;
+}
+
+/* Why nothing answered on socket: the words the user needs and a code of its own for
+ * each case (a missing socket, a file that is not one, a permission, nobody listening). */
+static int
+client_diagnose(const char *sock_path, char *msg, size_t msglen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, rc, e;
+
+	if (lstat(sock_path, &st) < 0) {
+		e = errno;
+		if (e == ENOENT || e == ENOTDIR) {
+			snprintf(msg, msglen, "%s: no such socket: is the broker running, and is this "
+				 "its socket (--socket, or LATCHKEY_SOCKET)?", sock_path);
+			return -ENOENT;
+		}
+		snprintf(msg, msglen, "%s: %s", sock_path, strerror(e));
+		return e == EACCES ? -EACCES : -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(msg, msglen, "%s: not a socket (it is a %s): is this the broker's socket?",
+			 sock_path, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ?
+			 "regular file" : "special file");
+		return -ENOTSOCK;
+	}
+	if (strlen(sock_path) >= sizeof(sun.sun_path)) {
+		snprintf(msg, msglen, "%s: path too long for a socket", sock_path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sun.sun_path, sock_path, strlen(sock_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(msg, msglen, "%s: %s", sock_path, strerror(errno));
+		return -errno;
+	}
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	e = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(msg, msglen, "%s: the broker accepted a connection but did not answer",
+			 sock_path);
+		return -EIO;
+	}
+	if (e == EACCES || e == EPERM) {
+		snprintf(msg, msglen, "%s: permission denied: this user (uid %ld) may not connect; "
+			 "the socket's mode, owner and group (listen.mode, owner, group) decide who "
+			 "may", sock_path, (long)geteuid());
+		return -EACCES;
+	}
+	if (e == ECONNREFUSED) {
+		snprintf(msg, msglen, "%s: nobody is listening: the broker is not running (a socket "
+			 "file is left from an earlier run)", sock_path);
+		return -ECONNREFUSED;
+	}
+	snprintf(msg, msglen, "%s: %s", sock_path, strerror(e));
+	return -e;
 }
 
 int
@@ -65,9 +125,12 @@ client_get(const char *socket, const char *path, long timeout_ms, long *ret_stat
 		rc = lk_http_perform(c, &req, &resp, &err);
 	}
 	if (rc < 0) {
-		snprintf(msg, msglen, "%s: %s", socket, err.msg);
-		rc = resp.failure == LK_HTTP_FAIL_CONNECT ? -ECONNREFUSED :
-		     resp.failure == LK_HTTP_FAIL_NOMEM ? -ENOMEM : -EIO;
+		if (resp.failure == LK_HTTP_FAIL_CONNECT) {
+			rc = client_diagnose(socket, msg, msglen);
+		} else {
+			snprintf(msg, msglen, "%s: %s", socket, err.msg);
+			rc = resp.failure == LK_HTTP_FAIL_NOMEM ? -ENOMEM : -EIO;
+		}
 		goto out;
 	}
 	if ((rc = lk_buf_append(out, resp.body.data, resp.body.len)) < 0) {

@@ -155,18 +155,21 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 	socklen_t clen = sizeof(cred);
 	const struct sockaddr *sa;
 
+	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (info != NULL)
+			httpd_conn_closed(srv, info->connect_fd);
 		free(*socket_context);
 		*socket_context = NULL;
 		return;
 	}
 	if ((conn = calloc(1, sizeof(*conn))) == NULL)
 		return;     /* the access handler drops a connection without context */
+	conn->fd = info != NULL ? info->connect_fd : -1;
 	if (srv->is_unix) {
 		strcpy(conn->remote, "unix");
-		info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-		if (info != NULL &&
-		    getsockopt(info->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
+		if (conn->fd >= 0 &&
+		    getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
 		    clen == sizeof(cred)) {
 			conn->peer.known = true;
 			conn->peer.pid = cred.pid;
@@ -197,6 +200,8 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 	if (req == NULL)
 		return;
 	*req_cls = NULL;
+	/* The next request's header deadline starts now. */
+	httpd_conn_busy(srv, req->conn->fd, false);
 	pthread_mutex_lock(&srv->lock);
 	if (req->suspended) {
 		req->suspended = false;
@@ -290,6 +295,7 @@ on_access(void *cls, struct MHD_Connection *c, const char *url, const char *meth
 		req->in_use = true;
 		lk_buf_init(&req->body, srv->max_body, true);
 		*req_cls = req;
+		httpd_conn_busy(srv, conn->fd, true);
 
 		if (conn->bad_escape) {
 			conn->bad_escape = false;
@@ -351,6 +357,8 @@ srv_free(struct lk_httpd *srv)
 		close(srv->listen_fd);
 	if (srv->stop_fd >= 0)
 		close(srv->stop_fd);
+	httpd_admission_free(srv);
+	pthread_mutex_destroy(&srv->conns_lock);
 	pthread_cond_destroy(&srv->resumed);
 	pthread_cond_destroy(&srv->drained);
 	pthread_mutex_destroy(&srv->lock);
@@ -396,6 +404,13 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		free(srv);
 		return lk_error_set(err, -ENOMEM, "%s: condition variable", where);
 	}
+	if (pthread_mutex_init(&srv->conns_lock, NULL) != 0) {
+		pthread_cond_destroy(&srv->resumed);
+		pthread_cond_destroy(&srv->drained);
+		pthread_mutex_destroy(&srv->lock);
+		free(srv);
+		return lk_error_set(err, -ENOMEM, "%s: mutex", where);
+	}
 	sync_ready = true;
 	srv->handler = cfg->handler;
 	srv->ctx = cfg->ctx;
@@ -404,6 +419,11 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	srv->error_body = cfg->error_body;
 	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4) {
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
+		goto out;
+	}
+	srv->is_unix = cfg->unix_path != NULL;
+	if (httpd_admission_init(srv, cfg) < 0) {
+		r = lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 		goto out;
 	}
 	if ((srv->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
@@ -445,8 +465,8 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-		MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned)(cfg->max_connections ? cfg->max_connections : LK_HTTPD_MAX_CONN_DEFAULT),
+		/* Admission is the acceptor's (httpd_listen.c); this is a backstop. */
+		MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + HTTPD_LIBRARY_CONN_SLACK,
 		MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)(cfg->timeout_s ? cfg->timeout_s : LK_HTTPD_TIMEOUT_DEFAULT),
 		MHD_OPTION_THREAD_POOL_SIZE, pool,

@@ -10,8 +10,10 @@
  *
  * Limits: request bodies over max_body get 413 and headers over max_header 431 before the
  * handler runs (a chunked body past max_body is answered 413 when it ends, up to 1 MiB past
- * the limit; beyond that the connection is closed). The peer's credentials (SO_PEERCRED) are read once per Unix-socket
- * connection.
+ * the limit; beyond that the connection is closed). The peer's credentials (SO_PEERCRED)
+ * are read once per Unix-socket connection, when it is accepted: a uid over its connection
+ * cap is refused there, and slots are kept for named uids (a readiness probe). A header
+ * deadline closes connections that dribble their request or sit idle.
  */
 #ifndef LK_HTTPD_H
 #define LK_HTTPD_H
@@ -28,6 +30,8 @@
 #define LK_HTTPD_MAX_HEADER_DEFAULT (16u << 10) /* request line + headers bytes */
 #define LK_HTTPD_MAX_CONN_DEFAULT   1024        /* open connections */
 #define LK_HTTPD_TIMEOUT_DEFAULT    60          /* idle seconds before a connection is closed */
+/* Connections kept for reserved_uids out of max_connections unless the config says. */
+#define LK_HTTPD_RESERVED_DEFAULT   16
 /* Most extra headers one response may carry. */
 #define LK_HTTP_RESP_HEADERS_MAX 8
 
@@ -63,6 +67,19 @@ struct lk_httpd_config {
 	unsigned max_connections;
 	unsigned timeout_s;
 
+	/* Connection admission, decided when a connection is accepted, before the library
+	 * sees it (docs/internals/httpd.md, "Connection limits"). A refused peer gets a 503
+	 * in the server's error shape and the connection is closed. */
+	unsigned max_per_uid;    /* Unix socket: most connections one uid holds; 0: no cap */
+	unsigned reserved;       /* slots of max_connections only reserved_uids may take;
+				  * 0: LK_HTTPD_RESERVED_DEFAULT when reserved_uids are named */
+	const uid_t *reserved_uids; /* copied: exempt from max_per_uid, may use the reserve */
+	size_t nreserved_uids;
+	/* A connection must deliver the headers of its next request within this many
+	 * milliseconds of being accepted or of its previous answer, or it is closed (a
+	 * slowloris client, or an idle keep-alive connection). 0: no deadline. */
+	unsigned header_timeout_ms;
+
 	lk_httpd_error_body error_body; /* NULL: {"error","reason"} */
 
 	lk_http_handler handler;
@@ -76,6 +93,17 @@ int lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 
 /* The TCP port actually bound (useful with port 0); 0 for a Unix socket. */
 int lk_httpd_port(const struct lk_httpd *srv);
+
+/* What admission and the header deadline did, for metrics. */
+struct lk_httpd_stats {
+	unsigned connections;       /* open now */
+	unsigned long long refused_per_uid;  /* the peer's uid held max_per_uid already */
+	unsigned long long refused_full;     /* no slot left for the peer */
+	unsigned long long header_timeouts;  /* closed by the header deadline */
+};
+
+/* Fills *ret (NULL srv: zeroes). Thread-safe. */
+void lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret);
 
 /* Stops accepting new connections (new clients are refused); requests in flight go on. */
 void lk_httpd_quiesce(struct lk_httpd *srv);

@@ -37,6 +37,14 @@
 /* How long the acceptor pauses when the process is out of descriptors or memory, so that
  * a pending connection does not spin it. */
 #define HTTPD_ACCEPT_PAUSE_MS 100
+/* Connections the library may hold beyond max_connections: admission is ours, the
+ * library's own limit is only a backstop. */
+#define HTTPD_LIBRARY_CONN_SLACK 64
+/* The longest the acceptor waits between two looks at the header deadlines. */
+#define HTTPD_DEADLINE_SCAN_MS 250
+/* Request bytes read and thrown away from a refused connection before it is closed, so
+ * that the close does not reset the connection under the 503 it was sent. */
+#define HTTPD_REFUSE_DRAIN_MAX 8192
 
 enum req_outcome {
 	REQ_NONE = 0,   /* the handler did nothing (yet) */
@@ -79,6 +87,7 @@ struct lk_http_req {
 /* One per connection (MHD's socket context); a connection carries one request at a time,
  * so the request lives here and is reused across keep-alive requests. */
 struct http_conn {
+	int fd;                       /* the connection's socket, for its admission slot */
 	bool bad_escape;              /* the request's URL decodes to a NUL byte */
 	struct lk_peer peer;
 	char remote[INET6_ADDRSTRLEN];
@@ -107,6 +116,25 @@ struct lk_httpd {
 	dev_t unix_dev;               /* identity of the socket file we created */
 	ino_t unix_ino;
 
+	/* Admission and header deadlines (httpd_listen.c), under conns_lock: one slot per
+	 * descriptor number of an admitted connection, and the connections per uid. */
+	pthread_mutex_t conns_lock;
+	struct httpd_slot *slots;
+	size_t nslots;
+	struct httpd_uid_count *uids;
+	size_t nuids;
+	size_t uids_cap;
+	unsigned nconns;
+	unsigned max_connections;
+	unsigned max_per_uid;
+	unsigned reserved;
+	uid_t *reserved_uids;         /* owned */
+	size_t nreserved_uids;
+	int64_t header_timeout_ms;
+	unsigned long long refused_per_uid, refused_full, header_timeouts;
+	char *refusal[2];             /* owned: the 503 answers (per uid, full) */
+	size_t refusal_len[2];
+
 	pthread_mutex_t lock;
 	pthread_cond_t drained;
 	pthread_cond_t resumed;       /* thread-per-connection: a suspended request may go on */
@@ -114,6 +142,21 @@ struct lk_httpd {
 	bool stopping;
 	unsigned draining;            /* requests resumed by stop, not ended yet */
 	struct lk_http_req *suspended;
+};
+
+/* An admitted connection, indexed by its descriptor number. */
+struct httpd_slot {
+	bool live;                    /* admitted, not closed yet */
+	bool busy;                    /* a request's headers arrived; not answered yet */
+	bool has_uid;
+	bool timed_out;               /* shut down by the header deadline */
+	uid_t uid;
+	int64_t ready_ms;             /* accepted, or the previous request ended (monotonic) */
+};
+
+struct httpd_uid_count {
+	uid_t uid;
+	unsigned n;
 };
 
 /* Frees p after zeroing len bytes; NULL allowed. */
@@ -146,5 +189,15 @@ void *httpd_acceptor_run(void *arg);
 
 /* Stops and joins the acceptor, then closes the listening socket. */
 void httpd_acceptor_stop(struct lk_httpd *srv);
+
+/* Admission set-up from cfg (limits, reserved uids, the 503 answers); 0 or -ENOMEM. */
+int httpd_admission_init(struct lk_httpd *srv, const struct lk_httpd_config *cfg);
+void httpd_admission_free(struct lk_httpd *srv);
+
+/* The library's callbacks tell admission what a connection is doing: its request's headers
+ * arrived (busy), its request ended (not busy: the header deadline starts again), or it
+ * closed (the slot is freed). fd is the connection's socket. */
+void httpd_conn_busy(struct lk_httpd *srv, int fd, bool busy);
+void httpd_conn_closed(struct lk_httpd *srv, int fd);
 
 #endif

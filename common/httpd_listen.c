@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 /* ---- listening sockets ---- */
 
 int
@@ -223,12 +225,316 @@ httpd_unix_remove(struct lk_httpd *srv)
 		unlink(srv->unix_path);
 }
 
+/* ---- admission ---- */
+
+static const char *const refusal_reason[2] = {
+	"this uid holds as many connections as one uid may: close one, or reuse it (keep-alive)",
+	"the server holds as many connections as it may",
+};
+
+/* The canned 503 of a refused connection, in the server's error shape. */
+static int
+refusal_render(struct lk_httpd *srv, int which, char **ret, size_t *ret_len)
+{
+	json_t *body;
+	char *text = NULL, *out;
+	size_t n;
+	int len;
+
+	body = srv->error_body != NULL ?
+		srv->error_body(503, "too many connections", refusal_reason[which]) :
+		json_pack("{s:s, s:s}", "error", "too many connections", "reason",
+			  refusal_reason[which]);
+	if (body == NULL)
+		return -ENOMEM;
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL)
+		return -ENOMEM;
+	n = strlen(text) + 1;
+	len = snprintf(NULL, 0, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+		       "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s\n", n,
+		       text);
+	if (len < 0 || (out = malloc((size_t)len + 1)) == NULL) {
+		free(text);
+		return -ENOMEM;
+	}
+	snprintf(out, (size_t)len + 1, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s\n", n, text);
+	free(text);
+	*ret = out;
+	*ret_len = (size_t)len;
+	return 0;
+}
+
+int
+httpd_admission_init(struct lk_httpd *srv, const struct lk_httpd_config *cfg)
+{
+	srv->max_connections = cfg->max_connections ? cfg->max_connections :
+			       LK_HTTPD_MAX_CONN_DEFAULT;
+	srv->max_per_uid = srv->is_unix ? cfg->max_per_uid : 0;
+	srv->header_timeout_ms = cfg->header_timeout_ms;
+	if (srv->is_unix && cfg->nreserved_uids > 0) {
+		srv->reserved_uids = calloc(cfg->nreserved_uids, sizeof(uid_t));
+		if (srv->reserved_uids == NULL)
+			return -ENOMEM;
+		memcpy(srv->reserved_uids, cfg->reserved_uids, cfg->nreserved_uids * sizeof(uid_t));
+		srv->nreserved_uids = cfg->nreserved_uids;
+		srv->reserved = cfg->reserved ? cfg->reserved : LK_HTTPD_RESERVED_DEFAULT;
+	}
+	/* At least one slot stays open to everyone. */
+	if (srv->reserved >= srv->max_connections)
+		srv->reserved = srv->max_connections - 1;
+	for (int i = 0; i < 2; i++)
+		if (refusal_render(srv, i, &srv->refusal[i], &srv->refusal_len[i]) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+void
+httpd_admission_free(struct lk_httpd *srv)
+{
+	free(srv->slots);
+	srv->slots = NULL;
+	free(srv->uids);
+	srv->uids = NULL;
+	free(srv->reserved_uids);
+	srv->reserved_uids = NULL;
+	for (int i = 0; i < 2; i++) {
+		free(srv->refusal[i]);
+		srv->refusal[i] = NULL;
+	}
+}
+
+static struct httpd_uid_count *
+uid_find(struct lk_httpd *srv, uid_t uid)
+{
+	for (size_t i = 0; i < srv->nuids; i++)
+		if (srv->uids[i].uid == uid)
+			return &srv->uids[i];
+	return NULL;
+}
+
+static bool
+uid_reserved(const struct lk_httpd *srv, uid_t uid)
+{
+	for (size_t i = 0; i < srv->nreserved_uids; i++)
+		if (srv->reserved_uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* Frees fd's slot; conns_lock held. */
+static void
+slot_release_locked(struct lk_httpd *srv, int fd)
+{
+	struct httpd_slot *s;
+	struct httpd_uid_count *u;
+
+	if (fd < 0 || (size_t)fd >= srv->nslots || !srv->slots[fd].live)
+		return;
+	s = &srv->slots[fd];
+	if (s->has_uid && (u = uid_find(srv, s->uid)) != NULL && --u->n == 0)
+		*u = srv->uids[--srv->nuids];
+	memset(s, 0, sizeof(*s));
+	srv->nconns--;
+}
+
+/* Makes room for slot fd and one more uid; conns_lock held. 0 or -ENOMEM. */
+static int
+slot_reserve_locked(struct lk_httpd *srv, int fd)
+{
+	if ((size_t)fd >= srv->nslots) {
+		size_t n = srv->nslots ? srv->nslots : 64;
+		struct httpd_slot *p;
+
+		while (n <= (size_t)fd)
+			n *= 2;
+		if ((p = realloc(srv->slots, n * sizeof(*p))) == NULL)
+			return -ENOMEM;
+		memset(p + srv->nslots, 0, (n - srv->nslots) * sizeof(*p));
+		srv->slots = p;
+		srv->nslots = n;
+	}
+	if (srv->nuids == srv->uids_cap) {
+		size_t n = srv->uids_cap ? srv->uids_cap * 2 : 16;
+		struct httpd_uid_count *p = realloc(srv->uids, n * sizeof(*p));
+
+		if (p == NULL)
+			return -ENOMEM;
+		srv->uids = p;
+		srv->uids_cap = n;
+	}
+	return 0;
+}
+
+enum admission { ADMIT = -1, REFUSE_PER_UID = 0, REFUSE_FULL = 1 };
+
+/* Whether a new connection of this peer may be admitted; conns_lock held. Reserved uids
+ * have no per-uid cap and may use every slot; the others stop at their cap and leave the
+ * reserve free. */
+static enum admission
+admit_locked(const struct lk_httpd *srv, bool has_uid, uid_t uid)
+{
+	const struct httpd_uid_count *u;
+
+	if (has_uid && uid_reserved(srv, uid))
+		return srv->nconns < srv->max_connections ? ADMIT : REFUSE_FULL;
+	if (has_uid && srv->max_per_uid > 0 &&
+	    (u = uid_find((struct lk_httpd *)srv, uid)) != NULL && u->n >= srv->max_per_uid)
+		return REFUSE_PER_UID;
+	return srv->nconns + srv->reserved < srv->max_connections ? ADMIT : REFUSE_FULL;
+}
+
+/* Answers a refused connection with its 503 and closes it. The request (if it came
+ * already) is read and dropped first: closing with unread bytes would reset the
+ * connection, and the client could lose the answer. */
+static void
+refuse(struct lk_httpd *srv, int fd, enum admission why)
+{
+	char sink[1024];
+	size_t drained = 0;
+	ssize_t n;
+
+	(void)!send(fd, srv->refusal[why], srv->refusal_len[why], MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(fd, SHUT_WR);
+	while (drained < HTTPD_REFUSE_DRAIN_MAX &&
+	       (n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+		drained += (size_t)n;
+	close(fd);
+}
+
+void
+httpd_conn_busy(struct lk_httpd *srv, int fd, bool busy)
+{
+	pthread_mutex_lock(&srv->conns_lock);
+	if (fd >= 0 && (size_t)fd < srv->nslots && srv->slots[fd].live) {
+		srv->slots[fd].busy = busy;
+		if (!busy)
+			srv->slots[fd].ready_ms = lk_now_mono_ms();
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+void
+httpd_conn_closed(struct lk_httpd *srv, int fd)
+{
+	/* Called before the library closes the descriptor: the number cannot have been
+	 * handed to a new connection yet. */
+	pthread_mutex_lock(&srv->conns_lock);
+	slot_release_locked(srv, fd);
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+void
+lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (srv == NULL)
+		return;
+	pthread_mutex_lock(&srv->conns_lock);
+	ret->connections = srv->nconns;
+	ret->refused_per_uid = srv->refused_per_uid;
+	ret->refused_full = srv->refused_full;
+	ret->header_timeouts = srv->header_timeouts;
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/* Shuts down the connections whose header deadline passed: the library then sees the end
+ * of the stream and closes them. */
+static void
+deadlines_enforce(struct lk_httpd *srv, int64_t now)
+{
+
+	pthread_mutex_lock(&srv->conns_lock);
+	for (size_t fd = 0; fd < srv->nslots; fd++) {
+		struct httpd_slot *s = &srv->slots[fd];
+
+		if (!s->live || s->busy || s->timed_out)
+			continue;
+		if (s->ready_ms + srv->header_timeout_ms <= now) {
+			shutdown((int)fd, SHUT_RDWR);
+			s->timed_out = true;
+			srv->header_timeouts++;
+		}
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
 /* ---- the acceptor ---- */
+
+/* Accepts one connection, decides whether to admit it, and gives it to the library. */
+static void
+accept_one(struct lk_httpd *srv, int *io_timeout)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	enum admission verdict;
+	bool has_uid = false;
+	int fd;
+
+	fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			*io_timeout = HTTPD_ACCEPT_PAUSE_MS;
+		return;
+	}
+	if (srv->is_unix && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
+	    clen == sizeof(cred))
+		has_uid = true;
+
+	pthread_mutex_lock(&srv->conns_lock);
+	if (slot_reserve_locked(srv, fd) < 0) {
+		pthread_mutex_unlock(&srv->conns_lock);
+		close(fd);
+		*io_timeout = HTTPD_ACCEPT_PAUSE_MS;
+		return;
+	}
+	/* A slot still live for this number belongs to a connection the library closed
+	 * without starting it (it never reported it): the kernel reuses numbers. */
+	slot_release_locked(srv, fd);
+	verdict = admit_locked(srv, has_uid, has_uid ? cred.uid : 0);
+	if (verdict == ADMIT) {
+		struct httpd_slot *s = &srv->slots[fd];
+
+		s->live = true;
+		s->has_uid = has_uid;
+		s->uid = has_uid ? cred.uid : 0;
+		s->ready_ms = lk_now_mono_ms();
+		srv->nconns++;
+		if (has_uid) {
+			struct httpd_uid_count *u = uid_find(srv, cred.uid);
+
+			if (u == NULL) {
+				u = &srv->uids[srv->nuids++];
+				u->uid = cred.uid;
+				u->n = 0;
+			}
+			u->n++;
+		}
+	} else if (verdict == REFUSE_PER_UID) {
+		srv->refused_per_uid++;
+	} else {
+		srv->refused_full++;
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
+	if (verdict != ADMIT) {
+		refuse(srv, fd, verdict);
+		return;
+	}
+	/* The library closes the socket itself when it cannot take it; then it never
+	 * reports the connection, so its slot is freed here. */
+	if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sslen) != MHD_YES)
+		httpd_conn_closed(srv, fd);
+}
 
 /* Accepts connections until stop_fd is signalled and gives each to the library. The
  * library never sees the listening socket: MHD_quiesce_daemon with a thread pool races
  * its own worker threads over the socket's epoll registration and panics (0.9.75), and
- * closing the socket it hands back while a worker still uses it is a second race. */
+ * closing the socket it hands back while a worker still uses it is a second race. With a
+ * header deadline it also looks at the connections every scan interval. */
 void *
 httpd_acceptor_run(void *arg)
 {
@@ -237,30 +543,34 @@ httpd_acceptor_run(void *arg)
 		{ .fd = srv->listen_fd, .events = POLLIN },
 		{ .fd = srv->stop_fd, .events = POLLIN },
 	};
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	int fd, timeout = -1;
+	int64_t scan_ms = srv->header_timeout_ms / 4, next_scan = 0, now;
+	int timeout, pause = -1;
 
+	if (scan_ms > HTTPD_DEADLINE_SCAN_MS)
+		scan_ms = HTTPD_DEADLINE_SCAN_MS;
+	if (scan_ms < 10)
+		scan_ms = 10;
 	for (;;) {
+		timeout = pause;
+		if (srv->header_timeout_ms > 0) {
+			int64_t wait = next_scan - lk_now_mono_ms();
+
+			if (wait < 0)
+				wait = 0;
+			if (timeout < 0 || wait < timeout)
+				timeout = (int)wait;
+		}
 		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents != 0)
 			break;
-		timeout = -1;
-		if ((pfd[0].revents & POLLIN) == 0)
-			continue;
-		sslen = sizeof(ss);
-		fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sslen,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
-				timeout = HTTPD_ACCEPT_PAUSE_MS;
-			continue;
+		pause = -1;
+		if (srv->header_timeout_ms > 0 && (now = lk_now_mono_ms()) >= next_scan) {
+			deadlines_enforce(srv, now);
+			next_scan = now + scan_ms;
 		}
-		/* The library closes the socket itself when it cannot take it (connection
-		 * limit, memory). */
-		(void)MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sslen);
+		if ((pfd[0].revents & POLLIN) != 0)
+			accept_one(srv, &pause);
 	}
 	return NULL;
 }

@@ -18,6 +18,9 @@ login_path(char *out, size_t outlen, const char *mount, struct lk_vault_error *e
 	return 0;
 }
 
+static int lookup(struct lk_vault_client *c, const struct lk_secret *token,
+		  struct lk_vault_token_info *ret, struct lk_vault_error *err);
+
 /* POSTs body to auth/<mount>/login without a token; on success keeps the new token. */
 static int
 login(struct lk_vault_client *c, const char *path, const json_t *body,
@@ -40,6 +43,19 @@ login(struct lk_vault_client *c, const char *path, const json_t *body,
 		lk_vault_error_set(err, LK_VAULT_ERR_INVALID, rc,
 		    "POST /v1/%s: auth.client_token: not printable ASCII", path);
 		goto out;
+	}
+	if (info.lease_duration_s == 0) {
+		/* 0 is either "never expires" or "no time left": only the token's own
+		 * lookup (expire_time null or not) tells which. A lookup that fails leaves
+		 * it "no time left", the safe reading. */
+		struct lk_vault_token_info look = { 0 };
+
+		if (lookup(c, NULL, &look, err) == 0) {
+			info.never_expires = look.never_expires;
+			info.expire_time_ms = look.expire_time_ms;
+			lk_vault_token_info_clear(&look);
+		}
+		lk_vault_error_clear(err);
 	}
 	*ret = info;
 	memset(&info, 0, sizeof(info));

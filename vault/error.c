@@ -192,3 +192,10 @@ lk_vault_error_redact(struct lk_vault_error *err, const char *needle, size_t len
 	out[o] = '\0';
 	memcpy(err->base.msg, out, o + 1);
 }
+
+bool
+lk_vault_error_token_invalid(const struct lk_vault_error *err)
+{
+	return err != NULL && err->kind == LK_VAULT_ERR_HTTP && err->status == 403 &&
+	       strstr(err->base.msg, "invalid token") != NULL;
+}

@@ -406,6 +406,7 @@ lk_vault_response_lookup(const struct lk_vault_response *r, struct lk_vault_toke
 			goto out;
 		}
 	}
+	t.never_expires = t.lease_duration_s == 0 && t.expire_time_ms == 0;
 	t.warnings = json_incref(r->warnings);
 	*ret = t;
 	memset(&t, 0, sizeof(t));

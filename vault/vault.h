@@ -237,6 +237,9 @@ struct lk_vault_token_info {
 	char *token_type;           /* "service", "batch"; NULL when absent */
 	bool orphan;
 	int64_t expire_time_ms;     /* lookup only: epoch ms of expire_time, 0 when null/absent */
+	/* login and lookup: the token never expires (a ttl of 0 and no expire_time: a root
+	 * token). A ttl of 0 on any other token means it has no time left: it has expired. */
+	bool never_expires;
 	int64_t period_s;           /* lookup only: 0 unless periodic */
 	bool capped;                /* renew only: granted < requested increment (or warning) */
 	json_t *warnings;           /* array of strings, NULL when none */
@@ -248,7 +251,9 @@ void lk_vault_token_info_clear(struct lk_vault_token_info *t);
  * when set, installs the token and checks it with lookup-self; APPROLE re-reads the role_id
  * and secret_id files; KUBERNETES re-reads the JWT file. On success the new token is kept
  * in the client and *ret describes it (clear with lk_vault_token_info_clear). On failure
- * the client keeps its previous token. */
+ * the client keeps its previous token. A login that grants a lease_duration of 0 is
+ * followed by a lookup-self, which alone tells a token that never expires from one with
+ * no time left (ret->never_expires). */
 int lk_vault_auth_login(struct lk_vault_client *c, struct lk_vault_token_info *ret,
 			struct lk_vault_error *err) __attribute__((warn_unused_result));
 
@@ -280,6 +285,11 @@ int lk_vault_auth_renew_self(struct lk_vault_client *c, int64_t increment_s,
  * (NULL allowed) receives the warnings array or NULL (owned: json_decref). */
 int lk_vault_auth_revoke_self(struct lk_vault_client *c, json_t **ret_warnings,
 			      struct lk_vault_error *err) __attribute__((warn_unused_result));
+
+/* True when err says the token itself is not valid (revoked, expired, unknown): a 403
+ * whose errors name an invalid token. A 403 "permission denied" alone is a policy that
+ * denies this path to a valid token, not this. */
+bool lk_vault_error_token_invalid(const struct lk_vault_error *err);
 
 /* ---- KV (vault/kv.c) --------------------------------------------------------------- */
 

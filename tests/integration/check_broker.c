@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,8 @@ fixture_config(struct fixture *f, const char *secrets, const char *extra, const 
 		 "  \"listen\": {\"socket\": \"%s\", \"mode\": \"%s\"},\n"
 		 "  \"grace\": \"1s\",\n"
 		 "  \"retry\": {\"initial\": \"200ms\", \"max\": \"1s\"},\n"
+		 /* Every test written this way runs under the allow-list. */
+		 "  \"seccomp\": true,\n"
 		 "  %s%s"
 		 "  \"secrets\": [%s]\n"
 		 "}\n",
@@ -890,7 +893,8 @@ START_TEST(test_files_and_signal)
 		 "{\"name\": \"db\", \"path\": \"database/creds/app\","
 		 " \"file\": {\"path\": \"%s\", \"format\": \"template\", \"mode\": \"0440\","
 		 "  \"template\": \"user={{ username }}\\npass={{ .password }}\\n\","
-		 "  \"pidfile\": \"%s\", \"signal\": \"HUP\"}}", env_path, tpl_path, pidfile);
+		 "  \"pidfile\": \"%s\", \"signal\": \"HUP\", \"process\": \"sh\"}}", env_path,
+		 tpl_path, pidfile);
 	fixture_config(&f, secrets, NULL, NULL);
 	fixture_start(&f);
 	wait_ready(&f);
@@ -1384,31 +1388,843 @@ START_TEST(test_large_kv_secret)
 }
 END_TEST
 
+/* ---- the token: ttl 0, and revoked behind the broker's back ---- */
+
+/* A backend whose token lookup says ttl 0, with an expire_time (no time left) or without
+ * one (a root token, which never expires). */
+struct zero_backend {
+	atomic_bool never_expires;
+	atomic_int creds_reads;
+};
+
+static void
+zero_handler(void *ctx, struct lk_http_req *req)
+{
+	struct zero_backend *zb = ctx;
+	const char *path = lk_http_path(req);
+	char body[512], exp[LK_RFC3339_LEN];
+
+	if (strcmp(path, "/v1/auth/token/lookup-self") == 0) {
+		if (atomic_load(&zb->never_expires))
+			snprintf(body, sizeof(body), "{\"data\":{\"ttl\":0,\"expire_time\":null,"
+				 "\"renewable\":false,\"policies\":[\"root\"]}}");
+		else
+			snprintf(body, sizeof(body), "{\"data\":{\"ttl\":0,\"expire_time\":\"%s\","
+				 "\"renewable\":true,\"policies\":[\"default\"]}}",
+				 lk_rfc3339_ms(lk_now_real_ms() + 800, exp));
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else if (strcmp(path, "/v1/database/creds/zero") == 0) {
+		atomic_fetch_add(&zb->creds_reads, 1);
+		snprintf(body, sizeof(body),
+			 "{\"lease_id\":\"database/creds/zero/1\",\"lease_duration\":3600,"
+			 "\"renewable\":true,\"data\":{\"username\":\"u\",\"password\":\"p\"}}");
+		lk_http_respond(req, 200, "application/json", body, strlen(body));
+	} else {
+		lk_http_respond(req, 204, "application/json", NULL, 0);
+	}
+}
+
+/* A token whose lookup shows 0 s left is expired, not one that never expires: nothing is
+ * read with it and nothing served. A root token (ttl 0, no expire_time) works. */
+START_TEST(test_token_zero_ttl)
+{
+	struct zero_backend zb;
+	struct lk_httpd_config hc;
+	struct lk_httpd *srv = NULL;
+	struct lk_error err;
+	struct count_state cs;
+	struct fixture f;
+	char text[2048], *body = NULL;
+
+	atomic_init(&zb.never_expires, false);
+	atomic_init(&zb.creds_reads, 0);
+	memset(&hc, 0, sizeof(hc));
+	hc.tcp_addr = "127.0.0.1:0";
+	hc.threads = 2;
+	hc.handler = zero_handler;
+	hc.ctx = &zb;
+	lk_error_clear(&err);
+	ck_assert_msg(lk_httpd_start(&hc, &srv, &err) == 0, "%s", err.msg);
+	memset(&f, 0, sizeof(f));
+	f.dir = t_tmpdir();
+	ck_assert_ptr_nonnull(f.dir);
+	snprintf(f.sock, sizeof(f.sock), "%s/broker.sock", f.dir);
+	snprintf(f.cfg, sizeof(f.cfg), "%s/broker.json", f.dir);
+	snprintf(f.log, sizeof(f.log), "%s/broker.log", f.dir);
+	snprintf(f.token_file, sizeof(f.token_file), "%s/token", f.dir);
+	ck_assert_int_eq(t_write_file(f.token_file, "test-token", 0600), 0);
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"http://127.0.0.1:%d\","
+		 " \"auth\": {\"method\": \"token\", \"token_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0600\"},"
+		 " \"retry\": {\"initial\": \"100ms\", \"max\": \"300ms\"},"
+		 " \"secrets\": [{\"name\": \"db\", \"path\": \"database/creds/zero\", \"required\": true}]}",
+		 lk_httpd_port(srv), f.token_file, f.sock);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	fixture_start(&f);
+	cs.f = &f;
+	cs.needle = "no time left";
+	cs.n = 3;
+	ck_assert_msg(t_wait_until(count_cond, &cs, T_DEADLINE_MS), "no login was refused");
+	ck_assert_int_eq(atomic_load(&zb.creds_reads), 0);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/db", NULL), 503);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "\"logged_in\":false"));
+	free(body);
+	ck_assert_int_eq(log_count(&f, "\"msg\":\"logged in\""), 0);
+
+	/* A root token: ttl 0 and no expire_time is a token that never expires. */
+	atomic_store(&zb.never_expires, true);
+	ck_assert_msg(t_wait_until(db_served_cond, &f, T_DEADLINE_MS), "db was never served");
+	ck_assert(t_wait_log(&f.broker, "\"never_expires\":true", T_DEADLINE_MS, NULL, 0));
+	t_stop(&f.broker, SIGTERM, 10000);
+	lk_httpd_stop(srv);
+	t_rmrf(f.dir);
+	free(f.dir);
+}
+END_TEST
+
+struct revoked_state {
+	struct fixture *f;
+	char last[512];
+};
+
+static bool
+db_revoked_cond(void *arg)
+{
+	struct revoked_state *rs = arg;
+	char *body = NULL;
+	long st = broker_get(rs->f, "/v1/secrets/db", &body);
+	bool done = st == 503 && body != NULL && strstr(body, "\"error\":\"secret revoked\"") != NULL;
+	json_t *j = st != 200 && body != NULL ? json_loads(body, 0, NULL) : NULL;
+
+	/* The status and the error only: a body served with 200 holds the credential. */
+	snprintf(rs->last, sizeof(rs->last), "%ld %s", st,
+		 json_string_value(json_object_get(j, "error")) ?: "");
+	json_decref(j);
+	free(body);
+	return done;
+}
+
+/* Revoking the broker's token revokes every lease it read (the backend does that): the
+ * broker finds out with its periodic lookup-self, stops serving those credentials, says so,
+ * and reads new ones once it can log in again. Static secrets stay. */
+START_TEST(test_token_revoked_behind_its_back)
+{
+	struct revoked_state rs;
+	struct fixture f;
+	char *body = NULL, token[256], req[512];
+	json_t *j;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/database/roles/long",
+				  "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"2h\"}", NULL), 300);
+	ck_assert_int_lt(dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
+				  "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\\n"
+				  "path \\\"database/creds/long\\\" { capabilities = [\\\"read\\\"] }\"}",
+				  NULL), 300);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(dev_call(&f, "POST", "/v1/auth/token/create",
+					  "{\"policies\":[\"app\"],\"ttl\":\"1h\"}", &body), 200);
+		j = json_loads(body, 0, NULL);
+		free(body);
+		snprintf(k == 0 ? token : req, k == 0 ? sizeof(token) : sizeof(req), "%s",
+			 json_string_value(json_object_get(json_object_get(j, "auth"), "client_token")));
+		json_decref(j);
+	}
+	/* token: the broker's; req holds a second one for later. */
+	ck_assert_int_eq(t_write_file(f.token_file, token, 0600), 0);
+	fixture_config(&f, "{\"name\": \"db\", \"path\": \"database/creds/long\", \"required\": true},"
+		       "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}",
+		       "\"token_check\": \"1s\"", NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+
+	{
+		char revoke[512];
+
+		snprintf(revoke, sizeof(revoke), "{\"token\":\"%s\"}", token);
+		ck_assert_int_lt(dev_call(&f, "POST", "/v1/auth/token/revoke", revoke, NULL), 300);
+	}
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
+	rs.f = &f;
+	ck_assert_msg(t_wait_until(db_revoked_cond, &rs, T_DEADLINE_MS),
+		      "the revoked credential is still served: %s", rs.last);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "required secret db is revoked"));
+	ck_assert_ptr_nonnull(strstr(body, "\"logged_in\":false"));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_token_lost_total 1"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secrets{state=\"revoked\"} 1"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_logged_in 0"));
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/api/password", NULL), 200);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"read\",\"pid\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert(t_wait_log(&f.broker, "\"result\":\"revoked\"", T_DEADLINE_MS, NULL, 0));
+
+	/* A new token: logged in again, a new credential read and served. */
+	ck_assert_int_eq(t_write_file(f.token_file, req, 0600), 0);
+	wait_ready(&f);
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_ge(version_of(j), 2);
+	json_decref(j);
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* ---- conditional reads, unknown names, blocking reads at expiry, the audit ---- */
+
+struct collected {
+	char data[4096];
+	size_t len;
+};
+
+static size_t
+collect(char *p, size_t size, size_t n, void *arg)
+{
+	struct collected *c = arg;
+	size_t k = size * n;
+
+	if (c->len + k < sizeof(c->data)) {
+		memcpy(c->data + c->len, p, k);
+		c->len += k;
+		c->data[c->len] = '\0';
+	}
+	return size * n;
+}
+
+/* GET path with one extra request header; the status, and the body in *ret. */
+static long
+broker_get_with(struct fixture *f, const char *path, const char *header, struct collected *ret)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hs = curl_slist_append(NULL, header);
+	char url[512];
+	long code = 0;
+
+	memset(ret, 0, sizeof(*ret));
+	snprintf(url, sizeof(url), "http://broker%s", path);
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, f->sock);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, ret);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_slist_free_all(hs);
+	curl_easy_cleanup(h);
+	return code;
+}
+
+/* If-None-Match with the current ETag gets 304 and no value; reads of names that do not
+ * exist are audited. */
+START_TEST(test_not_modified_and_unknown_names)
+{
+	struct collected c;
+	struct fixture f;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"1\"", &c), 304);
+	ck_assert_uint_eq(c.len, 0);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api/password", "If-None-Match: W/\"1\"", &c),
+			 304);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"7\", *", &c), 304);
+	ck_assert_int_eq(broker_get_with(&f, "/v1/secrets/api", "If-None-Match: \"2\", \"3\"", &c), 200);
+	ck_assert_ptr_nonnull(strstr(c.data, KV_PASSWORD));
+	ck_assert(t_wait_log(&f.broker, "\"secret\":\"api\",\"key\":null,\"version\":1,"
+			     "\"result\":\"not-modified\"", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/no-such/k", NULL), 404);
+	ck_assert(t_wait_log(&f.broker, "\"secret\":\"no-such\",\"key\":\"k\",\"version\":0,"
+			     "\"result\":\"no-such-secret\"", T_DEADLINE_MS, NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
+/* A blocking reader whose credential expires while it waits gets the 503 then, not at
+ * the end of its wait. */
+START_TEST(test_blocking_read_woken_at_expiry)
+{
+	struct fixture f;
+	char path[128], *body = NULL;
+	int64_t t0, elapsed;
+	json_t *j;
+	json_int_t v;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	v = version_of(j);
+	json_decref(j);
+	/* The backend fails from now on: no renewal, no replacement. */
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503}", NULL), 200);
+	snprintf(path, sizeof(path), "/v1/secrets/db?index=%lld&wait=10m", (long long)v + 100);
+	t0 = lk_now_mono_ms();
+	ck_assert_int_eq(broker_get(&f, path, &body), 503);
+	elapsed = lk_now_mono_ms() - t0;
+	ck_assert_ptr_nonnull(strstr(body, "\"error\":\"secret expired\""));
+	/* The lease is 3 s; the wait was 10 minutes (and the client's own timeout 30 s). */
+	ck_assert_msg(elapsed < 15000, "answered after %lld ms", (long long)elapsed);
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* The sum of the audit lines' reads of (this process, api/password, version 1, ok): one
+ * line for the first, the others as repeats; *ret_lines counts the lines without repeats. */
+static long
+audited_reads(struct fixture *f, int *ret_lines)
+{
+	char *log = t_read_file(f->log), *p, *line;
+	const char *needle = "\"secret\":\"api\",\"key\":\"password\",\"version\":1,\"result\":\"ok\"";
+	long total = 0;
+
+	*ret_lines = 0;
+	for (p = log; p != NULL && (line = strstr(p, needle)) != NULL; p = line + strlen(needle)) {
+		char *r = strstr(line, "\"repeats\":"), *nl = strchr(line, '\n');
+
+		if (r != NULL && (nl == NULL || r < nl)) {
+			total += atol(r + strlen("\"repeats\":"));
+		} else {
+			total++;
+			(*ret_lines)++;
+		}
+	}
+	free(log);
+	return total;
+}
+
+struct audit_wait {
+	struct fixture *f;
+	long want;
+};
+
+static bool
+audit_cond(void *arg)
+{
+	struct audit_wait *aw = arg;
+	int lines;
+
+	return audited_reads(aw->f, &lines) >= aw->want;
+}
+
+/* Many reads of the same thing: the first is logged at once, the repeats are summed up
+ * once per audit_interval; every read is counted, the log stays a few lines long. */
+START_TEST(test_audit_summarised)
+{
+	const long reads = 2000;
+	struct audit_wait aw;
+	struct fixture f;
+	CURL *h;
+	int lines;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, "\"audit_interval\": \"1s\"", NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	h = curl_easy_init();
+	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, f.sock);
+	curl_easy_setopt(h, CURLOPT_URL, "http://broker/v1/secrets/api/password");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	for (long i = 0; i < reads; i++)
+		ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+	curl_easy_cleanup(h);
+	aw.f = &f;
+	aw.want = reads;
+	ck_assert_msg(t_wait_until(audit_cond, &aw, T_DEADLINE_MS), "audited %ld of %ld reads",
+		      audited_reads(&f, &lines), reads);
+	ck_assert_int_eq(audited_reads(&f, &lines), reads);
+	ck_assert_int_eq(lines, 1);
+	ck_assert_int_lt(log_count(&f, "\"key\":\"password\""), 40);
+	fixture_stop(&f);
+}
+END_TEST
+
+static void
+kv_with_keys(struct fixture *f, const char *path, int nkeys)
+{
+	char *body = malloc((size_t)nkeys * 24 + 64);
+	size_t off;
+
+	ck_assert_ptr_nonnull(body);
+	off = (size_t)sprintf(body, "{\"data\":{");
+	for (int i = 0; i < nkeys; i++)
+		off += (size_t)sprintf(body + off, "%s\"k%d\":\"v\"", i ? "," : "", i);
+	strcpy(body + off, "}}");
+	ck_assert_int_lt(dev_call(f, "POST", path, body, NULL), 300);
+	free(body);
+}
+
+/* A secret of up to 1,024 keys is served; one with more is refused with a reason that
+ * names the limit. */
+START_TEST(test_keys_limit)
+{
+	struct fixture f;
+	char *body = NULL;
+
+	fixture_dev(&f);
+	kv_with_keys(&f, "/v1/secret/data/app/wide", 1024);
+	kv_with_keys(&f, "/v1/secret/data/app/wider", 1025);
+	fixture_config(&f, "{\"name\": \"wide\", \"path\": \"secret/data/app/wide\"},"
+		       "{\"name\": \"wider\", \"path\": \"secret/data/app/wider\", \"required\": true}",
+		       NULL, NULL);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "the secret has 1025 keys; at most 1024 keys are served",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/v1/secrets/wide/k1023", &body), 200);
+	free(body);
+	ck_assert_int_eq(broker_get(&f, "/v1/ready", &body), 503);
+	ck_assert_ptr_nonnull(strstr(body, "at most 1024 keys are served"));
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* ---- what a peer sees of secrets it may not read ---- */
+
+/* Exit status bits of metadata_peer: what the peer saw of the hidden secret. */
+#define SAW_NAME_IN_METRICS 1
+#define SAW_NAME_IN_READY 2
+#define SAW_PATH_IN_READY 4
+#define SAW_PUB 8
+#define SAW_FAILURE 16
+
+/* GETs /metrics and /v1/ready as uid and reports what it saw. */
+static int
+metadata_peer(struct fixture *f, uid_t uid)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char *metrics = NULL, *ready = NULL;
+		int saw = 0;
+
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(100);
+		if (broker_get(f, "/metrics", &metrics) != 200 || broker_get(f, "/v1/ready", &ready) != 503)
+			_exit(101);
+		if (strstr(metrics, "hidden") != NULL)
+			saw |= SAW_NAME_IN_METRICS;
+		if (strstr(ready, "hidden\"") != NULL || strstr(ready, "secret hidden") != NULL)
+			saw |= SAW_NAME_IN_READY;
+		if (strstr(ready, "app/hidden") != NULL)
+			saw |= SAW_PATH_IN_READY;
+		if (strstr(metrics, "secret=\"pub\"") != NULL && strstr(ready, "\"pub\"") != NULL)
+			saw |= SAW_PUB;
+		if (strstr(ready, "a required secret this peer may not read is failed") != NULL)
+			saw |= SAW_FAILURE;
+		free(metrics);
+		free(ready);
+		_exit(saw);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static bool
+hidden_failed_cond(void *arg)
+{
+	struct fixture *f = arg;
+	char *body = NULL;
+	bool ok = broker_get(f, "/v1/ready", &body) == 503 && body != NULL &&
+		  strstr(body, "required secret hidden is failed") != NULL &&
+		  strstr(body, "\"pub\"") != NULL && strstr(body, "\"state\":\"valid\"") != NULL;
+
+	free(body);
+	return ok;
+}
+
+/* /metrics and the /v1/ready reasons on the socket show a peer only the secrets it may
+ * read: not the names, not the backend paths of the others. Admin uids see everything. */
+START_TEST(test_metadata_for_peers)
+{
+	struct fixture f;
+	int saw;
+
+	fixture_dev(&f);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/secret/data/app/hidden",
+				  "{\"data\":{\"k\":\"v\"}}", NULL), 300);
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503,\"paths\":\"secret/data/app/hidden\"}",
+				  NULL), 200);
+	fixture_config(&f,
+		       "{\"name\": \"hidden\", \"path\": \"secret/data/app/hidden\", \"required\": true,"
+		       " \"allow\": {\"uids\": [0]}},"
+		       "{\"name\": \"pub\", \"path\": \"secret/data/app/api\"}", NULL, "0666");
+	/* The admin uid goes into listen. */
+	{
+		char *text = t_read_file(f.cfg), *p = strstr(text, "\"mode\"");
+		char out[8192];
+
+		ck_assert_ptr_nonnull(p);
+		snprintf(out, sizeof(out), "%.*s\"admin_uids\": [65533], %s", (int)(p - text), text, p);
+		ck_assert_int_eq(t_write_file(f.cfg, out, 0600), 0);
+		free(text);
+	}
+	fixture_start(&f);
+	ck_assert_msg(t_wait_until(hidden_failed_cond, &f, T_DEADLINE_MS), "never failed as set up");
+	saw = metadata_peer(&f, 65534);
+	ck_assert_msg((saw & (SAW_NAME_IN_METRICS | SAW_NAME_IN_READY | SAW_PATH_IN_READY)) == 0 &&
+		      (saw & SAW_PUB) && (saw & SAW_FAILURE), "uid 65534 saw %#x", saw);
+	saw = metadata_peer(&f, 65533);
+	ck_assert_msg((saw & SAW_NAME_IN_METRICS) && (saw & SAW_NAME_IN_READY) &&
+		      (saw & SAW_PATH_IN_READY), "the admin uid saw %#x", saw);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* ---- the pidfile signal ---- */
+
+struct pidfile_case {
+	const char *what;
+	bool victim_other_uid;      /* the process runs as uid 65534 */
+	uid_t pidfile_owner;
+	mode_t pidfile_mode;
+	const char *process;        /* the configured command name */
+	const char *expect;         /* in the refusal */
+};
+
+/* A pidfile that names another process than the one meant — another program, a process
+ * of another uid, a file written by another uid or writable by anyone — is not obeyed: the
+ * broker says why and signals nothing (a sleep dies of SIGHUP, so it would show). */
+START_TEST(test_pidfile_checks)
+{
+	static const struct pidfile_case cases[] = {
+		{ "another program", false, 0, 0644, "sh", "it is not \\\"sh\\\"" },
+		{ "another uid's process", true, 0, 0644, "sleep", "it runs as uid 65534, not 0" },
+		{ "a pidfile of another uid", false, 65534, 0644, "sleep", "owned by uid 0" },
+		{ "a pidfile others may write", false, 0, 0666, "sleep", "writable by nobody else" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct pidfile_case *pc = &cases[i];
+		const char *plain[] = { "/bin/sleep", "600", NULL };
+		const char *as_other[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+					   "--clear-groups", "/bin/sleep", "600", NULL };
+		char secrets[2048], out_path[700], pidfile[700], pid_text[32], line[1024];
+		struct t_proc victim;
+		struct fixture f;
+
+		fixture_dev(&f);
+		snprintf(out_path, sizeof(out_path), "%s/api.json", f.dir);
+		snprintf(pidfile, sizeof(pidfile), "%s/app.pid", f.dir);
+		ck_assert_int_eq(t_spawn(&victim, pc->victim_other_uid ? as_other : plain, NULL,
+					 "/dev/null"), 0);
+		snprintf(pid_text, sizeof(pid_text), "%d\n", (int)victim.pid);
+		ck_assert_int_eq(t_write_file(pidfile, pid_text, pc->pidfile_mode), 0);
+		ck_assert_int_eq(chmod(pidfile, pc->pidfile_mode), 0);
+		ck_assert_int_eq(chown(pidfile, pc->pidfile_owner, 0), 0);
+		snprintf(secrets, sizeof(secrets),
+			 "{\"name\": \"api\", \"path\": \"secret/data/app/api\","
+			 " \"file\": {\"path\": \"%s\", \"pidfile\": \"%s\", \"process\": \"%s\"}}",
+			 out_path, pidfile, pc->process);
+		fixture_config(&f, secrets, NULL, NULL);
+		fixture_start(&f);
+		ck_assert_msg(t_wait_log(&f.broker, "\"msg\":\"file render failed\"", T_DEADLINE_MS,
+					 line, sizeof(line)), "%s: no refusal", pc->what);
+		ck_assert_msg(strstr(line, "not signalling") != NULL && strstr(line, pc->expect) != NULL,
+			      "%s: %s", pc->what, line);
+		/* The file itself was written; only the signal was withheld. */
+		ck_assert(file_has(out_path, KV_PASSWORD));
+		ck_assert_msg(t_alive(&victim), "%s: the process was signalled", pc->what);
+		t_stop(&victim, SIGKILL, 1000);
+		fixture_stop(&f);
+	}
+}
+END_TEST
+
+/* ---- crash safety: the lease journal ---- */
+
+static void
+state_config(struct fixture *f, const char *extra)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "\"state_dir\": \"%s/state\"%s%s", f->dir,
+		 extra != NULL ? ", " : "", extra != NULL ? extra : "");
+	fixture_config(f, default_secrets, text, NULL);
+}
+
+struct lease_wait {
+	struct fixture *f;
+	const char *state;
+	int want;
+};
+
+static bool
+leases_cond(void *arg)
+{
+	struct lease_wait *lw = arg;
+
+	return leases_in_state(lw->f, lw->state, NULL) == lw->want;
+}
+
+/* SIGTERM with the backend down: the broker says which lease stays live until when, keeps
+ * it in the journal, and exits non-zero; the next start revokes it. */
+START_TEST(test_sigterm_backend_down)
+{
+	struct lease_wait lw;
+	struct fixture f;
+	char journal[700], line[1024], *text;
+	int status;
+
+	fixture_dev(&f);
+	state_config(&f, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	snprintf(journal, sizeof(journal), "%s/state/leases.json", f.dir);
+	ck_assert(file_has(journal, "\"secret\":\"db\""));
+	ck_assert_int_eq(dev_call(&f, "POST", "/_latchkey/faults",
+				  "{\"error_rate\":1.0,\"error_status\":503}", NULL), 200);
+	status = t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	f.broker.pid = 0;
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"lease left live\",\"secret\":\"db\",\"expires_at\":\"",
+			     T_DEADLINE_MS, line, sizeof(line)));
+	ck_assert(t_wait_log(&f.broker, "the next start revokes them", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	text = t_read_file(journal);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "database/creds/app/"));
+	/* Lease ids and expiries only: no value in the journal. */
+	ck_assert_ptr_null(strstr(text, "password"));
+	ck_assert_ptr_null(strstr(text, KV_PASSWORD));
+	free(text);
+
+	/* The backend is back; a new broker revokes what the last one left. */
+	ck_assert_int_eq(dev_call(&f, "DELETE", "/_latchkey/faults", NULL, NULL), 200);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"revoking the leases an earlier run left\","
+			     "\"leases\":1", T_DEADLINE_MS, NULL, 0));
+	wait_ready(&f);
+	lw.f = &f;
+	lw.state = "active";
+	lw.want = 1;
+	ck_assert_msg(t_wait_until(leases_cond, &lw, T_DEADLINE_MS), "%d leases active",
+		      leases_in_state(&f, "active", NULL));
+	ck_assert_int_ge(leases_in_state(&f, "revoked", NULL), 1);
+	status = t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	f.broker.pid = 0;
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 0);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* kill -9: nothing runs at exit, the journal already names the lease; the next start
+ * revokes it, so one lease is live, not two. */
+START_TEST(test_kill9_then_restart)
+{
+	struct lease_wait lw;
+	struct fixture f;
+
+	fixture_dev(&f);
+	state_config(&f, NULL);
+	fixture_start(&f);
+	wait_ready(&f);
+	t_stop(&f.broker, SIGKILL, T_DEADLINE_MS);
+	f.broker.pid = 0;
+	ck_assert_int_eq(leases_in_state(&f, "active", NULL), 1);
+	fixture_start(&f);
+	wait_ready(&f);
+	lw.f = &f;
+	lw.state = "active";
+	lw.want = 1;
+	ck_assert_msg(t_wait_until(leases_cond, &lw, T_DEADLINE_MS), "%d leases active",
+		      leases_in_state(&f, "active", NULL));
+	ck_assert(t_wait_log(&f.broker, "\"why\":\"left by an earlier run\"", T_DEADLINE_MS,
+			     NULL, 0));
+	fixture_stop(&f);
+}
+END_TEST
+
+/* ---- memory locking under a small RLIMIT_MEMLOCK ---- */
+
+/* Secrets of sizes that need one arena region each (one per size class). */
+#define MEMLOCK_SECRETS 9
+
+static void
+memlock_fixture(struct fixture *f, const char *extra)
+{
+	char secrets[4096], path[64], *value, body[20000];
+	size_t off = 0, len = 30;
+
+	fixture_dev(f);
+	value = malloc(16000);
+	ck_assert_ptr_nonnull(value);
+	for (int i = 0; i < MEMLOCK_SECRETS; i++, len *= 2) {
+		memset(value, 'm', len);
+		value[len] = '\0';
+		snprintf(path, sizeof(path), "/v1/secret/data/app/m%d", i);
+		snprintf(body, sizeof(body), "{\"data\":{\"v\":\"%s\"}}", value);
+		ck_assert_int_lt(dev_call(f, "POST", path, body, NULL), 300);
+		off += (size_t)snprintf(secrets + off, sizeof(secrets) - off,
+					"%s{\"name\": \"m%d\", \"path\": \"secret/data/app/m%d\"}",
+					i ? "," : "", i, i);
+	}
+	free(value);
+	fixture_config(f, secrets, extra, NULL);
+}
+
+/* Starts the broker under RLIMIT_MEMLOCK = limit and without CAP_IPC_LOCK (which would
+ * lift the limit for root). False (with a skip) when the tools are missing. */
+static bool
+memlock_start(struct fixture *f, const char *limit)
+{
+	char script[256];
+	const char *argv[] = { "/bin/sh", "-c", script, t_latchkey_bin(), f->cfg, NULL };
+
+	if (!t_have_program("prlimit") || !t_have_program("setpriv")) {
+		t_skip("prlimit or setpriv (util-linux) not found");
+		return false;
+	}
+	/* exec all the way down: the broker keeps the pid the test stops. */
+	snprintf(script, sizeof(script), "exec prlimit --memlock=%s:%s setpriv "
+		 "--bounding-set=-ipc_lock -- \"$0\" broker --config \"$1\"", limit, limit);
+	ck_assert_int_eq(t_spawn(&f->broker, argv, NULL, f->log), 0);
+	return true;
+}
+
+static bool
+all_memlock_served(void *arg)
+{
+	struct fixture *f = arg;
+	char path[64];
+
+	for (int i = 0; i < MEMLOCK_SECRETS; i++) {
+		snprintf(path, sizeof(path), "/v1/secrets/m%d/v", i);
+		if (broker_get(f, path, NULL) != 200)
+			return false;
+	}
+	return true;
+}
+
+/* Under a 64 KiB limit the arena locks what fits, says once what is not locked, and
+ * exports it; the secrets are all served. */
+START_TEST(test_memlock_limit_reported)
+{
+	struct fixture f;
+	char *body = NULL, *p;
+	double unlocked, locked;
+
+	memlock_fixture(&f, NULL);
+	if (!memlock_start(&f, "65536")) {
+		fixture_stop(&f);
+		return;
+	}
+	ck_assert_msg(t_wait_until(all_memlock_served, &f, T_DEADLINE_MS), "not all served");
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"memory lock limit reached", T_DEADLINE_MS,
+			     NULL, 0));
+	ck_assert(t_wait_log(&f.broker, "\"memlock_limit_bytes\":65536", T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(log_count(&f, "memory lock limit reached"), 1);
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_memlock_limit_bytes 65536\n"));
+	p = strstr(body, "\nlatchkey_broker_secret_memory_unlocked_bytes ");
+	ck_assert_ptr_nonnull(p);
+	unlocked = atof(p + strlen("\nlatchkey_broker_secret_memory_unlocked_bytes "));
+	ck_assert_msg(unlocked > 0, "nothing reported unlocked");
+	p = strstr(body, "\nlatchkey_broker_memory_locked_bytes ");
+	ck_assert_ptr_nonnull(p);
+	locked = atof(p + strlen("\nlatchkey_broker_memory_locked_bytes "));
+	ck_assert(locked > 0 && locked <= 65536);
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* With require_mlock, memory that cannot be locked is refused: the secrets it would hold
+ * fail with a reason that says so, and a limit too small for anything stops the start. */
+START_TEST(test_require_mlock)
+{
+	struct fixture f;
+	char *body = NULL;
+	int status;
+
+	memlock_fixture(&f, "\"require_mlock\": true");
+	if (!memlock_start(&f, "65536")) {
+		fixture_stop(&f);
+		return;
+	}
+	ck_assert(t_wait_log(&f.broker, "its memory cannot be locked (require_mlock",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(broker_get(&f, "/metrics", &body), 200);
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secret_memory_unlocked_bytes 0\n"));
+	ck_assert_ptr_nonnull(strstr(body, "latchkey_broker_secrets{state=\"failed\"}"));
+	free(body);
+	ck_assert_int_eq(log_count(&f, "memory lock limit reached"), 0);
+	t_stop(&f.broker, SIGTERM, T_DEADLINE_MS);
+
+	/* 8 KiB: not even one region: a start-up error. */
+	ck_assert(memlock_start(&f, "8192"));
+	status = t_stop(&f.broker, 0, T_DEADLINE_MS);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 2);
+	f.broker.pid = 0;
+	body = t_read_file(f.log);
+	ck_assert_ptr_nonnull(strstr(body, "require_mlock: memory cannot be locked"));
+	free(body);
+	fixture_stop(&f);
+}
+END_TEST
+
+/* One case per test, so that CK_RUN_CASE=name runs one. */
+#define ADD(s, fn) do { \
+	TCase *tc_ = tcase_create(#fn); \
+	tcase_set_timeout(tc_, 60); \
+	tcase_add_test(tc_, fn); \
+	suite_add_tcase((s), tc_); \
+} while (0)
+
 static Suite *
 broker_suite(void)
 {
 	Suite *s = suite_create("broker-integration");
-	TCase *tc = tcase_create("broker");
 
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_first_load);
-	tcase_add_test(tc, test_renewal_rotation_revocation);
-	tcase_add_test(tc, test_revoke_on_shutdown);
-	tcase_add_test(tc, test_backend_down);
-	tcase_add_test(tc, test_blocking_read);
-	tcase_add_test(tc, test_forbidden_peer);
-	tcase_add_test(tc, test_socket_mode_owner);
-	tcase_add_test(tc, test_bad_config);
-	tcase_add_test(tc, test_keepalive);
-	tcase_add_test(tc, test_no_values_in_logs_or_metrics);
-	tcase_add_test(tc, test_files_and_signal);
-	tcase_add_test(tc, test_approle_token_renewal_and_relogin);
-	tcase_add_test(tc, test_kv_versions_and_clients);
-	tcase_add_test(tc, test_kubernetes_jwt_reread);
-	tcase_add_test(tc, test_rotation_with_learned_max_ttl);
-	tcase_add_test(tc, test_expiry_counts_from_request);
-	tcase_add_test(tc, test_large_kv_secret);
-	suite_add_tcase(s, tc);
+	ADD(s, test_first_load);
+	ADD(s, test_renewal_rotation_revocation);
+	ADD(s, test_revoke_on_shutdown);
+	ADD(s, test_backend_down);
+	ADD(s, test_blocking_read);
+	ADD(s, test_forbidden_peer);
+	ADD(s, test_socket_mode_owner);
+	ADD(s, test_bad_config);
+	ADD(s, test_keepalive);
+	ADD(s, test_no_values_in_logs_or_metrics);
+	ADD(s, test_files_and_signal);
+	ADD(s, test_approle_token_renewal_and_relogin);
+	ADD(s, test_kv_versions_and_clients);
+	ADD(s, test_kubernetes_jwt_reread);
+	ADD(s, test_rotation_with_learned_max_ttl);
+	ADD(s, test_expiry_counts_from_request);
+	ADD(s, test_large_kv_secret);
+	ADD(s, test_token_zero_ttl);
+	ADD(s, test_token_revoked_behind_its_back);
+	ADD(s, test_not_modified_and_unknown_names);
+	ADD(s, test_blocking_read_woken_at_expiry);
+	ADD(s, test_audit_summarised);
+	ADD(s, test_keys_limit);
+	ADD(s, test_metadata_for_peers);
+	ADD(s, test_pidfile_checks);
+	ADD(s, test_sigterm_backend_down);
+	ADD(s, test_kill9_then_restart);
+	ADD(s, test_memlock_limit_reported);
+	ADD(s, test_require_mlock);
 	return s;
 }
 

@@ -1,7 +1,15 @@
 /* check_cli.c — the `latchkey` command itself: help, version, unknown subcommands and flags,
  * and that the shipped example configuration validates. */
 #include <check.h>
+#include <fcntl.h>
 #include <glob.h>
+#include <grp.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +219,88 @@ START_TEST(test_no_core_dumps)
 }
 END_TEST
 
+/* A Unix socket at path: bound, listening when listen_too (else only bound: a stale
+ * socket file nobody answers on). Returns the descriptor. */
+static int
+unix_socket_at(const char *path, bool listen_too)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	if (listen_too)
+		ck_assert_int_eq(listen(fd, 4), 0);
+	return fd;
+}
+
+/* get and status tell a missing socket, a file that is not a socket, a socket nobody
+ * listens on and one this user may not connect to apart, and say what to check. */
+START_TEST(test_client_socket_messages)
+{
+	char missing[700], plain[600], stale[600], closed[600], flag[700], *out, *err;
+	int fd_stale, fd_closed, status;
+	pid_t pid;
+
+	snprintf(missing, sizeof(missing), "--socket=%s/none.sock", dir);
+	snprintf(plain, sizeof(plain), "%s/plain", dir);
+	ck_assert_int_eq(t_write_file(plain, "x", 0666), 0);
+	ck_assert_int_eq(lk("get", "db", missing, &out, &err), 1);
+	ck_assert_msg(strstr(err, "no such socket: is the broker running") != NULL, "%s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(lk("status", missing, NULL, &out, &err), 1);
+	ck_assert_msg(strstr(err, "no such socket") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	snprintf(flag, sizeof(flag), "--socket=%s", plain);
+	ck_assert_int_eq(lk("get", "db", flag, &out, &err), 1);
+	ck_assert_msg(strstr(err, "not a socket (it is a regular file)") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	snprintf(stale, sizeof(stale), "%s/stale.sock", dir);
+	fd_stale = unix_socket_at(stale, false);
+	snprintf(flag, sizeof(flag), "--socket=%s", stale);
+	ck_assert_int_eq(lk("get", "db", flag, &out, &err), 1);
+	ck_assert_msg(strstr(err, "nobody is listening") != NULL, "%s", err);
+	free(out);
+	free(err);
+
+	/* A live socket only its owner may use, tried by another uid. */
+	snprintf(closed, sizeof(closed), "%s/closed.sock", dir);
+	fd_closed = unix_socket_at(closed, true);
+	ck_assert_int_eq(chmod(closed, 0600), 0);
+	ck_assert_int_eq(chmod(dir, 0711), 0);
+	snprintf(plain, sizeof(plain), "%s/err-other", dir);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char sock_flag[700];
+		const char *argv[] = { t_latchkey_bin(), "get", "db", sock_flag, NULL };
+		int e = open(plain, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+
+		snprintf(sock_flag, sizeof(sock_flag), "--socket=%s", closed);
+		if (e < 0 || dup2(e, 2) < 0 || setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
+		    setuid(65534) < 0)
+			_exit(100);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	err = t_read_file(plain);
+	ck_assert_msg(err != NULL && strstr(err, "permission denied: this user (uid 65534) may "
+					     "not connect") != NULL, "%s", err);
+	free(err);
+	close(fd_stale);
+	close(fd_closed);
+}
+END_TEST
+
 static Suite *
 cli_suite(void)
 {
@@ -226,6 +316,7 @@ cli_suite(void)
 	tcase_add_loop_test(tc, test_subcommand_help_and_unknown_flag, 0, (int)n);
 	tcase_add_test(tc, test_shipped_broker_config_validates);
 	tcase_add_test(tc, test_no_core_dumps);
+	tcase_add_test(tc, test_client_socket_messages);
 	tcase_add_test(tc, test_sources_scan_clean);
 	suite_add_tcase(s, tc);
 	return s;

@@ -246,6 +246,7 @@ START_TEST(test_approle_auth)
 	ck_assert_int_eq(lk_vault_kv_read_v2(c, "secret", "other", 0, &s, &err), -EACCES);
 	ck_assert_int_eq(err.status, 403);
 	ck_assert_ptr_nonnull(strstr(err.base.msg, "permission denied"));
+	ck_assert(!lk_vault_error_token_invalid(&err));
 
 	/* A wrong secret_id: 400, not retryable; the client keeps its token. */
 	ck_assert_int_eq(t_write_file(sid_file, "00000000-0000-0000-0000-000000000000", 0600), 0);
@@ -371,6 +372,8 @@ START_TEST(test_token_renew_revoke)
 	ck_assert_int_eq(lk_vault_auth_lookup_self(c, &t, &err), -EACCES);
 	ck_assert_int_eq(err.status, 403);
 	ck_assert_msg(strstr(err.base.msg, tok) == NULL, "%s", err.base.msg);
+	/* Told apart from a policy that denies a path to a valid token. */
+	ck_assert(lk_vault_error_token_invalid(&err));
 	lk_vault_client_free(c);
 	free(tok);
 	t_dev_stop(&dev);

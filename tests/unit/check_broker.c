@@ -3,12 +3,23 @@
  * renderers and peer authorization. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/json.h"
 #include "broker/internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "testutil.h"
 #include "common/buf.h"
 #include "common/config.h"
 #include "crypto/secret.h"
@@ -119,6 +130,15 @@ START_TEST(test_config_errors)
 		{ "{\"vault\":{},\"log_level\":\"loud\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: log_level: expected" },
 		{ "{\"vault\":{},\"secret\":[]}", "broker.json: secret: unknown key" },
+		/* A pidfile names the process it may signal. */
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"pidfile\":\"/p\"}}]}",
+		  "broker.json: secrets[0].file.pidfile: a pidfile needs \"process\"" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"pidfile\":\"/p\",\"process\":\"/usr/bin/x\"}}]}",
+		  "broker.json: secrets[0].file.process: expected a command name" },
+		{ "{\"vault\":{},\"listen\":{\"header_timeout\":\"10ms\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.header_timeout: expected a duration between" },
+		{ "{\"vault\":{},\"token_check\":\"500ms\",\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: token_check: expected 0 (off) or at least 1s" },
 		/* Durations the scheduler adds to the clock are bounded: near INT64_MAX they
 		 * would wrap to the past and turn the timer into a busy loop. */
 		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"refresh\":9000000000000000}]}",
@@ -153,7 +173,8 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_msg(parse_text(
 		"{\"vault\":{\"addr\":\"http://h:1\"},\"grace\":\"5s\",\"revoke_on_shutdown\":false,"
 		"\"secrets\":[{\"name\":\"a.b-c_d\",\"path\":\"kv/x\",\"kind\":\"kv-v1\",\"grace\":\"2s\","
-		"\"file\":{\"path\":\"/x/y\",\"format\":\"env\",\"pidfile\":\"/run/app.pid\",\"signal\":\"SIGUSR1\"}}]}",
+		"\"file\":{\"path\":\"/x/y\",\"format\":\"env\",\"pidfile\":\"/run/app.pid\",\"signal\":\"SIGUSR1\","
+		"\"process\":\"nginx\",\"process_uid\":101}}]}",
 		&cfg, &err) == 0, "%s", err.msg);
 	ck_assert_str_eq(cfg.vault.addr, "http://h:1");
 	ck_assert_int_eq(cfg.grace_ms, 5000);
@@ -165,6 +186,8 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_int_eq(cfg.secrets[0].file->format, BROKER_FORMAT_ENV);
 	ck_assert_int_eq(cfg.secrets[0].file->signal, SIGUSR1);
 	ck_assert_str_eq(cfg.secrets[0].file->pidfile, "/run/app.pid");
+	ck_assert_str_eq(cfg.secrets[0].file->process, "nginx");
+	ck_assert_int_eq(cfg.secrets[0].file->process_uid, 101);
 	broker_config_clear(&cfg);
 
 	/* The longest accepted durations. */
@@ -212,6 +235,45 @@ START_TEST(test_arena)
 		if (i != 7)
 			broker_arena_release(a, blocks[i]);
 	broker_arena_release(a, blocks[7]);
+	broker_arena_free(a);
+}
+END_TEST
+
+/* Regions shrink under a small memory lock limit, so that several fit under it; what
+ * the arena holds is accounted as locked or not. */
+START_TEST(test_arena_region_size_and_lock_accounting)
+{
+	struct broker_memlock ml = { 0 };
+	struct broker_arena_stats st;
+	struct broker_arena *a;
+	void *p, *big;
+
+	ck_assert_uint_eq(broker_arena_region_size(NULL), 65536);
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 65536);
+	ml.limited = true;
+	ml.limit = 8u << 20;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 65536);
+	ml.limit = 128u << 10;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 32768);
+	ml.limit = 64u << 10;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 16384);
+	ml.limit = 4096;
+	ck_assert_uint_eq(broker_arena_region_size(&ml), 16384);
+
+	a = broker_arena_new_with(&ml);
+	ck_assert_ptr_nonnull(a);
+	p = broker_arena_alloc(a, 100);
+	big = broker_arena_alloc(a, 50000);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(big);
+	broker_arena_stats(a, &st);
+	ck_assert_uint_eq(st.region_size, 16384);
+	/* Every byte held is counted one way or the other (this process may lock all). */
+	ck_assert_uint_ge(st.locked + st.unlocked, 16384 + 50000);
+	broker_arena_release(a, big);
+	broker_arena_stats(a, &st);
+	ck_assert_uint_eq(st.locked + st.unlocked, 16384);
+	broker_arena_release(a, p);
 	broker_arena_free(a);
 }
 END_TEST
@@ -439,7 +501,7 @@ START_TEST(test_render)
 	ck_assert_int_eq(broker_snapshot_new(a, "x", 1, data, &li, &s), 0);
 	lk_buf_init(&out, 4096, true);
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
-	ck_assert_str_eq(out.data, "PASSWORD='it'\\''s $secret'\nUSER=app\n");
+	ck_assert_str_eq(out.data, "PASSWORD=it's $secret\nUSER=app\n");
 	lk_buf_reset(&out);
 	fs.format = BROKER_FORMAT_JSON;
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
@@ -457,6 +519,159 @@ START_TEST(test_render)
 	lk_buf_free(&out);
 	broker_snapshot_unref(s);
 	json_decref(data);
+	broker_arena_free(a);
+}
+END_TEST
+
+/* How systemd's EnvironmentFile reads one "KEY=..." assignment (src/basic/env-file.c:
+ * parse_env_file_internal, for one key): the value, NUL-terminated, into out. */
+static void
+systemd_read(const char *text, char *out, size_t cap)
+{
+	enum { PRE_VALUE, VALUE, VALUE_ESCAPE, SQ, DQ, DQ_ESCAPE } st = PRE_VALUE;
+	const char *p = strchr(text, '=') + 1;
+	size_t n = 0, last_ws = SIZE_MAX;
+
+	for (; *p != '\0' && n + 2 < cap; p++) {
+		char c = *p;
+
+		switch (st) {
+		case PRE_VALUE:
+			if (c == '\n')
+				goto done;
+			if (c == '\'')
+				st = SQ;
+			else if (c == '"')
+				st = DQ;
+			else if (c == '\\')
+				st = VALUE_ESCAPE;
+			else if (c != ' ' && c != '\t') {
+				st = VALUE;
+				out[n++] = c;
+			}
+			break;
+		case VALUE:
+			if (c == '\n')
+				goto done;
+			if (c == '\\') {
+				st = VALUE_ESCAPE;
+				last_ws = SIZE_MAX;
+			} else {
+				if (c != ' ' && c != '\t')
+					last_ws = SIZE_MAX;
+				else if (last_ws == SIZE_MAX)
+					last_ws = n;
+				out[n++] = c;
+			}
+			break;
+		case VALUE_ESCAPE:
+			st = VALUE;
+			if (c != '\n')
+				out[n++] = c;
+			break;
+		case SQ:
+			if (c == '\'')
+				st = PRE_VALUE;
+			else
+				out[n++] = c;
+			break;
+		case DQ:
+			if (c == '"')
+				st = PRE_VALUE;
+			else if (c == '\\')
+				st = DQ_ESCAPE;
+			else
+				out[n++] = c;
+			break;
+		case DQ_ESCAPE:
+			st = DQ;
+			if (strchr("\"\\`$", c) != NULL) {
+				out[n++] = c;
+			} else if (c != '\n') {
+				out[n++] = '\\';
+				out[n++] = c;
+			}
+			break;
+		}
+	}
+done:
+	if (st == VALUE && last_ws != SIZE_MAX)
+		n = last_ws;
+	out[n] = '\0';
+}
+
+/* How docker --env-file reads it: the rest of the line after the first '='. */
+static void
+docker_read(const char *text, char *out, size_t cap)
+{
+	const char *p = strchr(text, '=') + 1;
+	size_t n = strcspn(p, "\n");
+
+	snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+/* Each value either round-trips through the readers its dialect names, or is refused with
+ * a reason (never quoting the value). */
+START_TEST(test_env_dialects)
+{
+	static const char *const values[] = {
+		"plain", "with space", "it's $HOME", "a\"b", "back\\slash", " lead", "trail ",
+		"'quoted'", "\"dq\"", "line\nbreak", "cr\rhere", "#hash", "a=b", "`tick`",
+		"tab\tin", "", "\xc3\xa9t\xc3\xa9", "x\\\n", "nul\\u0000",
+	};
+	static const enum broker_env_dialect dialects[] = {
+		BROKER_ENV_PORTABLE, BROKER_ENV_SYSTEMD, BROKER_ENV_DOCKER,
+	};
+	struct broker_arena *a = broker_arena_new();
+
+	for (size_t d = 0; d < 3; d++) {
+		for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+			struct broker_file_spec fs = { .format = BROKER_FORMAT_ENV,
+						       .dialect = dialects[d] };
+			struct broker_lease_info li = { 0 };
+			struct broker_snapshot *snap = NULL;
+			json_t *data = json_pack("{s:s}", "K", values[i]);
+			char got[256];
+			struct lk_buf out;
+			struct lk_error err;
+			int rc;
+
+			lk_error_clear(&err);
+			ck_assert_int_eq(broker_snapshot_new(a, "x", 1, data, &li, &snap), 0);
+			lk_buf_init(&out, 4096, true);
+			rc = broker_render(&fs, snap, &out, &err);
+			if (rc < 0) {
+				ck_assert_msg(strstr(err.msg, "the value of key \"K\"") != NULL, "%s",
+					      err.msg);
+				/* Portable refuses only what the two read differently. */
+				if (dialects[d] == BROKER_ENV_PORTABLE && strchr(values[i], '\n') == NULL &&
+				    strchr(values[i], '\r') == NULL) {
+					char s1[256], s2[256], line[300];
+
+					snprintf(line, sizeof(line), "K=%s\n", values[i]);
+					systemd_read(line, s1, sizeof(s1));
+					docker_read(line, s2, sizeof(s2));
+					ck_assert_msg(strcmp(s1, s2) != 0 || strcmp(s1, values[i]) != 0,
+						      "value %zu refused although both read it", i);
+				}
+			} else {
+				ck_assert_int_eq(rc, 0);
+				if (dialects[d] != BROKER_ENV_DOCKER) {
+					systemd_read(out.data, got, sizeof(got));
+					ck_assert_msg(strcmp(got, values[i]) == 0,
+						      "dialect %zu value %zu: systemd reads it otherwise", d, i);
+				}
+				if (dialects[d] != BROKER_ENV_SYSTEMD) {
+					docker_read(out.data, got, sizeof(got));
+					ck_assert_msg(strcmp(got, values[i]) == 0,
+						      "dialect %zu value %zu: docker reads it otherwise", d, i);
+				}
+			}
+			lk_buf_free(&out);
+			broker_snapshot_unref(snap);
+			json_decref(data);
+		}
+	}
 	broker_arena_free(a);
 }
 END_TEST
@@ -481,6 +696,196 @@ START_TEST(test_peer_allowed)
 }
 END_TEST
 
+/* A required secret with nothing valid retries on a short cap; others on retry.max. */
+START_TEST(test_retry_delay)
+{
+	struct lk_backoff bo;
+	int64_t most = 0, d;
+
+	lk_backoff_init(&bo, 500, 30000);
+	for (int i = 0; i < 200; i++) {
+		d = broker_retry_delay(&bo, true);
+		ck_assert_int_le(d, BROKER_RETRY_URGENT_CAP_MS);
+		ck_assert_int_eq(bo.cap_ms, 30000);
+	}
+	for (int i = 0; i < 200; i++) {
+		d = broker_retry_delay(&bo, false);
+		ck_assert_int_le(d, 30000);
+		if (d > most)
+			most = d;
+	}
+	ck_assert_int_gt(most, BROKER_RETRY_URGENT_CAP_MS);
+	/* A retry.max below the urgent cap stays as it is. */
+	lk_backoff_init(&bo, 100, 400);
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_le(broker_retry_delay(&bo, true), 400);
+}
+END_TEST
+
+/* ---- the system-call allow-list ---- */
+
+static void *
+thread_noop(void *arg)
+{
+	return arg;
+}
+
+/* Runs what(kind) in a child under the broker's allow-list; returns its wait status. */
+static int
+under_seccomp(int kind)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct lk_error err;
+		char buf[64];
+		pthread_t th;
+		int fd;
+
+		lk_error_clear(&err);
+		if (broker_seccomp_install(&err) < 0)
+			_exit(100);
+		switch (kind) {
+		case 0:
+			/* What the broker does all day: files, sockets, threads, time. */
+			fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+			if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0)
+				_exit(1);
+			close(fd);
+			if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+				_exit(2);
+			close(fd);
+			if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+				_exit(3);
+			close(fd);
+			if (pthread_create(&th, NULL, thread_noop, NULL) != 0 ||
+			    pthread_join(th, NULL) != 0)
+				_exit(4);
+			if (lk_now_mono_ms() <= 0 || getpid() <= 0)
+				_exit(5);
+			_exit(0);
+		case 1:
+			/* Never, in any build. */
+			syscall(__NR_execve, "/bin/true", NULL, NULL);
+			_exit(0);
+		case 2:
+			/* A call outside the list. */
+			syscall(__NR_getpriority, 0, 0);
+			_exit(0);
+		case 3:
+			/* An argument outside the list: a raw packet socket. */
+			syscall(__NR_socket, AF_PACKET, SOCK_RAW, 0);
+			_exit(0);
+		default:
+			/* A process, not a thread. */
+			syscall(__NR_clone, SIGCHLD, 0, 0, 0, 0);
+			_exit(0);
+		}
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/* The allow-list lets the broker's own calls through and kills the process that makes
+ * another (only the test's child process here); sanitizer builds log those instead,
+ * except the calls that are never allowed. */
+START_TEST(test_seccomp_allow_list)
+{
+	int st;
+
+	st = under_seccomp(0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "allowed calls: status %#x", st);
+	st = under_seccomp(1);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "execve: status %#x", st);
+	for (int kind = 2; kind <= 4; kind++) {
+		st = under_seccomp(kind);
+		if (broker_seccomp_enforcing())
+			ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS,
+				      "case %d: status %#x", kind, st);
+		else
+			ck_assert_msg(WIFEXITED(st), "case %d (logged only): status %#x", kind, st);
+	}
+}
+END_TEST
+
+START_TEST(test_etag_and_route)
+{
+	struct broker_route_req rr;
+	uint64_t index = 0;
+	int64_t wait = 0;
+
+	ck_assert(broker_etag_matches("\"3\"", 3));
+	ck_assert(broker_etag_matches("W/\"3\"", 3));
+	ck_assert(broker_etag_matches(" \"1\" , \"3\"", 3));
+	ck_assert(broker_etag_matches("*", 3));
+	ck_assert(!broker_etag_matches("\"30\"", 3));
+	ck_assert(!broker_etag_matches("3", 3));
+	ck_assert(!broker_etag_matches("\"3", 3));
+	ck_assert(!broker_etag_matches("\"\"", 0));
+	ck_assert(!broker_etag_matches("\"99999999999999999999999\"", 3));
+	ck_assert(!broker_etag_matches(NULL, 3));
+
+	ck_assert_int_eq(broker_route_parse("/v1/secrets", &rr), BROKER_ROUTE_LIST);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db", &rr), BROKER_ROUTE_SECRET);
+	ck_assert_str_eq(rr.name, "db");
+	ck_assert(rr.name_ok && rr.key == NULL);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db/pass/word", &rr), BROKER_ROUTE_KEY);
+	ck_assert_str_eq(rr.name, "db");
+	ck_assert_str_eq(rr.key, "pass/word");
+	ck_assert_int_eq(broker_route_parse("/v1/secrets/db/", &rr), BROKER_ROUTE_KEY);
+	ck_assert(!rr.key_ok);
+	ck_assert_int_eq(broker_route_parse("/v1/secrets//x", &rr), BROKER_ROUTE_KEY);
+	ck_assert(!rr.name_ok);
+	ck_assert_int_eq(broker_route_parse("/v1/secretsX", &rr), BROKER_ROUTE_OTHER);
+	ck_assert_int_eq(broker_route_parse("/metrics", &rr), BROKER_ROUTE_METRICS);
+
+	ck_assert_int_eq(broker_parse_blocking(NULL, NULL, &index, &wait), 1);
+	ck_assert_int_eq(broker_parse_blocking(NULL, "1s", &index, &wait), -EINVAL);
+	ck_assert_int_eq(broker_parse_blocking("7", "20m", &index, &wait), 0);
+	ck_assert_int_eq(index, 7);
+	ck_assert_int_eq(wait, BROKER_WAIT_MAX_MS);
+	ck_assert_int_eq(broker_parse_blocking("-1", NULL, &index, &wait), -EINVAL);
+	ck_assert_int_eq(broker_parse_blocking("99999999999999999999999", NULL, &index, &wait),
+			 -EINVAL);
+}
+END_TEST
+
+/* Past the table's bound reads are counted, not lost: one "not itemised" line. */
+START_TEST(test_audit_bounded)
+{
+	struct lk_peer peer = { true, 10, 1000, 1000 };
+	char path[] = "/tmp/latchkey-audit.XXXXXX";
+	struct broker_audit *a = broker_audit_new(2, 1000);
+	int fd = mkstemp(path);
+	char *text;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_ge(fd, 0);
+	lk_log_setup(fd, LK_INFO);
+	for (int i = 0; i < 5; i++)
+		broker_audit_read(a, &peer, "a", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "b", "k", 1, "ok");
+	broker_audit_read(a, &peer, "c", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "d", NULL, 1, "ok");
+	broker_audit_read(a, &peer, "a", NULL, 2, "forbidden");
+	broker_audit_flush(a, lk_now_mono_ms(), true);
+	lk_log_setup(2, LK_INFO);
+	close(fd);
+	text = t_read_file(path);
+	unlink(path);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"a\",\"key\":null,\"version\":1,\"result\":\"ok\"}"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"a\",\"key\":null,\"version\":1,"
+				     "\"result\":\"ok\",\"repeats\":4"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"b\",\"key\":\"k\""));
+	ck_assert_ptr_nonnull(strstr(text, "\"msg\":\"reads not itemised\",\"reads\":3"));
+	free(text);
+	broker_audit_free(a);
+}
+END_TEST
+
 static Suite *
 broker_suite(void)
 {
@@ -491,6 +896,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tc, test_config_file_and_addr);
 	tcase_add_test(tc, test_arena);
+	tcase_add_test(tc, test_arena_region_size_and_lock_accounting);
 	tcase_add_test(tc, test_snapshot_refcount_and_zeroing);
 	tcase_add_test(tc, test_snapshot_at_the_data_limit);
 	tcase_add_test(tc, test_digest);
@@ -501,6 +907,11 @@ broker_suite(void)
 	tcase_add_test(tc, test_expires_at);
 	tcase_add_test(tc, test_render);
 	tcase_add_test(tc, test_peer_allowed);
+	tcase_add_test(tc, test_env_dialects);
+	tcase_add_test(tc, test_retry_delay);
+	tcase_add_test(tc, test_seccomp_allow_list);
+	tcase_add_test(tc, test_etag_and_route);
+	tcase_add_test(tc, test_audit_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -20,6 +20,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <grp.h>
+#include <sys/wait.h>
 
 #include "common/httpd.h"
 #include "testutil.h"
@@ -1377,6 +1379,240 @@ START_TEST(concurrent_thread_per_connection)
 }
 END_TEST
 
+/* ---- admission: per-uid cap, reserve, header deadline ---- */
+
+/* The uid other peers run as in these tests. */
+#define OTHER_UID 65534
+
+struct conns_wait {
+	struct lk_httpd *srv;
+	unsigned want;
+};
+
+static bool
+conns_reached(void *arg)
+{
+	struct conns_wait *w = arg;
+	struct lk_httpd_stats st;
+
+	lk_httpd_stats(w->srv, &st);
+	return st.connections == w->want;
+}
+
+/* Waits until the server holds exactly n connections. */
+static void
+wait_conns(struct tsrv *t, unsigned n)
+{
+	struct conns_wait w = { t->srv, n };
+
+	ck_assert_msg(t_wait_until(conns_reached, &w, T_DEADLINE_MS),
+		      "the server never held %u connections", n);
+}
+
+/* One request on a fresh raw connection; the answer (NUL-terminated) in buf. */
+static void
+raw_request(const struct tsrv *t, const char *path, char *buf, size_t cap)
+{
+	char req[256];
+	int fd = raw_connect(t);
+
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	/* A refused connection may already be closed for writing. */
+	(void)!send(fd, req, strlen(req), MSG_NOSIGNAL);
+	raw_read_all(fd, buf, cap, T_DEADLINE_MS);
+	close(fd);
+}
+
+/* Runs one request as uid in a child process. Exit status: 0 answered 200, 3 refused
+ * with the 503 of too many connections, 1 anything else, 2 the uid could not be taken. */
+static int
+child_request(const struct tsrv *t, uid_t uid, const char *path)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		char req[256], buf[4096];
+		size_t got = 0;
+		ssize_t n;
+		int fd;
+
+		if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+			_exit(2);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+			_exit(1);
+		snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			 path);
+		(void)!send(fd, req, strlen(req), MSG_NOSIGNAL);
+		while (got + 1 < sizeof(buf) && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
+			got += (size_t)n;
+		buf[got] = '\0';
+		if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+			_exit(0);
+		if (strncmp(buf, "HTTP/1.1 503", 12) == 0 && strstr(buf, "too many connections") != NULL)
+			_exit(3);
+		_exit(1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void
+tsrv_start_admission(struct tsrv *t, unsigned max_connections, unsigned max_per_uid,
+		     const uid_t *reserved_uids, size_t nreserved, unsigned reserved,
+		     unsigned header_timeout_ms)
+{
+	struct lk_httpd_config cfg = {
+		.unix_path = t->sock, .unix_mode = 0666, .unix_owner = (uid_t)-1,
+		.unix_group = (gid_t)-1, .threads = 2, .max_connections = max_connections,
+		.max_per_uid = max_per_uid, .reserved_uids = reserved_uids,
+		.nreserved_uids = nreserved, .reserved = reserved,
+		.header_timeout_ms = header_timeout_ms,
+	};
+
+	/* Others may reach the socket (its directory is private otherwise). */
+	ck_assert_int_eq(chmod(t->dir, 0711), 0);
+	tsrv_start_cfg(t, &cfg);
+}
+
+/* One uid holding its cap of idle connections does not lock others out: it is refused
+ * with a 503 of its own, another uid is answered, and the refusal is counted. */
+START_TEST(admission_per_uid_cap)
+{
+	struct lk_httpd_stats st;
+	struct tsrv t;
+	char buf[4096];
+	int fds[4];
+
+	tsrv_init(&t);
+	tsrv_start_admission(&t, 64, 4, NULL, 0, 0, 0);
+	for (int i = 0; i < 4; i++)
+		fds[i] = raw_connect(&t);
+	wait_conns(&t, 4);
+	raw_request(&t, "/echo", buf, sizeof(buf));
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 503", 12) == 0, "got: %s", buf);
+	ck_assert_ptr_nonnull(strstr(buf, "\"error\":\"too many connections\""));
+	ck_assert_ptr_nonnull(strstr(buf, "Retry-After: 1"));
+	ck_assert_int_eq(child_request(&t, OTHER_UID, "/echo"), 0);
+	lk_httpd_stats(t.srv, &st);
+	ck_assert_uint_eq(st.refused_per_uid, 1);
+	ck_assert_uint_eq(st.refused_full, 0);
+	/* Closing one makes room again. */
+	close(fds[0]);
+	wait_conns(&t, 3);
+	raw_request(&t, "/echo", buf, sizeof(buf));
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "got: %s", buf);
+	for (int i = 1; i < 4; i++)
+		close(fds[i]);
+	wait_conns(&t, 0);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* The last slots are kept for the reserved uids (a readiness probe): everyone else stops
+ * short of them, and a reserved uid has no per-uid cap. */
+START_TEST(admission_reserve)
+{
+	const uid_t probe = OTHER_UID;
+	struct lk_httpd_stats st;
+	struct tsrv t;
+	char buf[4096];
+	int fds[4];
+
+	tsrv_init(&t);
+	tsrv_start_admission(&t, 6, 0, &probe, 1, 2, 0);
+	for (int i = 0; i < 4; i++)
+		fds[i] = raw_connect(&t);
+	wait_conns(&t, 4);
+	raw_request(&t, "/echo", buf, sizeof(buf));
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 503", 12) == 0, "got: %s", buf);
+	ck_assert_int_eq(child_request(&t, OTHER_UID, "/echo"), 0);
+	lk_httpd_stats(t.srv, &st);
+	ck_assert_uint_eq(st.refused_full, 1);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	wait_conns(&t, 0);
+	tsrv_stop(&t);
+}
+END_TEST
+
+struct closed_wait {
+	int fd;
+};
+
+/* True once the peer has closed fd (a read returns 0 or an error). */
+static bool
+peer_closed(void *arg)
+{
+	struct closed_wait *w = arg;
+	char c;
+	ssize_t n = recv(w->fd, &c, 1, MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A client that dribbles its headers, or sits idle between requests, is closed at the
+ * header deadline; a request being answered (a long poll) is not. */
+START_TEST(header_deadline)
+{
+	struct closed_wait slow, idle;
+	struct lk_httpd_stats st;
+	struct reply r;
+	struct tsrv t;
+	char buf[4096];
+	int held, dribbled = 0;
+
+	tsrv_init(&t);
+	tsrv_start_admission(&t, 64, 0, NULL, 0, 0, 400);
+	/* A long poll, suspended until the test resumes it. */
+	held = raw_connect(&t);
+	raw_puts(held, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert(wait_count(&t.suspended, 1));
+	/* Headers a byte at a time: never complete. */
+	slow.fd = raw_connect(&t);
+	idle.fd = raw_connect(&t);
+	raw_puts(slow.fd, "GET /echo HTTP/1.1\r\n");
+	while (!peer_closed(&slow)) {
+		struct timespec ts = { 0, 50 * 1000000L };
+
+		ck_assert_msg(dribbled < T_DEADLINE_MS / 50, "the dribbling client was never closed");
+		if (send(slow.fd, "X", 1, MSG_NOSIGNAL) == 1)
+			dribbled++;
+		nanosleep(&ts, NULL);
+	}
+	ck_assert(t_wait_until(peer_closed, &idle, T_DEADLINE_MS));
+	lk_httpd_stats(t.srv, &st);
+	ck_assert_uint_ge(st.header_timeouts, 2);
+	/* Both deadlines passed while the long poll waited: it is still there. */
+	pthread_mutex_lock(&t.lock);
+	ck_assert_ptr_nonnull(t.held);
+	lk_http_resume(t.held);
+	pthread_mutex_unlock(&t.lock);
+	ck_assert_int_eq(raw_read_until(held, buf, sizeof(buf), "released", 1), 1);
+	/* A keep-alive client that asks again within the deadline keeps its connection. */
+	{
+		CURL *c = client_new(&t);
+
+		for (int i = 0; i < 3; i++) {
+			request(c, &t, "GET", "/echo", NULL, 0, NULL, &r);
+			ck_assert_int_eq(r.status, 200);
+			ck_assert_int_eq(r.connects, i == 0 ? 1 : 0);
+			reply_free(&r);
+		}
+		curl_easy_cleanup(c);
+	}
+	close(held);
+	close(slow.fd);
+	close(idle.fd);
+	tsrv_stop(&t);
+}
+END_TEST
+
 /* ---- stopping under load ---- */
 
 /* Start/stop cycles of the stop-under-load test, and client threads hammering each one. */
@@ -1515,6 +1751,9 @@ httpd_suite(void)
 	ADD(s, concurrent_pool_tcp);
 	ADD(s, concurrent_thread_per_connection);
 	ADD(s, stop_under_load);
+	ADD(s, admission_per_uid_cap);
+	ADD(s, admission_reserve);
+	ADD(s, header_deadline);
 	return s;
 }
 

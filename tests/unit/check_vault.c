@@ -152,6 +152,7 @@ START_TEST(test_lookup_self)
 	ck_assert_int_eq(t.expire_time_ms, 1526744154466LL);
 	ck_assert_int_eq(t.period_s, 3600);
 	ck_assert(t.renewable);
+	ck_assert(!t.never_expires);
 	lk_vault_token_info_clear(&t);
 	lk_vault_response_clear(&r);
 
@@ -160,6 +161,17 @@ START_TEST(test_lookup_self)
 	    "\"policies\":[\"root\"],\"renewable\":false}}", &r, &err), 0);
 	ck_assert_int_eq(lk_vault_response_lookup(&r, &t, &err), 0);
 	ck_assert_int_eq(t.expire_time_ms, 0);
+	ck_assert(t.never_expires);
+	lk_vault_token_info_clear(&t);
+	lk_vault_response_clear(&r);
+
+	/* A ttl of 0 with an expire_time: no time left, not "never". */
+	ck_assert_int_eq(parse(200, "{\"data\":{\"ttl\":0,\"expire_time\":"
+	    "\"2026-11-26T07:00:00.5Z\",\"policies\":[\"default\"],\"renewable\":true}}", &r,
+	    &err), 0);
+	ck_assert_int_eq(lk_vault_response_lookup(&r, &t, &err), 0);
+	ck_assert_int_eq(t.lease_duration_s, 0);
+	ck_assert(!t.never_expires);
 	lk_vault_token_info_clear(&t);
 	lk_vault_response_clear(&r);
 
