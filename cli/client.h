@@ -18,8 +18,10 @@ const char *client_socket_path(const char *flag);
 /* GET path over the Unix socket into out (a wipe buffer the caller set up). Returns 0 with
  * *ret_status set, or, with msg set (at least 256 bytes) saying which case it is and what
  * to do: -ENOENT (no such socket), -ENOTSOCK (the path is not a socket), -EACCES (this
- * user may not connect), -ECONNREFUSED (nothing listens), -EIO (no answer came), -EINVAL
- * (a path over the limit), -ENOMEM. timeout_ms bounds the whole request. */
+ * user may not connect), -ECONNREFUSED (nothing listens), -EBUSY (its queue of new
+ * connections stayed full), -EIO (no answer came), -EINVAL (a path over the limit),
+ * -ENOMEM. A broker that is there but busy or slow to answer is tried again, with short
+ * pauses, until timeout_ms, which bounds the whole call. */
 int client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
 	       struct lk_buf *out, char *msg, size_t msglen);
 

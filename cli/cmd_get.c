@@ -25,6 +25,9 @@
 #define GET_PATH_MAX 2048
 /* Timeout of a single request that does not block. */
 #define GET_REQUEST_TIMEOUT_MS 10000L
+/* Pauses between tries while the broker is busy: doubling from the first to the last. */
+#define CLIENT_BUSY_PAUSE_MIN_MS 10L
+#define CLIENT_BUSY_PAUSE_MAX_MS 200L
 
 const char *
 client_socket_path(const char *flag)
@@ -39,7 +42,9 @@ client_socket_path(const char *flag)
 }
 
 /* Why nothing answered on socket: the words the user needs and a code of its own for
- * each case (a missing socket, a file that is not one, a permission, nobody listening). */
+ * each case (a missing socket, a file that is not one, a permission, nobody listening).
+ * -EBUSY (its listen queue is full) and -EIO (it accepted this probe) mean a broker is
+ * there: worth another try. The probe never blocks. */
 static int
 client_diagnose(const char *sock_path, char *msg, size_t msglen)
 {
@@ -68,7 +73,7 @@ client_diagnose(const char *sock_path, char *msg, size_t msglen)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sun.sun_path, sock_path, strlen(sock_path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
 		snprintf(msg, msglen, "%s: %s", sock_path, strerror(errno));
 		return -errno;
 	}
@@ -79,6 +84,11 @@ client_diagnose(const char *sock_path, char *msg, size_t msglen)
 		snprintf(msg, msglen, "%s: the broker accepted a connection but did not answer",
 			 sock_path);
 		return -EIO;
+	}
+	if (e == EAGAIN) {
+		snprintf(msg, msglen, "%s: the broker is busy: its queue of new connections stayed "
+			 "full", sock_path);
+		return -EBUSY;
 	}
 	if (e == EACCES || e == EPERM) {
 		snprintf(msg, msglen, "%s: permission denied: this user (uid %ld) may not connect; "
@@ -95,9 +105,10 @@ client_diagnose(const char *sock_path, char *msg, size_t msglen)
 	return -e;
 }
 
-int
-client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
-	   struct lk_buf *out, char *msg, size_t msglen)
+/* One GET within timeout_ms. */
+static int
+client_get_once(const char *socket, const char *url, long timeout_ms, long *ret_status,
+		struct lk_buf *out, char *msg, size_t msglen)
 {
 	const struct lk_http_client_config cfg = {
 		.unix_socket = socket, .timeout_ms = timeout_ms,
@@ -105,14 +116,8 @@ client_get(const char *socket, const char *path, long timeout_ms, long *ret_stat
 	struct lk_http_client *c = NULL;
 	struct lk_http_response resp = { 0 };
 	struct lk_error err;
-	char url[GET_PATH_MAX + 32];
 	int rc;
 
-	if (strlen(path) > GET_PATH_MAX) {
-		snprintf(msg, msglen, "request path too long");
-		return -EINVAL;
-	}
-	snprintf(url, sizeof(url), "http://localhost%s", path);
 	if ((rc = lk_http_client_new(&cfg, &c, &err)) < 0) {
 		snprintf(msg, msglen, "%s", err.msg);
 		return rc;
@@ -125,8 +130,15 @@ client_get(const char *socket, const char *path, long timeout_ms, long *ret_stat
 		rc = lk_http_perform(c, &req, &resp, &err);
 	}
 	if (rc < 0) {
-		if (resp.failure == LK_HTTP_FAIL_CONNECT) {
-			rc = client_diagnose(socket, msg, msglen);
+		if (resp.failure == LK_HTTP_FAIL_CONNECT || resp.failure == LK_HTTP_FAIL_TRANSPORT) {
+			/* A transport failure with nothing received is how a connect into a
+			 * full queue ends: the probe says which it was. */
+			if (resp.failure == LK_HTTP_FAIL_CONNECT || resp.status == 0)
+				rc = client_diagnose(socket, msg, msglen);
+			else
+				rc = -EIO;
+			if (rc == -EIO && resp.failure == LK_HTTP_FAIL_TRANSPORT)
+				snprintf(msg, msglen, "%s: %s", socket, err.msg);
 		} else {
 			snprintf(msg, msglen, "%s: %s", socket, err.msg);
 			rc = resp.failure == LK_HTTP_FAIL_NOMEM ? -ENOMEM : -EIO;
@@ -142,6 +154,41 @@ out:
 	lk_http_response_clear(&resp);
 	lk_http_client_free(c);
 	return rc;
+}
+
+int
+client_get(const char *socket, const char *path, long timeout_ms, long *ret_status,
+	   struct lk_buf *out, char *msg, size_t msglen)
+{
+	const int64_t deadline = lk_now_mono_ms() + timeout_ms;
+	long pause_ms = CLIENT_BUSY_PAUSE_MIN_MS;
+	char url[GET_PATH_MAX + 32];
+	int rc;
+
+	if (strlen(path) > GET_PATH_MAX) {
+		snprintf(msg, msglen, "request path too long");
+		return -EINVAL;
+	}
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	for (;;) {
+		int64_t left = deadline - lk_now_mono_ms();
+
+		rc = client_get_once(socket, url, left > 1 ? (long)left : 1, ret_status, out, msg,
+				     msglen);
+		/* A broker that is there but busy (a flood of connections from elsewhere
+		 * fills its queue) gets another try until the deadline. */
+		if ((rc != -EBUSY && rc != -EIO) ||
+		    lk_now_mono_ms() + pause_ms >= deadline)
+			return rc;
+		lk_buf_reset(out);
+		{
+			struct timespec ts = { pause_ms / 1000, (pause_ms % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (pause_ms < CLIENT_BUSY_PAUSE_MAX_MS)
+			pause_ms *= 2;
+	}
 }
 
 static void

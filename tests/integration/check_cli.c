@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "testutil.h"
 
 static const char *const subcommands[] = {
@@ -301,12 +305,94 @@ START_TEST(test_client_socket_messages)
 }
 END_TEST
 
+/* True while the process sleeps in a timed pause (the client's wait between tries). */
+static bool
+pausing(void *arg)
+{
+	const struct t_proc *p = arg;
+	char path[64], wchan[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/wchan", (long)p->pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	if (fgets(wchan, sizeof(wchan), f) == NULL)
+		wchan[0] = '\0';
+	fclose(f);
+	return strstr(wchan, "nanosleep") != NULL;
+}
+
+/* A broker whose queue of new connections is full (a flood from another uid) is busy,
+ * not gone: status tries again until it is answered, within its timeout. */
+START_TEST(test_client_waits_out_a_full_queue)
+{
+	static const char answer[] =
+		"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 49\r\n"
+		"Connection: close\r\n\r\n{\"ready\":true,\"backend\":{\"ok\":true},\"secrets\":[]}";
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char sock[600], flag[700], *log;
+	const char *argv[] = { t_latchkey_bin(), "status", "--json", flag, NULL };
+	int lfd, fillers[16], nfill = 0, status = -1;
+	struct t_proc client;
+
+	snprintf(sock, sizeof(sock), "%s/busy.sock", dir);
+	snprintf(flag, sizeof(flag), "--socket=%s", sock);
+	ck_assert_int_lt(strlen(sock), sizeof(sun.sun_path));
+	memcpy(sun.sun_path, sock, strlen(sock));
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	/* Fill the queue: a connect that would wait says so. */
+	for (; nfill < 16; nfill++) {
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		ck_assert_int_ge(c, 0);
+		if (connect(c, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+			ck_assert_int_eq(errno, EAGAIN);
+			close(c);
+			break;
+		}
+		fillers[nfill] = c;
+	}
+	ck_assert_int_lt(nfill, 16);
+	ck_assert_int_eq(t_spawn(&client, argv, NULL, t_path(dir, "client.log")), 0);
+	/* It found the queue full and is pausing before another try. */
+	ck_assert_msg(t_wait_until(pausing, &client, T_DEADLINE_MS),
+		      "the client did not wait for the busy socket");
+	for (int i = 0; i < nfill; i++)
+		close(fillers[i]);
+	/* Answer every try from now on until the client is done (the fillers' connections,
+	 * closed, are accepted and dropped on the way). */
+	for (int64_t end = lk_now_mono_ms() + T_DEADLINE_MS; t_alive(&client) && lk_now_mono_ms() < end;) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		char req[4096];
+		int a;
+
+		if (poll(&pfd, 1, 100) <= 0 || (a = accept(lfd, NULL, NULL)) < 0)
+			continue;
+		if (recv(a, req, sizeof(req), 0) > 0)
+			(void)!write(a, answer, sizeof(answer) - 1);
+		close(a);
+	}
+	status = t_stop(&client, SIGTERM, T_DEADLINE_MS);
+	log = t_read_file(client.log_path);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status: %s", log);
+	ck_assert_msg(strstr(log, "\"ready\":true") != NULL, "%s", log);
+	free(log);
+	close(lfd);
+}
+END_TEST
+
 static Suite *
 cli_suite(void)
 {
 	Suite *s = suite_create("cli");
 	TCase *tc = tcase_create("cli");
 	size_t n = 0;
+
+	/* Room for the deadline of a wait on a busy machine. */
+	tcase_set_timeout(tc, 60);
 
 	while (subcommands[n] != NULL)
 		n++;
@@ -317,6 +403,7 @@ cli_suite(void)
 	tcase_add_test(tc, test_shipped_broker_config_validates);
 	tcase_add_test(tc, test_no_core_dumps);
 	tcase_add_test(tc, test_client_socket_messages);
+	tcase_add_test(tc, test_client_waits_out_a_full_queue);
 	tcase_add_test(tc, test_sources_scan_clean);
 	suite_add_tcase(s, tc);
 	return s;
