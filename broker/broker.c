@@ -188,6 +188,7 @@ broker_fini(struct broker *b)
 {
 	if (b->thread_abandoned)
 		return;
+	broker_files_free(b);
 	for (size_t i = 0; i < b->nrevocations; i++) {
 		free(b->revocations[i].lease_id);
 		free(b->revocations[i].owned_secret);
@@ -376,13 +377,20 @@ broker_main(int argc, char **argv)
 			}
 			lk_vault_client_free(client);
 		}
+		if (broker_keys_check(&cfg, &err) < 0) {
+			fprintf(stderr, "latchkey broker: %s\n", err.msg);
+			broker_config_clear(&cfg);
+			lk_http_global_cleanup();
+			return LK_EXIT_USAGE;
+		}
 		printf("%s: ok (%zu secrets)\n", check, cfg.nsecrets);
 		broker_config_clear(&cfg);
 		lk_http_global_cleanup();
 		return LK_EXIT_OK;
 	}
-	if (broker_config_load(&cfg, config, &err) < 0) {
+	if (broker_config_load(&cfg, config, &err) < 0 || broker_keys_check(&cfg, &err) < 0) {
 		fprintf(stderr, "latchkey broker: %s\n", err.msg);
+		broker_config_clear(&cfg);
 		lk_http_global_cleanup();
 		return LK_EXIT_USAGE;
 	}
@@ -436,6 +444,13 @@ broker_main(int argc, char **argv)
 		       LK_INT("region_bytes", as.region_size),
 		       LK_BOOL("require_mlock", cfg.require_mlock));
 	}
+	/* File sources and their keys (broker/source_file.c): a key file that cannot be
+	 * loaded is a configuration error. */
+	if (broker_files_start(&b, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		status = LK_EXIT_USAGE;
+		goto out;
+	}
 	if ((rc = broker_scheduler_start(&b)) < 0) {
 		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
 		goto out;
@@ -472,6 +487,7 @@ broker_main(int argc, char **argv)
 out:
 	if (started) {
 		broker_server_stop(&b);
+		broker_files_stop(&b);
 		broker_scheduler_stop(&b);
 		/* A lease the backend still holds after we are gone is a failure to report. */
 		if (status == LK_EXIT_OK && (b.thread_abandoned ? cfg.revoke_on_shutdown :
