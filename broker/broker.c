@@ -172,6 +172,9 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->audit = broker_audit_new(BROKER_AUDIT_ENTRIES_MAX, cfg->audit_interval_ms);
 	if (b->audit == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (audit)");
+	/* Only file sources: nothing talks to a backend. */
+	if (!cfg->backend)
+		return 0;
 	if (cfg->vault.connect_timeout_ms <= 0)
 		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
 	if (cfg->vault.timeout_ms <= 0)
@@ -362,7 +365,7 @@ broker_main(int argc, char **argv)
 			lk_http_global_cleanup();
 			return LK_EXIT_USAGE;
 		}
-		{
+		if (cfg.backend) {
 			/* The client checks what only it knows (the address's scheme, TLS files);
 			 * it makes no request. */
 			struct lk_vault_client *client = NULL;
@@ -451,7 +454,7 @@ broker_main(int argc, char **argv)
 		status = LK_EXIT_USAGE;
 		goto out;
 	}
-	if ((rc = broker_scheduler_start(&b)) < 0) {
+	if (cfg.backend && (rc = broker_scheduler_start(&b)) < 0) {
 		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
 		goto out;
 	}

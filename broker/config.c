@@ -546,10 +546,11 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	}
 	if ((rc = lk_cfg_keys(&c, root, keys)) < 0)
 		goto out;
-	if ((rc = lk_cfg_object(&c, root, "vault", true, &vault)) < 0)
+	/* Required unless nothing is read from the backend (checked after the secrets). */
+	if ((rc = lk_cfg_object(&c, root, "vault", false, &vault)) < 0)
 		goto out;
 	mark = lk_cfg_push_key(&c, "vault");
-	rc = parse_vault(&c, cfg, vault);
+	rc = vault != NULL ? parse_vault(&c, cfg, vault) : 0;
 	lk_cfg_pop(&c, mark);
 	if (rc < 0)
 		goto out;
@@ -675,6 +676,12 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	lk_cfg_pop(&c, mark);
 	if (rc == 0)
 		rc = broker_source_file_check_all(&c, cfg);
+	if (rc == 0 && vault == NULL && cfg->backend) {
+		mark = lk_cfg_push_key(&c, "vault");
+		rc = lk_cfg_fail(&c, "missing required key (a secret with a path, or a "
+				 "decryption_key with vault_path, is read from the backend)");
+		lk_cfg_pop(&c, mark);
+	}
 out:
 	if (rc < 0)
 		broker_config_clear(cfg);

@@ -166,6 +166,9 @@ struct broker_config {
 	struct broker_secret_spec *secrets; /* owned */
 	size_t nsecrets;
 	struct broker_key_spec *decryption_key; /* owned; NULL: none at the top level */
+	bool backend;               /* something is read from the backend (a secret's path, a
+				     * key's vault_path): without, there is no vault object to
+				     * need, no login and no scheduler thread */
 };
 
 /* Fills cfg (which must be zeroed) from a parsed document; file names it in messages.
@@ -643,9 +646,9 @@ int broker_source_file_parse(struct lk_cfg *c, const struct broker_config *cfg,
 	__attribute__((warn_unused_result));
 /* Frees; NULL allowed. */
 void broker_source_file_free(struct broker_source_file *fs);
-/* What only all the secrets together say, once they are parsed: a top-level
- * decryption_key that no secret uses is an error. */
-int broker_source_file_check_all(struct lk_cfg *c, const struct broker_config *cfg)
+/* What only all the secrets together say, once they are parsed: sets cfg->backend, and
+ * fails on a top-level decryption_key that no secret uses. */
+int broker_source_file_check_all(struct lk_cfg *c, struct broker_config *cfg)
 	__attribute__((warn_unused_result));
 /* Fills in what the environment decides ($POD_NAMESPACE); err "FILE: secrets[i]...: why". */
 int broker_source_file_resolve(struct broker_config *cfg, struct lk_error *err)

@@ -352,6 +352,7 @@ route_ready(struct broker *b, struct lk_http_req *req)
 		json_object_set_new(backend, "reason", json_string(
 			"a backend call for a secret this peer may not read failed"));
 	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
+	json_object_set_new(backend, "configured", json_boolean(b->cfg->backend));
 	pthread_mutex_unlock(&b->lock);
 	json_object_set(obj, "backend", backend);
 	for (size_t i = 0; i < b->n; i++) {

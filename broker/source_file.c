@@ -510,19 +510,30 @@ out:
 }
 
 int
-broker_source_file_check_all(struct lk_cfg *c, const struct broker_config *cfg)
+broker_source_file_check_all(struct lk_cfg *c, struct broker_config *cfg)
 {
-	if (cfg->decryption_key == NULL)
-		return 0;
+	bool top_used = false;
+
+	cfg->backend = false;
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
 		const struct broker_source_file *fs = cfg->secrets[i].from_file;
+		const struct broker_key_spec *k;
 
-		if (fs != NULL && fs->decrypt && fs->decryption_key == NULL)
-			return 0;
+		if (fs == NULL) {
+			cfg->backend = true;
+			continue;
+		}
+		if (!fs->decrypt)
+			continue;
+		k = fs->decryption_key != NULL ? fs->decryption_key : cfg->decryption_key;
+		top_used |= fs->decryption_key == NULL;
+		cfg->backend |= k->vault_path != NULL;
 	}
-	return fail_at(c, "decryption_key", "no secret uses it (it opens the values of secrets "
-		       "with \"from_file\" and \"decrypt\": true that have no decryption_key of "
-		       "their own)");
+	if (cfg->decryption_key != NULL && !top_used)
+		return fail_at(c, "decryption_key", "no secret uses it (it opens the values of "
+			       "secrets with \"from_file\" and \"decrypt\": true that have no "
+			       "decryption_key of their own)");
+	return 0;
 }
 
 /* ---- the watcher thread ---- */
