@@ -198,6 +198,18 @@ k8s_login(struct dev_call *c, struct dev_mount *m)
 		    "auth/kubernetes/config to verify them", LK_STR("mount", m->path));
 		c->srv->quiet_jwt_warning = true;
 	}
+	/* The role's audience, as Vault checks it: the token must have been issued for it. */
+	{
+		const char *aud = json_string_value(json_object_get(role, "audience"));
+
+		if (aud != NULL && *aud != '\0' && !dev_jwt_has_audience(&jwt, aud)) {
+			lk_log(LK_INFO, "kubernetes login refused", LK_STR("role", rname),
+			    LK_STR("reason", "the jwt's aud claim does not name the role's audience"));
+			dev_reply_error(c, 403, "invalid audience (aud) claim: audience claim does not "
+			    "match any expected audience");
+			goto out;
+		}
+	}
 	if (!bound(json_object_get(role, "bound_service_account_names"), jwt.sa_name)) {
 		dev_reply_error(c, 403, "service account name not authorized");
 		goto out;

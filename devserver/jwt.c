@@ -171,6 +171,18 @@ dev_jwt_decode(const char *text, size_t len, struct dev_jwt *ret, struct lk_erro
 		goto out;
 	}
 	claim_str(payload, "iss", ret->iss, sizeof(ret->iss));
+	{
+		const json_t *aud = json_object_get(payload, "aud"), *a;
+		size_t i;
+
+		if (json_is_string(aud) && json_string_length(aud) <= DEV_JWT_CLAIM_MAX)
+			snprintf(ret->aud[ret->naud++], sizeof(ret->aud[0]), "%s", json_string_value(aud));
+		json_array_foreach(aud, i, a) {
+			if (ret->naud < DEV_JWT_AUD_MAX && json_is_string(a) &&
+			    json_string_length(a) <= DEV_JWT_CLAIM_MAX)
+				snprintf(ret->aud[ret->naud++], sizeof(ret->aud[0]), "%s", json_string_value(a));
+		}
+	}
 	if (claim_time(payload, "exp", &ret->has_exp, &ret->exp) < 0 ||
 	    claim_time(payload, "nbf", &ret->has_nbf, &ret->nbf) < 0) {
 		lk_error_set(err, -EINVAL, "jwt: exp or nbf is not a number");
@@ -197,6 +209,15 @@ out:
 	json_decref(header);
 	json_decref(payload);
 	return r;
+}
+
+bool
+dev_jwt_has_audience(const struct dev_jwt *jwt, const char *aud)
+{
+	for (size_t i = 0; i < jwt->naud; i++)
+		if (strcmp(jwt->aud[i], aud) == 0)
+			return true;
+	return false;
 }
 
 void

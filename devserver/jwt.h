@@ -22,6 +22,8 @@
 #define DEV_JWT_MAX (16u << 10)
 /* Longest claim value kept (a DNS-1123 subdomain is at most 253 bytes). */
 #define DEV_JWT_CLAIM_MAX 253
+/* Audiences kept from the aud claim, at most. */
+#define DEV_JWT_AUD_MAX 8
 /* Longest PEM key accepted. */
 #define DEV_JWT_PEM_MAX (16u << 10)
 
@@ -32,6 +34,8 @@ struct dev_jwt {
 	char sa_uid[DEV_JWT_CLAIM_MAX + 1];
 	char secret_name[DEV_JWT_CLAIM_MAX + 1];  /* "" for projected tokens */
 	char iss[DEV_JWT_CLAIM_MAX + 1];
+	char aud[DEV_JWT_AUD_MAX][DEV_JWT_CLAIM_MAX + 1]; /* the aud claim (a string or a list) */
+	size_t naud;
 	bool has_exp;
 	int64_t exp;                   /* seconds since the epoch */
 	bool has_nbf;
@@ -46,6 +50,9 @@ struct dev_jwt {
  * on failure). Fails with -EINVAL when the token is malformed or names no service account. */
 int dev_jwt_decode(const char *text, size_t len, struct dev_jwt *ret, struct lk_error *err)
 	__attribute__((warn_unused_result));
+
+/* Whether aud is among the token's audiences. */
+bool dev_jwt_has_audience(const struct dev_jwt *jwt, const char *aud);
 
 /* Frees what dev_jwt_decode allocated; the struct is zeroed. NULL allowed. */
 void dev_jwt_clear(struct dev_jwt *jwt);

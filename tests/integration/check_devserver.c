@@ -750,6 +750,24 @@ START_TEST(test_kubernetes)
 	ck_assert_int_eq(k8s_login(&d, "my-role", strdup("a.b.c"), &r), 403);
 	reply_clear(&r);
 
+	/* A role with an audience takes only tokens issued for it (projected tokens carry
+	 * aud ["vault"]; legacy ones none). */
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/kubernetes/role/aud-role", "root",
+	    "{\"bound_service_account_names\":[\"app\"],\"bound_service_account_namespaces\":[\"*\"],"
+	    "\"audience\":\"vault\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(k8s_login(&d, "aud-role", make_jwt(projected_claims("default", "app", 600), NULL), &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(k8s_login(&d, "aud-role", make_jwt(legacy_claims("team", "app"), NULL), &r), 403);
+	ck_assert_ptr_nonnull(strstr(r.raw, "invalid audience"));
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/kubernetes/role/aud-role", "root",
+	    "{\"bound_service_account_names\":[\"app\"],\"bound_service_account_namespaces\":[\"*\"],"
+	    "\"audience\":\"https://kubernetes.default.svc\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(k8s_login(&d, "aud-role", make_jwt(projected_claims("default", "app", 600), NULL), &r), 403);
+	reply_clear(&r);
+
 	/* With pem_keys, signatures are checked: RS256 and ES256 pass, others fail. */
 	ck_assert_int_eq(call_json(&d, "POST", "/v1/auth/kubernetes/config", "root",
 	    json_pack("{s:s, s:[s, s]}", "kubernetes_host", "https://127.0.0.1:6443", "pem_keys",
