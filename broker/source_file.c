@@ -332,6 +332,16 @@ name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static bool
+utf8_valid(const char *s)
+{
+	json_t *t = json_string(s);
+	bool ok = t != NULL;
+
+	json_decref(t);
+	return ok;
+}
+
 /* The names of the directory at dfd that are keys, sorted. In the kubelet's layout (all
  * is read inside ..data) names beginning with ".." are the writer's own, and a key may
  * begin with one '.'; in a plain directory every dot entry is skipped (editors' and
@@ -369,6 +379,13 @@ list_keys(struct reader *r, int dfd, bool kubelet, char ***ret, size_t *ret_n)
 			continue;
 		if (kubelet ? strncmp(nm, "..", 2) == 0 : nm[0] == '.')
 			continue;
+		/* A key is JSON text, and so is the reason that would name it: a name that
+		 * is not UTF-8 can be neither. */
+		if (!utf8_valid(nm)) {
+			rc = refuse(r, -EILSEQ, "%s holds a file whose name is not UTF-8, so it "
+				    "cannot be a key", r->fs->path);
+			goto out;
+		}
 		if (n == BROKER_KEYS_MAX) {
 			rc = refuse(r, -E2BIG, "%s holds more than %d files; at most %d keys are "
 				    "served", r->fs->path, BROKER_KEYS_MAX, BROKER_KEYS_MAX);

@@ -470,11 +470,12 @@ END_TEST
 
 /* 3. Values that do not open: sealed for another Secret, another namespace, or tampered.
  * The last good value stays served (stale) and the reason names the file and the key; a
- * secret with nothing good yet fails; no value or ciphertext reaches the log or status. */
+ * secret with nothing good yet fails (and a file name that cannot be a key says so); no
+ * value or ciphertext reaches the log or status. */
 START_TEST(bad_value_keeps_last_good)
 {
 	struct sx f;
-	char secrets[2048], extra[1024], bad[600], *v, *ct_good = NULL, *log, *status_out;
+	char secrets[4096], extra[1024], bad[600], odd[600], *v, *ct_good = NULL, *log, *status_out;
 	char *ct_name, *ct_ns, *ct_tampered;
 	const char *keys[] = { "password" };
 	json_t *ready = NULL, *e;
@@ -482,13 +483,18 @@ START_TEST(bad_value_keeps_last_good)
 	sx_start(&f);
 	snprintf(bad, sizeof(bad), "%s/fresh", f.dir);
 	ck_assert_int_eq(volume_write(&f, USER1, PASS1, &ct_good), 0);
+	snprintf(odd, sizeof(odd), "%s/odd", f.dir);
 	snprintf(secrets, sizeof(secrets), DB_SECRET ", {\"name\": \"fresh\", \"from_file\": \"%s\", "
-		 "\"decrypt\": true, \"k8s_secret\": {\"namespace\": \"" NS "\"}}", f.vol, bad);
+		 "\"decrypt\": true, \"k8s_secret\": {\"namespace\": \"" NS "\"}}, "
+		 "{\"name\": \"odd\", \"from_file\": \"%s\"}", f.vol, bad, odd);
 	snprintf(extra, sizeof(extra), "\"decryption_key\": {\"file\": \"%s\"}", f.keyfile);
 	sx_config(&f, extra, secrets);
 	/* "fresh" was sealed for another namespace from the start. */
 	ct_ns = seal_for(&f, "other", "fresh", "password", PASS3);
 	ck_assert_int_eq(t_kubelet_write(bad, keys, (const char *const[]){ ct_ns }, 1), 0);
+	/* "odd", a plain directory, holds a file whose name is no key (not UTF-8). */
+	ck_assert_int_eq(mkdir(odd, 0700), 0);
+	ck_assert_int_eq(t_write_file(t_path(odd, "name\xff"), "x", 0600), 0);
 	sx_broker_start(&f);
 	wait_version(&f, "db", 1);
 
@@ -540,6 +546,11 @@ START_TEST(bad_value_keeps_last_good)
 	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "reason")), bad));
 	json_decref(e);
 	ck_assert_int_eq(sx_get(&f, "/v1/secrets/fresh/password", NULL), 503);
+	{
+		struct want_reason w = { &f, "odd", "holds a file whose name is not UTF-8" };
+
+		ck_assert_msg(t_wait_until(reason_has, &w, T_DEADLINE_MS), "no reason for \"odd\"");
+	}
 	{
 		const char *argv[] = { t_latchkey_bin(), "status", "--socket", f.sock, NULL };
 
