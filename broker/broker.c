@@ -172,6 +172,9 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->audit = broker_audit_new(BROKER_AUDIT_ENTRIES_MAX, cfg->audit_interval_ms);
 	if (b->audit == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (audit)");
+	/* Only file sources: nothing talks to a backend. */
+	if (!cfg->backend)
+		return 0;
 	if (cfg->vault.connect_timeout_ms <= 0)
 		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
 	if (cfg->vault.timeout_ms <= 0)
@@ -188,6 +191,7 @@ broker_fini(struct broker *b)
 {
 	if (b->thread_abandoned)
 		return;
+	broker_files_free(b);
 	for (size_t i = 0; i < b->nrevocations; i++) {
 		free(b->revocations[i].lease_id);
 		free(b->revocations[i].owned_secret);
@@ -361,7 +365,7 @@ broker_main(int argc, char **argv)
 			lk_http_global_cleanup();
 			return LK_EXIT_USAGE;
 		}
-		{
+		if (cfg.backend) {
 			/* The client checks what only it knows (the address's scheme, TLS files);
 			 * it makes no request. */
 			struct lk_vault_client *client = NULL;
@@ -376,13 +380,20 @@ broker_main(int argc, char **argv)
 			}
 			lk_vault_client_free(client);
 		}
+		if (broker_keys_check(&cfg, &err) < 0) {
+			fprintf(stderr, "latchkey broker: %s\n", err.msg);
+			broker_config_clear(&cfg);
+			lk_http_global_cleanup();
+			return LK_EXIT_USAGE;
+		}
 		printf("%s: ok (%zu secrets)\n", check, cfg.nsecrets);
 		broker_config_clear(&cfg);
 		lk_http_global_cleanup();
 		return LK_EXIT_OK;
 	}
-	if (broker_config_load(&cfg, config, &err) < 0) {
+	if (broker_config_load(&cfg, config, &err) < 0 || broker_keys_check(&cfg, &err) < 0) {
 		fprintf(stderr, "latchkey broker: %s\n", err.msg);
+		broker_config_clear(&cfg);
 		lk_http_global_cleanup();
 		return LK_EXIT_USAGE;
 	}
@@ -436,7 +447,14 @@ broker_main(int argc, char **argv)
 		       LK_INT("region_bytes", as.region_size),
 		       LK_BOOL("require_mlock", cfg.require_mlock));
 	}
-	if ((rc = broker_scheduler_start(&b)) < 0) {
+	/* File sources and their keys (broker/source_file.c): a key file that cannot be
+	 * loaded is a configuration error. */
+	if (broker_files_start(&b, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		status = LK_EXIT_USAGE;
+		goto out;
+	}
+	if (cfg.backend && (rc = broker_scheduler_start(&b)) < 0) {
 		lk_log(LK_ERROR, "cannot start the scheduler", LK_STR("error", strerror(-rc)));
 		goto out;
 	}
@@ -472,6 +490,7 @@ broker_main(int argc, char **argv)
 out:
 	if (started) {
 		broker_server_stop(&b);
+		broker_files_stop(&b);
 		broker_scheduler_stop(&b);
 		/* A lease the backend still holds after we are gone is a failure to report. */
 		if (status == LK_EXIT_OK && (b.thread_abandoned ? cfg.revoke_on_shutdown :

@@ -311,42 +311,13 @@ out:
 	return rc;
 }
 
+/* Where a secret is read from the backend: path and kind. */
 static int
-parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
-	     struct broker_secret_spec *sp)
+parse_backend_source(struct lk_cfg *c, const json_t *obj, struct broker_secret_spec *sp)
 {
-	static const char *const keys[] = { "name", "path", "kind", "required", "refresh",
-		"grace", "allow", "file", NULL };
-	static const char *const allow_keys[] = { "uids", "gids", NULL };
 	const char *s = NULL;
-	json_t *allow = NULL, *file = NULL;
 	int rc;
 
-	sp->refresh_ms = BROKER_REFRESH_DEFAULT_MS;
-	sp->grace_ms = cfg->grace_ms;
-	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
-		return rc;
-	if ((rc = lk_cfg_string(c, obj, "name", true, &s)) < 0)
-		return rc;
-	if (!broker_name_valid(s)) {
-		size_t mark = lk_cfg_push_key(c, "name");
-
-		rc = lk_cfg_fail(c, "expected at most %d letters, digits, '-', '_' or '.', "
-				 "not starting with '.'", BROKER_NAME_MAX);
-		lk_cfg_pop(c, mark);
-		return rc;
-	}
-	for (size_t i = 0; i < cfg->nsecrets; i++) {
-		if (strcmp(cfg->secrets[i].name, s) == 0) {
-			size_t mark = lk_cfg_push_key(c, "name");
-
-			rc = lk_cfg_fail(c, "duplicate secret name (also secrets[%zu])", i);
-			lk_cfg_pop(c, mark);
-			return rc;
-		}
-	}
-	if ((sp->name = dup_or_fail(c, s, &rc)) == NULL)
-		return rc;
 	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
 		return rc;
 	if (strlen(s) >= LK_VAULT_PATH_MAX || strstr(s, "//") != NULL || s[0] == '/' ||
@@ -378,6 +349,52 @@ parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
 		lk_cfg_pop(c, mark);
 		return rc;
 	}
+	return 0;
+}
+
+static int
+parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
+	     struct broker_secret_spec *sp)
+{
+	static const char *const keys[] = { "name", "path", "kind", "required", "refresh",
+		"grace", "allow", "file", "from_file", "decrypt", "k8s_secret", "key",
+		"decryption_key", NULL };
+	static const char *const allow_keys[] = { "uids", "gids", NULL };
+	const char *s = NULL;
+	json_t *allow = NULL, *file = NULL;
+	int rc;
+
+	sp->refresh_ms = BROKER_REFRESH_DEFAULT_MS;
+	sp->grace_ms = cfg->grace_ms;
+	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+		return rc;
+	if ((rc = lk_cfg_string(c, obj, "name", true, &s)) < 0)
+		return rc;
+	if (!broker_name_valid(s)) {
+		size_t mark = lk_cfg_push_key(c, "name");
+
+		rc = lk_cfg_fail(c, "expected at most %d letters, digits, '-', '_' or '.', "
+				 "not starting with '.'", BROKER_NAME_MAX);
+		lk_cfg_pop(c, mark);
+		return rc;
+	}
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		if (strcmp(cfg->secrets[i].name, s) == 0) {
+			size_t mark = lk_cfg_push_key(c, "name");
+
+			rc = lk_cfg_fail(c, "duplicate secret name (also secrets[%zu])", i);
+			lk_cfg_pop(c, mark);
+			return rc;
+		}
+	}
+	if ((sp->name = dup_or_fail(c, s, &rc)) == NULL)
+		return rc;
+	/* From the backend (path), or from a file or a mounted Secret volume (from_file,
+	 * broker/source_file.c). */
+	if ((rc = broker_source_file_parse(c, cfg, obj, sp)) < 0)
+		return rc;
+	if (sp->from_file == NULL && (rc = parse_backend_source(c, obj, sp)) < 0)
+		return rc;
 	if ((rc = lk_cfg_bool(c, obj, "required", &sp->required)) < 0)
 		return rc;
 	if ((rc = bounded_duration(c, obj, "refresh", &sp->refresh_ms)) < 0)
@@ -498,7 +515,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		"require_mlock", "audit_interval", "state_dir", "seccomp", NULL };
+		"require_mlock", "audit_interval", "state_dir", "seccomp", "decryption_key", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
 	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
@@ -529,10 +546,11 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	}
 	if ((rc = lk_cfg_keys(&c, root, keys)) < 0)
 		goto out;
-	if ((rc = lk_cfg_object(&c, root, "vault", true, &vault)) < 0)
+	/* Required unless nothing is read from the backend (checked after the secrets). */
+	if ((rc = lk_cfg_object(&c, root, "vault", false, &vault)) < 0)
 		goto out;
 	mark = lk_cfg_push_key(&c, "vault");
-	rc = parse_vault(&c, cfg, vault);
+	rc = vault != NULL ? parse_vault(&c, cfg, vault) : 0;
 	lk_cfg_pop(&c, mark);
 	if (rc < 0)
 		goto out;
@@ -629,6 +647,9 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		if (rc < 0)
 			goto out;
 	}
+	/* Before the secrets: those that decrypt need a key, theirs or this one. */
+	if ((rc = broker_key_spec_parse(&c, root, "decryption_key", &cfg->decryption_key)) < 0)
+		goto out;
 	if ((rc = lk_cfg_array(&c, root, "secrets", true, &secrets)) < 0)
 		goto out;
 	if (json_array_size(secrets) == 0 || json_array_size(secrets) > BROKER_SECRETS_MAX) {
@@ -653,6 +674,14 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 			break;
 	}
 	lk_cfg_pop(&c, mark);
+	if (rc == 0)
+		rc = broker_source_file_check_all(&c, cfg);
+	if (rc == 0 && vault == NULL && cfg->backend) {
+		mark = lk_cfg_push_key(&c, "vault");
+		rc = lk_cfg_fail(&c, "missing required key (a secret with a path, or a "
+				 "decryption_key with vault_path, is read from the backend)");
+		lk_cfg_pop(&c, mark);
+	}
 out:
 	if (rc < 0)
 		broker_config_clear(cfg);
@@ -671,6 +700,8 @@ broker_config_load(struct broker_config *cfg, const char *file, struct lk_error 
 		return err != NULL && err->code < 0 ? err->code : -EINVAL;
 	rc = broker_config_parse(cfg, file, root, err);
 	json_decref(root);
+	if (rc == 0 && (rc = broker_source_file_resolve(cfg, err)) < 0)
+		broker_config_clear(cfg);
 	if (rc < 0)
 		return rc;
 	/* The container image turns the allow-list on; the file has the last word. */
@@ -708,8 +739,10 @@ broker_config_clear(struct broker_config *cfg)
 			free(sp->file->process);
 			free(sp->file);
 		}
+		broker_source_file_free(sp->from_file);
 	}
 	free(cfg->secrets);
+	broker_key_spec_free(cfg->decryption_key);
 	free(cfg->file);
 	free(cfg->socket_path);
 	free(cfg->metrics_addr);

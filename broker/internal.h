@@ -101,6 +101,11 @@ enum broker_format { BROKER_FORMAT_JSON = 0, BROKER_FORMAT_ENV, BROKER_FORMAT_TE
  * line breaks kept), or docker (bare; only line breaks and NUL refused). */
 enum broker_env_dialect { BROKER_ENV_PORTABLE = 0, BROKER_ENV_SYSTEMD, BROKER_ENV_DOCKER };
 
+/* A secret read from a file or a mounted Secret volume, and the key that opens it: see the
+ * file sources section below. */
+struct broker_source_file;
+struct broker_key_spec;
+
 struct broker_file_spec {
 	char *path;                 /* owned */
 	enum broker_format format;
@@ -129,6 +134,7 @@ struct broker_secret_spec {
 	gid_t *gids;                /* owned */
 	size_t ngids;
 	struct broker_file_spec *file; /* owned; NULL: no file */
+	struct broker_source_file *from_file; /* owned; NULL: read from the backend at path */
 };
 
 struct broker_config {
@@ -159,6 +165,10 @@ struct broker_config {
 	char *state_dir;            /* owned; NULL: no lease journal */
 	struct broker_secret_spec *secrets; /* owned */
 	size_t nsecrets;
+	struct broker_key_spec *decryption_key; /* owned; NULL: none at the top level */
+	bool backend;               /* something is read from the backend (a secret's path, a
+				     * key's vault_path): without, there is no vault object to
+				     * need, no login and no scheduler thread */
 };
 
 /* Fills cfg (which must be zeroed) from a parsed document; file names it in messages.
@@ -425,6 +435,10 @@ struct broker {
 	bool sweeper_running;
 	pthread_cond_t sweeper_cond;
 	bool sweeper_stop;
+
+	/* file sources and their decryption keys (broker/source_file.c, broker/decrypt.c) */
+	struct broker_keyring *keyring;
+	struct broker_files *files;
 };
 
 /* Sets up b for cfg (borrowed, must outlive b): entries, arena, metrics, vault client.
@@ -576,5 +590,120 @@ int broker_parse_blocking(const char *index, const char *wait, uint64_t *ret_ind
 			  int64_t *ret_wait_ms);
 /* True when an If-None-Match header value matches the ETag "<version>" (or is "*"). */
 bool broker_etag_matches(const char *if_none_match, uint64_t version);
+
+/* ---- file sources (broker/source_file.c) and their keys (broker/decrypt.c) ---------- */
+
+/* A secret can be read from a file or from a directory (a mounted Kubernetes Secret
+ * volume) instead of the backend, and its values opened there: the sync controller's
+ * encryption at source writes every value as lk1 text bound to "namespace/name/key".
+ * One thread watches every source with inotify. docs/broker.md, "File sources". */
+
+/* Directory entries looked at in one read (the keys themselves are capped at
+ * BROKER_KEYS_MAX): a directory of junk cannot make a read long. */
+#define BROKER_FILE_ENTRIES_MAX (4 * BROKER_KEYS_MAX)
+/* A change seen is read this much later, so that a burst of events is one read. */
+#define BROKER_FILE_SETTLE_MS 20
+/* A read that met an update in progress (a file gone between the listing and the open)
+ * is tried again this soon, at most BROKER_FILE_AGAIN_MAX times in a row before it counts
+ * as a failure. */
+#define BROKER_FILE_AGAIN_MS 50
+#define BROKER_FILE_AGAIN_MAX 100
+/* How often a source that cannot be watched (no inotify instance or watch to be had) is
+ * read instead. */
+#define BROKER_FILE_POLL_MS 2000
+/* The kubelet's atomic writer: the link to the timestamped directory that holds the
+ * current files of a Secret volume. */
+#define BROKER_KUBELET_DATA "..data"
+
+/* A decryption key: an lk1 private key file (mode 0600 or stricter), or a field of a KV
+ * secret in the backend, read once at start. */
+struct broker_key_spec {
+	char *file;                 /* owned; NULL: from the backend */
+	char *vault_path;           /* owned; NULL: from a file */
+	char *field;                /* owned: the KV field holding the key file's text */
+	char *where;                /* owned: its key path in the configuration, for messages
+				     * ("decryption_key", "secrets[2].decryption_key") */
+};
+
+struct broker_source_file {
+	char *path;                 /* owned: absolute; a directory or a single file */
+	char *key;                  /* owned; NULL: a single file's key is its base name */
+	bool decrypt;               /* every value is lk1 text bound to k8s_namespace/k8s_name/key */
+	char *k8s_namespace;        /* owned (decrypt only); broker_source_file_resolve fills it
+				     * from $POD_NAMESPACE when the file does not say */
+	char *k8s_name;             /* owned (decrypt only); default: the secret's name */
+	struct broker_key_spec *decryption_key; /* owned; NULL: the top-level one */
+};
+
+struct lk_cfg;
+struct lk_keyset;
+
+/* The file-source members of secret obj (from_file, decrypt, k8s_secret, key and
+ * decryption_key) into sp->from_file (owned by sp); 0 and nothing set when obj has no
+ * from_file. The top-level decryption_key must have been parsed into cfg already. */
+int broker_source_file_parse(struct lk_cfg *c, const struct broker_config *cfg,
+			     const json_t *obj, struct broker_secret_spec *sp)
+	__attribute__((warn_unused_result));
+/* Frees; NULL allowed. */
+void broker_source_file_free(struct broker_source_file *fs);
+/* What only all the secrets together say, once they are parsed: sets cfg->backend, and
+ * fails on a top-level decryption_key that no secret uses. */
+int broker_source_file_check_all(struct lk_cfg *c, struct broker_config *cfg)
+	__attribute__((warn_unused_result));
+/* Fills in what the environment decides ($POD_NAMESPACE); err "FILE: secrets[i]...: why". */
+int broker_source_file_resolve(struct broker_config *cfg, struct lk_error *err)
+	__attribute__((warn_unused_result));
+
+/* Reads fs once: a directory gives one key per regular file (in the kubelet's layout the
+ * files of the directory ..data points to, read through one descriptor so that a swap
+ * cannot mix two versions; in a plain directory the entries not beginning with '.'), a
+ * file one key. With decrypt, every value must be lk1 text that opens with ks under the
+ * label "namespace/name/key". *ret_data: a new object holding the values (plaintext:
+ * jansson must wipe on free). On failure reason (cut to reasonlen) names the file, the
+ * key and why, never a value. Returns 0, -EAGAIN (an update in progress: read again
+ * soon), -ENOENT (the path is not there), or another negative errno. */
+int broker_source_file_read(const struct broker_source_file *fs, const struct lk_keyset *ks,
+			    json_t **ret_data, char *reason, size_t reasonlen)
+	__attribute__((warn_unused_result));
+
+/* The watcher thread: reads every file source, then again on inotify events (a write, a
+ * rename such as the kubelet's ..data swap, a creation or removal in the directory),
+ * every refresh as a safety net, and after a failure with the entry's backoff. Loads the
+ * key files first: an unreadable one, or one others may read, is an error (exit 2). */
+int broker_files_start(struct broker *b, struct lk_error *err)
+	__attribute__((warn_unused_result));
+/* Stops and joins the thread; broker_files_free (from broker_fini) frees its state. */
+void broker_files_stop(struct broker *b);
+void broker_files_free(struct broker *b);
+/* A decryption key came in from the backend: the sources waiting for it are read. */
+void broker_files_wake(struct broker *b);
+
+/* decryption_key-shaped obj[key] into *ret (owned: broker_key_spec_free); where is its
+ * key path for later messages. 0 with *ret untouched when obj has no such member. */
+int broker_key_spec_parse(struct lk_cfg *c, const json_t *obj, const char *key,
+			  struct broker_key_spec **ret) __attribute__((warn_unused_result));
+void broker_key_spec_free(struct broker_key_spec *k);
+/* Reads an lk1 private key file: a regular file no one but its owner may read (mode 0600
+ * or stricter) holding "lk1priv:...". *ret owned (lk_keyset_free): the key in sodium
+ * memory. why says what is wrong, naming the file and never its content. */
+int broker_key_file_load(const char *path, struct lk_keyset **ret, char *why, size_t whylen)
+	__attribute__((warn_unused_result));
+/* For --check-config: every key file the secrets use is loaded and dropped again. */
+int broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
+	__attribute__((warn_unused_result));
+
+/* The keys the file sources use (b->keyring): key files loaded now (errors name the
+ * config key: "FILE: decryption_key.file: why"), backend keys read by the scheduler. */
+int broker_keyring_new(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
+void broker_keyring_free(struct broker *b);
+/* The key set that opens entry's values, borrowed (it never changes once loaded, and lives
+ * until broker_keyring_free), or NULL while it is not loaded: why then says what it waits
+ * for and *ret_failed whether reading it has failed. */
+const struct lk_keyset *broker_keyring_for(struct broker *b, size_t entry, char *why,
+					   size_t whylen, bool *ret_failed);
+/* Scheduler thread: when the next backend key read is due (INT64_MAX: none waits), and
+ * that read (one key; logged in). */
+int64_t broker_keyring_due(struct broker *b);
+void broker_keyring_fetch(struct broker *b, int64_t now);
 
 #endif

@@ -1074,11 +1074,23 @@ scheduler_main(void *arg)
 			 * replacement runs against an expiry) or a first read goes before a
 			 * KV re-read: one slow backend call at a time must not starve them. */
 			bool due_urgent = false;
+			/* Decryption keys in the backend (broker/decrypt.c) come first: file
+			 * sources wait on them. */
+			int64_t keys_at = broker_keyring_due(b);
 
+			if (keys_at <= now) {
+				broker_keyring_fetch(b, now);
+				continue;
+			}
+			if (keys_at < next)
+				next = keys_at;
 			for (size_t i = 0; i < b->n; i++) {
 				struct broker_entry *e = &b->entries[i];
 				bool urgent = e->lease_id != NULL || !e->loaded;
 
+				/* Read from files by broker/source_file.c, not from here. */
+				if (e->spec->from_file != NULL)
+					continue;
 				if (e->next_mono_ms <= now && (urgent && !due_urgent)) {
 					next = e->next_mono_ms;
 					due = e;

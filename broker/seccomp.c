@@ -68,6 +68,8 @@ static const int allowed[] = {
 	__NR_lseek, __NR_fstat, __NR_newfstatat, __NR_statx, __NR_fsync, __NR_fdatasync,
 	__NR_renameat, __NR_unlinkat, __NR_fchmod, __NR_fchown, __NR_getdents64,
 	__NR_readlinkat, __NR_faccessat, __NR_fcntl, __NR_dup,
+	/* file sources: their directories are watched (the inotify instance is made before) */
+	__NR_inotify_add_watch, __NR_inotify_rm_watch,
 	/* sockets */
 	__NR_connect, __NR_accept4, __NR_getsockname, __NR_getpeername, __NR_getsockopt,
 	__NR_setsockopt, __NR_sendto, __NR_recvfrom, __NR_sendmsg, __NR_recvmsg,

@@ -287,6 +287,8 @@ entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t
 	json_object_set_new(o, "version", json_integer(s != NULL ? (json_int_t)s->version : 0));
 	json_object_set_new(o, "state", json_string(broker_state_name(st)));
 	json_object_set_new(o, "required", json_boolean(e->spec->required));
+	json_object_set_new(o, "source", json_string(e->spec->from_file != NULL ? "file" :
+						     "backend"));
 	if (s != NULL && s->lease.expires_mono_ms > 0) {
 		int64_t left = s->lease.expires_mono_ms - now;
 
@@ -350,6 +352,7 @@ route_ready(struct broker *b, struct lk_http_req *req)
 		json_object_set_new(backend, "reason", json_string(
 			"a backend call for a secret this peer may not read failed"));
 	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
+	json_object_set_new(backend, "configured", json_boolean(b->cfg->backend));
 	pthread_mutex_unlock(&b->lock);
 	json_object_set(obj, "backend", backend);
 	for (size_t i = 0; i < b->n; i++) {

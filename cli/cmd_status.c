@@ -90,7 +90,10 @@ cmd_status(int argc, char **argv)
 	if (!ready && json_is_string(json_object_get(j, "reason")))
 		printf(" (%s)", json_string_value(json_object_get(j, "reason")));
 	v = json_object_get(j, "backend");
-	printf("\nbackend: %s", json_is_true(json_object_get(v, "ok")) ? "ok" : "failing");
+	if (json_is_false(json_object_get(v, "configured")))
+		printf("\nbackend: none (every secret is read from a file)");
+	else
+		printf("\nbackend: %s", json_is_true(json_object_get(v, "ok")) ? "ok" : "failing");
 	if (json_is_string(json_object_get(v, "reason")))
 		printf(" (%s)", json_string_value(json_object_get(v, "reason")));
 	printf("\n\n%-24s %8s %-8s %9s %-24s %s\n", "SECRET", "VERSION", "STATE", "TTL LEFT",

@@ -7,8 +7,9 @@
       exists, and an anchor (#…) names a heading of that page;
   (b) README.md's Documentation list links every page of docs/;
   (c) docs/config.md lists every key the broker's configuration accepts (the known-key
-      lists of broker/config.c and vault/config.c) and every flag of `latchkey sync`
-      (sync/main.c), and every flag its sync table names exists;
+      lists of broker/config.c, broker/source_file.c, broker/decrypt.c and
+      vault/config.c) and every flag of `latchkey sync` (sync/main.c), and every flag its
+      sync table names exists;
   (d) every message a heading of docs/troubleshooting.md quotes occurs in the sources: each
       part between the "…" placeholders is in one C string literal (adjacent literals
       joined, escapes read, format directives as boundaries);
@@ -83,7 +84,7 @@ def check_readme(readme):
 
 def code_keys():
     keys = set()
-    for f in ("broker/config.c", "vault/config.c"):
+    for f in ("broker/config.c", "broker/source_file.c", "broker/decrypt.c", "vault/config.c"):
         text = read(os.path.join(SRC, f))
         for m in re.finditer(r"static const char \*const \w+\[\] = \{(.*?)\};", text, re.S):
             keys.update(re.findall(r'"([a-z_]+)"', m.group(1)))
