@@ -17,6 +17,7 @@
 
 #include "broker/internal.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 
 /* Largest /metrics page rendered. */
@@ -314,7 +315,7 @@ entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t
 	json_object_set_new(o, "next_at", json_string(lk_rfc3339_ms(
 	    now_real + (e->next_mono_ms > now ? e->next_mono_ms - now : 0), ts)));
 	if (e->failing)
-		json_object_set_new(o, "reason", json_string(e->reason));
+		json_object_set_new(o, "reason", lk_json_string_lossy(e->reason));
 	if (admin && e->shown_lease_id != NULL)
 		json_object_set_new(o, "lease_id", json_string(e->shown_lease_id));
 	pthread_mutex_unlock(&e->lock);
@@ -339,7 +340,7 @@ route_ready(struct broker *b, struct lk_http_req *req)
 	}
 	if (!ready) {
 		json_object_set_new(obj, "error", json_string("not ready"));
-		json_object_set_new(obj, "reason", json_string(reason));
+		json_object_set_new(obj, "reason", lk_json_string_lossy(reason));
 	}
 	json_object_set_new(obj, "ready", json_boolean(ready));
 	pthread_mutex_lock(&b->lock);
@@ -347,7 +348,7 @@ route_ready(struct broker *b, struct lk_http_req *req)
 	json_object_set_new(backend, "ok", json_boolean(up));
 	if (!up && (admin || b->backend_reason_entry == SIZE_MAX ||
 		    broker_peer_allowed(b->entries[b->backend_reason_entry].spec, peer)))
-		json_object_set_new(backend, "reason", json_string(b->backend_reason));
+		json_object_set_new(backend, "reason", lk_json_string_lossy(b->backend_reason));
 	else if (!up)
 		json_object_set_new(backend, "reason", json_string(
 			"a backend call for a secret this peer may not read failed"));

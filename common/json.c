@@ -4,6 +4,7 @@
 #include "common/buf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,4 +83,60 @@ lk_json_parse(const char *text, size_t len, size_t flags, const char *name,
 				     lk_json_error_text(&je));
 	}
 	return root;
+}
+
+/* Length of the whole UTF-8 character at s (n bytes left), or 0 when none starts there. */
+static size_t
+utf8_char_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t c;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, c = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, c = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, c = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and beyond U+10FFFF are not characters. */
+	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return len;
+}
+
+json_t *
+lk_json_string_lossy(const char *text)
+{
+	size_t n = strlen(text);
+	json_t *j;
+	char *copy;
+
+	if ((j = json_stringn(text, n)) != NULL || (copy = malloc(n + 1)) == NULL)
+		return j;
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_char_len((const unsigned char *)text + i, n - i);
+
+		if (len == 0) {
+			copy[i++] = '?';
+			continue;
+		}
+		memcpy(copy + i, text + i, len);
+		i += len;
+	}
+	copy[n] = '\0';
+	j = json_stringn(copy, n);
+	free(copy);
+	return j;
 }

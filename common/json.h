@@ -35,4 +35,10 @@ const char *lk_json_error_text(const json_error_t *je);
 json_t *lk_json_parse(const char *text, size_t len, size_t flags, const char *name,
 		      struct lk_error *err);
 
+/* A JSON string of text that may not be valid UTF-8 (a message cut at a fixed length in
+ * the middle of a character, a file name of other bytes): each byte that does not begin
+ * or continue a whole UTF-8 character becomes '?'. Returns a new reference, NULL only
+ * when out of memory. */
+json_t *lk_json_string_lossy(const char *text);
+
 #endif

@@ -661,6 +661,30 @@ START_TEST(test_json_parse_never_quotes)
 }
 END_TEST
 
+/* Text cut in the middle of a character, or holding other bytes, still makes a string:
+ * whole characters kept, the rest '?'. */
+START_TEST(test_json_string_lossy)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "plain", "plain" },
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },
+		{ "cut \xe2\x82", "cut ??" },
+		{ "name \xff\xfe.txt", "name ??.txt" },
+		{ "overlong \xc0\xaf", "overlong ??" },
+		{ "surrogate \xed\xa0\x80", "surrogate ???" },
+		{ "emoji \xf0\x9f\x94\x91 \xf0\x9f", "emoji \xf0\x9f\x94\x91 ??" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *j = lk_json_string_lossy(cases[i].in);
+
+		ck_assert_ptr_nonnull(j);
+		ck_assert_str_eq(json_string_value(j), cases[i].out);
+		json_decref(j);
+	}
+}
+END_TEST
+
 START_TEST(test_file_read_cap_and_stdin_socket)
 {
 	struct lk_error err = { 0 };
@@ -778,6 +802,7 @@ common_suite(void)
 	tcase_add_test(tc, test_error_prefix);
 	tcase_add_test(tc, test_json_wipe_allocator);
 	tcase_add_test(tc, test_json_parse_never_quotes);
+	tcase_add_test(tc, test_json_string_lossy);
 	tcase_add_test(tc, test_file_read_cap_and_stdin_socket);
 	tcase_add_test(tc, test_file_write_atomic_and_new);
 	suite_add_tcase(s, tc);
