@@ -229,13 +229,16 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: latchkey broker --config FILE [--log-level LEVEL]\n"
-		"       latchkey broker --check-config FILE\n"
+		"       latchkey broker --check-config FILE [--online [--json]]\n"
 		"\n"
 		"Caches secrets from a Vault-compatible backend in locked memory, renews and\n"
 		"rotates them, and serves them over a Unix socket (see docs/broker.md).\n"
 		"\n"
 		"  --config FILE        the JSON configuration\n"
 		"  --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
+		"  --online             with --check-config: log in, and check that each secret\n"
+		"                       can be read (0 all can, 1 some cannot, 2 invalid FILE)\n"
+		"  --json               with --online: the result as JSON\n"
 		"  --log-level LEVEL    debug, info, warn or error (default info)\n"
 		"  --help               this text\n");
 }
@@ -311,7 +314,7 @@ broker_main(int argc, char **argv)
 	struct broker b;
 	struct lk_error err;
 	sigset_t set;
-	bool started = false;
+	bool started = false, online = false, as_json = false;
 	int rc, status = LK_EXIT_FAILURE;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -330,6 +333,10 @@ broker_main(int argc, char **argv)
 			check = argv[++i];
 		} else if (strncmp(a, "--check-config=", 15) == 0) {
 			check = a + 15;
+		} else if (strcmp(a, "--online") == 0) {
+			online = true;
+		} else if (strcmp(a, "--json") == 0) {
+			as_json = true;
 		} else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
 			level_text = argv[++i];
 		} else if (strncmp(a, "--log-level=", 12) == 0) {
@@ -342,6 +349,12 @@ broker_main(int argc, char **argv)
 	}
 	if ((config == NULL) == (check == NULL)) {
 		fprintf(stderr, "latchkey broker: give --config FILE or --check-config FILE\n");
+		usage(stderr);
+		return LK_EXIT_USAGE;
+	}
+	if ((online && check == NULL) || (as_json && !online)) {
+		fprintf(stderr, "latchkey broker: %s goes with %s\n", online ? "--online" : "--json",
+			online ? "--check-config FILE" : "--check-config FILE --online");
 		usage(stderr);
 		return LK_EXIT_USAGE;
 	}
@@ -364,6 +377,18 @@ broker_main(int argc, char **argv)
 			fprintf(stderr, "latchkey broker: %s\n", err.msg);
 			lk_http_global_cleanup();
 			return LK_EXIT_USAGE;
+		}
+		if (online) {
+			if (cfg.backend)
+				status = broker_check_online(&cfg, as_json, stdout);
+			else {
+				fprintf(stderr, "latchkey broker: %s: no secret is read from the "
+					"backend: --online has nothing to check\n", check);
+				status = LK_EXIT_OK;
+			}
+			broker_config_clear(&cfg);
+			lk_http_global_cleanup();
+			return status;
 		}
 		if (cfg.backend) {
 			/* The client checks what only it knows (the address's scheme, TLS files);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "common/backoff.h"
@@ -317,6 +318,12 @@ int64_t broker_refresh_at(int64_t now_ms, int64_t refresh_ms, struct lk_backoff 
  * BROKER_TTL_MAX_S; 0 or less gives sent_ms. */
 int64_t broker_expires_at(int64_t sent_ms, int64_t ttl_s);
 
+/* The secret's data in a read's answer (borrowed from ls): the inner data of a KV v2
+ * answer, else the answer's data; NULL when a KV v2 version has none (deleted or
+ * destroyed). */
+const json_t *broker_secret_data(const struct broker_secret_spec *sp,
+				 const struct lk_vault_lease_secret *ls);
+
 /* ---- live state -------------------------------------------------------------------- */
 
 enum broker_state {
@@ -476,6 +483,22 @@ void broker_server_stop(struct broker *b);
 void broker_server_notify(struct broker *b, size_t entry);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
+
+/* ---- the online check (broker/online.c) --------------------------------------------- */
+
+/* `--check-config FILE --online`: logs in with cfg's method, asks sys/capabilities-self
+ * about every secret's path, reads each once (revoking a lease the read creates, and the
+ * token when the check logged in for it) and prints, to out, a table or (as_json) a JSON
+ * document with the fix for each failure; never a value. Returns the exit status: 0 when
+ * every secret could be read, 1 otherwise, 2 when the vault settings are invalid. */
+int broker_check_online(struct broker_config *cfg, bool as_json, FILE *out);
+
+/* The namespace and name of the service account a Kubernetes JWT (len bytes, not
+ * NUL-terminated) names in its claims (projected or legacy form); the signature is not
+ * checked. 0, -EINVAL (not a JWT, no such claims, or a claim with control characters or
+ * quotes), -ENAMETOOLONG or -ENOMEM. The ret_ buffers are set only on success. */
+int broker_jwt_service_account(const char *jwt, size_t len, char *ret_namespace, size_t nslen,
+			       char *ret_name, size_t namelen) __attribute__((warn_unused_result));
 
 /* ---- the system-call allow-list (broker/seccomp.c) ---------------------------------- */
 

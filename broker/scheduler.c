@@ -637,8 +637,8 @@ token_action(struct broker *b, int64_t now)
 /* ---- secrets ---- */
 
 /* A KV v2 read through the logical path answers {"data": {...}, "metadata": {...}}. */
-static const json_t *
-unwrap_data(const struct broker_secret_spec *sp, const struct lk_vault_lease_secret *ls)
+const json_t *
+broker_secret_data(const struct broker_secret_spec *sp, const struct lk_vault_lease_secret *ls)
 {
 	json_t *inner = json_object_get(ls->data, "data");
 	json_t *meta = json_object_get(ls->data, "metadata");
@@ -773,7 +773,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 		return;
 	}
 	set_backend(b, true, NULL);
-	data = unwrap_data(sp, &ls);
+	data = broker_secret_data(sp, &ls);
 	if (data == NULL) {
 		entry_failure(b, e, "secret read failed", "the KV version has no data (deleted or "
 			      "destroyed)", fail_ev, BROKER_ACT_FETCH, now);

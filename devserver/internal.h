@@ -284,6 +284,8 @@ void dev_sys_handle(struct dev_call *c, const char *rest);
 void dev_sys_mounts(struct dev_call *c, const char *rest, bool auth);
 /* sys/policy[/<name>] (acl false) and sys/policies/acl[/<name>]. */
 void dev_sys_policy(struct dev_call *c, const char *name, bool acl);
+/* POST sys/capabilities-self {"paths": [...]}: the token's capabilities on each path. */
+void dev_sys_capabilities_self(struct dev_call *c);
 /* The lease endpoints under sys/ (rest after "sys/"); false when rest is none of them. */
 bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);

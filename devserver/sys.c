@@ -119,6 +119,8 @@ dev_sys_handle(struct dev_call *c, const char *rest)
 		dev_sys_mounts(c, *sub == '/' ? sub + 1 : sub, false);
 	} else if (dev_path_starts(rest, "auth", &sub)) {
 		dev_sys_mounts(c, *sub == '/' ? sub + 1 : sub, true);
+	} else if (strcmp(rest, "capabilities-self") == 0) {
+		dev_sys_capabilities_self(c);
 	} else if (dev_path_starts(rest, "policies/acl", &sub)) {
 		dev_sys_policy(c, *sub == '/' ? sub + 1 : sub, true);
 	} else if (dev_path_starts(rest, "policy", &sub)) {

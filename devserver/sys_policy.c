@@ -177,3 +177,84 @@ dev_policy_init_default(struct dev_server *s)
 {
 	return dev_policy_set(s, "default", DEFAULT_POLICY, NULL);
 }
+
+/* Most paths one sys/capabilities-self request may ask about. */
+#define CAPABILITIES_PATHS_MAX 256
+
+/* The names of caps in Vault's order (sorted); ["deny"] when it grants nothing, ["root"]
+ * for a root token. New reference. */
+static json_t *
+caps_names(unsigned caps, bool root)
+{
+	/* Alphabetical, as Vault sorts them. */
+	static const struct { const char *name; unsigned bit; } order[] = {
+		{ "create", DEV_CAP_CREATE }, { "delete", DEV_CAP_DELETE }, { "list", DEV_CAP_LIST },
+		{ "patch", DEV_CAP_PATCH }, { "read", DEV_CAP_READ }, { "sudo", DEV_CAP_SUDO },
+		{ "update", DEV_CAP_UPDATE },
+	};
+	json_t *list = json_array();
+
+	if (root) {
+		json_array_append_new(list, json_string("root"));
+		return list;
+	}
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (caps & order[i].bit)
+			json_array_append_new(list, json_string(order[i].name));
+	if (json_array_size(list) == 0)
+		json_array_append_new(list, json_string("deny"));
+	return list;
+}
+
+void
+dev_sys_capabilities_self(struct dev_call *c)
+{
+	const json_t *given = json_object_get(c->body, "paths");
+	json_t *paths, *data, *p;
+	bool root;
+	size_t i;
+
+	if (c->op != DEV_OP_WRITE) {
+		dev_reply_bad_method(c);
+		return;
+	}
+	if (given == NULL)
+		given = json_object_get(c->body, "path");  /* the older name Vault still reads */
+	paths = given != NULL ? dev_json_strlist(given, false) : NULL;
+	if (paths == NULL || json_array_size(paths) == 0) {
+		json_decref(paths);
+		dev_reply_error(c, 400, "'paths' must be supplied");
+		return;
+	}
+	if (json_array_size(paths) > CAPABILITIES_PATHS_MAX) {
+		json_decref(paths);
+		dev_reply_error(c, 400, "too many paths");
+		return;
+	}
+	root = c->token->root || dev_strlist_has(c->token->policies, "root");
+	data = json_object();
+	json_array_foreach(paths, i, p) {
+		const char *path = json_string_value(p);
+
+		while (*path == '/')
+			path++;
+		json_object_set_new(data, json_string_value(p),
+				    caps_names(dev_token_caps(c->srv, c->token, path), root));
+	}
+	/* For one path Vault also answers "capabilities", for older clients. */
+	if (json_array_size(paths) == 1)
+		json_object_set(data, "capabilities",
+				json_object_get(data, json_string_value(json_array_get(paths, 0))));
+	json_decref(paths);
+	{
+		/* Vault's answer has the fields at the top level as well as under "data" (a
+		 * path named like an envelope field is only under "data"). */
+		json_t *env = dev_envelope(json_deep_copy(data));
+
+		json_object_update_missing(env, data);
+		json_decref(data);
+		json_decref(c->reply);
+		c->reply = env;
+		c->status = 200;
+	}
+}

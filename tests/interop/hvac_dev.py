@@ -112,6 +112,14 @@ def sec_policies():
     u = client(tok)
     check(u.secrets.kv.v2.read_secret_version("json/a")["data"]["data"] == {"k": "v"}, "JSON policy grants")
     raises(hvac.exceptions.Forbidden, u.secrets.kv.v2.read_secret_version, "hcl/a")
+    # sys/capabilities-self: each path's capabilities, "capabilities" too for one path
+    caps = u.sys.get_capabilities(["secret/data/json/a", "secret/data/hcl/a"])
+    check(caps["secret/data/json/a"] == ["read"] and caps["secret/data/hcl/a"] == ["deny"] and
+          caps["data"]["secret/data/json/a"] == ["read"] and "capabilities" not in caps,
+          "get_capabilities", caps)
+    one = u.sys.get_capabilities(["secret/data/json/a"])
+    check(one["capabilities"] == ["read"], "get_capabilities for one path", one)
+    check(c.sys.get_capabilities(["anything"])["capabilities"] == ["root"], "root's capabilities")
     # a broken JSON document: 400 that names the problem without echoing the document
     e = raises(hvac.exceptions.InvalidRequest, c.sys.create_or_update_policy, "bad",
                '{"path": {"x/*": {"capabilities": ["fly"]}}, "hunter2": 1}')

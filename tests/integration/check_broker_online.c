@@ -1,0 +1,290 @@
+/* check_broker_online.c — `latchkey broker --check-config FILE --online` against
+ * `latchkey dev`: the table and the exit status when every secret can be read, the exact
+ * policy line for a path the token may not read, a Kubernetes role bound to another
+ * service account named on both sides, the lease a dynamic read creates revoked at once,
+ * and never a value (nor the JWT) in what it prints. */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brokerutil.h"
+#include "common/clock.h"
+
+/* The values bf_dev writes at secret/data/app/api; neither may be printed. */
+#define API_USER "bf-user"
+#define API_PASSWORD "bf-password-4a1f0c"
+/* Every username the dev database engine makes starts so. */
+#define DB_USER_PREFIX "v-token-"
+
+#define POLICY_APP "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\\n" \
+		   "path \\\"database/creds/app\\\" { capabilities = [\\\"read\\\"] }\"}"
+
+/* A token with policies (a JSON array) into the fixture's token file. */
+static void
+token_with(struct bf *f, const char *policies)
+{
+	char body[256], *out = NULL;
+	json_t *j;
+	const char *tok;
+
+	snprintf(body, sizeof(body), "{\"policies\": %s, \"ttl\": \"1h\"}", policies);
+	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create", body, &out), 200);
+	j = json_loads(out, 0, NULL);
+	tok = json_string_value(json_object_get(json_object_get(j, "auth"), "client_token"));
+	ck_assert_ptr_nonnull(tok);
+	ck_assert_int_eq(t_write_file(f->token_file, tok, 0600), 0);
+	json_decref(j);
+	free(out);
+}
+
+/* Runs the check (with --json when as_json); the exit status, and what it printed (stdout
+ * and stderr together) in *ret (malloc'd). env: NULL-terminated extra variables or NULL. */
+static int
+run_check(struct bf *f, bool as_json, const char *const env[], char **ret)
+{
+	const char *argv[] = { t_latchkey_bin(), "broker", "--check-config", f->cfg, "--online",
+			       as_json ? "--json" : NULL, NULL };
+	char out[700];
+	int status;
+
+	snprintf(out, sizeof(out), "%s/check.out", f->dir);
+	status = t_run(argv, env, NULL, out, out);
+	*ret = t_read_file(out);
+	ck_assert_ptr_nonnull(*ret);
+	return status;
+}
+
+static void
+assert_no_values(const char *out)
+{
+	ck_assert_ptr_null(strstr(out, API_PASSWORD));
+	ck_assert_ptr_null(strstr(out, "\"" API_USER "\""));
+	ck_assert_ptr_null(strstr(out, " " API_USER));
+	ck_assert_ptr_null(strstr(out, DB_USER_PREFIX));
+}
+
+START_TEST(test_all_ok)
+{
+	struct bf f;
+	char *out = NULL;
+	json_t *j, *rows, *db = NULL, *api = NULL, *row;
+	size_t i;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app", POLICY_APP, NULL), 300);
+	token_with(&f, "[\"app\"]");
+	bf_config(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\"},"
+		      "{\"name\": \"db\", \"path\": \"database/creds/app\"}", NULL);
+	ck_assert_int_eq(bf_leases(&f, "active"), 0);
+
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "login (token): ok, policies app, default"));
+	ck_assert_ptr_nonnull(strstr(out, "SECRET"));
+	ck_assert_ptr_nonnull(strstr(out, "RENEWABLE"));
+	ck_assert_ptr_nonnull(strstr(out, "ok (lease revoked)"));
+	ck_assert_ptr_null(strstr(out, "FAILED"));
+	ck_assert_ptr_nonnull(strstr(out, "the lease that read created was revoked"));
+	assert_no_values(out);
+	free(out);
+	/* The one lease the dynamic read made is revoked, none left active. */
+	ck_assert_int_eq(bf_leases(&f, "active"), 0);
+	ck_assert_int_eq(bf_leases(&f, "revoked"), 1);
+
+	ck_assert_int_eq(run_check(&f, true, NULL, &out), 0);
+	assert_no_values(out);
+	j = json_loads(out, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(json_is_true(json_object_get(j, "ok")));
+	rows = json_object_get(j, "secrets");
+	json_array_foreach(rows, i, row) {
+		const char *name = json_string_value(json_object_get(row, "name"));
+
+		if (name != NULL && strcmp(name, "db") == 0)
+			db = row;
+		if (name != NULL && strcmp(name, "api") == 0)
+			api = row;
+	}
+	ck_assert_ptr_nonnull(db);
+	ck_assert_ptr_nonnull(api);
+	ck_assert(json_is_true(json_object_get(db, "lease_revoked")));
+	ck_assert(json_is_true(json_object_get(db, "renewable")));
+	ck_assert_int_eq(json_integer_value(json_object_get(db, "ttl_s")), 3600);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(db, "capabilities"), 0)),
+			 "read");
+	ck_assert_int_eq(json_integer_value(json_object_get(api, "keys")), 2);
+	ck_assert(json_is_false(json_object_get(api, "leased")));
+	json_decref(j);
+	free(out);
+	ck_assert_int_eq(bf_leases(&f, "active"), 0);
+	ck_assert_int_eq(bf_leases(&f, "revoked"), 2);
+	bf_stop(&f);
+}
+END_TEST
+
+START_TEST(test_missing_policy_line)
+{
+	struct bf f;
+	char *out = NULL;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app", POLICY_APP, NULL), 300);
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/secret/data/other/db",
+				     "{\"data\":{\"password\":\"" API_PASSWORD "\"}}", NULL), 300);
+	token_with(&f, "[\"app\"]");
+	bf_config(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\"},"
+		      "{\"name\": \"other\", \"path\": \"secret/data/other/db\"}", NULL);
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 1);
+	ck_assert_ptr_nonnull(strstr(out, "path \"secret/data/other/db\" { capabilities = [\"read\"] }"));
+	ck_assert_ptr_nonnull(strstr(out, "add it to policy \"app\""));
+	ck_assert_ptr_nonnull(strstr(out, "deny"));
+	ck_assert_ptr_nonnull(strstr(out, "FAILED"));
+	assert_no_values(out);
+	free(out);
+	bf_stop(&f);
+}
+END_TEST
+
+/* A service-account JWT for `latchkey dev` (which checks no signature without pem_keys);
+ * its text in *ret_text (at least 1400 bytes) to look for in the output. */
+static void
+write_jwt(const char *path, const char *ns, const char *sa_name, char *ret_text)
+{
+	char payload[512], hb[256], pb[1024];
+	const char *header = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
+
+	snprintf(payload, sizeof(payload),
+		 "{\"iss\":\"kubernetes/serviceaccount\",\"sub\":\"system:serviceaccount:%s:%s\","
+		 "\"exp\":%lld,\"kubernetes.io\":{\"namespace\":\"%s\","
+		 "\"serviceaccount\":{\"name\":\"%s\",\"uid\":\"0d6c3f1e\"}}}",
+		 ns, sa_name, (long long)(lk_now_real_ms() / 1000 + 3600), ns, sa_name);
+	sodium_bin2base64(hb, sizeof(hb), (const unsigned char *)header, strlen(header),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(pb, sizeof(pb), (const unsigned char *)payload, strlen(payload),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(ret_text, 1400, "%s.%s.c2lnbmF0dXJl", hb, pb);
+	ck_assert_int_eq(t_write_file(path, ret_text, 0600), 0);
+}
+
+static void
+kubernetes_config(struct bf *f, const char *jwt_file)
+{
+	char *text;
+
+	ck_assert_int_ge(asprintf(&text,
+		 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"kubernetes\","
+		 " \"role\": \"app\", \"jwt_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\"},"
+		 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\"}]}",
+		 f->dev.addr, jwt_file, f->sock), 0);
+	ck_assert_int_eq(t_write_file(f->cfg, text, 0600), 0);
+	free(text);
+}
+
+START_TEST(test_kubernetes_role_bound_elsewhere)
+{
+	struct bf f;
+	char jwt_file[700], jwt[1400], env_token[200], *out = NULL;
+	const char *env[] = { env_token, NULL };
+	json_t *j;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(env_token, sizeof(env_token), "VAULT_TOKEN=%s", f.dev.token);
+	ck_assert_int_lt(bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app", POLICY_APP, NULL), 300);
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/kubernetes/config",
+				     "{\"kubernetes_host\":\"https://kubernetes.default.svc\"}", NULL), 300);
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/kubernetes/role/app",
+				     "{\"bound_service_account_names\":[\"web\"],"
+				     "\"bound_service_account_namespaces\":[\"shop\"],"
+				     "\"token_policies\":[\"app\"]}", NULL), 300);
+	snprintf(jwt_file, sizeof(jwt_file), "%s/sa-token", f.dir);
+	write_jwt(jwt_file, "shop", "app", jwt);
+	kubernetes_config(&f, jwt_file);
+
+	/* With a token that may read the role: both sides named. */
+	ck_assert_int_eq(run_check(&f, false, env, &out), 1);
+	ck_assert_ptr_nonnull(strstr(out, "bound_service_account_names [web]"));
+	ck_assert_ptr_nonnull(strstr(out, "bound_service_account_namespaces [shop]"));
+	ck_assert_ptr_nonnull(strstr(out, "service account \"app\" in namespace \"shop\""));
+	ck_assert_ptr_nonnull(strstr(out, "add \"app\" to bound_service_account_names"));
+	ck_assert_ptr_nonnull(strstr(out, "not checked"));
+	ck_assert_ptr_null(strstr(out, jwt));
+	ck_assert_ptr_null(strstr(out, strchr(jwt, '.') + 1));
+	assert_no_values(out);
+	free(out);
+
+	/* Without one: the service account still named, and how to see the bindings. */
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 1);
+	ck_assert_ptr_nonnull(strstr(out, "service account \"app\" in namespace \"shop\""));
+	ck_assert_ptr_nonnull(strstr(out, "set VAULT_TOKEN to a token that may read "
+				     "auth/kubernetes/role/app"));
+	ck_assert_ptr_null(strstr(out, strchr(jwt, '.') + 1));
+	free(out);
+
+	/* Bound: ok, and the token the check logged in for is revoked. */
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/kubernetes/role/app",
+				     "{\"bound_service_account_names\":[\"web\",\"app\"],"
+				     "\"bound_service_account_namespaces\":[\"shop\"],"
+				     "\"token_policies\":[\"app\"]}", NULL), 300);
+	ck_assert_int_eq(run_check(&f, true, NULL, &out), 0);
+	j = json_loads(out, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(json_is_true(json_object_get(json_object_get(j, "login"), "ok")));
+	ck_assert(json_is_true(json_object_get(json_object_get(j, "login"), "token_revoked")));
+	ck_assert(json_is_true(json_object_get(j, "ok")));
+	assert_no_values(out);
+	json_decref(j);
+	free(out);
+	bf_stop(&f);
+}
+END_TEST
+
+START_TEST(test_invalid_config)
+{
+	struct bf f;
+	char *out = NULL;
+
+	bf_dev(&f, "1h", "2h");
+	bf_config(&f, "{\"name\": \"x\"}", NULL);
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 2);
+	ck_assert_ptr_nonnull(strstr(out, f.cfg));
+	ck_assert_ptr_nonnull(strstr(out, "path: missing required key"));
+	free(out);
+	bf_stop(&f);
+}
+END_TEST
+
+#define ADD(s, fn, secs) do { \
+	TCase *tc_ = tcase_create(#fn); \
+	tcase_set_timeout(tc_, (secs)); \
+	tcase_add_test(tc_, fn); \
+	suite_add_tcase((s), tc_); \
+} while (0)
+
+static Suite *
+online_suite(void)
+{
+	Suite *s = suite_create("broker-online");
+
+	ADD(s, test_all_ok, 60);
+	ADD(s, test_missing_policy_line, 60);
+	ADD(s, test_kubernetes_role_bound_elsewhere, 60);
+	ADD(s, test_invalid_config, 60);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(online_suite());
+	int failed;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
