@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -166,6 +167,20 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 		pthread_mutex_init(&e->lock, NULL);
 		lk_backoff_init(&e->backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	}
+	b->outputs = calloc(cfg->nsecrets + cfg->ntemplates + 1, sizeof(*b->outputs));
+	if (b->outputs == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n + cfg->ntemplates; i++) {
+		const struct broker_file_spec *fs = i < b->n ? cfg->secrets[i].file :
+						    cfg->templates[i - b->n];
+		struct broker_output *o = &b->outputs[b->noutputs];
+
+		if (fs == NULL)
+			continue;
+		o->fs = fs;
+		pthread_mutex_init(&o->lock, NULL);
+		b->noutputs++;
+	}
 	b->metrics = broker_metrics_new(b);
 	if (b->metrics == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (metrics)");
@@ -206,6 +221,13 @@ broker_fini(struct broker *b)
 	}
 	free(b->entries);
 	b->entries = NULL;
+	for (size_t i = 0; i < b->noutputs; i++) {
+		sodium_memzero(b->outputs[i].digest, sizeof(b->outputs[i].digest));
+		pthread_mutex_destroy(&b->outputs[i].lock);
+	}
+	free(b->outputs);
+	b->outputs = NULL;
+	b->noutputs = 0;
 	broker_metrics_free(b->metrics);
 	b->metrics = NULL;
 	broker_audit_free(b->audit);

@@ -742,6 +742,35 @@ schedule_renewal(struct broker_entry *e, int64_t now, int64_t ttl_s)
 	entry_schedule(e, at, BROKER_ACT_RENEW);
 }
 
+/* Renders again every file that reads entry, whose version just changed: its own file and
+ * the templates that name it. A failure is logged with the file and the template's
+ * origin:line and key (never a value) and the old file stays. */
+static void
+render_outputs(struct broker *b, size_t entry)
+{
+	for (size_t i = 0; i < b->noutputs; i++) {
+		struct broker_output *o = &b->outputs[i];
+		const struct broker_file_spec *fs = o->fs;
+		struct lk_error ferr;
+		int rc;
+
+		if (!broker_output_reads(o, entry))
+			continue;
+		lk_error_clear(&ferr);
+		rc = broker_output_render(b, o, &ferr);
+		if (rc < 0 && rc != -EAGAIN)
+			lk_log(LK_WARN, "file render failed", LK_STR("file", fs->path),
+			       LK_STR("secret", fs->secret != SIZE_MAX ?
+				      b->entries[fs->secret].spec->name : NULL),
+			       LK_STR("template", fs->secret == SIZE_MAX ? fs->origin : NULL),
+			       LK_STR("error", ferr.msg));
+		else if (rc == 1 && fs->secret == SIZE_MAX)
+			lk_log(LK_INFO, "template rendered", LK_STR("file", fs->path),
+			       LK_STR("template", fs->origin),
+			       LK_STR("secret", b->entries[entry].spec->name));
+	}
+}
+
 static void
 entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 {
@@ -866,14 +895,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	if (changed) {
 		broker_server_notify(b, e->index);
-		if (sp->file != NULL) {
-			struct lk_error ferr;
-
-			lk_error_clear(&ferr);
-			if (broker_render_file(sp->file, s, &ferr) < 0)
-				lk_log(LK_WARN, "file render failed", LK_STR("secret", sp->name),
-				       LK_STR("error", ferr.msg));
-		}
+		render_outputs(b, e->index);
 	}
 	maybe_announce_ready(b);
 out:

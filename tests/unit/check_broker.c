@@ -507,15 +507,27 @@ START_TEST(test_render)
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
 	ck_assert_str_eq(out.data, "{\"PASSWORD\":\"it's $secret\",\"USER\":\"app\"}\n");
 	lk_buf_reset(&out);
+	/* The older {{ KEY }} form of a secret's own file, compiled by broker/template. */
 	fs.format = BROKER_FORMAT_TEMPLATE;
-	fs.template_text = "u={{ USER }} p={{.PASSWORD}}!";
-	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
-	ck_assert_str_eq(out.data, "u=app p=it's $secret!");
-	lk_buf_reset(&out);
-	fs.template_text = "{{ MISSING }}";
-	ck_assert_int_eq(broker_render(&fs, s, &out, &err), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(err.msg, "MISSING"));
-	ck_assert_ptr_null(strstr(err.msg, "it's"));
+	fs.secret = 0;
+	{
+		static const char *const names[] = { "x" };
+		const char *text = "u={{ USER }} p={{.PASSWORD}}!";
+
+		ck_assert_int_eq(broker_template_compile(text, strlen(text), "t.tpl", names, 1, 0,
+							 &fs.template, &err), 0);
+		ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
+		ck_assert_str_eq(out.data, "u=app p=it's $secret!");
+		lk_buf_reset(&out);
+		fs.template = broker_template_free(fs.template);
+		text = "\n{{ MISSING }}";
+		ck_assert_int_eq(broker_template_compile(text, strlen(text), "t.tpl", names, 1, 0,
+							 &fs.template, &err), 0);
+		ck_assert_int_eq(broker_render(&fs, s, &out, &err), -ENOENT);
+		ck_assert_ptr_nonnull(strstr(err.msg, "t.tpl:2: secret \"x\" has no key \"MISSING\""));
+		ck_assert_ptr_null(strstr(err.msg, "it's"));
+		fs.template = broker_template_free(fs.template);
+	}
 	lk_buf_free(&out);
 	broker_snapshot_unref(s);
 	json_decref(data);
