@@ -665,6 +665,12 @@ parse_command(struct parser *ps, struct sval dot, struct tcmd *cmd, bool piped,
 			add_dep(ps->t, ps->t->self);
 			if ((rc = lex(ps)) < 0)
 				return rc;
+			/* A key takes no arguments: a name followed by more was meant as a
+			 * function. */
+			if (ps->tok.kind != TK_END && ps->tok.kind != TK_PIPE &&
+			    ps->tok.kind != TK_RPAREN)
+				return perr(ps, line, "unknown function \"%.*s\" (there are secret, "
+					    "index, json, shell, yaml, url and base64)", (int)tk.n, tk.s);
 			kinds[0].kind = S_OTHER;
 			n = 1;
 			goto done;

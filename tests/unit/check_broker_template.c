@@ -176,6 +176,9 @@ START_TEST(test_self_and_older_syntax)
 	ck_assert_str_eq(o, "5432");
 	ck_assert_int_eq(render_self("{{ MISSING }}", 0, o, sizeof(o)), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(o, "t.tpl:1: secret \"db\" has no key \"MISSING\""));
+	/* In its own file a name followed by arguments was meant as a function. */
+	ck_assert_int_eq(render_self("x\n{{ exec \"rm\" }}", 0, o, sizeof(o)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(o, "t.tpl:2: unknown function \"exec\""));
 	/* At top level a bare name is not a key. */
 	ck_assert_int_eq(render("{{ username }}", o, sizeof(o)), -EINVAL);
 }
