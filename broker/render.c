@@ -261,11 +261,9 @@ broker_output_render(struct broker *b, struct broker_output *o, struct lk_error 
 		if (broker_output_reads(o, i))
 			snaps[i] = broker_entry_snapshot(&b->entries[i]);
 	if ((rc = render_from(fs, snaps, b->n, &out, err)) < 0) {
-		/* Not loaded yet is a wait, not a failure: the load renders it again. */
-		if (rc == -EAGAIN)
-			output_record(o, o->written ? BROKER_OUTPUT_WRITTEN : BROKER_OUTPUT_PENDING,
-				      NULL, false);
-		else
+		/* Not loaded yet is a wait, not a failure: the load renders it again, and the
+		 * state stays what the last render left. */
+		if (rc != -EAGAIN)
 			output_record(o, BROKER_OUTPUT_FAILED, err->msg, false);
 		goto out;
 	}
