@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -140,6 +141,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->started_mono_ms = lk_now_mono_ms();
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->waiters_lock, NULL);
+	pthread_mutex_init(&b->render_lock, NULL);
 	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
@@ -165,6 +167,20 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 		e->index = i;
 		pthread_mutex_init(&e->lock, NULL);
 		lk_backoff_init(&e->backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
+	}
+	b->outputs = calloc(cfg->nsecrets + cfg->ntemplates + 1, sizeof(*b->outputs));
+	if (b->outputs == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->n + cfg->ntemplates; i++) {
+		const struct broker_file_spec *fs = i < b->n ? cfg->secrets[i].file :
+						    cfg->templates[i - b->n];
+		struct broker_output *o = &b->outputs[b->noutputs];
+
+		if (fs == NULL)
+			continue;
+		o->fs = fs;
+		pthread_mutex_init(&o->lock, NULL);
+		b->noutputs++;
 	}
 	b->metrics = broker_metrics_new(b);
 	if (b->metrics == NULL)
@@ -210,6 +226,13 @@ broker_fini(struct broker *b)
 	}
 	free(b->entries);
 	b->entries = NULL;
+	for (size_t i = 0; i < b->noutputs; i++) {
+		sodium_memzero(b->outputs[i].digest, sizeof(b->outputs[i].digest));
+		pthread_mutex_destroy(&b->outputs[i].lock);
+	}
+	free(b->outputs);
+	b->outputs = NULL;
+	b->noutputs = 0;
 	broker_metrics_free(b->metrics);
 	b->metrics = NULL;
 	broker_audit_free(b->audit);
@@ -220,6 +243,7 @@ broker_fini(struct broker *b)
 	pthread_cond_destroy(&b->cond);
 	pthread_mutex_destroy(&b->lock);
 	pthread_mutex_destroy(&b->waiters_lock);
+	pthread_mutex_destroy(&b->render_lock);
 }
 
 /* ---- the command ---- */

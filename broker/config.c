@@ -137,12 +137,32 @@ parse_signal(struct lk_cfg *c, const json_t *obj, int *ret)
 	return rc;
 }
 
+static void
+file_spec_free(struct broker_file_spec *fs)
+{
+	if (fs == NULL)
+		return;
+	free(fs->path);
+	free(fs->template_text);
+	free(fs->origin);
+	broker_template_free(fs->template);
+	free(fs->pidfile);
+	free(fs->process);
+	free(fs);
+}
+
+/* A secret's file object, or (secret SIZE_MAX) an entry of templates[]: the same keys but
+ * for the destination and the format, which is always a template there. */
 static int
-parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
+parse_file(struct lk_cfg *c, const json_t *obj, size_t secret, struct broker_file_spec **ret)
 {
 	static const char *const keys[] = { "path", "format", "template", "template_file",
 		"mode", "owner", "group", "pidfile", "signal", "process", "process_uid", "dialect",
 		NULL };
+	static const char *const template_keys[] = { "destination", "template",
+		"template_file", "mode", "owner", "group", "pidfile", "signal", "process",
+		"process_uid", NULL };
+	const char *path_key = secret == SIZE_MAX ? "destination" : "path";
 	struct broker_file_spec *fs;
 	const char *s = NULL, *tpl = NULL, *tpl_file = NULL;
 	int64_t id;
@@ -156,12 +176,13 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 	fs->group = (gid_t)-1;
 	fs->signal = SIGHUP;
 	fs->process_uid = (uid_t)-1;
-	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+	fs->secret = secret;
+	if ((rc = lk_cfg_keys(c, obj, secret == SIZE_MAX ? template_keys : keys)) < 0)
 		goto out;
-	if ((rc = lk_cfg_string(c, obj, "path", true, &s)) < 0)
+	if ((rc = lk_cfg_string(c, obj, path_key, true, &s)) < 0)
 		goto out;
 	if (s[0] != '/' || strlen(s) > BROKER_FILE_PATH_MAX) {
-		size_t mark = lk_cfg_push_key(c, "path");
+		size_t mark = lk_cfg_push_key(c, path_key);
 
 		rc = lk_cfg_fail(c, "expected an absolute path of at most %d bytes",
 				 BROKER_FILE_PATH_MAX);
@@ -170,7 +191,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 	}
 	if ((fs->path = dup_or_fail(c, s, &rc)) == NULL)
 		goto out;
-	s = "json";
+	s = secret == SIZE_MAX ? "template" : "json";
 	if ((rc = lk_cfg_string(c, obj, "format", false, &s)) < 0)
 		goto out;
 	if (strcmp(s, "json") == 0)
@@ -225,6 +246,14 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 			}
 			if ((fs->template_text = dup_or_fail(c, tpl, &rc)) == NULL)
 				goto out;
+			fs->template_len = strlen(tpl);
+			/* An inline template is named by where it is in the file. */
+			if (asprintf(&fs->origin, "%s: %s%stemplate", c->file, c->path,
+				     c->path_len > 0 ? "." : "") < 0) {
+				fs->origin = NULL;
+				rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+				goto out;
+			}
 		} else {
 			FILE *f = fopen(tpl_file, "r");
 			size_t n;
@@ -253,6 +282,9 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 				lk_cfg_pop(c, mark);
 				goto out;
 			}
+			fs->template_len = n;
+			if ((fs->origin = dup_or_fail(c, tpl_file, &rc)) == NULL)
+				goto out;
 		}
 	} else if (tpl != NULL || tpl_file != NULL) {
 		rc = lk_cfg_fail(c, "template and template_file need format \"template\"");
@@ -301,13 +333,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, struct broker_file_spec **ret)
 	*ret = fs;
 	fs = NULL;
 out:
-	if (fs != NULL) {
-		free(fs->path);
-		free(fs->template_text);
-		free(fs->pidfile);
-		free(fs->process);
-		free(fs);
-	}
+	file_spec_free(fs);
 	return rc;
 }
 
@@ -428,7 +454,7 @@ parse_secret(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj,
 	if (file != NULL) {
 		size_t mark = lk_cfg_push_key(c, "file");
 
-		rc = parse_file(c, file, &sp->file);
+		rc = parse_file(c, file, (size_t)(sp - cfg->secrets), &sp->file);
 		lk_cfg_pop(c, mark);
 		if (rc < 0)
 			return rc;
@@ -509,16 +535,59 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	return parse_ids(c, obj, "admin_uids", (uint32_t **)&cfg->admin_uids, &cfg->nadmin_uids);
 }
 
+/* One template compiled against the configured names: the secrets it reads are known from
+ * here on, and a name that is not configured is refused now rather than at the first
+ * render. */
+static int
+compile_one(struct broker_config *cfg, struct broker_file_spec *fs, const char *const *names,
+	    struct lk_error *err)
+{
+	struct lk_error terr;
+	int rc;
+
+	if (fs == NULL || fs->format != BROKER_FORMAT_TEMPLATE)
+		return 0;
+	lk_error_clear(&terr);
+	rc = broker_template_compile(fs->template_text, fs->template_len, fs->origin, names,
+				     cfg->nsecrets, fs->secret, &fs->template, &terr);
+	if (rc < 0) {
+		/* An inline template's origin names the file already. */
+		if (fs->origin != NULL && fs->origin[0] == '/')
+			return lk_error_set(err, rc, "%s: template_file %s", cfg->file, terr.msg);
+		return lk_error_set(err, rc, "%s", terr.msg);
+	}
+	return 0;
+}
+
+static int
+compile_templates(struct broker_config *cfg, struct lk_error *err)
+{
+	const char **names = calloc(cfg->nsecrets + 1, sizeof(*names));
+	int rc = 0;
+
+	if (names == NULL)
+		return lk_error_set(err, -ENOMEM, "%s: out of memory", cfg->file);
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		names[i] = cfg->secrets[i].name;
+	for (size_t i = 0; rc == 0 && i < cfg->nsecrets; i++)
+		rc = compile_one(cfg, cfg->secrets[i].file, names, err);
+	for (size_t i = 0; rc == 0 && i < cfg->ntemplates; i++)
+		rc = compile_one(cfg, cfg->templates[i], names, err);
+	free(names);
+	return rc;
+}
+
 int
 broker_config_parse(struct broker_config *cfg, const char *file, const json_t *root,
 		    struct lk_error *err)
 {
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
-		"require_mlock", "audit_interval", "state_dir", "seccomp", "decryption_key", NULL };
+		"require_mlock", "audit_interval", "state_dir", "seccomp", "decryption_key",
+		"templates", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
-	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL;
+	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL, *templates = NULL;
 	const char *s = NULL;
 	size_t mark, i;
 	json_t *v;
@@ -682,6 +751,36 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 				 "decryption_key with vault_path, is read from the backend)");
 		lk_cfg_pop(&c, mark);
 	}
+	if (rc < 0)
+		goto out;
+	if ((rc = lk_cfg_array(&c, root, "templates", false, &templates)) < 0)
+		goto out;
+	if (templates != NULL) {
+		mark = lk_cfg_push_key(&c, "templates");
+		if (json_array_size(templates) > BROKER_TEMPLATES_MAX) {
+			rc = lk_cfg_fail(&c, "more than %d templates", BROKER_TEMPLATES_MAX);
+		} else if ((cfg->templates = calloc(json_array_size(templates) + 1,
+						    sizeof(*cfg->templates))) == NULL) {
+			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", file);
+		} else {
+			json_array_foreach(templates, i, v) {
+				size_t m2 = lk_cfg_push_index(&c, i);
+
+				if (!json_is_object(v))
+					rc = lk_cfg_fail(&c, "expected an object");
+				else
+					rc = parse_file(&c, v, SIZE_MAX, &cfg->templates[i]);
+				lk_cfg_pop(&c, m2);
+				if (rc < 0)
+					break;
+				cfg->ntemplates = i + 1;
+			}
+		}
+		lk_cfg_pop(&c, mark);
+		if (rc < 0)
+			goto out;
+	}
+	rc = compile_templates(cfg, err);
 out:
 	if (rc < 0)
 		broker_config_clear(cfg);
@@ -732,17 +831,14 @@ broker_config_clear(struct broker_config *cfg)
 		free(sp->path);
 		free(sp->uids);
 		free(sp->gids);
-		if (sp->file != NULL) {
-			free(sp->file->path);
-			free(sp->file->template_text);
-			free(sp->file->pidfile);
-			free(sp->file->process);
-			free(sp->file);
-		}
+		file_spec_free(sp->file);
 		broker_source_file_free(sp->from_file);
 	}
 	free(cfg->secrets);
 	broker_key_spec_free(cfg->decryption_key);
+	for (size_t i = 0; i < cfg->ntemplates; i++)
+		file_spec_free(cfg->templates[i]);
+	free(cfg->templates);
 	free(cfg->file);
 	free(cfg->socket_path);
 	free(cfg->metrics_addr);

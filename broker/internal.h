@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "broker/template.h"
 #include "common/backoff.h"
 #include "common/error.h"
 #include "common/httpd.h"
@@ -29,6 +30,8 @@
 #define BROKER_ALLOW_MAX 256
 /* Largest inline template or template file. */
 #define BROKER_TEMPLATE_MAX (64u << 10)
+/* Most entries in the templates array. */
+#define BROKER_TEMPLATES_MAX 256
 /* Longest file path in the configuration. */
 #define BROKER_FILE_PATH_MAX 1024
 /* Largest pidfile read before signalling. */
@@ -112,6 +115,12 @@ struct broker_file_spec {
 	enum broker_format format;
 	enum broker_env_dialect dialect; /* format env only */
 	char *template_text;        /* owned; the template, read from template_file if given */
+	size_t template_len;
+	char *origin;               /* owned: the template's name in messages: its
+				     * template_file, or "FILE: KEY.PATH" of an inline one */
+	struct broker_template *template; /* owned; compiled at load (format template) */
+	size_t secret;              /* the secret whose file this is; SIZE_MAX: a template of
+				     * its own (templates[]), which may read several */
 	mode_t mode;                /* default 0400 */
 	uid_t owner;                /* (uid_t)-1: leave */
 	gid_t group;                /* (gid_t)-1: leave */
@@ -170,6 +179,8 @@ struct broker_config {
 	bool backend;               /* something is read from the backend (a secret's path, a
 				     * key's vault_path): without, there is no vault object to
 				     * need, no login and no scheduler thread */
+	struct broker_file_spec **templates; /* owned: the templates[] array */
+	size_t ntemplates;
 };
 
 /* Fills cfg (which must be zeroed) from a parsed document; file names it in messages.
@@ -390,12 +401,34 @@ struct broker_revocation {
 
 struct broker_waiter;
 
+/* What became of a file's last render. */
+enum broker_output_state {
+	BROKER_OUTPUT_PENDING = 0,  /* a secret it reads is not loaded yet */
+	BROKER_OUTPUT_WRITTEN,      /* the last render is in the file */
+	BROKER_OUTPUT_FAILED,       /* the last render failed: the file keeps what it had */
+};
+
+/* A file the broker writes: a secret's file, or an entry of templates[]. */
+struct broker_output {
+	const struct broker_file_spec *fs; /* borrowed from the config */
+	pthread_mutex_t lock;       /* guards state, reason and written_real_ms */
+	enum broker_output_state state;
+	char reason[BROKER_REASON_MAX]; /* why it failed: origin:line and key, never a value */
+	int64_t written_real_ms;    /* 0: never written by this run */
+	/* under broker.render_lock */
+	bool written;
+	unsigned char digest[32];   /* BLAKE2b of the bytes last written */
+};
+
 struct broker {
 	struct broker_config *cfg;  /* borrowed */
 	struct lk_vault_client *vault;
 	struct broker_arena *arena;
 	struct broker_entry *entries;
 	size_t n;
+	struct broker_output *outputs; /* the secrets' files, then templates[] */
+	size_t noutputs;
+	pthread_mutex_t render_lock; /* one render of the outputs at a time */
 	struct broker_metrics *metrics;
 	struct broker_audit *audit;
 	int64_t started_mono_ms;
@@ -549,16 +582,29 @@ int64_t broker_audit_flush(struct broker_audit *a, int64_t now_mono_ms, bool all
 
 /* ---- files (broker/render.c) ------------------------------------------------------- */
 
-/* Renders s to fs->path atomically (temporary file in the same directory, fsync, rename)
- * with fs->mode, then signals the pidfile's process when one is named. err names the
- * file, never a value. */
-int broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
-		       struct lk_error *err) __attribute__((warn_unused_result));
+/* Renders o from the current snapshots of the secrets it reads and, when the bytes differ
+ * from what it last wrote, writes them to its path atomically (temporary file in the same
+ * directory, fsync, rename) with its mode, then signals the pidfile's process when one is
+ * named; unchanged bytes are neither written nor signalled. Records the outcome in o.
+ * Returns 1 (written), 0 (unchanged), -EAGAIN (a secret it reads is not loaded: nothing
+ * written) or another negative errno with err naming the file or the template's
+ * origin:line and key, never a value; the file then keeps what it had. Under
+ * render_lock. */
+int broker_output_render(struct broker *b, struct broker_output *o, struct lk_error *err)
+	__attribute__((warn_unused_result));
+/* Renders every output that reads entry (its version just changed) with
+ * broker_output_render, logging failures; takes render_lock. Any thread. */
+void broker_render_outputs(struct broker *b, size_t entry);
+/* True when o's content comes from secret entry. */
+bool broker_output_reads(const struct broker_output *o, size_t entry);
+/* The name of o's state ("pending", "written", "failed"). */
+const char *broker_output_state_name(enum broker_output_state st);
 /* Sends fs->signal to the process of fs->pidfile once the pidfile and the process are
  * checked (broker/signal.c): refused with -EPERM and err saying why otherwise. */
 int broker_signal_pidfile(const struct broker_file_spec *fs, struct lk_error *err)
 	__attribute__((warn_unused_result));
-/* Renders s into out (a wipe buffer) in fs->format; for tests. */
+/* Renders s into out (a wipe buffer) in fs->format; a template is rendered with s as the
+ * secret fs->secret (and no other loaded). For tests. */
 int broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 		  struct lk_buf *out, struct lk_error *err) __attribute__((warn_unused_result));
 

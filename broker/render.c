@@ -1,13 +1,17 @@
 /* render.c — secrets written to files for software that cannot use the socket.
  *
  * Formats: "json" (the data object), "env" (KEY=value lines, in a dialect that docker
- * --env-file and systemd's EnvironmentFile read, or one of them) and "template" ({{ key }}
- * replaced by the key's value). The file is written to a temporary name in the same
- * directory with its final mode, synced and renamed over the old one, so a reader sees
- * the old or the new content, never a mix. Rendered text lives in a wipe buffer.
+ * --env-file and systemd's EnvironmentFile read, or one of them) and "template" (the
+ * template language of broker/template.h). A secret's own file reads that secret; a
+ * template of templates[] reads the secrets its text names, and is rendered again when
+ * any of them changes. The file is written only when the rendered bytes differ from what
+ * was last written, to a temporary name in the same directory with its final mode, synced
+ * and renamed over the old one, so a reader sees the old or the new content, never a mix;
+ * a render that fails leaves the old file. Rendered text lives in a wipe buffer.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +20,9 @@
 
 #include "broker/internal.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/file.h"
+#include "common/log.h"
 
 /* Largest rendered file. */
 #define RENDER_MAX (2u << 20)
@@ -120,50 +126,51 @@ render_env(const struct broker_file_spec *fs, const struct broker_snapshot *s,
 	return 0;
 }
 
+/* Renders fs's template with snaps[i] (NULL: not loaded) as secret i, for n secrets. The
+ * data objects parsed from the snapshots live in jansson memory, which is wiped when freed
+ * (common/json.h). */
 static int
-render_template(const char *tpl, const struct broker_snapshot *s, struct lk_buf *out,
-		struct lk_error *err)
+render_template(const struct broker_file_spec *fs, struct broker_snapshot *const *snaps,
+		size_t n, struct lk_buf *out, struct lk_error *err)
 {
-	const char *p = tpl;
+	const json_t **data = calloc(n + 1, sizeof(*data));
+	uint64_t *versions = calloc(n + 1, sizeof(*versions));
 	int rc;
 
-	for (;;) {
-		const char *open = strstr(p, "{{"), *close, *a, *z;
-		char key[256];
-		const struct broker_kv *kv;
-
-		if (open == NULL)
-			return lk_buf_append(out, p, strlen(p));
-		if ((rc = lk_buf_append(out, p, (size_t)(open - p))) < 0)
-			return rc;
-		close = strstr(open + 2, "}}");
-		if (close == NULL)
-			return lk_error_set(err, -EINVAL, "template: \"{{\" without \"}}\"");
-		for (a = open + 2; a < close && *a == ' '; a++)
-			;
-		if (a < close && *a == '.')
-			a++;
-		for (z = close; z > a && z[-1] == ' '; z--)
-			;
-		if (z <= a || (size_t)(z - a) >= sizeof(key))
-			return lk_error_set(err, -EINVAL, "template: empty or too long key name");
-		memcpy(key, a, (size_t)(z - a));
-		key[z - a] = '\0';
-		kv = broker_snapshot_key(s, key);
-		if (kv == NULL)
-			return lk_error_set(err, -ENOENT, "template: the secret has no key \"%s\"", key);
-		if ((rc = lk_buf_append(out, kv->value, kv->value_len)) < 0)
-			return rc;
-		p = close + 2;
+	if (data == NULL || versions == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "%s: out of memory", fs->path);
+		goto out;
 	}
+	for (size_t i = 0; i < n; i++) {
+		json_error_t je;
+
+		if (snaps[i] == NULL || !broker_template_reads(fs->template, i))
+			continue;
+		data[i] = json_loadb(snaps[i]->data_json, snaps[i]->data_len, 0, &je);
+		if (data[i] == NULL) {
+			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", fs->path);
+			goto out;
+		}
+		versions[i] = snaps[i]->version;
+	}
+	rc = broker_template_render(fs->template, data, versions, n, out, err);
+out:
+	for (size_t i = 0; data != NULL && i < n; i++)
+		json_decref((json_t *)data[i]);
+	free(data);
+	free(versions);
+	return rc;
 }
 
-int
-broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
-	      struct lk_buf *out, struct lk_error *err)
+static int
+render_from(const struct broker_file_spec *fs, struct broker_snapshot *const *snaps, size_t n,
+	    struct lk_buf *out, struct lk_error *err)
 {
+	const struct broker_snapshot *s = fs->secret < n ? snaps[fs->secret] : NULL;
 	int rc;
 
+	if (fs->format != BROKER_FORMAT_TEMPLATE && s == NULL)
+		return lk_error_set(err, -EAGAIN, "%s: the secret is not loaded", fs->path);
 	switch (fs->format) {
 	case BROKER_FORMAT_JSON:
 		rc = lk_buf_append(out, s->data_json, s->data_len);
@@ -174,30 +181,150 @@ broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s
 		rc = render_env(fs, s, out, err);
 		break;
 	case BROKER_FORMAT_TEMPLATE:
-		rc = render_template(fs->template_text, s, out, err);
+		rc = fs->template != NULL ? render_template(fs, snaps, n, out, err) :
+		     lk_error_set(err, -EINVAL, "%s: the template is not compiled", fs->path);
 		break;
 	default:
 		rc = -EINVAL;
 		break;
 	}
 	if (rc == -E2BIG)
-		lk_error_set(err, rc, "rendered file larger than %u bytes", RENDER_MAX);
+		lk_error_set(err, rc, "%s: rendered file larger than %u bytes", fs->path,
+			     RENDER_MAX);
 	return rc;
 }
 
 int
-broker_render_file(const struct broker_file_spec *fs, const struct broker_snapshot *s,
-		   struct lk_error *err)
+broker_render(const struct broker_file_spec *fs, const struct broker_snapshot *s,
+	      struct lk_buf *out, struct lk_error *err)
 {
+	size_t n = fs->secret != SIZE_MAX ? fs->secret + 1 : 1;
+	struct broker_snapshot **snaps = calloc(n, sizeof(*snaps));
+	int rc;
+
+	if (snaps == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	if (fs->secret != SIZE_MAX)
+		snaps[fs->secret] = (struct broker_snapshot *)s;
+	rc = render_from(fs, snaps, n, out, err);
+	free(snaps);
+	return rc;
+}
+
+bool
+broker_output_reads(const struct broker_output *o, size_t entry)
+{
+	if (o->fs->template != NULL)
+		return broker_template_reads(o->fs->template, entry);
+	return o->fs->secret == entry;
+}
+
+const char *
+broker_output_state_name(enum broker_output_state st)
+{
+	switch (st) {
+	case BROKER_OUTPUT_WRITTEN:
+		return "written";
+	case BROKER_OUTPUT_FAILED:
+		return "failed";
+	default:
+		return "pending";
+	}
+}
+
+static void
+output_record(struct broker_output *o, enum broker_output_state st, const char *reason,
+	      bool written_now)
+{
+	pthread_mutex_lock(&o->lock);
+	o->state = st;
+	broker_copy_text(o->reason, sizeof(o->reason), reason);
+	if (written_now)
+		o->written_real_ms = lk_now_real_ms();
+	pthread_mutex_unlock(&o->lock);
+}
+
+int
+broker_output_render(struct broker *b, struct broker_output *o, struct lk_error *err)
+{
+	const struct broker_file_spec *fs = o->fs;
+	struct broker_snapshot **snaps = calloc(b->n + 1, sizeof(*snaps));
+	unsigned char digest[32];
 	struct lk_buf out;
 	int rc;
 
 	lk_buf_init(&out, RENDER_MAX, true);
-	if ((rc = broker_render(fs, s, &out, err)) == 0)
-		rc = lk_file_write_atomic(fs->path, out.data, out.len, fs->mode, fs->owner,
-					  fs->group, err);
-	if (rc == 0 && fs->pidfile != NULL)
-		rc = broker_signal_pidfile(fs, err);
+	if (snaps == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "%s: out of memory", fs->path);
+		goto out;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (broker_output_reads(o, i))
+			snaps[i] = broker_entry_snapshot(&b->entries[i]);
+	if ((rc = render_from(fs, snaps, b->n, &out, err)) < 0) {
+		/* Not loaded yet is a wait, not a failure: the load renders it again, and the
+		 * state stays what the last render left. */
+		if (rc != -EAGAIN)
+			output_record(o, BROKER_OUTPUT_FAILED, err->msg, false);
+		goto out;
+	}
+	crypto_generichash(digest, sizeof(digest), (const unsigned char *)out.data, out.len,
+			   NULL, 0);
+	if (o->written && sodium_memcmp(digest, o->digest, sizeof(digest)) == 0) {
+		output_record(o, BROKER_OUTPUT_WRITTEN, NULL, false);
+		rc = 0;
+		goto out;
+	}
+	if ((rc = lk_file_write_atomic(fs->path, out.data, out.len, fs->mode, fs->owner,
+				       fs->group, err)) < 0) {
+		output_record(o, BROKER_OUTPUT_FAILED, err->msg, false);
+		goto out;
+	}
+	memcpy(o->digest, digest, sizeof(digest));
+	o->written = true;
+	if (fs->pidfile != NULL && (rc = broker_signal_pidfile(fs, err)) < 0) {
+		output_record(o, BROKER_OUTPUT_FAILED, err->msg, true);
+		goto out;
+	}
+	output_record(o, BROKER_OUTPUT_WRITTEN, NULL, true);
+	rc = 1;
+out:
+	sodium_memzero(digest, sizeof(digest));
+	for (size_t i = 0; snaps != NULL && i < b->n; i++)
+		broker_snapshot_unref(snaps[i]);
+	free(snaps);
 	lk_buf_free(&out);
 	return rc;
+}
+
+/* Renders again every file that reads entry, whose version just changed: its own file and
+ * the templates that name it. A failure is logged with the file and the template's
+ * origin:line and key (never a value) and the old file stays. The scheduler and the file
+ * sources' thread both call it; b->render_lock keeps one render at a time. */
+void
+broker_render_outputs(struct broker *b, size_t entry)
+{
+	pthread_mutex_lock(&b->render_lock);
+	for (size_t i = 0; i < b->noutputs; i++) {
+		struct broker_output *o = &b->outputs[i];
+		const struct broker_file_spec *fs = o->fs;
+		struct lk_error ferr;
+		int rc;
+
+		if (!broker_output_reads(o, entry))
+			continue;
+		lk_error_clear(&ferr);
+		rc = broker_output_render(b, o, &ferr);
+		if (rc < 0 && rc != -EAGAIN)
+			lk_log(LK_WARN, "file render failed", LK_STR("file", fs->path),
+			       LK_STR("secret", fs->secret != SIZE_MAX ?
+				      b->entries[fs->secret].spec->name : NULL),
+			       LK_STR("template", fs->secret == SIZE_MAX ? fs->origin : NULL),
+			       LK_STR("error", ferr.msg));
+		else if (rc == 1 && fs->secret == SIZE_MAX)
+			lk_log(LK_INFO, "template rendered", LK_STR("file", fs->path),
+			       LK_STR("template", fs->origin),
+			       LK_STR("secret", b->entries[entry].spec->name));
+	}
+	pthread_mutex_unlock(&b->render_lock);
 }

@@ -866,14 +866,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	if (changed) {
 		broker_server_notify(b, e->index);
-		if (sp->file != NULL) {
-			struct lk_error ferr;
-
-			lk_error_clear(&ferr);
-			if (broker_render_file(sp->file, s, &ferr) < 0)
-				lk_log(LK_WARN, "file render failed", LK_STR("secret", sp->name),
-				       LK_STR("error", ferr.msg));
-		}
+		broker_render_outputs(b, e->index);
 	}
 	maybe_announce_ready(b);
 out:

@@ -323,6 +323,49 @@ entry_status_json(struct broker *b, struct broker_entry *e, int64_t now, int64_t
 	return o;
 }
 
+/* A file's render status: its path, what it is made from, its state and, when the last
+ * render failed, why (origin:line and key, never a value). */
+static json_t *
+output_status_json(struct broker *b, struct broker_output *o)
+{
+	const struct broker_file_spec *fs = o->fs;
+	json_t *obj = json_object(), *reads = json_array();
+	char ts[LK_RFC3339_LEN];
+
+	if (obj == NULL || reads == NULL) {
+		json_decref(obj);
+		json_decref(reads);
+		return NULL;
+	}
+	json_object_set_new(obj, "path", json_string(fs->path));
+	if (fs->secret != SIZE_MAX)
+		json_object_set_new(obj, "secret", json_string(b->entries[fs->secret].spec->name));
+	if (fs->origin != NULL)
+		json_object_set_new(obj, "template", json_string(fs->origin));
+	for (size_t i = 0; i < b->n; i++)
+		if (broker_output_reads(o, i))
+			json_array_append_new(reads, json_string(b->entries[i].spec->name));
+	json_object_set_new(obj, "reads", reads);
+	pthread_mutex_lock(&o->lock);
+	json_object_set_new(obj, "state", json_string(broker_output_state_name(o->state)));
+	json_object_set_new(obj, "written_at", o->written_real_ms > 0 ?
+			    json_string(lk_rfc3339_ms(o->written_real_ms, ts)) : json_null());
+	if (o->state == BROKER_OUTPUT_FAILED)
+		json_object_set_new(obj, "error", json_string(o->reason));
+	pthread_mutex_unlock(&o->lock);
+	return obj;
+}
+
+/* True when peer may read every secret o is made from. */
+static bool
+peer_may_see_output(struct broker *b, const struct broker_output *o, const struct lk_peer *peer)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (broker_output_reads(o, i) && !broker_peer_allowed(b->entries[i].spec, peer))
+			return false;
+	return true;
+}
+
 static unsigned
 route_ready(struct broker *b, struct lk_http_req *req)
 {
@@ -332,9 +375,10 @@ route_ready(struct broker *b, struct lk_http_req *req)
 	bool admin = broker_peer_admin(b, peer);
 	int64_t now = lk_now_mono_ms(), now_real = lk_now_real_ms();
 	json_t *obj = json_object(), *arr = json_array(), *backend = json_object();
+	json_t *files = json_array();
 	unsigned status = ready ? 200 : 503;
 
-	if (obj == NULL || arr == NULL || backend == NULL) {
+	if (obj == NULL || arr == NULL || backend == NULL || files == NULL) {
 		status = answer_error(req, 500, "internal error", "out of memory");
 		goto out;
 	}
@@ -366,9 +410,19 @@ route_ready(struct broker *b, struct lk_http_req *req)
 			json_array_append_new(arr, o);
 	}
 	json_object_set(obj, "secrets", arr);
+	for (size_t i = 0; i < b->noutputs; i++) {
+		json_t *o;
+
+		if (!admin && !peer_may_see_output(b, &b->outputs[i], peer))
+			continue;
+		if ((o = output_status_json(b, &b->outputs[i])) != NULL)
+			json_array_append_new(files, o);
+	}
+	json_object_set(obj, "files", files);
 	lk_http_add_header(req, "Cache-Control", "no-store");
 	lk_http_respond_json(req, status, obj);
 out:
+	json_decref(files);
 	json_decref(backend);
 	json_decref(arr);
 	json_decref(obj);

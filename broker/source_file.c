@@ -754,14 +754,7 @@ source_loaded(struct broker_files *fl, struct file_watch *w, const json_t *data,
 	       LK_INT("version", e->version), LK_STR("source", "file"),
 	       LK_INT("keys", json_object_size(data)), LK_BOOL("decrypted", sp->from_file->decrypt));
 	broker_server_notify(b, w->entry);
-	if (sp->file != NULL) {
-		struct lk_error ferr;
-
-		lk_error_clear(&ferr);
-		if (broker_render_file(sp->file, s, &ferr) < 0)
-			lk_log(LK_WARN, "file render failed", LK_STR("secret", sp->name),
-			       LK_STR("error", ferr.msg));
-	}
+	broker_render_outputs(b, w->entry);
 	announce_ready(b);
 }
 

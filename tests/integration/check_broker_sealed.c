@@ -416,6 +416,30 @@ START_TEST(key_file_and_volume)
 }
 END_TEST
 
+struct want_file {
+	const char *path, *value;
+};
+
+/* True when the file holds exactly the value (compared by hash, never printed). */
+static bool
+file_holds(void *arg)
+{
+	const struct want_file *w = arg;
+	unsigned char hg[16], hw[16];
+	char *text = t_read_file(w->path);
+	bool same;
+
+	if (text == NULL)
+		return false;
+	crypto_generichash(hg, sizeof(hg), (const unsigned char *)text, strlen(text), NULL, 0);
+	crypto_generichash(hw, sizeof(hw), (const unsigned char *)w->value, strlen(w->value),
+			   NULL, 0);
+	sodium_memzero(text, strlen(text));
+	free(text);
+	same = sodium_memcmp(hg, hw, sizeof(hg)) == 0;
+	return same;
+}
+
 /* 2. A kubelet swap wakes a blocking reader with the new version; the same plaintext
  * sealed again (new ciphertext, a real swap) is read but bumps no version. */
 START_TEST(kubelet_swap_wakes_reader)
@@ -430,11 +454,20 @@ START_TEST(kubelet_swap_wakes_reader)
 	sx_start(&f);
 	ck_assert_int_eq(volume_write(&f, USER1, PASS1, NULL), 0);
 	snprintf(secrets, sizeof(secrets), DB_SECRET, f.vol);
-	snprintf(extra, sizeof(extra), "\"decryption_key\": {\"file\": \"%s\"}", f.keyfile);
+	/* A template reads the secret too: the file source renders it. */
+	snprintf(extra, sizeof(extra), "\"decryption_key\": {\"file\": \"%s\"}, "
+		 "\"templates\": [{\"template\": \"{{ .db.password }}\", \"destination\": "
+		 "\"%s\"}]", f.keyfile, t_path(f.dir, "rendered"));
 	sx_config(&f, extra, secrets);
 	sx_broker_start(&f);
 	wait_version(&f, "db", 1);
 	ck_assert_int_eq(t_kubelet_current(f.vol, old, sizeof(old)), 0);
+	{
+		struct want_file w = { t_path(f.dir, "rendered"), PASS1 };
+
+		ck_assert_msg(t_wait_until(file_holds, &w, T_DEADLINE_MS),
+			      "the template reading db was not rendered");
+	}
 
 	reader_start(&f, &reader, "db", 1);
 	ck_assert_msg(t_alive(&reader), "get --after 1 returned while version 1 was served");
@@ -449,6 +482,12 @@ START_TEST(kubelet_swap_wakes_reader)
 	assert_same_value("the reader's db.data.password", data_of(j, "password"), PASS2);
 	assert_same_value("the reader's db.data.username", data_of(j, "username"), USER1);
 	json_decref(j);
+	{
+		struct want_file w = { t_path(f.dir, "rendered"), PASS2 };
+
+		ck_assert_msg(t_wait_until(file_holds, &w, T_DEADLINE_MS),
+			      "the template was not rendered again after the swap");
+	}
 
 	/* The same values sealed again: a new timestamped directory, the same plaintext. */
 	base = refreshes(&f, "db");

@@ -117,6 +117,24 @@ START_TEST(test_config_errors)
 		  "broker.json: secrets[0].file: format \"template\" needs exactly one" },
 		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\",\"signal\":\"KILL\"}}]}",
 		  "broker.json: secrets[0].file.signal: expected one of" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}],\"templates\":"
+		  "[{\"destination\":\"/x\",\"template\":\"{{ .a.k }}\\n{{ .nope.k }}\"}]}",
+		  "broker.json: templates[0].template:2: no secret named \"nope\" is configured" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\",\"file\":{\"path\":\"/x\","
+		  "\"format\":\"template\",\"template\":\"{{ exec \\\"sh\\\" }}\"}}]}",
+		  "broker.json: secrets[0].file.template:1: unknown function \"exec\"" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}],\"templates\":"
+		  "[{\"destination\":\"/x\",\"template\":\"x\",\"format\":\"env\"}]}",
+		  "broker.json: templates[0].format: unknown key" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}],\"templates\":"
+		  "[{\"template\":\"x\"}]}",
+		  "broker.json: templates[0].destination: missing required key" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}],\"templates\":"
+		  "[{\"destination\":\"rel\",\"template\":\"x\"}]}",
+		  "broker.json: templates[0].destination: expected an absolute path" },
+		{ "{\"vault\":{},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}],\"templates\":"
+		  "[{\"destination\":\"/x\"}]}",
+		  "broker.json: templates[0]: format \"template\" needs exactly one" },
 		{ "{\"vault\":{},\"listen\":{\"socket\":\"relative.sock\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: listen.socket: expected an absolute path" },
 		{ "{\"vault\":{},\"listen\":{\"threads\":0},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
@@ -188,6 +206,29 @@ START_TEST(test_config_file_and_addr)
 	ck_assert_str_eq(cfg.secrets[0].file->pidfile, "/run/app.pid");
 	ck_assert_str_eq(cfg.secrets[0].file->process, "nginx");
 	ck_assert_int_eq(cfg.secrets[0].file->process_uid, 101);
+	broker_config_clear(&cfg);
+
+	/* templates[]: what each reads is known from the load on. */
+	ck_assert_msg(parse_text(
+		"{\"vault\":{},\"secrets\":[{\"name\":\"db\",\"path\":\"database/creds/app\","
+		"\"file\":{\"path\":\"/run/db\",\"format\":\"template\",\"template\":\"{{ username }}\"}},"
+		"{\"name\":\"api\",\"path\":\"kv/api\"},{\"name\":\"other\",\"path\":\"kv/o\"}],"
+		"\"templates\":[{\"destination\":\"/run/app.conf\",\"mode\":\"0440\",\"template\":"
+		"\"{{ with secret \\\"db\\\" }}{{ .Data.username }}{{ end }}{{ .api.key | json }}\"}]}",
+		&cfg, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(cfg.ntemplates, 1);
+	ck_assert_str_eq(cfg.templates[0]->path, "/run/app.conf");
+	ck_assert_int_eq(cfg.templates[0]->mode, 0440);
+	ck_assert_int_eq(cfg.templates[0]->format, BROKER_FORMAT_TEMPLATE);
+	ck_assert(cfg.templates[0]->secret == SIZE_MAX);
+	ck_assert_str_eq(cfg.templates[0]->origin, "broker.json: templates[0].template");
+	ck_assert_uint_eq(broker_template_ndeps(cfg.templates[0]->template), 2);
+	ck_assert(broker_template_reads(cfg.templates[0]->template, 0));
+	ck_assert(broker_template_reads(cfg.templates[0]->template, 1));
+	ck_assert(!broker_template_reads(cfg.templates[0]->template, 2));
+	ck_assert_uint_eq(cfg.secrets[0].file->secret, 0);
+	ck_assert(broker_template_reads(cfg.secrets[0].file->template, 0));
+	ck_assert_uint_eq(broker_template_ndeps(cfg.secrets[0].file->template), 1);
 	broker_config_clear(&cfg);
 
 	/* The longest accepted durations. */
@@ -507,15 +548,27 @@ START_TEST(test_render)
 	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
 	ck_assert_str_eq(out.data, "{\"PASSWORD\":\"it's $secret\",\"USER\":\"app\"}\n");
 	lk_buf_reset(&out);
+	/* The older {{ KEY }} form of a secret's own file, compiled by broker/template. */
 	fs.format = BROKER_FORMAT_TEMPLATE;
-	fs.template_text = "u={{ USER }} p={{.PASSWORD}}!";
-	ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
-	ck_assert_str_eq(out.data, "u=app p=it's $secret!");
-	lk_buf_reset(&out);
-	fs.template_text = "{{ MISSING }}";
-	ck_assert_int_eq(broker_render(&fs, s, &out, &err), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(err.msg, "MISSING"));
-	ck_assert_ptr_null(strstr(err.msg, "it's"));
+	fs.secret = 0;
+	{
+		static const char *const names[] = { "x" };
+		const char *text = "u={{ USER }} p={{.PASSWORD}}!";
+
+		ck_assert_int_eq(broker_template_compile(text, strlen(text), "t.tpl", names, 1, 0,
+							 &fs.template, &err), 0);
+		ck_assert_int_eq(broker_render(&fs, s, &out, &err), 0);
+		ck_assert_str_eq(out.data, "u=app p=it's $secret!");
+		lk_buf_reset(&out);
+		fs.template = broker_template_free(fs.template);
+		text = "\n{{ MISSING }}";
+		ck_assert_int_eq(broker_template_compile(text, strlen(text), "t.tpl", names, 1, 0,
+							 &fs.template, &err), 0);
+		ck_assert_int_eq(broker_render(&fs, s, &out, &err), -ENOENT);
+		ck_assert_ptr_nonnull(strstr(err.msg, "t.tpl:2: secret \"x\" has no key \"MISSING\""));
+		ck_assert_ptr_null(strstr(err.msg, "it's"));
+		fs.template = broker_template_free(fs.template);
+	}
 	lk_buf_free(&out);
 	broker_snapshot_unref(s);
 	json_decref(data);

@@ -1,0 +1,291 @@
+/* check_broker_templates.c — templates of templates[] on a real broker against `latchkey
+ * dev`: a template that reads two secrets renders; a new KV version of either renders it
+ * again; a change that leaves the rendered bytes as they were does not rewrite the file; a
+ * missing key keeps the old file and is reported (log and /v1/ready) with the template's
+ * origin, line and key, never a value; a template naming a secret that is not configured
+ * is refused at load with its file and line. Values are compared, never printed. */
+#include <check.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "brokerutil.h"
+
+#define CFG_HOST "db-7f3a.internal"
+#define CFG_PORT "port-58c1e"
+
+/* The template file: the two forms of access, and the key that goes missing on line 4. */
+static const char template_text[] =
+	"# rendered by latchkey\n"
+	"user={{ with secret \"api\" }}{{ .Data.user }}{{ end }}\n"
+	"pass={{ .api.password | json }}\n"
+	"url=postgres://{{ .api.user | url }}@{{ .cfg.host }}:{{ .cfg.port }}\n";
+
+struct file_wait {
+	const char *path;
+	const char *want;           /* the whole content */
+};
+
+static bool
+file_is(void *arg)
+{
+	struct file_wait *w = arg;
+	char *t = t_read_file(w->path);
+	bool ok = t != NULL && strcmp(t, w->want) == 0;
+
+	free(t);
+	return ok;
+}
+
+/* The rendered file for these values. */
+static char *
+expected(const char *user, const char *password, const char *host, const char *port)
+{
+	char *text;
+
+	if (asprintf(&text, "# rendered by latchkey\nuser=%s\npass=\"%s\"\n"
+		     "url=postgres://%s@%s:%s\n", user, password, user, host, port) < 0)
+		exit(1);
+	return text;
+}
+
+struct status_wait {
+	struct bf *f;
+	const char *state;
+	char error[512];
+};
+
+/* The first file of the admin's /v1/ready is in state (its error copied out). */
+static bool
+file_state_is(void *arg)
+{
+	struct status_wait *w = arg;
+	char *body = NULL;
+	json_t *j, *file;
+	bool ok = false;
+
+	if (bf_get(w->f, "/v1/ready", &body) == 0 || body == NULL) {
+		free(body);
+		return false;
+	}
+	j = json_loads(body, 0, NULL);
+	free(body);
+	file = json_array_get(json_object_get(j, "files"), 0);
+	if (file != NULL && json_is_string(json_object_get(file, "state")) &&
+	    strcmp(json_string_value(json_object_get(file, "state")), w->state) == 0) {
+		const char *e = json_string_value(json_object_get(file, "error"));
+
+		snprintf(w->error, sizeof(w->error), "%s", e != NULL ? e : "");
+		ok = true;
+	}
+	json_decref(j);
+	return ok;
+}
+
+struct version_wait {
+	struct bf *f;
+	const char *name;
+	long long version;
+};
+
+static bool
+version_at_least(void *arg)
+{
+	struct version_wait *w = arg;
+	char path[256], *body = NULL;
+	json_t *j;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/v1/secrets/%s", w->name);
+	if (bf_get(w->f, path, &body) != 200 || body == NULL) {
+		free(body);
+		return false;
+	}
+	j = json_loads(body, 0, NULL);
+	/* The body holds values: wiped before it goes. */
+	memset(body, 0, strlen(body));
+	free(body);
+	ok = json_integer_value(json_object_get(j, "version")) >= w->version;
+	json_decref(j);
+	return ok;
+}
+
+static int
+kv_put(struct bf *f, const char *path, const char *data)
+{
+	char body[512];
+
+	snprintf(body, sizeof(body), "{\"data\":%s}", data);
+	return bf_dev_call(f, "POST", path, body, NULL) == 200 ? 0 : -1;
+}
+
+START_TEST(test_two_secrets_render_rotate_and_fail)
+{
+	struct bf f;
+	char tpl_path[700], out_path[700], secrets[2048], extra[2048], *want, *before, *log;
+	struct file_wait fw;
+	struct status_wait sw;
+	struct stat st;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/cfg",
+				"{\"host\":\"" CFG_HOST "\",\"port\":\"" CFG_PORT "\"}"), 0);
+	snprintf(tpl_path, sizeof(tpl_path), "%s/app.tpl", f.dir);
+	snprintf(out_path, sizeof(out_path), "%s/app.conf", f.dir);
+	ck_assert_int_eq(t_write_file(tpl_path, template_text, 0644), 0);
+	snprintf(secrets, sizeof(secrets),
+		 "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"1s\"},"
+		 "{\"name\": \"cfg\", \"path\": \"secret/data/app/cfg\", \"refresh\": \"1s\"}");
+	snprintf(extra, sizeof(extra),
+		 "\"templates\": [{\"template_file\": \"%s\", \"destination\": \"%s\","
+		 " \"mode\": \"0640\"}]", tpl_path, out_path);
+	bf_config(&f, secrets, extra);
+	ck_assert(bf_start(&f));
+
+	/* Both secrets in one file, with its mode. */
+	want = expected("bf-user", "bf-password-4a1f0c", CFG_HOST, CFG_PORT);
+	fw.path = out_path;
+	fw.want = want;
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the template was not rendered");
+	free(want);
+	ck_assert_int_eq(stat(out_path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0640);
+	sw.f = &f;
+	sw.state = "written";
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+
+	/* A new version of one secret that leaves the rendered bytes alone: no write. It is
+	 * waited for through the socket, and the scheduler renders before it reads again. */
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/cfg",
+				"{\"host\":\"" CFG_HOST "\",\"port\":\"" CFG_PORT "\","
+				"\"unused\":\"x\"}"), 0);
+	{
+		struct version_wait vw = { &f, "cfg", 2 };
+
+		ck_assert(t_wait_until(version_at_least, &vw, T_DEADLINE_MS));
+	}
+
+	/* A rotation of the other renders the file again. */
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/api",
+				"{\"user\":\"bf-user\",\"password\":\"bf-rotated-91c2\"}"), 0);
+	want = expected("bf-user", "bf-rotated-91c2", CFG_HOST, CFG_PORT);
+	fw.want = want;
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "not rendered after api changed");
+	free(want);
+	/* Written twice: at the first load and after the rotation, not for cfg's version 2. */
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"template rendered\""), 2);
+
+	/* And a new version of the first one too. */
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/cfg",
+				"{\"host\":\"db-2.internal\",\"port\":\"" CFG_PORT "\"}"), 0);
+	want = expected("bf-user", "bf-rotated-91c2", "db-2.internal", CFG_PORT);
+	fw.want = want;
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "not rendered after cfg changed");
+	free(want);
+
+	/* A missing key: the old file stays, the error names origin:line and key. */
+	before = t_read_file(out_path);
+	ck_assert_ptr_nonnull(before);
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/cfg", "{\"port\":\"" CFG_PORT "\"}"), 0);
+	sw.state = "failed";
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	{
+		char want_error[800];
+
+		snprintf(want_error, sizeof(want_error), "%s:4: secret \"cfg\" has no key \"host\"",
+			 tpl_path);
+		ck_assert_str_eq(sw.error, want_error);
+	}
+	fw.want = before;
+	ck_assert(file_is(&fw));
+	free(before);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"file render failed\""), 1);
+	ck_assert_int_eq(bf_log_count(&f, "app.tpl:4: secret \\\"cfg\\\" has no key \\\"host\\\""), 1);
+	/* No value in the log. */
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "bf-password-4a1f0c") == NULL, "a value in the log");
+	ck_assert_msg(strstr(log, "bf-rotated-91c2") == NULL, "a value in the log");
+	ck_assert_msg(strstr(log, CFG_PORT) == NULL, "a value in the log");
+	ck_assert_msg(strstr(log, "db-2.internal") == NULL, "a value in the log");
+	free(log);
+
+	/* The key back: rendered again, and the state says so. */
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/cfg",
+				"{\"host\":\"" CFG_HOST "\",\"port\":\"" CFG_PORT "\"}"), 0);
+	want = expected("bf-user", "bf-rotated-91c2", CFG_HOST, CFG_PORT);
+	fw.want = want;
+	ck_assert(t_wait_until(file_is, &fw, T_DEADLINE_MS));
+	free(want);
+	sw.state = "written";
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	bf_stop(&f);
+}
+END_TEST
+
+/* A template that names a secret the configuration does not have is refused at load. */
+START_TEST(test_unknown_secret_refused_at_load)
+{
+	struct bf f;
+	char tpl_path[700], err_path[700], extra[2048], want[800], *err;
+	const char *argv[5];
+	int status;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(tpl_path, sizeof(tpl_path), "%s/bad.tpl", f.dir);
+	snprintf(err_path, sizeof(err_path), "%s/stderr", f.dir);
+	ck_assert_int_eq(t_write_file(tpl_path, "ok\n{{ .api.user }}\n{{ .nosuch.key }}\n", 0644),
+			 0);
+	snprintf(extra, sizeof(extra),
+		 "\"templates\": [{\"template_file\": \"%s\", \"destination\": \"%s/out\"}]",
+		 tpl_path, f.dir);
+	bf_config(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}", extra);
+	argv[0] = t_latchkey_bin();
+	argv[1] = "broker";
+	argv[2] = "--config";
+	argv[3] = f.cfg;
+	argv[4] = NULL;
+	status = t_run(argv, NULL, NULL, NULL, err_path);
+	ck_assert_int_eq(status, 2);
+	err = t_read_file(err_path);
+	ck_assert_ptr_nonnull(err);
+	snprintf(want, sizeof(want), "%s:3: no secret named \"nosuch\" is configured", tpl_path);
+	ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+	free(err);
+	bf_stop(&f);
+}
+END_TEST
+
+#define ADD(s, fn, secs) do { \
+	TCase *tc_ = tcase_create(#fn); \
+	tcase_set_timeout(tc_, (secs)); \
+	tcase_add_test(tc_, fn); \
+	suite_add_tcase((s), tc_); \
+} while (0)
+
+static Suite *
+templates_suite(void)
+{
+	Suite *s = suite_create("broker-templates");
+
+	ADD(s, test_two_secrets_render_rotate_and_fail, 120);
+	ADD(s, test_unknown_secret_refused_at_load, 60);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(templates_suite());
+	int failed;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
