@@ -866,6 +866,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	}
 	if (changed) {
 		broker_server_notify(b, e->index);
+		broker_exec_notify(b, e->index);
 		if (sp->file != NULL) {
 			struct lk_error ferr;
 
