@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,32 @@ START_TEST(test_exec_child_exit_revokes)
 }
 END_TEST
 
+static bool
+pid_gone(void *arg)
+{
+	return kill((pid_t)(long)(intptr_t)arg, 0) != 0;
+}
+
+/* The broker killed outright (no chance to forward anything): the launcher sees its pair
+ * close and stops the command, which does not outlive the broker. */
+START_TEST(test_exec_broker_killed)
+{
+	struct xf x;
+	long pid1;
+	int status;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	status = bf_stop_broker(&x.f, SIGKILL, T_DEADLINE_MS);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	ck_assert(t_wait_until(pid_gone, (void *)(intptr_t)pid1, T_DEADLINE_MS));
+	bf_stop(&x.f);
+}
+END_TEST
+
 /* Configuration errors name the file, the key and what was expected. */
 START_TEST(test_exec_config_errors)
 {
@@ -526,6 +553,7 @@ main(void)
 	tcase_add_test(tc, test_exec_restart_never);
 	tcase_add_test(tc, test_exec_sigterm_forwarded);
 	tcase_add_test(tc, test_exec_child_exit_revokes);
+	tcase_add_test(tc, test_exec_broker_killed);
 	tcase_add_test(tc, test_exec_config_errors);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
