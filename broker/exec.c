@@ -675,11 +675,10 @@ on_message(struct broker *b, uint32_t type, const char *payload, size_t len)
 			x->kill_at_mono_ms = lk_now_mono_ms() + b->cfg->exec->kill_timeout_ms;
 		} else {
 			x->state = EXEC_RUNNING;
-			/* A change that came while it started. */
-			if (versions_changed(b)) {
-				x->changed = true;
-				wake(x);
-			}
+			/* A change may have come while it started: on_change compares versions. */
+			pthread_mutex_lock(&x->lock);
+			x->changed = true;
+			pthread_mutex_unlock(&x->lock);
 		}
 		break;
 	case EXEC_MSG_FAILED:
