@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "brokerutil.h"
+#include "common/clock.h"
 
 /* The child: DIR MODE [ARG...]. MODE "wait" runs until signalled; "exit3" exits 3 once
- * DIR/go exists. Each run writes DIR/run.PID (atomically) and appends "start PID" to
+ * DIR/go.PID exists; "stubborn" records a TERM and goes on (and exits 3 once DIR/go.PID
+ * exists). Each run writes DIR/run.PID (atomically) and appends "start PID" to
  * DIR/runs; a HUP appends "HUP PID" to DIR/signals, a TERM "TERM PID" and exits 7.
  * Hashes are of printenv's output (the value and a newline) and of printf '%s\n' ARG. */
 static const char child_script[] =
@@ -26,7 +28,8 @@ static const char child_script[] =
 	"h() { sha256sum | cut -c1-64; }\n"
 	"sp=\n"
 	"trap 'echo \"HUP $$\" >> \"$dir/signals\"' HUP\n"
-	"trap 'echo \"TERM $$\" >> \"$dir/signals\"; [ -n \"$sp\" ] && kill $sp 2>/dev/null; exit 7' TERM\n"
+	"trap 'echo \"TERM $$\" >> \"$dir/signals\"; if [ \"$mode\" != stubborn ]; then"
+	" [ -n \"$sp\" ] && kill $sp 2>/dev/null; exit 7; fi' TERM\n"
 	"{\n"
 	"  echo \"pid $$\"\n"
 	"  for a in \"$@\"; do echo \"arg $(printf '%s\\n' \"$a\" | h)\"; done\n"
@@ -38,7 +41,7 @@ static const char child_script[] =
 	"echo \"start $$\" >> \"$dir/runs\"\n"
 	"echo \"exec-child: hello from the child\"\n"
 	"while :; do\n"
-	"  if [ \"$mode\" = exit3 ] && [ -e \"$dir/go\" ]; then exit 3; fi\n"
+	"  if [ \"$mode\" != wait ] && [ -e \"$dir/go.$$\" ]; then exit 3; fi\n"
 	"  sleep 0.1 & sp=$!; wait $sp; sp=\n"
 	"done\n";
 
@@ -179,6 +182,16 @@ run_env_hash(const char *record, const char *name, char out[65])
 	memcpy(out, p, 64);
 	out[64] = '\0';
 	return true;
+}
+
+/* DIR/go.PID: makes run pid exit 3. */
+static const char *
+go_path(struct xf *x, long pid)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "go.%ld", pid);
+	return t_path(x->f.dir, name);
 }
 
 struct sig_wait {
@@ -338,6 +351,7 @@ START_TEST(test_exec_restart_always)
 	char want[65], got[65];
 	char *record;
 	long pid1, pid2;
+	int64_t t0;
 
 	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
 		 "\"restart_on_change\": \"always\", \"kill_timeout\": \"5s\"}");
@@ -345,8 +359,11 @@ START_TEST(test_exec_restart_always)
 	ck_assert(wait_runs(&x, 1));
 	pid1 = run_pid(&x, 1);
 	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 0);
+	t0 = lk_now_mono_ms();
 	rotate_password(&x, PASSWORD2);
 	ck_assert(wait_runs(&x, 2));
+	printf("FIGURE: a new KV version to the restarted child's first line: %lld ms (refresh 1s)\n",
+	       (long long)(lk_now_mono_ms() - t0));
 	pid2 = run_pid(&x, 2);
 	ck_assert_int_ne(pid1, pid2);
 	ck_assert(wait_signal(&x, "TERM", pid1));
@@ -417,16 +434,94 @@ START_TEST(test_exec_sigterm_forwarded)
 	struct xf x;
 	long pid1;
 	int status;
+	int64_t t0;
 
 	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
 	xf_start(&x, "wait");
 	ck_assert(wait_runs(&x, 1));
 	pid1 = run_pid(&x, 1);
+	t0 = lk_now_mono_ms();
 	kill(x.f.broker.pid, SIGTERM);
 	ck_assert(wait_signal(&x, "TERM", pid1));
 	status = wait_broker_exit(&x);
+	printf("FIGURE: SIGTERM to the broker until it exited with the child's status: %lld ms\n",
+	       (long long)(lk_now_mono_ms() - t0));
 	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 7,
 		      "status %#x", status);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* A command that ignores SIGTERM gets SIGKILL once kill_timeout has passed, and the broker
+ * exits with 128 + 9, as a shell reports it. */
+START_TEST(test_exec_kill_timeout)
+{
+	struct xf x;
+	long pid1;
+	int status;
+	int64_t t0, elapsed;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"kill_timeout\": \"800ms\"}");
+	xf_start(&x, "stubborn");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	t0 = lk_now_mono_ms();
+	kill(x.f.broker.pid, SIGTERM);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	status = wait_broker_exit(&x);
+	elapsed = lk_now_mono_ms() - t0;
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL,
+		      "status %#x", status);
+	ck_assert_int_ge(elapsed, 800);
+	ck_assert_int_eq(bf_log_count(&x.f, "the command outlived kill_timeout: SIGKILL"), 1);
+	printf("FIGURE: SIGTERM to a child that ignores it, kill_timeout 800ms, until the broker "
+	       "exited 137: %lld ms\n", (long long)elapsed);
+	bf_stop(&x.f);
+}
+END_TEST
+
+static bool
+serves_version_3(void *arg)
+{
+	char *body = NULL;
+	bool yes = bf_get(arg, "/v1/secrets/api", &body) == 200 &&
+		   strstr(body, "\"version\":3") != NULL;
+
+	free(body);
+	return yes;
+}
+
+/* Rotations that arrive while the command is being restarted fold into that restart: the
+ * next run starts with the latest value, and there is one restart, not two. */
+START_TEST(test_exec_restart_coalesced)
+{
+	struct xf x;
+	char want[65], got[65];
+	char *record;
+	long pid1;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"kill_timeout\": \"60s\"}");
+	xf_start(&x, "stubborn");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	rotate_password(&x, PASSWORD2);
+	/* The restart has begun: the child got SIGTERM and ignores it. */
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	rotate_password(&x, "third-password-0e4a");
+	ck_assert(t_wait_until(serves_version_3, &x.f, T_DEADLINE_MS));
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "runs"), "start "), 1);
+	/* Now the old one goes. */
+	ck_assert_int_eq(t_write_file(go_path(&x, pid1), "", 0600), 0);
+	ck_assert(wait_runs(&x, 2));
+	record = run_record(&x, run_pid(&x, 2));
+	ck_assert_ptr_nonnull(record);
+	value_hash("third-password-0e4a", want);
+	ck_assert(run_env_hash(record, "API_PW", got));
+	ck_assert_str_eq(got, want);
+	free(record);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 1);
 	bf_stop(&x.f);
 }
 END_TEST
@@ -446,7 +541,7 @@ START_TEST(test_exec_child_exit_revokes)
 	ck_assert(bf_current_lease(&x.f, "db", id, sizeof(id)));
 	ck_assert_int_eq(bf_lease_state(&x.f, id, state, sizeof(state)), 0);
 	ck_assert_str_eq(state, "active");
-	ck_assert_int_eq(t_write_file(t_path(x.f.dir, "go"), "", 0600), 0);
+	ck_assert_int_eq(t_write_file(go_path(&x, run_pid(&x, 1)), "", 0600), 0);
 	status = wait_broker_exit(&x);
 	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
 		      "status %#x", status);
@@ -552,6 +647,8 @@ main(void)
 	tcase_add_test(tc, test_exec_restart_signal);
 	tcase_add_test(tc, test_exec_restart_never);
 	tcase_add_test(tc, test_exec_sigterm_forwarded);
+	tcase_add_test(tc, test_exec_restart_coalesced);
+	tcase_add_test(tc, test_exec_kill_timeout);
 	tcase_add_test(tc, test_exec_child_exit_revokes);
 	tcase_add_test(tc, test_exec_broker_killed);
 	tcase_add_test(tc, test_exec_config_errors);
