@@ -469,6 +469,9 @@ broker_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	started = true;
+	/* Before the scheduler starts: it tells exec mode of every new version. */
+	b.exec = exec;
+	exec = NULL;
 	if (broker_inherit_journal(&b, &err) < 0) {
 		/* An unreadable journal is said, not fatal: new leases are journaled anew. */
 		lk_log(LK_WARN, "the lease journal could not be read; leases an earlier run left "
@@ -502,11 +505,8 @@ broker_main(int argc, char **argv)
 		lk_log(LK_INFO, "system-call allow-list on",
 		       LK_STR("outside_it", broker_seccomp_enforcing() ? "killed" : "logged"));
 	}
-	if (exec != NULL) {
-		/* b owns it from here, started or not. */
-		rc = broker_exec_start(&b, exec);
-		exec = NULL;
-		if (rc < 0) {
+	if (b.exec != NULL) {
+		if ((rc = broker_exec_start(&b)) < 0) {
 			lk_log(LK_ERROR, "cannot start the exec supervisor",
 			       LK_STR("error", strerror(-rc)));
 			goto out;

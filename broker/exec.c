@@ -792,11 +792,11 @@ supervise(void *arg)
 }
 
 int
-broker_exec_start(struct broker *b, struct broker_exec *x)
+broker_exec_start(struct broker *b)
 {
+	struct broker_exec *x = b->exec;
 	int rc;
 
-	b->exec = x;
 	x->main_thread = pthread_self();
 	x->versions = calloc(b->n + 1, sizeof(*x->versions));
 	if (x->versions == NULL)

@@ -529,11 +529,11 @@ struct broker_exec_inherit {
 int broker_exec_launcher_start(struct broker_config *cfg,
 			       const struct broker_exec_inherit *inh, struct broker_exec **ret,
 			       struct lk_error *err) __attribute__((warn_unused_result));
-/* Hands x to b (b->exec, freed by the caller with broker_exec_free) and starts the
- * supervisor thread: it starts the command once the secrets are loaded. Call from the
- * thread that waits for signals: it is woken with SIGUSR1 when broker_exec_done. */
-int broker_exec_start(struct broker *b, struct broker_exec *x)
-	__attribute__((warn_unused_result));
+/* Starts the supervisor thread of b->exec (set right after broker_init, before the
+ * scheduler starts, since the scheduler calls broker_exec_notify): it starts the command
+ * once the secrets are loaded. Call from the thread that waits for signals: it is woken
+ * with SIGUSR1 when broker_exec_done. */
+int broker_exec_start(struct broker *b) __attribute__((warn_unused_result));
 /* A secret got a new version (the scheduler, where it renders files). No-op outside exec
  * mode. */
 void broker_exec_notify(struct broker *b, size_t entry);
