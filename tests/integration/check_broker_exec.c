@@ -500,6 +500,7 @@ START_TEST(test_exec_restart_coalesced)
 	char want[65], got[65];
 	char *record;
 	long pid1;
+	int status;
 
 	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
 		 "\"kill_timeout\": \"60s\"}");
@@ -522,6 +523,11 @@ START_TEST(test_exec_restart_coalesced)
 	ck_assert_str_eq(got, want);
 	free(record);
 	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 1);
+	/* This one ignores SIGTERM too: let it go, and the broker with it. */
+	ck_assert_int_eq(t_write_file(go_path(&x, run_pid(&x, 2)), "", 0600), 0);
+	status = wait_broker_exit(&x);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+		      "status %#x", status);
 	bf_stop(&x.f);
 }
 END_TEST
