@@ -252,11 +252,14 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"usage: latchkey broker --config FILE [--log-level LEVEL]\n"
-		"       latchkey broker --check-config FILE [--online [--json]]\n"
+		"usage: latchkey broker --config FILE [--log-level LEVEL] [-- COMMAND [ARG...]]\n"
+		"       latchkey broker --check-config FILE [--online [--json]] [-- COMMAND [ARG...]]\n"
 		"\n"
 		"Caches secrets from a Vault-compatible backend in locked memory, renews and\n"
 		"rotates them, and serves them over a Unix socket (see docs/broker.md).\n"
+		"With a command (after --, or \"exec\" in the configuration) the broker runs it\n"
+		"once the secrets are loaded, with the secrets exec.env names in its environment,\n"
+		"restarts or signals it when they change, and exits with its exit status.\n"
 		"\n"
 		"  --config FILE        the JSON configuration\n"
 		"  --check-config FILE  validate FILE and exit (0 valid, 2 invalid)\n"
@@ -264,7 +267,8 @@ usage(FILE *out)
 		"                       can be read (0 all can, 1 some cannot, 2 invalid FILE)\n"
 		"  --json               with --online: the result as JSON\n"
 		"  --log-level LEVEL    debug, info, warn or error (default info)\n"
-		"  --help               this text\n");
+		"  --help               this text\n"
+		"  -- COMMAND [ARG...]  exec mode: the command (replaces exec.command)\n");
 }
 
 /* No core dumps (they would hold secrets), files private by default. */
@@ -329,6 +333,17 @@ check_state_dir(const char *dir, struct lk_error *err)
 	return 0;
 }
 
+/* SIGHUP: the place where a configuration reload belongs. The broker does not reload its
+ * configuration (yet): it says so. In exec mode the signal was forwarded to the command
+ * before this is called. */
+static void
+broker_reload_on_sighup(struct broker *b)
+{
+	lk_log(LK_INFO, b->exec != NULL ? "SIGHUP forwarded to the command; the broker's "
+	       "configuration is not reloaded: restart the broker to change it" :
+	       "SIGHUP ignored: restart the broker to change its configuration");
+}
+
 int
 broker_main(int argc, char **argv)
 {
@@ -336,17 +351,31 @@ broker_main(int argc, char **argv)
 	enum lk_log_level level = LK_INFO;
 	struct broker_config cfg;
 	struct broker b;
+	struct broker_exec *exec = NULL;
+	struct broker_exec_inherit inherit;
 	struct lk_error err;
 	sigset_t set;
 	bool started = false, online = false, as_json = false;
+	char **command = NULL;
+	size_t ncommand = 0;
 	int rc, status = LK_EXIT_FAILURE;
 
 	memset(&cfg, 0, sizeof(cfg));
+	memset(&b, 0, sizeof(b));
 	lk_error_clear(&err);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
-		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+		if (strcmp(a, "--") == 0) {
+			command = argv + i + 1;
+			ncommand = (size_t)(argc - i - 1);
+			if (ncommand == 0) {
+				fprintf(stderr, "latchkey broker: expected a command after \"--\"\n");
+				usage(stderr);
+				return LK_EXIT_USAGE;
+			}
+			break;
+		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			return LK_EXIT_OK;
 		} else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
@@ -397,8 +426,11 @@ broker_main(int argc, char **argv)
 		return LK_EXIT_FAILURE;
 	}
 	if (check != NULL) {
-		if (broker_config_load(&cfg, check, &err) < 0) {
+		if (broker_config_load(&cfg, check, &err) < 0 ||
+		    (command != NULL && broker_config_set_command(&cfg, command, ncommand, &err) < 0) ||
+		    broker_config_check_exec(&cfg, &err) < 0) {
 			fprintf(stderr, "latchkey broker: %s\n", err.msg);
+			broker_config_clear(&cfg);
 			lk_http_global_cleanup();
 			return LK_EXIT_USAGE;
 		}
@@ -440,7 +472,9 @@ broker_main(int argc, char **argv)
 		lk_http_global_cleanup();
 		return LK_EXIT_OK;
 	}
-	if (broker_config_load(&cfg, config, &err) < 0 || broker_keys_check(&cfg, &err) < 0) {
+	if (broker_config_load(&cfg, config, &err) < 0 ||
+	    (command != NULL && broker_config_set_command(&cfg, command, ncommand, &err) < 0) ||
+	    broker_config_check_exec(&cfg, &err) < 0 || broker_keys_check(&cfg, &err) < 0) {
 		fprintf(stderr, "latchkey broker: %s\n", err.msg);
 		broker_config_clear(&cfg);
 		lk_http_global_cleanup();
@@ -450,6 +484,11 @@ broker_main(int argc, char **argv)
 		lk_log_level_parse(cfg.log_level, &level);
 	lk_log_setup(2, level);
 
+	/* The command gets the umask and core limit the broker was given, not its own. */
+	inherit.umask = umask(077);
+	umask(inherit.umask);
+	if (getrlimit(RLIMIT_CORE, &inherit.core) < 0)
+		inherit.core = (struct rlimit){ 0, 0 };
 	if ((rc = harden()) < 0) {
 		lk_log(LK_ERROR, "hardening failed", LK_STR("error", strerror(-rc)));
 		goto out;
@@ -471,7 +510,15 @@ broker_main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	if (cfg.exec != NULL)
+		sigaddset(&set, SIGUSR1);   /* the exec supervisor's wake-up */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	/* While the broker is one thread and before the allow-list: broker/exec.c says why. */
+	if (cfg.exec != NULL && broker_exec_launcher_start(&cfg, &inherit, &exec, &err) < 0) {
+		lk_log(LK_ERROR, "cannot start", LK_STR("error", err.msg));
+		goto out_cfg;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	if (broker_init(&b, &cfg, &err) < 0) {
@@ -481,6 +528,9 @@ broker_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	started = true;
+	/* Before the scheduler starts: it tells exec mode of every new version. */
+	b.exec = exec;
+	exec = NULL;
 	if (broker_inherit_journal(&b, &err) < 0) {
 		/* An unreadable journal is said, not fatal: new leases are journaled anew. */
 		lk_log(LK_WARN, "the lease journal could not be read; leases an earlier run left "
@@ -521,26 +571,51 @@ broker_main(int argc, char **argv)
 		lk_log(LK_INFO, "system-call allow-list on",
 		       LK_STR("outside_it", broker_seccomp_enforcing() ? "killed" : "logged"));
 	}
+	if (b.exec != NULL) {
+		if ((rc = broker_exec_start(&b)) < 0) {
+			lk_log(LK_ERROR, "cannot start the exec supervisor",
+			       LK_STR("error", strerror(-rc)));
+			goto out;
+		}
+	}
 	lk_log(LK_INFO, "serving", LK_STR("socket", cfg.socket_path),
-	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets));
+	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets),
+	       LK_BOOL("exec", cfg.exec != NULL));
+	status = LK_EXIT_OK;
 	for (;;) {
 		int sig = 0;
 
 		if (sigwait(&set, &sig) != 0)
 			continue;
+		if (sig == SIGUSR1) {
+			/* The command is over: the broker goes with it, with its status. */
+			if (broker_exec_done(&b, &status))
+				break;
+			continue;
+		}
 		if (sig == SIGHUP) {
-			lk_log(LK_INFO, "SIGHUP ignored: restart the broker to change its configuration");
+			broker_exec_forward(&b, SIGHUP);
+			broker_reload_on_sighup(&b);
+			continue;
+		}
+		if (b.exec != NULL) {
+			/* Forwarded; the broker stops once the command is gone. */
+			lk_log(LK_INFO, "stopping the command", LK_STR("signal", sigabbrev_np(sig)));
+			broker_exec_stop(&b, sig);
 			continue;
 		}
 		lk_log(LK_INFO, "shutting down", LK_STR("signal", sig == SIGTERM ? "TERM" : "INT"));
 		break;
 	}
-	status = LK_EXIT_OK;
+	if (b.exec != NULL)
+		lk_log(LK_INFO, "shutting down", LK_INT("exit_code", status));
 out:
 	if (started) {
 		broker_server_stop(&b);
 		broker_files_stop(&b);
 		broker_scheduler_stop(&b);
+		/* The command is gone by now (or never started): the launcher exits with it. */
+		b.exec = broker_exec_free(b.exec);
 		/* A lease the backend still holds after we are gone is a failure to report. */
 		if (status == LK_EXIT_OK && (b.thread_abandoned ? cfg.revoke_on_shutdown :
 					     b.shutdown_left > 0))
@@ -560,6 +635,7 @@ out:
 			lk_log(LK_WARN, "stopped, with leases left live");
 	}
 out_cfg:
+	broker_exec_free(exec);
 	broker_config_clear(&cfg);
 	lk_http_global_cleanup();
 	return status;

@@ -108,7 +108,7 @@ out:
 }
 
 static int
-parse_signal(struct lk_cfg *c, const json_t *obj, int *ret)
+parse_signal(struct lk_cfg *c, const json_t *obj, const char *key, int *ret)
 {
 	static const struct { const char *name; int sig; } sigs[] = {
 		{ "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
@@ -117,7 +117,7 @@ parse_signal(struct lk_cfg *c, const json_t *obj, int *ret)
 	const char *s = NULL;
 	int rc;
 
-	rc = lk_cfg_string(c, obj, "signal", false, &s);
+	rc = lk_cfg_string(c, obj, key, false, &s);
 	if (rc < 0 || s == NULL)
 		return rc;
 	if (strncmp(s, "SIG", 3) == 0)
@@ -129,7 +129,7 @@ parse_signal(struct lk_cfg *c, const json_t *obj, int *ret)
 		}
 	}
 	{
-		size_t mark = lk_cfg_push_key(c, "signal");
+		size_t mark = lk_cfg_push_key(c, key);
 
 		rc = lk_cfg_fail(c, "expected one of HUP, USR1, USR2, TERM, INT, QUIT");
 		lk_cfg_pop(c, mark);
@@ -307,7 +307,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, size_t secret, struct broker_fil
 		goto out;
 	if (s != NULL && (fs->pidfile = dup_or_fail(c, s, &rc)) == NULL)
 		goto out;
-	if ((rc = parse_signal(c, obj, &fs->signal)) < 0)
+	if ((rc = parse_signal(c, obj, "signal", &fs->signal)) < 0)
 		goto out;
 	s = NULL;
 	if ((rc = lk_cfg_string(c, obj, "process", false, &s)) < 0)
@@ -577,6 +577,247 @@ compile_templates(struct broker_config *cfg, struct lk_error *err)
 	return rc;
 }
 
+/* A POSIX variable name: a letter or '_', then letters, digits and '_'. */
+static bool
+exec_env_name_valid(const char *k)
+{
+	if (strlen(k) > BROKER_EXEC_ENV_NAME_MAX ||
+	    !((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_'))
+		return false;
+	for (k++; *k != '\0'; k++)
+		if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') ||
+		      (*k >= '0' && *k <= '9') || *k == '_'))
+			return false;
+	return true;
+}
+
+/* Copies the strings of argv into a new NULL-terminated array (owned: exec_command_free). */
+static char **
+exec_command_dup(const char *const *argv, size_t argc)
+{
+	char **cmd = calloc(argc + 1, sizeof(*cmd));
+
+	if (cmd == NULL)
+		return NULL;
+	for (size_t i = 0; i < argc; i++) {
+		if ((cmd[i] = strdup(argv[i])) == NULL) {
+			for (size_t j = 0; j < i; j++)
+				free(cmd[j]);
+			free(cmd);
+			return NULL;
+		}
+	}
+	return cmd;
+}
+
+static void
+exec_command_free(char **cmd)
+{
+	for (size_t i = 0; cmd != NULL && cmd[i] != NULL; i++)
+		free(cmd[i]);
+	free(cmd);
+}
+
+static void
+exec_spec_free(struct broker_exec_spec *x)
+{
+	if (x == NULL)
+		return;
+	exec_command_free(x->command);
+	for (size_t i = 0; i < x->nenv; i++) {
+		free(x->env[i].name);
+		free(x->env[i].key);
+	}
+	free(x->env);
+	free(x);
+}
+
+static struct broker_exec_spec *
+exec_spec_new(void)
+{
+	struct broker_exec_spec *x = calloc(1, sizeof(*x));
+
+	if (x != NULL) {
+		x->restart = BROKER_RESTART_ALWAYS;
+		x->kill_timeout_ms = BROKER_EXEC_KILL_TIMEOUT_DEFAULT_MS;
+	}
+	return x;
+}
+
+/* "secret.key": secret names may hold dots too, so the reference is split after the one
+ * configured secret name it begins with (and a '.'); two such names are ambiguous. */
+static int
+exec_env_ref(struct lk_cfg *c, const struct broker_config *cfg, const char *ref,
+	     struct broker_exec_env *ret)
+{
+	size_t found = SIZE_MAX, matches = 0, len = 0;
+
+	for (size_t i = 0; i < cfg->nsecrets; i++) {
+		size_t n = strlen(cfg->secrets[i].name);
+
+		if (strncmp(ref, cfg->secrets[i].name, n) == 0 && ref[n] == '.' &&
+		    ref[n + 1] != '\0') {
+			found = i;
+			len = n;
+			matches++;
+		}
+	}
+	if (matches == 0)
+		return lk_cfg_fail(c, "expected \"SECRET.KEY\" naming one of the secrets "
+				   "configured and one of its keys");
+	if (matches > 1)
+		return lk_cfg_fail(c, "ambiguous: more than one configured secret name is a "
+				   "prefix of it (rename one of them)");
+	ret->secret = found;
+	if ((ret->key = strdup(ref + len + 1)) == NULL)
+		return lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	return 0;
+}
+
+static int
+parse_exec(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
+{
+	static const char *const keys[] = { "command", "env", "restart_on_change",
+		"restart_signal", "kill_timeout", NULL };
+	struct broker_exec_spec *x;
+	json_t *cmd = NULL, *env = NULL, *v;
+	const char *s = NULL, *name;
+	size_t mark, i;
+	int rc;
+
+	if ((x = exec_spec_new()) == NULL)
+		return lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+	if ((rc = lk_cfg_keys(c, obj, keys)) < 0)
+		goto out;
+	if ((rc = lk_cfg_array(c, obj, "command", false, &cmd)) < 0)
+		goto out;
+	if (cmd != NULL) {
+		const char *argv[BROKER_EXEC_ARGS_MAX];
+
+		mark = lk_cfg_push_key(c, "command");
+		if (json_array_size(cmd) == 0 || json_array_size(cmd) > BROKER_EXEC_ARGS_MAX)
+			rc = lk_cfg_fail(c, "expected between 1 and %d strings (the program, then "
+					 "its arguments)", BROKER_EXEC_ARGS_MAX);
+		json_array_foreach(cmd, i, v) {
+			if (rc < 0)
+				break;
+			if (!json_is_string(v) || (i == 0 && json_string_length(v) == 0) ||
+			    strlen(json_string_value(v)) != json_string_length(v)) {
+				size_t m2 = lk_cfg_push_index(c, i);
+
+				rc = lk_cfg_fail(c, i == 0 ? "expected the program: a non-empty "
+						 "string without NUL bytes" : "expected a string "
+						 "without NUL bytes");
+				lk_cfg_pop(c, m2);
+				break;
+			}
+			argv[i] = json_string_value(v);
+		}
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			goto out;
+		x->ncommand = json_array_size(cmd);
+		if ((x->command = exec_command_dup(argv, x->ncommand)) == NULL) {
+			rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+			goto out;
+		}
+	}
+	if ((rc = lk_cfg_object(c, obj, "env", false, &env)) < 0)
+		goto out;
+	if (env != NULL) {
+		mark = lk_cfg_push_key(c, "env");
+		if (json_object_size(env) > BROKER_EXEC_ENV_MAX)
+			rc = lk_cfg_fail(c, "more than %d variables", BROKER_EXEC_ENV_MAX);
+		else if ((x->env = calloc(json_object_size(env) + 1, sizeof(*x->env))) == NULL)
+			rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+		json_object_foreach(env, name, v) {
+			size_t m2;
+
+			if (rc < 0)
+				break;
+			m2 = lk_cfg_push_key(c, name);
+			if (!exec_env_name_valid(name))
+				rc = lk_cfg_fail(c, "expected a variable name: a letter or '_', then "
+						 "letters, digits and '_', at most %d bytes",
+						 BROKER_EXEC_ENV_NAME_MAX);
+			else if (!json_is_string(v))
+				rc = lk_cfg_fail(c, "expected a string \"SECRET.KEY\"");
+			else if ((rc = exec_env_ref(c, cfg, json_string_value(v),
+						    &x->env[x->nenv])) == 0 &&
+				 (x->env[x->nenv].name = strdup(name)) == NULL)
+				rc = lk_error_set(c->err, -ENOMEM, "%s: out of memory", c->file);
+			if (x->env[x->nenv].key != NULL)
+				x->nenv++;
+			lk_cfg_pop(c, m2);
+		}
+		lk_cfg_pop(c, mark);
+		if (rc < 0)
+			goto out;
+	}
+	if ((rc = lk_cfg_string(c, obj, "restart_on_change", false, &s)) < 0)
+		goto out;
+	if (s != NULL && strcmp(s, "always") != 0 && strcmp(s, "never") != 0) {
+		mark = lk_cfg_push_key(c, "restart_on_change");
+		rc = lk_cfg_fail(c, "expected \"always\" or \"never\"");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if (s != NULL && strcmp(s, "never") == 0)
+		x->restart = BROKER_RESTART_NEVER;
+	if ((rc = parse_signal(c, obj, "restart_signal", &x->restart_signal)) < 0)
+		goto out;
+	if (x->restart_signal != 0 && x->restart == BROKER_RESTART_NEVER) {
+		mark = lk_cfg_push_key(c, "restart_signal");
+		rc = lk_cfg_fail(c, "a signal on change contradicts restart_on_change \"never\" "
+				 "(drop one of them)");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	if ((rc = bounded_duration(c, obj, "kill_timeout", &x->kill_timeout_ms)) < 0)
+		goto out;
+	if (x->kill_timeout_ms < 100 || x->kill_timeout_ms > 3600 * 1000LL) {
+		mark = lk_cfg_push_key(c, "kill_timeout");
+		rc = lk_cfg_fail(c, "expected a duration between 100ms and 1h");
+		lk_cfg_pop(c, mark);
+		goto out;
+	}
+	cfg->exec = x;
+	x = NULL;
+out:
+	exec_spec_free(x);
+	return rc;
+}
+
+int
+broker_config_set_command(struct broker_config *cfg, char *const argv[], size_t argc,
+			  struct lk_error *err)
+{
+	char **cmd;
+
+	if (argc == 0 || argc > BROKER_EXEC_ARGS_MAX)
+		return lk_error_set(err, -E2BIG, "the command after \"--\": expected between 1 and "
+				    "%d words", BROKER_EXEC_ARGS_MAX);
+	if (argv[0][0] == '\0')
+		return lk_error_set(err, -EINVAL, "the command after \"--\": the program is empty");
+	if (cfg->exec == NULL && (cfg->exec = exec_spec_new()) == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	if ((cmd = exec_command_dup((const char *const *)argv, argc)) == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	exec_command_free(cfg->exec->command);
+	cfg->exec->command = cmd;
+	cfg->exec->ncommand = argc;
+	return 0;
+}
+
+int
+broker_config_check_exec(const struct broker_config *cfg, struct lk_error *err)
+{
+	if (cfg->exec != NULL && cfg->exec->ncommand == 0)
+		return lk_error_set(err, -EINVAL, "%s: exec.command: missing (give it in the file, "
+				    "or after \"--\" on the command line)", cfg->file);
+	return 0;
+}
+
 int
 broker_config_parse(struct broker_config *cfg, const char *file, const json_t *root,
 		    struct lk_error *err)
@@ -584,10 +825,11 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	static const char *const keys[] = { "vault", "listen", "secrets", "grace",
 		"revoke_on_shutdown", "retry", "log_level", "metrics_series_max", "token_check",
 		"require_mlock", "audit_interval", "state_dir", "seccomp", "decryption_key",
-		"templates", NULL };
+		"templates", "exec", NULL };
 	static const char *const retry_keys[] = { "initial", "max", NULL };
 	struct lk_cfg c;
-	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL, *templates = NULL;
+	json_t *vault = NULL, *listen = NULL, *secrets = NULL, *retry = NULL, *templates = NULL,
+	       *exec = NULL;
 	const char *s = NULL;
 	size_t mark, i;
 	json_t *v;
@@ -780,7 +1022,16 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 		if (rc < 0)
 			goto out;
 	}
-	rc = compile_templates(cfg, err);
+	/* After the secrets: exec.env names them. */
+	if ((rc = lk_cfg_object(&c, root, "exec", false, &exec)) < 0)
+		goto out;
+	if (exec != NULL) {
+		mark = lk_cfg_push_key(&c, "exec");
+		rc = parse_exec(&c, cfg, exec);
+		lk_cfg_pop(&c, mark);
+	}
+	if (rc == 0)
+		rc = compile_templates(cfg, err);
 out:
 	if (rc < 0)
 		broker_config_clear(cfg);
@@ -845,6 +1096,7 @@ broker_config_clear(struct broker_config *cfg)
 	free(cfg->admin_uids);
 	free(cfg->log_level);
 	free(cfg->state_dir);
+	exec_spec_free(cfg->exec);
 	lk_vault_config_clear(&cfg->vault);
 	memset(cfg, 0, sizeof(*cfg));
 }

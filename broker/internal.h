@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "broker/template.h"
@@ -95,6 +96,18 @@
 #define BROKER_REVOKE_MARGIN_MS 500
 /* Shutdown must be over within this time (the 5 s, with room for exit). */
 #define BROKER_SHUTDOWN_BUDGET_MS 4000
+/* Exec mode: most arguments of the command, and most variables exec.env may name. */
+#define BROKER_EXEC_ARGS_MAX 256
+#define BROKER_EXEC_ENV_MAX 256
+/* Longest variable name in exec.env. */
+#define BROKER_EXEC_ENV_NAME_MAX 128
+/* Most strings (arguments and variables, inherited ones too) handed to the launcher. */
+#define BROKER_EXEC_STRINGS_MAX 4096
+/* Largest command and environment handed to the launcher, in one message: well under the
+ * socket buffer of a Unix SOCK_SEQPACKET pair. */
+#define BROKER_EXEC_MESSAGE_MAX (128u << 10)
+/* How long a command has to exit after SIGTERM before SIGKILL, unless kill_timeout says. */
+#define BROKER_EXEC_KILL_TIMEOUT_DEFAULT_MS (10 * 1000LL)
 
 /* ---- configuration (broker/config.c) ----------------------------------------------- */
 
@@ -147,6 +160,25 @@ struct broker_secret_spec {
 	struct broker_source_file *from_file; /* owned; NULL: read from the backend at path */
 };
 
+/* Exec mode: the command the broker starts once its secrets are loaded (broker/exec.c). */
+enum broker_exec_restart { BROKER_RESTART_ALWAYS = 0, BROKER_RESTART_NEVER };
+
+struct broker_exec_env {
+	char *name;                 /* owned: the variable */
+	size_t secret;              /* index into broker_config.secrets */
+	char *key;                  /* owned: the key of that secret */
+};
+
+struct broker_exec_spec {
+	char **command;             /* owned, NULL-terminated; ncommand 0 until given */
+	size_t ncommand;
+	struct broker_exec_env *env; /* owned */
+	size_t nenv;
+	enum broker_exec_restart restart;
+	int restart_signal;         /* 0: restart on change; else send this signal instead */
+	int64_t kill_timeout_ms;
+};
+
 struct broker_config {
 	char *file;                 /* owned: the file name used in messages */
 	struct lk_vault_config vault;
@@ -173,6 +205,7 @@ struct broker_config {
 	int64_t retry_cap_ms;
 	char *log_level;            /* owned; NULL: info */
 	char *state_dir;            /* owned; NULL: no lease journal */
+	struct broker_exec_spec *exec; /* owned; NULL: not in exec mode */
 	struct broker_secret_spec *secrets; /* owned */
 	size_t nsecrets;
 	struct broker_key_spec *decryption_key; /* owned; NULL: none at the top level */
@@ -195,6 +228,15 @@ int broker_config_load(struct broker_config *cfg, const char *file, struct lk_er
 
 /* Frees everything; cfg is zeroed. NULL allowed. */
 void broker_config_clear(struct broker_config *cfg);
+
+/* Sets the exec command to argv[0..argc) (the words after "--"), turning exec mode on
+ * with the defaults when the file has no "exec". 0, -ENOMEM or -E2BIG with err set. */
+int broker_config_set_command(struct broker_config *cfg, char *const argv[], size_t argc,
+			      struct lk_error *err) __attribute__((warn_unused_result));
+
+/* Exec mode without a command (neither exec.command nor "--") is an error naming it. */
+int broker_config_check_exec(const struct broker_config *cfg, struct lk_error *err)
+	__attribute__((warn_unused_result));
 
 /* True when name is a valid secret name. */
 bool broker_name_valid(const char *name);
@@ -400,6 +442,7 @@ struct broker_revocation {
 };
 
 struct broker_waiter;
+struct broker_exec;
 
 /* What became of a file's last render. */
 enum broker_output_state {
@@ -479,6 +522,7 @@ struct broker {
 	/* file sources and their decryption keys (broker/source_file.c, broker/decrypt.c) */
 	struct broker_keyring *keyring;
 	struct broker_files *files;
+	struct broker_exec *exec;   /* owned (broker_exec_free); NULL: not in exec mode */
 };
 
 /* Sets up b for cfg (borrowed, must outlive b): entries, arena, metrics, vault client.
@@ -540,6 +584,51 @@ int broker_jwt_service_account(const char *jwt, size_t len, char *ret_namespace,
 int broker_seccomp_install(struct lk_error *err) __attribute__((warn_unused_result));
 /* False in sanitizer builds: calls outside the list are logged, not killed. */
 bool broker_seccomp_enforcing(void);
+
+/* ---- exec mode (broker/exec.c) ----------------------------------------------------- */
+
+/* What the broker's hardening changes and the command gets back as it was. */
+struct broker_exec_inherit {
+	mode_t umask;
+	struct rlimit core;
+};
+
+/* Forks the launcher: call while the broker is one thread, before the allow-list. In the
+ * launcher cfg is cleared and the call never returns. *ret owned: broker_exec_free. */
+int broker_exec_launcher_start(struct broker_config *cfg,
+			       const struct broker_exec_inherit *inh, struct broker_exec **ret,
+			       struct lk_error *err) __attribute__((warn_unused_result));
+/* Starts the supervisor thread of b->exec (set right after broker_init, before the
+ * scheduler starts, since the scheduler calls broker_exec_notify): it starts the command
+ * once the secrets are loaded. Call from the thread that waits for signals: it is woken
+ * with SIGUSR1 when broker_exec_done. */
+int broker_exec_start(struct broker *b) __attribute__((warn_unused_result));
+/* A secret got a new version (the scheduler and the file sources' thread, where they
+ * render files). No-op outside exec mode. */
+void broker_exec_notify(struct broker *b, size_t entry);
+/* Passes sig on to the command, if it runs. */
+void broker_exec_forward(struct broker *b, int sig);
+/* The broker was asked to stop with sig: forwarded, then SIGKILL after kill_timeout;
+ * broker_exec_done says when the command is gone. */
+void broker_exec_stop(struct broker *b, int sig);
+/* True once the command is over for good (it exited, or could not start, or the broker
+ * stopped before it started); *ret_status is the broker's exit status then: the
+ * command's exit code, or 128 + its signal. */
+bool broker_exec_done(struct broker *b, int *ret_status);
+/* Stops the thread and closes the pair (the launcher then exits). NULL allowed; returns
+ * NULL. */
+struct broker_exec *broker_exec_free(struct broker_exec *x);
+/* Appends the launcher's message for the command to out (a wipe buffer): the command,
+ * the environment without VAULT_* and LATCHKEY_*, and exec.env from the current
+ * snapshots; versions (b->n, may be NULL) get the version of each secret used. err names
+ * the variable, the secret and the key, never a value. */
+int broker_exec_env_build(struct broker *b, struct lk_buf *out, uint64_t *versions,
+			  struct lk_error *err) __attribute__((warn_unused_result));
+/* Parses a launcher message in place: argv and envp (capacities counted with their NULL
+ * terminator) point into buf. 0, -EINVAL (malformed) or -E2BIG. Pure; for the fuzz
+ * target. */
+int broker_exec_blob_parse(char *buf, size_t len, char **argv, size_t argv_cap, char **envp,
+			   size_t envp_cap) __attribute__((warn_unused_result));
 
 /* ---- the lease journal (broker/journal.c) ------------------------------------------ */
 
@@ -632,6 +721,8 @@ void broker_metrics_login(struct broker_metrics *m, bool ok);
 void broker_metrics_token_renewal(struct broker_metrics *m, bool ok);
 void broker_metrics_token_lost(struct broker_metrics *m);
 void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
+/* Exec mode: whether the command runs, and one restart more when restarted. */
+void broker_metrics_exec(struct broker_metrics *m, bool up, bool restarted);
 /* Renders the registry (refreshing the per-secret gauges first). */
 int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
 /* Copies the lines of the text format in (len bytes) to out, leaving out every sample

@@ -63,6 +63,7 @@ struct broker_metrics {
 	struct lk_series *ready, *backend_up;
 	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
 	struct lk_metric *backend_latency;
+	struct lk_series *exec_up, *exec_restarts; /* exec mode only; NULL otherwise */
 	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
 };
 
@@ -198,6 +199,19 @@ broker_metrics_new(struct broker *b)
 	    lgf == NULL || tr == NULL || trf == NULL || rd == NULL || up == NULL ||
 	    m->backend_latency == NULL)
 		goto fail;
+	if (b->cfg->exec != NULL) {
+		struct lk_metric *xu, *xr;
+
+		xu = lk_metrics_add(m->reg, LK_GAUGE, "latchkey_broker_exec_child_up",
+				    "1 while the command of exec mode runs.", NULL, NULL, 0);
+		xr = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_exec_restarts_total",
+				    "Restarts of the command of exec mode because a secret it uses "
+				    "changed.", NULL, NULL, 0);
+		if (xu == NULL || xr == NULL ||
+		    (m->exec_up = lk_metric_series(xu, NULL)) == NULL ||
+		    (m->exec_restarts = lk_metric_series(xr, NULL)) == NULL)
+			goto fail;
+	}
 	m->request_family = req;
 	m->latency_family = lat;
 	m->expiry_family = exp;
@@ -225,6 +239,16 @@ broker_metrics_new(struct broker *b)
 fail:
 	broker_metrics_free(m);
 	return NULL;
+}
+
+void
+broker_metrics_exec(struct broker_metrics *m, bool up, bool restarted)
+{
+	if (m == NULL || m->exec_up == NULL)
+		return;
+	lk_series_set(m->exec_up, up ? 1 : 0);
+	if (restarted)
+		lk_series_add(m->exec_restarts, 1);
 }
 
 void

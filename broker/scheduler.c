@@ -867,6 +867,7 @@ entry_fetch(struct broker *b, struct broker_entry *e, int64_t now)
 	if (changed) {
 		broker_server_notify(b, e->index);
 		broker_render_outputs(b, e->index);
+		broker_exec_notify(b, e->index);
 	}
 	maybe_announce_ready(b);
 out:

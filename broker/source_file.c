@@ -755,6 +755,7 @@ source_loaded(struct broker_files *fl, struct file_watch *w, const json_t *data,
 	       LK_INT("keys", json_object_size(data)), LK_BOOL("decrypted", sp->from_file->decrypt));
 	broker_server_notify(b, w->entry);
 	broker_render_outputs(b, w->entry);
+	broker_exec_notify(b, w->entry);
 	announce_ready(b);
 }
 

@@ -939,6 +939,140 @@ START_TEST(test_audit_bounded)
 }
 END_TEST
 
+/* ---- exec mode ---- */
+
+static const char exec_config[] =
+	"{\"vault\": {\"address\": \"http://127.0.0.1:8200\", \"auth\": {\"method\": \"token\","
+	" \"token_file\": \"/run/secrets/token\"}},\n"
+	" \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/api\"},\n"
+	"              {\"name\": \"billing.v2\", \"path\": \"secret/data/api2\"}],\n"
+	" \"exec\": {\"command\": [\"/bin/app\", \"--flag\"], \"env\": {\"API_PW\": \"api.password\","
+	" \"V2_TOKEN\": \"billing.v2.token\"}, \"kill_timeout\": \"3s\"}}\n";
+
+/* exec.env references split after the configured secret name (names may hold dots); two
+ * candidates are ambiguous. */
+START_TEST(test_exec_config)
+{
+	struct broker_config cfg;
+	struct lk_error err;
+	static const char ambiguous[] =
+		"{\"vault\": {}, \"secrets\": [{\"name\": \"a\", \"path\": \"p/a\"}, {\"name\": \"a.b\","
+		" \"path\": \"p/b\"}], \"exec\": {\"command\": [\"x\"], \"env\": {\"X\": \"a.b.c\"}}}";
+
+	lk_error_clear(&err);
+	ck_assert_msg(parse_text(exec_config, &cfg, &err) == 0, "%s", err.msg);
+	ck_assert_ptr_nonnull(cfg.exec);
+	ck_assert_uint_eq(cfg.exec->ncommand, 2);
+	ck_assert_str_eq(cfg.exec->command[1], "--flag");
+	ck_assert_ptr_null(cfg.exec->command[2]);
+	ck_assert_uint_eq(cfg.exec->nenv, 2);
+	ck_assert_int_eq(cfg.exec->restart, BROKER_RESTART_ALWAYS);
+	ck_assert_int_eq(cfg.exec->restart_signal, 0);
+	ck_assert_int_eq(cfg.exec->kill_timeout_ms, 3000);
+	for (size_t i = 0; i < cfg.exec->nenv; i++) {
+		const struct broker_exec_env *e = &cfg.exec->env[i];
+
+		if (strcmp(e->name, "API_PW") == 0) {
+			ck_assert_uint_eq(e->secret, 0);
+			ck_assert_str_eq(e->key, "password");
+		} else {
+			ck_assert_str_eq(e->name, "V2_TOKEN");
+			ck_assert_uint_eq(e->secret, 1);
+			ck_assert_str_eq(e->key, "token");
+		}
+	}
+	{
+		/* "--" replaces the file's command. */
+		char *argv[] = { "/bin/other", NULL };
+
+		ck_assert_int_eq(broker_config_set_command(&cfg, argv, 1, &err), 0);
+		ck_assert_uint_eq(cfg.exec->ncommand, 1);
+		ck_assert_str_eq(cfg.exec->command[0], "/bin/other");
+		ck_assert_ptr_null(cfg.exec->command[1]);
+	}
+	broker_config_clear(&cfg);
+	ck_assert_int_eq(parse_text(ambiguous, &cfg, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "broker.json: exec.env.X: ambiguous") != NULL, "%s", err.msg);
+}
+END_TEST
+
+/* The launcher's message: the command, the broker's environment without VAULT_* and
+ * LATCHKEY_* (and without what exec.env sets), then exec.env from the snapshots; a value
+ * with a NUL byte is refused naming the variable, the secret and the key. */
+START_TEST(test_exec_env_build)
+{
+	struct broker_config cfg;
+	struct broker b;
+	struct lk_error err;
+	struct lk_buf blob;
+	struct broker_lease_info li = { 0 };
+	char *argv[BROKER_EXEC_ARGS_MAX + 1], *envp[BROKER_EXEC_STRINGS_MAX + 1];
+	json_t *d1 = json_pack("{s:s}", "password", "pw-1"), *d2 = json_object();
+	uint64_t versions[2] = { 0, 0 };
+	int seen_pw = 0, seen_v2 = 0, seen_keep = 0;
+
+	lk_error_clear(&err);
+	setenv("VAULT_TOKEN", "hvs.must-not-pass", 1);
+	setenv("LATCHKEY_SOCKET", "/nowhere", 1);
+	setenv("KEEP_ME", "yes", 1);
+	setenv("API_PW", "inherited", 1);
+	ck_assert_msg(parse_text(exec_config, &cfg, &err) == 0, "%s", err.msg);
+	ck_assert_msg(broker_init(&b, &cfg, &err) == 0, "%s", err.msg);
+	json_object_set_new(d2, "token", json_stringn("t\0k", 3));
+	ck_assert_int_eq(broker_snapshot_new(b.arena, "api", 4, d1, &li, &b.entries[0].current), 0);
+	ck_assert_int_eq(broker_snapshot_new(b.arena, "billing.v2", 2, d2, &li, &b.entries[1].current),
+			 0);
+
+	lk_buf_init(&blob, BROKER_EXEC_MESSAGE_MAX, true);
+	ck_assert_int_eq(broker_exec_env_build(&b, &blob, versions, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "exec.env.V2_TOKEN: the value of billing.v2.token (version 2) "
+			     "holds a NUL byte") != NULL, "%s", err.msg);
+	lk_buf_reset(&blob);
+
+	/* Without the NUL. */
+	broker_snapshot_unref(b.entries[1].current);
+	json_object_set_new(d2, "token", json_string("tk"));
+	ck_assert_int_eq(broker_snapshot_new(b.arena, "billing.v2", 3, d2, &li, &b.entries[1].current),
+			 0);
+	ck_assert_msg(broker_exec_env_build(&b, &blob, versions, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(versions[0], 4);
+	ck_assert_uint_eq(versions[1], 3);
+	ck_assert_int_eq(broker_exec_blob_parse(blob.data, blob.len, argv, BROKER_EXEC_ARGS_MAX + 1,
+						envp, BROKER_EXEC_STRINGS_MAX + 1), 0);
+	ck_assert_str_eq(argv[0], "/bin/app");
+	ck_assert_str_eq(argv[1], "--flag");
+	ck_assert_ptr_null(argv[2]);
+	for (char **e = envp; *e != NULL; e++) {
+		ck_assert_msg(strncmp(*e, "VAULT_", 6) != 0 && strncmp(*e, "LATCHKEY_", 9) != 0,
+			      "withheld variable passed");
+		if (strncmp(*e, "API_PW=", 7) == 0) {
+			seen_pw++;
+			ck_assert(strcmp(*e + 7, "pw-1") == 0);
+		}
+		if (strcmp(*e, "V2_TOKEN=tk") == 0)
+			seen_v2++;
+		if (strcmp(*e, "KEEP_ME=yes") == 0)
+			seen_keep++;
+	}
+	ck_assert_int_eq(seen_pw, 1);
+	ck_assert_int_eq(seen_v2, 1);
+	ck_assert_int_eq(seen_keep, 1);
+	/* A message one byte short, or with a byte more, is refused. */
+	ck_assert_int_eq(broker_exec_blob_parse(blob.data, blob.len - 1, argv,
+						BROKER_EXEC_ARGS_MAX + 1, envp,
+						BROKER_EXEC_STRINGS_MAX + 1), -EINVAL);
+	lk_buf_free(&blob);
+	json_decref(d1);
+	json_decref(d2);
+	broker_fini(&b);
+	broker_config_clear(&cfg);
+	unsetenv("VAULT_TOKEN");
+	unsetenv("LATCHKEY_SOCKET");
+	unsetenv("KEEP_ME");
+	unsetenv("API_PW");
+}
+END_TEST
+
 static Suite *
 broker_suite(void)
 {
@@ -965,6 +1099,8 @@ broker_suite(void)
 	tcase_add_test(tc, test_seccomp_allow_list);
 	tcase_add_test(tc, test_etag_and_route);
 	tcase_add_test(tc, test_audit_bounded);
+	tcase_add_test(tc, test_exec_config);
+	tcase_add_test(tc, test_exec_env_build);
 	suite_add_tcase(s, tc);
 	return s;
 }

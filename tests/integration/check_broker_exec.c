@@ -1,0 +1,667 @@
+/* check_broker_exec.c — exec mode against `latchkey dev`: `latchkey broker --config F --
+ * CHILD ...` with a real child (a shell script) that writes, for each run, its pid, the
+ * SHA-256 of each argument and of each environment variable's value, and appends the
+ * signals it receives to a file. The test compares hashes: no value is ever printed. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "brokerutil.h"
+#include "common/clock.h"
+
+/* The child: DIR MODE [ARG...]. MODE "wait" runs until signalled; "exit3" exits 3 once
+ * DIR/go.PID exists; "stubborn" records a TERM and goes on (and exits 3 once DIR/go.PID
+ * exists). Each run writes DIR/run.PID (atomically) and appends "start PID" to
+ * DIR/runs; a HUP appends "HUP PID" to DIR/signals, a TERM "TERM PID" and exits 7.
+ * Hashes are of printenv's output (the value and a newline) and of printf '%s\n' ARG. */
+static const char child_script[] =
+	"#!/bin/sh\n"
+	"dir=$1; mode=$2; shift 2\n"
+	"h() { sha256sum | cut -c1-64; }\n"
+	"sp=\n"
+	"trap 'echo \"HUP $$\" >> \"$dir/signals\"' HUP\n"
+	"trap 'echo \"TERM $$\" >> \"$dir/signals\"; if [ \"$mode\" != stubborn ]; then"
+	" [ -n \"$sp\" ] && kill $sp 2>/dev/null; exit 7; fi' TERM\n"
+	"{\n"
+	"  echo \"pid $$\"\n"
+	"  for a in \"$@\"; do echo \"arg $(printf '%s\\n' \"$a\" | h)\"; done\n"
+	"  for n in $(awk 'BEGIN { for (k in ENVIRON) print k }'); do\n"
+	"    echo \"env $n $(printenv \"$n\" | h)\"\n"
+	"  done\n"
+	"} > \"$dir/run.$$.tmp\"\n"
+	"mv \"$dir/run.$$.tmp\" \"$dir/run.$$\"\n"
+	"echo \"start $$\" >> \"$dir/runs\"\n"
+	"echo \"exec-child: hello from the child\"\n"
+	"while :; do\n"
+	"  if [ \"$mode\" != wait ] && [ -e \"$dir/go.$$\" ]; then exit 3; fi\n"
+	"  sleep 0.1 & sp=$!; wait $sp; sp=\n"
+	"done\n";
+
+#define OTHER_VALUE "other-value-9c3e51"
+#define PASSWORD1 "bf-password-4a1f0c"
+#define PASSWORD2 "rotated-password-77d2b8"
+
+struct xf {
+	struct bf f;
+	char child[700];
+};
+
+/* sha256(text) in hex into out[65]. */
+static void
+hash_hex(const char *text, char out[65])
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
+	sodium_bin2hex(out, 65, h, sizeof(h));
+}
+
+/* The hash of a value as the child writes it (printenv adds a newline). */
+static void
+value_hash(const char *value, char out[65])
+{
+	char *t;
+
+	ck_assert(asprintf(&t, "%s\n", value) > 0);
+	hash_hex(t, out);
+	free(t);
+}
+
+static void
+xf_setup(struct xf *x, const char *secrets, const char *exec)
+{
+	char extra[2048];
+
+	ck_assert(sodium_init() >= 0);
+	bf_dev(&x->f, "1h", "2h");
+	ck_assert_int_eq(bf_dev_call(&x->f, "POST", "/v1/secret/data/app/other",
+				     "{\"data\":{\"value\":\"" OTHER_VALUE "\"}}", NULL), 200);
+	snprintf(x->child, sizeof(x->child), "%s/child.sh", x->f.dir);
+	ck_assert_int_eq(t_write_file(x->child, child_script, 0755), 0);
+	snprintf(extra, sizeof(extra), "\"exec\": %s", exec);
+	bf_config(&x->f, secrets, extra);
+}
+
+/* The broker with "-- sh CHILD DIR MODE ARGS", VAULT_TOKEN and a LATCHKEY_ variable in its
+ * environment (the child must see neither). */
+static void
+xf_start(struct xf *x, const char *mode)
+{
+	char token_env[256];
+	const char *argv[] = { t_latchkey_bin(), "broker", "--config", x->f.cfg, "--", "/bin/sh",
+			       x->child, x->f.dir, mode, "first arg", "second", NULL };
+	const char *env[] = { token_env, "LATCHKEY_SOCKET=/nonexistent", NULL };
+
+	snprintf(token_env, sizeof(token_env), "VAULT_TOKEN=%s", x->f.dev.token);
+	ck_assert_int_eq(t_spawn(&x->f.broker, argv, env, x->f.log), 0);
+	ck_assert(t_wait_log(&x->f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, NULL, 0));
+}
+
+static int
+count_lines(const char *path, const char *prefix)
+{
+	char *text = t_read_file(path), *p;
+	int n = 0;
+
+	if (text == NULL)
+		return 0;
+	for (p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : p)
+		if (strncmp(p, prefix, strlen(prefix)) == 0)
+			n++;
+	free(text);
+	return n;
+}
+
+struct runs_wait {
+	struct xf *x;
+	int n;
+};
+
+static bool
+runs_at_least(void *arg)
+{
+	struct runs_wait *w = arg;
+
+	return count_lines(t_path(w->x->f.dir, "runs"), "start ") >= w->n;
+}
+
+static bool
+wait_runs(struct xf *x, int n)
+{
+	struct runs_wait w = { x, n };
+
+	return t_wait_until(runs_at_least, &w, T_DEADLINE_MS);
+}
+
+/* The pid of run number i (1-based), from DIR/runs. */
+static long
+run_pid(struct xf *x, int i)
+{
+	char *text = t_read_file(t_path(x->f.dir, "runs")), *p = text;
+	long pid = -1;
+
+	for (int k = 1; p != NULL && *p != '\0'; k++) {
+		if (k == i && sscanf(p, "start %ld", &pid) == 1)
+			break;
+		p = strchr(p, '\n');
+		p = p != NULL ? p + 1 : NULL;
+	}
+	free(text);
+	return pid;
+}
+
+/* The record of run pid: its text (malloc'd). */
+static char *
+run_record(struct xf *x, long pid)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "run.%ld", pid);
+	return t_read_file(t_path(x->f.dir, name));
+}
+
+/* The hash the run recorded for variable name into out[65]; false when it had none. */
+static bool
+run_env_hash(const char *record, const char *name, char out[65])
+{
+	char needle[256];
+	const char *p;
+
+	snprintf(needle, sizeof(needle), "\nenv %s ", name);
+	if ((p = strstr(record, needle)) == NULL)
+		return false;
+	p += strlen(needle);
+	memcpy(out, p, 64);
+	out[64] = '\0';
+	return true;
+}
+
+/* DIR/go.PID: makes run pid exit 3. */
+static const char *
+go_path(struct xf *x, long pid)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "go.%ld", pid);
+	return t_path(x->f.dir, name);
+}
+
+struct sig_wait {
+	struct xf *x;
+	char line[64];
+};
+
+static bool
+signal_seen(void *arg)
+{
+	struct sig_wait *w = arg;
+
+	return count_lines(t_path(w->x->f.dir, "signals"), w->line) > 0;
+}
+
+static bool
+wait_signal(struct xf *x, const char *sig, long pid)
+{
+	struct sig_wait w;
+
+	w.x = x;
+	snprintf(w.line, sizeof(w.line), "%s %ld\n", sig, pid);
+	w.line[strlen(w.line) - 1] = '\0';
+	return t_wait_until(signal_seen, &w, T_DEADLINE_MS);
+}
+
+struct exit_wait {
+	struct t_proc *p;
+};
+
+static bool
+exited(void *arg)
+{
+	return !t_alive(arg);
+}
+
+/* Waits for the broker to exit by itself; its wait status, or -1 if it did not. */
+static int
+wait_broker_exit(struct xf *x)
+{
+	if (!t_wait_until(exited, &x->f.broker, T_DEADLINE_MS))
+		return -1;
+	return bf_stop_broker(&x->f, SIGKILL, 0);
+}
+
+static int
+metric_value(struct xf *x, const char *name)
+{
+	char *body = NULL, needle[128];
+	const char *p;
+	int v = -1;
+
+	if (bf_get(&x->f, "/metrics", &body) == 200) {
+		snprintf(needle, sizeof(needle), "\n%s ", name);
+		if ((p = strstr(body, needle)) != NULL)
+			v = atoi(p + strlen(needle));
+	}
+	free(body);
+	return v;
+}
+
+static void
+rotate_password(struct xf *x, const char *password)
+{
+	char body[256];
+
+	snprintf(body, sizeof(body), "{\"data\":{\"user\":\"bf-user\",\"password\":\"%s\"}}",
+		 password);
+	ck_assert_int_eq(bf_dev_call(&x->f, "POST", "/v1/secret/data/app/api", body, NULL), 200);
+}
+
+#define SECRETS_API_OTHER \
+	"{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"required\": true, " \
+	"\"refresh\": \"1s\"}, {\"name\": \"other\", \"path\": \"secret/data/app/other\", " \
+	"\"required\": true}"
+
+/* The child starts only once a required secret that is missing at first is loaded; its
+ * environment holds exactly the chosen values, and neither the backend token nor another
+ * secret's value; its arguments arrive whole; its stdout is the broker's; the socket
+ * serves while it runs. */
+START_TEST(test_exec_env_and_start_order)
+{
+	struct xf x;
+	char want[65], got[65], tok[65], other[65], late[65], arg[65];
+	char *record, *log;
+	long pid;
+
+	xf_setup(&x, SECRETS_API_OTHER ", {\"name\": \"late\", \"path\": \"secret/data/app/late\", "
+		 "\"required\": true}",
+		 "{\"env\": {\"API_USER\": \"api.user\", \"API_PW\": \"api.password\", "
+		 "\"LATE\": \"late.value\"}}");
+	xf_start(&x, "wait");
+	/* Not ready: "late" does not exist yet, so nothing may have started. */
+	ck_assert_int_eq(bf_get(&x.f, "/v1/ready", NULL), 503);
+	ck_assert_int_eq(bf_log_count(&x.f, "\"msg\":\"command started\""), 0);
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "runs"), "start "), 0);
+	ck_assert_int_eq(bf_dev_call(&x.f, "POST", "/v1/secret/data/app/late",
+				     "{\"data\":{\"value\":\"late-value-1b2c\"}}", NULL), 200);
+	ck_assert(wait_runs(&x, 1));
+	/* The log says the last secret was loaded before the command started. */
+	log = t_read_file(x.f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_ptr_nonnull(strstr(log, "\"secret\":\"late\""));
+	ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"command started\""));
+	ck_assert(strstr(log, "\"secret\":\"late\"") < strstr(log, "\"msg\":\"command started\""));
+	free(log);
+
+	pid = run_pid(&x, 1);
+	ck_assert_int_gt(pid, 1);
+	record = run_record(&x, pid);
+	ck_assert_ptr_nonnull(record);
+	value_hash("bf-user", want);
+	ck_assert(run_env_hash(record, "API_USER", got));
+	ck_assert_str_eq(got, want);
+	value_hash(PASSWORD1, want);
+	ck_assert(run_env_hash(record, "API_PW", got));
+	ck_assert_str_eq(got, want);
+	value_hash("late-value-1b2c", late);
+	ck_assert(run_env_hash(record, "LATE", got));
+	ck_assert_str_eq(got, late);
+	/* Inherited from the broker: PATH; withheld: VAULT_*, LATCHKEY_*. */
+	ck_assert(run_env_hash(record, "PATH", got));
+	ck_assert(!run_env_hash(record, "VAULT_TOKEN", got));
+	ck_assert(!run_env_hash(record, "LATCHKEY_SOCKET", got));
+	/* No variable at all carries the token or the other secret's value. */
+	value_hash(x.f.dev.token, tok);
+	value_hash(OTHER_VALUE, other);
+	ck_assert_ptr_null(strstr(record, tok));
+	ck_assert_ptr_null(strstr(record, other));
+	/* The arguments after "--" arrive whole and in order. */
+	{
+		char args[200], second[65];
+
+		value_hash("first arg", arg);
+		value_hash("second", second);
+		snprintf(args, sizeof(args), "\narg %s\narg %s\n", arg, second);
+		ck_assert_ptr_nonnull(strstr(record, args));
+	}
+	free(record);
+	/* stdio is the broker's: the child's line is in the broker's log. */
+	ck_assert(t_wait_log(&x.f.broker, "exec-child: hello from the child", T_DEADLINE_MS,
+			     NULL, 0));
+	/* The socket serves while the command runs. */
+	ck_assert_int_eq(bf_get(&x.f, "/v1/secrets/api", NULL), 200);
+	ck_assert_int_eq(bf_get(&x.f, "/v1/ready", NULL), 200);
+	ck_assert_int_eq(kill((pid_t)pid, 0), 0);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_child_up"), 1);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* restart_on_change always: a new version of a secret it uses restarts the command
+ * (SIGTERM to the old one) with the new value; the restart is counted. */
+START_TEST(test_exec_restart_always)
+{
+	struct xf x;
+	char want[65], got[65];
+	char *record;
+	long pid1, pid2;
+	int64_t t0;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"restart_on_change\": \"always\", \"kill_timeout\": \"5s\"}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 0);
+	t0 = lk_now_mono_ms();
+	rotate_password(&x, PASSWORD2);
+	ck_assert(wait_runs(&x, 2));
+	printf("FIGURE: a new KV version to the restarted child's first line: %lld ms (refresh 1s)\n",
+	       (long long)(lk_now_mono_ms() - t0));
+	pid2 = run_pid(&x, 2);
+	ck_assert_int_ne(pid1, pid2);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	ck_assert_int_ne(kill((pid_t)pid1, 0), 0);
+	record = run_record(&x, pid2);
+	ck_assert_ptr_nonnull(record);
+	value_hash(PASSWORD2, want);
+	ck_assert(run_env_hash(record, "API_PW", got));
+	ck_assert_str_eq(got, want);
+	free(record);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 1);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_child_up"), 1);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* restart_signal: the command gets the signal instead, and keeps its pid. */
+START_TEST(test_exec_restart_signal)
+{
+	struct xf x;
+	long pid1;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"restart_signal\": \"HUP\"}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	rotate_password(&x, PASSWORD2);
+	ck_assert(wait_signal(&x, "HUP", pid1));
+	ck_assert(t_wait_log(&x.f.broker, "a secret of the command changed: signalling it",
+			     T_DEADLINE_MS, NULL, 0));
+	ck_assert_int_eq(kill((pid_t)pid1, 0), 0);
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "runs"), "start "), 1);
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "signals"), "TERM "), 0);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 0);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* restart_on_change never: the change is seen and the command left alone. */
+START_TEST(test_exec_restart_never)
+{
+	struct xf x;
+	long pid1;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"restart_on_change\": \"never\"}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	rotate_password(&x, PASSWORD2);
+	ck_assert(t_wait_log(&x.f.broker, "restart_on_change is never: left running",
+			     T_DEADLINE_MS, NULL, 0));
+	/* A SIGHUP to the broker reaches the same child, which was not terminated. */
+	kill(x.f.broker.pid, SIGHUP);
+	ck_assert(wait_signal(&x, "HUP", pid1));
+	ck_assert_int_eq(kill((pid_t)pid1, 0), 0);
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "runs"), "start "), 1);
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "signals"), "TERM "), 0);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 0);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* SIGTERM to the broker reaches the child (which exits 7 on it); the broker exits 7. */
+START_TEST(test_exec_sigterm_forwarded)
+{
+	struct xf x;
+	long pid1;
+	int status;
+	int64_t t0;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	t0 = lk_now_mono_ms();
+	kill(x.f.broker.pid, SIGTERM);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	status = wait_broker_exit(&x);
+	printf("FIGURE: SIGTERM to the broker until it exited with the child's status: %lld ms\n",
+	       (long long)(lk_now_mono_ms() - t0));
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 7,
+		      "status %#x", status);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* A command that ignores SIGTERM gets SIGKILL once kill_timeout has passed, and the broker
+ * exits with 128 + 9, as a shell reports it. */
+START_TEST(test_exec_kill_timeout)
+{
+	struct xf x;
+	long pid1;
+	int status;
+	int64_t t0, elapsed;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"kill_timeout\": \"800ms\"}");
+	xf_start(&x, "stubborn");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	t0 = lk_now_mono_ms();
+	kill(x.f.broker.pid, SIGTERM);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	status = wait_broker_exit(&x);
+	elapsed = lk_now_mono_ms() - t0;
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL,
+		      "status %#x", status);
+	ck_assert_int_ge(elapsed, 800);
+	ck_assert_int_eq(bf_log_count(&x.f, "the command outlived kill_timeout: SIGKILL"), 1);
+	printf("FIGURE: SIGTERM to a child that ignores it, kill_timeout 800ms, until the broker "
+	       "exited 137: %lld ms\n", (long long)elapsed);
+	bf_stop(&x.f);
+}
+END_TEST
+
+static bool
+serves_version_3(void *arg)
+{
+	char *body = NULL;
+	bool yes = bf_get(arg, "/v1/secrets/api", &body) == 200 &&
+		   strstr(body, "\"version\":3") != NULL;
+
+	free(body);
+	return yes;
+}
+
+/* Rotations that arrive while the command is being restarted fold into that restart: the
+ * next run starts with the latest value, and there is one restart, not two. */
+START_TEST(test_exec_restart_coalesced)
+{
+	struct xf x;
+	char want[65], got[65];
+	char *record;
+	long pid1;
+	int status;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}, "
+		 "\"kill_timeout\": \"60s\"}");
+	xf_start(&x, "stubborn");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	rotate_password(&x, PASSWORD2);
+	/* The restart has begun: the child got SIGTERM and ignores it. */
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	rotate_password(&x, "third-password-0e4a");
+	ck_assert(t_wait_until(serves_version_3, &x.f, T_DEADLINE_MS));
+	ck_assert_int_eq(count_lines(t_path(x.f.dir, "runs"), "start "), 1);
+	/* Now the old one goes. */
+	ck_assert_int_eq(t_write_file(go_path(&x, pid1), "", 0600), 0);
+	ck_assert(wait_runs(&x, 2));
+	record = run_record(&x, run_pid(&x, 2));
+	ck_assert_ptr_nonnull(record);
+	value_hash("third-password-0e4a", want);
+	ck_assert(run_env_hash(record, "API_PW", got));
+	ck_assert_str_eq(got, want);
+	free(record);
+	ck_assert_int_eq(metric_value(&x, "latchkey_broker_exec_restarts_total"), 1);
+	/* This one ignores SIGTERM too: let it go, and the broker with it. */
+	ck_assert_int_eq(t_write_file(go_path(&x, run_pid(&x, 2)), "", 0600), 0);
+	status = wait_broker_exit(&x);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+		      "status %#x", status);
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* A child exiting 3 by itself makes the broker exit 3, revoking its leases as at a normal
+ * shutdown. */
+START_TEST(test_exec_child_exit_revokes)
+{
+	struct xf x;
+	char id[256], state[32];
+	int status;
+
+	xf_setup(&x, "{\"name\": \"db\", \"path\": \"database/creds/app\", \"required\": true}",
+		 "{\"env\": {\"DB_USER\": \"db.username\", \"DB_PASSWORD\": \"db.password\"}}");
+	xf_start(&x, "exit3");
+	ck_assert(wait_runs(&x, 1));
+	ck_assert(bf_current_lease(&x.f, "db", id, sizeof(id)));
+	ck_assert_int_eq(bf_lease_state(&x.f, id, state, sizeof(state)), 0);
+	ck_assert_str_eq(state, "active");
+	ck_assert_int_eq(t_write_file(go_path(&x, run_pid(&x, 1)), "", 0600), 0);
+	status = wait_broker_exit(&x);
+	ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 3,
+		      "status %#x", status);
+	ck_assert_int_eq(bf_lease_state(&x.f, id, state, sizeof(state)), 0);
+	ck_assert_str_eq(state, "revoked");
+	ck_assert_int_eq(bf_log_count(&x.f, "the command exited: stopping the broker"), 1);
+	bf_stop(&x.f);
+}
+END_TEST
+
+static bool
+pid_gone(void *arg)
+{
+	return kill((pid_t)(long)(intptr_t)arg, 0) != 0;
+}
+
+/* The broker killed outright (no chance to forward anything): the launcher sees its pair
+ * close and stops the command, which does not outlive the broker. */
+START_TEST(test_exec_broker_killed)
+{
+	struct xf x;
+	long pid1;
+	int status;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
+	xf_start(&x, "wait");
+	ck_assert(wait_runs(&x, 1));
+	pid1 = run_pid(&x, 1);
+	status = bf_stop_broker(&x.f, SIGKILL, T_DEADLINE_MS);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	ck_assert(wait_signal(&x, "TERM", pid1));
+	ck_assert(t_wait_until(pid_gone, (void *)(intptr_t)pid1, T_DEADLINE_MS));
+	bf_stop(&x.f);
+}
+END_TEST
+
+/* Configuration errors name the file, the key and what was expected. */
+START_TEST(test_exec_config_errors)
+{
+	static const struct {
+		const char *exec, *message;
+	} cases[] = {
+		{ "{\"env\": {\"X\": \"nosuch.key\"}, \"command\": [\"/bin/true\"]}",
+		  "exec.env.X: expected \"SECRET.KEY\" naming one of the secrets configured" },
+		{ "{\"env\": {\"1X\": \"api.user\"}, \"command\": [\"/bin/true\"]}",
+		  "exec.env.1X: expected a variable name" },
+		{ "{\"env\": {\"X\": \"api.user\"}}",
+		  "exec.command: missing (give it in the file, or after \"--\"" },
+		{ "{\"command\": []}", "exec.command: expected between 1 and 256 strings" },
+		{ "{\"command\": [\"/bin/true\"], \"restart_on_change\": \"sometimes\"}",
+		  "exec.restart_on_change: expected \"always\" or \"never\"" },
+		{ "{\"command\": [\"/bin/true\"], \"restart_signal\": \"HUP\", "
+		  "\"restart_on_change\": \"never\"}",
+		  "exec.restart_signal: a signal on change contradicts restart_on_change" },
+		{ "{\"command\": [\"/bin/true\"], \"restart_signal\": \"KILL\"}",
+		  "exec.restart_signal: expected one of HUP" },
+		{ "{\"command\": [\"/bin/true\"], \"kill_timeout\": \"2h\"}",
+		  "exec.kill_timeout: expected a duration between 100ms and 1h" },
+		{ "{\"command\": [\"/bin/true\"], \"comand\": 1}", "exec.comand: unknown key" },
+	};
+	struct xf x;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"command\": [\"/bin/true\"]}");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char extra[1024], *err;
+		const char *argv[] = { t_latchkey_bin(), "broker", "--check-config", x.f.cfg, NULL };
+		int rc;
+
+		snprintf(extra, sizeof(extra), "\"exec\": %s", cases[i].exec);
+		bf_config(&x.f, SECRETS_API_OTHER, extra);
+		rc = t_run(argv, NULL, NULL, NULL, t_path(x.f.dir, "err"));
+		err = t_read_file(t_path(x.f.dir, "err"));
+		ck_assert_ptr_nonnull(err);
+		ck_assert_msg(rc == 2, "case %zu: exit %d", i, rc);
+		ck_assert_msg(strstr(err, x.f.cfg) != NULL && strstr(err, cases[i].message) != NULL,
+			      "case %zu: %s", i, err);
+		free(err);
+	}
+	{
+		/* "--" supplies the command the file lacks. */
+		const char *argv[] = { t_latchkey_bin(), "broker", "--check-config", x.f.cfg, "--",
+				       "/bin/true", NULL };
+
+		bf_config(&x.f, SECRETS_API_OTHER, "\"exec\": {\"env\": {\"X\": \"api.user\"}}");
+		ck_assert_int_eq(t_run(argv, NULL, NULL, NULL, NULL), 0);
+	}
+	bf_stop(&x.f);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("broker-exec");
+	TCase *tc = tcase_create("exec");
+	SRunner *sr;
+	int failed;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_exec_env_and_start_order);
+	tcase_add_test(tc, test_exec_restart_always);
+	tcase_add_test(tc, test_exec_restart_signal);
+	tcase_add_test(tc, test_exec_restart_never);
+	tcase_add_test(tc, test_exec_sigterm_forwarded);
+	tcase_add_test(tc, test_exec_restart_coalesced);
+	tcase_add_test(tc, test_exec_kill_timeout);
+	tcase_add_test(tc, test_exec_child_exit_revokes);
+	tcase_add_test(tc, test_exec_broker_killed);
+	tcase_add_test(tc, test_exec_config_errors);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
