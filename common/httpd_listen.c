@@ -9,12 +9,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+
+/* ---- setsockopt, as libmicrohttpd needs to see it on Unix sockets ---- */
+
+/* libmicrohttpd 0.9.75 sets TCP_NODELAY and TCP_CORK around every response. On a Unix
+ * socket Linux answers EOPNOTSUPP, which the library does not take for "not TCP" (it
+ * knows EINVAL, ENOPROTOOPT and ENOTSOCK), so it tries again at every response: two
+ * failing system calls a request, a third of the broker's calls under load. This
+ * definition takes the place of libc's in the whole process and answers ENOPROTOOPT
+ * instead, as POSIX allows for an option a protocol does not have; the library then marks
+ * the connection as not TCP/IP and stops asking. Every other call goes to the kernel
+ * unchanged. */
+int
+setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+	long r = syscall(SYS_setsockopt, fd, level, name, value, len);
+
+	if (r == -1 && errno == EOPNOTSUPP && level == IPPROTO_TCP)
+		errno = ENOPROTOOPT;
+	return (int)r;
+}
 
 /* ---- listening sockets ---- */
 
