@@ -6,9 +6,10 @@
  * FILE holds a whole HTTP response (status line, headers, blank line, body), as another
  * server sent it; it is written as is for every request. A request ends at its blank line
  * (the benchmark's GETs have no body); nothing else of it is parsed. Requests may be
- * pipelined. Each thread runs its own epoll set on the shared listening socket
- * (EPOLLEXCLUSIVE), as nginx's workers do. It serves until SIGTERM or SIGINT; it prints
- * "listening" on stdout once the socket accepts.
+ * pipelined. An acceptor thread hands the connections to the serving threads in turn,
+ * each with an epoll set of its own, so that a few connections spread over every thread
+ * (with a shared listening socket one thread may take them all). It serves until SIGTERM
+ * or SIGINT; it prints "listening" on stdout once the socket accepts.
  *
  * Exit status: 0 after a signal, 1 when it could not start, 2 on usage errors.
  */
@@ -46,6 +47,8 @@ struct bare_conn {
 static const char *response;
 static size_t response_len;
 static int listen_fd = -1;
+static int epolls[BARE_MAX_THREADS];
+static long nthreads = 2;
 
 /* Writes what is owed; 0 when done or the socket is full, -1 when the connection broke. */
 static int
@@ -104,42 +107,46 @@ conn_close(int ep, struct bare_conn *c)
 	free(c);
 }
 
+/* Accepts connections and gives each to the next serving thread's epoll set. */
+static void *
+accept_loop(void *arg)
+{
+	unsigned long next = 0;
+
+	(void)arg;
+	for (;;) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct epoll_event cev = { .events = EPOLLIN };
+		struct bare_conn *c;
+
+		if (fd == -1)
+			continue;
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		cev.data.ptr = c;
+		if (epoll_ctl(epolls[next++ % (unsigned long)nthreads], EPOLL_CTL_ADD, fd, &cev) == -1) {
+			close(fd);
+			free(c);
+		}
+	}
+	return NULL;
+}
+
 static void *
 serve(void *arg)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL };
 	struct epoll_event events[BARE_EVENTS];
-	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int ep = *(int *)arg;
 
-	(void)arg;
-	if (ep == -1 || epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) == -1) {
-		perror("bare_server: epoll");
-		exit(1);
-	}
 	for (;;) {
 		int n = epoll_wait(ep, events, BARE_EVENTS, -1);
 
 		for (int i = 0; i < n; i++) {
 			struct bare_conn *c = events[i].data.ptr;
 
-			if (c == NULL) {
-				int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-				struct epoll_event cev = { .events = EPOLLIN };
-
-				if (fd == -1)
-					continue;
-				if ((c = calloc(1, sizeof(*c))) == NULL) {
-					close(fd);
-					continue;
-				}
-				c->fd = fd;
-				cev.data.ptr = c;
-				if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev) == -1) {
-					close(fd);
-					free(c);
-				}
-				continue;
-			}
 			if ((events[i].events & (EPOLLHUP | EPOLLERR)) && !(events[i].events & EPOLLIN)) {
 				conn_close(ep, c);
 				continue;
@@ -216,8 +223,7 @@ main(int argc, char **argv)
 {
 	const char *path = NULL, *file = NULL;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	pthread_t threads[BARE_MAX_THREADS];
-	long nthreads = 2;
+	pthread_t threads[BARE_MAX_THREADS + 1];
 	sigset_t set;
 	int sig;
 
@@ -263,18 +269,24 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	unlink(path);
-	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (listen_fd == -1 || bind(listen_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
 	    chmod(path, 0600) == -1 || listen(listen_fd, 1024) == -1) {
 		fprintf(stderr, "bare_server: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
 	for (long i = 0; i < nthreads; i++) {
-		if (pthread_create(&threads[i], NULL, serve, NULL) != 0) {
+		if ((epolls[i] = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+		    pthread_create(&threads[i], NULL, serve, &epolls[i]) != 0) {
 			fprintf(stderr, "bare_server: could not start thread %ld\n", i);
 			unlink(path);
 			return 1;
 		}
+	}
+	if (pthread_create(&threads[nthreads], NULL, accept_loop, NULL) != 0) {
+		fprintf(stderr, "bare_server: could not start the acceptor\n");
+		unlink(path);
+		return 1;
 	}
 	printf("listening\n");
 	fflush(stdout);
