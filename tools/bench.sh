@@ -1,13 +1,15 @@
 #!/bin/sh
 # shellcheck disable=SC2317  # functions run through wait_for and traps
 # bench.sh — the socket benchmark that `make bench` runs: `latchkey broker` against nginx
-# serving the same bytes on a Unix socket, broker memory with many cached secrets, time
-# from start to ready, and the seal/open rates when bench_seal was built.
+# serving the same bytes on a Unix socket and a bare epoll server writing the broker's
+# canned response (the floor), each with two client shapes (one epoll thread; a blocking
+# thread per connection); broker memory with 1, 10 and many cached secrets; time from
+# start to ready; and the seal/open rates when bench_seal was built.
 #
 # usage: tools/bench.sh LATCHKEY_BIN BENCH_BIN_DIR
 #
 # Environment (all optional):
-#   BENCH_ROUNDS=5        nginx/broker pairs of throughput runs, alternated
+#   BENCH_ROUNDS=5        rounds of throughput runs (nginx, bare, broker in each shape)
 #   BENCH_DURATION=4      measured seconds per run
 #   BENCH_WARMUP=1        warm-up seconds per run, not measured
 #   BENCH_CONNS=4         keep-alive connections
@@ -15,7 +17,7 @@
 #   BENCH_SECRETS=1000    secrets cached for the memory figure
 #   BENCH_READY_RUNS=5    start-to-ready runs (the median is reported)
 #   BENCH_CLIENT_CPU=     pin the load generator to this CPU (unpinned by default)
-#   BENCH_TIME_LIMIT=300  seconds after which the whole run is stopped
+#   BENCH_TIME_LIMIT=600  seconds after which the whole run is stopped
 #   BENCH_KEEP=1          keep the temporary directory (logs, configs) for a look afterwards
 #
 # Figures are reported, never judged: the exit status is 0 when every part ran, 1 when
@@ -29,6 +31,7 @@ fi
 LK=$1
 BENCHDIR=$2
 LOADGEN=$BENCHDIR/loadgen
+BARE=$BENCHDIR/bare_server
 
 ROUNDS=${BENCH_ROUNDS:-5}
 DURATION=${BENCH_DURATION:-4}
@@ -37,7 +40,7 @@ CONNS=${BENCH_CONNS:-4}
 WORKERS=${BENCH_WORKERS:-$(nproc 2>/dev/null || echo 2)}
 NSECRETS=${BENCH_SECRETS:-1000}
 READY_RUNS=${BENCH_READY_RUNS:-5}
-TIME_LIMIT=${BENCH_TIME_LIMIT:-300}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-600}
 CLIENT_CPU=${BENCH_CLIENT_CPU:+--cpu $BENCH_CLIENT_CPU}
 # How long a started process may take to become ready, seconds.
 START_WAIT=20
@@ -49,6 +52,7 @@ for v in "${BENCH_CLIENT_CPU:-0}" "$ROUNDS" "$CONNS" "$WORKERS" "$NSECRETS" "$RE
 done
 [ -x "$LK" ] || { echo "bench: $LK: not an executable" >&2; exit 2; }
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN: not built" >&2; exit 2; }
+[ -x "$BARE" ] || { echo "bench: $BARE: not built" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "bench: nginx is needed (tools/deps.sh --dev installs nginx-light)" >&2; exit 2; }
@@ -243,12 +247,20 @@ if [ $BROKER_OK = 1 ]; then
 		http://localhost/v1/secrets/bench || die "reading /v1/secrets/bench from the broker failed"
 	curl -sf --max-time 5 --unix-socket "$BSOCK" -o "$TMP/body2.json" \
 		http://localhost/v1/secrets/bench || die "reading /v1/secrets/bench from the broker failed"
+	# The whole response as it came, headers included: what the bare server writes.
+	curl -sf --max-time 5 --unix-socket "$BSOCK" -i -o "$TMP/response.raw" \
+		http://localhost/v1/secrets/bench || die "reading /v1/secrets/bench from the broker failed"
 	CTYPE=$(sed -n 's/^[Cc]ontent-[Tt]ype:[[:space:]]*\([^[:cntrl:]]*\).*/\1/p' "$TMP/headers" | head -n 1)
 	[ -n "$CTYPE" ] || CTYPE=application/json
 else
 	# No broker: nginx alone, on a body of the same shape and size.
 	printf '%s' '{"name":"bench","version":1,"data":{"password":"bench-password-0123456789abcdef","username":"bench-user"},"lease":{"renewable":false,"ttl":0}}' >"$BODY"
 	cp "$BODY" "$TMP/body2.json"
+	{
+		printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n'
+		printf 'Content-Length: %s\r\n\r\n' "$(wc -c <"$BODY" | tr -d ' ')"
+		cat "$BODY"
+	} >"$TMP/response.raw"
 fi
 # The body is checked byte for byte on every response when the broker's is stable.
 EXPECT_BROKER="--expect-file $BODY"
@@ -311,19 +323,37 @@ fi
 curl -sf --max-time 5 --unix-socket "$NSOCK" -o "$TMP/nginx-body" http://localhost/v1/secrets/bench
 cmp -s "$BODY" "$TMP/nginx-body" || die "nginx does not serve the broker's bytes"
 
+# ---- (3b) the bare epoll server, writing the broker's whole response as it came ----
+
+BSOCK_BARE=$TMP/bare.sock
+"$BARE" --unix "$BSOCK_BARE" --response "$TMP/response.raw" --threads "$WORKERS" \
+	>"$TMP/bare.log" 2>&1 &
+BARE_PID=$!
+PIDS="$PIDS $BARE_PID"
+bare_up() {
+	[ "$(http_code --unix-socket "$BSOCK_BARE" http://localhost/v1/secrets/bench)" = 200 ]
+}
+if ! wait_for "$START_WAIT" bare_up; then
+	cat "$TMP/bare.log" >&2 2>/dev/null || true
+	die "bare_server did not start"
+fi
+curl -sf --max-time 5 --unix-socket "$BSOCK_BARE" -o "$TMP/bare-body" http://localhost/v1/secrets/bench
+cmp -s "$BODY" "$TMP/bare-body" || die "bare_server does not serve the broker's bytes"
+
 # ---- (4) throughput and latency, alternated ----
 
 RESULTS=$TMP/results
 : >"$RESULTS"
-# load LABEL SOCKET [EXPECT...]
+# load LABEL SHAPE SOCKET [EXPECT...]: one run, labelled LABEL-SHAPE.
 load() {
-	label=$1
-	sock=$2
-	shift 2
+	label=$1-$2
+	shape=$2
+	sock=$3
+	shift 3
 	set +e
 	# shellcheck disable=SC2086  # CLIENT_CPU is empty or two words
 	out=$("$LOADGEN" --unix "$sock" --path /v1/secrets/bench -c "$CONNS" -d "$DURATION" \
-		-w "$WARMUP" --label "$label" $CLIENT_CPU "$@")
+		-w "$WARMUP" --label "$label" --shape "$shape" $CLIENT_CPU "$@")
 	rc=$?
 	set -e
 	line=$(printf '%s\n' "$out" | grep '^{' || true)
@@ -337,14 +367,19 @@ load() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
-echo "== throughput: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s per run, $ROUNDS rounds, $WORKERS nginx workers / broker threads, ${BODY_BYTES}-byte body"
+SHAPES="epoll threads"
+echo "== throughput: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s per run, $ROUNDS rounds, $WORKERS nginx workers / bare threads / broker threads, ${BODY_BYTES}-byte body"
+echo "   client shapes: epoll (one thread, one epoll loop), threads ($CONNS blocking threads, a connection each)"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-	load nginx "$NSOCK" --expect-file "$BODY"
-	if [ $BROKER_OK = 1 ]; then
-		# shellcheck disable=SC2086
-		load broker "$BSOCK" $EXPECT_BROKER
-	fi
+	for shape in $SHAPES; do
+		load nginx "$shape" "$NSOCK" --expect-file "$BODY"
+		load bare "$shape" "$BSOCK_BARE" --expect-file "$BODY"
+		if [ $BROKER_OK = 1 ]; then
+			# shellcheck disable=SC2086
+			load broker "$shape" "$BSOCK" $EXPECT_BROKER
+		fi
+	done
 	r=$((r + 1))
 done
 
@@ -357,13 +392,14 @@ range() {
 	grep "\"label\":\"$1\"" "$RESULTS" | while IFS= read -r l; do jnum "$l" "$2"; done |
 		sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.0f-%.0f\n", lo, hi; else print "n/a" }'
 }
-# paired KEY: the median over the rounds of broker/nginx, each broker run against the
-# nginx run just before it, so that a slow phase of the machine cancels out.
+# paired KEY SHAPE PEER: the median over the rounds of broker/PEER in SHAPE, each broker
+# run against the PEER run of its round (just before it), so that a slow phase of the
+# machine cancels out.
 paired() {
 	while IFS= read -r l; do
 		case $l in
-		*'"label":"nginx"'*) n=$(jnum "$l" "$1") ;;
-		*'"label":"broker"'*) ratio "$(jnum "$l" "$1")" "${n:-}" ;;
+		*"\"label\":\"$3-$2\""*) n=$(jnum "$l" "$1") ;;
+		*"\"label\":\"broker-$2\""*) ratio "$(jnum "$l" "$1")" "${n:-}" ;;
 		esac
 	done <"$RESULTS" | grep -v n/a | median %.2f
 }
@@ -374,30 +410,57 @@ errors_of() {
 
 RSS_ONE=n/a
 ANON_ONE=n/a
+LCK_ONE=n/a
 if [ $BROKER_OK = 1 ]; then
 	RSS_ONE=$(vm_field "$BROKER_PID" VmRSS)
 	ANON_ONE=$(vm_field "$BROKER_PID" RssAnon)
+	LCK_ONE=$(vm_field "$BROKER_PID" VmLck)
 	stop_pid "$BROKER_PID"
 	forget_pid "$BROKER_PID"
 fi
 stop_pid "$NGINX_PID"
 forget_pid "$NGINX_PID"
+stop_pid "$BARE_PID"
+forget_pid "$BARE_PID"
 
-# ---- (5) memory with many cached secrets ----
+# ---- (5) memory with 1, 10 and many cached secrets ----
 
-RSS_LOADED=n/a
-RSS_READ=n/a
-ANON_READ=n/a
-HWM=n/a
 READY_MANY=n/a
+MEM_ROWS=$TMP/memory
+: >"$MEM_ROWS"
+# mem_run N: a broker with the first N secrets; once ready, each is read once over one
+# connection, and after a 2 s pause (the broker hands freed heap back once ready) a row
+# "N VmRSS RssAnon RssFile VmLck VmHWM" (kB) goes to $MEM_ROWS.
+mem_run() {
+	msock=$TMP/mem-$1.sock
+	head -n "$1" "$TMP/secrets.list" | paste -sd, - >"$TMP/secrets-$1.json"
+	broker_config "$TMP/mem-$1.json" "$msock" "$(cat "$TMP/secrets-$1.json")"
+	"$LK" broker --config "$TMP/mem-$1.json" >"$TMP/mem-$1.log" 2>&1 &
+	mpid=$!
+	PIDS="$PIDS $mpid"
+	if wait_for 60 socket_ready "$msock"; then
+		codes=$(curl -s --max-time 120 --unix-socket "$msock" -o /dev/null -w '%{http_code}\n' \
+			"http://localhost/v1/secrets/s[1-$1]" || true)
+		read_ok=$(printf '%s\n' "$codes" | grep -c '^200$' || true)
+		[ "$read_ok" -eq "$1" ] || fail "reading the $1 secrets: only $read_ok answered 200"
+		sleep 2
+		printf '%s %s %s %s %s %s\n' "$1" "$(vm_field "$mpid" VmRSS)" "$(vm_field "$mpid" RssAnon)" \
+			"$(vm_field "$mpid" RssFile)" "$(vm_field "$mpid" VmLck)" "$(vm_field "$mpid" VmHWM)" >>"$MEM_ROWS"
+	else
+		tail -n 5 "$TMP/mem-$1.log" >&2
+		fail "the broker with $1 secrets did not become ready within 60 s"
+	fi
+	stop_pid "$mpid"
+	forget_pid "$mpid"
+}
 if [ $BROKER_OK = 1 ]; then
-	echo "== memory: $NSECRETS cached secrets"
+	echo "== memory: 1, 10 and $NSECRETS cached secrets, each read once"
 	# One curl run writes them all over one connection.
 	i=1
 	: >"$TMP/seed.curl"
-	: >"$TMP/secrets.json"
+	: >"$TMP/secrets.list"
 	while [ $i -le "$NSECRETS" ]; do
-		[ $i -gt 1 ] && printf 'next\n' >>"$TMP/seed.curl" && printf ',\n' >>"$TMP/secrets.json"
+		[ $i -gt 1 ] && printf 'next\n' >>"$TMP/seed.curl"
 		cat >>"$TMP/seed.curl" <<EOF
 url = "$VAULT/v1/secret/data/s$i"
 request = "POST"
@@ -407,35 +470,22 @@ data = "{\"data\":{\"username\":\"user-$i\",\"password\":\"password-$i-012345678
 output = "/dev/null"
 write-out = "%{http_code}\\n"
 EOF
-		printf '{"name": "s%d", "path": "secret/data/s%d", "required": true}' $i $i >>"$TMP/secrets.json"
+		printf '{"name": "s%d", "path": "secret/data/s%d", "required": true}\n' $i $i >>"$TMP/secrets.list"
 		i=$((i + 1))
 	done
 	curl -s --max-time 120 -K "$TMP/seed.curl" >"$TMP/seed.codes" || true
 	seeded=$(grep -c '^20[04]$' "$TMP/seed.codes" || true)
 	[ "$seeded" -eq "$NSECRETS" ] || die "seeding $NSECRETS secrets: only $seeded succeeded"
 
-	MSOCK=$TMP/many.sock
-	broker_config "$TMP/many.json" "$MSOCK" "$(cat "$TMP/secrets.json")"
-	"$LK" broker --config "$TMP/many.json" >"$TMP/many.log" 2>&1 &
-	MANY_PID=$!
-	PIDS="$PIDS $MANY_PID"
-	if wait_for 60 socket_ready "$MSOCK"; then
-		RSS_LOADED=$(vm_field "$MANY_PID" VmRSS)
-		codes=$(curl -s --max-time 120 --unix-socket "$MSOCK" -o /dev/null -w '%{http_code}\n' \
-			"http://localhost/v1/secrets/s[1-$NSECRETS]" || true)
-		read_ok=$(printf '%s\n' "$codes" | grep -c '^200$' || true)
-		[ "$read_ok" -eq "$NSECRETS" ] || fail "reading the $NSECRETS secrets: only $read_ok answered 200"
-		RSS_READ=$(vm_field "$MANY_PID" VmRSS)
-		ANON_READ=$(vm_field "$MANY_PID" RssAnon)
-		HWM=$(vm_field "$MANY_PID" VmHWM)
-	else
-		tail -n 5 "$TMP/many.log" >&2
-		fail "the broker with $NSECRETS secrets did not become ready within 60 s"
-	fi
-	stop_pid "$MANY_PID"
-	forget_pid "$MANY_PID"
-	echo "  VmRSS ${RSS_LOADED} kB loaded, ${RSS_READ} kB after reading each (RssAnon ${ANON_READ} kB), VmHWM ${HWM} kB"
-	echo "  (the one-secret broker after its throughput runs: VmRSS ${RSS_ONE} kB, RssAnon ${ANON_ONE} kB)"
+	for n in 1 10 "$NSECRETS"; do
+		[ "$n" -le "$NSECRETS" ] || continue
+		grep -q "^$n " "$MEM_ROWS" && continue
+		mem_run "$n"
+	done
+	while read -r n rss anon file lck hwm; do
+		echo "  $n secrets: VmRSS $rss kB (RssAnon $anon kB, RssFile $file kB), VmLck $lck kB, VmHWM $hwm kB"
+	done <"$MEM_ROWS"
+	echo "  (the one-secret broker after its throughput runs: VmRSS ${RSS_ONE} kB, RssAnon ${ANON_ONE} kB, VmLck ${LCK_ONE} kB)"
 fi
 
 # ---- (6) start to ready ----
@@ -469,7 +519,7 @@ if [ $BROKER_OK = 1 ]; then
 	done
 	READY_MEDIAN=$(while IFS= read -r l; do jnum "$l" ready_ms; done <"$TMP/ready.results" | median)
 	STOP_MEDIAN=$(while IFS= read -r l; do jnum "$l" stop_ms; done <"$TMP/ready.results" | median)
-	line=$(ready_run "$TMP/many.json" "$TMP/many.sock" "$TMP/ready-many.log")
+	line=$(ready_run "$TMP/mem-$NSECRETS.json" "$TMP/mem-$NSECRETS.sock" "$TMP/ready-many.log")
 	if [ -n "$line" ]; then
 		READY_MANY=$(jnum "$line" ready_ms)
 		echo "  with $NSECRETS secrets: $READY_MANY ms to ready"
@@ -493,17 +543,6 @@ fi
 
 # ---- summary ----
 
-N_RPS=$(figure nginx rps)
-N_P50=$(figure nginx p50_us)
-N_P99=$(figure nginx p99_us)
-B_RPS=n/a
-B_P50=n/a
-B_P99=n/a
-if [ $BROKER_OK = 1 ]; then
-	B_RPS=$(figure broker rps)
-	B_P50=$(figure broker p50_us)
-	B_P99=$(figure broker p99_us)
-fi
 kb_to_mib() {
 	awk -v k="$1" 'BEGIN { if (k == "n/a" || k == "") print "n/a"; else printf "%.1f MiB\n", k / 1024 }'
 }
@@ -512,29 +551,48 @@ echo
 echo "== summary ($(date -u +%Y-%m-%d), $(nproc 2>/dev/null || echo '?') cores, medians of $ROUNDS runs)"
 # Other work on the machine moves every figure; the load average says how busy it was.
 echo "load average before the throughput runs: $LOAD_BEFORE; now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
-printf '%-34s %14s %14s %12s\n' "figure" "broker" "nginx" "broker/nginx"
-R_RPS=n/a
-R_P50=n/a
-R_P99=n/a
-if [ $BROKER_OK = 1 ]; then
-	R_RPS=$(paired rps)
-	R_P50=$(paired p50_us)
-	R_P99=$(paired p99_us)
-fi
-printf '%-34s %14s %14s %12s\n' "throughput (req/s)" "$B_RPS" "$N_RPS" "$R_RPS"
-printf '%-34s %14s %14s\n' "  range over the runs" "$( [ $BROKER_OK = 1 ] && range broker rps || echo n/a)" "$(range nginx rps)"
-printf '%-34s %14s %14s %12s\n' "latency p50 (us)" "$B_P50" "$N_P50" "$R_P50"
-printf '%-34s %14s %14s %12s\n' "latency p99 (us)" "$B_P99" "$N_P99" "$R_P99"
-echo "(figures: medians over the runs; broker/nginx: the median of each round's ratio)"
-printf '%-34s %14s %14s\n' "errors (all runs)" "$( [ $BROKER_OK = 1 ] && errors_of broker || echo n/a)" "$(errors_of nginx)"
-printf '%-34s %14s\n' "RSS, $NSECRETS secrets loaded" "$(kb_to_mib "$RSS_LOADED")"
-printf '%-34s %14s\n' "RSS, after reading each" "$(kb_to_mib "$RSS_READ")"
-printf '%-34s %14s\n' "  of which anonymous" "$(kb_to_mib "$ANON_READ")"
-printf '%-34s %14s\n' "RSS, 1 secret, after the load" "$(kb_to_mib "$RSS_ONE")"
+for shape in $SHAPES; do
+	echo "-- client shape: $shape"
+	printf '%-26s %10s %10s %10s %13s %12s\n' "figure" "broker" "nginx" "bare" "broker/nginx" "broker/bare"
+	for k in rps p50_us p99_us; do
+		case $k in
+		rps) name="throughput (req/s)" ;;
+		p50_us) name="latency p50 (us)" ;;
+		p99_us) name="latency p99 (us)" ;;
+		esac
+		b=n/a
+		rn=n/a
+		rb=n/a
+		if [ $BROKER_OK = 1 ]; then
+			b=$(figure "broker-$shape" "$k")
+			rn=$(paired "$k" "$shape" nginx)
+			rb=$(paired "$k" "$shape" bare)
+		fi
+		printf '%-26s %10s %10s %10s %13s %12s\n' "$name" "$b" "$(figure "nginx-$shape" "$k")" \
+			"$(figure "bare-$shape" "$k")" "$rn" "$rb"
+	done
+	printf '%-26s %10s %10s %10s\n' "  throughput range" \
+		"$( [ $BROKER_OK = 1 ] && range "broker-$shape" rps || echo n/a)" \
+		"$(range "nginx-$shape" rps)" "$(range "bare-$shape" rps)"
+	printf '%-26s %10s %10s %10s\n' "errors (all runs)" \
+		"$( [ $BROKER_OK = 1 ] && errors_of "broker-$shape" || echo n/a)" \
+		"$(errors_of "nginx-$shape")" "$(errors_of "bare-$shape")"
+done
+echo "(figures: medians over the runs; ratios: the median of each round's ratio)"
+echo "-- broker memory, each secret read once (MiB)"
+printf '%-26s %10s %10s %10s %10s\n' "secrets" "VmRSS" "RssAnon" "RssFile" "VmLck"
+while read -r n rss anon file lck hwm; do
+	printf '%-26s %10s %10s %10s %10s\n' "$n" "$(kb_to_mib "$rss" | cut -d' ' -f1)" \
+		"$(kb_to_mib "$anon" | cut -d' ' -f1)" "$(kb_to_mib "$file" | cut -d' ' -f1)" \
+		"$(kb_to_mib "$lck" | cut -d' ' -f1)"
+done <"$MEM_ROWS"
+printf '%-26s %10s %10s %10s %10s\n' "1, after the throughput" "$(kb_to_mib "$RSS_ONE" | cut -d' ' -f1)" \
+	"$(kb_to_mib "$ANON_ONE" | cut -d' ' -f1)" "" "$(kb_to_mib "$LCK_ONE" | cut -d' ' -f1)"
 printf '%-34s %14s\n' "start to ready, 1 secret (ms)" "$READY_MEDIAN"
 printf '%-34s %14s\n' "start to ready, $NSECRETS secrets (ms)" "$READY_MANY"
 printf '%-34s %14s\n' "exit after SIGTERM (ms)" "$STOP_MEDIAN"
-echo "targets: throughput >= nginx, p99 <= 150 us, RSS <= 8 MiB with 1,000 secrets, ready <= 100 ms"
+echo "targets: in both shapes throughput >= 1.2x nginx and >= 0.8x bare, p99 <= 150 us;"
+echo "         RssAnon <= 2 MiB with 10 secrets and <= 4 MiB with 1,000, VmRSS <= 10 MiB with 10; ready <= 100 ms"
 
 if [ -n "$FAILED" ]; then
 	echo "bench: some parts could not run:$FAILED" >&2

@@ -3,10 +3,13 @@
  *
  *   loadgen [run] (--unix PATH | --tcp HOST:PORT) [--path P] [-c CONNS] [-d SECS] [-w SECS]
  *           [-n MAX_REQUESTS] [--timeout-ms MS] [--expect-file FILE] [--label NAME] [--cpu N]
+ *           [--shape epoll|threads]
  *   loadgen ready (--unix PATH | --tcp HOST:PORT) [--path P] [--timeout-ms MS] [--log FILE]
  *           -- COMMAND [ARGS...]
  *
- * run: one thread drives every connection from one epoll loop. On a small machine the
+ * run: one thread drives every connection from one epoll loop (--shape epoll, the
+ * default), or (--shape threads) each connection has a thread of its own making blocking
+ * calls, the other way applications are written. On a small machine the
  * server under test shares the cores with the client, and one client thread takes at most
  * one core and adds no lock or scheduler traffic of its own, where a thread per connection
  * would compete with the server's threads for both cores. Each connection sends the same
@@ -37,6 +40,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -419,6 +423,7 @@ struct run_opts {
 	uint64_t max_requests;
 	unsigned timeout_ms;
 	int cpu;
+	bool threads;           /* --shape threads: a blocking thread per connection */
 };
 
 struct run {
@@ -685,9 +690,9 @@ print_report(const struct run *r, uint64_t elapsed_ns)
 	for (const char *s = o->label; *s; s++)
 		if (*s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
 			putchar(*s);
-	printf("\",\"connections\":%u,\"warmup_s\":%.3f,\"duration_s\":%.3f,"
+	printf("\",\"shape\":\"%s\",\"connections\":%u,\"warmup_s\":%.3f,\"duration_s\":%.3f,"
 	    "\"requests\":%llu,\"ok\":%llu,\"warmup_ok\":%llu,\"errors\":%llu",
-	    o->conns, o->warmup_s, secs, (unsigned long long)r->completed,
+	    o->threads ? "threads" : "epoll", o->conns, o->warmup_s, secs, (unsigned long long)r->completed,
 	    (unsigned long long)r->ok, (unsigned long long)r->warmup_ok,
 	    (unsigned long long)r->errors);
 	for (int k = 0; k < ERR_KINDS; k++)
@@ -699,10 +704,11 @@ print_report(const struct run *r, uint64_t elapsed_ns)
 	    us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
 	    us(hist_percentile(h, 99.9)), us(h->max), r->expect_len, r->client_cpu);
 	printf("%s: %.0f req/s, latency us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max %.1f, "
-	    "%llu errors%s (%u connections, %.2f s, %llu requests, client CPU %.0f %%, %s%s)\n",
+	    "%llu errors%s (%u connections%s, %.2f s, %llu requests, client CPU %.0f %%, %s%s)\n",
 	    o->label, rps, us(hist_percentile(h, 50)), us(hist_percentile(h, 90)),
 	    us(hist_percentile(h, 99)), us(hist_percentile(h, 99.9)), us(h->max),
-	    (unsigned long long)r->errors, r->aborted ? ", ABORTED" : "", o->conns, secs,
+	    (unsigned long long)r->errors, r->aborted ? ", ABORTED" : "", o->conns,
+	    o->threads ? " on blocking threads" : "", secs,
 	    (unsigned long long)r->completed, r->client_cpu, o->target.name, o->path);
 	fflush(stdout);
 }
@@ -852,6 +858,214 @@ out:
 	free(r->req);
 	free(r->expect);
 	free(r);
+	return rc;
+}
+
+/* ---- the run on blocking threads ---- */
+
+/* One connection driven by its own thread with blocking calls: the other way
+ * applications are written. Each thread keeps its own counters and histogram in a struct
+ * run of its own (no shared state on the request path); they are added up at the end. */
+struct worker {
+	struct run r;
+	pthread_t thread;
+	uint64_t max_requests;
+	char *rbuf;
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct run *r = &w->r;
+	const struct run_opts *o = r->o;
+	struct timeval tv = { .tv_sec = o->timeout_ms / 1000, .tv_usec = (o->timeout_ms % 1000) * 1000 };
+	struct conn c = { .fd = -1, .rbuf = w->rbuf, .rcap = LG_MAX_HEADER + LG_MAX_BODY + 1 };
+
+	for (;;) {
+		struct response resp;
+		enum parse_result pr = PARSE_MORE;
+		uint64_t now = now_ns();
+		size_t off = 0;
+		int fail = -1;
+
+		if (r->stopping)
+			break;
+		if (now >= r->t_measure) {
+			if (now >= r->t_end || r->issued >= w->max_requests)
+				break;
+			r->issued++;
+		}
+		if (c.fd == -1) {
+			c.fd = target_connect(&o->target);
+			if (c.fd < 0) {
+				c.fd = -1;
+				count_error(r, ERR_CONNECT, 0);
+				sleep_us(LG_RECONNECT_PAUSE_MS * 1000);
+				continue;
+			}
+			setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		}
+		c.t_sent = now_ns();
+		c.busy = true;
+		while (off < r->req_len) {
+			ssize_t n = send(c.fd, r->req + off, r->req_len - off, MSG_NOSIGNAL);
+
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				fail = ERR_CLOSED;
+				break;
+			}
+			off += (size_t)n;
+		}
+		c.rlen = 0;
+		while (fail < 0 && pr == PARSE_MORE) {
+			ssize_t n = recv(c.fd, c.rbuf + c.rlen, c.rcap - c.rlen, 0);
+
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				fail = ERR_TIMEOUT;
+			else if (n <= 0)
+				fail = ERR_CLOSED;
+			else if ((c.rlen += (size_t)n) == c.rcap)
+				fail = ERR_PROTOCOL;
+			else if ((pr = parse_response(c.rbuf, c.rlen, &resp)) == PARSE_BAD)
+				fail = ERR_PROTOCOL;
+		}
+		if (fail >= 0) {
+			count_error(r, (enum err_kind)fail, c.t_sent);
+			close(c.fd);
+			c.fd = -1;
+			c.busy = false;
+			continue;
+		}
+		{
+			/* response_done closes through conn_close only when the server
+			 * announced close; this connection is not in an epoll set. */
+			int fd = c.fd;
+
+			c.fd = -1;
+			response_done(r, &c, &resp, now_ns());
+			c.fd = fd;
+			if (resp.close) {
+				close(c.fd);
+				c.fd = -1;
+			}
+		}
+	}
+	if (c.fd != -1)
+		close(c.fd);
+	return NULL;
+}
+
+static int
+run_load_threads(const struct run_opts *o)
+{
+	struct run *total;
+	struct worker *w;
+	uint64_t t_begin, now, t_last = 0, elapsed;
+	double cpu0;
+	unsigned started = 0;
+	int rc = 1;
+
+	total = calloc(1, sizeof(*total));
+	w = calloc(o->conns, sizeof(*w));
+	if (total == NULL || w == NULL)
+		goto out;
+	total->o = o;
+	total->ep = -1;
+	hist_init(&total->hist);
+	if (o->expect_file != NULL && read_expect(total, o->expect_file) != 0)
+		goto out;
+	total->req_len = strlen(o->path) + 128;
+	if ((total->req = malloc(total->req_len)) == NULL)
+		goto out;
+	total->req_len = (size_t)snprintf(total->req, total->req_len,
+	    "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: latchkey-loadgen\r\n"
+	    "Accept: */*\r\n\r\n", o->path);
+	{
+		/* Nothing listens there: say so rather than report a run of errors. */
+		int fd = target_connect(&o->target);
+
+		if (fd < 0) {
+			fprintf(stderr, "loadgen: %s: %s\n", o->target.name, strerror(-fd));
+			goto out;
+		}
+		close(fd);
+	}
+	cpu0 = cpu_seconds();
+	t_begin = now_ns();
+	for (unsigned i = 0; i < o->conns; i++) {
+		struct run *r = &w[i].r;
+
+		r->o = o;
+		r->ep = -1;
+		hist_init(&r->hist);
+		r->req = total->req;
+		r->req_len = total->req_len;
+		r->expect = total->expect;
+		r->expect_len = total->expect_len;
+		r->t_begin = t_begin;
+		r->t_measure = t_begin + (uint64_t)(o->warmup_s * 1e9);
+		r->t_end = r->t_measure + (uint64_t)(o->duration_s * 1e9);
+		r->t_last = r->t_measure;
+		w[i].max_requests = (o->max_requests + o->conns - 1) / o->conns;
+		if ((w[i].rbuf = malloc(LG_MAX_HEADER + LG_MAX_BODY + 1)) == NULL)
+			break;
+		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
+			free(w[i].rbuf);
+			w[i].rbuf = NULL;
+			break;
+		}
+		started++;
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(w[i].thread, NULL);
+	if (started < o->conns) {
+		fprintf(stderr, "loadgen: could not start %u threads\n", o->conns);
+		goto out;
+	}
+	total->t_measure = w[0].r.t_measure;
+	for (unsigned i = 0; i < started; i++) {
+		const struct run *r = &w[i].r;
+
+		total->completed += r->completed;
+		total->ok += r->ok;
+		total->warmup_ok += r->warmup_ok;
+		total->errors += r->errors;
+		for (int k = 0; k < ERR_KINDS; k++)
+			total->err[k] += r->err[k];
+		total->aborted = total->aborted || r->aborted;
+		for (size_t b = 0; b < HIST_BUCKETS; b++)
+			total->hist.bucket[b] += r->hist.bucket[b];
+		total->hist.count += r->hist.count;
+		total->hist.sum += r->hist.sum;
+		if (r->hist.min < total->hist.min)
+			total->hist.min = r->hist.min;
+		if (r->hist.max > total->hist.max)
+			total->hist.max = r->hist.max;
+		if (r->t_last > t_last)
+			t_last = r->t_last;
+	}
+	elapsed = t_last > total->t_measure ? t_last - total->t_measure : 0;
+	now = now_ns();
+	if (now > t_begin)
+		total->client_cpu = 100.0 * (cpu_seconds() - cpu0) / ((double)(now - t_begin) / 1e9);
+	print_report(total, elapsed);
+	rc = (total->errors == 0 && !total->aborted && total->ok > 0) ? 0 : 1;
+out:
+	if (w != NULL)
+		for (unsigned i = 0; i < o->conns; i++)
+			free(w[i].rbuf);
+	free(w);
+	if (total != NULL) {
+		free(total->req);
+		free(total->expect);
+	}
+	free(total);
 	return rc;
 }
 
@@ -1022,7 +1236,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: loadgen [run] (--unix PATH | --tcp HOST:PORT) [--path P] [-c CONNS] [-d SECS]\n"
 	    "               [-w SECS] [-n MAX_REQUESTS] [--timeout-ms MS] [--expect-file FILE]\n"
-	    "               [--label NAME] [--cpu N]\n"
+	    "               [--label NAME] [--cpu N] [--shape epoll|threads]\n"
 	    "       loadgen ready (--unix PATH | --tcp HOST:PORT) [--path P] [--timeout-ms MS]\n"
 	    "               [--log FILE] -- COMMAND [ARGS...]\n"
 	    "defaults: --path / -c 4 -d 5 -w 1 -n 100000000 --timeout-ms 5000 (ready: --path /v1/ready,\n"
@@ -1144,6 +1358,12 @@ main(int argc, char **argv)
 				return 2;
 			}
 			ro.label = v;
+		} else if (!ready_mode && strcmp(a, "--shape") == 0) {
+			if (strcmp(v, "epoll") != 0 && strcmp(v, "threads") != 0) {
+				fprintf(stderr, "loadgen: --shape: expected epoll or threads\n");
+				return 2;
+			}
+			ro.threads = strcmp(v, "threads") == 0;
 		} else if (!ready_mode && strcmp(a, "--cpu") == 0) {
 			if (parse_uint(a, v, 0, CPU_SETSIZE - 1, &n) != 0)
 				return 2;
@@ -1179,5 +1399,5 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	return run_load(&ro);
+	return ro.threads ? run_load_threads(&ro) : run_load(&ro);
 }

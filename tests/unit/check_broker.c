@@ -906,6 +906,56 @@ START_TEST(test_etag_and_route)
 END_TEST
 
 /* Past the table's bound reads are counted, not lost: one "not itemised" line. */
+/* The table grows with the distinct reads (none is left unitemised below the bound) and
+ * forgets idle ones at a flush; a long key is logged cut, marked with "...". */
+START_TEST(test_audit_grows_and_forgets)
+{
+	struct lk_peer peer = { true, 10, 1000, 1000 };
+	char path[] = "/tmp/latchkey-audit.XXXXXX";
+	struct broker_audit *a = broker_audit_new(4096, 1000);
+	int fd = mkstemp(path);
+	char name[32], longkey[300], *text, *p;
+	int reads = 0;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_ge(fd, 0);
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	lk_log_setup(fd, LK_INFO);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		broker_audit_read(a, &peer, name, NULL, 1, "ok");
+	}
+	broker_audit_read(a, &peer, "s7", NULL, 1, "ok");          /* a repeat: kept */
+	broker_audit_read(a, &peer, "long", longkey, 1, "ok");
+	broker_audit_read(a, &peer, "long", longkey, 1, "ok");
+	broker_audit_flush(a, lk_now_mono_ms() + 2000, false);
+	broker_audit_read(a, &peer, "s8", NULL, 1, "ok");          /* forgotten: logged again */
+	broker_audit_read(a, &peer, "s7", NULL, 1, "ok");          /* still known: counted */
+	broker_audit_flush(a, lk_now_mono_ms() + 4000, true);
+	lk_log_setup(2, LK_INFO);
+	close(fd);
+	text = t_read_file(path);
+	unlink(path);
+	ck_assert_ptr_nonnull(text);
+	for (p = text; (p = strstr(p, "\"msg\":\"read\"")) != NULL; p++)
+		reads++;
+	/* 300 first reads, "long" once and once summarised, s7 summarised twice, s8 again. */
+	ck_assert_int_eq(reads, 300 + 2 + 2 + 1);
+	ck_assert_ptr_null(strstr(text, "not itemised"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"s8\",\"key\":null,\"version\":1,\"result\":\"ok\"}"));
+	ck_assert_ptr_nonnull(strstr(text, "\"secret\":\"s7\",\"key\":null,\"version\":1,"
+				     "\"result\":\"ok\",\"repeats\":1"));
+	/* Keys are kept to 128 bytes: 125 of the key and "...". */
+	longkey[125] = '\0';
+	p = strstr(text, longkey);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(strncmp(p + 125, "...\"", 4), 0);
+	free(text);
+	broker_audit_free(a);
+}
+END_TEST
+
 START_TEST(test_audit_bounded)
 {
 	struct lk_peer peer = { true, 10, 1000, 1000 };
@@ -1101,6 +1151,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_audit_bounded);
 	tcase_add_test(tc, test_exec_config);
 	tcase_add_test(tc, test_exec_env_build);
+	tcase_add_test(tc, test_audit_grows_and_forgets);
 	suite_add_tcase(s, tc);
 	return s;
 }
