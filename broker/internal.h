@@ -344,7 +344,8 @@ void broker_snapshot_release(void *s);
 /* The value of key, borrowed from s, or NULL. */
 const struct broker_kv *broker_snapshot_key(const struct broker_snapshot *s, const char *key);
 
-/* True when the snapshot's credential has expired at now_mono_ms. */
+/* True when the snapshot's credential has expired at now_mono_ms, or the expiry it states
+ * (wall clock) has passed. */
 bool broker_snapshot_expired(const struct broker_snapshot *s, int64_t now_mono_ms);
 
 /* ---- scheduling math (broker/scheduler.c; pure, for tests) ------------------------- */

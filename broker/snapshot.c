@@ -232,5 +232,12 @@ broker_snapshot_key(const struct broker_snapshot *s, const char *key)
 bool
 broker_snapshot_expired(const struct broker_snapshot *s, int64_t now_mono_ms)
 {
-	return s->lease.expires_mono_ms > 0 && now_mono_ms >= s->lease.expires_mono_ms;
+	if (s->lease.expires_mono_ms <= 0)
+		return false;
+	if (now_mono_ms >= s->lease.expires_mono_ms)
+		return true;
+	/* The expiry it states (expires_at, wall clock) has passed too: the two clocks drift
+	 * apart by a little while a lease runs (NTP slews the wall clock), and a credential
+	 * is never served with a stated expiry in the past. */
+	return s->lease.expires_real_ms > 0 && lk_now_real_ms() >= s->lease.expires_real_ms;
 }

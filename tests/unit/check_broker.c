@@ -344,15 +344,23 @@ START_TEST(test_snapshot_refcount_and_zeroing)
 	ck_assert_str_eq(broker_snapshot_key(s, "port")->value, "5432");
 	ck_assert_str_eq(broker_snapshot_key(s, "opts")->value, "{\"tls\":true}");
 	ck_assert_ptr_null(broker_snapshot_key(s, "nope"));
-	ck_assert(!broker_snapshot_expired(s, 999));
-	ck_assert(broker_snapshot_expired(s, 1000));
+	/* Its stated expiry (2026-11-26) is past: expired, whatever the monotonic clock says. */
+	ck_assert(broker_snapshot_expired(s, 999));
 
 	/* The same data, new lease facts: same version, same digest. */
 	li.ttl_s = 10;
+	li.expires_real_ms = lk_now_real_ms() + 3600 * 1000LL;
 	ck_assert_int_eq(broker_snapshot_relabel(s, "db", &li, &r), 0);
 	ck_assert_uint_eq(r->version, 3);
 	ck_assert_mem_eq(r->digest, s->digest, 32);
 	ck_assert_ptr_nonnull(strstr(r->body, "\"ttl\":10"));
+	ck_assert(!broker_snapshot_expired(r, 999));
+	ck_assert(broker_snapshot_expired(r, 1000));
+	broker_snapshot_unref(r);
+	/* The monotonic expiry ahead, the stated one just past (the clocks drifted). */
+	li.expires_real_ms = lk_now_real_ms() - 1;
+	ck_assert_int_eq(broker_snapshot_relabel(s, "db", &li, &r), 0);
+	ck_assert(broker_snapshot_expired(r, 999));
 	broker_snapshot_unref(r);
 
 	/* A reader's reference keeps the payload; the last one zeroes it. */
