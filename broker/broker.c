@@ -140,6 +140,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	b->started_mono_ms = lk_now_mono_ms();
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->waiters_lock, NULL);
+	pthread_rwlock_init(&b->gen_lock, NULL);
 	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
@@ -220,6 +221,7 @@ broker_fini(struct broker *b)
 	pthread_cond_destroy(&b->cond);
 	pthread_mutex_destroy(&b->lock);
 	pthread_mutex_destroy(&b->waiters_lock);
+	pthread_rwlock_destroy(&b->gen_lock);
 }
 
 /* ---- the command ---- */
@@ -505,7 +507,12 @@ broker_main(int argc, char **argv)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			lk_log(LK_INFO, "SIGHUP ignored: restart the broker to change its configuration");
+			/* broker/reload.c: a refused file leaves the running configuration. */
+			if (broker_reload(&b, &err) < 0) {
+				lk_log(LK_ERROR, "configuration reload refused",
+				       LK_STR("error", err.msg));
+				lk_error_clear(&err);
+			}
 			continue;
 		}
 		lk_log(LK_INFO, "shutting down", LK_STR("signal", sig == SIGTERM ? "TERM" : "INT"));
