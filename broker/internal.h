@@ -383,6 +383,7 @@ struct broker_revocation {
 	const char *secret;         /* its name: the spec's, or owned_secret */
 	char *owned_secret;         /* owned; NULL when the spec's name is used */
 	uint64_t gen;               /* the login that read it; 0: an earlier run */
+	bool retired;               /* its secret left the configuration (broker/reload.c) */
 	int64_t at_mono_ms;
 	int64_t expires_mono_ms;    /* 0: unknown */
 	int64_t expires_real_ms;    /* for the journal; 0: unknown */

@@ -258,6 +258,7 @@ retire_lease(struct broker *b, struct broker_entry *e, int64_t now)
 	r->owned_secret = strdup(e->spec->name);
 	r->secret = r->owned_secret;
 	r->gen = e->lease_gen;
+	r->retired = true;
 	r->at_mono_ms = now;
 	r->expires_mono_ms = e->expires_mono_ms;
 	r->expires_real_ms = e->expires_real_ms;

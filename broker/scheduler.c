@@ -290,7 +290,8 @@ static void
 do_revocation(struct broker *b, size_t i, int64_t now)
 {
 	struct broker_revocation *r = &b->revocations[i];
-	const char *why = r->gen == 0 ? "left by an earlier run" : "replaced";
+	const char *why = r->gen == 0 ? "left by an earlier run" :
+			  r->retired ? "removed or changed by a reload" : "replaced";
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
 	int rc;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "brokerutil.h"
@@ -154,6 +155,16 @@ lease_revoked(void *arg)
 	       strcmp(state, "revoked") == 0;
 }
 
+/* Stops the broker: a clean exit (0; under a sanitizer, no report either), then the rest. */
+static void
+finish(struct bf *f)
+{
+	int status = bf_stop_broker(f, SIGTERM, T_DEADLINE_MS);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "broker status %#x", status);
+	bf_stop(f);
+}
+
 #define OK_LOG "\"msg\":\"configuration reloaded\""
 #define REFUSED_LOG "\"msg\":\"configuration reload refused\""
 
@@ -203,6 +214,7 @@ START_TEST(test_add_remove_keep)
 	ck_assert_int_eq(bf_lease_state(&f, lease, state, sizeof(state)), 0);
 	ck_assert_str_eq(state, "revoked");
 	ck_assert_int_eq(bf_leases(&f, "active"), 0);
+	ck_assert(wait_log_count(&f, "\"why\":\"removed or changed by a reload\"", 1));
 	/* The unchanged one: same version, no new login, no lease. */
 	ck_assert_int_eq(version_of(&f, "api"), api_version);
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
@@ -218,8 +230,51 @@ START_TEST(test_add_remove_keep)
 	ck_assert_int_eq(bf_leases(&f, "active"), 1);
 	ck_assert_int_eq(version_of(&f, "api"), api_version);
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
-	ck_assert_int_eq(WEXITSTATUS(bf_stop_broker(&f, SIGTERM, T_DEADLINE_MS)), 0);
-	bf_stop(&f);
+	finish(&f);
+}
+END_TEST
+
+/* Another path under the same name: read anew, the version going on, so that the reader
+ * blocked on it is answered with the new data; no login. */
+START_TEST(test_changed_source)
+{
+	long long v;
+	struct conn_wait cw;
+	struct reader r;
+	struct bf f;
+	char *body = NULL;
+	json_t *j;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/secret/data/app/other",
+				     "{\"data\":{\"user\":\"other-user\"}}", NULL), 300);
+	bf_config(&f, API, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	v = version_of(&f, "api");
+	memset(&r, 0, sizeof(r));
+	r.f = &f;
+	snprintf(r.path, sizeof(r.path), "/v1/secrets/api?index=%lld&wait=60s", v);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, reader_main, &r), 0);
+	cw.f = &f;
+	cw.line = "latchkey_broker_connections 2\n";
+	ck_assert_msg(t_wait_until(conns_are, &cw, T_DEADLINE_MS), "the reader did not connect");
+	reload(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/other\"}", NULL, NULL,
+	       OK_LOG, 1);
+	pthread_join(r.th, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(bf_log_count(&f, "\"changed\":\"api\""), 1);
+	ck_assert_int_gt(version_of(&f, "api"), v);
+	/* The new source's data: it has no password key, the old one had. */
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_ptr_null(json_object_get(json_object_get(j, "data"), "password"));
+	ck_assert_ptr_nonnull(json_object_get(json_object_get(j, "data"), "user"));
+	json_decref(j);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+	finish(&f);
 }
 END_TEST
 
@@ -254,7 +309,7 @@ START_TEST(test_refused)
 	reload(&f, API "," API2, NULL, NULL, OK_LOG, 1);
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
 	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 1\n"));
-	bf_stop(&f);
+	finish(&f);
 }
 END_TEST
 
@@ -282,7 +337,7 @@ START_TEST(test_allow_change)
 		 "\"allow\": {\"uids\": [%u]}}", (unsigned)me);
 	reload(&f, secrets, NULL, NULL, OK_LOG, 2);
 	ck_assert_int_eq(version_of(&f, "api"), v);
-	bf_stop(&f);
+	finish(&f);
 }
 END_TEST
 
@@ -335,7 +390,7 @@ START_TEST(test_token_file)
 	reload(&f, API "," API2, NULL, NULL, OK_LOG, 3);
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"backend token lost"), 0);
-	bf_stop(&f);
+	finish(&f);
 }
 END_TEST
 
@@ -352,6 +407,7 @@ reload_suite(void)
 	Suite *s = suite_create("broker-reload");
 
 	ADD(s, test_add_remove_keep, 90);
+	ADD(s, test_changed_source, 90);
 	ADD(s, test_refused, 90);
 	ADD(s, test_allow_change, 90);
 	ADD(s, test_token_file, 90);
