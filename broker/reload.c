@@ -236,13 +236,23 @@ plan_make(struct broker *b, const struct broker_config *nc, struct plan *p)
 			break;
 		}
 	}
+	return 0;
+}
+
+/* The old entries whose lease is to be revoked. Under the generation lock: the lease ids
+ * are the scheduler's. */
+static size_t
+plan_retired(const struct broker *b, const struct plan *p)
+{
+	size_t n = 0;
+
 	for (size_t o = 0; o < p->old_n; o++) {
 		size_t i = p->new_of_old[o];
 
 		if ((i == SIZE_MAX || !p->moved[i]) && b->entries[o].lease_id != NULL)
-			p->nretired++;
+			n++;
 	}
-	return 0;
+	return n;
 }
 
 /* The lease of a retired entry (handed over) is revoked at once, under the name it had. */
@@ -392,6 +402,7 @@ broker_reload(struct broker *b, struct lk_error *err)
 
 	pthread_rwlock_wrlock(&b->gen_lock);
 	/* What can fail first, while nothing has changed. */
+	plan.nretired = plan_retired(b, &plan);
 	if (plan.nretired > 0) {
 		struct broker_revocation *r = realloc(b->revocations, (b->nrevocations +
 						      plan.nretired) * sizeof(*r));
