@@ -367,6 +367,62 @@ START_TEST(test_reload_under_load)
 }
 END_TEST
 
+struct version_wait {
+	struct bf *f;
+	const char *name;
+	long long above;
+};
+
+static bool
+version_above(void *arg)
+{
+	struct version_wait *w = arg;
+
+	return version_of(w->f, w->name) > w->above;
+}
+
+/* A file source kept across a reload that moves it to another index still follows its
+ * file; adding one is refused with the key named. (A broker that started with file sources
+ * only has no backend login: its first backend secret needs a restart, so one is there.) */
+START_TEST(test_file_source_kept)
+{
+	char secrets[2048], file[700];
+	struct version_wait vw;
+	long long v;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	snprintf(secrets, sizeof(secrets), API2 ", {\"name\": \"fs\", \"from_file\": \"%s\"}",
+		 file);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/fs", 200));
+	v = version_of(&f, "fs");
+
+	/* fs moves from index 1 to 2. */
+	snprintf(secrets, sizeof(secrets), API ", " API2 ", {\"name\": \"fs\", \"from_file\": "
+		 "\"%s\"}", file);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert_int_eq(version_of(&f, "fs"), v);
+	ck_assert_int_eq(t_write_file(file, "second-value\n", 0600), 0);
+	vw.f = &f;
+	vw.name = "fs";
+	vw.above = v;
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the file change was missed");
+
+	snprintf(secrets, sizeof(secrets), API ", " API2 ", {\"name\": \"fs\", \"from_file\": "
+		 "\"%s\"}, {\"name\": \"fs2\", \"from_file\": \"%s\"}", file, file);
+	reload(&f, secrets, NULL, NULL, REFUSED_LOG, 1);
+	ck_assert_int_eq(bf_log_count(&f, "secrets[3].from_file: a secret read from a file is "
+				      "added only by a restart"), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs2", NULL), 404);
+	finish(&f);
+}
+END_TEST
+
 /* An invalid file, then a restart-only key: both refused with the key named, the running
  * configuration serving, reloads_total{result="error"} counting them. */
 START_TEST(test_refused)
@@ -498,6 +554,7 @@ reload_suite(void)
 	ADD(s, test_add_remove_keep, 90);
 	ADD(s, test_changed_source, 90);
 	ADD(s, test_refused, 90);
+	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_reload_under_load, 120);
 	ADD(s, test_allow_change, 90);
 	ADD(s, test_token_file, 90);
