@@ -1090,11 +1090,13 @@ scheduler_main(void *arg)
 				next = keys_at;
 			for (size_t i = 0; i < b->n; i++) {
 				struct broker_entry *e = &b->entries[i];
-				bool urgent = e->lease_id != NULL || !e->loaded;
+				bool urgent;
 
-				/* Read from files by broker/source_file.c, not from here. */
+				/* Read from files by broker/source_file.c, not from here (and
+				 * their loaded and version are that thread's). */
 				if (e->spec->from_file != NULL)
 					continue;
+				urgent = e->lease_id != NULL || !e->loaded;
 				if (e->next_mono_ms <= now && (urgent && !due_urgent)) {
 					next = e->next_mono_ms;
 					due = e;
