@@ -106,7 +106,8 @@ san:
 	$(MAKE) BUILD=build-san SAN=1 check
 
 # ThreadSanitizer over the suites with threads of their own: the HTTP server and the broker.
-TSAN_TESTS := tests/unit/check_httpd tests/unit/check_broker tests/integration/check_broker
+TSAN_TESTS := tests/unit/check_httpd tests/unit/check_broker tests/integration/check_broker \
+	tests/integration/check_broker_reload
 tsan:
 	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/latchkey $(TSAN_TESTS:%=build-tsan/%)
 	@LATCHKEY_BIN=$(abspath build-tsan/latchkey) BUILD=build-tsan \

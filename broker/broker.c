@@ -142,6 +142,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->waiters_lock, NULL);
 	pthread_mutex_init(&b->render_lock, NULL);
+	pthread_rwlock_init(&b->gen_lock, NULL);
 	lk_cond_init_monotonic(&b->cond);
 	lk_backoff_init(&b->token_backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	b->backend_ok = true;
@@ -168,20 +169,8 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 		pthread_mutex_init(&e->lock, NULL);
 		lk_backoff_init(&e->backoff, cfg->retry_base_ms, cfg->retry_cap_ms);
 	}
-	b->outputs = calloc(cfg->nsecrets + cfg->ntemplates + 1, sizeof(*b->outputs));
-	if (b->outputs == NULL)
+	if (broker_outputs_new(cfg, &b->outputs, &b->noutputs) < 0)
 		return lk_error_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < b->n + cfg->ntemplates; i++) {
-		const struct broker_file_spec *fs = i < b->n ? cfg->secrets[i].file :
-						    cfg->templates[i - b->n];
-		struct broker_output *o = &b->outputs[b->noutputs];
-
-		if (fs == NULL)
-			continue;
-		o->fs = fs;
-		pthread_mutex_init(&o->lock, NULL);
-		b->noutputs++;
-	}
 	b->metrics = broker_metrics_new(b);
 	if (b->metrics == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory (metrics)");
@@ -226,11 +215,7 @@ broker_fini(struct broker *b)
 	}
 	free(b->entries);
 	b->entries = NULL;
-	for (size_t i = 0; i < b->noutputs; i++) {
-		sodium_memzero(b->outputs[i].digest, sizeof(b->outputs[i].digest));
-		pthread_mutex_destroy(&b->outputs[i].lock);
-	}
-	free(b->outputs);
+	broker_outputs_free(b->outputs, b->noutputs);
 	b->outputs = NULL;
 	b->noutputs = 0;
 	broker_metrics_free(b->metrics);
@@ -244,6 +229,7 @@ broker_fini(struct broker *b)
 	pthread_mutex_destroy(&b->lock);
 	pthread_mutex_destroy(&b->waiters_lock);
 	pthread_mutex_destroy(&b->render_lock);
+	pthread_rwlock_destroy(&b->gen_lock);
 }
 
 /* ---- the command ---- */
@@ -331,17 +317,6 @@ check_state_dir(const char *dir, struct lk_error *err)
 				    "refusing to keep the lease journal there", dir,
 				    (unsigned)(st.st_mode & 07777));
 	return 0;
-}
-
-/* SIGHUP: the place where a configuration reload belongs. The broker does not reload its
- * configuration (yet): it says so. In exec mode the signal was forwarded to the command
- * before this is called. */
-static void
-broker_reload_on_sighup(struct broker *b)
-{
-	lk_log(LK_INFO, b->exec != NULL ? "SIGHUP forwarded to the command; the broker's "
-	       "configuration is not reloaded: restart the broker to change it" :
-	       "SIGHUP ignored: restart the broker to change its configuration");
 }
 
 int
@@ -594,8 +569,19 @@ broker_main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			broker_exec_forward(&b, SIGHUP);
-			broker_reload_on_sighup(&b);
+			if (b.exec != NULL) {
+				/* Exec mode: the signal is the command's, and the configuration
+				 * is read at start only (the supervisor holds it unlocked). */
+				broker_exec_forward(&b, SIGHUP);
+				lk_log(LK_INFO, "SIGHUP forwarded to the command; in exec mode the "
+				       "broker's configuration is not reloaded: restart the broker "
+				       "to change it");
+			} else if (broker_reload(&b, &err) < 0) {
+				/* broker/reload.c: a refused file leaves the running one. */
+				lk_log(LK_ERROR, "configuration reload refused",
+				       LK_STR("error", err.msg));
+				lk_error_clear(&err);
+			}
 			continue;
 		}
 		if (b.exec != NULL) {

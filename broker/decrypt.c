@@ -303,6 +303,31 @@ broker_keyring_new(struct broker *b, struct lk_error *err)
 }
 
 void
+broker_keyring_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
+		     size_t *of_entry)
+{
+	struct broker_keyring *kr = b->keyring;
+
+	if (kr == NULL) {
+		free(of_entry);
+		return;
+	}
+	for (size_t i = 0; i < new_n; i++)
+		of_entry[i] = SIZE_MAX;
+	for (size_t o = 0; o < old_n; o++) {
+		size_t i = new_of_old[o], k = kr->of_entry[o];
+
+		if (i == SIZE_MAX || k == SIZE_MAX)
+			continue;
+		of_entry[i] = k;
+		/* The same key, described by the new configuration (the old one is freed). */
+		kr->keys[k].spec = key_of(b->cfg, b->entries[i].spec);
+	}
+	free(kr->of_entry);
+	kr->of_entry = of_entry;
+}
+
+void
 broker_keyring_free(struct broker *b)
 {
 	struct broker_keyring *kr = b->keyring;

@@ -437,6 +437,7 @@ struct broker_revocation {
 	const char *secret;         /* its name: the spec's, or owned_secret */
 	char *owned_secret;         /* owned; NULL when the spec's name is used */
 	uint64_t gen;               /* the login that read it; 0: an earlier run */
+	bool retired;               /* its secret left the configuration (broker/reload.c) */
 	int64_t at_mono_ms;
 	int64_t expires_mono_ms;    /* 0: unknown */
 	int64_t expires_real_ms;    /* for the journal; 0: unknown */
@@ -465,7 +466,12 @@ struct broker_output {
 };
 
 struct broker {
-	struct broker_config *cfg;  /* borrowed */
+	struct broker_config *cfg;  /* borrowed; a reload swaps its contents (broker/reload.c) */
+	/* The generation lock: whatever reads entries, the config or the vault client (request
+	 * handlers, the sweeper, the scheduler's and the file thread's each round) holds it for
+	 * reading; a reload holds it for writing while it swaps them. Taken before any other
+	 * broker lock, and never twice by one thread. */
+	pthread_rwlock_t gen_lock;
 	struct lk_vault_client *vault;
 	struct broker_arena *arena;
 	struct broker_entry *entries;
@@ -545,6 +551,14 @@ bool broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason
 bool broker_peer_admin(const struct broker *b, const struct lk_peer *peer);
 struct broker_entry *broker_find(struct broker *b, const char *name);
 
+/* SIGHUP (broker/reload.c): reads b->cfg->file again and applies it: secrets added are
+ * read, those removed have their leases revoked and their memory wiped, those whose source
+ * changed are read anew; the vault client is made again (TLS files re-read) and logs in
+ * again when the auth settings or the token file changed. A file that does not parse, or
+ * that changes a setting only a restart can change, is refused: err names the file and
+ * the key, and the running configuration goes on serving. Main thread only. */
+int broker_reload(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
+
 /* The scheduler thread (broker/scheduler.c). */
 int broker_scheduler_start(struct broker *b) __attribute__((warn_unused_result));
 /* Asks the scheduler to stop, lets it revoke leases (when configured) within the budget,
@@ -559,6 +573,9 @@ int broker_server_start(struct broker *b, struct lk_error *err) __attribute__((w
 void broker_server_stop(struct broker *b);
 /* Wakes the blocking readers of entry (its version changed). */
 void broker_server_notify(struct broker *b, size_t entry);
+/* Reload, under the generation lock held for writing: moves each blocking reader to
+ * new_of_old[its entry]; one whose secret is gone (SIZE_MAX) is woken to answer 404. */
+void broker_server_remap(struct broker *b, const size_t *new_of_old);
 /* True when peer may read spec. */
 bool broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer);
 
@@ -685,6 +702,17 @@ int broker_output_render(struct broker *b, struct broker_output *o, struct lk_er
 /* Renders every output that reads entry (its version just changed) with
  * broker_output_render, logging failures; takes render_lock. Any thread. */
 void broker_render_outputs(struct broker *b, size_t entry);
+/* Renders every output once (after a reload); takes render_lock. */
+void broker_render_all(struct broker *b);
+/* The outputs of cfg, each secret's file then templates[], borrowing cfg's file specs
+ * (owned: broker_outputs_free). 0 or -ENOMEM. */
+int broker_outputs_new(const struct broker_config *cfg, struct broker_output **ret,
+		       size_t *ret_n) __attribute__((warn_unused_result));
+void broker_outputs_free(struct broker_output *o, size_t n);
+/* For each of o whose path one of old has: what old knew of it (its state and the digest
+ * of the bytes last written), so that unchanged bytes are not written again. */
+void broker_outputs_carry(struct broker_output *o, size_t n, const struct broker_output *old,
+			  size_t oldn);
 /* True when o's content comes from secret entry. */
 bool broker_output_reads(const struct broker_output *o, size_t entry);
 /* The name of o's state ("pending", "written", "failed"). */
@@ -724,6 +752,15 @@ void broker_metrics_token_lost(struct broker_metrics *m);
 void broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed_ms);
 /* Exec mode: whether the command runs, and one restart more when restarted. */
 void broker_metrics_exec(struct broker_metrics *m, bool up, bool restarted);
+/* A SIGHUP reload's outcome (latchkey_broker_reloads_total{result}). */
+void broker_metrics_reload(struct broker_metrics *m, bool ok);
+/* Reload, under the generation lock held for writing, after b->entries became the new
+ * array of new_n entries: old_of_new[i] is the old index of entry i (SIZE_MAX: new); the
+ * series of the secrets no longer there (old_names[j] for every old j no new entry takes)
+ * are removed. 0 or -ENOMEM (nothing changed). */
+int broker_metrics_remap(struct broker_metrics *m, const size_t *old_of_new, size_t new_n,
+			 const char *const *old_names, size_t old_n)
+	__attribute__((warn_unused_result));
 /* Renders the registry (refreshing the per-secret gauges first). */
 int broker_metrics_render(struct broker_metrics *m, struct lk_buf *out);
 /* Copies the lines of the text format in (len bytes) to out, leaving out every sample
@@ -838,6 +875,12 @@ void broker_files_stop(struct broker *b);
 void broker_files_free(struct broker *b);
 /* A decryption key came in from the backend: the sources waiting for it are read. */
 void broker_files_wake(struct broker *b);
+/* Reload, under the generation lock held for writing (b->cfg and b->entries already the
+ * new ones): every file source (none is added or removed by a reload) moves to
+ * new_of_old[its entry], and so does its key. key_of_entry (new_n + 1 size_t, malloc'd) is
+ * taken: the keys' new index. */
+void broker_files_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
+			size_t *key_of_entry);
 
 /* decryption_key-shaped obj[key] into *ret (owned: broker_key_spec_free); where is its
  * key path for later messages. 0 with *ret untouched when obj has no such member. */
@@ -857,6 +900,9 @@ int broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
  * config key: "FILE: decryption_key.file: why"), backend keys read by the scheduler. */
 int broker_keyring_new(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
 void broker_keyring_free(struct broker *b);
+/* broker_files_remap's part in broker/decrypt.c; of_entry is taken. */
+void broker_keyring_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
+			  size_t *of_entry);
 /* The key set that opens entry's values, borrowed (it never changes once loaded, and lives
  * until broker_keyring_free), or NULL while it is not loaded: why then says what it waits
  * for and *ret_failed whether reading it has failed. */

@@ -5,6 +5,7 @@
  * readiness) are refreshed when the registry is rendered. Labels carry secret names,
  * routes and codes, never values.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ struct broker_metrics {
 	struct lk_series *locked_bytes, *unlocked_bytes, *memlock_limit;
 	struct lk_series *ready, *backend_up;
 	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
+	struct lk_series *reloads_ok, *reloads_error;
 	struct lk_metric *backend_latency;
 	struct lk_series *exec_up, *exec_restarts; /* exec mode only; NULL otherwise */
 	pthread_mutex_t render_lock;        /* one render at a time: it creates expiry series */
@@ -96,6 +98,7 @@ broker_metrics_new(struct broker *b)
 	struct lk_metric *req, *lat, *ev[BROKER_EV_COUNT], *exp, *ver, *st, *lg, *lgf, *tr, *trf;
 	struct lk_metric *rd, *up, *conn, *refused, *hto;
 	static const char *const reason[] = { "reason", NULL };
+	static const char *const result[] = { "result", NULL };
 	char name[96];
 
 	m = calloc(1, sizeof(*m));
@@ -152,6 +155,20 @@ broker_metrics_new(struct broker *b)
 			     "arrive within listen.header_timeout.", NULL, NULL, 0);
 	if (conn == NULL || refused == NULL || hto == NULL)
 		goto fail;
+	{
+		const char *ok[1] = { "ok" }, *error[1] = { "error" };
+		struct lk_metric *rl;
+
+		rl = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_reloads_total",
+				    "Configuration reloads on SIGHUP: ok (applied), error (refused: "
+				    "the running configuration kept serving).", result, NULL, 0);
+		if (rl == NULL)
+			goto fail;
+		m->reloads_ok = lk_metric_series(rl, ok);
+		m->reloads_error = lk_metric_series(rl, error);
+		if (m->reloads_ok == NULL || m->reloads_error == NULL)
+			goto fail;
+	}
 	{
 		struct lk_metric *tl, *li;
 
@@ -350,6 +367,66 @@ broker_metrics_backend(struct broker_metrics *m, const char *op, int64_t elapsed
 
 	if (m != NULL)
 		lk_metric_observe(m->backend_latency, vals, (double)elapsed_ms / 1e3);
+}
+
+void
+broker_metrics_reload(struct broker_metrics *m, bool ok)
+{
+	if (m != NULL)
+		lk_series_add(ok ? m->reloads_ok : m->reloads_error, 1);
+}
+
+int
+broker_metrics_remap(struct broker_metrics *m, const size_t *old_of_new, size_t new_n,
+		     const char *const *old_names, size_t old_n)
+{
+	_Atomic(struct lk_series *) *events;
+	struct lk_series **expiry, **version;
+	bool *kept;
+
+	events = calloc(new_n * BROKER_EV_COUNT + 1, sizeof(*events));
+	expiry = calloc(new_n + 1, sizeof(*expiry));
+	version = calloc(new_n + 1, sizeof(*version));
+	kept = calloc(old_n + 1, sizeof(*kept));
+	if (events == NULL || expiry == NULL || version == NULL || kept == NULL) {
+		free(events);
+		free(expiry);
+		free(version);
+		free(kept);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < new_n; i++) {
+		size_t o = old_of_new[i];
+
+		for (size_t ev = 0; ev < BROKER_EV_COUNT; ev++)
+			atomic_init(&events[i * BROKER_EV_COUNT + ev], o == SIZE_MAX ? NULL :
+				    atomic_load(&m->events[o * BROKER_EV_COUNT + ev]));
+		if (o == SIZE_MAX)
+			continue;
+		expiry[i] = m->expiry[o];
+		version[i] = m->version[o];
+		kept[o] = true;
+	}
+	/* A secret no longer served leaves no series behind (its counters would otherwise
+	 * linger under a name the broker no longer knows). */
+	for (size_t o = 0; o < old_n; o++) {
+		const char *vals[1] = { old_names[o] };
+
+		if (kept[o])
+			continue;
+		for (size_t ev = 0; ev < BROKER_EV_COUNT; ev++)
+			lk_metric_remove(m->event_family[ev], vals);
+		lk_metric_remove(m->expiry_family, vals);
+		lk_metric_remove(m->version_family, vals);
+	}
+	free(kept);
+	free(m->events);
+	free(m->expiry);
+	free(m->version);
+	m->events = events;
+	m->expiry = expiry;
+	m->version = version;
+	return 0;
 }
 
 int

@@ -297,34 +297,99 @@ out:
 	return rc;
 }
 
+/* One output rendered, its failure logged with the file and the template's origin:line
+ * and key (never a value); entry names the secret whose change caused it (SIZE_MAX: a
+ * reload). Under render_lock. */
+static void
+render_one(struct broker *b, struct broker_output *o, size_t entry)
+{
+	const struct broker_file_spec *fs = o->fs;
+	struct lk_error ferr;
+	int rc;
+
+	lk_error_clear(&ferr);
+	rc = broker_output_render(b, o, &ferr);
+	if (rc < 0 && rc != -EAGAIN)
+		lk_log(LK_WARN, "file render failed", LK_STR("file", fs->path),
+		       LK_STR("secret", fs->secret != SIZE_MAX ?
+			      b->entries[fs->secret].spec->name : NULL),
+		       LK_STR("template", fs->secret == SIZE_MAX ? fs->origin : NULL),
+		       LK_STR("error", ferr.msg));
+	else if (rc == 1 && fs->secret == SIZE_MAX)
+		lk_log(LK_INFO, "template rendered", LK_STR("file", fs->path),
+		       LK_STR("template", fs->origin),
+		       LK_STR("secret", entry != SIZE_MAX ? b->entries[entry].spec->name : NULL));
+}
+
 /* Renders again every file that reads entry, whose version just changed: its own file and
- * the templates that name it. A failure is logged with the file and the template's
- * origin:line and key (never a value) and the old file stays. The scheduler and the file
- * sources' thread both call it; b->render_lock keeps one render at a time. */
+ * the templates that name it; the old file stays when one fails. The scheduler and the
+ * file sources' thread both call it; b->render_lock keeps one render at a time. */
 void
 broker_render_outputs(struct broker *b, size_t entry)
 {
 	pthread_mutex_lock(&b->render_lock);
-	for (size_t i = 0; i < b->noutputs; i++) {
-		struct broker_output *o = &b->outputs[i];
-		const struct broker_file_spec *fs = o->fs;
-		struct lk_error ferr;
-		int rc;
-
-		if (!broker_output_reads(o, entry))
-			continue;
-		lk_error_clear(&ferr);
-		rc = broker_output_render(b, o, &ferr);
-		if (rc < 0 && rc != -EAGAIN)
-			lk_log(LK_WARN, "file render failed", LK_STR("file", fs->path),
-			       LK_STR("secret", fs->secret != SIZE_MAX ?
-				      b->entries[fs->secret].spec->name : NULL),
-			       LK_STR("template", fs->secret == SIZE_MAX ? fs->origin : NULL),
-			       LK_STR("error", ferr.msg));
-		else if (rc == 1 && fs->secret == SIZE_MAX)
-			lk_log(LK_INFO, "template rendered", LK_STR("file", fs->path),
-			       LK_STR("template", fs->origin),
-			       LK_STR("secret", b->entries[entry].spec->name));
-	}
+	for (size_t i = 0; i < b->noutputs; i++)
+		if (broker_output_reads(&b->outputs[i], entry))
+			render_one(b, &b->outputs[i], entry);
 	pthread_mutex_unlock(&b->render_lock);
+}
+
+void
+broker_render_all(struct broker *b)
+{
+	pthread_mutex_lock(&b->render_lock);
+	for (size_t i = 0; i < b->noutputs; i++)
+		render_one(b, &b->outputs[i], SIZE_MAX);
+	pthread_mutex_unlock(&b->render_lock);
+}
+
+int
+broker_outputs_new(const struct broker_config *cfg, struct broker_output **ret, size_t *ret_n)
+{
+	struct broker_output *o = calloc(cfg->nsecrets + cfg->ntemplates + 1, sizeof(*o));
+	size_t n = 0;
+
+	if (o == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nsecrets + cfg->ntemplates; i++) {
+		const struct broker_file_spec *fs = i < cfg->nsecrets ? cfg->secrets[i].file :
+						    cfg->templates[i - cfg->nsecrets];
+
+		if (fs == NULL)
+			continue;
+		o[n].fs = fs;
+		pthread_mutex_init(&o[n].lock, NULL);
+		n++;
+	}
+	*ret = o;
+	*ret_n = n;
+	return 0;
+}
+
+void
+broker_outputs_free(struct broker_output *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		sodium_memzero(o[i].digest, sizeof(o[i].digest));
+		pthread_mutex_destroy(&o[i].lock);
+	}
+	free(o);
+}
+
+void
+broker_outputs_carry(struct broker_output *o, size_t n, const struct broker_output *old,
+		     size_t oldn)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < oldn; j++) {
+			if (strcmp(o[i].fs->path, old[j].fs->path) != 0)
+				continue;
+			o[i].state = old[j].state;
+			memcpy(o[i].reason, old[j].reason, sizeof(o[i].reason));
+			o[i].written_real_ms = old[j].written_real_ms;
+			o[i].written = old[j].written;
+			memcpy(o[i].digest, old[j].digest, sizeof(o[i].digest));
+			break;
+		}
+	}
 }

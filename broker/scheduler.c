@@ -290,7 +290,8 @@ static void
 do_revocation(struct broker *b, size_t i, int64_t now)
 {
 	struct broker_revocation *r = &b->revocations[i];
-	const char *why = r->gen == 0 ? "left by an earlier run" : "replaced";
+	const char *why = r->gen == 0 ? "left by an earlier run" :
+			  r->retired ? "removed or changed by a reload" : "replaced";
 	struct lk_vault_error verr;
 	int64_t t0 = lk_now_mono_ms();
 	int rc;
@@ -1032,12 +1033,15 @@ scheduler_main(void *arg)
 		size_t due_rev = SIZE_MAX;
 		bool logged_in;
 
+		/* One round under the generation lock: a reload swaps between rounds. */
+		pthread_rwlock_rdlock(&b->gen_lock);
 		/* After every action: a crash from here on leaves nothing unjournaled. */
 		journal_sync(b);
 		now = lk_now_mono_ms();
 		pthread_mutex_lock(&b->lock);
 		if (b->stopping) {
 			pthread_mutex_unlock(&b->lock);
+			pthread_rwlock_unlock(&b->gen_lock);
 			break;
 		}
 		token_next = b->token_next_mono_ms;
@@ -1051,15 +1055,15 @@ scheduler_main(void *arg)
 		 * its leases. */
 		if (logged_in && token_expires > 0 && now >= token_expires) {
 			token_lost(b, "the token expired: its renewal and new logins failed", now);
-			continue;
+			goto round_done;
 		}
 		if (token_next <= now) {
 			token_action(b, now);
-			continue;
+			goto round_done;
 		}
 		if (check_next <= now) {
 			token_check(b, now);
-			continue;
+			goto round_done;
 		}
 		next = token_next < check_next ? token_next : check_next;
 		if (logged_in) {
@@ -1074,17 +1078,19 @@ scheduler_main(void *arg)
 
 			if (keys_at <= now) {
 				broker_keyring_fetch(b, now);
-				continue;
+				goto round_done;
 			}
 			if (keys_at < next)
 				next = keys_at;
 			for (size_t i = 0; i < b->n; i++) {
 				struct broker_entry *e = &b->entries[i];
-				bool urgent = e->lease_id != NULL || !e->loaded;
+				bool urgent;
 
-				/* Read from files by broker/source_file.c, not from here. */
+				/* Read from files by broker/source_file.c, not from here (and
+				 * their loaded and version are that thread's). */
 				if (e->spec->from_file != NULL)
 					continue;
+				urgent = e->lease_id != NULL || !e->loaded;
 				if (e->next_mono_ms <= now && (urgent && !due_urgent)) {
 					next = e->next_mono_ms;
 					due = e;
@@ -1110,18 +1116,24 @@ scheduler_main(void *arg)
 				entry_renew(b, due, now);
 			else if (due != NULL)
 				entry_fetch(b, due, now);
-			continue;
+			goto round_done;
 		}
 		if (next - now > SCHED_IDLE_MAX_MS)
 			next = now + SCHED_IDLE_MAX_MS;
 		{
 			struct timespec ts = lk_timespec_in_ms(CLOCK_MONOTONIC, next - now);
 
+			/* The generation lock is let go under b->lock: a reload's broadcast
+			 * (under b->lock too) cannot fall between the two. */
 			pthread_mutex_lock(&b->lock);
+			pthread_rwlock_unlock(&b->gen_lock);
 			if (!b->stopping)
 				pthread_cond_timedwait(&b->cond, &b->lock, &ts);
 			pthread_mutex_unlock(&b->lock);
 		}
+		continue;
+round_done:
+		pthread_rwlock_unlock(&b->gen_lock);
 	}
 	if (b->cfg->revoke_on_shutdown)
 		shutdown_revocations(b);

@@ -110,6 +110,24 @@ broker_server_notify(struct broker *b, size_t entry)
 	pthread_mutex_unlock(&b->waiters_lock);
 }
 
+void
+broker_server_remap(struct broker *b, const size_t *new_of_old)
+{
+	struct broker_waiter *w, *next;
+
+	pthread_mutex_lock(&b->waiters_lock);
+	for (w = b->waiters; w != NULL; w = next) {
+		next = w->next;
+		w->entry = new_of_old[w->entry];
+		if (w->entry != SIZE_MAX)
+			continue;
+		/* Its secret is gone: woken, it answers 404. */
+		waiter_unlink_locked(b, w);
+		lk_http_resume(w->req);
+	}
+	pthread_mutex_unlock(&b->waiters_lock);
+}
+
 /* When the credential e serves expires (monotonic ms); 0: never, or nothing served. */
 static int64_t
 entry_expiry(struct broker_entry *e)
@@ -130,6 +148,7 @@ sweeper_main(void *arg)
 	int64_t audit_due = 0;
 	bool trimmed_at_ready = false;
 
+	pthread_rwlock_rdlock(&b->gen_lock);
 	pthread_mutex_lock(&b->waiters_lock);
 	while (!b->sweeper_stop) {
 		int64_t now = lk_now_mono_ms(), next = now + SERVER_SWEEP_MAX_MS;
@@ -175,9 +194,15 @@ sweeper_main(void *arg)
 		if (b->sweeper_stop)
 			break;
 		ts = lk_timespec_in_ms(CLOCK_MONOTONIC, next - now);
+		/* Not asleep under the generation lock: a reload may swap meanwhile. */
+		pthread_rwlock_unlock(&b->gen_lock);
 		pthread_cond_timedwait(&b->sweeper_cond, &b->waiters_lock, &ts);
+		pthread_mutex_unlock(&b->waiters_lock);
+		pthread_rwlock_rdlock(&b->gen_lock);
+		pthread_mutex_lock(&b->waiters_lock);
 	}
 	pthread_mutex_unlock(&b->waiters_lock);
+	pthread_rwlock_unlock(&b->gen_lock);
 	return NULL;
 }
 
@@ -560,10 +585,21 @@ route_secret(struct broker *b, struct lk_http_req *req, const struct broker_rout
 	return 0;
 }
 
+static void handler_locked(struct broker *b, struct lk_http_req *req);
+
 static void
 handler(void *ctx, struct lk_http_req *req)
 {
 	struct broker *b = ctx;
+
+	pthread_rwlock_rdlock(&b->gen_lock);
+	handler_locked(b, req);
+	pthread_rwlock_unlock(&b->gen_lock);
+}
+
+static void
+handler_locked(struct broker *b, struct lk_http_req *req)
+{
 	struct broker_waiter *w = lk_http_state(req);
 	const char *method = lk_http_method(req), *path = lk_http_path(req);
 	struct broker_route_req rr;
@@ -578,7 +614,11 @@ handler(void *ctx, struct lk_http_req *req)
 		waiter_unlink_locked(b, w);
 		pthread_mutex_unlock(&b->waiters_lock);
 		t0 = w->started_ns;
-		status = serve(b, req, &b->entries[w->entry], NULL);
+		if (w->entry == SIZE_MAX)
+			status = answer_error(req, 404, "not found", "no such secret (removed by a "
+					      "configuration reload)");
+		else
+			status = serve(b, req, &b->entries[w->entry], NULL);
 		broker_metrics_request(b->metrics, BROKER_ROUTE_SECRET, status, now_ns() - t0);
 		return;
 	}
@@ -625,9 +665,11 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 
 	if (strcmp(lk_http_method(req), "GET") != 0)
 		lk_http_respond_error(req, 405, "method not allowed", "only GET is served");
-	else if (strcmp(path, "/metrics") == 0)
+	else if (strcmp(path, "/metrics") == 0) {
+		pthread_rwlock_rdlock(&b->gen_lock);
 		route_metrics(b, req, NULL);
-	else if (strcmp(path, "/v1/health") == 0)
+		pthread_rwlock_unlock(&b->gen_lock);
+	} else if (strcmp(path, "/v1/health") == 0)
 		lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
 	else
 		lk_http_respond_error(req, 404, "not found", "this listener serves /metrics only");

@@ -841,12 +841,15 @@ files_main(void *arg)
 		int64_t now = lk_now_mono_ms(), next;
 		struct pollfd pfd[2];
 
+		/* The reads under the generation lock; the wait outside it. */
+		pthread_rwlock_rdlock(&fl->b->gen_lock);
 		for (size_t i = 0; i < fl->n && !atomic_load(&fl->stop); i++) {
 			if (fl->w[i].due_mono_ms <= now) {
 				source_read(fl, &fl->w[i]);
 				now = lk_now_mono_ms();
 			}
 		}
+		pthread_rwlock_unlock(&fl->b->gen_lock);
 		next = now + FILES_IDLE_MAX_MS;
 		for (size_t i = 0; i < fl->n; i++)
 			if (fl->w[i].due_mono_ms < next)
@@ -872,6 +875,19 @@ files_main(void *arg)
 			drain_events(fl, now);
 	}
 	return NULL;
+}
+
+void
+broker_files_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
+		   size_t *key_of_entry)
+{
+	broker_keyring_remap(b, new_of_old, old_n, new_n, key_of_entry);
+	if (b->files == NULL)
+		return;
+	/* The watches are the thread's own, and it is outside its round (the generation lock
+	 * is held for writing): only their entry changes. */
+	for (size_t i = 0; i < b->files->n; i++)
+		b->files->w[i].entry = new_of_old[b->files->w[i].entry];
 }
 
 void

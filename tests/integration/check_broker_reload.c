@@ -1,0 +1,634 @@
+/* check_broker_reload.c — SIGHUP re-reads the broker's configuration (broker/reload.c):
+ * a secret added is served, one removed has its lease revoked in the backend and answers
+ * 404 (its blocked readers too), one unchanged keeps its version and lease and costs no
+ * login; an invalid file or a change of a restart-only key is refused and the running
+ * configuration goes on serving; a change of allow takes effect; a new token in the token
+ * file is used. Real broker, real `latchkey dev`, real sockets. */
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "brokerutil.h"
+#include "common/clock.h"
+
+#define API "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}"
+#define DB "{\"name\": \"db\", \"path\": \"database/creds/app\"}"
+#define API2 "{\"name\": \"api2\", \"path\": \"secret/data/app/api\"}"
+
+/* The version of secret name as served (0: not served). */
+static long long
+version_of(struct bf *f, const char *name)
+{
+	char path[256], *body = NULL;
+	long long v = 0;
+	json_t *j;
+
+	snprintf(path, sizeof(path), "/v1/secrets/%s", name);
+	if (bf_get(f, path, &body) == 200 && (j = json_loads(body, 0, NULL)) != NULL) {
+		v = json_integer_value(json_object_get(j, "version"));
+		json_decref(j);
+	}
+	free(body);
+	return v;
+}
+
+struct status_wait {
+	struct bf *f;
+	const char *path;
+	long status;
+};
+
+static bool
+status_is(void *arg)
+{
+	struct status_wait *w = arg;
+
+	return bf_get(w->f, w->path, NULL) == w->status;
+}
+
+static bool
+wait_status(struct bf *f, const char *path, long status)
+{
+	struct status_wait w = { f, path, status };
+
+	return t_wait_until(status_is, &w, T_DEADLINE_MS);
+}
+
+struct log_wait {
+	struct bf *f;
+	const char *needle;
+	int count;
+};
+
+static bool
+log_has(void *arg)
+{
+	struct log_wait *w = arg;
+
+	return bf_log_count(w->f, w->needle) >= w->count;
+}
+
+/* Waits until the broker's log holds needle count times. */
+static bool
+wait_log_count(struct bf *f, const char *needle, int count)
+{
+	struct log_wait w = { f, needle, count };
+
+	return t_wait_until(log_has, &w, T_DEADLINE_MS);
+}
+
+/* True when the metrics page (the admin's view) holds the sample line. */
+static bool
+metrics_has(struct bf *f, const char *line)
+{
+	char *body = NULL;
+	bool found;
+
+	found = bf_get(f, "/metrics", &body) == 200 && body != NULL && strstr(body, line) != NULL;
+	free(body);
+	return found;
+}
+
+static void
+sighup(struct bf *f)
+{
+	ck_assert_int_eq(kill(f->broker.pid, SIGHUP), 0);
+}
+
+/* Rewrites the configuration and sends SIGHUP; waits for the nth reload's outcome. */
+static void
+reload(struct bf *f, const char *secrets, const char *listen, const char *extra,
+       const char *outcome, int nth)
+{
+	bf_config_listen(f, secrets, listen, extra);
+	sighup(f);
+	ck_assert_msg(wait_log_count(f, outcome, nth), "no \"%s\" in the log", outcome);
+}
+
+struct reader {
+	struct bf *f;
+	char path[256];
+	long status;
+	pthread_t th;
+};
+
+static void *
+reader_main(void *arg)
+{
+	struct reader *r = arg;
+
+	r->status = bf_get(r->f, r->path, NULL);
+	return NULL;
+}
+
+struct conn_wait {
+	struct bf *f;
+	const char *line;
+};
+
+static bool
+conns_are(void *arg)
+{
+	struct conn_wait *w = arg;
+
+	return metrics_has(w->f, w->line);
+}
+
+struct lease_wait {
+	struct bf *f;
+	const char *id;
+};
+
+static bool
+lease_revoked(void *arg)
+{
+	struct lease_wait *w = arg;
+	char state[32];
+
+	return bf_lease_state(w->f, w->id, state, sizeof(state)) == 0 &&
+	       strcmp(state, "revoked") == 0;
+}
+
+/* Stops the broker: a clean exit (0; under a sanitizer, no report either), then the rest. */
+static void
+finish(struct bf *f)
+{
+	int status = bf_stop_broker(f, SIGTERM, T_DEADLINE_MS);
+
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "broker status %#x", status);
+	bf_stop(f);
+}
+
+#define OK_LOG "\"msg\":\"configuration reloaded\""
+#define REFUSED_LOG "\"msg\":\"configuration reload refused\""
+
+/* Added, removed, unchanged: the lease of the removed one is revoked in the backend, its
+ * blocked reader wakes with 404, the unchanged one keeps version and lease, no login. */
+START_TEST(test_add_remove_keep)
+{
+	char lease[256], state[32], api_lease_before[256];
+	long long api_version, db_version;
+	struct conn_wait cw;
+	struct lease_wait lw;
+	struct reader r;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	bf_config(&f, API "," DB, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/db", 200));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert(bf_current_lease(&f, "db", lease, sizeof(lease)));
+	ck_assert(!bf_current_lease(&f, "api", api_lease_before, sizeof(api_lease_before)));
+	api_version = version_of(&f, "api");
+	db_version = version_of(&f, "db");
+	ck_assert_int_gt(api_version, 0);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+	ck_assert_int_eq(bf_leases(&f, "active"), 1);
+
+	/* A reader blocked on db: its connection is open (the /metrics request is the
+	 * other one) before the reload. */
+	memset(&r, 0, sizeof(r));
+	r.f = &f;
+	snprintf(r.path, sizeof(r.path), "/v1/secrets/db?index=%lld&wait=60s", db_version);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, reader_main, &r), 0);
+	cw.f = &f;
+	cw.line = "latchkey_broker_connections 2\n";
+	ck_assert_msg(t_wait_until(conns_are, &cw, T_DEADLINE_MS), "the reader did not connect");
+
+	reload(&f, API "," API2, NULL, NULL, OK_LOG, 1);
+	pthread_join(r.th, NULL);
+	ck_assert_int_eq(r.status, 404);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/db", NULL), 404);
+	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
+	/* Revoked in the backend, not left to expire (its TTL is an hour). */
+	lw.f = &f;
+	lw.id = lease;
+	ck_assert_msg(t_wait_until(lease_revoked, &lw, T_DEADLINE_MS), "lease not revoked");
+	ck_assert_int_eq(bf_lease_state(&f, lease, state, sizeof(state)), 0);
+	ck_assert_str_eq(state, "revoked");
+	ck_assert_int_eq(bf_leases(&f, "active"), 0);
+	ck_assert(wait_log_count(&f, "\"why\":\"removed or changed by a reload\"", 1));
+	/* The unchanged one: same version, no new login, no lease. */
+	ck_assert_int_eq(version_of(&f, "api"), api_version);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+	ck_assert_int_eq(bf_log_count(&f, "\"added\":\"api2\""), 1);
+	ck_assert_int_eq(bf_log_count(&f, "\"removed\":\"db\""), 1);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 1\n"));
+	/* The removed secret's series went with it. */
+	ck_assert(!metrics_has(&f, "secret=\"db\""));
+
+	/* A dynamic secret added back: a new lease, served; the unchanged one still is. */
+	reload(&f, API "," API2 "," DB, NULL, NULL, OK_LOG, 2);
+	ck_assert(wait_status(&f, "/v1/secrets/db", 200));
+	ck_assert_int_eq(bf_leases(&f, "active"), 1);
+	ck_assert_int_eq(version_of(&f, "api"), api_version);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+	finish(&f);
+}
+END_TEST
+
+/* Another path under the same name: read anew, the version going on, so that the reader
+ * blocked on it is answered with the new data; no login. */
+START_TEST(test_changed_source)
+{
+	long long v;
+	struct conn_wait cw;
+	struct reader r;
+	struct bf f;
+	char *body = NULL;
+	json_t *j;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/secret/data/app/other",
+				     "{\"data\":{\"user\":\"other-user\"}}", NULL), 300);
+	bf_config(&f, API, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	v = version_of(&f, "api");
+	memset(&r, 0, sizeof(r));
+	r.f = &f;
+	snprintf(r.path, sizeof(r.path), "/v1/secrets/api?index=%lld&wait=60s", v);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, reader_main, &r), 0);
+	cw.f = &f;
+	cw.line = "latchkey_broker_connections 2\n";
+	ck_assert_msg(t_wait_until(conns_are, &cw, T_DEADLINE_MS), "the reader did not connect");
+	reload(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/other\"}", NULL, NULL,
+	       OK_LOG, 1);
+	pthread_join(r.th, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(bf_log_count(&f, "\"changed\":\"api\""), 1);
+	ck_assert_int_gt(version_of(&f, "api"), v);
+	/* The new source's data: it has no password key, the old one had. */
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_ptr_null(json_object_get(json_object_get(j, "data"), "password"));
+	ck_assert_ptr_nonnull(json_object_get(json_object_get(j, "data"), "user"));
+	json_decref(j);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+	finish(&f);
+}
+END_TEST
+
+static bool
+one_active_lease(void *arg)
+{
+	return bf_leases(arg, "active") == 1;
+}
+
+struct hammer {
+	struct bf *f;
+	pthread_t th;
+	atomic_bool *stop;
+	long reads, not_ok;
+	double worst_ms;
+};
+
+static void *
+hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+
+	while (!atomic_load(h->stop)) {
+		int64_t t0 = lk_now_mono_ms();
+		long st = bf_get(h->f, "/v1/secrets/api", NULL);
+		double ms = (double)(lk_now_mono_ms() - t0);
+
+		h->reads++;
+		if (st != 200)
+			h->not_ok++;
+		if (ms > h->worst_ms)
+			h->worst_ms = ms;
+	}
+	return NULL;
+}
+
+/* Reloads one after another while readers hammer a secret that stays: every read is
+ * answered 200, every reload applied. Under ThreadSanitizer (make tsan) this is the
+ * race check of the generation lock. */
+START_TEST(test_reload_under_load)
+{
+	enum { RELOADS = 20, READERS = 2 };
+	struct hammer h[READERS];
+	atomic_bool stop;
+	int64_t t0, worst_reload = 0;
+	long reads = 0, not_ok = 0;
+	double worst_read = 0;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	bf_config(&f, API "," DB, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert(wait_status(&f, "/v1/secrets/db", 200));
+	atomic_init(&stop, false);
+	for (int i = 0; i < READERS; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		h[i].f = &f;
+		h[i].stop = &stop;
+		ck_assert_int_eq(pthread_create(&h[i].th, NULL, hammer_main, &h[i]), 0);
+	}
+	for (int k = 1; k <= RELOADS; k++) {
+		t0 = lk_now_mono_ms();
+		reload(&f, k % 2 ? API "," API2 : API "," DB, NULL, NULL, OK_LOG, k);
+		if (lk_now_mono_ms() - t0 > worst_reload)
+			worst_reload = lk_now_mono_ms() - t0;
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < READERS; i++) {
+		pthread_join(h[i].th, NULL);
+		reads += h[i].reads;
+		not_ok += h[i].not_ok;
+		if (h[i].worst_ms > worst_read)
+			worst_read = h[i].worst_ms;
+	}
+	printf("FIGURE: %d reloads under %d readers: %ld reads, %ld not 200, slowest read %.0f ms, "
+	       "slowest SIGHUP-to-log %lld ms\n", RELOADS, READERS, reads, not_ok, worst_read,
+	       (long long)worst_reload);
+	ck_assert_int_gt(reads, 0);
+	ck_assert_int_eq(not_ok, 0);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 20\n"));
+	/* db removed and added back ten times: each of its leases revoked but the last. */
+	ck_assert(wait_status(&f, "/v1/secrets/db", 200));
+	ck_assert_msg(t_wait_until(one_active_lease, &f, T_DEADLINE_MS), "%d leases active",
+		      bf_leases(&f, "active"));
+	ck_assert_int_eq(bf_leases(&f, "revoked"), RELOADS / 2);
+	finish(&f);
+}
+END_TEST
+
+struct version_wait {
+	struct bf *f;
+	const char *name;
+	long long above;
+};
+
+static bool
+version_above(void *arg)
+{
+	struct version_wait *w = arg;
+
+	return version_of(w->f, w->name) > w->above;
+}
+
+/* A file source kept across a reload that moves it to another index still follows its
+ * file; adding one is refused with the key named. (A broker that started with file sources
+ * only has no backend login: its first backend secret needs a restart, so one is there.) */
+START_TEST(test_file_source_kept)
+{
+	char secrets[2048], file[700];
+	struct version_wait vw;
+	long long v;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	snprintf(secrets, sizeof(secrets), API2 ", {\"name\": \"fs\", \"from_file\": \"%s\"}",
+		 file);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/fs", 200));
+	v = version_of(&f, "fs");
+
+	/* fs moves from index 1 to 2. */
+	snprintf(secrets, sizeof(secrets), API ", " API2 ", {\"name\": \"fs\", \"from_file\": "
+		 "\"%s\"}", file);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert_int_eq(version_of(&f, "fs"), v);
+	ck_assert_int_eq(t_write_file(file, "second-value\n", 0600), 0);
+	vw.f = &f;
+	vw.name = "fs";
+	vw.above = v;
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the file change was missed");
+
+	snprintf(secrets, sizeof(secrets), API ", " API2 ", {\"name\": \"fs\", \"from_file\": "
+		 "\"%s\"}, {\"name\": \"fs2\", \"from_file\": \"%s\"}", file, file);
+	reload(&f, secrets, NULL, NULL, REFUSED_LOG, 1);
+	ck_assert_int_eq(bf_log_count(&f, "secrets[3].from_file: a secret read from a file is "
+				      "added only by a restart"), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs2", NULL), 404);
+	finish(&f);
+}
+END_TEST
+
+/* An invalid file, then a restart-only key: both refused with the key named, the running
+ * configuration serving, reloads_total{result="error"} counting them. */
+START_TEST(test_refused)
+{
+	long long v;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	bf_config(&f, API, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	v = version_of(&f, "api");
+
+	reload(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"soon\"},"
+	       API2, NULL, NULL, REFUSED_LOG, 1);
+	ck_assert_int_eq(bf_log_count(&f, "secrets[0].refresh"), 1);
+	ck_assert_int_eq(version_of(&f, "api"), v);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api2", NULL), 404);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 1\n"));
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 0\n"));
+
+	reload(&f, API "," API2, "\"threads\": 3", NULL, REFUSED_LOG, 2);
+	ck_assert_int_eq(bf_log_count(&f, "listen.threads: changed, and only a restart"), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api2", NULL), 404);
+	ck_assert_int_eq(version_of(&f, "api"), v);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 2\n"));
+
+	/* Fixed: applied. */
+	reload(&f, API "," API2, NULL, NULL, OK_LOG, 1);
+	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 1\n"));
+	finish(&f);
+}
+END_TEST
+
+/* allow is applied in place: the data stays, the peer is refused. */
+START_TEST(test_allow_change)
+{
+	char secrets[512];
+	long long v;
+	struct bf f;
+	uid_t me = geteuid();
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\", "
+		 "\"allow\": {\"uids\": [%u]}}", (unsigned)me);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	v = version_of(&f, "api");
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\", "
+		 "\"allow\": {\"uids\": [%u]}}", (unsigned)me + 1);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 403);
+	ck_assert_int_eq(bf_log_count(&f, "\"changed\":\"\""), 1);
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\", "
+		 "\"allow\": {\"uids\": [%u]}}", (unsigned)me);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 2);
+	ck_assert_int_eq(version_of(&f, "api"), v);
+	finish(&f);
+}
+END_TEST
+
+struct file_wait {
+	const char *path, *text;
+};
+
+static bool
+file_is(void *arg)
+{
+	const struct file_wait *w = arg;
+	char *text = t_read_file(w->path);
+	bool same = text != NULL && strcmp(text, w->text) == 0;
+
+	free(text);
+	return same;
+}
+
+/* A template over a kept secret: a reload with a changed template renders it again at
+ * once (no backend call); a reload with the same one does not write it again. */
+START_TEST(test_template_reload)
+{
+	char extra[1024], out[600];
+	struct bf f;
+	struct stat st1, st2;
+	int rendered;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(out, sizeof(out), "%s", t_path(f.dir, "app.conf"));
+	snprintf(extra, sizeof(extra), "\"templates\": [{\"template\": \"user={{ .api.user }}\", "
+		 "\"destination\": \"%s\"}]", out);
+	bf_config(&f, API, extra);
+	ck_assert(bf_start(&f));
+	{
+		struct file_wait w = { out, "user=bf-user" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS), "the template never rendered");
+	}
+	ck_assert_int_eq(stat(out, &st1), 0);
+	rendered = bf_log_count(&f, "\"msg\":\"template rendered\"");
+	/* The same template: not written again. */
+	reload(&f, API, NULL, extra, OK_LOG, 1);
+	ck_assert_int_eq(stat(out, &st2), 0);
+	ck_assert_int_eq(st1.st_ino, st2.st_ino);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"template rendered\""), rendered);
+	/* Another template over the same secret: rendered at once. */
+	snprintf(extra, sizeof(extra), "\"templates\": [{\"template\": \"login={{ .api.user }}\", "
+		 "\"destination\": \"%s\"}]", out);
+	reload(&f, API, NULL, extra, OK_LOG, 2);
+	{
+		struct file_wait w = { out, "login=bf-user" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS),
+			      "the changed template was not rendered after the reload");
+	}
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 0);
+	finish(&f);
+}
+END_TEST
+
+static void
+new_token(struct bf *f, char *out, size_t len)
+{
+	char *body = NULL;
+	json_t *j;
+
+	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create",
+				     "{\"policies\":[\"app\"],\"ttl\":\"1h\"}", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(j);
+	snprintf(out, len, "%s",
+		 json_string_value(json_object_get(json_object_get(j, "auth"), "client_token")));
+	json_decref(j);
+}
+
+/* A new token in the token file: the broker logs in with it; with the old one revoked, it
+ * still reads. */
+START_TEST(test_token_file)
+{
+	char first[256], second[256], req[512];
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
+		    "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\"}",
+		    NULL);
+	new_token(&f, first, sizeof(first));
+	new_token(&f, second, sizeof(second));
+	ck_assert_int_eq(t_write_file(f.token_file, first, 0600), 0);
+	bf_config(&f, API, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
+
+	/* The same file again: no login. */
+	reload(&f, API, NULL, NULL, OK_LOG, 1);
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":false"), 1);
+
+	ck_assert_int_eq(t_write_file(f.token_file, second, 0600), 0);
+	reload(&f, API, NULL, NULL, OK_LOG, 2);
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
+	ck_assert(wait_log_count(&f, "\"msg\":\"logged in\"", 2));
+	snprintf(req, sizeof(req), "{\"token\":\"%s\"}", first);
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/token/revoke", req, NULL), 300);
+	/* Read with the new token only: the old one is gone. */
+	reload(&f, API "," API2, NULL, NULL, OK_LOG, 3);
+	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"backend token lost"), 0);
+	finish(&f);
+}
+END_TEST
+
+#define ADD(s, fn, secs) do { \
+	TCase *tc_ = tcase_create(#fn); \
+	tcase_set_timeout(tc_, (secs)); \
+	tcase_add_test(tc_, fn); \
+	suite_add_tcase((s), tc_); \
+} while (0)
+
+static Suite *
+reload_suite(void)
+{
+	Suite *s = suite_create("broker-reload");
+
+	ADD(s, test_add_remove_keep, 90);
+	ADD(s, test_changed_source, 90);
+	ADD(s, test_refused, 90);
+	ADD(s, test_file_source_kept, 90);
+	ADD(s, test_reload_under_load, 120);
+	ADD(s, test_allow_change, 90);
+	ADD(s, test_token_file, 90);
+	ADD(s, test_template_reload, 90);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(reload_suite());
+	int failed;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
