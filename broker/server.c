@@ -30,7 +30,8 @@ struct broker_waiter {
 	struct broker_waiter *prev, *next;
 	struct broker *b;
 	struct lk_http_req *req;
-	size_t entry;
+	size_t entry;               /* for the wake-ups; remapped by a reload */
+	char *name;                 /* owned: what it reads, found again when it runs */
 	uint64_t index;
 	int64_t deadline_mono_ms;
 	bool linked;
@@ -91,6 +92,7 @@ waiter_cleanup(void *state)
 	pthread_mutex_lock(&w->b->waiters_lock);
 	waiter_unlink_locked(w->b, w);
 	pthread_mutex_unlock(&w->b->waiters_lock);
+	free(w->name);
 	free(w);
 }
 
@@ -390,7 +392,7 @@ output_status_json(struct broker *b, struct broker_output *o)
 	json_object_set_new(obj, "written_at", o->written_real_ms > 0 ?
 			    json_string(lk_rfc3339_ms(o->written_real_ms, ts)) : json_null());
 	if (o->state == BROKER_OUTPUT_FAILED)
-		json_object_set_new(obj, "error", json_string(o->reason));
+		json_object_set_new(obj, "error", lk_json_string_lossy(o->reason));
 	pthread_mutex_unlock(&o->lock);
 	return obj;
 }
@@ -542,8 +544,10 @@ route_secret(struct broker *b, struct lk_http_req *req, const struct broker_rout
 		return serve(b, req, e, key);
 
 	w = calloc(1, sizeof(*w));
-	if (w == NULL)
+	if (w == NULL || (w->name = strdup(e->spec->name)) == NULL) {
+		free(w);
 		return answer_error(req, 503, "unavailable", "out of memory");
+	}
 	w->b = b;
 	w->req = req;
 	w->entry = e->index;
@@ -553,6 +557,7 @@ route_secret(struct broker *b, struct lk_http_req *req, const struct broker_rout
 	pthread_mutex_lock(&b->waiters_lock);
 	if (b->nwaiters >= BROKER_WAITERS_MAX) {
 		pthread_mutex_unlock(&b->waiters_lock);
+		free(w->name);
 		free(w);
 		return answer_error(req, 503, "unavailable", "too many blocking reads");
 	}
@@ -614,11 +619,23 @@ handler_locked(struct broker *b, struct lk_http_req *req)
 		waiter_unlink_locked(b, w);
 		pthread_mutex_unlock(&b->waiters_lock);
 		t0 = w->started_ns;
-		if (w->entry == SIZE_MAX)
-			status = answer_error(req, 404, "not found", "no such secret (removed by a "
-					      "configuration reload)");
-		else
-			status = serve(b, req, &b->entries[w->entry], NULL);
+		/* By name, and allowed again: a reload between the wake-up and now may have
+		 * moved, removed or re-permitted the secret. */
+		{
+			struct broker_entry *e = broker_find(b, w->name);
+			const struct lk_peer *peer = lk_http_peer(req);
+
+			if (e == NULL) {
+				status = answer_error(req, 404, "not found", "no such secret (removed "
+						      "by a configuration reload)");
+			} else if (!broker_peer_allowed(e->spec, peer)) {
+				audit(peer, e->spec->name, NULL, 0, "forbidden");
+				status = answer_error(req, 403, "forbidden", "this peer's uid and gid "
+						      "are not allowed to read the secret");
+			} else {
+				status = serve(b, req, e, NULL);
+			}
+		}
 		broker_metrics_request(b->metrics, BROKER_ROUTE_SECRET, status, now_ns() - t0);
 		return;
 	}

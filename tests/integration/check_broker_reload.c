@@ -464,6 +464,8 @@ START_TEST(test_allow_change)
 {
 	char secrets[512];
 	long long v;
+	struct conn_wait cw;
+	struct reader r;
 	struct bf f;
 	uid_t me = geteuid();
 
@@ -474,9 +476,20 @@ START_TEST(test_allow_change)
 	ck_assert(bf_start(&f));
 	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
 	v = version_of(&f, "api");
+	/* A reader blocked on it before the change is judged again when it is answered (here
+	 * at the end of its wait). */
+	memset(&r, 0, sizeof(r));
+	r.f = &f;
+	snprintf(r.path, sizeof(r.path), "/v1/secrets/api?index=%lld&wait=3s", v);
+	ck_assert_int_eq(pthread_create(&r.th, NULL, reader_main, &r), 0);
+	cw.f = &f;
+	cw.line = "latchkey_broker_connections 2\n";
+	ck_assert_msg(t_wait_until(conns_are, &cw, T_DEADLINE_MS), "the reader did not connect");
 	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\", "
 		 "\"allow\": {\"uids\": [%u]}}", (unsigned)me + 1);
 	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	pthread_join(r.th, NULL);
+	ck_assert_int_eq(r.status, 403);
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 403);
 	ck_assert_int_eq(bf_log_count(&f, "\"changed\":\"\""), 1);
 	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\", "
