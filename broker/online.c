@@ -560,6 +560,7 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 	struct lk_vault_error verr;
 	struct online_login lg;
 	struct online_row *rows;
+	size_t n = 0;
 	bool ok, token_revoked = false;
 	int status = LK_EXIT_FAILURE;
 
@@ -579,14 +580,19 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 		status = LK_EXIT_USAGE;
 		goto out;
 	}
+	/* The secrets read from the backend; those read from files have nothing to ask it. */
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
-		rows[i].spec = &cfg->secrets[i];
-		textf(rows[i].caps, sizeof(rows[i].caps), "%s", "unknown");
+		if (cfg->secrets[i].from_file != NULL)
+			continue;
+		rows[n].spec = &cfg->secrets[i];
+		textf(rows[n].caps, sizeof(rows[n].caps), "%s", "unknown");
+		n++;
 	}
 	do_login(client, &cfg->vault, &lg);
 	if (lg.ok) {
-		ask_capabilities(client, rows, cfg->nsecrets);
-		for (size_t i = 0; i < cfg->nsecrets; i++) {
+		if (n > 0)
+			ask_capabilities(client, rows, n);
+		for (size_t i = 0; i < n; i++) {
 			check_secret(client, &cfg->vault, &lg, &rows[i]);
 			if (!rows[i].read_ok && rows[i].fix[0] == '\0' &&
 			    strcmp(rows[i].caps, "unknown") != 0 && !caps_allow_read(rows[i].caps))
@@ -602,12 +608,19 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 		}
 	}
 	ok = lg.ok;
-	for (size_t i = 0; i < cfg->nsecrets; i++)
+	for (size_t i = 0; i < n; i++)
 		ok = ok && rows[i].read_ok;
 	if (as_json)
-		print_json(out, cfg->file, &lg, rows, cfg->nsecrets, ok, token_revoked);
+		print_json(out, cfg->file, &lg, rows, n, ok, token_revoked);
 	else
-		print_table(out, cfg->file, &lg, rows, cfg->nsecrets, token_revoked);
+		print_table(out, cfg->file, &lg, rows, n, token_revoked);
+	if (!as_json && n < cfg->nsecrets) {
+		fprintf(out, "read from files, not asked of the backend:");
+		for (size_t i = 0; i < cfg->nsecrets; i++)
+			if (cfg->secrets[i].from_file != NULL)
+				fprintf(out, " %s", cfg->secrets[i].name);
+		fputc('\n', out);
+	}
 	status = ok ? LK_EXIT_OK : LK_EXIT_FAILURE;
 out:
 	json_decref(lg.policies);

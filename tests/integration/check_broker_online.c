@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,6 +243,33 @@ START_TEST(test_kubernetes_role_bound_elsewhere)
 }
 END_TEST
 
+/* A secret read from a file has nothing to ask of the backend: the check covers the
+ * others and names it. */
+START_TEST(test_file_source_skipped)
+{
+	struct bf f;
+	char secrets[1024], *out = NULL;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_eq(mkdir(t_path(f.dir, "vol"), 0700), 0);
+	ck_assert_int_eq(t_write_file(t_path(f.dir, "vol/token"), "file-value-0c1d", 0600), 0);
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": "
+		 "\"secret/data/app/api\"}, {\"name\": \"mounted\", \"from_file\": \"%s\"}",
+		 t_path(f.dir, "vol"));
+	bf_config(&f, secrets, NULL);
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 0);
+	ck_assert_msg(strstr(out, "read from files, not asked of the backend: mounted") != NULL,
+		      "%s", out);
+	ck_assert_ptr_null(strstr(out, "file-value-0c1d"));
+	assert_no_values(out);
+	free(out);
+	ck_assert_int_eq(run_check(&f, true, NULL, &out), 0);
+	ck_assert_ptr_null(strstr(out, "file-value-0c1d"));
+	free(out);
+	bf_stop(&f);
+}
+END_TEST
+
 START_TEST(test_invalid_config)
 {
 	struct bf f;
@@ -273,6 +301,7 @@ online_suite(void)
 	ADD(s, test_missing_policy_line, 60);
 	ADD(s, test_kubernetes_role_bound_elsewhere, 60);
 	ADD(s, test_invalid_config, 60);
+	ADD(s, test_file_source_skipped, 60);
 	return s;
 }
 
