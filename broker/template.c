@@ -1650,13 +1650,22 @@ call_index(struct eval *ev, const struct tcmd *cmd, struct val *vals, int line, 
 			owned_free(owned, kn);
 			m = json_object_get(v.j, key);
 			if (m == NULL) {
-				/* Keys come from the template or the data's own key list: names,
-				 * not values. */
-				rc = eerr(ev, -ENOENT, line, "%s has no key \"%.200s\"",
-					  secret_label(ev, v.secret, label, sizeof(label)), key);
+				/* A literal or a range key is a name; a key taken from the data
+				 * (`index .a.Data .b.name`) or made by a function may be a value,
+				 * and is not shown. */
+				if (k->k == V_STR && k->owned == NULL)
+					rc = eerr(ev, -ENOENT, line, "%s has no key \"%.200s\"",
+						  secret_label(ev, v.secret, label, sizeof(label)),
+						  key);
+				else
+					rc = eerr(ev, -ENOENT, line, "%s has no key named by the value "
+						  "given to index (not shown)",
+						  secret_label(ev, v.secret, label, sizeof(label)));
+				sodium_memzero(key, kn);
 				free(key);
 				return rc;
 			}
+			sodium_memzero(key, kn);
 			free(key);
 			v.j = m;
 		}

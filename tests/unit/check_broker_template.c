@@ -142,6 +142,9 @@ START_TEST(test_errors)
 	FAILS("line 1\nline 2\n{{ .db.pasword }}", -ENOENT, "t.tpl:3: secret \"db\" has no key \"pasword\"");
 	FAILS("{{ with secret \"db\" }}\n{{ .Data.nope }}{{ end }}", -ENOENT, "t.tpl:2: secret \"db\" has no key \"nope\"");
 	FAILS("{{ index .db.Data \"nope\" }}", -ENOENT, "has no key \"nope\"");
+	/* A key taken from a value is not shown: it may be the value of a secret. */
+	FAILS("{{ index .api.Data .db.username }}", -ENOENT, "has no key named by the value");
+	FAILS("{{ index .api.Data (.db.username | base64) }}", -ENOENT, "has no key named by the value");
 	FAILS("{{ .api.nested.port }}", -ENOENT, "secret \"api\" has no key \"port\"");
 	/* Compile errors name the line. */
 	FAILS("{{ .nosuch.key }}", -EINVAL, "t.tpl:1: no secret named \"nosuch\" is configured");
