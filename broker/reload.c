@@ -23,6 +23,8 @@
 
 /* Longest list of names in the "configuration reloaded" log line. */
 #define RELOAD_NAMES_MAX 1024
+/* How much longer than a backend call in flight a reload waits for the broker's threads. */
+#define RELOAD_LOCK_SLACK_MS 5000
 
 static bool
 str_eq(const char *a, const char *b)
@@ -286,6 +288,8 @@ apply(struct broker *b, struct broker_config *nc, struct plan *p, int64_t now)
 	swap = *b->cfg;
 	*b->cfg = *nc;
 	*nc = swap;
+	b->token_backoff.base_ms = b->cfg->retry_base_ms;
+	b->token_backoff.cap_ms = b->cfg->retry_cap_ms;
 	for (size_t i = 0; i < p->new_n; i++) {
 		struct broker_entry *e = &p->entries[i];
 		size_t o = p->old_of_new[i];
@@ -293,6 +297,9 @@ apply(struct broker *b, struct broker_config *nc, struct plan *p, int64_t now)
 		if (o != SIZE_MAX && p->moved[i]) {
 			/* Unlocked and unused: every user of it holds the generation lock. */
 			*e = old[o];
+			/* The retry settings of the new file, the retries so far kept. */
+			e->backoff.base_ms = b->cfg->retry_base_ms;
+			e->backoff.cap_ms = b->cfg->retry_cap_ms;
 		} else {
 			lk_backoff_init(&e->backoff, b->cfg->retry_base_ms, b->cfg->retry_cap_ms);
 			/* A changed source goes on from the old version: its blocked readers are
@@ -403,7 +410,21 @@ broker_reload(struct broker *b, struct lk_error *err)
 		goto out;
 	}
 
-	pthread_rwlock_wrlock(&b->gen_lock);
+	/* The broker's threads finish what they are doing first: a backend call in flight
+	 * (vault.timeout at the most) and the requests being answered. Under a load that
+	 * never lets go the reload gives up rather than hold the signal loop for ever. */
+	{
+		int64_t wait_ms = (b->cfg->backend ? b->cfg->vault.timeout_ms : 0) +
+				  RELOAD_LOCK_SLACK_MS;
+		struct timespec until = lk_timespec_in_ms(CLOCK_MONOTONIC, wait_ms);
+
+		if ((rc = pthread_rwlock_clockwrlock(&b->gen_lock, CLOCK_MONOTONIC, &until)) != 0) {
+			rc = lk_error_set(err, -ETIMEDOUT, "%s: the broker stayed busy for %lld ms; "
+					  "nothing was changed: send SIGHUP again", b->cfg->file,
+					  (long long)wait_ms);
+			goto out;
+		}
+	}
 	/* What can fail first, while nothing has changed. */
 	plan.nretired = plan_retired(b, &plan);
 	if (plan.nretired > 0) {
