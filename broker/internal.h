@@ -344,8 +344,10 @@ void broker_snapshot_release(void *s);
 /* The value of key, borrowed from s, or NULL. */
 const struct broker_kv *broker_snapshot_key(const struct broker_snapshot *s, const char *key);
 
-/* True when the snapshot's credential has expired at now_mono_ms, or the expiry it states
- * (wall clock) has passed. */
+/* How much earlier than the monotonic clock says the wall clock may end a lease. */
+#define BROKER_CLOCK_DRIFT_MAX_MS 1000
+/* True when the snapshot's credential has expired at now_mono_ms, or, within the last
+ * BROKER_CLOCK_DRIFT_MAX_MS of it, the expiry it states (wall clock) has passed. */
 bool broker_snapshot_expired(const struct broker_snapshot *s, int64_t now_mono_ms);
 
 /* ---- scheduling math (broker/scheduler.c; pure, for tests) ------------------------- */

@@ -232,12 +232,19 @@ broker_snapshot_key(const struct broker_snapshot *s, const char *key)
 bool
 broker_snapshot_expired(const struct broker_snapshot *s, int64_t now_mono_ms)
 {
+	int64_t left, left_real;
+
 	if (s->lease.expires_mono_ms <= 0)
 		return false;
-	if (now_mono_ms >= s->lease.expires_mono_ms)
+	left = s->lease.expires_mono_ms - now_mono_ms;
+	if (left <= 0)
 		return true;
-	/* The expiry it states (expires_at, wall clock) has passed too: the two clocks drift
-	 * apart by a little while a lease runs (NTP slews the wall clock), and a credential
-	 * is never served with a stated expiry in the past. */
-	return s->lease.expires_real_ms > 0 && lk_now_real_ms() >= s->lease.expires_real_ms;
+	if (s->lease.expires_real_ms <= 0 || left > BROKER_CLOCK_DRIFT_MAX_MS)
+		return false;
+	/* The expiry it states (expires_at, wall clock) counts too: the two clocks drift
+	 * apart by a little while a lease runs (NTP slews the wall clock), and a credential is
+	 * not served with a stated expiry in the past. A wall clock that jumped (a step, a
+	 * resumed machine) moves the end by BROKER_CLOCK_DRIFT_MAX_MS at the most. */
+	left_real = s->lease.expires_real_ms - lk_now_real_ms();
+	return left_real <= 0;
 }

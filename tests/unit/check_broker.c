@@ -361,6 +361,10 @@ START_TEST(test_snapshot_refcount_and_zeroing)
 	li.expires_real_ms = lk_now_real_ms() - 1;
 	ck_assert_int_eq(broker_snapshot_relabel(s, "db", &li, &r), 0);
 	ck_assert(broker_snapshot_expired(r, 999));
+	/* More than the drift allowed left by the monotonic clock: a wall clock that jumped
+	 * ahead does not end it. */
+	ck_assert(!broker_snapshot_expired(r, 1000 - BROKER_CLOCK_DRIFT_MAX_MS - 1));
+	ck_assert(broker_snapshot_expired(r, 1000 - BROKER_CLOCK_DRIFT_MAX_MS));
 	broker_snapshot_unref(r);
 
 	/* A reader's reference keeps the payload; the last one zeroes it. */
