@@ -45,6 +45,8 @@
 /* How long a backend read may be reused by another ExternalSecret of the same path, at
  * most (--coalesce-window); never more than a tenth of the reader's refresh interval. */
 #define SYNC_COALESCE_DEFAULT_MS (30 * 1000LL)
+/* How often a worker looks whether the caches are synced, before its first reconcile. */
+#define SYNC_CACHE_WAIT_MS 20L
 /* A new sealing key this often unless --key-rotation says (Bitnami's 30 days). */
 #define SYNC_KEY_ROTATION_DEFAULT_MS (30 * 24 * 3600 * 1000LL)
 /* Per-item retry backoff after a failed reconcile. */

@@ -407,6 +407,15 @@ worker_main(void *arg)
 	struct sync_ctx *ctx = arg;
 	char key[SYNC_KEY_MAX];
 
+	/* As client-go's WaitForCacheSync: nothing is reconciled before every cache holds
+	 * what the API server has. Against half-filled caches a restart would judge objects
+	 * wrongly (a Secret not seen yet, no sealing key yet) and write a status, and an
+	 * Event, that the next pass takes back. */
+	while (!caches_synced(ctx) && !atomic_load(&ctx->stopping)) {
+		struct timespec ts = { 0, SYNC_CACHE_WAIT_MS * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
 	while (sync_queue_get(ctx->queue, key, sizeof(key))) {
 		const char *kind = "unknown";
 		int64_t t0 = lk_now_mono_ms();

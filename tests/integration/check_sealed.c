@@ -341,6 +341,7 @@ START_TEST(keys_cert_and_unseal)
 		ss_post(&f, NS, ss);
 		json_decref(ss);
 		t_sfx_wait_value(&f, NS, "api", "token", VALUE2);
+		wait_synced(&f, NS, "api", "True", "unsealed");
 		free(url);
 		free(pub);
 	}
