@@ -416,9 +416,11 @@ broker_reload(struct broker *b, struct lk_error *err)
 	{
 		int64_t wait_ms = (b->cfg->backend ? b->cfg->vault.timeout_ms : 0) +
 				  RELOAD_LOCK_SLACK_MS;
-		struct timespec until = lk_timespec_in_ms(CLOCK_MONOTONIC, wait_ms);
+		/* The wall clock: pthread_rwlock_clockwrlock would take the monotonic one, but
+		 * ThreadSanitizer does not know it and takes the lock for unheld. */
+		struct timespec until = lk_timespec_in_ms(CLOCK_REALTIME, wait_ms);
 
-		if ((rc = pthread_rwlock_clockwrlock(&b->gen_lock, CLOCK_MONOTONIC, &until)) != 0) {
+		if ((rc = pthread_rwlock_timedwrlock(&b->gen_lock, &until)) != 0) {
 			rc = lk_error_set(err, -ETIMEDOUT, "%s: the broker stayed busy for %lld ms; "
 					  "nothing was changed: send SIGHUP again", b->cfg->file,
 					  (long long)wait_ms);
