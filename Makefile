@@ -137,6 +137,11 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS)
 
+# The memory floor of a libcurl client: linked with libcurl and nothing else.
+$(BUILD)/bench/curl_floor: tests/bench/curl_floor.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(shell $(PKG_CONFIG) --libs libcurl)
+
 FUZZ_SECONDS ?= 60
 fuzz:
 	@tools/deps.sh --dev

@@ -3,7 +3,8 @@
 # bench.sh — the socket benchmark that `make bench` runs: `latchkey broker` against nginx
 # serving the same bytes on a Unix socket and a bare epoll server writing the broker's
 # canned response (the floor), each with two client shapes (one epoll thread; a blocking
-# thread per connection); broker memory with 1, 10 and many cached secrets; time from
+# thread per connection); broker memory with 1, 10 and many cached secrets, beside the memory
+# of a process that only makes one libcurl request (the floor of any libcurl client); time from
 # start to ready; and the seal/open rates when bench_seal was built.
 #
 # usage: tools/bench.sh LATCHKEY_BIN BENCH_BIN_DIR
@@ -426,6 +427,9 @@ forget_pid "$BARE_PID"
 # ---- (5) memory with 1, 10 and many cached secrets ----
 
 READY_MANY=n/a
+FLOOR_RSS=n/a
+FLOOR_ANON=n/a
+FLOOR_FILE=n/a
 MEM_ROWS=$TMP/memory
 : >"$MEM_ROWS"
 # mem_run N: a broker with the first N secrets; once ready, each is read once over one
@@ -485,6 +489,26 @@ EOF
 	while read -r n rss anon file lck hwm; do
 		echo "  $n secrets: VmRSS $rss kB (RssAnon $anon kB, RssFile $file kB), VmLck $lck kB, VmHWM $hwm kB"
 	done <"$MEM_ROWS"
+	# The floor: a process that only initialises libcurl and makes one request to the
+	# same backend (tests/bench/curl_floor.c, linked with libcurl alone).
+	if [ -x "$BENCHDIR/curl_floor" ]; then
+		"$BENCHDIR/curl_floor" "$VAULT/v1/sys/health" >"$TMP/floor.out" 2>"$TMP/floor.err" &
+		fpid=$!
+		PIDS="$PIDS $fpid"
+		floor_ready() { grep -q '^ready$' "$TMP/floor.out"; }
+		if wait_for "$START_WAIT" floor_ready; then
+			sleep 2
+			FLOOR_RSS=$(vm_field "$fpid" VmRSS)
+			FLOOR_ANON=$(vm_field "$fpid" RssAnon)
+			FLOOR_FILE=$(vm_field "$fpid" RssFile)
+			echo "  libcurl floor (curl_floor): VmRSS $FLOOR_RSS kB (RssAnon $FLOOR_ANON kB, RssFile $FLOOR_FILE kB)"
+		else
+			cat "$TMP/floor.err" >&2 2>/dev/null || true
+			fail "curl_floor did not get ready"
+		fi
+		stop_pid "$fpid"
+		forget_pid "$fpid"
+	fi
 	echo "  (the one-secret broker after its throughput runs: VmRSS ${RSS_ONE} kB, RssAnon ${ANON_ONE} kB, VmLck ${LCK_ONE} kB)"
 fi
 
@@ -586,6 +610,10 @@ while read -r n rss anon file lck hwm; do
 		"$(kb_to_mib "$anon" | cut -d' ' -f1)" "$(kb_to_mib "$file" | cut -d' ' -f1)" \
 		"$(kb_to_mib "$lck" | cut -d' ' -f1)"
 done <"$MEM_ROWS"
+printf '%-26s %10s %10s %10s\n' "libcurl floor" "$(kb_to_mib "$FLOOR_RSS" | cut -d' ' -f1)" \
+	"$(kb_to_mib "$FLOOR_ANON" | cut -d' ' -f1)" "$(kb_to_mib "$FLOOR_FILE" | cut -d' ' -f1)"
+ten=$(awk '$1 == 10 { print $2 }' "$MEM_ROWS")
+printf '%-26s %10s\n' "10 secrets / floor" "$(ratio "${ten:-n/a}" "$FLOOR_RSS")"
 printf '%-26s %10s %10s %10s %10s\n' "1, after the throughput" "$(kb_to_mib "$RSS_ONE" | cut -d' ' -f1)" \
 	"$(kb_to_mib "$ANON_ONE" | cut -d' ' -f1)" "" "$(kb_to_mib "$LCK_ONE" | cut -d' ' -f1)"
 printf '%-34s %14s\n' "start to ready, 1 secret (ms)" "$READY_MEDIAN"
