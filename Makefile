@@ -23,9 +23,12 @@ endif
 endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
-PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread
+# libpq is only compiled against: `latchkey dev` loads it with dlopen (devserver/pg.c), so
+# the broker and the controller never map it.
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(filter-out libpq,$(PKGS))) -lpthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TESTPKG))
-CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs $(TESTPKG))
+# Tests link libpq themselves: check_database logs in with it as an application would.
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs $(TESTPKG) libpq)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter

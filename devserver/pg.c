@@ -4,11 +4,17 @@
  * passwords hold only [A-Za-z0-9_-]), each statement split on ';' unless it holds a
  * dollar-quoted body, all in one transaction; the default revocation revokes privileges
  * and drops the role with quoted identifiers. Error texts are libpq's first line with the
- * connection's password cut out. */
+ * connection's password cut out.
+ *
+ * libpq is loaded with dlopen when the first connection is opened, not linked: the other
+ * commands of the binary (the broker, the sync controller) never map it or the libraries
+ * it brings in. */
 #include "devserver/pg.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +27,83 @@
 /* Longest connection string after substitution, and longest statement after it. */
 #define PG_CONNINFO_MAX 4096
 #define PG_STATEMENT_MAX (64u << 10)
+
+/* The shared object loaded, by its soname (Debian's libpq5). */
+#define PG_LIBPQ_SONAME "libpq.so.5"
+
+/* libpq's functions, resolved from PG_LIBPQ_SONAME once (pg_load). */
+static struct {
+	__typeof__(PQclear) *PQclear;
+	__typeof__(PQconnectdbParams) *PQconnectdbParams;
+	__typeof__(PQerrorMessage) *PQerrorMessage;
+	__typeof__(PQescapeIdentifier) *PQescapeIdentifier;
+	__typeof__(PQexec) *PQexec;
+	__typeof__(PQexecParams) *PQexecParams;
+	__typeof__(PQfinish) *PQfinish;
+	__typeof__(PQfreemem) *PQfreemem;
+	__typeof__(PQgetvalue) *PQgetvalue;
+	__typeof__(PQntuples) *PQntuples;
+	__typeof__(PQresultErrorMessage) *PQresultErrorMessage;
+	__typeof__(PQresultStatus) *PQresultStatus;
+	__typeof__(PQstatus) *PQstatus;
+} pq;
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static char pq_error[256];          /* why loading failed; "" when it worked */
+
+static void
+pg_load_once(void)
+{
+	void *h = dlopen(PG_LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+	const char *missing = NULL;
+
+	if (h == NULL) {
+		snprintf(pq_error, sizeof(pq_error), "cannot load %s (install libpq5): %s",
+		    PG_LIBPQ_SONAME, dlerror());
+		return;
+	}
+	if (missing == NULL && (*(void **)&pq.PQclear = dlsym(h, "PQclear")) == NULL)
+		missing = "PQclear";
+	if (missing == NULL && (*(void **)&pq.PQconnectdbParams = dlsym(h, "PQconnectdbParams")) == NULL)
+		missing = "PQconnectdbParams";
+	if (missing == NULL && (*(void **)&pq.PQerrorMessage = dlsym(h, "PQerrorMessage")) == NULL)
+		missing = "PQerrorMessage";
+	if (missing == NULL && (*(void **)&pq.PQescapeIdentifier = dlsym(h, "PQescapeIdentifier")) == NULL)
+		missing = "PQescapeIdentifier";
+	if (missing == NULL && (*(void **)&pq.PQexec = dlsym(h, "PQexec")) == NULL)
+		missing = "PQexec";
+	if (missing == NULL && (*(void **)&pq.PQexecParams = dlsym(h, "PQexecParams")) == NULL)
+		missing = "PQexecParams";
+	if (missing == NULL && (*(void **)&pq.PQfinish = dlsym(h, "PQfinish")) == NULL)
+		missing = "PQfinish";
+	if (missing == NULL && (*(void **)&pq.PQfreemem = dlsym(h, "PQfreemem")) == NULL)
+		missing = "PQfreemem";
+	if (missing == NULL && (*(void **)&pq.PQgetvalue = dlsym(h, "PQgetvalue")) == NULL)
+		missing = "PQgetvalue";
+	if (missing == NULL && (*(void **)&pq.PQntuples = dlsym(h, "PQntuples")) == NULL)
+		missing = "PQntuples";
+	if (missing == NULL && (*(void **)&pq.PQresultErrorMessage = dlsym(h, "PQresultErrorMessage")) == NULL)
+		missing = "PQresultErrorMessage";
+	if (missing == NULL && (*(void **)&pq.PQresultStatus = dlsym(h, "PQresultStatus")) == NULL)
+		missing = "PQresultStatus";
+	if (missing == NULL && (*(void **)&pq.PQstatus = dlsym(h, "PQstatus")) == NULL)
+		missing = "PQstatus";
+	if (missing != NULL) {
+		snprintf(pq_error, sizeof(pq_error), "%s has no symbol %s", PG_LIBPQ_SONAME, missing);
+		dlclose(h);
+	}
+}
+
+/* Loads libpq the first time; 0, or -ENOSYS with err set. */
+static int
+pg_load(char *err, size_t errlen)
+{
+	pthread_once(&pq_once, pg_load_once);
+	if (pq_error[0] != '\0') {
+		snprintf(err, errlen, "%s", pq_error);
+		return -ENOSYS;
+	}
+	return 0;
+}
 
 struct dev_pg {
 	PGconn *conn;
@@ -137,6 +220,8 @@ dev_pg_open(const json_t *config, struct dev_pg **ret, char *err, size_t errlen)
 		set_error(err, errlen, "connection_url is not set", NULL, NULL);
 		return -EINVAL;
 	}
+	if ((r = pg_load(err, errlen)) < 0)
+		return r;
 	user = user != NULL ? user : "";
 	pass = pass != NULL ? pass : "";
 	if (strlen(user) >= DEV_PG_SECRET_MAX || strlen(pass) >= DEV_PG_SECRET_MAX) {
@@ -167,15 +252,15 @@ dev_pg_open(const json_t *config, struct dev_pg **ret, char *err, size_t errlen)
 		goto out;
 	}
 	values[1] = conninfo;
-	pg->conn = PQconnectdbParams(keys, values, 1);
-	if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+	pg->conn = pq.PQconnectdbParams(keys, values, 1);
+	if (pg->conn == NULL || pq.PQstatus(pg->conn) != CONNECTION_OK) {
 		set_error(err, errlen, "failed to connect to the database",
-		    pg->conn != NULL ? PQerrorMessage(pg->conn) : "out of memory", pass);
+		    pg->conn != NULL ? pq.PQerrorMessage(pg->conn) : "out of memory", pass);
 		r = -ECONNREFUSED;
 		goto out;
 	}
-	res = PQexec(pg->conn, PG_STATEMENT_TIMEOUT);
-	PQclear(res);
+	res = pq.PQexec(pg->conn, PG_STATEMENT_TIMEOUT);
+	pq.PQclear(res);
 	*ret = pg;
 	pg = NULL;
 	r = 0;
@@ -193,7 +278,7 @@ dev_pg_close(struct dev_pg *pg)
 	if (pg == NULL)
 		return;
 	if (pg->conn != NULL)
-		PQfinish(pg->conn);
+		pq.PQfinish(pg->conn);
 	sodium_memzero(pg->password, sizeof(pg->password));
 	free(pg);
 }
@@ -202,19 +287,19 @@ dev_pg_close(struct dev_pg *pg)
 static bool
 exec_one(struct dev_pg *pg, const char *query, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(pg->conn, query);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	PGresult *res = pq.PQexec(pg->conn, query);
+	ExecStatusType st = res != NULL ? pq.PQresultStatus(res) : PGRES_FATAL_ERROR;
 	bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 
 	if (!ok) {
 		/* The server may quote the statement near an error: a password substituted
 		 * into it must not come back in the text. */
 		set_error(err, errlen, "statement failed",
-		    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn), pg->password);
+		    res != NULL ? pq.PQresultErrorMessage(res) : pq.PQerrorMessage(pg->conn), pg->password);
 		if (pg->generated != NULL)
 			set_error(err, errlen, "", err, pg->generated);
 	}
-	PQclear(res);
+	pq.PQclear(res);
 	return ok;
 }
 
@@ -280,7 +365,7 @@ dev_pg_run(struct dev_pg *pg, const json_t *statements, const char *const *vars,
 	r = 0;
 	goto out;
 rollback:
-	PQclear(PQexec(pg->conn, "ROLLBACK"));
+	pq.PQclear(pq.PQexec(pg->conn, "ROLLBACK"));
 out:
 	pg->generated = NULL;
 	sodium_memzero(query, PG_STATEMENT_MAX);
@@ -294,8 +379,8 @@ static bool
 exec_quoted(struct dev_pg *pg, const char *head, const char *a, const char *mid, const char *b,
 	    char *err, size_t errlen)
 {
-	char *qa = PQescapeIdentifier(pg->conn, a, strlen(a));
-	char *qb = b != NULL ? PQescapeIdentifier(pg->conn, b, strlen(b)) : NULL;
+	char *qa = pq.PQescapeIdentifier(pg->conn, a, strlen(a));
+	char *qb = b != NULL ? pq.PQescapeIdentifier(pg->conn, b, strlen(b)) : NULL;
 	char query[1024];
 	bool ok = false;
 
@@ -304,10 +389,10 @@ exec_quoted(struct dev_pg *pg, const char *head, const char *a, const char *mid,
 		    qb != NULL ? qb : "");
 		ok = exec_one(pg, query, err, errlen);
 	} else {
-		set_error(err, errlen, "cannot quote an identifier", PQerrorMessage(pg->conn), pg->password);
+		set_error(err, errlen, "cannot quote an identifier", pq.PQerrorMessage(pg->conn), pg->password);
 	}
-	PQfreemem(qa);
-	PQfreemem(qb);
+	pq.PQfreemem(qa);
+	pq.PQfreemem(qb);
 	return ok;
 }
 
@@ -319,39 +404,39 @@ dev_pg_drop_user(struct dev_pg *pg, const char *username, char *err, size_t errl
 	bool exists, ok = true;
 	char last[512] = "";
 
-	res = PQexecParams(pg->conn, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, NULL, params, NULL,
+	res = pq.PQexecParams(pg->conn, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1, NULL, params, NULL,
 	    NULL, 0);
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+	if (res == NULL || pq.PQresultStatus(res) != PGRES_TUPLES_OK) {
 		set_error(err, errlen, "looking up the role failed",
-		    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn), pg->password);
-		PQclear(res);
+		    res != NULL ? pq.PQresultErrorMessage(res) : pq.PQerrorMessage(pg->conn), pg->password);
+		pq.PQclear(res);
 		return -EIO;
 	}
-	exists = PQntuples(res) > 0;
-	PQclear(res);
+	exists = pq.PQntuples(res) > 0;
+	pq.PQclear(res);
 	if (!exists)
 		return 0;
 	/* As Vault's defaultDeleteUser: revoke in every schema the role has grants in, then
 	 * in public, then CONNECT on the database, going on past errors; then drop. */
-	res = PQexecParams(pg->conn, "SELECT DISTINCT table_schema FROM information_schema.role_column_grants "
+	res = pq.PQexecParams(pg->conn, "SELECT DISTINCT table_schema FROM information_schema.role_column_grants "
 	    "WHERE grantee = $1", 1, NULL, params, NULL, NULL, 0);
-	for (int i = 0; res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
-		const char *schema = PQgetvalue(res, i, 0);
+	for (int i = 0; res != NULL && pq.PQresultStatus(res) == PGRES_TUPLES_OK && i < pq.PQntuples(res); i++) {
+		const char *schema = pq.PQgetvalue(res, i, 0);
 		ok &= exec_quoted(pg, "REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA ", schema, " FROM ",
 		    username, last, sizeof(last));
 		ok &= exec_quoted(pg, "REVOKE USAGE ON SCHEMA ", schema, " FROM ", username, last, sizeof(last));
 	}
-	PQclear(res);
+	pq.PQclear(res);
 	ok &= exec_quoted(pg, "REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA public FROM ", username, NULL,
 	    NULL, last, sizeof(last));
 	ok &= exec_quoted(pg, "REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA public FROM ", username,
 	    NULL, NULL, last, sizeof(last));
 	ok &= exec_quoted(pg, "REVOKE USAGE ON SCHEMA public FROM ", username, NULL, NULL, last, sizeof(last));
-	res = PQexec(pg->conn, "SELECT current_database()");
-	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		ok &= exec_quoted(pg, "REVOKE CONNECT ON DATABASE ", PQgetvalue(res, 0, 0), " FROM ", username,
+	res = pq.PQexec(pg->conn, "SELECT current_database()");
+	if (res != NULL && pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1)
+		ok &= exec_quoted(pg, "REVOKE CONNECT ON DATABASE ", pq.PQgetvalue(res, 0, 0), " FROM ", username,
 		    last, sizeof(last));
-	PQclear(res);
+	pq.PQclear(res);
 	if (!ok) {
 		snprintf(err, errlen, "%s", last);
 		return -EIO;

@@ -318,13 +318,13 @@ def main():
          "HEALTHCHECK CMD is not exec form"),
         ('CMD ["/usr/local/bin/latchkey", "status"]', 'CMD ["/bin/sh", "-c", "true"]',
          "not the binary"),
-        ("libpq5 \\", "\\", "does not install libpq5"),
+        ("libyaml-0-2 \\", "\\", "does not install libyaml-0-2"),
         ("libpq-dev check", "check", "does not install libpq-dev"),
         ("COPY sync/ sync/\n", "", "does not copy sync/"),
         ("COPY cli/ cli/\n", "COPY cli/ cli/\nRUN apt-get update && apt-get install -y "
          "--no-install-recommends gdb && rm -rf /var/lib/apt/lists/*\n", "after the sources"),
-        ("libpq5 \\", "libpq5 libssl-dev \\", "build tools stay"),
-        ("libpq5 \\", "libpq5 curl \\", "does not link"),
+        ("libyaml-0-2 \\", "libyaml-0-2 libssl-dev \\", "build tools stay"),
+        ("libyaml-0-2 \\", "libyaml-0-2 libpq5 \\", "does not link"),
     ]
     for old, new, reason in variants:
         if old not in text:
