@@ -41,6 +41,7 @@ struct online_login {
 	int64_t ttl_s;
 	bool renewable;
 	bool never_expires;
+	char role[ONLINE_SA_MAX + 1]; /* the AppRole the backend says was used; "" when unknown */
 	char error[ONLINE_TEXT_MAX];
 	char fix[ONLINE_TEXT_MAX];
 };
@@ -260,6 +261,13 @@ do_login(struct lk_vault_client *client, const struct lk_vault_config *vc,
 		lg->ttl_s = ti.lease_duration_s;
 		lg->renewable = ti.renewable;
 		lg->never_expires = ti.never_expires;
+		if (ti.role_name != NULL) {
+			json_t *name = json_string(ti.role_name);
+
+			if (!copy_claim(name, lg->role, sizeof(lg->role)))
+				lg->role[0] = '\0';
+			json_decref(name);
+		}
 		lk_vault_token_info_clear(&ti);
 		return;
 	}
@@ -356,6 +364,10 @@ policy_target(const struct lk_vault_config *vc, const struct online_login *lg, c
 		textf(out, outlen, "put it in a policy and add that policy to token_policies of "
 			 "role \"%s\" (auth/%s/role/%s); this token's policies: %s", vc->auth.role,
 			 auth_mount(vc), vc->auth.role, list);
+	else if (vc->auth.method == LK_VAULT_AUTH_APPROLE && lg->role[0] != '\0')
+		textf(out, outlen, "put it in a policy and add that policy to token_policies of "
+			 "role \"%s\" (auth/%s/role/%s); this token's policies: %s", lg->role,
+			 auth_mount(vc), lg->role, list);
 	else if (vc->auth.method == LK_VAULT_AUTH_APPROLE)
 		textf(out, outlen, "put it in a policy and add that policy to token_policies of "
 			 "the AppRole (auth/%s/role/NAME); this token's policies: %s",

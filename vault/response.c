@@ -313,6 +313,7 @@ lk_vault_token_info_clear(struct lk_vault_token_info *t)
 		return;
 	free(t->accessor);
 	free(t->token_type);
+	free(t->role_name);
 	json_decref(t->policies);
 	json_decref(t->warnings);
 	memset(t, 0, sizeof(*t));
@@ -338,7 +339,8 @@ lk_vault_response_auth(const struct lk_vault_response *r, struct lk_vault_token_
 		       struct lk_secret **ret_token, struct lk_vault_error *err)
 {
 	struct lk_vault_token_info t = { 0 };
-	const char *token = NULL, *accessor = NULL, *type = NULL;
+	const char *token = NULL, *accessor = NULL, *type = NULL, *role = NULL;
+	const json_t *meta;
 	struct lk_secret *secret = NULL;
 	int rc;
 
@@ -358,6 +360,12 @@ lk_vault_response_auth(const struct lk_vault_response *r, struct lk_vault_token_
 	    (rc = get_policies(r->auth, "auth", &t.policies, err)) < 0 ||
 	    (rc = dup_string(accessor, &t.accessor, err)) < 0 ||
 	    (rc = dup_string(type, &t.token_type, err)) < 0)
+		goto out;
+	/* Who logged in, for messages only: a metadata object that is absent, null or odd is
+	 * no error. */
+	meta = json_object_get(r->auth, "metadata");
+	role = json_string_value(json_object_get(meta, "role_name"));
+	if (role != NULL && (rc = dup_string(role, &t.role_name, err)) < 0)
 		goto out;
 	if (ret_token != NULL) {
 		secret = lk_secret_from_str(token);

@@ -243,6 +243,7 @@ struct lk_vault_token_info {
 	int64_t period_s;           /* lookup only: 0 unless periodic */
 	bool capped;                /* renew only: granted < requested increment (or warning) */
 	json_t *warnings;           /* array of strings, NULL when none */
+	char *role_name;            /* login: auth.metadata.role_name (AppRole), NULL when absent */
 };
 
 void lk_vault_token_info_clear(struct lk_vault_token_info *t);

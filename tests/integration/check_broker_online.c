@@ -1,7 +1,7 @@
 /* check_broker_online.c — `latchkey broker --check-config FILE --online` against
  * `latchkey dev`: the table and the exit status when every secret can be read, the exact
  * policy line for a path the token may not read, a Kubernetes role bound to another
- * service account named on both sides, the lease a dynamic read creates revoked at once,
+ * service account named on both sides, an AppRole named by the backend, the lease a dynamic read creates revoked at once,
  * and never a value (nor the JWT) in what it prints. */
 #include <check.h>
 #include <jansson.h>
@@ -270,6 +270,64 @@ START_TEST(test_file_source_skipped)
 }
 END_TEST
 
+/* A JSON string member of data in body (a `latchkey dev` answer), into path. */
+static void
+write_data_member(const char *body, const char *key, const char *path)
+{
+	json_t *j = json_loads(body, 0, NULL);
+	const char *v = json_string_value(json_object_get(json_object_get(j, "data"), key));
+
+	ck_assert_msg(v != NULL, "no data.%s in the answer", key);
+	ck_assert_int_eq(t_write_file(path, v, 0600), 0);
+	json_decref(j);
+}
+
+/* An AppRole whose tokens carry no policy that reads the path: the fix names the role the
+ * backend says was used, and neither the role_id nor the secret_id is printed. */
+START_TEST(test_approle_fix_names_the_role)
+{
+	struct bf f;
+	char *out = NULL, *body = NULL, *text = NULL, *role_id, *secret_id;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/approle/role/web-app",
+				     "{\"token_policies\":[\"default\"],\"token_ttl\":\"1h\"}", NULL), 300);
+	ck_assert_int_eq(bf_dev_call(&f, "GET", "/v1/auth/approle/role/web-app/role-id", NULL, &body),
+			 200);
+	write_data_member(body, "role_id", t_path(f.dir, "role_id"));
+	free(body);
+	ck_assert_int_eq(bf_dev_call(&f, "POST", "/v1/auth/approle/role/web-app/secret-id", "{}",
+				     &body), 200);
+	write_data_member(body, "secret_id", t_path(f.dir, "secret_id"));
+	free(body);
+	ck_assert_int_ge(asprintf(&text,
+		 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"approle\","
+		 " \"role_id_file\": \"%s\", \"secret_id_file\": \"%s\"}},"
+		 " \"listen\": {\"socket\": \"%s\"},"
+		 " \"secrets\": [{\"name\": \"api\", \"path\": \"secret/data/app/api\"}]}",
+		 f.dev.addr, t_path(f.dir, "role_id"), t_path(f.dir, "secret_id"), f.sock), 0);
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	free(text);
+
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 1);
+	ck_assert_msg(strstr(out, "path \"secret/data/app/api\" { capabilities = [\"read\"] }") != NULL,
+		      "%s", out);
+	ck_assert_msg(strstr(out, "token_policies of role \"web-app\" (auth/approle/role/web-app)")
+		      != NULL, "%s", out);
+	role_id = t_read_file(t_path(f.dir, "role_id"));
+	secret_id = t_read_file(t_path(f.dir, "secret_id"));
+	ck_assert_ptr_nonnull(role_id);
+	ck_assert_ptr_nonnull(secret_id);
+	ck_assert_ptr_null(strstr(out, role_id));
+	ck_assert_ptr_null(strstr(out, secret_id));
+	assert_no_values(out);
+	free(role_id);
+	free(secret_id);
+	free(out);
+	bf_stop(&f);
+}
+END_TEST
+
 START_TEST(test_invalid_config)
 {
 	struct bf f;
@@ -300,6 +358,7 @@ online_suite(void)
 	ADD(s, test_all_ok, 60);
 	ADD(s, test_missing_policy_line, 60);
 	ADD(s, test_kubernetes_role_bound_elsewhere, 60);
+	ADD(s, test_approle_fix_names_the_role, 60);
 	ADD(s, test_invalid_config, 60);
 	ADD(s, test_file_source_skipped, 60);
 	return s;
