@@ -107,13 +107,16 @@ out:
 	return rc;
 }
 
+/* A signal name, with or without "SIG". reload_only: only the three a process can take
+ * and keep running (HUP, USR1, USR2, listed first below); TERM, INT and QUIT stop it. */
 static int
-parse_signal(struct lk_cfg *c, const json_t *obj, const char *key, int *ret)
+parse_signal(struct lk_cfg *c, const json_t *obj, const char *key, bool reload_only, int *ret)
 {
 	static const struct { const char *name; int sig; } sigs[] = {
 		{ "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
 		{ "TERM", SIGTERM }, { "INT", SIGINT }, { "QUIT", SIGQUIT },
 	};
+	const size_t n = reload_only ? 3 : sizeof(sigs) / sizeof(sigs[0]);
 	const char *s = NULL;
 	int rc;
 
@@ -122,7 +125,7 @@ parse_signal(struct lk_cfg *c, const json_t *obj, const char *key, int *ret)
 		return rc;
 	if (strncmp(s, "SIG", 3) == 0)
 		s += 3;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (strcmp(s, sigs[i].name) == 0) {
 			*ret = sigs[i].sig;
 			return 0;
@@ -131,7 +134,9 @@ parse_signal(struct lk_cfg *c, const json_t *obj, const char *key, int *ret)
 	{
 		size_t mark = lk_cfg_push_key(c, key);
 
-		rc = lk_cfg_fail(c, "expected one of HUP, USR1, USR2, TERM, INT, QUIT");
+		rc = lk_cfg_fail(c, reload_only ? "expected one of HUP, USR1, USR2 (a signal the "
+				 "command keeps running through; TERM, INT and QUIT would stop it)" :
+				 "expected one of HUP, USR1, USR2, TERM, INT, QUIT");
 		lk_cfg_pop(c, mark);
 	}
 	return rc;
@@ -307,7 +312,7 @@ parse_file(struct lk_cfg *c, const json_t *obj, size_t secret, struct broker_fil
 		goto out;
 	if (s != NULL && (fs->pidfile = dup_or_fail(c, s, &rc)) == NULL)
 		goto out;
-	if ((rc = parse_signal(c, obj, "signal", &fs->signal)) < 0)
+	if ((rc = parse_signal(c, obj, "signal", false, &fs->signal)) < 0)
 		goto out;
 	s = NULL;
 	if ((rc = lk_cfg_string(c, obj, "process", false, &s)) < 0)
@@ -764,7 +769,7 @@ parse_exec(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	}
 	if (s != NULL && strcmp(s, "never") == 0)
 		x->restart = BROKER_RESTART_NEVER;
-	if ((rc = parse_signal(c, obj, "restart_signal", &x->restart_signal)) < 0)
+	if ((rc = parse_signal(c, obj, "restart_signal", true, &x->restart_signal)) < 0)
 		goto out;
 	if (x->restart_signal != 0 && x->restart == BROKER_RESTART_NEVER) {
 		mark = lk_cfg_push_key(c, "restart_signal");

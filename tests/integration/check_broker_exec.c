@@ -294,9 +294,10 @@ START_TEST(test_exec_env_and_start_order)
 	/* The log says the last secret was loaded before the command started. */
 	log = t_read_file(x.f.log);
 	ck_assert_ptr_nonnull(log);
-	ck_assert_ptr_nonnull(strstr(log, "\"secret\":\"late\""));
+	ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"secret loaded\",\"secret\":\"late\""));
 	ck_assert_ptr_nonnull(strstr(log, "\"msg\":\"command started\""));
-	ck_assert(strstr(log, "\"secret\":\"late\"") < strstr(log, "\"msg\":\"command started\""));
+	ck_assert(strstr(log, "\"msg\":\"secret loaded\",\"secret\":\"late\"") <
+		  strstr(log, "\"msg\":\"command started\""));
 	free(log);
 
 	pid = run_pid(&x, 1);
@@ -604,6 +605,11 @@ START_TEST(test_exec_config_errors)
 		  "exec.restart_signal: a signal on change contradicts restart_on_change" },
 		{ "{\"command\": [\"/bin/true\"], \"restart_signal\": \"KILL\"}",
 		  "exec.restart_signal: expected one of HUP" },
+		{ "{\"command\": [\"/bin/true\"], \"restart_signal\": \"TERM\"}",
+		  "exec.restart_signal: expected one of HUP, USR1, USR2 (a signal the command keeps "
+		  "running through" },
+		{ "{\"command\": [\"/bin/true\"], \"restart_signal\": \"SIGQUIT\"}",
+		  "exec.restart_signal: expected one of HUP, USR1, USR2" },
 		{ "{\"command\": [\"/bin/true\"], \"kill_timeout\": \"2h\"}",
 		  "exec.kill_timeout: expected a duration between 100ms and 1h" },
 		{ "{\"command\": [\"/bin/true\"], \"comand\": 1}", "exec.comand: unknown key" },
