@@ -25,6 +25,54 @@
 #define DB_USER_MAX 63
 /* Longest error text from the database kept for an answer. */
 #define DB_ERROR_MAX 512
+/* Vault's connectionReadHandler: a connection_url of the form scheme://user:pass@host...
+ * reads back with every copy of pass replaced by "*****". */
+#define DB_URL_MASK "*****"
+static void
+mask_url_password(json_t *cfg)
+{
+	const char *url = json_string_value(json_object_get(cfg, "connection_url"));
+	const char *auth, *end, *at = NULL, *colon = NULL;
+	char *pass, *out, *hit;
+	size_t plen, n = 0, cap;
+
+	if (url == NULL || (auth = strstr(url, "://")) == NULL)
+		return;
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	for (const char *p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;             /* the last '@' of the authority ends the userinfo */
+	if (at == NULL)
+		return;
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	if (colon == NULL || colon + 1 == at)
+		return;
+	plen = (size_t)(at - colon - 1);
+	pass = strndup(colon + 1, plen);
+	cap = strlen(url) / plen * strlen(DB_URL_MASK) + strlen(url) + 1;
+	out = malloc(cap);
+	if (pass == NULL || out == NULL) {
+		json_object_del(cfg, "connection_url");  /* never the password, even so */
+		goto out;
+	}
+	for (const char *p = url; (hit = strstr(p, pass)) != NULL; p = hit + plen) {
+		memcpy(out + n, p, (size_t)(hit - p));
+		n += (size_t)(hit - p);
+		memcpy(out + n, DB_URL_MASK, strlen(DB_URL_MASK));
+		n += strlen(DB_URL_MASK);
+		url = hit + plen;
+	}
+	strcpy(out + n, url);
+	if (json_object_set_new(cfg, "connection_url", json_string(out)) < 0)
+		json_object_del(cfg, "connection_url");
+out:
+	if (pass != NULL)
+		sodium_memzero(pass, plen);
+	free(pass);
+	free(out);
+}
+
 /* Vault's PostgreSQL defaults for an empty renew_statements. */
 static const char DB_DEFAULT_RENEW[] = "ALTER ROLE \"{{name}}\" VALID UNTIL '{{expiration}}';";
 
@@ -130,8 +178,10 @@ db_config(struct dev_call *c, struct dev_mount *m, const char *name)
 			return;
 		}
 		copy = json_deep_copy(cfg);
-		/* As Vault: the password is never read back. */
+		/* As Vault: the password is never read back, neither its own member nor the
+		 * one a connection_url may carry. */
 		json_object_del(copy, "password");
+		mask_url_password(copy);
 		dev_reply_data(c, copy);
 		return;
 	case DEV_OP_DELETE:
@@ -171,17 +221,18 @@ db_config(struct dev_call *c, struct dev_mount *m, const char *name)
 	}
 }
 
-/* A password like Vault's default policy makes: 20 characters with a lower, an upper
- * and a digit. */
+/* A password like Vault's default policy makes: 20 characters with a lower, an upper, a
+ * digit and a dash (not first or last). The dash goes in before the check, so that it
+ * cannot replace the only character of a class. */
 static void
 db_password(char out[DB_RANDOM_LEN + 1])
 {
 	do {
 		dev_random_alnum(out, DB_RANDOM_LEN);
+		out[randombytes_uniform(DB_RANDOM_LEN - 2) + 1] = '-';
 	} while (strpbrk(out, "abcdefghijklmnopqrstuvwxyz") == NULL ||
 		 strpbrk(out, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == NULL ||
 		 strpbrk(out, "0123456789") == NULL);
-	out[randombytes_uniform(DB_RANDOM_LEN - 2) + 1] = '-';
 }
 
 /* The TTL and max TTL a role's credentials get: the role's, else the mount's, else the

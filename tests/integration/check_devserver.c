@@ -850,6 +850,17 @@ START_TEST(test_database)
 	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/pg", "root", NULL, &r), 200);
 	ck_assert_ptr_null(json_object_get(json_object_get(r.json, "data"), "password"));
 	reply_clear(&r);
+	/* A password inside connection_url reads back masked, as Vault masks it. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/inline", "root",
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"verify_connection\":false,"
+	    "\"connection_url\":\"postgresql://vault:Inline-Secret-99@db.example:5432/app?x=Inline-Secret-99\"}",
+	    &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/inline", "root", NULL, &r), 200);
+	ck_assert_str_eq(jstr(r.json, "data", "connection_url"),
+			 "postgresql://vault:*****@db.example:5432/app?x=*****");
+	ck_assert_ptr_null(strstr(r.raw, "Inline-Secret-99"));
+	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/my-role", "root",
 	    "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"24h\",\"creation_statements\":[\"CREATE ROLE \\\"{{name}}\\\";\"]}", &r), 204);
 	reply_clear(&r);
