@@ -111,20 +111,36 @@ struct dev_pg {
 	const char *generated;             /* borrowed during dev_pg_run: the new user's password */
 };
 
+/* Removes every copy of password (NULL or "": nothing) from line; each cut shortens it,
+ * so this ends. */
+static void
+cut_all(char *line, const char *password)
+{
+	size_t n = password != NULL ? strlen(password) : 0;
+	char *hit;
+
+	while (n > 0 && (hit = strstr(line, password)) != NULL)
+		memmove(hit, hit + n, strlen(hit + n) + 1);
+}
+
 /* err := what, and libpq's first line with every copy of the password cut out (each cut
  * shortens the text, so this ends). */
 static void
 set_error(char *err, size_t errlen, const char *what, const char *detail, const char *password)
 {
-	size_t n = password != NULL ? strlen(password) : 0;
-	char line[512], *hit;
+	size_t len = detail != NULL ? strcspn(detail, "\n") : 0;
+	char *line = strndup(detail != NULL ? detail : "", len);
 
-	snprintf(line, sizeof(line), "%.*s", detail != NULL ? (int)strcspn(detail, "\n") : 0,
-	    detail != NULL ? detail : "");
-	while (n > 0 && (hit = strstr(line, password)) != NULL)
-		memmove(hit, hit + n, strlen(hit + n) + 1);
+	if (line == NULL) {
+		snprintf(err, errlen, "%s", what);
+		return;
+	}
+	/* Cut the whole line before it is shortened to fit err, so that no part of a
+	 * password can be left at the place where it is cut. */
+	cut_all(line, password);
 	snprintf(err, errlen, "%s%s%s", what, what[0] != '\0' && line[0] != '\0' ? ": " : "", line);
-	sodium_memzero(line, sizeof(line));
+	sodium_memzero(line, len);
+	free(line);
 }
 
 /* "%XX" for every byte outside RFC 3986's unreserved set, as Go's url.PathEscape does
@@ -294,10 +310,20 @@ exec_one(struct dev_pg *pg, const char *query, char *err, size_t errlen)
 	if (!ok) {
 		/* The server may quote the statement near an error: a password substituted
 		 * into it must not come back in the text. */
-		set_error(err, errlen, "statement failed",
-		    res != NULL ? pq.PQresultErrorMessage(res) : pq.PQerrorMessage(pg->conn), pg->password);
-		if (pg->generated != NULL)
-			set_error(err, errlen, "", err, pg->generated);
+		const char *why = res != NULL ? pq.PQresultErrorMessage(res) :
+			pq.PQerrorMessage(pg->conn);
+		size_t len = why != NULL ? strcspn(why, "\n") : 0;
+		char *line = strndup(why != NULL ? why : "", len);
+
+		/* Both passwords come out of the whole line before it is cut to fit. */
+		if (line != NULL)
+			cut_all(line, pg->generated);
+		set_error(err, errlen, "statement failed", line != NULL ? line : "out of memory",
+		    pg->password);
+		if (line != NULL) {
+			sodium_memzero(line, len);
+			free(line);
+		}
 	}
 	pq.PQclear(res);
 	return ok;

@@ -447,6 +447,17 @@ START_TEST(test_postgres_lifecycle)
 	ck_assert_int_eq(DEV("POST", "/v1/database/roles/long", "{\"db_name\":\"pg\",\"default_ttl\":\"1h\","
 	    "\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}';\","
 	    "\"revocation_statements\":[\"DROP ROLE IF EXISTS \\\"{{name}}\\\";\"]}", NULL), 204);
+	/* A statement error that quotes the new user's password: the password is cut out of
+	 * the error (PostgreSQL's "at or near" names the token whole), and no role is left. */
+	ck_assert_int_eq(DEV("POST", "/v1/database/roles/leaky", "{\"db_name\":\"pg\",\"default_ttl\":\"1h\","
+	    "\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}' '{{password}}';\"}",
+	    NULL), 204);
+	ck_assert_int_ge(DEV("GET", "/v1/database/creds/leaky", NULL, &reply), 400);
+	ck_assert_ptr_nonnull(strstr(reply, "syntax error"));
+	ck_assert_ptr_nonnull(strstr(reply, "at or near \\\"''\\\""));
+	free(reply);
+	ck_assert_str_eq(admin_query("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-token-leaky-%'",
+				     NULL), "0");
 
 	ck_assert_int_eq(DEV("GET", "/v1/database/creds/long", NULL, &reply), 200);
 	j = json_loads(reply, 0, NULL);
