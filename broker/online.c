@@ -1,6 +1,7 @@
 /* online.c — `latchkey broker --check-config FILE --online`: logs in as the broker would,
  * asks the backend what the token may do on each secret's path (sys/capabilities-self),
- * reads each secret once, and says, per secret, what is wrong and the exact fix. A lease
+ * reads each secret (and each decryption key kept in the backend) once, and says, per
+ * secret, what is wrong and the exact fix. A lease
  * the read creates is revoked at once; a token the check logged in for is revoked at the
  * end. No value is ever printed: TTL, renewable and the number of keys only. */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include "broker/internal.h"
 #include "common/clock.h"
 #include "common/exit.h"
+#include "crypto/crypto.h"
 #include "crypto/secret.h"
 
 /* Longest fix or error text kept per row. */
@@ -23,6 +25,10 @@
 
 struct online_row {
 	const struct broker_secret_spec *spec;
+	/* A decryption key read from the backend: spec is then a stand-in made for it (the
+	 * key's config path as its name, vault_path as its path), and the row also checks
+	 * that the field holds an lk1 private key. */
+	const struct broker_key_spec *key;
 	char caps[128];             /* "read,list", "deny", or "unknown" */
 	bool read_ok;
 	int64_t ttl_s;
@@ -377,6 +383,44 @@ policy_target(const struct lk_vault_config *vc, const struct online_login *lg, c
 			 "token's policies: %s", list);
 }
 
+/* A decryption key's field: a string that parses as an lk1 private key. Its text is never
+ * printed; the error says what the field holds instead. */
+static bool
+key_field_ok(struct online_row *row, const json_t *data)
+{
+	const json_t *v = json_object_get(data, row->key->field);
+	struct lk_key *key = NULL;
+	struct lk_error err;
+	bool ok;
+
+	if (!json_is_string(v)) {
+		textf(row->error, sizeof(row->error), "%s: the secret has no string field \"%s\"",
+			 row->key->where, row->key->field);
+		textf(row->fix, sizeof(row->fix), "write the key file's text (lk1priv:...) to "
+			 "field \"%s\" of %s, or set %s.field to the field that holds it",
+			 row->key->field, row->key->vault_path, row->key->where);
+		return false;
+	}
+	lk_error_clear(&err);
+	if (lk_key_x25519_parse(json_string_value(v), json_string_length(v), &key, &err) < 0) {
+		textf(row->error, sizeof(row->error), "%s: field \"%s\": %s", row->key->where,
+			 row->key->field, err.msg);
+		textf(row->fix, sizeof(row->fix), "field \"%s\" of %s must hold an lk1 private "
+			 "key (lk1priv:..., as `latchkey keygen --lk1` writes it)", row->key->field,
+			 row->key->vault_path);
+		return false;
+	}
+	ok = lk_key_has_private(key);
+	if (!ok) {
+		textf(row->error, sizeof(row->error), "%s: field \"%s\" holds an lk1 public key",
+			 row->key->where, row->key->field);
+		textf(row->fix, sizeof(row->fix), "store the private key (lk1priv:...) there: "
+			 "the public one seals, it cannot open");
+	}
+	lk_key_free(key);
+	return ok;
+}
+
 static void
 check_secret(struct lk_vault_client *client, const struct lk_vault_config *vc,
 	     const struct online_login *lg, struct online_row *row)
@@ -384,11 +428,16 @@ check_secret(struct lk_vault_client *client, const struct lk_vault_config *vc,
 	const struct broker_secret_spec *sp = row->spec;
 	struct lk_vault_lease_secret ls;
 	struct lk_vault_error verr;
-	char where[600];
+	char where[600], key[128];
 	const json_t *data;
 
 	memset(&ls, 0, sizeof(ls));
 	lk_vault_error_clear(&verr);
+	/* The configuration key a fix tells the user to correct. */
+	if (row->key != NULL)
+		textf(key, sizeof(key), "%s.vault_path", row->key->where);
+	else
+		textf(key, sizeof(key), "secrets[].path");
 	if (lk_vault_lease_read(client, sp->path, &ls, &verr) < 0) {
 		broker_copy_text(row->error, sizeof(row->error), verr.base.msg);
 		if (verr.status == 403 && !lk_vault_error_token_invalid(&verr)) {
@@ -399,12 +448,12 @@ check_secret(struct lk_vault_client *client, const struct lk_vault_config *vc,
 		} else if (verr.status == 404 && sp->kind == BROKER_KIND_KV2 &&
 			   strstr(sp->path, "/data/") == NULL) {
 			textf(row->fix, sizeof(row->fix), "a KV v2 secret is read at MOUNT/data/"
-				 "NAME: set secrets[].path to the data/ path (for secret/app/db, "
-				 "secret/data/app/db), and grant read on that path");
+				 "NAME: set %s to the data/ path (for secret/app/db, "
+				 "secret/data/app/db), and grant read on that path", key);
 		} else if (verr.status == 404) {
 			textf(row->fix, sizeof(row->fix), "nothing at %s (%s): write the secret, or "
-				 "correct secrets[].path (a KV v2 secret is read at MOUNT/data/NAME)",
-				 sp->path, lk_vault_not_found_name(verr.not_found));
+				 "correct %s (a KV v2 secret is read at MOUNT/data/NAME)",
+				 sp->path, lk_vault_not_found_name(verr.not_found), key);
 		} else {
 			textf(row->fix, sizeof(row->fix), "the backend refused the read: see the "
 				 "error");
@@ -419,6 +468,8 @@ check_secret(struct lk_vault_client *client, const struct lk_vault_config *vc,
 			 "undelete it or write a new version");
 		goto out;
 	}
+	if (row->key != NULL && !key_field_ok(row, data))
+		goto out;
 	row->read_ok = true;
 	row->nkeys = json_object_size(data);
 	row->leased = ls.lease_id != NULL && sp->kind != BROKER_KIND_KV1 &&
@@ -575,10 +626,20 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 	size_t n = 0;
 	bool ok, token_revoked = false;
 	int status = LK_EXIT_FAILURE;
+	struct broker_secret_spec *key_specs = NULL;
+	size_t nkeys = 0;
 
 	memset(&lg, 0, sizeof(lg));
-	rows = calloc(cfg->nsecrets > 0 ? cfg->nsecrets : 1, sizeof(*rows));
-	if (rows == NULL) {
+	/* The decryption keys read from the backend: the top-level one and the secrets' own. */
+	for (size_t i = 0; i < cfg->nsecrets; i++)
+		nkeys += cfg->secrets[i].from_file != NULL &&
+			 cfg->secrets[i].from_file->decryption_key != NULL &&
+			 cfg->secrets[i].from_file->decryption_key->vault_path != NULL;
+	nkeys += cfg->decryption_key != NULL && cfg->decryption_key->vault_path != NULL;
+	rows = calloc(cfg->nsecrets + nkeys + 1, sizeof(*rows));
+	key_specs = calloc(nkeys + 1, sizeof(*key_specs));
+	if (rows == NULL || key_specs == NULL) {
+		free(key_specs);
 		fprintf(stderr, "latchkey broker: out of memory\n");
 		return LK_EXIT_FAILURE;
 	}
@@ -597,6 +658,22 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 		if (cfg->secrets[i].from_file != NULL)
 			continue;
 		rows[n].spec = &cfg->secrets[i];
+		textf(rows[n].caps, sizeof(rows[n].caps), "%s", "unknown");
+		n++;
+	}
+	nkeys = 0;
+	for (size_t i = 0; i <= cfg->nsecrets; i++) {
+		const struct broker_key_spec *k = i < cfg->nsecrets ?
+			(cfg->secrets[i].from_file != NULL ? cfg->secrets[i].from_file->decryption_key :
+			 NULL) : cfg->decryption_key;
+
+		if (k == NULL || k->vault_path == NULL)
+			continue;
+		key_specs[nkeys].name = k->where;
+		key_specs[nkeys].path = k->vault_path;
+		key_specs[nkeys].kind = BROKER_KIND_AUTO;
+		rows[n].spec = &key_specs[nkeys++];
+		rows[n].key = k;
 		textf(rows[n].caps, sizeof(rows[n].caps), "%s", "unknown");
 		n++;
 	}
@@ -626,7 +703,7 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 		print_json(out, cfg->file, &lg, rows, n, ok, token_revoked);
 	else
 		print_table(out, cfg->file, &lg, rows, n, token_revoked);
-	if (!as_json && n < cfg->nsecrets) {
+	if (!as_json && n - nkeys < cfg->nsecrets) {
 		fprintf(out, "read from files, not asked of the backend:");
 		for (size_t i = 0; i < cfg->nsecrets; i++)
 			if (cfg->secrets[i].from_file != NULL)
@@ -636,6 +713,7 @@ broker_check_online(struct broker_config *cfg, bool as_json, FILE *out)
 	status = ok ? LK_EXIT_OK : LK_EXIT_FAILURE;
 out:
 	json_decref(lg.policies);
+	free(key_specs);            /* its strings belong to the keys */
 	free(rows);
 	lk_vault_client_free(client);
 	return status;

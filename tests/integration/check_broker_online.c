@@ -14,6 +14,8 @@
 
 #include "brokerutil.h"
 #include "common/clock.h"
+#include "crypto/crypto.h"
+#include "crypto/secret.h"
 
 /* The values bf_dev writes at secret/data/app/api; neither may be printed. */
 #define API_USER "bf-user"
@@ -328,6 +330,79 @@ START_TEST(test_approle_fix_names_the_role)
 }
 END_TEST
 
+/* Writes {"key": value} (value: JSON text) at secret/data/app/lk1. */
+static void
+kv_key(struct bf *f, const char *value_json)
+{
+	char *body = NULL;
+
+	ck_assert_int_ge(asprintf(&body, "{\"data\":{\"key\":%s}}", value_json), 0);
+	ck_assert_int_lt(bf_dev_call(f, "POST", "/v1/secret/data/app/lk1", body, NULL), 300);
+	sodium_memzero(body, strlen(body));
+	free(body);
+}
+
+/* A decryption key read from the backend is checked like a secret (read, and its field
+ * an lk1 private key); the key's text is never printed. */
+START_TEST(test_decryption_key_from_backend)
+{
+	struct bf f;
+	char secrets[1024], *out = NULL, *text;
+	struct lk_key *key = NULL;
+	struct lk_secret *priv = NULL;
+	json_t *js;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_lt(bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app", POLICY_APP, NULL), 300);
+	token_with(&f, "[\"app\"]");
+	ck_assert_int_eq(mkdir(t_path(f.dir, "vol"), 0700), 0);
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}, "
+		 "{\"name\": \"sealed\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"apps\", \"name\": \"sealed\"}}", t_path(f.dir, "vol"));
+	bf_config(&f, secrets, "\"decryption_key\": {\"vault_path\": \"secret/data/app/lk1\", "
+		  "\"field\": \"key\"}");
+
+	/* Not there yet. */
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 1);
+	ck_assert_msg(strstr(out, "decryption_key") != NULL && strstr(out, "secret/data/app/lk1") != NULL &&
+		      strstr(out, "FAILED") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "nothing at secret/data/app/lk1") != NULL &&
+		      strstr(out, "correct decryption_key.vault_path") != NULL, "%s", out);
+	free(out);
+
+	/* There, but not a key. */
+	kv_key(&f, "\"not-a-key-7e21\"");
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 1);
+	ck_assert_msg(strstr(out, "decryption_key: field \"key\"") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "lk1priv:...") != NULL, "%s", out);
+	ck_assert_ptr_null(strstr(out, "not-a-key-7e21"));
+	free(out);
+
+	/* The private key: every row ok, exit 0, and the key's text nowhere. */
+	ck_assert_int_eq(lk_secret_init(), 0);
+	ck_assert_int_eq(lk_key_x25519_generate(&key), 0);
+	ck_assert_int_eq(lk_key_x25519_private_text(key, &priv), 0);
+	js = json_string(lk_secret_cstr(priv));
+	text = json_dumps(js, JSON_ENCODE_ANY);
+	json_decref(js);
+	kv_key(&f, text);
+	sodium_memzero(text, strlen(text));
+	free(text);
+	ck_assert_int_eq(run_check(&f, false, NULL, &out), 0);
+	ck_assert_ptr_null(strstr(out, "FAILED"));
+	ck_assert_ptr_null(strstr(out, "lk1priv:"));
+	ck_assert_ptr_nonnull(strstr(out, "read from files, not asked of the backend: sealed"));
+	assert_no_values(out);
+	free(out);
+	ck_assert_int_eq(run_check(&f, true, NULL, &out), 0);
+	ck_assert_ptr_null(strstr(out, "lk1priv:"));
+	free(out);
+	lk_secret_free(priv);
+	lk_key_free(key);
+	bf_stop(&f);
+}
+END_TEST
+
 START_TEST(test_invalid_config)
 {
 	struct bf f;
@@ -359,6 +434,7 @@ online_suite(void)
 	ADD(s, test_missing_policy_line, 60);
 	ADD(s, test_kubernetes_role_bound_elsewhere, 60);
 	ADD(s, test_approle_fix_names_the_role, 60);
+	ADD(s, test_decryption_key_from_backend, 60);
 	ADD(s, test_invalid_config, 60);
 	ADD(s, test_file_source_skipped, 60);
 	return s;
