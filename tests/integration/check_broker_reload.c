@@ -583,6 +583,12 @@ START_TEST(test_file_source_add_remove)
 			      "served");
 	}
 	ck_assert_int_gt(version_of(&f, "vol"), v);
+	{
+		struct file_wait w = { out, "username=" VOL_USER3 "\n" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS), "the changed source's "
+			      "file was not rendered");
+	}
 
 	/* Removed (fs and vol), and one that is not there added: 404 for the removed, their
 	 * file left as it was; the new one failed, the reason naming its path. */
@@ -639,6 +645,78 @@ START_TEST(test_file_source_add_remove)
 	vw.above = v;
 	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the swap was missed");
 	ck_assert(served_value_is(&f, "vol", "username", VOL_USER2));
+	finish(&f);
+}
+END_TEST
+
+struct rewriter {
+	const char *path;
+	atomic_bool *stop;
+	pthread_t th;
+	long writes;
+};
+
+static void *
+rewriter_main(void *arg)
+{
+	struct rewriter *r = arg;
+	char text[64];
+
+	while (!atomic_load(r->stop)) {
+		snprintf(text, sizeof(text), "value-%ld\n", r->writes++);
+		if (t_write_file(r->path, text, 0600) != 0)
+			break;
+	}
+	return NULL;
+}
+
+/* A file source removed and added back by one reload after another while its file is
+ * rewritten without pause (inotify events arriving throughout): every reload applied, the
+ * kept file source followed all along. Under ThreadSanitizer (make tsan) this is the race
+ * check of the watcher thread against broker_files_remap. */
+START_TEST(test_file_source_reload_under_writes)
+{
+	enum { RELOADS = 10 };
+	char with[4096], without[2048], file[700], kept[700];
+	struct version_wait vw;
+	struct rewriter rw;
+	atomic_bool stop;
+	long long v;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/busy.txt", f.dir);
+	snprintf(kept, sizeof(kept), "%s/kept.txt", f.dir);
+	ck_assert_int_eq(t_write_file(file, "value\n", 0600), 0);
+	ck_assert_int_eq(t_write_file(kept, "kept-1\n", 0600), 0);
+	snprintf(without, sizeof(without), API ", {\"name\": \"kept\", \"from_file\": \"%s\"}",
+		 kept);
+	snprintf(with, sizeof(with), "%s, {\"name\": \"busy\", \"from_file\": \"%s\"}", without,
+		 file);
+	bf_config(&f, with, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/busy", 200));
+	atomic_init(&stop, false);
+	memset(&rw, 0, sizeof(rw));
+	rw.path = file;
+	rw.stop = &stop;
+	ck_assert_int_eq(pthread_create(&rw.th, NULL, rewriter_main, &rw), 0);
+	for (int k = 1; k <= RELOADS; k++)
+		reload(&f, k % 2 ? without : with, NULL, NULL, OK_LOG, k);
+	atomic_store(&stop, true);
+	pthread_join(rw.th, NULL);
+	ck_assert_int_gt(rw.writes, 0);
+	/* The last reload added busy back. */
+	ck_assert(wait_status(&f, "/v1/secrets/busy", 200));
+	ck_assert_int_eq(bf_log_count(&f, REFUSED_LOG), 0);
+	v = version_of(&f, "kept");
+	ck_assert_int_eq(t_write_file(kept, "kept-2\n", 0600), 0);
+	vw.f = &f;
+	vw.name = "kept";
+	vw.above = v;
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the kept source's change "
+		      "was missed");
+	ck_assert(served_value_is(&f, "kept", "kept.txt", "kept-2\n"));
 	finish(&f);
 }
 END_TEST
@@ -1008,6 +1086,7 @@ reload_suite(void)
 	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_file_source_add_remove, 120);
 	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
 	ADD(s, test_allow_change, 90);
 	ADD(s, test_token_file, 90);
