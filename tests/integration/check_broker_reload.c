@@ -20,6 +20,8 @@
 #include "brokerutil.h"
 #include "kubeletvol.h"
 #include "common/clock.h"
+#include "crypto/crypto.h"
+#include "crypto/secret.h"
 
 #define API "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}"
 #define DB "{\"name\": \"db\", \"path\": \"database/creds/app\"}"
@@ -721,6 +723,91 @@ START_TEST(test_file_source_reload_under_writes)
 }
 END_TEST
 
+/* A key pair, its private half written to path (mode 0600); owned: lk_key_free. */
+static struct lk_key *
+key_file_new(const char *path)
+{
+	struct lk_secret *priv = NULL;
+	struct lk_key *k = NULL;
+
+	ck_assert_int_eq(lk_key_x25519_generate(&k), 0);
+	ck_assert_int_eq(lk_key_x25519_private_text(k, &priv), 0);
+	ck_assert_int_eq(t_write_file(path, lk_secret_cstr(priv), 0600), 0);
+	lk_secret_free(priv);
+	return k;
+}
+
+#define SEALED_VALUE "reload-sealed-pass-7e21"
+
+/* Sealed volumes (decrypt, each with a decryption_key of its own) added by a reload: the
+ * new key file is read by the reload and the value opens; one sealed to another key is
+ * added all the same, failed, its reason saying the key does not open, never the value. */
+START_TEST(test_file_source_sealed_added)
+{
+	char secrets[4096], vol[700], keyfile[700], otherkey[700], label[LK_LABEL_MAX + 1];
+	char file[700], *ct = NULL, *body = NULL;
+	const char *keys[] = { "password" };
+	struct lk_key *k, *other;
+	struct lk_error err;
+	struct bf f;
+
+	ck_assert_int_eq(lk_secret_init(), 0);
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	snprintf(vol, sizeof(vol), "%s/sealed", f.dir);
+	snprintf(keyfile, sizeof(keyfile), "%s/recipient.lk1", f.dir);
+	snprintf(otherkey, sizeof(otherkey), "%s/other.lk1", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	k = key_file_new(keyfile);
+	other = key_file_new(otherkey);
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", "db-creds", "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, SEALED_VALUE, strlen(SEALED_VALUE), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(vol, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}", file);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/fs", 200));
+
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"sealed\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}, "
+		 "\"decryption_key\": {\"file\": \"%s\"}}, "
+		 "{\"name\": \"wrong\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}, "
+		 "\"decryption_key\": {\"file\": \"%s\"}}", file, vol, keyfile, vol, otherkey);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	{
+		struct value_wait w = { &f, "sealed", "password", SEALED_VALUE };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the sealed volume added "
+			      "is not served");
+	}
+	{
+		struct state_wait w = { &f, "wrong", "failed" };
+		json_t *e;
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "the source sealed to "
+			      "another key did not fail");
+		e = ready_entry(&f, "wrong");
+		ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "reason")),
+					     "does not open"));
+		json_decref(e);
+	}
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/wrong", NULL), 503);
+	ck_assert_int_eq(bf_log_count(&f, SEALED_VALUE), 0);
+	/* Not required: ready all the same. */
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, SEALED_VALUE));
+	free(body);
+	lk_key_free(k);
+	lk_key_free(other);
+	finish(&f);
+}
+END_TEST
+
 /* A broker that started without file sources has no watcher to give a new one: the reload
  * is refused, naming the secret, and the running configuration serves. */
 START_TEST(test_file_source_first_refused)
@@ -1086,6 +1173,7 @@ reload_suite(void)
 	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_file_source_add_remove, 120);
 	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_file_source_sealed_added, 90);
 	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
 	ADD(s, test_allow_change, 90);
