@@ -180,6 +180,7 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	/* Only file sources: nothing talks to a backend. */
 	if (!cfg->backend)
 		return 0;
+	broker_credentials_digest(&cfg->vault, b->credentials_digest);
 	if (cfg->vault.connect_timeout_ms <= 0)
 		cfg->vault.connect_timeout_ms = BROKER_VAULT_CONNECT_TIMEOUT_MS;
 	if (cfg->vault.timeout_ms <= 0)

@@ -6,7 +6,11 @@
  * the backend is read by the scheduler thread (the one that talks to the backend) once it
  * is logged in, retried with backoff until it is in; the file sources that wait for it are
  * woken then (broker_files_wake). Once loaded a key set never changes, so the watcher
- * thread may use it without a lock after taking the pointer under one.
+ * thread may use it without a lock after taking the pointer under one, for its round.
+ *
+ * A reload (broker/reload.c) makes the keyring of the new configuration: a key named as
+ * before is taken over with what it holds, a new key file is read then, and a key no
+ * secret uses any more is zeroed, under the generation lock held for writing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -302,29 +306,137 @@ broker_keyring_new(struct broker *b, struct lk_error *err)
 	return 0;
 }
 
-void
-broker_keyring_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
-		     size_t *of_entry)
+static bool
+str_eq(const char *a, const char *b)
 {
-	struct broker_keyring *kr = b->keyring;
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 
-	if (kr == NULL) {
-		free(of_entry);
+bool
+broker_key_spec_equal(const struct broker_key_spec *a, const struct broker_key_spec *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return str_eq(a->file, b->file) && str_eq(a->vault_path, b->vault_path) &&
+	       str_eq(a->field, b->field);
+}
+
+struct broker_keyring_next {
+	struct broker_keyring *kr;  /* the keys of the new configuration */
+	size_t *from_old;           /* per new key: the old key it takes over, or SIZE_MAX */
+};
+
+void
+broker_keyring_next_free(struct broker_keyring_next *next)
+{
+	if (next == NULL)
+		return;
+	if (next->kr != NULL) {
+		for (size_t i = 0; i < next->kr->n; i++) {
+			lk_keyset_free(next->kr->keys[i].ks);
+			pthread_mutex_destroy(&next->kr->keys[i].lock);
+		}
+		free(next->kr->keys);
+		free(next->kr->of_entry);
+		free(next->kr);
+	}
+	free(next->from_old);
+	free(next);
+}
+
+int
+broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
+		       struct broker_keyring_next **ret, struct lk_error *err)
+{
+	struct broker_keyring *old = b->keyring;
+	struct broker_keyring_next *next;
+	struct broker_keyring *kr;
+	int rc = 0;
+
+	next = calloc(1, sizeof(*next));
+	if (next == NULL)
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	next->kr = kr = calloc(1, sizeof(*kr));
+	if (kr == NULL || (kr->keys = calloc(nc->nsecrets + 1, sizeof(*kr->keys))) == NULL ||
+	    (kr->of_entry = calloc(nc->nsecrets + 1, sizeof(*kr->of_entry))) == NULL ||
+	    (next->from_old = calloc(nc->nsecrets + 1, sizeof(*next->from_old))) == NULL) {
+		rc = lk_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* One key per distinct setting (the same file or KV field named twice is one key).
+	 * The old keys' specs are read here without a lock: only this thread (the reload)
+	 * changes them, under the generation lock. */
+	for (size_t i = 0; i < nc->nsecrets; i++) {
+		const struct broker_key_spec *spec = key_of(nc, &nc->secrets[i]);
+		struct broker_dkey *k;
+		size_t j;
+
+		kr->of_entry[i] = SIZE_MAX;
+		if (spec == NULL)
+			continue;
+		for (j = 0; j < kr->n && !broker_key_spec_equal(kr->keys[j].spec, spec); j++)
+			;
+		kr->of_entry[i] = j;
+		if (j < kr->n)
+			continue;
+		k = &kr->keys[kr->n++];
+		k->spec = spec;
+		pthread_mutex_init(&k->lock, NULL);
+		lk_backoff_init(&k->backoff, nc->retry_base_ms, nc->retry_cap_ms);
+		next->from_old[j] = SIZE_MAX;
+		for (size_t o = 0; old != NULL && o < old->n; o++) {
+			if (broker_key_spec_equal(old->keys[o].spec, spec)) {
+				next->from_old[j] = o;
+				break;
+			}
+		}
+		/* A key new to the broker: a file is read now (an error refuses the reload, as
+		 * it stops a start), a KV field by the scheduler. */
+		if (next->from_old[j] == SIZE_MAX && spec->file != NULL &&
+		    (rc = load_file_key(nc, spec, &k->ks, err)) < 0)
+			goto out;
+	}
+	*ret = next;
+	next = NULL;
+out:
+	broker_keyring_next_free(next);
+	return rc;
+}
+
+void
+broker_keyring_remap(struct broker *b, struct broker_keyring_next *next)
+{
+	struct broker_keyring *old = b->keyring, *kr = next->kr;
+
+	if (old == NULL) {
+		broker_keyring_next_free(next);
 		return;
 	}
-	for (size_t i = 0; i < new_n; i++)
-		of_entry[i] = SIZE_MAX;
-	for (size_t o = 0; o < old_n; o++) {
-		size_t i = new_of_old[o], k = kr->of_entry[o];
+	/* Unused by any other thread: each takes a key set only in its round. */
+	for (size_t j = 0; j < kr->n; j++) {
+		struct broker_dkey *k = &kr->keys[j], *from;
 
-		if (i == SIZE_MAX || k == SIZE_MAX)
+		if (next->from_old[j] == SIZE_MAX) {
+			if (k->ks != NULL)
+				lk_log(LK_INFO, "decryption key loaded", LK_STR("config", k->spec->where),
+				       LK_STR("file", k->spec->file),
+				       LK_STR("key_id", lk_key_id(lk_keyset_get(k->ks, 0))));
 			continue;
-		of_entry[i] = k;
-		/* The same key, described by the new configuration (the old one is freed). */
-		kr->keys[k].spec = key_of(b->cfg, b->entries[i].spec);
+		}
+		from = &old->keys[next->from_old[j]];
+		k->ks = from->ks;
+		from->ks = NULL;
+		k->failed = from->failed;
+		memcpy(k->reason, from->reason, sizeof(k->reason));
+		k->next_mono_ms = from->next_mono_ms;
+		k->backoff = from->backoff;
+		k->backoff.base_ms = b->cfg->retry_base_ms;
+		k->backoff.cap_ms = b->cfg->retry_cap_ms;
 	}
-	free(kr->of_entry);
-	kr->of_entry = of_entry;
+	/* The keys no secret uses any more are zeroed now. */
+	b->keyring = kr;
+	next->kr = old;
+	broker_keyring_next_free(next);
 }
 
 void

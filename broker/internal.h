@@ -509,6 +509,15 @@ struct broker {
 	bool backend_ok;
 	char backend_reason[BROKER_REASON_MAX];
 	size_t backend_reason_entry; /* the secret whose call failed; SIZE_MAX: the token's */
+	/* A new login a reload asked for (broker/reload.c): until it succeeds the token held
+	 * goes on serving, and when it fails the token's timers are put back as they were. */
+	bool reload_login;
+	bool reload_prev_capped;
+	int64_t reload_prev_next_mono_ms;
+	char login_reason[BROKER_REASON_MAX]; /* why the reload's login failed; "" */
+	/* main thread: BLAKE2b of the auth method's credential files (AppRole role_id and
+	 * secret_id, Kubernetes JWT) as the last start or reload read them */
+	unsigned char credentials_digest[32];
 	atomic_bool announced_ready;
 
 	struct broker_revocation *revocations; /* scheduler thread only */
@@ -555,11 +564,19 @@ struct broker_entry *broker_find(struct broker *b, const char *name);
 
 /* SIGHUP (broker/reload.c): reads b->cfg->file again and applies it: secrets added are
  * read, those removed have their leases revoked and their memory wiped, those whose source
- * changed are read anew; the vault client is made again (TLS files re-read) and logs in
- * again when the auth settings or the token file changed. A file that does not parse, or
+ * changed are read anew (file sources too: watched, or no longer); the vault client is made
+ * again (TLS files re-read) and logs in again when the auth settings, the token file or
+ * the contents of the AppRole or Kubernetes credential files changed, the token held
+ * serving until that login succeeds (and on when it fails). A file that does not parse, or
  * that changes a setting only a restart can change, is refused: err names the file and
  * the key, and the running configuration goes on serving. Main thread only. */
 int broker_reload(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
+
+/* The BLAKE2b digest of the contents of the credential files vc's auth method reads at a
+ * login (AppRole role_id_file and secret_id_file, Kubernetes jwt_file; none for a token,
+ * whose file a reload compares itself); a file that cannot be read counts with its error.
+ * The contents go nowhere else. */
+void broker_credentials_digest(const struct lk_vault_config *vc, unsigned char out[32]);
 
 /* The scheduler thread (broker/scheduler.c). */
 int broker_scheduler_start(struct broker *b) __attribute__((warn_unused_result));
@@ -877,12 +894,20 @@ void broker_files_stop(struct broker *b);
 void broker_files_free(struct broker *b);
 /* A decryption key came in from the backend: the sources waiting for it are read. */
 void broker_files_wake(struct broker *b);
+/* Reload, while the running configuration serves: the watches and the keys of nc (the
+ * new configuration), the key files it names anew read (err "FILE: KEY.file: why").
+ * *ret owned: handed to broker_files_remap, or broker_files_next_free. */
+struct broker_files_next;
+int broker_files_prepare(struct broker *b, const struct broker_config *nc,
+			 struct broker_files_next **ret, struct lk_error *err)
+	__attribute__((warn_unused_result));
+void broker_files_next_free(struct broker_files_next *next);
 /* Reload, under the generation lock held for writing (b->cfg and b->entries already the
- * new ones): every file source (none is added or removed by a reload) moves to
- * new_of_old[its entry], and so does its key. key_of_entry (new_n + 1 size_t, malloc'd) is
- * taken: the keys' new index. */
-void broker_files_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
-			size_t *key_of_entry);
+ * new ones, new_n of them): a file source whose entry moved (moved[i], from old_of_new[i])
+ * keeps its watch and timers; a new one, or one whose source changed, is read at once; the
+ * watch of one removed goes. next is taken. */
+void broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved,
+			size_t new_n, struct broker_files_next *next);
 
 /* decryption_key-shaped obj[key] into *ret (owned: broker_key_spec_free); where is its
  * key path for later messages. 0 with *ret untouched when obj has no such member. */
@@ -902,9 +927,17 @@ int broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
  * config key: "FILE: decryption_key.file: why"), backend keys read by the scheduler. */
 int broker_keyring_new(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
 void broker_keyring_free(struct broker *b);
-/* broker_files_remap's part in broker/decrypt.c; of_entry is taken. */
-void broker_keyring_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
-			  size_t *of_entry);
+/* True when a and b name the same key (file, or vault_path and field); NULL equals NULL. */
+bool broker_key_spec_equal(const struct broker_key_spec *a, const struct broker_key_spec *b);
+/* broker_files_prepare's and broker_files_remap's parts in broker/decrypt.c: the keyring of
+ * nc, each key named as before taking over the old one's (at remap), a new key file read
+ * now. *ret owned: broker_keyring_remap takes it, or broker_keyring_next_free. */
+struct broker_keyring_next;
+int broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
+			   struct broker_keyring_next **ret, struct lk_error *err)
+	__attribute__((warn_unused_result));
+void broker_keyring_next_free(struct broker_keyring_next *next);
+void broker_keyring_remap(struct broker *b, struct broker_keyring_next *next);
 /* The key set that opens entry's values, borrowed (it never changes once loaded, and lives
  * until broker_keyring_free), or NULL while it is not loaded: why then says what it waits
  * for and *ret_failed whether reading it has failed. */

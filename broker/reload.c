@@ -8,13 +8,18 @@
  * new one starts empty and is read by the scheduler at once; a removed one has its lease
  * queued for revocation now and its snapshot released (zeroed when its last reader lets
  * go); one whose source changed is removed and added, its version going on from the old
- * one so that blocked readers see a change. The rest of a secret's settings (allow,
- * required, refresh, grace) follow the new file in place. docs/broker.md, "Reloading".
+ * one so that blocked readers see a change. A file source follows the same rules, its
+ * watch kept, made or dropped with it (broker_files_remap). The rest of a secret's settings
+ * (allow, required, refresh, grace) follow the new file in place. The new client logs in
+ * again when the auth settings, the token file or the contents of the credential files
+ * changed; the token held serves until that login succeeds, and on when it fails
+ * (scheduler.c). docs/broker.md, "Reloading".
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "broker/internal.h"
 #include "common/clock.h"
@@ -33,22 +38,13 @@ str_eq(const char *a, const char *b)
 }
 
 static bool
-key_spec_eq(const struct broker_key_spec *a, const struct broker_key_spec *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return str_eq(a->file, b->file) && str_eq(a->vault_path, b->vault_path) &&
-	       str_eq(a->field, b->field);
-}
-
-static bool
 source_file_eq(const struct broker_source_file *a, const struct broker_source_file *b)
 {
 	if (a == NULL || b == NULL)
 		return a == b;
 	return str_eq(a->path, b->path) && str_eq(a->key, b->key) && a->decrypt == b->decrypt &&
 	       str_eq(a->k8s_namespace, b->k8s_namespace) && str_eq(a->k8s_name, b->k8s_name) &&
-	       key_spec_eq(a->decryption_key, b->decryption_key);
+	       broker_key_spec_equal(a->decryption_key, b->decryption_key);
 }
 
 static bool
@@ -127,39 +123,30 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return refuse(err, f, "audit_interval");
 	if (!str_eq(o->log_level, n->log_level))
 		return refuse(err, f, "log_level");
-	if (!key_spec_eq(o->decryption_key, n->decryption_key))
+	if (!broker_key_spec_equal(o->decryption_key, n->decryption_key))
 		return refuse(err, f, "decryption_key");
 	if (!o->backend && n->backend)
 		return lk_error_set(err, -EINVAL, "%s: secrets: the first secret read from the "
 				    "backend needs a restart (the running broker has no backend "
 				    "login); the running configuration goes on serving", f);
-	/* One watcher thread holds the file sources (broker/source_file.c): they stay as the
-	 * broker started with them. */
-	for (size_t i = 0; i < o->nsecrets; i++) {
-		const struct broker_secret_spec *os = &o->secrets[i];
-		const struct broker_secret_spec *ns = NULL;
+	return 0;
+}
 
-		for (size_t j = 0; j < n->nsecrets && ns == NULL; j++)
-			if (strcmp(n->secrets[j].name, os->name) == 0)
-				ns = &n->secrets[j];
-		if (os->from_file != NULL && (ns == NULL || !source_eq(os, ns)))
-			return lk_error_set(err, -EINVAL, "%s: secrets: %s: a secret read from a "
-					    "file (from_file) is removed or changed only by a "
-					    "restart; the running configuration goes on serving",
-					    f, os->name);
-	}
-	for (size_t j = 0; j < n->nsecrets; j++) {
-		bool known = false;
-
-		if (n->secrets[j].from_file == NULL)
-			continue;
-		for (size_t i = 0; i < o->nsecrets && !known; i++)
-			known = strcmp(o->secrets[i].name, n->secrets[j].name) == 0;
-		if (!known)
-			return lk_error_set(err, -EINVAL, "%s: secrets[%zu].from_file: a secret read "
-					    "from a file is added only by a restart; the running "
-					    "configuration goes on serving", f, j);
-	}
+/* The thread that reads file sources, and its inotify instance, are made at start when
+ * there is a file source (broker/source_file.c): after the allow-list (seccomp.c) neither
+ * can be made. */
+static int
+check_file_watcher(const struct broker *b, const struct broker_config *n, struct lk_error *err)
+{
+	if (b->files != NULL)
+		return 0;
+	for (size_t j = 0; j < n->nsecrets; j++)
+		if (n->secrets[j].from_file != NULL)
+			return lk_error_set(err, -EINVAL, "%s: secrets[%zu].from_file: the first "
+					    "secret read from a file needs a restart (the running "
+					    "broker started without file sources, so it has no file "
+					    "watcher); the running configuration goes on serving",
+					    n->file, j);
 	return 0;
 }
 
@@ -188,7 +175,7 @@ struct plan {
 	bool *moved;                /* per new entry: same source, moves with its data */
 	const char **old_names;     /* borrowed from the old configuration */
 	struct broker_entry *entries; /* the new array */
-	size_t *key_of_entry;       /* for broker_files_remap */
+	struct broker_files_next *files; /* for broker_files_remap */
 	size_t nretired;            /* old entries whose lease is queued for revocation */
 };
 
@@ -200,7 +187,7 @@ plan_free(struct plan *p)
 	free(p->moved);
 	free(p->old_names);
 	free(p->entries);
-	free(p->key_of_entry);
+	broker_files_next_free(p->files);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -215,9 +202,8 @@ plan_make(struct broker *b, const struct broker_config *nc, struct plan *p)
 	p->moved = calloc(p->new_n + 1, sizeof(*p->moved));
 	p->old_names = calloc(p->old_n + 1, sizeof(*p->old_names));
 	p->entries = calloc(p->new_n + 1, sizeof(*p->entries));
-	p->key_of_entry = malloc((p->new_n + 1) * sizeof(*p->key_of_entry));
 	if (p->old_of_new == NULL || p->new_of_old == NULL || p->moved == NULL ||
-	    p->old_names == NULL || p->entries == NULL || p->key_of_entry == NULL) {
+	    p->old_names == NULL || p->entries == NULL) {
 		plan_free(p);
 		return -ENOMEM;
 	}
@@ -345,8 +331,8 @@ apply(struct broker *b, struct broker_config *nc, struct plan *p, int64_t now)
 	b->entries = p->entries;
 	b->n = p->new_n;
 	p->entries = old;           /* freed by plan_free */
-	broker_files_remap(b, p->new_of_old, p->old_n, p->new_n, p->key_of_entry);
-	p->key_of_entry = NULL;
+	broker_files_remap(b, p->old_of_new, p->moved, p->new_n, p->files);
+	p->files = NULL;
 	broker_server_remap(b, p->new_of_old);
 	b->journal_dirty = true;
 }
@@ -369,9 +355,56 @@ token_file_changed(const struct broker_config *nc, struct lk_vault_client *clien
 	return changed;
 }
 
+/* One credential file into the digest: its length and bytes, or the error reading it. */
+static void
+digest_file(crypto_generichash_state *st, const char *path)
+{
+	struct lk_secret *s = NULL;
+	int rc = lk_secret_read_file(path, LK_VAULT_CREDENTIAL_FILE_MAX, true, &s);
+	uint64_t len;
+
+	if (rc < 0) {
+		int32_t e = rc;
+
+		crypto_generichash_update(st, (const unsigned char *)"E", 1);
+		crypto_generichash_update(st, (const unsigned char *)&e, sizeof(e));
+		return;
+	}
+	len = lk_secret_len(s);
+	crypto_generichash_update(st, (const unsigned char *)"F", 1);
+	crypto_generichash_update(st, (const unsigned char *)&len, sizeof(len));
+	crypto_generichash_update(st, (const unsigned char *)lk_secret_cstr(s), len);
+	lk_secret_free(s);
+}
+
+void
+broker_credentials_digest(const struct lk_vault_config *vc, unsigned char out[32])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, 32);
+	switch (vc->auth.method) {
+	case LK_VAULT_AUTH_APPROLE:
+		if (vc->auth.role_id_file != NULL)
+			digest_file(&st, vc->auth.role_id_file);
+		if (vc->auth.secret_id_file != NULL)
+			digest_file(&st, vc->auth.secret_id_file);
+		break;
+	case LK_VAULT_AUTH_KUBERNETES:
+		digest_file(&st, vc->auth.jwt_file != NULL ? vc->auth.jwt_file :
+			    LK_VAULT_K8S_JWT_PATH_DEFAULT);
+		break;
+	default:
+		break;
+	}
+	crypto_generichash_final(&st, out, 32);
+	sodium_memzero(&st, sizeof(st));
+}
+
 int
 broker_reload(struct broker *b, struct lk_error *err)
 {
+	unsigned char creds[32];
 	struct broker_config *nc;
 	struct lk_vault_client *client = NULL, *old_client = NULL;
 	struct lk_vault_error verr;
@@ -390,7 +423,8 @@ broker_reload(struct broker *b, struct lk_error *err)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	if ((rc = broker_config_load(nc, b->cfg->file, err)) < 0 ||
 	    (rc = broker_keys_check(nc, err)) < 0 ||
-	    (rc = check_restart_only(b->cfg, nc, err)) < 0)
+	    (rc = check_restart_only(b->cfg, nc, err)) < 0 ||
+	    (rc = check_file_watcher(b, nc, err)) < 0)
 		goto out;
 	if (nc->backend) {
 		/* A new client: the address, the TLS files and the auth settings read again. */
@@ -409,6 +443,9 @@ broker_reload(struct broker *b, struct lk_error *err)
 		lk_error_set(err, rc, "out of memory");
 		goto out;
 	}
+	/* The watches and keys of the new file sources; a new key file is read here. */
+	if ((rc = broker_files_prepare(b, nc, &plan.files, err)) < 0)
+		goto out;
 
 	/* The broker's threads finish what they are doing first: a backend call in flight
 	 * (vault.timeout at the most) and the requests being answered. Under a load that
@@ -447,7 +484,9 @@ broker_reload(struct broker *b, struct lk_error *err)
 
 		rc = token != NULL ? lk_vault_client_set_token(client, token) : 0;
 		lk_secret_free(token);
-		relogin = !auth_eq(&b->cfg->vault, &nc->vault) || token_file_changed(nc, client);
+		broker_credentials_digest(&nc->vault, creds);
+		relogin = !auth_eq(&b->cfg->vault, &nc->vault) || token_file_changed(nc, client) ||
+			  sodium_memcmp(creds, b->credentials_digest, sizeof(creds)) != 0;
 	}
 	if (rc < 0 || (rc = broker_metrics_remap(b->metrics, plan.old_of_new, plan.new_n,
 						 plan.old_names, plan.old_n)) < 0) {
@@ -482,13 +521,20 @@ broker_reload(struct broker *b, struct lk_error *err)
 		old_client = b->vault;
 		b->vault = client;
 		client = NULL;
+		memcpy(b->credentials_digest, creds, sizeof(creds));
 	}
 	pthread_mutex_lock(&b->lock);
 	if (b->backend_reason_entry != SIZE_MAX)
 		b->backend_reason_entry = b->backend_reason_entry < plan.old_n ?
 					  plan.new_of_old[b->backend_reason_entry] : SIZE_MAX;
 	if (relogin) {
-		/* A capped token is replaced by a login, not renewed (scheduler.c). */
+		/* A capped token is replaced by a login, not renewed (scheduler.c); if that
+		 * login fails, the token held goes on as it was. */
+		if (!b->reload_login) {
+			b->reload_prev_capped = b->token_capped;
+			b->reload_prev_next_mono_ms = b->token_next_mono_ms;
+		}
+		b->reload_login = b->logged_in;
 		b->token_capped = true;
 		b->token_next_mono_ms = now;
 	}

@@ -522,7 +522,7 @@ token_login(struct broker *b, int64_t now)
 	broker_metrics_login(b->metrics, rc == 0);
 	now = lk_now_mono_ms();
 	if (rc < 0) {
-		bool expired;
+		bool expired, kept, renewing = false;
 
 		next = now + lk_backoff_next(&b->token_backoff);
 		if (verr.retry_after_ms > 0 && next < now + verr.retry_after_ms)
@@ -537,8 +537,24 @@ token_login(struct broker *b, int64_t now)
 			token_lost(b, zero_left ? verr.base.msg : "the token expired and no new "
 				   "login succeeded", now);
 		pthread_mutex_lock(&b->lock);
+		/* The login a reload asked for: the token held is valid, and goes on serving
+		 * with its renewals as before; the new credentials are tried at the next
+		 * login. */
+		kept = b->reload_login && b->logged_in && !zero_left && !expired;
+		b->reload_login = false;
+		if (kept) {
+			broker_copy_text(b->login_reason, sizeof(b->login_reason), verr.base.msg);
+			b->token_capped = b->reload_prev_capped;
+			renewing = !b->token_capped;
+			if (!b->token_capped && b->reload_prev_next_mono_ms > now)
+				next = b->reload_prev_next_mono_ms;
+		}
 		b->token_next_mono_ms = next;
 		pthread_mutex_unlock(&b->lock);
+		if (kept)
+			lk_log(LK_WARN, "the login a reload asked for failed: the token held goes on "
+			       "serving", LK_STR("error", verr.base.msg),
+			       LK_BOOL("renewing", renewing));
 		return;
 	}
 	lk_backoff_reset(&b->token_backoff);
@@ -554,6 +570,8 @@ token_login(struct broker *b, int64_t now)
 	b->token_ttl_s = ti.lease_duration_s;
 	b->token_renewable = ti.renewable && ti.lease_duration_s > 0;
 	b->token_capped = false;
+	b->reload_login = false;
+	b->login_reason[0] = '\0';
 	/* From when the login was sent: the backend's TTL runs from its answer. */
 	ttl_ms = broker_expires_at(t0, ti.lease_duration_s) - t0;
 	b->token_expires_mono_ms = ti.lease_duration_s > 0 ? t0 + ttl_ms : 0;

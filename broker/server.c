@@ -438,6 +438,8 @@ route_ready(struct broker *b, struct lk_http_req *req)
 		json_object_set_new(backend, "reason", json_string(
 			"a backend call for a secret this peer may not read failed"));
 	json_object_set_new(backend, "logged_in", json_boolean(b->logged_in));
+	if (b->login_reason[0] != '\0')
+		json_object_set_new(backend, "login_error", lk_json_string_lossy(b->login_reason));
 	json_object_set_new(backend, "configured", json_boolean(b->cfg->backend));
 	pthread_mutex_unlock(&b->lock);
 	json_object_set(obj, "backend", backend);

@@ -15,6 +15,10 @@
  * again when inotify reports a change in its directory (the ..data rename among them),
  * every `refresh` as a safety net, and after a failure with the entry's backoff. The
  * scheduler never touches these entries; the serving threads see them as any other.
+ * Everything it does with the watches is under the generation lock held for reading, so
+ * that a reload (broker_files_remap, the lock held for writing) can replace them: a source
+ * kept keeps its watch, a new one is read at the thread's next round, and the watch of
+ * one removed goes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -836,33 +840,17 @@ static void *
 files_main(void *arg)
 {
 	struct broker_files *fl = arg;
+	short woken = 0, events = 0;
 
 	while (!atomic_load(&fl->stop)) {
-		int64_t now = lk_now_mono_ms(), next;
+		int64_t now, next;
 		struct pollfd pfd[2];
 
-		/* The reads under the generation lock; the wait outside it. */
+		/* Everything that touches the watches under the generation lock (a reload
+		 * replaces them); only the wait outside it. */
 		pthread_rwlock_rdlock(&fl->b->gen_lock);
-		for (size_t i = 0; i < fl->n && !atomic_load(&fl->stop); i++) {
-			if (fl->w[i].due_mono_ms <= now) {
-				source_read(fl, &fl->w[i]);
-				now = lk_now_mono_ms();
-			}
-		}
-		pthread_rwlock_unlock(&fl->b->gen_lock);
-		next = now + FILES_IDLE_MAX_MS;
-		for (size_t i = 0; i < fl->n; i++)
-			if (fl->w[i].due_mono_ms < next)
-				next = fl->w[i].due_mono_ms;
-		pfd[0].fd = fl->wake_fd;
-		pfd[0].events = POLLIN;
-		pfd[1].fd = fl->ifd;        /* -1: poll skips it */
-		pfd[1].events = POLLIN;
-		pfd[0].revents = pfd[1].revents = 0;
-		if (poll(pfd, 2, next > now ? (int)(next - now) : 0) < 0)
-			continue;
 		now = lk_now_mono_ms();
-		if (pfd[0].revents & POLLIN) {
+		if (woken & POLLIN) {
 			uint64_t count;
 
 			if (read(fl->wake_fd, &count, sizeof(count)) < 0)
@@ -871,23 +859,137 @@ files_main(void *arg)
 				if (fl->w[i].waiting_key)
 					soon(&fl->w[i], now);
 		}
-		if (pfd[1].revents & POLLIN)
+		if (events & POLLIN)
 			drain_events(fl, now);
+		for (size_t i = 0; i < fl->n && !atomic_load(&fl->stop); i++) {
+			if (fl->w[i].due_mono_ms <= now) {
+				source_read(fl, &fl->w[i]);
+				now = lk_now_mono_ms();
+			}
+		}
+		next = now + FILES_IDLE_MAX_MS;
+		for (size_t i = 0; i < fl->n; i++)
+			if (fl->w[i].due_mono_ms < next)
+				next = fl->w[i].due_mono_ms;
+		pthread_rwlock_unlock(&fl->b->gen_lock);
+		pfd[0].fd = fl->wake_fd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = fl->ifd;        /* -1: poll skips it */
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		if (poll(pfd, 2, next > now ? (int)(next - now) : 0) < 0)
+			pfd[0].revents = pfd[1].revents = 0;
+		woken = pfd[0].revents;
+		events = pfd[1].revents;
 	}
 	return NULL;
 }
 
+struct broker_files_next {
+	struct broker_keyring_next *keys;
+	struct file_watch *w;       /* room for the watches of the new configuration */
+	size_t *watch_of_old;       /* per old entry: its watch, or SIZE_MAX (filled at remap) */
+};
+
 void
-broker_files_remap(struct broker *b, const size_t *new_of_old, size_t old_n, size_t new_n,
-		   size_t *key_of_entry)
+broker_files_next_free(struct broker_files_next *next)
 {
-	broker_keyring_remap(b, new_of_old, old_n, new_n, key_of_entry);
-	if (b->files == NULL)
+	if (next == NULL)
 		return;
+	broker_keyring_next_free(next->keys);
+	free(next->w);
+	free(next->watch_of_old);
+	free(next);
+}
+
+int
+broker_files_prepare(struct broker *b, const struct broker_config *nc,
+		     struct broker_files_next **ret, struct lk_error *err)
+{
+	struct broker_files_next *next = calloc(1, sizeof(*next));
+	int rc;
+
+	if (next == NULL || (next->w = calloc(nc->nsecrets + 1, sizeof(*next->w))) == NULL ||
+	    (next->watch_of_old = calloc(b->n + 1, sizeof(*next->watch_of_old))) == NULL) {
+		broker_files_next_free(next);
+		return lk_error_set(err, -ENOMEM, "out of memory");
+	}
+	if (b->keyring != NULL && (rc = broker_keyring_prepare(b, nc, &next->keys, err)) < 0) {
+		broker_files_next_free(next);
+		return rc;
+	}
+	*ret = next;
+	return 0;
+}
+
+void
+broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved, size_t new_n,
+		   struct broker_files_next *next)
+{
+	struct broker_files *fl = b->files;
+	struct file_watch *old;
+	size_t m = 0, old_entries;
+	uint64_t one = 1;
+
+	if (next->keys != NULL)
+		broker_keyring_remap(b, next->keys);
+	next->keys = NULL;
+	if (fl == NULL) {
+		broker_files_next_free(next);
+		return;
+	}
 	/* The watches are the thread's own, and it is outside its round (the generation lock
-	 * is held for writing): only their entry changes. */
-	for (size_t i = 0; i < b->files->n; i++)
-		b->files->w[i].entry = new_of_old[b->files->w[i].entry];
+	 * is held for writing). The old entries numbered as many as watch_of_old has room. */
+	old_entries = 0;
+	for (size_t i = 0; i < fl->n; i++)
+		if (fl->w[i].entry + 1 > old_entries)
+			old_entries = fl->w[i].entry + 1;
+	for (size_t o = 0; o < old_entries; o++)
+		next->watch_of_old[o] = SIZE_MAX;
+	for (size_t i = 0; i < fl->n; i++)
+		next->watch_of_old[fl->w[i].entry] = i;
+	for (size_t i = 0; i < new_n; i++) {
+		struct file_watch *w;
+		size_t o = old_of_new[i], k;
+
+		if (b->entries[i].spec->from_file == NULL)
+			continue;
+		w = &next->w[m++];
+		k = o != SIZE_MAX && moved[i] && o < old_entries ? next->watch_of_old[o] : SIZE_MAX;
+		if (k != SIZE_MAX) {
+			*w = fl->w[k];
+			fl->w[k].entry = SIZE_MAX;      /* taken over */
+		} else {
+			memset(w, 0, sizeof(*w));
+			w->wd = -1;
+			w->due_mono_ms = 0;             /* read at the thread's next round */
+		}
+		w->entry = i;
+	}
+	/* The watches of the sources gone, unless a source that stays shares one. */
+	for (size_t i = 0; i < fl->n; i++) {
+		int wd = fl->w[i].wd;
+		bool shared = false;
+
+		if (fl->w[i].entry == SIZE_MAX || wd < 0 || fl->ifd < 0)
+			continue;
+		for (size_t j = 0; j < m && !shared; j++)
+			shared = next->w[j].wd == wd;
+		for (size_t j = i + 1; j < fl->n && !shared; j++)
+			if (fl->w[j].wd == wd)
+				fl->w[j].wd = -1;       /* the same watch: removed once */
+		if (!shared)
+			inotify_rm_watch(fl->ifd, wd);
+	}
+	old = fl->w;
+	fl->w = next->w;
+	fl->n = m;
+	next->w = old;
+	broker_files_next_free(next);
+	/* The new sources are read now, not at the end of the thread's wait. */
+	if (write(fl->wake_fd, &one, sizeof(one)) < 0) {
+		/* A full counter wakes the thread anyway. */
+	}
 }
 
 void

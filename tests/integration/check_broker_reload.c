@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #include "brokerutil.h"
+#include "kubeletvol.h"
 #include "common/clock.h"
+#include "crypto/crypto.h"
+#include "crypto/secret.h"
 
 #define API "{\"name\": \"api\", \"path\": \"secret/data/app/api\"}"
 #define DB "{\"name\": \"db\", \"path\": \"database/creds/app\"}"
@@ -344,6 +347,10 @@ START_TEST(test_reload_under_load)
 		reload(&f, k % 2 ? API "," API2 : API "," DB, NULL, NULL, OK_LOG, k);
 		if (lk_now_mono_ms() - t0 > worst_reload)
 			worst_reload = lk_now_mono_ms() - t0;
+		/* db added back is read before the next reload removes it: each removal then
+		 * has a lease to revoke. */
+		if (k % 2 == 0)
+			ck_assert(wait_status(&f, "/v1/secrets/db", 200));
 	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < READERS; i++) {
@@ -382,9 +389,93 @@ version_above(void *arg)
 	return version_of(w->f, w->name) > w->above;
 }
 
+struct file_wait {
+	const char *path, *text;
+};
+
+static bool
+file_is(void *arg)
+{
+	const struct file_wait *w = arg;
+	char *text = t_read_file(w->path);
+	bool same = text != NULL && strcmp(text, w->text) == 0;
+
+	free(text);
+	return same;
+}
+
+/* secret name's entry in the admin's /v1/ready (owned), or NULL. */
+static json_t *
+ready_entry(struct bf *f, const char *name)
+{
+	char *body = NULL;
+	json_t *j, *arr, *e, *found = NULL;
+	size_t i;
+
+	bf_get(f, "/v1/ready", &body);
+	j = body != NULL ? json_loads(body, 0, NULL) : NULL;
+	free(body);
+	arr = json_object_get(j, "secrets");
+	json_array_foreach(arr, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "name")), name) == 0) {
+			found = json_incref(e);
+			break;
+		}
+	}
+	json_decref(j);
+	return found;
+}
+
+struct state_wait {
+	struct bf *f;
+	const char *name, *state;
+};
+
+static bool
+state_is(void *arg)
+{
+	struct state_wait *w = arg;
+	json_t *e = ready_entry(w->f, w->name);
+	bool same = e != NULL && strcmp(json_string_value(json_object_get(e, "state")),
+					w->state) == 0;
+
+	json_decref(e);
+	return same;
+}
+
+/* True when the value of key of secret name, as served, is want (never printed). */
+static bool
+served_value_is(struct bf *f, const char *name, const char *key, const char *want)
+{
+	char path[256], *body = NULL;
+	bool same;
+
+	snprintf(path, sizeof(path), "/v1/secrets/%s/%s", name, key);
+	same = bf_get(f, path, &body) == 200 && body != NULL && strcmp(body, want) == 0;
+	free(body);
+	return same;
+}
+
+struct value_wait {
+	struct bf *f;
+	const char *name, *key, *want;
+};
+
+static bool
+value_is(void *arg)
+{
+	struct value_wait *w = arg;
+
+	return served_value_is(w->f, w->name, w->key, w->want);
+}
+
+#define VOL_USER1 "reload-vol-user-6d1e"
+#define VOL_USER2 "reload-vol-user-93ab"
+#define VOL_USER3 "reload-vol-user-0c57"
+
 /* A file source kept across a reload that moves it to another index still follows its
- * file; adding one is refused with the key named. (A broker that started with file sources
- * only has no backend login: its first backend secret needs a restart, so one is there.) */
+ * file. (A broker that started with file sources only has no backend login: its first
+ * backend secret needs a restart, so one is there.) */
 START_TEST(test_file_source_kept)
 {
 	char secrets[2048], file[700];
@@ -413,13 +504,333 @@ START_TEST(test_file_source_kept)
 	vw.name = "fs";
 	vw.above = v;
 	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the file change was missed");
+	finish(&f);
+}
+END_TEST
 
-	snprintf(secrets, sizeof(secrets), API ", " API2 ", {\"name\": \"fs\", \"from_file\": "
-		 "\"%s\"}, {\"name\": \"fs2\", \"from_file\": \"%s\"}", file, file);
+/* File sources added and removed by reloads: an added Secret volume (the kubelet's layout)
+ * is read, watched, served and rendered; a removed one answers 404, its rendered file
+ * stays as it was (as a removed backend secret's does) and a change of its source is no
+ * longer followed; one pointed at another directory is read from there, its version going
+ * on; one that cannot be read is added all the same and says why, as a backend secret
+ * whose first read fails. */
+START_TEST(test_file_source_add_remove)
+{
+	char secrets[4096], file[700], vol[700], vol2[700], out[700], missing[700];
+	const char *keys[] = { "username" };
+	struct version_wait vw;
+	struct stat st1, st2;
+	long long v;
+	char *text;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	snprintf(vol, sizeof(vol), "%s/volume", f.dir);
+	snprintf(vol2, sizeof(vol2), "%s/volume2", f.dir);
+	snprintf(out, sizeof(out), "%s/vol.env", f.dir);
+	snprintf(missing, sizeof(missing), "%s/not-mounted", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	ck_assert_int_ge(t_kubelet_write(vol, keys, (const char *const[]){ VOL_USER1 }, 1), 0);
+	ck_assert_int_ge(t_kubelet_write(vol2, keys, (const char *const[]){ VOL_USER3 }, 1), 0);
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}",
+		 file);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/fs", 200));
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/vol", NULL), 404);
+
+	/* Added: a mounted volume with a file rendered from it. */
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"vol\", \"from_file\": \"%s\", \"file\": {\"path\": \"%s\", "
+		 "\"format\": \"env\"}}", file, vol, out);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	ck_assert_int_eq(bf_log_count(&f, "\"added\":\"vol\""), 1);
+	{
+		struct value_wait w = { &f, "vol", "username", VOL_USER1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the added volume is not "
+			      "served");
+	}
+	{
+		struct file_wait w = { out, "username=" VOL_USER1 "\n" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS), "the added volume's file "
+			      "was not rendered");
+	}
+	/* Watched: the kubelet's swap is followed. */
+	v = version_of(&f, "vol");
+	ck_assert_int_eq(t_kubelet_write(vol, keys, (const char *const[]){ VOL_USER2 }, 1), 0);
+	{
+		struct value_wait w = { &f, "vol", "username", VOL_USER2 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the swap was missed");
+	}
+	ck_assert_int_gt(version_of(&f, "vol"), v);
+	{
+		struct file_wait w = { out, "username=" VOL_USER2 "\n" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS), "the file was not rendered "
+			      "again");
+	}
+
+	/* Changed: another directory under the same name; read from there, the version going
+	 * on. */
+	v = version_of(&f, "vol");
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"vol\", \"from_file\": \"%s\", \"file\": {\"path\": \"%s\", "
+		 "\"format\": \"env\"}}", file, vol2, out);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 2);
+	ck_assert_int_eq(bf_log_count(&f, "\"changed\":\"vol\""), 1);
+	{
+		struct value_wait w = { &f, "vol", "username", VOL_USER3 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the changed source is not "
+			      "served");
+	}
+	ck_assert_int_gt(version_of(&f, "vol"), v);
+	{
+		struct file_wait w = { out, "username=" VOL_USER3 "\n" };
+
+		ck_assert_msg(t_wait_until(file_is, &w, T_DEADLINE_MS), "the changed source's "
+			      "file was not rendered");
+	}
+
+	/* Removed (fs and vol), and one that is not there added: 404 for the removed, their
+	 * file left as it was; the new one failed, the reason naming its path. */
+	ck_assert_int_eq(stat(out, &st1), 0);
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"gone\", \"from_file\": \"%s\"}",
+		 missing);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 3);
+	ck_assert_int_eq(bf_log_count(&f, "\"removed\":\"fs,vol\""), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/vol", NULL), 404);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs", NULL), 404);
+	{
+		struct state_wait w = { &f, "gone", "failed" };
+		json_t *e;
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "the unreadable source "
+			      "did not fail");
+		e = ready_entry(&f, "gone");
+		ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "reason")),
+					     missing));
+		json_decref(e);
+	}
+	ck_assert(wait_log_count(&f, "\"msg\":\"file source failed\",\"secret\":\"gone\"", 1));
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/gone", NULL), 503);
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	/* The removed ones' sources change: nothing follows them any more (a change of the
+	 * kept api, and a write of the new gone, show the thread is awake). */
+	ck_assert_int_eq(t_kubelet_write(vol2, keys, (const char *const[]){ VOL_USER1 }, 1), 0);
+	ck_assert_int_eq(t_write_file(file, "second-value\n", 0600), 0);
+	ck_assert_int_eq(t_write_file(missing, "now-there\n", 0600), 0);
+	ck_assert(wait_status(&f, "/v1/secrets/gone", 200));
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/vol", NULL), 404);
+	ck_assert_int_eq(stat(out, &st2), 0);
+	ck_assert_int_eq(st1.st_ino, st2.st_ino);
+	ck_assert_int_eq(st1.st_mtim.tv_sec, st2.st_mtim.tv_sec);
+	ck_assert_int_eq(st1.st_mtim.tv_nsec, st2.st_mtim.tv_nsec);
+	text = t_read_file(out);
+	ck_assert(text != NULL && strcmp(text, "username=" VOL_USER3 "\n") == 0);
+	free(text);
+
+	/* Added back: read anew, watched again. */
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"gone\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"vol\", \"from_file\": \"%s\"}", missing, vol2);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 4);
+	{
+		struct value_wait w = { &f, "vol", "username", VOL_USER1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the volume added back "
+			      "is not served");
+	}
+	v = version_of(&f, "vol");
+	ck_assert_int_eq(t_kubelet_write(vol2, keys, (const char *const[]){ VOL_USER2 }, 1), 0);
+	vw.f = &f;
+	vw.name = "vol";
+	vw.above = v;
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the swap was missed");
+	ck_assert(served_value_is(&f, "vol", "username", VOL_USER2));
+	finish(&f);
+}
+END_TEST
+
+struct rewriter {
+	const char *path;
+	atomic_bool *stop;
+	pthread_t th;
+	long writes;
+};
+
+static void *
+rewriter_main(void *arg)
+{
+	struct rewriter *r = arg;
+	char text[64];
+
+	while (!atomic_load(r->stop)) {
+		snprintf(text, sizeof(text), "value-%ld\n", r->writes++);
+		if (t_write_file(r->path, text, 0600) != 0)
+			break;
+	}
+	return NULL;
+}
+
+/* A file source removed and added back by one reload after another while its file is
+ * rewritten without pause (inotify events arriving throughout): every reload applied, the
+ * kept file source followed all along. Under ThreadSanitizer (make tsan) this is the race
+ * check of the watcher thread against broker_files_remap. */
+START_TEST(test_file_source_reload_under_writes)
+{
+	enum { RELOADS = 10 };
+	char with[4096], without[2048], file[700], kept[700];
+	struct version_wait vw;
+	struct rewriter rw;
+	atomic_bool stop;
+	long long v;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/busy.txt", f.dir);
+	snprintf(kept, sizeof(kept), "%s/kept.txt", f.dir);
+	ck_assert_int_eq(t_write_file(file, "value\n", 0600), 0);
+	ck_assert_int_eq(t_write_file(kept, "kept-1\n", 0600), 0);
+	snprintf(without, sizeof(without), API ", {\"name\": \"kept\", \"from_file\": \"%s\"}",
+		 kept);
+	snprintf(with, sizeof(with), "%s, {\"name\": \"busy\", \"from_file\": \"%s\"}", without,
+		 file);
+	bf_config(&f, with, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/busy", 200));
+	atomic_init(&stop, false);
+	memset(&rw, 0, sizeof(rw));
+	rw.path = file;
+	rw.stop = &stop;
+	ck_assert_int_eq(pthread_create(&rw.th, NULL, rewriter_main, &rw), 0);
+	for (int k = 1; k <= RELOADS; k++)
+		reload(&f, k % 2 ? without : with, NULL, NULL, OK_LOG, k);
+	atomic_store(&stop, true);
+	pthread_join(rw.th, NULL);
+	ck_assert_int_gt(rw.writes, 0);
+	/* The last reload added busy back. */
+	ck_assert(wait_status(&f, "/v1/secrets/busy", 200));
+	ck_assert_int_eq(bf_log_count(&f, REFUSED_LOG), 0);
+	v = version_of(&f, "kept");
+	ck_assert_int_eq(t_write_file(kept, "kept-2\n", 0600), 0);
+	vw.f = &f;
+	vw.name = "kept";
+	vw.above = v;
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the kept source's change "
+		      "was missed");
+	ck_assert(served_value_is(&f, "kept", "kept.txt", "kept-2\n"));
+	finish(&f);
+}
+END_TEST
+
+/* A key pair, its private half written to path (mode 0600); owned: lk_key_free. */
+static struct lk_key *
+key_file_new(const char *path)
+{
+	struct lk_secret *priv = NULL;
+	struct lk_key *k = NULL;
+
+	ck_assert_int_eq(lk_key_x25519_generate(&k), 0);
+	ck_assert_int_eq(lk_key_x25519_private_text(k, &priv), 0);
+	ck_assert_int_eq(t_write_file(path, lk_secret_cstr(priv), 0600), 0);
+	lk_secret_free(priv);
+	return k;
+}
+
+#define SEALED_VALUE "reload-sealed-pass-7e21"
+
+/* Sealed volumes (decrypt, each with a decryption_key of its own) added by a reload: the
+ * new key file is read by the reload and the value opens; one sealed to another key is
+ * added all the same, failed, its reason saying the key does not open, never the value. */
+START_TEST(test_file_source_sealed_added)
+{
+	char secrets[4096], vol[700], keyfile[700], otherkey[700], label[LK_LABEL_MAX + 1];
+	char file[700], *ct = NULL, *body = NULL;
+	const char *keys[] = { "password" };
+	struct lk_key *k, *other;
+	struct lk_error err;
+	struct bf f;
+
+	ck_assert_int_eq(lk_secret_init(), 0);
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	snprintf(vol, sizeof(vol), "%s/sealed", f.dir);
+	snprintf(keyfile, sizeof(keyfile), "%s/recipient.lk1", f.dir);
+	snprintf(otherkey, sizeof(otherkey), "%s/other.lk1", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	k = key_file_new(keyfile);
+	other = key_file_new(otherkey);
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", "db-creds", "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, SEALED_VALUE, strlen(SEALED_VALUE), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(vol, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}", file);
+	bf_config(&f, secrets, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/fs", 200));
+
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"sealed\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}, "
+		 "\"decryption_key\": {\"file\": \"%s\"}}, "
+		 "{\"name\": \"wrong\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}, "
+		 "\"decryption_key\": {\"file\": \"%s\"}}", file, vol, keyfile, vol, otherkey);
+	reload(&f, secrets, NULL, NULL, OK_LOG, 1);
+	{
+		struct value_wait w = { &f, "sealed", "password", SEALED_VALUE };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the sealed volume added "
+			      "is not served");
+	}
+	{
+		struct state_wait w = { &f, "wrong", "failed" };
+		json_t *e;
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "the source sealed to "
+			      "another key did not fail");
+		e = ready_entry(&f, "wrong");
+		ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "reason")),
+					     "does not open"));
+		json_decref(e);
+	}
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/wrong", NULL), 503);
+	ck_assert_int_eq(bf_log_count(&f, SEALED_VALUE), 0);
+	/* Not required: ready all the same. */
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, SEALED_VALUE));
+	free(body);
+	lk_key_free(k);
+	lk_key_free(other);
+	finish(&f);
+}
+END_TEST
+
+/* A broker that started without file sources has no watcher to give a new one: the reload
+ * is refused, naming the secret, and the running configuration serves. */
+START_TEST(test_file_source_first_refused)
+{
+	char secrets[2048], file[700];
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
+	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	bf_config(&f, API, NULL);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}", file);
 	reload(&f, secrets, NULL, NULL, REFUSED_LOG, 1);
-	ck_assert_int_eq(bf_log_count(&f, "secrets[3].from_file: a secret read from a file is "
-				      "added only by a restart"), 1);
-	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs2", NULL), 404);
+	ck_assert_int_eq(bf_log_count(&f, "secrets[1].from_file: the first secret read from a "
+				      "file needs a restart"), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs", NULL), 404);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
 	finish(&f);
 }
 END_TEST
@@ -499,21 +910,6 @@ START_TEST(test_allow_change)
 	finish(&f);
 }
 END_TEST
-
-struct file_wait {
-	const char *path, *text;
-};
-
-static bool
-file_is(void *arg)
-{
-	const struct file_wait *w = arg;
-	char *text = t_read_file(w->path);
-	bool same = text != NULL && strcmp(text, w->text) == 0;
-
-	free(text);
-	return same;
-}
 
 /* A template over a kept secret: a reload with a changed template renders it again at
  * once (no backend call); a reload with the same one does not write it again. */
@@ -610,6 +1006,159 @@ START_TEST(test_token_file)
 }
 END_TEST
 
+/* An AppRole login for the broker in f's dev backend: the role "app" (policy app reads
+ * secret/data/app/...; a secret_id is good for one login), its role_id written to
+ * role_id_file; secret_id_file named. */
+static void
+approle_setup(struct bf *f, char *role_id_file, char *secret_id_file, size_t len)
+{
+	char *body = NULL;
+	json_t *j;
+
+	ck_assert_int_lt(bf_dev_call(f, "PUT", "/v1/sys/policies/acl/app",
+				     "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = "
+				     "[\\\"read\\\"] }\"}", NULL), 300);
+	ck_assert_int_lt(bf_dev_call(f, "POST", "/v1/auth/approle/role/app",
+				     "{\"token_ttl\":\"1h\",\"token_max_ttl\":\"2h\","
+				     "\"secret_id_num_uses\":1,\"token_policies\":[\"app\"]}",
+				     NULL), 300);
+	ck_assert_int_eq(bf_dev_call(f, "GET", "/v1/auth/approle/role/app/role-id", NULL, &body),
+			 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	snprintf(role_id_file, len, "%s/role_id", f->dir);
+	ck_assert_int_eq(t_write_file(role_id_file, json_string_value(json_object_get(
+		json_object_get(j, "data"), "role_id")), 0600), 0);
+	json_decref(j);
+	snprintf(secret_id_file, len, "%s/secret_id", f->dir);
+}
+
+/* A new secret_id of role app written to file. */
+static void
+approle_new_secret_id(struct bf *f, const char *file)
+{
+	char *body = NULL;
+	json_t *j;
+
+	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/approle/role/app/secret-id", "{}",
+				     &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_int_eq(t_write_file(file, json_string_value(json_object_get(
+		json_object_get(j, "data"), "secret_id")), 0600), 0);
+	json_decref(j);
+}
+
+/* The broker's configuration with AppRole auth, as bf_config writes the rest. */
+static void
+approle_config(struct bf *f, const char *role_id_file, const char *secret_id_file,
+	       const char *secrets)
+{
+	char *text;
+
+	ck_assert_int_ge(asprintf(&text,
+		"{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"approle\","
+		" \"role_id_file\": \"%s\", \"secret_id_file\": \"%s\"}},\n"
+		" \"listen\": {\"socket\": \"%s\", \"mode\": \"0666\", \"admin_uids\": [0]},\n"
+		" \"state_dir\": \"%s\", \"seccomp\": true, \"grace\": \"1s\",\n"
+		" \"retry\": {\"initial\": \"200ms\", \"max\": \"2s\"},\n"
+		" \"secrets\": [%s]}\n", f->dev.addr, role_id_file, secret_id_file, f->sock,
+		f->state_dir, secrets), 0);
+	ck_assert_int_eq(t_write_file(f->cfg, text, 0600), 0);
+	free(text);
+}
+
+#define LOGGED_IN "\"msg\":\"logged in\""
+
+/* The AppRole secret_id rotated under the same file name: a reload logs in with the new
+ * one (each is good for one login, so only the new one can), and reads with the new
+ * token. The same file again costs no login. */
+START_TEST(test_approle_credentials_changed)
+{
+	char role_id_file[700], secret_id_file[700], *body = NULL;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	approle_setup(&f, role_id_file, secret_id_file, sizeof(role_id_file));
+	approle_new_secret_id(&f, secret_id_file);
+	approle_config(&f, role_id_file, secret_id_file, API);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+	ck_assert_int_eq(bf_log_count(&f, LOGGED_IN), 1);
+
+	/* The same files: no login. */
+	sighup(&f);
+	ck_assert(wait_log_count(&f, OK_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":false"), 1);
+
+	/* Rotated: a new secret_id in the same file (the old one was good for one login). */
+	approle_new_secret_id(&f, secret_id_file);
+	approle_config(&f, role_id_file, secret_id_file, API "," API2);
+	sighup(&f);
+	ck_assert(wait_log_count(&f, OK_LOG, 2));
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
+	ck_assert_msg(wait_log_count(&f, LOGGED_IN, 2), "no new login after the secret_id changed");
+	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
+	ck_assert(metrics_has(&f, "latchkey_broker_logins_total 2\n"));
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"login failed\""), 0);
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, "login_error"));
+	free(body);
+	finish(&f);
+}
+END_TEST
+
+/* A secret_id file rewritten with one the backend refuses: the reload asks for a login,
+ * which fails; the token held goes on serving (a secret added by the same reload is read
+ * with it), the log and /v1/ready's backend.login_error say so, without the value. */
+START_TEST(test_approle_login_fails)
+{
+	char role_id_file[700], secret_id_file[700], *body = NULL;
+	json_t *j, *be;
+	struct bf f;
+
+	bf_dev(&f, "1h", "2h");
+	approle_setup(&f, role_id_file, secret_id_file, sizeof(role_id_file));
+	approle_new_secret_id(&f, secret_id_file);
+	approle_config(&f, role_id_file, secret_id_file, API);
+	ck_assert(bf_start(&f));
+	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
+
+	ck_assert_int_eq(t_write_file(secret_id_file, "reload-bad-secret-id-4b1f", 0600), 0);
+	approle_config(&f, role_id_file, secret_id_file, API "," API2);
+	sighup(&f);
+	ck_assert(wait_log_count(&f, OK_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
+	ck_assert_msg(wait_log_count(&f, "\"msg\":\"the login a reload asked for failed: the "
+				     "token held goes on serving\"", 1), "no failed login logged");
+	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
+	ck_assert_int_eq(bf_log_count(&f, LOGGED_IN), 1);
+	ck_assert_int_eq(bf_log_count(&f, "reload-bad-secret-id-4b1f"), 0);
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	be = json_object_get(j, "backend");
+	ck_assert_ptr_nonnull(json_object_get(be, "login_error"));
+	ck_assert(json_is_true(json_object_get(be, "logged_in")));
+	ck_assert_ptr_null(strstr(json_string_value(json_object_get(be, "login_error")),
+				  "reload-bad-secret-id-4b1f"));
+	json_decref(j);
+	/* One login tried, not a retry loop: the token held is renewed as before. */
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"login failed\""), 1);
+
+	/* Fixed: the next reload logs in, and the error goes. */
+	approle_new_secret_id(&f, secret_id_file);
+	sighup(&f);
+	ck_assert(wait_log_count(&f, OK_LOG, 2));
+	ck_assert(wait_log_count(&f, LOGGED_IN, 2));
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, "login_error"));
+	free(body);
+	finish(&f);
+}
+END_TEST
+
 #define ADD(s, fn, secs) do { \
 	TCase *tc_ = tcase_create(#fn); \
 	tcase_set_timeout(tc_, (secs)); \
@@ -626,9 +1175,15 @@ reload_suite(void)
 	ADD(s, test_changed_source, 90);
 	ADD(s, test_refused, 90);
 	ADD(s, test_file_source_kept, 90);
+	ADD(s, test_file_source_add_remove, 120);
+	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_file_source_sealed_added, 90);
+	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
 	ADD(s, test_allow_change, 90);
 	ADD(s, test_token_file, 90);
+	ADD(s, test_approle_credentials_changed, 90);
+	ADD(s, test_approle_login_fails, 90);
 	ADD(s, test_template_reload, 90);
 	return s;
 }
