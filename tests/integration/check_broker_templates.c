@@ -57,9 +57,10 @@ struct status_wait {
 	struct bf *f;
 	const char *state;
 	char error[512];
+	size_t index;               /* which file of /v1/ready, in configuration order */
 };
 
-/* The first file of the admin's /v1/ready is in state (its error copied out). */
+/* File index of the admin's /v1/ready is in state (its error copied out). */
 static bool
 file_state_is(void *arg)
 {
@@ -74,7 +75,7 @@ file_state_is(void *arg)
 	}
 	j = json_loads(body, 0, NULL);
 	free(body);
-	file = json_array_get(json_object_get(j, "files"), 0);
+	file = json_array_get(json_object_get(j, "files"), w->index);
 	if (file != NULL && json_is_string(json_object_get(file, "state")) &&
 	    strcmp(json_string_value(json_object_get(file, "state")), w->state) == 0) {
 		const char *e = json_string_value(json_object_get(file, "error"));
@@ -112,6 +113,31 @@ version_at_least(void *arg)
 	ok = json_integer_value(json_object_get(j, "version")) >= w->version;
 	json_decref(j);
 	return ok;
+}
+
+struct log_wait {
+	struct bf *f;
+	const char *needle;
+	int count;
+};
+
+static bool
+log_has(void *arg)
+{
+	struct log_wait *w = arg;
+
+	return bf_log_count(w->f, w->needle) >= w->count;
+}
+
+/* Waits until the broker's log holds needle at least count times. The broker logs a
+ * render after it wrote the file and recorded the state, so a test that saw either waits
+ * for the line too. */
+static bool
+wait_log_count(struct bf *f, const char *needle, int count)
+{
+	struct log_wait w = { f, needle, count };
+
+	return t_wait_until(log_has, &w, T_DEADLINE_MS);
 }
 
 static int
@@ -156,6 +182,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	ck_assert_int_eq(st.st_mode & 0777, 0640);
 	sw.f = &f;
 	sw.state = "written";
+	sw.index = 0;
 	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
 
 	/* A new version of one secret that leaves the rendered bytes alone: no write. It is
@@ -176,7 +203,9 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	fw.want = want;
 	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "not rendered after api changed");
 	free(want);
-	/* Written twice: at the first load and after the rotation, not for cfg's version 2. */
+	/* Written twice: at the first load and after the rotation, not for cfg's version 2
+	 * (whose render, had it written, would have logged before the rotation's). */
+	ck_assert(wait_log_count(&f, "\"msg\":\"template rendered\"", 2));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"template rendered\""), 2);
 
 	/* And a new version of the first one too. */
@@ -203,6 +232,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	fw.want = before;
 	ck_assert(file_is(&fw));
 	free(before);
+	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"file render failed\""), 1);
 	ck_assert_int_eq(bf_log_count(&f, "app.tpl:4: secret \\\"cfg\\\" has no key \\\"host\\\""), 1);
 	/* No value in the log. */
