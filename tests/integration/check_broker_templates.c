@@ -3,7 +3,8 @@
  * again; a change that leaves the rendered bytes as they were does not rewrite the file; a
  * missing key keeps the old file and is reported (log and /v1/ready) with the template's
  * origin, line and key, never a value; a template naming a secret that is not configured
- * is refused at load with its file and line. Values are compared, never printed. */
+ * is refused at load with its file and line; a NUL byte in a file-source value fails only
+ * the template that writes it raw. Values are compared, never printed. */
 #include <check.h>
 #include <jansson.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "brokerutil.h"
 
@@ -257,6 +259,65 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 }
 END_TEST
 
+/* A file-source secret with a NUL byte in one value (source_file accepts any bytes): a
+ * template that reads only its other values renders; one that writes that value raw fails
+ * with the template's line and the key, not a false "out of memory", and writes nothing;
+ * one that escapes it renders it. */
+START_TEST(test_nul_in_a_file_source)
+{
+	static const char blob[] = { 'a', '\0', 'b' };
+	struct bf f;
+	char dir[700], path[800], extra[4096], secrets[1024], out[3][700], *log;
+	struct file_wait fw;
+	struct status_wait sw;
+	FILE *fp;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(dir, sizeof(dir), "%s/vol", f.dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/name", dir);
+	ck_assert_int_eq(t_write_file(path, "plain-4e2b", 0600), 0);
+	snprintf(path, sizeof(path), "%s/blob", dir);
+	ck_assert_ptr_nonnull(fp = fopen(path, "w"));
+	ck_assert_uint_eq(fwrite(blob, 1, sizeof(blob), fp), sizeof(blob));
+	ck_assert_int_eq(fclose(fp), 0);
+	for (int i = 0; i < 3; i++)
+		snprintf(out[i], sizeof(out[i]), "%s/out%d.conf", f.dir, i);
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"m\", \"from_file\": \"%s\"}", dir);
+	snprintf(extra, sizeof(extra),
+		 "\"templates\": ["
+		 "{\"template\": \"name={{ .m.name }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"x\\nblob={{ .m.blob }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"blob={{ .m.blob | json }}\\n\", \"destination\": \"%s\"}]",
+		 out[0], out[1], out[2]);
+	bf_config(&f, secrets, extra);
+	ck_assert(bf_start(&f));
+
+	fw.path = out[0];
+	fw.want = "name=plain-4e2b\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the other values did not render");
+	fw.path = out[2];
+	fw.want = "blob=\"a\\u0000b\"\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the escaped value did not render");
+	sw.f = &f;
+	sw.state = "failed";
+	sw.index = 1;
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	ck_assert_msg(strstr(sw.error, ":2: key \"blob\" of secret \"m\" holds a NUL byte") != NULL,
+		      "%s", sw.error);
+	ck_assert_ptr_null(strstr(sw.error, "out of memory"));
+	ck_assert_int_eq(access(out[1], F_OK), -1);
+	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
+	ck_assert_int_eq(bf_log_count(&f, "holds a NUL byte"), 1);
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "plain-4e2b") == NULL, "a value in the log");
+	ck_assert_msg(strstr(log, "out of memory") == NULL, "a false error in the log");
+	free(log);
+	bf_stop(&f);
+}
+END_TEST
+
 /* A template that names a secret the configuration does not have is refused at load. */
 START_TEST(test_unknown_secret_refused_at_load)
 {
@@ -304,6 +365,7 @@ templates_suite(void)
 
 	ADD(s, test_two_secrets_render_rotate_and_fail, 120);
 	ADD(s, test_unknown_secret_refused_at_load, 60);
+	ADD(s, test_nul_in_a_file_source, 60);
 	return s;
 }
 
