@@ -1321,8 +1321,11 @@ val_text(struct eval *ev, const struct val *v, int line, const char **s, size_t 
 	{
 		size_t len = json_dumpb(d, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 
+		/* jansson writes no text that is not UTF-8 (only a value made without its
+		 * check holds one); counting the size takes no memory. */
 		if (len == 0)
-			return lk_error_set(ev->err, -ENOMEM, "out of memory");
+			return eerr(ev, -EINVAL, line, "the value cannot be written as JSON: it "
+				    "holds text that is not UTF-8");
 		if ((rc = charge(ev, len, line)) < 0)
 			return rc;
 		if ((*owned = malloc(len + 1)) == NULL)

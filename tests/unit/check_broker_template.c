@@ -504,6 +504,10 @@ START_TEST(test_yaml_round_trip)
 			json_object_set_new(data[3], "v", json_stringn_nocheck(bad[i], strlen(bad[i])));
 			ck_assert_int_eq(render("{{ .w.v | yaml }}", o, sizeof(o)), -EINVAL);
 			ck_assert_str_eq(o, "t.tpl:1: yaml: the value is not valid UTF-8");
+			/* As part of an object's JSON text: jansson will not write it. */
+			ck_assert_int_eq(render("{{ .w.Data | yaml }}", o, sizeof(o)), -EINVAL);
+			ck_assert_str_eq(o, "t.tpl:1: the value cannot be written as JSON: it holds "
+					 "text that is not UTF-8");
 		}
 	}
 }
