@@ -15,8 +15,9 @@
  * data are the secrets the broker holds. A template names the secrets it reads with
  * literals, so compiling it tells which secrets it depends on (and refuses names that are
  * not configured); a missing key is found when rendering, and its error names the
- * template, the line and the key, never a value. Rendering is bounded in steps and in
- * output (the caller's buffer cap).
+ * template, the line and the key, never a value (a key is shown only when it is a name: a
+ * literal or a range key). Rendering is bounded in steps, in bytes of work and in output
+ * (the caller's buffer cap).
  */
 #ifndef LK_BROKER_TEMPLATE_H
 #define LK_BROKER_TEMPLATE_H
