@@ -146,9 +146,18 @@ render_template(const struct broker_file_spec *fs, struct broker_snapshot *const
 
 		if (snaps[i] == NULL || !broker_template_reads(fs->template, i))
 			continue;
-		data[i] = json_loadb(snaps[i]->data_json, snaps[i]->data_len, 0, &je);
+		/* A value may hold a NUL byte (a file source's, for one): the template decides
+		 * what becomes of it. */
+		data[i] = json_loadb(snaps[i]->data_json, snaps[i]->data_len, JSON_ALLOW_NUL, &je);
 		if (data[i] == NULL) {
-			rc = lk_error_set(err, -ENOMEM, "%s: out of memory", fs->path);
+			/* je.text may quote the data: only its position is told. */
+			if (json_error_code(&je) == json_error_out_of_memory)
+				rc = lk_error_set(err, -ENOMEM, "%s: out of memory", fs->path);
+			else
+				rc = lk_error_set(err, -EINVAL, "%s: the data of secret \"%s\" cannot "
+						  "be read as JSON (at byte %d)", fs->path,
+						  broker_template_secret_name(fs->template, i),
+						  je.position);
 			goto out;
 		}
 		versions[i] = snaps[i]->version;

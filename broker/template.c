@@ -22,6 +22,8 @@
 
 /* Longest identifier, field or variable name. */
 #define TPL_NAME_MAX 256
+/* Longest text one escaping function may make. */
+#define TPL_TEXT_MAX (4u << 20)
 
 /* ---- the compiled form ---- */
 
@@ -165,6 +167,12 @@ size_t
 broker_template_dep(const struct broker_template *t, size_t n)
 {
 	return t != NULL && n < t->ndeps ? t->deps[n] : SIZE_MAX;
+}
+
+const char *
+broker_template_secret_name(const struct broker_template *t, size_t i)
+{
+	return t != NULL && i < t->nnames ? t->names[i] : "";
 }
 
 static int
@@ -1133,6 +1141,14 @@ struct val {
 	size_t n;
 	char *owned;                /* V_STR made by a function: zeroed when freed */
 	int64_t i;
+	/* V_STR: a name, which a message may show: a literal of the template or a key of the
+	 * data's own key list (a range key). Every other text may be a secret's value, or
+	 * made from one, wherever it travels (".", a variable, a pipeline); only these two
+	 * set it, and a function's result never has it. */
+	bool is_name;
+	/* V_JSON: the name of the member it was read from, when that name is a name (a
+	 * field of the template, a literal or range key); NULL when unknown. For messages. */
+	const char *key;
 };
 
 struct eval {
@@ -1143,8 +1159,8 @@ struct eval {
 	struct lk_buf *out;
 	struct lk_error *err;
 	unsigned long steps;
+	uint64_t work;              /* bytes produced, escaped and copied so far */
 	struct val vars[BROKER_TPL_VARS_MAX];
-	char *tmp[BROKER_TPL_VARS_MAX]; /* owned texts of range keys */
 };
 
 static void
@@ -1170,6 +1186,19 @@ eerr(struct eval *ev, int code, int line, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	return lk_error_set(ev->err, code, "%s:%d: %s", ev->t->origin, line, what);
+}
+
+/* Charges n bytes of work to the render: text produced, escaped or copied. A render ends
+ * at BROKER_TPL_WORK_MAX, which bounds its time whatever the template's shape (steps alone
+ * do not: one step can escape megabytes). */
+static int
+charge(struct eval *ev, size_t n, int line)
+{
+	if (n > BROKER_TPL_WORK_MAX || ev->work + n > BROKER_TPL_WORK_MAX)
+		return eerr(ev, -ELOOP, line, "too much work, the limit is %u bytes",
+			    (unsigned)BROKER_TPL_WORK_MAX);
+	ev->work += n;
+	return 0;
 }
 
 /* The secret named in messages: "secret \"db\"", or "the secret" in its own file. */
@@ -1230,6 +1259,7 @@ apply_field(struct eval *ev, struct val *v, const char *name, size_t root_secret
 				    secret_label(ev, v->secret, label, sizeof(label)), name);
 		v->k = V_JSON;
 		v->j = m;
+		v->key = name;
 		return 0;
 	case V_JSON:
 		if (!json_is_object(v->j))
@@ -1239,6 +1269,7 @@ apply_field(struct eval *ev, struct val *v, const char *name, size_t root_secret
 			return eerr(ev, -ENOENT, line, "%s has no key \"%s\"",
 				    secret_label(ev, v->secret, label, sizeof(label)), name);
 		v->j = m;
+		v->key = name;
 		return 0;
 	default:
 		return eerr(ev, -EINVAL, line, "\"%s\": a field of something that has none", name);
@@ -1290,7 +1321,14 @@ val_text(struct eval *ev, const struct val *v, int line, const char **s, size_t 
 	{
 		size_t len = json_dumpb(d, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 
-		if (len == 0 || (*owned = malloc(len + 1)) == NULL)
+		/* jansson writes no text that is not UTF-8 (only a value made without its
+		 * check holds one); counting the size takes no memory. */
+		if (len == 0)
+			return eerr(ev, -EINVAL, line, "the value cannot be written as JSON: it "
+				    "holds text that is not UTF-8");
+		if ((rc = charge(ev, len, line)) < 0)
+			return rc;
+		if ((*owned = malloc(len + 1)) == NULL)
 			return lk_error_set(ev->err, -ENOMEM, "out of memory");
 		json_dumpb(d, *owned, len, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 		(*owned)[len] = '\0';
@@ -1313,21 +1351,29 @@ owned_free(char *p, size_t n)
 struct obuf {
 	char *p;
 	size_t n, cap;
-	bool failed;
+	bool failed;                /* out of memory */
+	bool toobig;                /* past TPL_TEXT_MAX */
+	bool badutf8;               /* the input is not valid UTF-8 (yaml) */
 };
 
 static void
 ob_put(struct obuf *o, const char *s, size_t n)
 {
-	if (o->failed)
+	if (o->failed || o->toobig || o->badutf8)
 		return;
 	if (o->n + n + 1 > o->cap) {
 		size_t cap = o->cap ? o->cap : 64;
 		char *q;
 
+		if (o->n + n + 1 > TPL_TEXT_MAX) {
+			o->toobig = true;
+			return;
+		}
 		while (cap < o->n + n + 1)
 			cap *= 2;
-		if (cap > (4u << 20) || (q = malloc(cap)) == NULL) {
+		if (cap > TPL_TEXT_MAX)
+			cap = TPL_TEXT_MAX;
+		if ((q = malloc(cap)) == NULL) {
 			o->failed = true;
 			return;
 		}
@@ -1378,6 +1424,71 @@ json_quote(struct obuf *o, const char *s, size_t n)
 	ob_putc(o, '"');
 }
 
+/* The code point of the UTF-8 sequence at s[i] (n bytes in all) into *cp, and its length;
+ * 0 when it is not valid UTF-8 (truncated, overlong, a surrogate, past U+10FFFF). */
+static size_t
+utf8_decode(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
+{
+	unsigned char c = s[i];
+	size_t len;
+	uint32_t v, min;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2, v = c & 0x1f, min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3, v = c & 0x0f, min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4, v = c & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n - i < len)
+		return 0;
+	for (size_t k = 1; k < len; k++) {
+		if ((s[i + k] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (s[i + k] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+/* Copies the character at s[*i] for a YAML double-quoted scalar when it is one YAML lets
+ * through as it is, else as an escape YAML reads back as the same character. YAML 1.2's
+ * printable set is TAB, LF, CR, U+0020-U+007E, U+0085, U+00A0-U+D7FF, U+E000-U+FFFD and
+ * U+10000-U+10FFFF; U+0085, U+2028 and U+2029 are line breaks to YAML 1.1 parsers (which
+ * fold them), and U+FEFF is a byte order mark to them: these are escaped too. Bytes that
+ * are not UTF-8 cannot be written at all (YAML text is Unicode): o->badutf8. Quotes,
+ * backslashes and ASCII controls are the caller's. */
+static void
+yaml_char(struct obuf *o, const char *s, size_t n, size_t *i)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	uint32_t cp;
+	size_t len = utf8_decode((const unsigned char *)s, n, *i, &cp);
+
+	if (len == 0) {
+		o->badutf8 = true;
+		return;
+	}
+	if (cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+	    cp == 0xfeff || cp == 0xfffe || cp == 0xffff) {
+		char e[6] = { '\\', 'u', hex[cp >> 12], hex[(cp >> 8) & 15], hex[(cp >> 4) & 15],
+			      hex[cp & 15] };
+
+		ob_put(o, e, 6);
+	} else {
+		ob_put(o, s + *i, len);
+	}
+	*i += len - 1;
+}
+
 static void
 yaml_quote(struct obuf *o, const char *s, size_t n)
 {
@@ -1396,26 +1507,31 @@ yaml_quote(struct obuf *o, const char *s, size_t n)
 			ob_put(o, "\\t", 2);
 		} else if (c == '\r') {
 			ob_put(o, "\\r", 2);
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (c < 0x20) {
 			char e[4] = { '\\', 'x', hex[c >> 4], hex[c & 15] };
 
 			ob_put(o, e, 4);
-		} else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) {
-			ob_put(o, "\\N", 2);        /* NEL: a line break to YAML */
-			i++;
-		} else if (c == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
-			   ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
-			ob_put(o, (unsigned char)s[i + 2] == 0xa8 ? "\\L" : "\\P", 2);
-			i += 2;
-		} else if (c == 0xef && i + 2 < n && (unsigned char)s[i + 1] == 0xbb &&
-			   (unsigned char)s[i + 2] == 0xbf) {
-			ob_put(o, "\\uFEFF", 6);    /* a byte order mark inside a scalar */
-			i += 2;
-		} else {
+		} else if (c < 0x7f) {
 			ob_putc(o, (char)c);
+		} else {
+			yaml_char(o, s, n, &i);
 		}
 	}
 	ob_putc(o, '"');
+}
+
+/* JSON text (of a value that is not a string) as YAML: JSON is YAML's flow syntax, but
+ * jansson writes DEL and non-ASCII characters as they are, and those YAML forbids are
+ * escaped here (they can only be inside strings, where \uXXXX means the same to both). */
+static void
+yaml_json_text(struct obuf *o, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)s[i] < 0x7f)
+			ob_putc(o, s[i]);
+		else
+			yaml_char(o, s, n, &i);
+	}
 }
 
 static void
@@ -1450,7 +1566,8 @@ url_escape(struct obuf *o, const char *s, size_t n)
 	}
 }
 
-/* Runs an escaping function on v; the result replaces v. */
+/* Runs an escaping function on v; the result replaces v. Its input and its result are
+ * charged to the render's work. */
 static int
 call_escape(struct eval *ev, const char *fn, struct val *v, int line)
 {
@@ -1463,6 +1580,10 @@ call_escape(struct eval *ev, const char *fn, struct val *v, int line)
 
 	if ((rc = val_text(ev, v, line, &s, &n, &owned)) < 0)
 		return rc;
+	if ((rc = charge(ev, n, line)) < 0) {
+		owned_free(owned, n);
+		return rc;
+	}
 	/* What is not a string is written as its JSON text: a number stays a number. */
 	raw_json = v->k == V_SECRET || v->k == V_INT || (v->k == V_JSON && !json_is_string(v->j));
 	if (strcmp(fn, "json") == 0) {
@@ -1472,7 +1593,7 @@ call_escape(struct eval *ev, const char *fn, struct val *v, int line)
 			json_quote(&o, s, n);
 	} else if (strcmp(fn, "yaml") == 0) {
 		if (raw_json)
-			ob_put(&o, s, n);
+			yaml_json_text(&o, s, n);
 		else
 			yaml_quote(&o, s, n);
 	} else if (memchr(s, '\0', n) != NULL) {
@@ -1485,8 +1606,8 @@ call_escape(struct eval *ev, const char *fn, struct val *v, int line)
 	} else {
 		size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
 
-		if (cap > (4u << 20)) {
-			o.failed = true;
+		if (cap > TPL_TEXT_MAX) {
+			o.toobig = true;
 		} else if ((o.p = malloc(cap)) == NULL) {
 			o.failed = true;
 		} else {
@@ -1497,15 +1618,22 @@ call_escape(struct eval *ev, const char *fn, struct val *v, int line)
 		}
 	}
 	owned_free(owned, n);
-	if (o.failed) {
+	if (o.p == NULL)
+		ob_put(&o, "", 0);
+	if (o.failed || o.toobig || o.badutf8) {
 		owned_free(o.p, o.cap);
+		if (o.badutf8)
+			return eerr(ev, -EINVAL, line, "%s: the value is not valid UTF-8", fn);
+		if (o.toobig)
+			return eerr(ev, -EMSGSIZE, line, "%s: the result is larger than %u bytes",
+				    fn, TPL_TEXT_MAX);
 		return lk_error_set(ev->err, -ENOMEM, "%s:%d: %s: out of memory", ev->t->origin,
 				    line, fn);
 	}
-	if (o.p == NULL)
-		ob_put(&o, "", 0);
-	if (o.failed)
-		return lk_error_set(ev->err, -ENOMEM, "%s:%d: out of memory", ev->t->origin, line);
+	if ((rc = charge(ev, o.n, line)) < 0) {
+		owned_free(o.p, o.cap);
+		return rc;
+	}
 	val_clear(v);
 	v->k = V_STR;
 	v->owned = o.p;
@@ -1558,6 +1686,7 @@ eval_arg(struct eval *ev, const struct targ *a, const struct val *dot, struct va
 		v.k = V_STR;
 		v.s = a->str;
 		v.n = a->len;
+		v.is_name = true;
 		break;
 	case A_NUMBER:
 		v.k = V_INT;
@@ -1641,6 +1770,10 @@ call_index(struct eval *ev, const struct tcmd *cmd, struct val *vals, int line, 
 				return eerr(ev, -EINVAL, line, "index: a key must be a string");
 			if ((rc = val_text(ev, k, line, &ks, &kn, &owned)) < 0)
 				return rc;
+			if ((rc = charge(ev, kn, line)) < 0) {
+				owned_free(owned, kn);
+				return rc;
+			}
 			if ((key = malloc(kn + 1)) == NULL) {
 				owned_free(owned, kn);
 				return lk_error_set(ev->err, -ENOMEM, "out of memory");
@@ -1653,7 +1786,7 @@ call_index(struct eval *ev, const struct tcmd *cmd, struct val *vals, int line, 
 				/* A literal or a range key is a name; a key taken from the data
 				 * (`index .a.Data .b.name`) or made by a function may be a value,
 				 * and is not shown. */
-				if (k->k == V_STR && k->owned == NULL)
+				if (k->k == V_STR && k->is_name)
 					rc = eerr(ev, -ENOENT, line, "%s has no key \"%.200s\"",
 						  secret_label(ev, v.secret, label, sizeof(label)),
 						  key);
@@ -1665,6 +1798,9 @@ call_index(struct eval *ev, const struct tcmd *cmd, struct val *vals, int line, 
 				free(key);
 				return rc;
 			}
+			/* The member's name, kept for messages only when it is a name. */
+			v.key = k->k == V_STR && k->is_name ?
+				json_object_iter_key(json_object_iter_at((json_t *)v.j, key)) : NULL;
 			sodium_memzero(key, kn);
 			free(key);
 			v.j = m;
@@ -1771,6 +1907,26 @@ truthy(const struct val *v)
 
 static int eval_list(struct eval *ev, const struct tlist *l, const struct val *dot);
 
+/* A value holding a NUL byte is not written: a file that reads as text, or an environment
+ * value, would end at it or carry a byte its reader does not expect. The message names the
+ * key when it is known (and a name), and the secret; never the value. */
+static int
+nul_refused(struct eval *ev, const struct val *v, int line)
+{
+	char label[BROKER_TPL_ORIGIN_MAX];
+
+	if (v->k == V_JSON && v->key != NULL)
+		return eerr(ev, -EINVAL, line, "key \"%.200s\" of %s holds a NUL byte, which "
+			    "cannot be written as it is (escape it with json or yaml)",
+			    v->key, secret_label(ev, v->secret, label, sizeof(label)));
+	if (v->k == V_JSON)
+		return eerr(ev, -EINVAL, line, "a value of %s holds a NUL byte, which cannot be "
+			    "written as it is (escape it with json or yaml)",
+			    secret_label(ev, v->secret, label, sizeof(label)));
+	return eerr(ev, -EINVAL, line, "the value holds a NUL byte, which cannot be written "
+		    "as it is");
+}
+
 static int
 step(struct eval *ev, int line)
 {
@@ -1815,6 +1971,7 @@ eval_range(struct eval *ev, const struct tnode *nd, const struct val *dot)
 			elem.k = V_JSON;
 			elem.secret = v.secret;
 			elem.j = json_array_get(j, i);
+			elem.key = v.k == V_JSON ? v.key : NULL;
 			if (nd->var_k >= 0)
 				ev->vars[nd->var_k] = (struct val){ .k = V_INT, .i = (int64_t)i };
 			if (nd->var_v >= 0)
@@ -1844,9 +2001,12 @@ eval_range(struct eval *ev, const struct tnode *nd, const struct val *dot)
 			elem.k = V_JSON;
 			elem.secret = v.secret;
 			elem.j = json_object_get(j, keys[i]);
+			elem.key = keys[i];
+			/* A key of the data's own key list is a name. */
 			if (nd->var_k >= 0)
 				ev->vars[nd->var_k] = (struct val){ .k = V_STR, .s = keys[i],
-								    .n = strlen(keys[i]) };
+								    .n = strlen(keys[i]),
+								    .is_name = true };
 			if (nd->var_v >= 0)
 				ev->vars[nd->var_v] = elem;
 			rc = eval_list(ev, &nd->body, &elem);
@@ -1882,6 +2042,8 @@ eval_list(struct eval *ev, const struct tlist *l, const struct val *dot)
 			return rc;
 		switch (nd->kind) {
 		case N_TEXT:
+			if ((rc = charge(ev, nd->len, nd->line)) < 0)
+				return rc;
 			if ((rc = lk_buf_append(ev->out, nd->text, nd->len)) < 0)
 				return lk_error_set(ev->err, rc, "%s: the rendered text is too large",
 						    ev->t->origin);
@@ -1894,6 +2056,10 @@ eval_list(struct eval *ev, const struct tlist *l, const struct val *dot)
 			if ((rc = eval_pipe(ev, nd->pipe, dot, &v)) < 0)
 				return rc;
 			rc = val_text(ev, &v, nd->line, &s, &n, &owned);
+			if (rc == 0)
+				rc = charge(ev, n, nd->line);
+			if (rc == 0 && memchr(s, '\0', n) != NULL)
+				rc = nul_refused(ev, &v, nd->line);
 			if (rc == 0 && (rc = lk_buf_append(ev->out, s, n)) < 0)
 				lk_error_set(ev->err, rc, "%s: the rendered text is too large",
 					     ev->t->origin);
@@ -1928,6 +2094,16 @@ int
 broker_template_render(const struct broker_template *t, const json_t *const *data,
 		       const uint64_t *versions, size_t n, struct lk_buf *out, struct lk_error *err)
 {
+	struct broker_template_usage u;
+
+	return broker_template_render_usage(t, data, versions, n, out, &u, err);
+}
+
+int
+broker_template_render_usage(const struct broker_template *t, const json_t *const *data,
+			     const uint64_t *versions, size_t n, struct lk_buf *out,
+			     struct broker_template_usage *usage, struct lk_error *err)
+{
 	struct eval ev;
 	struct val root;
 	int rc;
@@ -1950,7 +2126,11 @@ broker_template_render(const struct broker_template *t, const json_t *const *dat
 		const json_t *d;
 
 		if ((rc = secret_data(&ev, t->deps[i], 1, &d)) < 0)
-			return rc;
+			goto out;
 	}
-	return eval_list(&ev, &t->root, &root);
+	rc = eval_list(&ev, &t->root, &root);
+out:
+	usage->steps = ev.steps;
+	usage->bytes = ev.work;
+	return rc;
 }

@@ -3,7 +3,8 @@
  * again; a change that leaves the rendered bytes as they were does not rewrite the file; a
  * missing key keeps the old file and is reported (log and /v1/ready) with the template's
  * origin, line and key, never a value; a template naming a secret that is not configured
- * is refused at load with its file and line. Values are compared, never printed. */
+ * is refused at load with its file and line; a NUL byte in a file-source value fails only
+ * the template that writes it raw. Values are compared, never printed. */
 #include <check.h>
 #include <jansson.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "brokerutil.h"
 
@@ -57,9 +59,10 @@ struct status_wait {
 	struct bf *f;
 	const char *state;
 	char error[512];
+	size_t index;               /* which file of /v1/ready, in configuration order */
 };
 
-/* The first file of the admin's /v1/ready is in state (its error copied out). */
+/* File index of the admin's /v1/ready is in state (its error copied out). */
 static bool
 file_state_is(void *arg)
 {
@@ -74,7 +77,7 @@ file_state_is(void *arg)
 	}
 	j = json_loads(body, 0, NULL);
 	free(body);
-	file = json_array_get(json_object_get(j, "files"), 0);
+	file = json_array_get(json_object_get(j, "files"), w->index);
 	if (file != NULL && json_is_string(json_object_get(file, "state")) &&
 	    strcmp(json_string_value(json_object_get(file, "state")), w->state) == 0) {
 		const char *e = json_string_value(json_object_get(file, "error"));
@@ -112,6 +115,31 @@ version_at_least(void *arg)
 	ok = json_integer_value(json_object_get(j, "version")) >= w->version;
 	json_decref(j);
 	return ok;
+}
+
+struct log_wait {
+	struct bf *f;
+	const char *needle;
+	int count;
+};
+
+static bool
+log_has(void *arg)
+{
+	struct log_wait *w = arg;
+
+	return bf_log_count(w->f, w->needle) >= w->count;
+}
+
+/* Waits until the broker's log holds needle at least count times. The broker logs a
+ * render after it wrote the file and recorded the state, so a test that saw either waits
+ * for the line too. */
+static bool
+wait_log_count(struct bf *f, const char *needle, int count)
+{
+	struct log_wait w = { f, needle, count };
+
+	return t_wait_until(log_has, &w, T_DEADLINE_MS);
 }
 
 static int
@@ -156,6 +184,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	ck_assert_int_eq(st.st_mode & 0777, 0640);
 	sw.f = &f;
 	sw.state = "written";
+	sw.index = 0;
 	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
 
 	/* A new version of one secret that leaves the rendered bytes alone: no write. It is
@@ -176,7 +205,9 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	fw.want = want;
 	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "not rendered after api changed");
 	free(want);
-	/* Written twice: at the first load and after the rotation, not for cfg's version 2. */
+	/* Written twice: at the first load and after the rotation, not for cfg's version 2
+	 * (whose render, had it written, would have logged before the rotation's). */
+	ck_assert(wait_log_count(&f, "\"msg\":\"template rendered\"", 2));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"template rendered\""), 2);
 
 	/* And a new version of the first one too. */
@@ -203,6 +234,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	fw.want = before;
 	ck_assert(file_is(&fw));
 	free(before);
+	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"file render failed\""), 1);
 	ck_assert_int_eq(bf_log_count(&f, "app.tpl:4: secret \\\"cfg\\\" has no key \\\"host\\\""), 1);
 	/* No value in the log. */
@@ -223,6 +255,65 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	free(want);
 	sw.state = "written";
 	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	bf_stop(&f);
+}
+END_TEST
+
+/* A file-source secret with a NUL byte in one value (source_file accepts any bytes): a
+ * template that reads only its other values renders; one that writes that value raw fails
+ * with the template's line and the key, not a false "out of memory", and writes nothing;
+ * one that escapes it renders it. */
+START_TEST(test_nul_in_a_file_source)
+{
+	static const char blob[] = { 'a', '\0', 'b' };
+	struct bf f;
+	char dir[700], path[800], extra[4096], secrets[1024], out[3][700], *log;
+	struct file_wait fw;
+	struct status_wait sw;
+	FILE *fp;
+
+	bf_dev(&f, "1h", "2h");
+	snprintf(dir, sizeof(dir), "%s/vol", f.dir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/name", dir);
+	ck_assert_int_eq(t_write_file(path, "plain-4e2b", 0600), 0);
+	snprintf(path, sizeof(path), "%s/blob", dir);
+	ck_assert_ptr_nonnull(fp = fopen(path, "w"));
+	ck_assert_uint_eq(fwrite(blob, 1, sizeof(blob), fp), sizeof(blob));
+	ck_assert_int_eq(fclose(fp), 0);
+	for (int i = 0; i < 3; i++)
+		snprintf(out[i], sizeof(out[i]), "%s/out%d.conf", f.dir, i);
+	snprintf(secrets, sizeof(secrets), "{\"name\": \"m\", \"from_file\": \"%s\"}", dir);
+	snprintf(extra, sizeof(extra),
+		 "\"templates\": ["
+		 "{\"template\": \"name={{ .m.name }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"x\\nblob={{ .m.blob }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"blob={{ .m.blob | json }}\\n\", \"destination\": \"%s\"}]",
+		 out[0], out[1], out[2]);
+	bf_config(&f, secrets, extra);
+	ck_assert(bf_start(&f));
+
+	fw.path = out[0];
+	fw.want = "name=plain-4e2b\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the other values did not render");
+	fw.path = out[2];
+	fw.want = "blob=\"a\\u0000b\"\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the escaped value did not render");
+	sw.f = &f;
+	sw.state = "failed";
+	sw.index = 1;
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	ck_assert_msg(strstr(sw.error, ":2: key \"blob\" of secret \"m\" holds a NUL byte") != NULL,
+		      "%s", sw.error);
+	ck_assert_ptr_null(strstr(sw.error, "out of memory"));
+	ck_assert_int_eq(access(out[1], F_OK), -1);
+	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
+	ck_assert_int_eq(bf_log_count(&f, "holds a NUL byte"), 1);
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, "plain-4e2b") == NULL, "a value in the log");
+	ck_assert_msg(strstr(log, "out of memory") == NULL, "a false error in the log");
+	free(log);
 	bf_stop(&f);
 }
 END_TEST
@@ -274,6 +365,7 @@ templates_suite(void)
 
 	ADD(s, test_two_secrets_render_rotate_and_fail, 120);
 	ADD(s, test_unknown_secret_refused_at_load, 60);
+	ADD(s, test_nul_in_a_file_source, 60);
 	return s;
 }
 
