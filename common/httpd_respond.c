@@ -149,7 +149,8 @@ date_line(size_t *ret_len)
 static char *
 put(char *p, const char *s, size_t n)
 {
-	memcpy(p, s, n);
+	if (n > 0)
+		memcpy(p, s, n);
 	return p + n;
 }
 
