@@ -985,7 +985,7 @@ int
 lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	       struct lk_error *err)
 {
-	struct lk_httpd *srv = NULL;
+	struct lk_httpd *srv = NULL, *saved;
 	const char *where;
 	int r;
 
@@ -1049,12 +1049,16 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	srv->thread_per_conn = cfg->threads == 0;
 	if (!srv->thread_per_conn && (r = workers_start(srv, cfg->threads, where, err)) < 0)
 		goto out;
+	/* *ret is set before the first connection can be accepted: a handler may read it
+	 * (the broker's metrics do), and the thread's creation orders the two. */
+	saved = *ret;
+	*ret = srv;
 	if ((r = pthread_create(&srv->acceptor, NULL, httpd_acceptor_run, srv)) != 0) {
+		*ret = saved;
 		r = lk_error_set(err, -r, "%s: acceptor thread: %s", where, strerror(r));
 		goto out;
 	}
 	srv->acceptor_running = true;
-	*ret = srv;
 	srv = NULL;
 	r = 0;
 out:

@@ -85,8 +85,9 @@ struct lk_httpd_config {
 	void *ctx;               /* handed to the handler */
 };
 
-/* Binds, listens and starts serving. *ret is owned: stop with lk_httpd_stop. On error,
- * err names the address and what failed (bind, permissions, ...). */
+/* Binds, listens and starts serving. *ret is owned: stop with lk_httpd_stop; it is set
+ * before the first connection is accepted, so a handler may read it. On error, *ret is
+ * left as it was and err names the address and what failed (bind, permissions, ...). */
 int lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		   struct lk_error *err) __attribute__((warn_unused_result));
 
