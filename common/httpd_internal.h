@@ -140,6 +140,7 @@ struct http_conn {
 	char *extra;
 	size_t extra_len, extra_cap;
 	unsigned nextra;
+	bool extra_framed;            /* the handler gave Transfer-Encoding itself */
 
 	struct lk_http_req req;
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Room a head needs besides Content-Type and the handler's headers: the status line,
@@ -33,6 +34,7 @@ httpd_req_clear_headers(struct lk_http_req *req)
 
 	c->nextra = 0;
 	c->extra_len = 0;
+	c->extra_framed = false;
 }
 
 static const char *
@@ -196,7 +198,7 @@ head_build(struct http_conn *c, unsigned status, const char *content_type, size_
 		p = put(p, content_type, ctlen);
 		p = put(p, "\r\n", 2);
 	}
-	if (!no_body) {
+	if (!no_body && !c->extra_framed) {
 		p = put(p, "Content-Length: ", 16);
 		p = put_uint(p, body_len);
 		p = put(p, "\r\n", 2);
@@ -412,6 +414,14 @@ lk_http_add_header(struct lk_http_req *req, const char *name, const char *value)
 		return -EINVAL;
 	if (c->nextra >= LK_HTTP_RESP_HEADERS_MAX)
 		return -E2BIG;
+	/* Framing the handler asks for, as the server's own lines would give it. */
+	if (strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
+		c->close_after = true;      /* head_finish says Connection: close */
+		c->nextra++;
+		return 0;
+	}
+	if (strcasecmp(name, "Transfer-Encoding") == 0)
+		c->extra_framed = true;     /* the body is sent as given, no Content-Length */
 	need = c->extra_len + nlen + vlen + 4;
 	if (need > c->extra_cap) {
 		size_t cap = c->extra_cap ? c->extra_cap : 256;
