@@ -393,6 +393,7 @@ enum {
 	CH_DATA_LF,
 	CH_TRAILER_START, /* the start of a trailer line, or the final empty line */
 	CH_TRAILER,       /* a trailer field, up to its line end */
+	CH_TRAILER_LF,    /* the LF of a trailer line's CRLF */
 	CH_END_LF,        /* the LF of the final CRLF */
 	CH_DONE,
 };
@@ -448,12 +449,8 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 				else
 					c->state = CH_TRAILER_START;
 			} else if (b == '\r') {
-				/* The LF must follow: CH_SIZE_LF or a trailer's. */
-				if (c->state == CH_EXT) {
-					c->state = CH_SIZE_LF;
-				} else if (i + 1 < len && in[i + 1] != '\n') {
-					goto bad;
-				}
+				/* The LF must follow. */
+				c->state = c->state == CH_EXT ? CH_SIZE_LF : CH_TRAILER_LF;
 			} else if ((b < 0x20 && b != '\t') || b == 0x7f ||
 				   ++c->meta > HTTPD_CHUNK_META_MAX) {
 				goto bad;
@@ -504,6 +501,12 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 			} else {
 				c->state = CH_TRAILER;
 			}
+			i++;
+			break;
+		case CH_TRAILER_LF:
+			if (b != '\n')
+				goto bad;
+			c->state = CH_TRAILER_START;
 			i++;
 			break;
 		case CH_END_LF:
