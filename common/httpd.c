@@ -506,6 +506,9 @@ write_step(struct http_conn *c)
 		if (!linger)
 			return STEP_CLOSE;
 		shutdown(c->fd, SHUT_WR);
+		/* Pipelined bytes left after the answer are never served: wipe them now. */
+		wipe(c->in, c->in_len);
+		c->in_len = 0;
 		c->state = CS_LINGER;
 		c->lingered = 0;
 		c->linger_until_ms = conn_now(c) + HTTPD_LINGER_MS;
@@ -524,7 +527,6 @@ linger_step(struct http_conn *c)
 	int64_t left;
 
 	for (;;) {
-		c->in_len = 0;
 		if (c->blocking) {
 			left = c->linger_until_ms - lk_now_mono_ms();
 			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
