@@ -8,12 +8,14 @@ CC      ?= cc
 PKG_CONFIG ?= pkg-config
 
 MODULES ?= common crypto http manifest sealing vault k8s broker sync devserver
-PKGS    := libcurl jansson libmicrohttpd libsodium openssl yaml-0.1 libpq
+PKGS    := libcurl jansson libsodium openssl yaml-0.1 libpq
 TESTPKG := check
+# The fake API server of the tests serves HTTPS with libmicrohttpd; the product does not use it.
+FAKE_PKG := libmicrohttpd
 
 # A fresh machine: install the missing Debian packages before anything needs them.
 ifeq ($(filter clean,$(MAKECMDGOALS)),)
-ifneq ($(shell $(PKG_CONFIG) --exists $(PKGS) $(TESTPKG) 2>/dev/null && echo ok),ok)
+ifneq ($(shell $(PKG_CONFIG) --exists $(PKGS) $(FAKE_PKG) $(TESTPKG) 2>/dev/null && echo ok),ok)
 $(info latchkey: some libraries are missing; running tools/deps.sh)
 DEPS_STATUS := $(shell tools/deps.sh >&2 && echo ok)
 ifneq ($(DEPS_STATUS),ok)
@@ -26,6 +28,8 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 # libpq is only compiled against: `latchkey dev` loads it with dlopen (devserver/pg.c), so
 # the broker and the controller never map it.
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(filter-out libpq,$(PKGS))) -lpthread
+FAKE_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(FAKE_PKG))
+FAKE_LIBS   := $(shell $(PKG_CONFIG) --libs $(FAKE_PKG))
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TESTPKG))
 # Tests link libpq themselves: check_database logs in with it as an application would.
 CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs $(TESTPKG) libpq)
@@ -91,7 +95,7 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(TESTLIB_OBJ)
 
 $(BUILD)/fake-apiserver: $(FAKE_SRC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) $(FAKE_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(FAKE_LIBS)
 
 # Every fuzz target also builds with a plain driver that replays its corpus: `make check`
 # runs the seeds and the crashes found so far, `make fuzz` explores with libFuzzer.

@@ -1,28 +1,57 @@
-/* httpd.c — the HTTP/1.1 server of httpd.h over libmicrohttpd 0.9.75: requests, suspend
- * and resume, the library's callbacks, start and stop.
+/* httpd.c — the HTTP/1.1 server of httpd.h: connections (reading, dispatching, writing),
+ * the epoll workers and the thread-per-connection loop, suspend and resume, start and stop.
  *
- * The design (acceptor, two-call pattern, suspend/resume race, limits, stop) is described
- * in docs/internals/httpd.md.
+ * The design (acceptor, workers, the connection's states, the suspend/resume race,
+ * limits, stop) is described in docs/internals/httpd.md.
  */
 #include "common/httpd_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 
-static int
-body_append(struct lk_http_req *req, const char *data, size_t n)
+/* What a connection waits for after a step of its state machine. */
+enum step {
+	STEP_READ,      /* readable */
+	STEP_WRITE,     /* writable */
+	STEP_PARKED,    /* nothing: a suspended request, until lk_http_resume */
+	STEP_CLOSE,     /* close it */
+};
+
+/* Internal outcomes of one state's work, besides the steps. */
+#define STEP_CONTINUE (-1)
+#define STEP_NEED_READ (-2)
+
+static const char *const HTTP_CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void
+wipe(void *p, size_t n)
 {
-	return lk_buf_append(&req->body, data, n);
+	if (p != NULL && n > 0)
+		explicit_bzero(p, n);
+}
+
+static void
+signal_fd(int fd)
+{
+	uint64_t one = 1;
+
+	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 /* ---- suspend and resume ---- */
@@ -39,14 +68,21 @@ list_remove(struct lk_httpd *srv, struct lk_http_req *req)
 	req->prev = req->next = NULL;
 }
 
-/* Lets a suspended request go on; srv->lock held and req->suspended just cleared. */
+/* Lets a suspended request go on; srv->lock held and req->suspended just cleared. A
+ * worker's request goes on its resumed queue: the worker runs the handler again. */
 static void
 wake(struct lk_httpd *srv, struct lk_http_req *req)
 {
-	if (srv->thread_per_conn)
+	struct httpd_worker *w = req->conn->worker;
+
+	if (w == NULL) {
 		pthread_cond_broadcast(&srv->resumed);
-	else
-		MHD_resume_connection(req->mhd);
+		return;
+	}
+	req->prev = NULL;
+	req->next = w->resumed;
+	w->resumed = req;
+	signal_fd(w->wake_fd);
 }
 
 void
@@ -81,11 +117,13 @@ lk_http_drop(struct lk_http_req *req)
 		req->outcome = REQ_DROP;
 }
 
-/* Calls the handler and acts on what it did. */
-static enum MHD_Result
-run_handler(struct lk_httpd *srv, struct lk_http_req *req)
+/* Calls the handler and acts on what it did: REQ_ANSWERED (an answer is set), REQ_SUSPEND
+ * (a worker's request, parked) or REQ_DROP. */
+static enum req_outcome
+run_handler(struct http_conn *c)
 {
-	enum MHD_Result ret;
+	struct lk_httpd *srv = c->srv;
+	struct lk_http_req *req = &c->req;
 
 again:
 	req->outcome = REQ_NONE;
@@ -93,262 +131,838 @@ again:
 	srv->handler(srv->ctx, req);
 	req->in_handler = false;
 
-	pthread_mutex_lock(&srv->lock);
-	req->resume_early = req->resume_early && req->outcome == REQ_SUSPEND;
 	if (req->outcome == REQ_SUSPEND) {
+		pthread_mutex_lock(&srv->lock);
 		if (req->resume_early) {
 			req->resume_early = false;
 			pthread_mutex_unlock(&srv->lock);
 			goto again;
 		}
-		if (!srv->stopping) {
+		if (!atomic_load(&srv->stopping)) {
 			req->suspended = true;
 			req->prev = NULL;
 			req->next = srv->suspended;
 			if (srv->suspended != NULL)
 				srv->suspended->prev = req;
 			srv->suspended = req;
-			if (!srv->thread_per_conn) {
-				/* Under the lock: lk_http_resume cannot come between. */
-				MHD_suspend_connection(req->mhd);
+			if (c->worker != NULL) {
+				/* The worker parks the connection; a resume queues it back. */
 				pthread_mutex_unlock(&srv->lock);
-				return MHD_YES;
+				return REQ_SUSPEND;
 			}
-			/* The library does not suspend in this mode, but the thread is the
-			 * connection's own: wait here for lk_http_resume or stop. */
+			/* The thread is the connection's own: wait here. */
 			while (req->suspended)
 				pthread_cond_wait(&srv->resumed, &srv->lock);
 			pthread_mutex_unlock(&srv->lock);
 			goto again;
 		}
 		pthread_mutex_unlock(&srv->lock);
-		return httpd_answer_self(req, MHD_HTTP_SERVICE_UNAVAILABLE, "server stopping",
-				   "the server is shutting down");
+		c->close_after = true;
+		if (httpd_answer_self(req, 503, "server stopping", "the server is shutting down") < 0)
+			return REQ_DROP;
+		return REQ_ANSWERED;
 	}
-	pthread_mutex_unlock(&srv->lock);
-
+	if (atomic_load(&srv->stopping))
+		c->close_after = true;
 	switch (req->outcome) {
 	case REQ_ANSWERED:
-		ret = MHD_YES;
-		break;
+		return REQ_ANSWERED;
 	case REQ_DROP:
-		ret = MHD_NO;
-		break;
+		return REQ_DROP;
 	default:
-		ret = httpd_answer_self(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error",
-				  "the request was not answered");
-		break;
+		if (httpd_answer_self(req, 500, "internal error", "the request was not answered") < 0)
+			return REQ_DROP;
+		return REQ_ANSWERED;
 	}
-	return ret;
 }
 
-/* ---- MHD callbacks ---- */
+/* ---- a request's life on its connection ---- */
 
 static void
-on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-	      enum MHD_ConnectionNotificationCode toe)
+request_begin(struct http_conn *c)
 {
-	struct lk_httpd *srv = cls;
-	struct http_conn *conn;
-	const union MHD_ConnectionInfo *info;
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
-	const struct sockaddr *sa;
+	struct lk_http_req *req = &c->req;
 
-	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-		if (info != NULL)
-			httpd_conn_closed(srv, info->connect_fd);
-		free(*socket_context);
-		*socket_context = NULL;
+	c->has_request = true;
+	atomic_store_explicit(&c->busy, true, memory_order_relaxed);
+	req->srv = c->srv;
+	req->conn = c;
+	req->in_handler = false;
+	req->outcome = REQ_NONE;
+	req->state = NULL;
+	req->state_cleanup = NULL;
+	req->resume_early = false;
+	req->suspended = false;
+	req->stop_resumed = false;
+	req->prev = req->next = NULL;
+}
+
+/* Ends the current request, however it ended: the handler's cleanup, the answer released,
+ * the body and the request's bytes wiped, pipelined bytes moved to the front. */
+static void
+request_end(struct http_conn *c)
+{
+	struct lk_httpd *srv = c->srv;
+	struct lk_http_req *req = &c->req;
+	size_t leftover;
+
+	if (!c->has_request)
 		return;
-	}
-	if ((conn = calloc(1, sizeof(*conn))) == NULL)
-		return;     /* the access handler drops a connection without context */
-	conn->fd = info != NULL ? info->connect_fd : -1;
-	if (srv->is_unix) {
-		strcpy(conn->remote, "unix");
-		if (conn->fd >= 0 &&
-		    getsockopt(conn->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
-		    clen == sizeof(cred)) {
-			conn->peer.known = true;
-			conn->peer.pid = cred.pid;
-			conn->peer.uid = cred.uid;
-			conn->peer.gid = cred.gid;
+	c->has_request = false;
+	if (srv->header_timeout_ms > 0)
+		atomic_store_explicit(&c->ready_ms, lk_now_mono_ms(), memory_order_relaxed);
+	atomic_store_explicit(&c->busy, false, memory_order_relaxed);
+	/* Set only on a suspended request's path, whose hand-over went through srv->lock. */
+	if (req->suspended || req->stop_resumed || req->resume_early) {
+		pthread_mutex_lock(&srv->lock);
+		if (req->suspended) {
+			req->suspended = false;
+			list_remove(srv, req);
 		}
-	} else {
-		strcpy(conn->remote, "unknown");
-		info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		sa = info != NULL ? info->client_addr : NULL;
-		if (sa != NULL && sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-				  conn->remote, sizeof(conn->remote));
-		else if (sa != NULL && sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-				  conn->remote, sizeof(conn->remote));
+		if (req->stop_resumed) {
+			req->stop_resumed = false;
+			if (--srv->draining == 0)
+				pthread_cond_broadcast(&srv->drained);
+		}
+		req->resume_early = false;
+		pthread_mutex_unlock(&srv->lock);
 	}
-	*socket_context = conn;
-}
-
-static void
-on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
-	     enum MHD_RequestTerminationCode toe)
-{
-	struct lk_httpd *srv = cls;
-	struct lk_http_req *req = *req_cls;
-
-	if (req == NULL)
-		return;
-	*req_cls = NULL;
-	/* The next request's header deadline starts now. */
-	httpd_conn_busy(srv, req->conn->fd, false);
-	pthread_mutex_lock(&srv->lock);
-	if (req->suspended) {
-		req->suspended = false;
-		list_remove(srv, req);
-	}
-	if (req->stop_resumed) {
-		req->stop_resumed = false;
-		if (--srv->draining == 0)
-			pthread_cond_broadcast(&srv->drained);
-	}
-	pthread_mutex_unlock(&srv->lock);
 	/* The handler's cleanup runs first: it unregisters the request from whatever may
 	 * still call lk_http_resume on it. */
 	if (req->state_cleanup != NULL)
 		req->state_cleanup(req->state);
 	req->state = NULL;
 	req->state_cleanup = NULL;
-	lk_buf_free(&req->body);
+	httpd_answer_clear(c);
 	httpd_req_clear_headers(req);
-	req->resume_early = false;
-	req->in_use = false;
+	if (c->body.cap > HTTPD_OUT_KEEP)
+		lk_buf_free(&c->body);
+	else
+		lk_buf_reset(&c->body);
+
+	/* The request's bytes may carry tokens: wipe them (only what was used). */
+	if (c->consumed > c->in_len)
+		c->consumed = c->in_len;
+	leftover = c->in_len - c->consumed;
+	wipe(c->in, c->consumed);
+	if (leftover > 0) {
+		memmove(c->in, c->in + c->consumed, leftover);
+		wipe(c->in + leftover, c->consumed);
+	}
+	c->in_len = leftover;
+	c->consumed = 0;
+	c->scanned = 0;
+	c->is_head = false;
+	c->linger = false;
+	c->state = CS_HEAD;
 }
 
-/* Percent-decodes the path and query arguments as the library does, and marks the request
- * when the result holds a NUL, which would cut the C string short: "/v1/a%00b" must not
- * reach a handler as "/v1/a". */
-static size_t
-on_unescape(void *cls, struct MHD_Connection *c, char *s)
+/* Doubles the read buffer (up to in_max), moving its bytes by hand and wiping the old
+ * block. Only while no parsed head points into it. */
+static int
+in_grow(struct http_conn *c)
 {
-	const union MHD_ConnectionInfo *info;
-	struct http_conn *conn;
-	size_t n;
+	size_t ncap;
+	char *p;
 
-	n = MHD_http_unescape(s);
-	if (memchr(s, '\0', n) != NULL) {
-		info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		if (info != NULL && (conn = info->socket_context) != NULL)
-			conn->bad_escape = true;
-	}
+	if (c->in_cap >= c->in_max)
+		return -E2BIG;
+	ncap = c->in_cap * 2 < c->in_max ? c->in_cap * 2 : c->in_max;
+	if ((p = malloc(ncap)) == NULL)
+		return -ENOMEM;
+	memcpy(p, c->in, c->in_len);
+	wipe(c->in, c->in_len);
+	free(c->in);
+	c->in = p;
+	c->in_cap = ncap;
+	return 0;
+}
+
+static int64_t
+conn_now(const struct http_conn *c)
+{
+	return c->worker != NULL ? c->worker->now_ms : lk_now_mono_ms();
+}
+
+/* Reads into the free part of the buffer: > 0 bytes read, 0 the peer closed, -EAGAIN
+ * (nothing now, or a blocking socket's idle timeout), other < 0 errors. */
+static ssize_t
+conn_fill(struct http_conn *c)
+{
+	size_t room = c->in_cap - c->in_len;
+	ssize_t n;
+
+	if (room == 0)
+		return -ENOBUFS;
+	do
+		n = recv(c->fd, c->in + c->in_len, room, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	c->in_len += (size_t)n;
+	if (c->worker != NULL)
+		c->active_ms = c->worker->now_ms;
 	return n;
 }
 
-static bool
-parse_content_length(const char *s, uint64_t *ret)
+/* Answers an error found before the handler ran, and closes after it. */
+static int
+answer_early(struct http_conn *c, unsigned status, const char *error, const char *reason)
 {
-	uint64_t v = 0;
-
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		if (v > (UINT64_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*ret = v;
-	return true;
+	if (!c->has_request)
+		request_begin(c);
+	c->close_after = true;
+	c->linger = true;
+	if (httpd_answer_self(&c->req, status, error, reason) < 0)
+		return STEP_CLOSE;
+	c->state = CS_WRITE;
+	return STEP_CONTINUE;
 }
 
-static enum MHD_Result
-on_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-	  const char *version, const char *upload_data, size_t *upload_data_size,
-	  void **req_cls)
+static int
+answer_too_large(struct http_conn *c)
 {
-	struct lk_httpd *srv = cls;
-	struct lk_http_req *req = *req_cls;
-	const union MHD_ConnectionInfo *info;
-	struct http_conn *conn;
-	const char *cl;
-	uint64_t clen;
-	char reason[128];
-	size_t len;
+	char reason[64];
+
+	snprintf(reason, sizeof(reason), "the limit is %zu bytes", c->srv->max_body);
+	return answer_early(c, 413, "request body too large", reason);
+}
+
+static int
+head_step(struct http_conn *c)
+{
+	struct lk_httpd *srv = c->srv;
+	enum httpd_parse_result pr;
+	const char *reason = "";
+	char text[96];
+	size_t end;
+
+	if (c->in_len == 0)
+		return STEP_NEED_READ;
+	end = httpd_head_end(c->in, c->in_len, &c->scanned);
+	if (end == 0 && c->in_len <= srv->max_header) {
+		if (c->in_len == c->in_cap && in_grow(c) < 0)
+			return STEP_CLOSE;
+		return STEP_NEED_READ;
+	}
+	/* Room for the body after the head, before pointers into the buffer exist. */
+	if (end != 0 && c->in_cap - end < HTTPD_READ_INITIAL / 2 && c->in_cap < c->in_max)
+		(void)in_grow(c);
+	pr = httpd_parse_head(c->in, c->in_len, srv->max_header, &c->head, &reason);
+	switch (pr) {
+	case HTTPD_PARSE_OK:
+		break;
+	case HTTPD_PARSE_INCOMPLETE:
+		return STEP_NEED_READ;
+	case HTTPD_PARSE_TOO_LARGE:
+		snprintf(text, sizeof(text), "%s; the limit is %zu bytes", reason, srv->max_header);
+		return answer_early(c, 431, "request header too large", text);
+	case HTTPD_PARSE_URI_TOO_LONG:
+		return answer_early(c, 414, "request URI too long", reason);
+	case HTTPD_PARSE_NOT_IMPLEMENTED:
+		return answer_early(c, 501, "not implemented", reason);
+	case HTTPD_PARSE_VERSION:
+		return answer_early(c, 505, "HTTP version not supported", reason);
+	default:
+		return answer_early(c, 400, "bad request", reason);
+	}
+	request_begin(c);
+	c->consumed = c->head.head_len;
+	c->close_after = !c->head.keep_alive;
+	c->is_head = strcmp(c->head.method, "HEAD") == 0;
+	if (c->head.has_length && c->head.content_length > srv->max_body)
+		return answer_too_large(c);
+	if (c->head.chunked) {
+		httpd_chunked_init(&c->chunked);
+		c->state = CS_BODY;
+	} else if (c->head.has_length && c->head.content_length > 0) {
+		c->body_left = c->head.content_length;
+		c->state = CS_BODY;
+	} else {
+		c->state = CS_DISPATCH;
+		return STEP_CONTINUE;
+	}
+	if (c->head.expect_continue && !c->head.http10 && c->in_len == c->consumed)
+		(void)!send(c->fd, HTTP_CONTINUE, strlen(HTTP_CONTINUE), MSG_NOSIGNAL | MSG_DONTWAIT);
+	return STEP_CONTINUE;
+}
+
+static int
+body_step(struct http_conn *c)
+{
+	size_t avail = c->in_len - c->consumed, used;
 	int r;
 
-	if (req == NULL) {
-		/* First call: headers only. Answering now would make MHD close the
-		 * connection, so only the requests that must fail are answered here. */
-		info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-		if (info == NULL || (conn = info->socket_context) == NULL)
-			return MHD_NO;
-		req = &conn->req;
-		if (req->in_use)
-			return MHD_NO;
-		memset(req, 0, sizeof(*req));
-		req->srv = srv;
-		req->conn = conn;
-		req->mhd = c;
-		req->method = method;
-		req->path = url;
-		req->in_use = true;
-		lk_buf_init(&req->body, srv->max_body, true);
-		*req_cls = req;
-		httpd_conn_busy(srv, conn->fd, true);
+	if (avail == 0)
+		return STEP_NEED_READ;
+	if (c->head.chunked) {
+		r = httpd_chunked_feed(&c->chunked, c->in + c->consumed, avail, &used, &c->body);
+		if (r == -E2BIG)
+			return answer_too_large(c);
+		if (r == -EINVAL)
+			return answer_early(c, 400, "bad request", "malformed chunked body");
+		if (r < 0)
+			return STEP_CLOSE;
+		if (r == 1) {
+			c->consumed += used;
+			c->state = CS_DISPATCH;
+			return STEP_CONTINUE;
+		}
+	} else {
+		used = avail < c->body_left ? avail : (size_t)c->body_left;
+		if (lk_buf_append(&c->body, c->in + c->consumed, used) < 0)
+			return STEP_CLOSE;
+		c->body_left -= used;
+		if (c->body_left == 0) {
+			c->consumed += used;
+			c->state = CS_DISPATCH;
+			return STEP_CONTINUE;
+		}
+	}
+	/* All of it went into the body: the window after the head is free again. */
+	wipe(c->in + c->consumed, avail);
+	c->in_len = c->consumed;
+	return STEP_NEED_READ;
+}
 
-		if (conn->bad_escape) {
-			conn->bad_escape = false;
-			return httpd_answer_self(req, MHD_HTTP_BAD_REQUEST, "bad request",
-					   "the URL holds an encoded NUL byte");
-		}
-		info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-		if (info != NULL && info->header_size > srv->max_header) {
-			snprintf(reason, sizeof(reason), "the limit is %zu bytes", srv->max_header);
-			return httpd_answer_self(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-					   "request header too large", reason);
-		}
-		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl != NULL && parse_content_length(cl, &clen) && clen > srv->max_body) {
-			snprintf(reason, sizeof(reason), "the limit is %zu bytes", srv->max_body);
-			return httpd_answer_self(req, MHD_HTTP_CONTENT_TOO_LARGE,
-					   "request body too large", reason);
-		}
-		return MHD_YES;
+static int
+dispatch_step(struct http_conn *c)
+{
+	switch (run_handler(c)) {
+	case REQ_ANSWERED:
+		c->state = CS_WRITE;
+		return STEP_CONTINUE;
+	case REQ_SUSPEND:
+		c->state = CS_SUSPENDED;
+		return STEP_PARKED;
+	default:
+		return STEP_CLOSE;
 	}
-	if (*upload_data_size > 0) {
-		len = *upload_data_size;
-		*upload_data_size = 0;
-		if (req->outcome == REQ_ANSWERED)
-			return MHD_YES;       /* answered on the first call: skip the rest */
-		if (!req->too_big) {
-			if ((r = body_append(req, upload_data, len)) == 0)
-				return MHD_YES;
-			if (r != -E2BIG)
-				return MHD_NO;    /* out of memory: nothing better to do */
-			/* A body without Content-Length grew past the limit. The library
-			 * cannot answer before the body ends: throw the rest away, up to a
-			 * bound, and answer 413 then. */
-			req->too_big = true;
-			lk_buf_free(&req->body);
+}
+
+/* The answer's last head lines: whether the connection stays, and the empty line. */
+static void
+head_finish(struct http_conn *c)
+{
+	static const char close_line[] = "Connection: close\r\n\r\n";
+	static const char keep_line[] = "Connection: keep-alive\r\n\r\n";
+	const char *tail = "\r\n";
+
+	if (c->close_after)
+		tail = close_line;
+	else if (c->head.http10)
+		tail = keep_line;
+	/* httpd_respond.c keeps room for the longest tail. */
+	memcpy(c->out_head + c->out_head_len, tail, strlen(tail));
+	c->out_head_len += strlen(tail);
+	c->head_done = true;
+}
+
+static int
+write_step(struct http_conn *c)
+{
+	struct iovec iov[2];
+	struct msghdr msg = { .msg_iov = iov };
+	size_t body_len = c->is_head || c->out_no_body ? 0 : c->out_body_len, total;
+	ssize_t n;
+
+	if (!c->head_done)
+		head_finish(c);
+	total = c->out_head_len + body_len;
+	while (c->sent < total) {
+		msg.msg_iovlen = 0;
+		if (c->sent < c->out_head_len) {
+			iov[0].iov_base = c->out_head + c->sent;
+			iov[0].iov_len = c->out_head_len - c->sent;
+			msg.msg_iovlen = 1;
+			if (body_len > 0) {
+				iov[1].iov_base = (void *)c->out_body;
+				iov[1].iov_len = body_len;
+				msg.msg_iovlen = 2;
+			}
+		} else {
+			iov[0].iov_base = (void *)(c->out_body + (c->sent - c->out_head_len));
+			iov[0].iov_len = total - c->sent;
+			msg.msg_iovlen = 1;
 		}
-		if (len > HTTPD_DISCARD_MAX - req->discarded)
-			return MHD_NO;
-		req->discarded += len;
-		return MHD_YES;
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if ((errno == EAGAIN || errno == EWOULDBLOCK) && !c->blocking)
+				return STEP_WRITE;
+			return STEP_CLOSE;
+		}
+		c->sent += (size_t)n;
+		if (c->worker != NULL)
+			c->active_ms = c->worker->now_ms;
+		if (c->sent < total && !c->blocking)
+			return STEP_WRITE;
 	}
-	if (req->outcome == REQ_ANSWERED)
-		return MHD_YES;
-	if (req->too_big) {
-		snprintf(reason, sizeof(reason), "the limit is %zu bytes", srv->max_body);
-		return httpd_answer_self(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
-				   reason);
+	if (c->close_after) {
+		bool linger = c->linger || c->in_len > c->consumed;
+
+		request_end(c);
+		if (!linger)
+			return STEP_CLOSE;
+		shutdown(c->fd, SHUT_WR);
+		/* Pipelined bytes left after the answer are never served: wipe them now. */
+		wipe(c->in, c->in_len);
+		c->in_len = 0;
+		c->state = CS_LINGER;
+		c->lingered = 0;
+		c->linger_until_ms = conn_now(c) + HTTPD_LINGER_MS;
+		return STEP_CONTINUE;
 	}
-	return run_handler(srv, req);
+	request_end(c);
+	return STEP_CONTINUE;
+}
+
+/* Reads and throws away what the client still sends after an answer that closes. */
+static int
+linger_step(struct http_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	ssize_t n;
+	int64_t left;
+
+	for (;;) {
+		if (c->blocking) {
+			left = c->linger_until_ms - lk_now_mono_ms();
+			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+				return STEP_CLOSE;
+		}
+		n = recv(c->fd, c->in, c->in_cap, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return c->blocking ? STEP_CONTINUE : STEP_READ;
+		if (n <= 0)
+			return STEP_CLOSE;
+		wipe(c->in, (size_t)n);
+		c->lingered += (size_t)n;
+		if (c->lingered > HTTPD_LINGER_MAX)
+			return STEP_CLOSE;
+	}
+}
+
+/* Runs the connection's state machine until it must wait. may_read: a non-blocking
+ * connection reads at most once per call, and only when its socket was reported ready
+ * (epoll is level-triggered: it says so again when more is there). */
+static enum step
+conn_advance(struct http_conn *c, bool may_read)
+{
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		switch (c->state) {
+		case CS_HEAD:
+			r = head_step(c);
+			break;
+		case CS_BODY:
+			r = body_step(c);
+			break;
+		case CS_DISPATCH:
+			r = dispatch_step(c);
+			break;
+		case CS_WRITE:
+			r = write_step(c);
+			break;
+		case CS_LINGER:
+			r = linger_step(c);
+			break;
+		default:
+			return STEP_PARKED;
+		}
+		if (r == STEP_CONTINUE)
+			continue;
+		if (r != STEP_NEED_READ)
+			return (enum step)r;
+		if (!c->blocking && !may_read)
+			return STEP_READ;
+		may_read = false;
+		n = conn_fill(c);
+		if (n > 0)
+			continue;
+		if (n == -EAGAIN && !c->blocking)
+			return STEP_READ;
+		return STEP_CLOSE;
+	}
+}
+
+/* ---- connections ---- */
+
+int
+httpd_conn_new(struct lk_httpd *srv, int fd, const struct sockaddr *sa,
+	       const struct ucred *cred, struct http_conn **ret_conn)
+{
+	struct http_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	if ((c->in = malloc(HTTPD_READ_INITIAL)) == NULL) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->in_cap = HTTPD_READ_INITIAL;
+	c->in_max = srv->max_header + HTTPD_READ_BODY_WINDOW;
+	lk_buf_init(&c->body, srv->max_body, true);
+	atomic_init(&c->busy, false);
+	atomic_init(&c->ready_ms, lk_now_mono_ms());
+	c->req.srv = srv;
+	c->req.conn = c;
+	if (cred != NULL) {
+		c->peer.known = true;
+		c->peer.pid = cred->pid;
+		c->peer.uid = cred->uid;
+		c->peer.gid = cred->gid;
+	}
+	if (srv->is_unix)
+		strcpy(c->remote, "unix");
+	else if (sa != NULL && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+			  c->remote, sizeof(c->remote));
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+			  c->remote, sizeof(c->remote));
+	else
+		strcpy(c->remote, "unknown");
+	*ret_conn = c;
+	return 0;
+}
+
+void
+httpd_conn_free(struct http_conn *c)
+{
+	wipe(c->in, c->in_len);
+	free(c->in);
+	lk_buf_free(&c->body);
+	httpd_answer_clear(c);
+	free(c->out_copy);
+	free(c->out_head);
+	free(c->extra);
+	free(c);
+}
+
+/* Ends a worker's connection: request, admission slot, descriptor, memory. */
+static void
+worker_conn_close(struct httpd_worker *w, struct http_conn *c)
+{
+	request_end(c);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	httpd_conn_closed(c->srv, c->fd);
+	close(c->fd);
+	httpd_conn_free(c);
+}
+
+/* Makes the worker's epoll set watch what c waits for (0: nothing, out of the set). */
+static int
+conn_watch(struct httpd_worker *w, struct http_conn *c, unsigned events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+	int op;
+
+	if (events == c->ep_events)
+		return 0;
+	op = c->ep_events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	if (epoll_ctl(w->epfd, op, c->fd, &ev) < 0)
+		return -errno;
+	c->ep_events = events;
+	return 0;
+}
+
+static void
+conn_apply(struct httpd_worker *w, struct http_conn *c, enum step step)
+{
+	int r = 0;
+
+	switch (step) {
+	case STEP_READ:
+		r = conn_watch(w, c, EPOLLIN);
+		break;
+	case STEP_WRITE:
+		r = conn_watch(w, c, EPOLLOUT);
+		break;
+	case STEP_PARKED:
+		r = conn_watch(w, c, 0);
+		break;
+	default:
+		r = -1;
+		break;
+	}
+	if (r < 0)
+		worker_conn_close(w, c);
+}
+
+/* New connections from the acceptor, and requests resumed from any thread. */
+static void
+worker_wake(struct httpd_worker *w, bool *ret_stop)
+{
+	struct lk_httpd *srv = w->srv;
+	struct http_conn *in, *c;
+	struct lk_http_req *req, *next;
+	uint64_t v;
+
+	(void)!read(w->wake_fd, &v, sizeof(v));
+	pthread_mutex_lock(&w->lock);
+	in = w->incoming;
+	w->incoming = NULL;
+	*ret_stop = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	while ((c = in) != NULL) {
+		in = c->next;
+		c->prev = NULL;
+		c->next = w->conns;
+		if (w->conns != NULL)
+			w->conns->prev = c;
+		w->conns = c;
+		c->active_ms = w->now_ms;
+		conn_apply(w, c, STEP_READ);
+	}
+	pthread_mutex_lock(&srv->lock);
+	req = w->resumed;
+	w->resumed = NULL;
+	pthread_mutex_unlock(&srv->lock);
+	for (; req != NULL; req = next) {
+		next = req->next;
+		req->next = req->prev = NULL;
+		c = req->conn;
+		c->state = CS_DISPATCH;
+		conn_apply(w, c, conn_advance(c, false));
+	}
+}
+
+/* Closes the connections idle past timeout_s, and those whose linger ended. */
+static void
+worker_scan_idle(struct httpd_worker *w)
+{
+	struct http_conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CS_LINGER ? w->now_ms >= c->linger_until_ms :
+		    (c->state == CS_HEAD || c->state == CS_BODY || c->state == CS_WRITE) &&
+		    w->now_ms - c->active_ms >= w->srv->idle_ms)
+			worker_conn_close(w, c);
+	}
+}
+
+static void *
+worker_run(void *arg)
+{
+	struct httpd_worker *w = arg;
+	struct epoll_event ev[HTTPD_EVENTS_MAX];
+	int64_t next_scan = lk_now_mono_ms() + HTTPD_IDLE_SCAN_MS;
+	bool stop = false;
+	int n;
+
+	while (!stop) {
+		n = epoll_wait(w->epfd, ev, HTTPD_EVENTS_MAX, HTTPD_IDLE_SCAN_MS);
+		w->now_ms = lk_now_mono_ms();
+		if (n < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct http_conn *c = ev[i].data.ptr;
+
+			if (c == NULL)
+				worker_wake(w, &stop);
+			else
+				conn_apply(w, c, conn_advance(c, true));
+		}
+		if (w->now_ms >= next_scan) {
+			worker_scan_idle(w);
+			next_scan = w->now_ms + HTTPD_IDLE_SCAN_MS;
+		}
+	}
+	return NULL;
+}
+
+/* A connection's own thread: a blocking loop. */
+static void *
+tpc_run(void *arg)
+{
+	struct http_conn *c = arg;
+	struct lk_httpd *srv = c->srv;
+
+	while (conn_advance(c, true) != STEP_CLOSE)
+		;
+	request_end(c);
+	httpd_conn_closed(srv, c->fd);
+	pthread_mutex_lock(&srv->tpc_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		srv->tpc_conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	/* Under the lock: stop shuts down the descriptors of the listed connections. */
+	close(c->fd);
+	c->fd = -1;
+	c->prev = NULL;
+	c->next = srv->tpc_done;
+	srv->tpc_done = c;
+	if (--srv->tpc_live == 0)
+		pthread_cond_broadcast(&srv->tpc_gone);
+	pthread_mutex_unlock(&srv->tpc_lock);
+	return NULL;
+}
+
+void
+httpd_tpc_reap(struct lk_httpd *srv)
+{
+	struct http_conn *done, *c;
+
+	pthread_mutex_lock(&srv->tpc_lock);
+	done = srv->tpc_done;
+	srv->tpc_done = NULL;
+	pthread_mutex_unlock(&srv->tpc_lock);
+	while ((c = done) != NULL) {
+		done = c->next;
+		pthread_join(c->thread, NULL);
+		httpd_conn_free(c);
+	}
+}
+
+int
+httpd_conn_hand(struct lk_httpd *srv, struct http_conn *c)
+{
+	struct httpd_worker *w;
+	struct timeval tv;
+	int r, flags;
+
+	if (!srv->thread_per_conn) {
+		w = &srv->workers[srv->next_worker++ % srv->nworkers];
+		c->worker = w;
+		pthread_mutex_lock(&w->lock);
+		c->next = w->incoming;
+		w->incoming = c;
+		pthread_mutex_unlock(&w->lock);
+		signal_fd(w->wake_fd);
+		return 0;
+	}
+	/* Blocking, with the idle timeout as the socket's own: set once per connection. */
+	c->blocking = true;
+	if ((flags = fcntl(c->fd, F_GETFL)) >= 0)
+		(void)fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+	tv.tv_sec = (time_t)(srv->idle_ms / 1000);
+	tv.tv_usec = 0;
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	pthread_mutex_lock(&srv->tpc_lock);
+	c->prev = NULL;
+	c->next = srv->tpc_conns;
+	if (srv->tpc_conns != NULL)
+		srv->tpc_conns->prev = c;
+	srv->tpc_conns = c;
+	srv->tpc_live++;
+	r = pthread_create(&c->thread, NULL, tpc_run, c);
+	if (r != 0) {
+		srv->tpc_conns = c->next;
+		if (c->next != NULL)
+			c->next->prev = NULL;
+		srv->tpc_live--;
+	}
+	pthread_mutex_unlock(&srv->tpc_lock);
+	if (r != 0) {
+		httpd_conn_closed(srv, c->fd);
+		close(c->fd);
+		httpd_conn_free(c);
+		return -r;
+	}
+	return 0;
 }
 
 /* ---- the server ---- */
+
+static void
+workers_free(struct lk_httpd *srv)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct httpd_worker *w = &srv->workers[i];
+
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->wake_fd >= 0)
+			close(w->wake_fd);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(srv->workers);
+	srv->workers = NULL;
+	srv->nworkers = 0;
+}
+
+/* Stops and joins the workers, then closes every connection they held. */
+static void
+workers_stop(struct lk_httpd *srv)
+{
+	struct http_conn *c;
+
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct httpd_worker *w = &srv->workers[i];
+
+		if (!w->started)
+			continue;
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_mutex_unlock(&w->lock);
+		signal_fd(w->wake_fd);
+		pthread_join(w->thread, NULL);
+		w->started = false;
+	}
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct httpd_worker *w = &srv->workers[i];
+
+		while ((c = w->incoming) != NULL) {
+			w->incoming = c->next;
+			c->next = c->prev = NULL;
+			httpd_conn_closed(srv, c->fd);
+			close(c->fd);
+			httpd_conn_free(c);
+		}
+		while (w->conns != NULL)
+			worker_conn_close(w, w->conns);
+	}
+}
+
+static int
+workers_start(struct lk_httpd *srv, unsigned n, const char *where, struct lk_error *err)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int r;
+
+	if ((srv->workers = calloc(n, sizeof(*srv->workers))) == NULL)
+		return lk_error_set(err, -ENOMEM, "%s: out of memory", where);
+	for (unsigned i = 0; i < n; i++) {
+		struct httpd_worker *w = &srv->workers[i];
+
+		w->srv = srv;
+		w->epfd = w->wake_fd = -1;
+		if (pthread_mutex_init(&w->lock, NULL) != 0)
+			return lk_error_set(err, -ENOMEM, "%s: mutex", where);
+		srv->nworkers = i + 1;
+		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    (w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+		    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) < 0)
+			return lk_error_set(err, -errno, "%s: epoll: %s", where, strerror(errno));
+		w->now_ms = lk_now_mono_ms();
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct httpd_worker *w = &srv->workers[i];
+
+		if ((r = pthread_create(&w->thread, NULL, worker_run, w)) != 0)
+			return lk_error_set(err, -r, "%s: worker thread: %s", where, strerror(r));
+		w->started = true;
+	}
+	return 0;
+}
 
 static void
 srv_free(struct lk_httpd *srv)
@@ -357,8 +971,11 @@ srv_free(struct lk_httpd *srv)
 		close(srv->listen_fd);
 	if (srv->stop_fd >= 0)
 		close(srv->stop_fd);
+	workers_free(srv);
 	httpd_admission_free(srv);
 	pthread_mutex_destroy(&srv->conns_lock);
+	pthread_mutex_destroy(&srv->tpc_lock);
+	pthread_cond_destroy(&srv->tpc_gone);
 	pthread_cond_destroy(&srv->resumed);
 	pthread_cond_destroy(&srv->drained);
 	pthread_mutex_destroy(&srv->lock);
@@ -370,12 +987,9 @@ int
 lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	       struct lk_error *err)
 {
-	struct lk_httpd *srv = NULL;
+	struct lk_httpd *srv = NULL, *saved;
 	const char *where;
-	unsigned flags, pool;
-	size_t mem;
 	int r;
-	bool sync_ready = false;
 
 	if (cfg == NULL || ret == NULL || cfg->handler == NULL)
 		return lk_error_set(err, -EINVAL, "httpd: no configuration or no handler");
@@ -389,34 +1003,23 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		return lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 	srv->listen_fd = -1;
 	srv->stop_fd = -1;
-	if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+	if (pthread_mutex_init(&srv->lock, NULL) != 0 ||
+	    pthread_cond_init(&srv->drained, NULL) != 0 ||
+	    pthread_cond_init(&srv->resumed, NULL) != 0 ||
+	    pthread_cond_init(&srv->tpc_gone, NULL) != 0 ||
+	    pthread_mutex_init(&srv->tpc_lock, NULL) != 0 ||
+	    pthread_mutex_init(&srv->conns_lock, NULL) != 0) {
+		/* glibc's initialisers of default attributes do not fail. */
 		free(srv);
 		return lk_error_set(err, -ENOMEM, "%s: mutex", where);
 	}
-	if (pthread_cond_init(&srv->drained, NULL) != 0) {
-		pthread_mutex_destroy(&srv->lock);
-		free(srv);
-		return lk_error_set(err, -ENOMEM, "%s: condition variable", where);
-	}
-	if (pthread_cond_init(&srv->resumed, NULL) != 0) {
-		pthread_cond_destroy(&srv->drained);
-		pthread_mutex_destroy(&srv->lock);
-		free(srv);
-		return lk_error_set(err, -ENOMEM, "%s: condition variable", where);
-	}
-	if (pthread_mutex_init(&srv->conns_lock, NULL) != 0) {
-		pthread_cond_destroy(&srv->resumed);
-		pthread_cond_destroy(&srv->drained);
-		pthread_mutex_destroy(&srv->lock);
-		free(srv);
-		return lk_error_set(err, -ENOMEM, "%s: mutex", where);
-	}
-	sync_ready = true;
+	atomic_init(&srv->stopping, false);
 	srv->handler = cfg->handler;
 	srv->ctx = cfg->ctx;
 	srv->max_body = cfg->max_body ? cfg->max_body : LK_HTTPD_MAX_BODY_DEFAULT;
 	srv->max_header = cfg->max_header ? cfg->max_header : LK_HTTPD_MAX_HEADER_DEFAULT;
 	srv->error_body = cfg->error_body;
+	srv->idle_ms = (int64_t)(cfg->timeout_s ? cfg->timeout_s : LK_HTTPD_TIMEOUT_DEFAULT) * 1000;
 	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4) {
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
 		goto out;
@@ -432,7 +1035,6 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	}
 
 	if (cfg->unix_path != NULL) {
-		srv->is_unix = true;
 		if ((srv->unix_path = strdup(cfg->unix_path)) == NULL) {
 			r = lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 			goto out;
@@ -446,51 +1048,27 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		goto out;
 	}
 
-	/* No listening socket for the library: the acceptor below hands it connections,
-	 * and MHD_USE_ITC wakes the worker that gets one. */
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-		MHD_USE_NO_LISTEN_SOCKET;
-	if (cfg->threads > 0) {
-		flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ?
-			MHD_USE_EPOLL : MHD_USE_POLL;
-		pool = cfg->threads > 1 ? cfg->threads : 0;
-	} else {
-		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
-		pool = 0;
-		srv->thread_per_conn = true;
-	}
-	mem = srv->max_header * 2 + HTTPD_POOL_SLACK;
-	srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
-		/* Admission is the acceptor's (httpd_listen.c); this is a backstop. */
-		MHD_OPTION_CONNECTION_LIMIT, srv->max_connections + HTTPD_LIBRARY_CONN_SLACK,
-		MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)(cfg->timeout_s ? cfg->timeout_s : LK_HTTPD_TIMEOUT_DEFAULT),
-		MHD_OPTION_THREAD_POOL_SIZE, pool,
-		MHD_OPTION_END);
-	if (srv->daemon == NULL) {
-		r = lk_error_set(err, -EIO, "%s: the HTTP server did not start", where);
+	srv->thread_per_conn = cfg->threads == 0;
+	if (!srv->thread_per_conn && (r = workers_start(srv, cfg->threads, where, err)) < 0)
 		goto out;
-	}
+	/* *ret is set before the first connection can be accepted: a handler may read it
+	 * (the broker's metrics do), and the thread's creation orders the two. */
+	saved = *ret;
+	*ret = srv;
 	if ((r = pthread_create(&srv->acceptor, NULL, httpd_acceptor_run, srv)) != 0) {
+		*ret = saved;
 		r = lk_error_set(err, -r, "%s: acceptor thread: %s", where, strerror(r));
-		MHD_stop_daemon(srv->daemon);
-		srv->daemon = NULL;
 		goto out;
 	}
 	srv->acceptor_running = true;
-	*ret = srv;
 	srv = NULL;
 	r = 0;
 out:
 	if (srv != NULL) {
+		workers_stop(srv);
 		if (srv->unix_path != NULL)
 			httpd_unix_remove(srv);
-		if (sync_ready)
-			srv_free(srv);
+		srv_free(srv);
 	}
 	return r;
 }
@@ -518,6 +1096,7 @@ void
 lk_httpd_stop(struct lk_httpd *srv)
 {
 	struct lk_http_req *req;
+	struct http_conn *c;
 	struct timespec deadline;
 
 	if (srv == NULL)
@@ -525,7 +1104,7 @@ lk_httpd_stop(struct lk_httpd *srv)
 	lk_httpd_quiesce(srv);
 
 	pthread_mutex_lock(&srv->lock);
-	srv->stopping = true;
+	atomic_store(&srv->stopping, true);
 	while ((req = srv->suspended) != NULL) {
 		list_remove(srv, req);
 		req->suspended = false;
@@ -540,8 +1119,15 @@ lk_httpd_stop(struct lk_httpd *srv)
 	}
 	pthread_mutex_unlock(&srv->lock);
 
-	MHD_stop_daemon(srv->daemon);
-	srv->daemon = NULL;
+	/* Every connection closes; a handler in progress finishes first. */
+	pthread_mutex_lock(&srv->tpc_lock);
+	for (c = srv->tpc_conns; c != NULL; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	while (srv->tpc_live > 0)
+		pthread_cond_wait(&srv->tpc_gone, &srv->tpc_lock);
+	pthread_mutex_unlock(&srv->tpc_lock);
+	httpd_tpc_reap(srv);
+	workers_stop(srv);
 	httpd_unix_remove(srv);
 	srv_free(srv);
 }
@@ -551,33 +1137,35 @@ lk_httpd_stop(struct lk_httpd *srv)
 const char *
 lk_http_method(const struct lk_http_req *req)
 {
-	return req->method;
+	return req->conn->head.method;
 }
 
 const char *
 lk_http_path(const struct lk_http_req *req)
 {
-	return req->path;
+	return req->conn->head.path;
 }
 
 const char *
 lk_http_query(const struct lk_http_req *req, const char *key)
 {
-	return MHD_lookup_connection_value(req->mhd, MHD_GET_ARGUMENT_KIND, key);
+	return httpd_head_query(&req->conn->head, key);
 }
 
 const char *
 lk_http_header(const struct lk_http_req *req, const char *name)
 {
-	return MHD_lookup_connection_value(req->mhd, MHD_HEADER_KIND, name);
+	return httpd_head_field(&req->conn->head, name);
 }
 
 const char *
 lk_http_body(const struct lk_http_req *req, size_t *ret_len)
 {
+	const struct http_conn *c = req->conn;
+
 	if (ret_len != NULL)
-		*ret_len = req->body.len;
-	return req->body.data != NULL ? req->body.data : "";
+		*ret_len = c->body.len;
+	return c->body.data != NULL ? c->body.data : "";
 }
 
 const struct lk_peer *
@@ -604,4 +1192,3 @@ lk_http_set_state(struct lk_http_req *req, void *state, void (*cleanup)(void *st
 	req->state = state;
 	req->state_cleanup = cleanup;
 }
-

@@ -1,16 +1,15 @@
-/* httpd.h — an HTTP/1.1 server over libmicrohttpd, on a Unix socket or a TCP address.
+/* httpd.h — an HTTP/1.1 server of our own, on a Unix socket or a TCP address.
  *
  * The server calls one handler per request, once the whole body has arrived. The handler
  * either answers (lk_http_respond*), suspends the request (lk_http_suspend, to answer
  * later from another thread: long polls), or drops the connection (lk_http_drop, for
  * fault injection). A handler that does none of these gets a 500 answered for it.
  *
- * Keep-alive works: the library's two-call pattern is handled here (see
- * ../shared/NOTES.md), so a client reuses its connection across requests.
+ * Keep-alive and pipelining work: a client reuses its connection across requests.
  *
  * Limits: request bodies over max_body get 413 and headers over max_header 431 before the
- * handler runs (a chunked body past max_body is answered 413 when it ends, up to 1 MiB past
- * the limit; beyond that the connection is closed). The peer's credentials (SO_PEERCRED)
+ * handler runs (a chunked body is answered 413 as soon as it passes max_body, and the
+ * connection closed). The peer's credentials (SO_PEERCRED)
  * are read once per Unix-socket connection, when it is accepted: a uid over its connection
  * cap is refused there, and slots are kept for named uids (a readiness probe). A header
  * deadline closes connections that dribble their request or sit idle.
@@ -67,8 +66,8 @@ struct lk_httpd_config {
 	unsigned max_connections;
 	unsigned timeout_s;
 
-	/* Connection admission, decided when a connection is accepted, before the library
-	 * sees it (docs/internals/httpd.md, "Connection limits"). A refused peer gets a 503
+	/* Connection admission, decided when a connection is accepted, before it is served
+	 * (docs/internals/httpd.md, "Connection limits"). A refused peer gets a 503
 	 * in the server's error shape and the connection is closed. */
 	unsigned max_per_uid;    /* Unix socket: most connections one uid holds; 0: no cap */
 	unsigned reserved;       /* slots of max_connections only reserved_uids may take;
@@ -86,8 +85,9 @@ struct lk_httpd_config {
 	void *ctx;               /* handed to the handler */
 };
 
-/* Binds, listens and starts serving. *ret is owned: stop with lk_httpd_stop. On error,
- * err names the address and what failed (bind, permissions, ...). */
+/* Binds, listens and starts serving. *ret is owned: stop with lk_httpd_stop; it is set
+ * before the first connection is accepted, so a handler may read it. On error, *ret is
+ * left as it was and err names the address and what failed (bind, permissions, ...). */
 int lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		   struct lk_error *err) __attribute__((warn_unused_result));
 
@@ -116,8 +116,7 @@ void lk_httpd_stop(struct lk_httpd *srv);
 /* ---- the request, valid only inside the handler (or until resumed) ---- */
 
 const char *lk_http_method(const struct lk_http_req *req);    /* "GET", "LIST", ... */
-/* The path without the query, percent-decoded by the library (%2F becomes /; not
- * normalised). A URL that decodes to a NUL byte is answered 400 before the handler. */
+/* The path without the query, percent-decoded (%2F becomes /; not normalised). A URL that decodes to a NUL byte is answered 400 before the handler. */
 const char *lk_http_path(const struct lk_http_req *req);
 /* A query value; NULL when absent, or when the key is given without '='. */
 const char *lk_http_query(const struct lk_http_req *req, const char *key);
@@ -143,7 +142,7 @@ int lk_http_add_header(struct lk_http_req *req, const char *name, const char *va
 int lk_http_respond(struct lk_http_req *req, unsigned status, const char *content_type,
 		    const void *body, size_t len);
 
-/* Answers with body borrowed, not copied: release(cls) is called once the library has
+/* Answers with body borrowed, not copied: release(cls) is called once the server has
  * sent it (or dropped it). release runs exactly once, also when the answer fails (the
  * function then returns < 0). For pre-rendered, reference-counted payloads. */
 int lk_http_respond_borrowed(struct lk_http_req *req, unsigned status, const char *content_type,

@@ -405,22 +405,10 @@ refuse(struct lk_httpd *srv, int fd, enum admission why)
 }
 
 void
-httpd_conn_busy(struct lk_httpd *srv, int fd, bool busy)
-{
-	pthread_mutex_lock(&srv->conns_lock);
-	if (fd >= 0 && (size_t)fd < srv->nslots && srv->slots[fd].live) {
-		srv->slots[fd].busy = busy;
-		if (!busy)
-			srv->slots[fd].ready_ms = lk_now_mono_ms();
-	}
-	pthread_mutex_unlock(&srv->conns_lock);
-}
-
-void
 httpd_conn_closed(struct lk_httpd *srv, int fd)
 {
-	/* Called before the library closes the descriptor: the number cannot have been
-	 * handed to a new connection yet. */
+	/* Called before the descriptor is closed: the number cannot have been handed to a
+	 * new connection yet. */
 	pthread_mutex_lock(&srv->conns_lock);
 	slot_release_locked(srv, fd);
 	pthread_mutex_unlock(&srv->conns_lock);
@@ -440,7 +428,7 @@ lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret)
 	pthread_mutex_unlock(&srv->conns_lock);
 }
 
-/* Shuts down the connections whose header deadline passed: the library then sees the end
+/* Shuts down the connections whose header deadline passed: their thread then sees the end
  * of the stream and closes them. */
 static void
 deadlines_enforce(struct lk_httpd *srv, int64_t now)
@@ -450,9 +438,11 @@ deadlines_enforce(struct lk_httpd *srv, int64_t now)
 	for (size_t fd = 0; fd < srv->nslots; fd++) {
 		struct httpd_slot *s = &srv->slots[fd];
 
-		if (!s->live || s->busy || s->timed_out)
+		if (!s->live || s->conn == NULL || s->timed_out ||
+		    atomic_load_explicit(&s->conn->busy, memory_order_relaxed))
 			continue;
-		if (s->ready_ms + srv->header_timeout_ms <= now) {
+		if (atomic_load_explicit(&s->conn->ready_ms, memory_order_relaxed) +
+		    srv->header_timeout_ms <= now) {
 			shutdown((int)fd, SHUT_RDWR);
 			s->timed_out = true;
 			srv->header_timeouts++;
@@ -463,7 +453,8 @@ deadlines_enforce(struct lk_httpd *srv, int64_t now)
 
 /* ---- the acceptor ---- */
 
-/* Accepts one connection, decides whether to admit it, and gives it to the library. */
+/* Accepts one connection, decides whether to admit it, and hands it to a worker (or a
+ * thread of its own). */
 static void
 accept_one(struct lk_httpd *srv, int *io_timeout)
 {
@@ -471,6 +462,7 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 	socklen_t sslen = sizeof(ss);
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
+	struct http_conn *conn = NULL;
 	enum admission verdict;
 	bool has_uid = false;
 	int fd;
@@ -484,17 +476,20 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 	if (srv->is_unix && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
 	    clen == sizeof(cred))
 		has_uid = true;
-
-	pthread_mutex_lock(&srv->conns_lock);
-	if (slot_reserve_locked(srv, fd) < 0) {
-		pthread_mutex_unlock(&srv->conns_lock);
+	if (httpd_conn_new(srv, fd, (struct sockaddr *)&ss, has_uid ? &cred : NULL, &conn) < 0) {
 		close(fd);
 		*io_timeout = HTTPD_ACCEPT_PAUSE_MS;
 		return;
 	}
-	/* A slot still live for this number belongs to a connection the library closed
-	 * without starting it (it never reported it): the kernel reuses numbers. */
-	slot_release_locked(srv, fd);
+
+	pthread_mutex_lock(&srv->conns_lock);
+	if (slot_reserve_locked(srv, fd) < 0) {
+		pthread_mutex_unlock(&srv->conns_lock);
+		httpd_conn_free(conn);
+		close(fd);
+		*io_timeout = HTTPD_ACCEPT_PAUSE_MS;
+		return;
+	}
 	verdict = admit_locked(srv, has_uid, has_uid ? cred.uid : 0);
 	if (verdict == ADMIT) {
 		struct httpd_slot *s = &srv->slots[fd];
@@ -502,7 +497,7 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 		s->live = true;
 		s->has_uid = has_uid;
 		s->uid = has_uid ? cred.uid : 0;
-		s->ready_ms = lk_now_mono_ms();
+		s->conn = conn;
 		srv->nconns++;
 		if (has_uid) {
 			struct httpd_uid_count *u = uid_find(srv, cred.uid);
@@ -521,19 +516,16 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 	}
 	pthread_mutex_unlock(&srv->conns_lock);
 	if (verdict != ADMIT) {
+		httpd_conn_free(conn);
 		refuse(srv, fd, verdict);
 		return;
 	}
-	/* The library closes the socket itself when it cannot take it; then it never
-	 * reports the connection, so its slot is freed here. */
-	if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sslen) != MHD_YES)
-		httpd_conn_closed(srv, fd);
+	/* On failure the connection is closed and its slot freed there. */
+	(void)httpd_conn_hand(srv, conn);
+	httpd_tpc_reap(srv);
 }
 
-/* Accepts connections until stop_fd is signalled and gives each to the library. The
- * library never sees the listening socket: MHD_quiesce_daemon with a thread pool races
- * its own worker threads over the socket's epoll registration and panics (0.9.75), and
- * closing the socket it hands back while a worker still uses it is a second race. With a
+/* Accepts connections until stop_fd is signalled and hands each to a worker. With a
  * header deadline it also looks at the connections every scan interval. */
 void *
 httpd_acceptor_run(void *arg)

@@ -17,8 +17,8 @@ command -v clang >/dev/null || { echo "fuzz: clang is missing (tools/deps.sh --d
 
 san="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"
 make -s BUILD=$out CC=clang SAN=1 CFLAGS="-fsanitize=fuzzer-no-link" ${FUZZ_MAKEFLAGS:-} $out/liblatchkey.a
-libs=$(pkg-config --libs libcurl jansson libmicrohttpd libsodium openssl yaml-0.1)
-cflags=$(pkg-config --cflags libcurl jansson libmicrohttpd libsodium openssl yaml-0.1)
+libs=$(pkg-config --libs libcurl jansson libsodium openssl yaml-0.1)
+cflags=$(pkg-config --cflags libcurl jansson libsodium openssl yaml-0.1)
 mkdir -p $out/fuzz $out/crashes
 : > $out/summary.txt
 for t in $targets; do

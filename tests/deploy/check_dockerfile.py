@@ -7,7 +7,7 @@
       debian:12.N-slim, optionally @sha256:…), never `latest`, a bare `12` or `bookworm`;
       the last stage is -slim;
   (b) the build stage installs the -dev package of every pkg-config module the Makefile
-      looks for (PKGS and TESTPKG), mapped to Debian packages with dpkg -S;
+      looks for (PKGS, FAKE_PKG and TESTPKG), mapped to Debian packages with dpkg -S;
   (c) the last stage installs the package of every shared library BINARY links
       (readelf -d; packages that are Essential or Priority required are in every Debian
       image), and no -dev package or compiler;
@@ -274,7 +274,7 @@ def main():
     dockerignore = open(os.path.join(SRC, ".dockerignore")).read()
 
     dev_pkgs = []
-    for pc in make_var(makefile, "PKGS") + make_var(makefile, "TESTPKG"):
+    for pc in make_var(makefile, "PKGS") + make_var(makefile, "FAKE_PKG") + make_var(makefile, "TESTPKG"):
         r = subprocess.run(["pkg-config", "--variable=pcfiledir", pc], capture_output=True, text=True)
         if r.returncode != 0:
             failures.append(f"pkg-config cannot find {pc} here (run tools/deps.sh)")

@@ -11,10 +11,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <microhttpd.h>
-
 #include "broker/internal.h"
 #include "common/clock.h"
+#include "common/httpd_parse.h"
 #include "common/log.h"
 
 /* Inputs larger than this are skipped: request heads are at most a few KiB. */
@@ -81,7 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * decoded NUL answered 400 before any handler. */
 		if ((query = strchr(path, '?')) != NULL)
 			*query = '\0';
-		n = MHD_http_unescape(path);
+		n = httpd_percent_decode(path, strlen(path), false);
+		path[n] = '\0';
 		if (memchr(path, '\0', n) == NULL) {
 			broker_route_parse(path, &rr);
 			if (rr.route == BROKER_ROUTE_SECRET || rr.route == BROKER_ROUTE_KEY) {

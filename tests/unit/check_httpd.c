@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -789,6 +790,241 @@ START_TEST(keepalive_raw_pipelined)
 }
 END_TEST
 
+/* ---- the protocol: pipelining, framing, HTTP/1.0, HEAD, 100-continue ---- */
+
+/* Offset of the n-th (0-based) occurrence of needle in hay, or -1. */
+static long
+nth_offset(const char *hay, const char *needle, int n)
+{
+	const char *at = hay;
+
+	for (int i = 0; (at = strstr(at, needle)) != NULL; i++, at++)
+		if (i == n)
+			return (long)(at - hay);
+	return -1;
+}
+
+/* Five requests in one write, one with a body in the middle: answered one at a time, in
+ * the order they came, on the same connection. */
+START_TEST(pipelined_in_order)
+{
+	static const char five[] =
+		"GET /echo/p0 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /echo/p1?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"POST /echo/p2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+		"GET /echo/p3 HTTP/1.1\r\nHost: x\r\n\r\n"
+		"GET /echo/p4 HTTP/1.1\r\nHost: x\r\n\r\n";
+	char buf[16384], want[32];
+	long prev = -1, at;
+	struct tsrv t;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, false, 2);
+	fd = raw_connect(&t);
+	raw_write(fd, five, sizeof(five) - 1);
+	ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "HTTP/1.1 200 OK\r\n", 5), 5);
+	for (int i = 0; i < 5; i++) {
+		snprintf(want, sizeof(want), "/echo/p%d ", i);
+		at = nth_offset(buf, want, 0);
+		ck_assert_msg(at > prev, "answer %d out of order", i);
+		prev = at;
+	}
+	ck_assert_ptr_nonnull(strstr(buf, "POST /echo/p2 a=- b=- h=- len=5 body=hello"));
+	ck_assert_ptr_nonnull(strstr(buf, "GET /echo/p1 a=1"));
+	ck_assert_ptr_null(strstr(buf, "Connection: close"));
+	ck_assert_int_eq(atomic_load(&t.calls), 5);
+	close(fd);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* A request (head and body) sent three bytes at a time, each write its own segment. */
+START_TEST(request_in_small_writes)
+{
+	static const char req[] =
+		"PUT /echo/split?b=two%20words HTTP/1.1\r\nHost: x\r\nX-Test: pieces\r\n"
+		"Content-Length: 11\r\n\r\nhello world";
+	char buf[4096];
+	struct tsrv t;
+	int fd, one = 1;
+	struct timespec gap = { 0, 2 * 1000000L };
+
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		tsrv_init(&t);
+		tsrv_start(&t, false, threads);
+		fd = raw_connect(&t);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		for (size_t i = 0; i < sizeof(req) - 1; i += 3) {
+			raw_write(fd, req + i, sizeof(req) - 1 - i < 3 ? sizeof(req) - 1 - i : 3);
+			nanosleep(&gap, NULL);
+		}
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=hello world", 1), 1);
+		ck_assert_ptr_nonnull(strstr(buf, "PUT /echo/split a=- b=two words h=pieces len=11"));
+		ck_assert_int_eq(atomic_load(&t.calls), 1);
+		close(fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
+/* Chunk extensions and trailer fields are read and ignored; the body is the data, and the
+ * connection serves the next request. */
+START_TEST(chunked_extensions_trailers)
+{
+	char buf[8192];
+	struct tsrv t;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, true, 2);
+	fd = raw_connect(&t);
+	raw_puts(fd, "POST /echo/ch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "3;name=value;flag\r\nabc\r\n2 ; x=\"q\"\r\nde\r\nA\r\n0123456789\r\n"
+		 "0;last\r\nX-Trailer: one\r\nX-Other: two\r\n\r\n"
+		 "GET /echo/after HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "HTTP/1.1 200", 2), 2);
+	ck_assert_ptr_nonnull(strstr(buf, "POST /echo/ch a=- b=- h=- len=15 body=abcde0123456789"));
+	ck_assert_ptr_nonnull(strstr(buf, "GET /echo/after"));
+	/* A malformed chunk size: 400, and the handler never runs. */
+	close(fd);
+	fd = raw_connect(&t);
+	raw_puts(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+	raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 400", 12) == 0, "got: %.80s", buf);
+	close(fd);
+	ck_assert_int_eq(atomic_load(&t.calls), 2);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* Framing a smuggler could play with: Content-Length with Transfer-Encoding, two
+ * different Content-Lengths, a folded header, a coding other than chunked. */
+START_TEST(ambiguous_framing_refused)
+{
+	static const struct { const char *req; const char *status; } cases[] = {
+		{ "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "HTTP/1.1 400" },
+		{ "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+		  "abcd", "HTTP/1.1 400" },
+		{ "GET /echo HTTP/1.1\r\nHost: x\r\nX-Test: a\r\n b\r\n\r\n", "HTTP/1.1 400" },
+		{ "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		  "HTTP/1.1 501" },
+		{ "GET /echo HTTP/1.2\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
+		{ "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400" },
+	};
+	char buf[4096];
+	struct tsrv t;
+	json_t *j;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, false, 2);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fd = raw_connect(&t);
+		raw_puts(fd, cases[i].req);
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		close(fd);
+		ck_assert_msg(strncmp(buf, cases[i].status, strlen(cases[i].status)) == 0,
+			      "case %zu: got %.80s", i, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		/* The server's error shape. */
+		ck_assert_ptr_nonnull(strstr(buf, "\r\n\r\n"));
+		j = json_loads(strstr(buf, "\r\n\r\n") + 4, 0, NULL);
+		ck_assert_msg(j != NULL && json_is_string(json_object_get(j, "error")),
+			      "case %zu: body %s", i, strstr(buf, "\r\n\r\n") + 4);
+		json_decref(j);
+	}
+	ck_assert_int_eq(atomic_load(&t.calls), 0);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* Expect: 100-continue gets its interim answer before the body is sent. */
+START_TEST(expect_continue)
+{
+	char buf[4096];
+	struct tsrv t;
+	int fd;
+
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		tsrv_init(&t);
+		tsrv_start(&t, true, threads);
+		fd = raw_connect(&t);
+		raw_puts(fd, "PUT /echo/c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+			 "Content-Length: 4\r\n\r\n");
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "\r\n\r\n", 1), 1);
+		ck_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+		ck_assert_int_eq(atomic_load(&t.calls), 0);
+		raw_puts(fd, "data");
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=data", 1), 1);
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0, "got: %.80s", buf);
+		close(fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
+/* HEAD: the head of what GET would answer, Content-Length included, and no body bytes;
+ * the next answer on the connection starts right after it. */
+START_TEST(head_has_no_body)
+{
+	char buf[4096], *end;
+	struct tsrv t;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, false, 2);
+	fd = raw_connect(&t);
+	raw_puts(fd, "HEAD /echo/h HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/g HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=", 1), 1);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0, "got: %.80s", buf);
+	ck_assert_ptr_nonnull(strstr(buf, "Content-Length: 36\r\n"));  /* "HEAD /echo/h a=- ..." */
+	ck_assert_ptr_nonnull(strstr(buf, "\r\nDate: "));
+	end = strstr(buf, "\r\n\r\n");
+	ck_assert_ptr_nonnull(end);
+	ck_assert_msg(strncmp(end + 4, "HTTP/1.1 200 OK\r\n", 17) == 0, "after the HEAD: %.40s",
+		      end + 4);
+	ck_assert_ptr_nonnull(strstr(end, "GET /echo/g a=- b=- h=- len=0 body="));
+	close(fd);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* HTTP/1.0: closed after the answer unless it asks to keep the connection. */
+START_TEST(http10_close)
+{
+	char buf[4096];
+	struct tsrv t;
+	int fd;
+
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		tsrv_init(&t);
+		tsrv_start(&t, false, threads);
+		fd = raw_connect(&t);
+		raw_puts(fd, "GET /echo/old HTTP/1.0\r\n\r\n");
+		/* raw_read_all returns when the server closes, well before its deadline. */
+		long start = now_ms();
+
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		ck_assert_msg(now_ms() - start < T_DEADLINE_MS / 2, "the connection stayed open");
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0, "got: %.80s", buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "GET /echo/old a=-"));
+		close(fd);
+
+		fd = raw_connect(&t);
+		raw_puts(fd, "GET /echo/k1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=", 1), 1);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: keep-alive\r\n"));
+		raw_puts(fd, "GET /echo/k2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "GET /echo/k2", 1), 1);
+		close(fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
 /* ---- peer credentials ---- */
 
 START_TEST(peer_credentials)
@@ -923,8 +1159,9 @@ START_TEST(header_limit)
 	reply_free(&r);
 	curl_easy_cleanup(c);
 
-	/* Just over the limit (answered by the check here) and far over it (by the
-	 * library's connection memory): 431 either way, the handler never runs. */
+	/* Just over the limit (the whole head arrived) and far over it (answered once the
+	 * first max_header bytes came without an end): 431 either way, the handler never
+	 * runs. */
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		c = client_new(&t);
 		memset(hdr, 'v', sizes[i]);
@@ -1033,7 +1270,7 @@ START_TEST(handler_outcomes)
 	reply_free(&r);
 	ck_assert_int_eq(atomic_load(&t.calls), 6);
 
-	/* Methods the library does not know reach the handler. */
+	/* Any method token reaches the handler. */
 	request1(&t, "LIST", "/echo/list", NULL, &r);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_str_eq(r.body, "LIST /echo/list a=- b=- h=- len=0 body=");
@@ -1663,8 +1900,8 @@ stop_client_answered(void *arg)
 	return atomic_load(&sc->answers) > 0;
 }
 
-/* Stopping a server while clients connect and send must neither abort (libmicrohttpd
- * panics when its listening socket is pulled from under a worker thread) nor hang. */
+/* Stopping a server while clients connect and send must neither crash nor hang: the
+ * acceptor, the workers and the connection threads all end, every connection closed. */
 START_TEST(stop_under_load)
 {
 	struct stop_client sc[STOP_CLIENTS];
@@ -1733,6 +1970,13 @@ httpd_suite(void)
 	ADD(s, keepalive_tcp_pool);
 	ADD(s, keepalive_unix_thread_per_connection);
 	ADD(s, keepalive_raw_pipelined);
+	ADD(s, pipelined_in_order);
+	ADD(s, request_in_small_writes);
+	ADD(s, chunked_extensions_trailers);
+	ADD(s, ambiguous_framing_refused);
+	ADD(s, expect_continue);
+	ADD(s, head_has_no_body);
+	ADD(s, http10_close);
 	ADD(s, peer_credentials);
 	ADD(s, body_limit);
 	ADD(s, header_limit);
