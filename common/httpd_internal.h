@@ -8,6 +8,7 @@
 #define LK_HTTPD_INTERNAL_H
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -476,6 +476,14 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 	if (srv->is_unix && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
 	    clen == sizeof(cred))
 		has_uid = true;
+	/* TCP: an answer is one write, so Nagle's algorithm could only hold back the second
+	 * of two (100 Continue, then the answer) until the client's delayed ACK. Set once
+	 * per connection; a failure only costs that delay. */
+	if (!srv->is_unix) {
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (httpd_conn_new(srv, fd, (struct sockaddr *)&ss, has_uid ? &cred : NULL, &conn) < 0) {
 		close(fd);
 		*io_timeout = HTTPD_ACCEPT_PAUSE_MS;
