@@ -305,6 +305,10 @@ read_framing(struct httpd_head *h, const char **reason)
 		return HTTPD_PARSE_BAD;
 	}
 	h->chunked = te;
+	/* RFC 9112 6.1: a transfer coding in an HTTP/1.0 request means the connection closes
+	 * after it (an intermediary may have framed it otherwise). */
+	if (te && h->http10)
+		h->keep_alive = false;
 	return HTTPD_PARSE_OK;
 }
 
@@ -314,7 +318,7 @@ httpd_parse_head(char *buf, size_t len, size_t max_header, struct httpd_head *re
 {
 	const char *reason_sink;
 	const char **reason = ret_reason != NULL ? ret_reason : &reason_sink;
-	size_t scanned = 0, head_len, pos, n;
+	size_t scanned = 0, head_len, pos, n, line_len;
 	enum httpd_parse_result r;
 	char *nl, *line;
 	bool first = true;
@@ -322,8 +326,11 @@ httpd_parse_head(char *buf, size_t len, size_t max_header, struct httpd_head *re
 	*reason = "";
 	pos = skip_blank_lines(buf, len);
 	nl = memchr(buf + pos, '\n', len - pos);
-	if ((nl == NULL && len - pos > max_header) ||
-	    (nl != NULL && (size_t)(nl - (buf + pos)) > max_header)) {
+	/* The line's length without its CRLF (or the CR that came so far). */
+	line_len = nl != NULL ? (size_t)(nl - (buf + pos)) : len - pos;
+	if (line_len > 0 && buf[pos + line_len - 1] == '\r')
+		line_len--;
+	if (line_len > max_header) {
 		*reason = "the request line is too long";
 		return HTTPD_PARSE_URI_TOO_LONG;
 	}
@@ -443,6 +450,10 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 			break;
 		case CH_EXT:
 		case CH_TRAILER:
+			/* A trailer line is a field, "name: value"; one without a colon (a
+			 * request line smuggled after the last chunk) is malformed. */
+			if ((b == '\n' || b == '\r') && c->state == CH_TRAILER && !c->colon)
+				goto bad;
 			if (b == '\n') {
 				if (c->state == CH_EXT)
 					size_line_done(c);
@@ -454,6 +465,8 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 			} else if ((b < 0x20 && b != '\t') || b == 0x7f ||
 				   ++c->meta > HTTPD_CHUNK_META_MAX) {
 				goto bad;
+			} else if (b == ':') {
+				c->colon = true;
 			}
 			i++;
 			break;
@@ -500,6 +513,7 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 				goto bad;
 			} else {
 				c->state = CH_TRAILER;
+				c->colon = false;
 			}
 			i++;
 			break;

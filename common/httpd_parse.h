@@ -86,6 +86,7 @@ struct httpd_chunked {
 	uint64_t remaining;       /* data bytes left in the current chunk */
 	unsigned digits;          /* hex digits of the current size line */
 	size_t meta;              /* extension and trailer bytes so far */
+	bool colon;               /* the current trailer line has its ':' */
 };
 
 void httpd_chunked_init(struct httpd_chunked *c);
