@@ -184,7 +184,6 @@ request_begin(struct http_conn *c)
 	struct lk_http_req *req = &c->req;
 
 	c->has_request = true;
-	atomic_store_explicit(&c->busy, true, memory_order_relaxed);
 	req->srv = c->srv;
 	req->conn = c;
 	req->in_handler = false;
@@ -211,7 +210,8 @@ request_end(struct http_conn *c)
 	c->has_request = false;
 	if (srv->header_timeout_ms > 0)
 		atomic_store_explicit(&c->ready_ms, lk_now_mono_ms(), memory_order_relaxed);
-	atomic_store_explicit(&c->busy, false, memory_order_relaxed);
+	/* Release: the acceptor that sees busy false (acquire) sees this ready_ms too. */
+	atomic_store_explicit(&c->busy, false, memory_order_release);
 	/* Set only on a suspended request's path, whose hand-over went through srv->lock. */
 	if (req->suspended || req->stop_resumed || req->resume_early) {
 		pthread_mutex_lock(&srv->lock);
@@ -311,6 +311,8 @@ answer_early(struct http_conn *c, unsigned status, const char *error, const char
 {
 	if (!c->has_request)
 		request_begin(c);
+	/* Answering: the header deadline no longer runs for this connection. */
+	atomic_store_explicit(&c->busy, true, memory_order_relaxed);
 	c->close_after = true;
 	c->linger = true;
 	if (httpd_answer_self(&c->req, status, error, reason) < 0)
@@ -428,6 +430,10 @@ body_step(struct http_conn *c)
 static int
 dispatch_step(struct http_conn *c)
 {
+	/* The whole request (head and body) is in: from here until it ends, the header
+	 * deadline does not run, so a long poll or a slow handler is never cut; until here
+	 * it does, so a body that dribbles in is bounded like a head. */
+	atomic_store_explicit(&c->busy, true, memory_order_relaxed);
 	switch (run_handler(c)) {
 	case REQ_ANSWERED:
 		c->state = CS_WRITE;
@@ -448,6 +454,9 @@ head_finish(struct http_conn *c)
 	static const char keep_line[] = "Connection: keep-alive\r\n\r\n";
 	const char *tail = "\r\n";
 
+	/* A server that is stopping closes each connection after its answer. */
+	if (atomic_load(&c->srv->stopping))
+		c->close_after = true;
 	if (c->close_after)
 		tail = close_line;
 	else if (c->head.http10)
@@ -1119,12 +1128,24 @@ lk_httpd_stop(struct lk_httpd *srv)
 	}
 	pthread_mutex_unlock(&srv->lock);
 
-	/* Every connection closes; a handler in progress finishes first. */
+	/* Every connection closes; a handler in progress finishes first and its answer is
+	 * still written (only the reading side of a busy connection is shut), then its
+	 * thread reads the end of the stream. */
 	pthread_mutex_lock(&srv->tpc_lock);
 	for (c = srv->tpc_conns; c != NULL; c = c->next)
-		shutdown(c->fd, SHUT_RDWR);
-	while (srv->tpc_live > 0)
-		pthread_cond_wait(&srv->tpc_gone, &srv->tpc_lock);
+		shutdown(c->fd, atomic_load_explicit(&c->busy, memory_order_acquire) ? SHUT_RD :
+			 SHUT_RDWR);
+	/* An answer a client does not read could block its thread for ever: after the drain
+	 * time every connection is shut both ways. */
+	deadline = lk_timespec_in_ms(CLOCK_REALTIME, HTTPD_STOP_DRAIN_MS);
+	while (srv->tpc_live > 0) {
+		if (pthread_cond_timedwait(&srv->tpc_gone, &srv->tpc_lock, &deadline) == ETIMEDOUT) {
+			for (c = srv->tpc_conns; c != NULL; c = c->next)
+				shutdown(c->fd, SHUT_RDWR);
+			while (srv->tpc_live > 0)
+				pthread_cond_wait(&srv->tpc_gone, &srv->tpc_lock);
+		}
+	}
 	pthread_mutex_unlock(&srv->tpc_lock);
 	httpd_tpc_reap(srv);
 	workers_stop(srv);

@@ -401,6 +401,7 @@ refuse(struct lk_httpd *srv, int fd, enum admission why)
 	while (drained < HTTPD_REFUSE_DRAIN_MAX &&
 	       (n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
 		drained += (size_t)n;
+	explicit_bzero(sink, sizeof(sink));  /* it may have held a token */
 	close(fd);
 }
 
@@ -439,7 +440,7 @@ deadlines_enforce(struct lk_httpd *srv, int64_t now)
 		struct httpd_slot *s = &srv->slots[fd];
 
 		if (!s->live || s->conn == NULL || s->timed_out ||
-		    atomic_load_explicit(&s->conn->busy, memory_order_relaxed))
+		    atomic_load_explicit(&s->conn->busy, memory_order_acquire))
 			continue;
 		if (atomic_load_explicit(&s->conn->ready_ms, memory_order_relaxed) +
 		    srv->header_timeout_ms <= now) {

@@ -48,6 +48,8 @@ struct tsrv {
 	atomic_int resumed_by_stop;
 	atomic_int add_header_rc;  /* what the 9th lk_http_add_header returned */
 	atomic_int respond_again_rc;
+	atomic_int slow_started;   /* /slow handlers entered */
+	atomic_int slow_go;        /* set: /slow handlers answer */
 	struct lk_peer peer;       /* the last /peer request's */
 	char remote[64];
 	pthread_mutex_t lock;
@@ -168,6 +170,15 @@ handler(void *ctx, struct lk_http_req *req)
 		} else {
 			lk_http_respond(req, 200, "text/plain", "resumed", 7);
 		}
+	} else if (strcmp(path, "/slow") == 0) {
+		/* A handler in progress: it answers once the test says so (or after the
+		 * deadline). */
+		struct timespec ms = { 0, 1000000L };
+
+		atomic_fetch_add(&t->slow_started, 1);
+		for (int i = 0; i < T_DEADLINE_MS && !atomic_load(&t->slow_go); i++)
+			nanosleep(&ms, NULL);
+		lk_http_respond(req, 200, "text/plain", "slow done", 9);
 	} else if (strcmp(path, "/hold") == 0 || strcmp(path, "/hold-again") == 0) {
 		/* Waits until the test resumes it (t->held) or the server stops. */
 		if (lk_http_state(req) == NULL) {
@@ -912,6 +923,9 @@ START_TEST(ambiguous_framing_refused)
 		  "HTTP/1.1 501" },
 		{ "GET /echo HTTP/1.2\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
 		{ "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400" },
+		/* A "trailer" that is a request line smuggled after the last chunk. */
+		{ "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "0\r\nGET /smuggled HTTP/1.1\r\n\r\n", "HTTP/1.1 400" },
 	};
 	char buf[4096];
 	struct tsrv t;
@@ -1019,6 +1033,18 @@ START_TEST(http10_close)
 		ck_assert_ptr_nonnull(strstr(buf, "Connection: keep-alive\r\n"));
 		raw_puts(fd, "GET /echo/k2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
 		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "GET /echo/k2", 1), 1);
+		close(fd);
+
+		/* A transfer coding in an HTTP/1.0 request: answered, then closed, even when
+		 * it asks for keep-alive (RFC 9112 6.1). */
+		fd = raw_connect(&t);
+		raw_puts(fd, "POST /echo/te HTTP/1.0\r\nConnection: keep-alive\r\n"
+			 "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+		start = now_ms();
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		ck_assert_msg(now_ms() - start < T_DEADLINE_MS / 2, "the connection stayed open");
+		ck_assert_ptr_nonnull(strstr(buf, "POST /echo/te a=- b=- h=- len=3 body=abc"));
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
 		close(fd);
 		tsrv_stop(&t);
 	}
@@ -1431,6 +1457,77 @@ START_TEST(stop_with_suspended_thread_per_connection)
 }
 END_TEST
 
+struct stop_arg {
+	struct tsrv *t;
+	atomic_bool stopped;
+};
+
+static void *
+stop_run(void *arg)
+{
+	struct stop_arg *a = arg;
+
+	lk_httpd_stop(a->t->srv);
+	atomic_store(&a->stopped, true);
+	return NULL;
+}
+
+static bool
+slow_entered(void *arg)
+{
+	return atomic_load(&((struct tsrv *)arg)->slow_started) > 0;
+}
+
+/* True once a new client is refused: the stop has quiesced the server. */
+static bool
+refused_now(void *arg)
+{
+	struct tsrv *t = arg;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool refused;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+	refused = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0;
+	if (fd >= 0)
+		close(fd);
+	return refused;
+}
+
+/* A handler still running when the server stops finishes, and its answer reaches the
+ * client (with Connection: close), in both threading modes. */
+START_TEST(stop_answers_in_flight)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct stop_arg a = { 0 };
+		char buf[4096];
+		pthread_t th;
+		struct tsrv t;
+		int fd;
+
+		tsrv_init(&t);
+		tsrv_start(&t, true, threads);
+		fd = raw_connect(&t);
+		raw_puts(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+		ck_assert(t_wait_until(slow_entered, &t, T_DEADLINE_MS));
+		a.t = &t;
+		ck_assert_int_eq(pthread_create(&th, NULL, stop_run, &a), 0);
+		ck_assert(t_wait_until(refused_now, &t, T_DEADLINE_MS));
+		atomic_store(&t.slow_go, 1);
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		pthread_join(th, NULL);
+		ck_assert(atomic_load(&a.stopped));
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "threads %u: got %.80s", threads, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "slow done"));
+		close(fd);
+		t.srv = NULL;
+		t_rmrf(t.dir);
+		free(t.dir);
+	}
+}
+END_TEST
+
 /* ---- robustness ---- */
 
 START_TEST(client_disconnect_mid_response)
@@ -1823,8 +1920,26 @@ START_TEST(header_deadline)
 		nanosleep(&ts, NULL);
 	}
 	ck_assert(t_wait_until(peer_closed, &idle, T_DEADLINE_MS));
+	/* A whole head, then a body a byte at a time: the deadline covers the body too. */
+	{
+		struct closed_wait body;
+
+		body.fd = raw_connect(&t);
+		raw_puts(body.fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n");
+		dribbled = 0;
+		while (!peer_closed(&body)) {
+			struct timespec ts = { 0, 50 * 1000000L };
+
+			ck_assert_msg(dribbled < T_DEADLINE_MS / 50,
+				      "the client dribbling its body was never closed");
+			if (send(body.fd, "b", 1, MSG_NOSIGNAL) == 1)
+				dribbled++;
+			nanosleep(&ts, NULL);
+		}
+		close(body.fd);
+	}
 	lk_httpd_stats(t.srv, &st);
-	ck_assert_uint_ge(st.header_timeouts, 2);
+	ck_assert_uint_ge(st.header_timeouts, 3);
 	/* Both deadlines passed while the long poll waited: it is still there. */
 	pthread_mutex_lock(&t.lock);
 	ck_assert_ptr_nonnull(t.held);
@@ -1988,6 +2103,7 @@ httpd_suite(void)
 	ADD(s, stop_with_suspended);
 	ADD(s, stop_with_suspended_again);
 	ADD(s, stop_with_suspended_thread_per_connection);
+	ADD(s, stop_answers_in_flight);
 	ADD(s, client_disconnect_mid_response);
 	ADD(s, quiesce_refuses_new);
 	ADD(s, no_descriptor_leak);
