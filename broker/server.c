@@ -746,6 +746,9 @@ broker_server_start(struct broker *b, struct lk_error *err)
 		hc.threads = 1;
 		hc.max_body = 4096;
 		hc.max_connections = 64;
+		/* A scraper sends its request at once: a peer that dribbles one cannot hold the
+		 * 64 connections and keep the metrics from being read. */
+		hc.header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;
 		hc.handler = metrics_handler;
 		hc.ctx = b;
 		if ((rc = lk_httpd_start(&hc, &b->metrics_httpd, err)) < 0)

@@ -31,6 +31,8 @@
 #define HASH_KEY_RETRY_MS 2000
 /* The default listener of /metrics, /healthz, /readyz. */
 #define METRICS_ADDR_DEFAULT "0.0.0.0:8080"
+/* How long a connection to the metrics and health endpoints may take to send its request. */
+#define SYNC_HEADER_TIMEOUT_MS 10000
 
 static const char usage_text[] =
 	"usage: latchkey sync [--kubeconfig FILE] [--namespace NS]... [--selector LABELS]\n"
@@ -1028,6 +1030,9 @@ sync_main(int argc, char **argv)
 			.tcp_addr = ctx->opt.metrics_addr, .threads = 1, .handler = handle, .ctx = ctx,
 			.unix_owner = (uid_t)-1, .unix_group = (gid_t)-1, .max_body = 4096,
 			.max_header = 8192, .max_connections = 64,
+			/* Probes and scrapers send their request at once; 64 peers dribbling
+			 * theirs must not keep /healthz from answering. */
+			.header_timeout_ms = SYNC_HEADER_TIMEOUT_MS,
 		};
 
 		if (lk_httpd_start(&hc, &httpd, &err) < 0) {
