@@ -66,29 +66,6 @@ wait_status(struct bf *f, const char *path, long status)
 	return t_wait_until(status_is, &w, T_DEADLINE_MS);
 }
 
-struct log_wait {
-	struct bf *f;
-	const char *needle;
-	int count;
-};
-
-static bool
-log_has(void *arg)
-{
-	struct log_wait *w = arg;
-
-	return bf_log_count(w->f, w->needle) >= w->count;
-}
-
-/* Waits until the broker's log holds needle count times. */
-static bool
-wait_log_count(struct bf *f, const char *needle, int count)
-{
-	struct log_wait w = { f, needle, count };
-
-	return t_wait_until(log_has, &w, T_DEADLINE_MS);
-}
-
 /* True when the metrics page (the admin's view) holds the sample line. */
 static bool
 metrics_has(struct bf *f, const char *line)
@@ -114,7 +91,7 @@ reload(struct bf *f, const char *secrets, const char *listen, const char *extra,
 {
 	bf_config_listen(f, secrets, listen, extra);
 	sighup(f);
-	ck_assert_msg(wait_log_count(f, outcome, nth), "no \"%s\" in the log", outcome);
+	ck_assert_msg(bf_wait_log_count(f, outcome, nth), "no \"%s\" in the log", outcome);
 }
 
 struct reader {
@@ -220,7 +197,7 @@ START_TEST(test_add_remove_keep)
 	ck_assert_int_eq(bf_lease_state(&f, lease, state, sizeof(state)), 0);
 	ck_assert_str_eq(state, "revoked");
 	ck_assert_int_eq(bf_leases(&f, "active"), 0);
-	ck_assert(wait_log_count(&f, "\"why\":\"removed or changed by a reload\"", 1));
+	ck_assert(bf_wait_log_count(&f, "\"why\":\"removed or changed by a reload\"", 1));
 	/* The unchanged one: same version, no new login, no lease. */
 	ck_assert_int_eq(version_of(&f, "api"), api_version);
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"logged in\""), 1);
@@ -616,7 +593,7 @@ START_TEST(test_file_source_add_remove)
 					     missing));
 		json_decref(e);
 	}
-	ck_assert(wait_log_count(&f, "\"msg\":\"file source failed\",\"secret\":\"gone\"", 1));
+	ck_assert(bf_wait_log_count(&f, "\"msg\":\"file source failed\",\"secret\":\"gone\"", 1));
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/gone", NULL), 503);
 	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
 	/* The removed ones' sources change: nothing follows them any more (a change of the
@@ -995,7 +972,7 @@ START_TEST(test_token_file)
 	ck_assert_int_eq(t_write_file(f.token_file, second, 0600), 0);
 	reload(&f, API, NULL, NULL, OK_LOG, 2);
 	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
-	ck_assert(wait_log_count(&f, "\"msg\":\"logged in\"", 2));
+	ck_assert(bf_wait_log_count(&f, "\"msg\":\"logged in\"", 2));
 	snprintf(req, sizeof(req), "{\"token\":\"%s\"}", first);
 	ck_assert_int_lt(bf_dev_call(&f, "POST", "/v1/auth/token/revoke", req, NULL), 300);
 	/* Read with the new token only: the old one is gone. */
@@ -1088,16 +1065,16 @@ START_TEST(test_approle_credentials_changed)
 
 	/* The same files: no login. */
 	sighup(&f);
-	ck_assert(wait_log_count(&f, OK_LOG, 1));
+	ck_assert(bf_wait_log_count(&f, OK_LOG, 1));
 	ck_assert_int_eq(bf_log_count(&f, "\"login\":false"), 1);
 
 	/* Rotated: a new secret_id in the same file (the old one was good for one login). */
 	approle_new_secret_id(&f, secret_id_file);
 	approle_config(&f, role_id_file, secret_id_file, API "," API2);
 	sighup(&f);
-	ck_assert(wait_log_count(&f, OK_LOG, 2));
+	ck_assert(bf_wait_log_count(&f, OK_LOG, 2));
 	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
-	ck_assert_msg(wait_log_count(&f, LOGGED_IN, 2), "no new login after the secret_id changed");
+	ck_assert_msg(bf_wait_log_count(&f, LOGGED_IN, 2), "no new login after the secret_id changed");
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
 	ck_assert(metrics_has(&f, "latchkey_broker_logins_total 2\n"));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"login failed\""), 0);
@@ -1127,9 +1104,9 @@ START_TEST(test_approle_login_fails)
 	ck_assert_int_eq(t_write_file(secret_id_file, "reload-bad-secret-id-4b1f", 0600), 0);
 	approle_config(&f, role_id_file, secret_id_file, API "," API2);
 	sighup(&f);
-	ck_assert(wait_log_count(&f, OK_LOG, 1));
+	ck_assert(bf_wait_log_count(&f, OK_LOG, 1));
 	ck_assert_int_eq(bf_log_count(&f, "\"login\":true"), 1);
-	ck_assert_msg(wait_log_count(&f, "\"msg\":\"the login a reload asked for failed: the "
+	ck_assert_msg(bf_wait_log_count(&f, "\"msg\":\"the login a reload asked for failed: the "
 				     "token held goes on serving\"", 1), "no failed login logged");
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
@@ -1150,8 +1127,8 @@ START_TEST(test_approle_login_fails)
 	/* Fixed: the next reload logs in, and the error goes. */
 	approle_new_secret_id(&f, secret_id_file);
 	sighup(&f);
-	ck_assert(wait_log_count(&f, OK_LOG, 2));
-	ck_assert(wait_log_count(&f, LOGGED_IN, 2));
+	ck_assert(bf_wait_log_count(&f, OK_LOG, 2));
+	ck_assert(bf_wait_log_count(&f, LOGGED_IN, 2));
 	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
 	ck_assert_ptr_null(strstr(body, "login_error"));
 	free(body);

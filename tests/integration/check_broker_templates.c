@@ -117,31 +117,6 @@ version_at_least(void *arg)
 	return ok;
 }
 
-struct log_wait {
-	struct bf *f;
-	const char *needle;
-	int count;
-};
-
-static bool
-log_has(void *arg)
-{
-	struct log_wait *w = arg;
-
-	return bf_log_count(w->f, w->needle) >= w->count;
-}
-
-/* Waits until the broker's log holds needle at least count times. The broker logs a
- * render after it wrote the file and recorded the state, so a test that saw either waits
- * for the line too. */
-static bool
-wait_log_count(struct bf *f, const char *needle, int count)
-{
-	struct log_wait w = { f, needle, count };
-
-	return t_wait_until(log_has, &w, T_DEADLINE_MS);
-}
-
 static int
 kv_put(struct bf *f, const char *path, const char *data)
 {
@@ -207,7 +182,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	free(want);
 	/* Written twice: at the first load and after the rotation, not for cfg's version 2
 	 * (whose render, had it written, would have logged before the rotation's). */
-	ck_assert(wait_log_count(&f, "\"msg\":\"template rendered\"", 2));
+	ck_assert(bf_wait_log_count(&f, "\"msg\":\"template rendered\"", 2));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"template rendered\""), 2);
 
 	/* And a new version of the first one too. */
@@ -234,7 +209,7 @@ START_TEST(test_two_secrets_render_rotate_and_fail)
 	fw.want = before;
 	ck_assert(file_is(&fw));
 	free(before);
-	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
+	ck_assert(bf_wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
 	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"file render failed\""), 1);
 	ck_assert_int_eq(bf_log_count(&f, "app.tpl:4: secret \\\"cfg\\\" has no key \\\"host\\\""), 1);
 	/* No value in the log. */
@@ -307,7 +282,7 @@ START_TEST(test_nul_in_a_file_source)
 		      "%s", sw.error);
 	ck_assert_ptr_null(strstr(sw.error, "out of memory"));
 	ck_assert_int_eq(access(out[1], F_OK), -1);
-	ck_assert(wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
+	ck_assert(bf_wait_log_count(&f, "\"msg\":\"file render failed\"", 1));
 	ck_assert_int_eq(bf_log_count(&f, "holds a NUL byte"), 1);
 	log = t_read_file(f.log);
 	ck_assert_ptr_nonnull(log);

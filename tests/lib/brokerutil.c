@@ -211,6 +211,28 @@ bf_log_count(struct bf *f, const char *needle)
 	return n;
 }
 
+struct log_wait {
+	struct bf *f;
+	const char *needle;
+	int count;
+};
+
+static bool
+log_has(void *arg)
+{
+	struct log_wait *w = arg;
+
+	return bf_log_count(w->f, w->needle) >= w->count;
+}
+
+bool
+bf_wait_log_count(struct bf *f, const char *needle, int count)
+{
+	struct log_wait w = { f, needle, count };
+
+	return t_wait_until(log_has, &w, T_DEADLINE_MS);
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {

@@ -56,6 +56,10 @@ int bf_lease_state(struct bf *f, const char *id, char *state, size_t len);
 bool bf_current_lease(struct bf *f, const char *name, char *id, size_t len);
 /* Counts lines of the broker's log holding needle. */
 int bf_log_count(struct bf *f, const char *needle);
+/* Waits (up to T_DEADLINE_MS) until the log holds needle at least count times: the
+ * broker logs some things (a render) after their effect shows (the file written), so a
+ * test that saw the effect waits for the line. */
+bool bf_wait_log_count(struct bf *f, const char *needle, int count);
 /* A percentile (0..100) of n values (sorted in place). */
 double bf_percentile(double *v, size_t n, double pct);
 
