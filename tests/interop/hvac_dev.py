@@ -335,6 +335,14 @@ def sec_database():
     check(conn["plugin_name"] == "postgresql-database-plugin" and "password" not in conn,
           "read_connection hides the password", conn)
     check("pg" in db.list_connections()["data"]["keys"], "list_connections")
+    # A password inside connection_url reads back masked, as Vault masks it.
+    db.configure("inline", "postgresql-database-plugin", verify_connection=False,
+                 connection_url="postgresql://vault:Inline-hvac-pw-9@db.example:5432/app")
+    url = db.read_connection("inline")["data"].get("connection_url", "")
+    check(url == "postgresql://vault:*****@db.example:5432/app",
+          "read_connection masks the password in connection_url",
+          "unmasked" if "Inline-hvac-pw-9" in url else url)
+    db.delete_connection("inline")
     db.create_role("app", "pg", creation_statements=["CREATE ROLE \"{{name}}\";"],
                    default_ttl="1h", max_ttl="24h")
     role = db.read_role("app")["data"]

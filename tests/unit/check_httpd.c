@@ -84,6 +84,12 @@ hold_cleanup(void *state)
 	atomic_fetch_add(&t->cleanups, 1);
 }
 
+static bool
+slow_go_set(void *arg)
+{
+	return atomic_load(&((struct tsrv *)arg)->slow_go) != 0;
+}
+
 static void
 handler(void *ctx, struct lk_http_req *req)
 {
@@ -173,11 +179,8 @@ handler(void *ctx, struct lk_http_req *req)
 	} else if (strcmp(path, "/slow") == 0) {
 		/* A handler in progress: it answers once the test says so (or after the
 		 * deadline). */
-		struct timespec ms = { 0, 1000000L };
-
 		atomic_fetch_add(&t->slow_started, 1);
-		for (int i = 0; i < T_DEADLINE_MS && !atomic_load(&t->slow_go); i++)
-			nanosleep(&ms, NULL);
+		(void)t_wait_until(slow_go_set, t, T_DEADLINE_MS);
 		lk_http_respond(req, 200, "text/plain", "slow done", 9);
 	} else if (strcmp(path, "/hold") == 0 || strcmp(path, "/hold-again") == 0) {
 		/* Waits until the test resumes it (t->held) or the server stops. */
