@@ -241,6 +241,18 @@ int broker_config_check_exec(const struct broker_config *cfg, struct lk_error *e
 /* True when name is a valid secret name. */
 bool broker_name_valid(const char *name);
 
+/* ---- resident code (broker/footprint.c) --------------------------------------------- */
+
+struct broker_footprint_stats {
+	size_t mappings;            /* executable file mappings whose pages were dropped */
+	long long dropped_kb;       /* their resident kB before */
+};
+
+/* Drops the resident pages of the process's file-backed executable mappings that hold no
+ * private page (MADV_DONTNEED): code that runs again faults back in from the page cache.
+ * Returns 0, or -errno when /proc/self/smaps could not be read (nothing was dropped). */
+int broker_footprint_drop_text(struct broker_footprint_stats *ret);
+
 /* ---- guarded arena (broker/arena.c) ------------------------------------------------ */
 
 /* Small blocks carved from large sodium_malloc regions (guard pages, mlock, no dump),

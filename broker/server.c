@@ -143,6 +143,21 @@ entry_expiry(struct broker_entry *e)
 	return at;
 }
 
+/* Once everything is loaded, the code that ran only to start (library constructors, the
+ * first login's TLS set-up) leaves the resident set (broker/footprint.c). */
+static void
+drop_start_text(void)
+{
+	struct broker_footprint_stats fs;
+	int rc = broker_footprint_drop_text(&fs);
+
+	if (rc < 0)
+		lk_log(LK_DEBUG, "start-up code kept resident", LK_STR("error", strerror(-rc)));
+	else
+		lk_log(LK_INFO, "start-up code dropped from the resident set",
+		       LK_INT("mappings", (int64_t)fs.mappings), LK_INT("kb", fs.dropped_kb));
+}
+
 static void *
 sweeper_main(void *arg)
 {
@@ -186,6 +201,8 @@ sweeper_main(void *arg)
 			if ((!trimmed_at_ready && atomic_load(&b->announced_ready)) ||
 			    (audit_due != 0 && audit_next != audit_due)) {
 				malloc_trim(0);
+				if (!trimmed_at_ready && atomic_load(&b->announced_ready))
+					drop_start_text();
 				trimmed_at_ready = trimmed_at_ready || atomic_load(&b->announced_ready);
 			}
 			audit_due = audit_next;
