@@ -10,15 +10,18 @@
 # usage: tools/bench.sh LATCHKEY_BIN BENCH_BIN_DIR
 #
 # Environment (all optional):
-#   BENCH_ROUNDS=5        rounds of throughput runs (nginx, bare, broker in each shape)
+#   BENCH_ROUNDS=3        rounds of throughput runs (nginx, bare, broker in each shape and placement)
 #   BENCH_DURATION=4      measured seconds per run
 #   BENCH_WARMUP=1        warm-up seconds per run, not measured
 #   BENCH_CONNS=4         keep-alive connections
 #   BENCH_WORKERS=ncpu    nginx worker processes and broker serving threads (the same number)
 #   BENCH_SECRETS=1000    secrets cached for the memory figure
 #   BENCH_READY_RUNS=5    start-to-ready runs (the median is reported)
-#   BENCH_CLIENT_CPU=     pin the load generator to this CPU (unpinned by default)
-#   BENCH_TIME_LIMIT=600  seconds after which the whole run is stopped
+#   BENCH_PLACEMENTS="shared split free"
+#                         where the client and the server under test run: shared, both on
+#                         one CPU; split, the client on one CPU and the server on the others;
+#                         free, wherever the kernel's scheduler puts them
+#   BENCH_TIME_LIMIT=900  seconds after which the whole run is stopped
 #   BENCH_KEEP=1          keep the temporary directory (logs, configs) for a look afterwards
 #
 # Figures are reported, never judged: the exit status is 0 when every part ran, 1 when
@@ -34,19 +37,19 @@ BENCHDIR=$2
 LOADGEN=$BENCHDIR/loadgen
 BARE=$BENCHDIR/bare_server
 
-ROUNDS=${BENCH_ROUNDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-4}
 WARMUP=${BENCH_WARMUP:-1}
 CONNS=${BENCH_CONNS:-4}
 WORKERS=${BENCH_WORKERS:-$(nproc 2>/dev/null || echo 2)}
 NSECRETS=${BENCH_SECRETS:-1000}
 READY_RUNS=${BENCH_READY_RUNS:-5}
-TIME_LIMIT=${BENCH_TIME_LIMIT:-600}
-CLIENT_CPU=${BENCH_CLIENT_CPU:+--cpu $BENCH_CLIENT_CPU}
+TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
+PLACEMENTS=${BENCH_PLACEMENTS:-shared split free}
 # How long a started process may take to become ready, seconds.
 START_WAIT=20
 
-for v in "${BENCH_CLIENT_CPU:-0}" "$ROUNDS" "$CONNS" "$WORKERS" "$NSECRETS" "$READY_RUNS" "$TIME_LIMIT"; do
+for v in "$ROUNDS" "$CONNS" "$WORKERS" "$NSECRETS" "$READY_RUNS" "$TIME_LIMIT"; do
 	case $v in
 	'' | *[!0-9]*) echo "bench: BENCH_* counts must be positive integers" >&2; exit 2 ;;
 	esac
@@ -55,6 +58,37 @@ done
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN: not built" >&2; exit 2; }
 [ -x "$BARE" ] || { echo "bench: $BARE: not built" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
+for p in $PLACEMENTS; do
+	case $p in
+	shared | split | free) ;;
+	*) echo "bench: BENCH_PLACEMENTS: \"$p\" is not shared, split or free" >&2; exit 2 ;;
+	esac
+done
+
+# The CPUs this run may use, as taskset writes them, and the first of them: the client's
+# CPU in the shared and split placements.
+CPUS_ALL=""
+CPU_FIRST=""
+CPUS_REST=""
+if command -v taskset >/dev/null 2>&1; then
+	CPUS_ALL=$(taskset -c -p $$ | sed 's/.*: *//')
+	cpu_list=$(printf '%s\n' "$CPUS_ALL" | tr ',' '\n' |
+		awk -F- '{ hi = (NF == 2) ? $2 : $1; for (c = $1; c <= hi; c++) print c }')
+	CPU_FIRST=$(printf '%s\n' "$cpu_list" | head -n 1)
+	CPUS_REST=$(printf '%s\n' "$cpu_list" | sed 1d | paste -sd, -)
+fi
+kept=""
+for p in $PLACEMENTS; do
+	if [ "$p" != free ] && [ -z "$CPU_FIRST" ]; then
+		echo "bench: taskset (util-linux) is missing: the $p placement is left out" >&2
+	elif [ "$p" = split ] && [ -z "$CPUS_REST" ]; then
+		echo "bench: one CPU only: the split placement is left out" >&2
+	else
+		kept="$kept $p"
+	fi
+done
+PLACEMENTS=${kept# }
+[ -n "$PLACEMENTS" ] || { echo "bench: no placement left to run" >&2; exit 2; }
 NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "bench: nginx is needed (tools/deps.sh --dev installs nginx-light)" >&2; exit 2; }
 
@@ -345,12 +379,27 @@ cmp -s "$BODY" "$TMP/bare-body" || die "bare_server does not serve the broker's 
 
 RESULTS=$TMP/results
 : >"$RESULTS"
-# load LABEL SHAPE SOCKET [EXPECT...]: one run, labelled LABEL-SHAPE.
+# place PLACEMENT PID...: moves every thread of each PID (the server under test) to the
+# placement's CPUs, and sets CLIENT_CPU, the load generator's option, to match.
+place() {
+	placement=$1
+	shift
+	case $placement in
+	shared) cpus=$CPU_FIRST; CLIENT_CPU="--cpu $CPU_FIRST" ;;
+	split) cpus=$CPUS_REST; CLIENT_CPU="--cpu $CPU_FIRST" ;;
+	free) cpus=$CPUS_ALL; CLIENT_CPU="" ;;
+	esac
+	[ -n "$cpus" ] || return 0
+	for pid in "$@"; do
+		taskset -a -c -p "$cpus" "$pid" >/dev/null 2>&1 || fail "taskset could not move $pid to CPUs $cpus"
+	done
+}
+# load LABEL SHAPE PLACEMENT SOCKET [EXPECT...]: one run, labelled LABEL-SHAPE@PLACEMENT.
 load() {
-	label=$1-$2
+	label=$1-$2@$3
 	shape=$2
-	sock=$3
-	shift 3
+	sock=$4
+	shift 4
 	set +e
 	# shellcheck disable=SC2086  # CLIENT_CPU is empty or two words
 	out=$("$LOADGEN" --unix "$sock" --path /v1/secrets/bench -c "$CONNS" -d "$DURATION" \
@@ -371,18 +420,35 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
 SHAPES="epoll threads"
 echo "== throughput: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s per run, $ROUNDS rounds, $WORKERS nginx workers / bare threads / broker threads, ${BODY_BYTES}-byte body"
 echo "   client shapes: epoll (one thread, one epoll loop), threads ($CONNS blocking threads, a connection each)"
+echo "   placements: $PLACEMENTS (shared: client and server on CPU $CPU_FIRST; split: client on CPU $CPU_FIRST, server on ${CPUS_REST:-none})"
+# nginx's master and its workers (the processes whose parent is the master).
+NGINX_PIDS="$NGINX_PID $(awk -v m="$NGINX_PID" '{ sub(/^.*\) /, ""); if ($2 == m) printf "%s ", FILENAME }' /proc/[0-9]*/stat 2>/dev/null | sed 's|/proc/||g; s|/stat||g')"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-	for shape in $SHAPES; do
-		load nginx "$shape" "$NSOCK" --expect-file "$BODY"
-		load bare "$shape" "$BSOCK_BARE" --expect-file "$BODY"
-		if [ $BROKER_OK = 1 ]; then
-			# shellcheck disable=SC2086
-			load broker "$shape" "$BSOCK" $EXPECT_BROKER
-		fi
+	for placement in $PLACEMENTS; do
+		for shape in $SHAPES; do
+			# shellcheck disable=SC2086  # a list of PIDs
+			place "$placement" $NGINX_PIDS
+			load nginx "$shape" "$placement" "$NSOCK" --expect-file "$BODY"
+			place "$placement" "$BARE_PID"
+			load bare "$shape" "$placement" "$BSOCK_BARE" --expect-file "$BODY"
+			if [ $BROKER_OK = 1 ]; then
+				place "$placement" "$BROKER_PID"
+				# shellcheck disable=SC2086
+				load broker "$shape" "$placement" "$BSOCK" $EXPECT_BROKER
+			fi
+		done
 	done
 	r=$((r + 1))
 done
+# The memory and start-up parts run where the scheduler puts them.
+CLIENT_CPU=""
+if [ -n "$CPUS_ALL" ]; then
+	# shellcheck disable=SC2086
+	for pid in $NGINX_PIDS $BARE_PID $( [ $BROKER_OK = 1 ] && echo "$BROKER_PID"); do
+		taskset -a -c -p "$CPUS_ALL" "$pid" >/dev/null 2>&1 || true
+	done
+fi
 
 # figure LABEL KEY: the median of KEY over LABEL's runs.
 figure() {
@@ -575,8 +641,10 @@ echo
 echo "== summary ($(date -u +%Y-%m-%d), $(nproc 2>/dev/null || echo '?') cores, medians of $ROUNDS runs)"
 # Other work on the machine moves every figure; the load average says how busy it was.
 echo "load average before the throughput runs: $LOAD_BEFORE; now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
-for shape in $SHAPES; do
-	echo "-- client shape: $shape"
+for placement in $PLACEMENTS; do
+for cshape in $SHAPES; do
+	shape=$cshape@$placement
+	echo "-- placement: $placement, client shape: $cshape"
 	printf '%-26s %10s %10s %10s %13s %12s\n' "figure" "broker" "nginx" "bare" "broker/nginx" "broker/bare"
 	for k in rps p50_us p99_us; do
 		case $k in
@@ -601,6 +669,7 @@ for shape in $SHAPES; do
 	printf '%-26s %10s %10s %10s\n' "errors (all runs)" \
 		"$( [ $BROKER_OK = 1 ] && errors_of "broker-$shape" || echo n/a)" \
 		"$(errors_of "nginx-$shape")" "$(errors_of "bare-$shape")"
+done
 done
 echo "(figures: medians over the runs; ratios: the median of each round's ratio)"
 echo "-- broker memory, each secret read once (MiB)"
