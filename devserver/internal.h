@@ -291,6 +291,25 @@ bool dev_sys_leases(struct dev_call *c, const char *rest);
 void dev_kv1_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_kv2_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
 void dev_db_handle(struct dev_call *c, struct dev_mount *m, const char *rest);
+/* A database/config entry as a write of body makes it, in the shape Vault stores it
+ * (DatabaseConfig: plugin_name, plugin_version, connection_details — every member of body
+ * that is not Vault's own —, allowed_roles, root_credentials_rotate_statements,
+ * password_policy, verify_connection): old (NULL: a new entry) with body's members over
+ * it. *ret is owned (json_decref). 0, or -EINVAL / -ENOMEM with err set to a message
+ * naming the field, that holds no value from body but the plugin name. */
+int dev_db_config_new(const json_t *old, const json_t *body, json_t **ret, char *err,
+		      size_t errlen) __attribute__((warn_unused_result));
+/* What a read of a database/config entry shows (Vault's connectionReadHandler): no
+ * password, private_key or service_account_json in connection_details, and the password
+ * of a scheme://user:pass@host connection_url replaced by "xxxxx". New reference. */
+json_t *dev_db_config_view(const json_t *cfg);
+/* A database/roles entry as a write of body makes it (Vault's pathRoleCreateUpdate):
+ * old (NULL: a new role) with the fields body carries; statements are lists (a string is
+ * one statement). *ret is owned. 0, or -EINVAL / -ENOMEM with err set. */
+int dev_db_role_new(const json_t *old, const json_t *body, json_t **ret, char *err,
+		    size_t errlen) __attribute__((warn_unused_result));
+/* What a read of a role shows (Vault's pathRoleRead). New reference. */
+json_t *dev_db_role_view(const json_t *role);
 /* Before a creds lease of mount m is renewed to expire_ms: the role's renew_statements run
  * on a real database. 0, or -errno with the reply set (502). */
 int dev_db_lease_renew(struct dev_call *c, struct dev_mount *m, struct dev_lease *l,

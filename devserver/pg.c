@@ -207,11 +207,19 @@ substitute(const char *text, const char *const *vars, char *out, size_t outlen)
 	return 0;
 }
 
+/* A string of the config's connection_details (the plugin's members); NULL when absent.
+ * Borrowed. */
+static const char *
+detail(const json_t *config, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(config, "connection_details"), key));
+}
+
 bool
 dev_pg_configured(const json_t *config)
 {
 	const char *plugin = json_string_value(json_object_get(config, "plugin_name"));
-	const char *url = json_string_value(json_object_get(config, "connection_url"));
+	const char *url = detail(config, "connection_url");
 
 	return plugin != NULL && strcmp(plugin, "postgresql-database-plugin") == 0 && url != NULL &&
 	    *url != '\0';
@@ -220,9 +228,9 @@ dev_pg_configured(const json_t *config)
 int
 dev_pg_open(const json_t *config, struct dev_pg **ret, char *err, size_t errlen)
 {
-	const char *url = json_string_value(json_object_get(config, "connection_url"));
-	const char *user = json_string_value(json_object_get(config, "username"));
-	const char *pass = json_string_value(json_object_get(config, "password"));
+	const char *url = detail(config, "connection_url");
+	const char *user = detail(config, "username");
+	const char *pass = detail(config, "password");
 	char euser[DEV_PG_SECRET_MAX * 3], epass[DEV_PG_SECRET_MAX * 3];
 	const char *keys[] = { "connect_timeout", "dbname", NULL };
 	const char *values[3] = { PG_CONNECT_TIMEOUT, NULL, NULL };

@@ -13,12 +13,13 @@
 
 struct dev_pg;
 
-/* True when a database/config entry asks for a real PostgreSQL: plugin_name
- * postgresql-database-plugin and a connection_url. */
+/* True when a database/config entry (stored as Vault's DatabaseConfig: plugin_name and
+ * connection_details) asks for a real PostgreSQL: plugin_name postgresql-database-plugin
+ * and a connection_url in its connection_details. */
 bool dev_pg_configured(const json_t *config);
 
-/* Connects with the config's connection_url, {{username}} and {{password}} replaced by
- * its username and password. *ret is owned: close with dev_pg_close. 0, or -errno with
+/* Connects with the connection_url of the config's connection_details, {{username}} and
+ * {{password}} replaced by their username and password. *ret is owned: close with dev_pg_close. 0, or -errno with
  * err set ("failed to connect to the database: <libpq's reason>"). */
 int dev_pg_open(const json_t *config, struct dev_pg **ret, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

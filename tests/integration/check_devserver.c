@@ -145,6 +145,17 @@ jint(const json_t *root, const char *a, const char *b)
 	return json_integer_value(v);
 }
 
+static const json_t *
+jarr(const json_t *root, const char *a, const char *b)
+{
+	const json_t *v = json_object_get(root, a);
+
+	if (b != NULL)
+		v = json_object_get(v, b);
+	ck_assert_msg(json_is_array(v), "%s.%s is not an array", a, b != NULL ? b : "");
+	return v;
+}
+
 /* ---- golden shapes ---- */
 
 static bool
@@ -844,29 +855,116 @@ START_TEST(test_database)
 	char lease[512], body[640], token[128];
 
 	start(&d, NULL);
+	/* Read back as Vault shapes it: the plugin's members under connection_details, never
+	 * the password (the golden file holds every key). */
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/pg", "root",
-	    "{\"plugin_name\":\"postgresql-database-plugin\",\"username\":\"vault\",\"password\":\"pw\",\"allowed_roles\":\"*\"}", &r), 204);
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"username\":\"vault\",\"password\":\"Db-Admin-Secret-1\","
+	    "\"max_open_connections\":4,\"allowed_roles\":\"*\"}", &r), 204);
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/pg", "root", NULL, &r), 200);
-	ck_assert_ptr_null(json_object_get(json_object_get(r.json, "data"), "password"));
+	check_golden("database_config", &r);
+	ck_assert_ptr_null(strstr(r.raw, "Db-Admin-Secret-1"));
 	reply_clear(&r);
-	/* A password inside connection_url reads back masked, as Vault masks it. */
+	/* A password inside connection_url: stored with Vault's warning, read back redacted
+	 * in the userinfo only (Go's url.Redacted). */
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/inline", "root",
 	    "{\"plugin_name\":\"postgresql-database-plugin\",\"verify_connection\":false,"
-	    "\"connection_url\":\"postgresql://vault:Inline-Secret-99@db.example:5432/app?x=Inline-Secret-99\"}",
-	    &r), 204);
-	reply_clear(&r);
-	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/inline", "root", NULL, &r), 200);
-	ck_assert_str_eq(jstr(r.json, "data", "connection_url"),
-			 "postgresql://vault:*****@db.example:5432/app?x=*****");
+	    "\"connection_url\":\"postgresql://vault:Inline-Secret-99@db.example:5432/app?sslmode=disable\"}",
+	    &r), 200);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "warnings"), 0)),
+	    "Password found in connection_url, use a templated url to enable root rotation and "
+	    "prevent read access to password information.");
 	ck_assert_ptr_null(strstr(r.raw, "Inline-Secret-99"));
 	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/inline", "root", NULL, &r), 200);
+	ck_assert_str_eq(jstr(json_object_get(r.json, "data"), "connection_details", "connection_url"),
+			 "postgresql://vault:xxxxx@db.example:5432/app?sslmode=disable");
+	ck_assert_ptr_null(json_object_get(json_object_get(r.json, "data"), "connection_url"));
+	ck_assert(json_is_false(json_object_get(json_object_get(r.json, "data"), "verify_connection")));
+	ck_assert_ptr_null(strstr(r.raw, "Inline-Secret-99"));
+	reply_clear(&r);
+	/* An update changes only what it carries, as Vault's: the URL stays, still redacted. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/inline", "root",
+	    "{\"allowed_roles\":[\"app\",\"other\"],\"max_idle_connections\":2}", &r), 200);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/inline", "root", NULL, &r), 200);
+	ck_assert_str_eq(jstr(r.json, "data", "plugin_name"), "postgresql-database-plugin");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(json_object_get(r.json, "data"),
+	    "allowed_roles"), 1)), "other");
+	ck_assert_int_eq(jint(json_object_get(r.json, "data"), "connection_details", "max_idle_connections"), 2);
+	ck_assert_str_eq(jstr(json_object_get(r.json, "data"), "connection_details", "connection_url"),
+			 "postgresql://vault:xxxxx@db.example:5432/app?sslmode=disable");
+	ck_assert(json_is_false(json_object_get(json_object_get(r.json, "data"), "verify_connection")));
+	reply_clear(&r);
+	/* A templated URL is not a password: no warning, read back as written. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/tmpl", "root",
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"verify_connection\":false,"
+	    "\"connection_url\":\"postgresql://{{username}}:{{password}}@db.example/app\"}", &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/tmpl", "root", NULL, &r), 200);
+	ck_assert_str_eq(jstr(json_object_get(r.json, "data"), "connection_details", "connection_url"),
+			 "postgresql://{{username}}:{{password}}@db.example/app");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "LIST", "/v1/database/config", "root", NULL, &r), 200);
+	ck_assert_int_eq(json_array_size(jarr(r.json, "data", "keys")), 3);
+	ck_assert_str_eq(json_string_value(json_array_get(jarr(r.json, "data", "keys"), 0)), "inline");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/database/config/tmpl", "root", NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/tmpl", "root", NULL, &r), 404);
+	check_golden("error_empty", &r);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/database/config/tmpl", "root", NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "DELETE", "/v1/database/config/inline", "root", NULL, &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config?list=true", "root", NULL, &r), 200);
+	ck_assert_int_eq(json_array_size(jarr(r.json, "data", "keys")), 1);
+	ck_assert_str_eq(json_string_value(json_array_get(jarr(r.json, "data", "keys"), 0)), "pg");
+	reply_clear(&r);
+	/* Bad input: the field and what was expected. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/bad", "root",
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"verify_connection\":\"maybe\"}", &r), 400);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "errors"), 0)),
+	    "invalid verify_connection: expected a boolean");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/bad", "root",
+	    "{\"plugin_name\":\"postgresql-database-plugin\",\"allowed_roles\":7}", &r), 400);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "errors"), 0)),
+	    "invalid allowed_roles: expected a list of strings or a string");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/config/bad", "root", "{\"username\":\"vault\"}", &r), 400);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "errors"), 0)),
+	    "empty plugin name");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/config/bad", "root", NULL, &r), 404);
+	reply_clear(&r);
+
+	/* Roles as Vault's pathRoleRead: TTLs in seconds, statements as lists — a string is
+	 * one statement, commas and all. */
 	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/my-role", "root",
-	    "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"24h\",\"creation_statements\":[\"CREATE ROLE \\\"{{name}}\\\";\"]}", &r), 204);
+	    "{\"db_name\":\"pg\",\"default_ttl\":\"1h\",\"max_ttl\":\"24h\","
+	    "\"creation_statements\":\"CREATE ROLE \\\"{{name}}\\\"; GRANT SELECT, INSERT ON t TO \\\"{{name}}\\\";\"}",
+	    &r), 204);
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "GET", "/v1/database/roles/my-role", "root", NULL, &r), 200);
+	check_golden("database_role", &r);
+	reply_clear(&r);
+	/* An update keeps what it does not carry. */
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/my-role", "root", "{\"max_ttl\":\"48h\"}", &r), 204);
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "GET", "/v1/database/roles/my-role", "root", NULL, &r), 200);
 	ck_assert_int_eq(jint(r.json, "data", "default_ttl"), 3600);
-	ck_assert_int_eq(jint(r.json, "data", "max_ttl"), 86400);
+	ck_assert_int_eq(jint(r.json, "data", "max_ttl"), 172800);
+	ck_assert_int_eq(json_array_size(jarr(r.json, "data", "creation_statements")), 1);
+	ck_assert_str_eq(jstr(r.json, "data", "db_name"), "pg");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/my-role", "root",
+	    "{\"max_ttl\":\"24h\",\"renew_statements\":{\"a\":1}}", &r), 400);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "errors"), 0)),
+	    "invalid renew_statements: expected a list of strings or a string");
+	reply_clear(&r);
+	ck_assert_int_eq(call(&d, "POST", "/v1/database/roles/my-role", "root", "{\"max_ttl\":\"24h\"}", &r), 204);
 	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "LIST", "/v1/database/roles", "root", NULL, &r), 200);
 	reply_clear(&r);
