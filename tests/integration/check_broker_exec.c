@@ -776,16 +776,20 @@ START_TEST(test_exec_sighup_not_reloaded)
 END_TEST
 
 /* A command that cannot be started: the broker logs the command and why, starts nothing
- * and exits 127 when it is not found (by path or on PATH), 126 when it is found but cannot
- * be run (no execute permission; a directory), as sh and env do. */
+ * and exits 127 when it is not found (by path, on PATH, or its #! interpreter), 126 when
+ * it is found but cannot be run (no execute permission; a directory), as sh, bash and env
+ * do. */
 START_TEST(test_exec_cannot_start)
 {
 	struct xf x;
-	char notexec[700];
+	char notexec[700], badinterp[700];
 
 	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
 	snprintf(notexec, sizeof(notexec), "%s/notexec.sh", x.f.dir);
 	ck_assert_int_eq(t_write_file(notexec, "#!/bin/sh\nexit 0\n", 0644), 0);
+	snprintf(badinterp, sizeof(badinterp), "%s/badinterp.sh", x.f.dir);
+	ck_assert_int_eq(t_write_file(badinterp, "#!/nonexistent-latchkey-dir/sh\nexit 0\n", 0755),
+			 0);
 	{
 		const struct {
 			const char *command;
@@ -794,6 +798,7 @@ START_TEST(test_exec_cannot_start)
 		} cases[] = {
 			{ "/nonexistent-latchkey-dir/app", 127, "No such file or directory" },
 			{ "latchkey-no-such-command-5d0c", 127, "No such file or directory" },
+			{ badinterp, 127, "No such file or directory" },
 			{ notexec, 126, "Permission denied" },
 			{ x.f.dir, 126, "Permission denied" },
 		};
