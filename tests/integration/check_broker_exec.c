@@ -737,6 +737,34 @@ START_TEST(test_exec_sigint_forwarded)
 }
 END_TEST
 
+/* A command that does not handle SIGINT, or SIGHUP, dies of it when the broker passes it
+ * on: the broker exits 128 + the signal. */
+START_TEST(test_exec_unhandled_signal_kills)
+{
+	const char *cmd[] = { "/bin/sleep", "600", NULL };
+	const int sigs[] = { SIGINT, SIGHUP };
+	struct xf x;
+
+	xf_setup(&x, SECRETS_API_OTHER, "{\"env\": {\"API_PW\": \"api.password\"}}");
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		int status;
+
+		snprintf(x.f.log, sizeof(x.f.log), "%s/broker.%zu.log", x.f.dir, i);
+		xf_start_command(&x, cmd);
+		/* Logged once the launcher saw execve succeed: sleep runs, with the default
+		 * actions. */
+		ck_assert(t_wait_log(&x.f.broker, "\"msg\":\"command started\"", T_DEADLINE_MS,
+				     NULL, 0));
+		kill(x.f.broker.pid, sigs[i]);
+		status = wait_broker_exit(&x);
+		ck_assert_msg(status != -1 && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 128 + sigs[i], "signal %d: status %#x",
+			      sigs[i], status);
+	}
+	bf_stop(&x.f);
+}
+END_TEST
+
 /* SIGHUP in exec mode is the command's: it gets it and keeps running, and the broker does
  * not reload its configuration, though the file changed (a reload would serve "extra"
  * and count in latchkey_broker_reloads_total). */
@@ -1107,6 +1135,7 @@ main(void)
 	tcase_add_test(tc, test_exec_child_exit_revokes);
 	tcase_add_test(tc, test_exec_broker_killed);
 	tcase_add_test(tc, test_exec_sigint_forwarded);
+	tcase_add_test(tc, test_exec_unhandled_signal_kills);
 	tcase_add_test(tc, test_exec_sighup_not_reloaded);
 	tcase_add_test(tc, test_exec_cannot_start);
 	tcase_add_test(tc, test_exec_child_killed_by_signal);
