@@ -878,7 +878,7 @@ END_TEST
 
 /* Values that a shell or a parser could bend arrive byte for byte: the child's hash of
  * printenv's output and the hash of the entry in /proc/PID/environ both match the hash
- * of what the backend holds. */
+ * of what the backend holds. A key env does not name stays out. */
 START_TEST(test_exec_values_byte_exact)
 {
 	static const struct {
@@ -907,6 +907,8 @@ START_TEST(test_exec_values_byte_exact)
 				      i > 0 ? ", " : "", vals[i].var, vals[i].key);
 		ck_assert_uint_lt(n, sizeof(env));
 	}
+	/* A key of the same secret that env does not name. */
+	ck_assert_int_eq(json_object_set_new(data, "unused", json_string("odd-unused-3b9e")), 0);
 	doc = json_pack("{s:o}", "data", data);
 	body = json_dumps(doc, 0);
 	ck_assert_ptr_nonnull(body);
@@ -936,6 +938,12 @@ START_TEST(test_exec_values_byte_exact)
 			      vals[i].var);
 		ck_assert_msg(strcmp(got, want) == 0, "%s: other bytes in environ", vals[i].var);
 	}
+	/* Nothing env does not name: not another key of this secret, not a secret env does
+	 * not use, not the token. */
+	ck_assert(!block_holds(block, len, "odd-unused-3b9e"));
+	ck_assert(!block_holds(block, len, PASSWORD1));
+	ck_assert(!block_holds(block, len, OTHER_VALUE));
+	ck_assert(!block_holds(block, len, x.f.dev.token));
 	free(block);
 	free(record);
 	bf_stop(&x.f);
