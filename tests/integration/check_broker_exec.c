@@ -420,7 +420,7 @@ START_TEST(test_exec_env_and_start_order)
 	 * even inside another variable's value; nor in the launcher's (the command's parent,
 	 * which the command's user may be able to read). */
 	{
-		char *block, *comm;
+		char *block, *comm, comm_path[64];
 		size_t len;
 		long launcher = parent_pid(pid);
 
@@ -434,8 +434,8 @@ START_TEST(test_exec_env_and_start_order)
 		ck_assert(!environ_value_hash(block, len, "VAULT_TOKEN", got));
 		ck_assert(!environ_value_hash(block, len, "LATCHKEY_SOCKET", got));
 		free(block);
-		snprintf(got, sizeof(got), "/proc/%ld/comm", launcher);
-		comm = t_read_file(got);
+		snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", launcher);
+		comm = t_read_file(comm_path);
 		ck_assert_ptr_nonnull(comm);
 		ck_assert_str_eq(comm, "latchkey-exec\n");
 		free(comm);
