@@ -1,10 +1,12 @@
 /* check_broker_exec.c — exec mode against `latchkey dev`: `latchkey broker --config F --
  * CHILD ...` with a real child (a shell script) that writes, for each run, its pid, the
  * SHA-256 of each argument and of each environment variable's value, and appends the
- * signals it receives to a file. The test compares hashes: no value is ever printed. */
+ * signals it receives to a file. The test also reads the environment the child was
+ * started with from /proc/PID/environ, and compares hashes or looks for a value's
+ * presence: no value is ever printed. */
 #include <check.h>
-#include <jansson.h>
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sodium.h>
