@@ -60,12 +60,15 @@ file_spec_eq(const struct broker_file_spec *a, const struct broker_file_spec *b)
 }
 
 /* Where a secret's data comes from and where it is written: a change means reading it
- * anew (and, for a dynamic secret, a new lease). */
+ * anew (and, for a dynamic secret, a new lease). The key its values open with is the one
+ * it uses, its own or the top-level one (ac's and bc's). */
 static bool
-source_eq(const struct broker_secret_spec *a, const struct broker_secret_spec *b)
+source_eq(const struct broker_config *ac, const struct broker_secret_spec *a,
+	  const struct broker_config *bc, const struct broker_secret_spec *b)
 {
 	return str_eq(a->name, b->name) && str_eq(a->path, b->path) && a->kind == b->kind &&
-	       source_file_eq(a->from_file, b->from_file) && file_spec_eq(a->file, b->file);
+	       source_file_eq(a->from_file, b->from_file) && file_spec_eq(a->file, b->file) &&
+	       broker_key_spec_equal(broker_key_of(ac, a), broker_key_of(bc, b));
 }
 
 static bool
@@ -123,8 +126,6 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return refuse(err, f, "audit_interval");
 	if (!str_eq(o->log_level, n->log_level))
 		return refuse(err, f, "log_level");
-	if (!broker_key_spec_equal(o->decryption_key, n->decryption_key))
-		return refuse(err, f, "decryption_key");
 	if (!o->backend && n->backend)
 		return lk_error_set(err, -EINVAL, "%s: secrets: the first secret read from the "
 				    "backend needs a restart (the running broker has no backend "
@@ -220,7 +221,8 @@ plan_make(struct broker *b, const struct broker_config *nc, struct plan *p)
 				continue;
 			p->old_of_new[i] = o;
 			p->new_of_old[o] = i;
-			p->moved[i] = source_eq(&nc->secrets[i], b->entries[o].spec);
+			p->moved[i] = source_eq(nc, &nc->secrets[i], b->cfg,
+					       b->entries[o].spec);
 			break;
 		}
 	}

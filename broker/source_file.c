@@ -889,6 +889,7 @@ struct broker_files_next {
 	struct broker_keyring_next *keys;
 	struct file_watch *w;       /* room for the watches of the new configuration */
 	size_t *watch_of_old;       /* per old entry: its watch, or SIZE_MAX (filled at remap) */
+	bool *rekeyed;              /* per new entry: its decryption key was replaced */
 };
 
 void
@@ -899,6 +900,7 @@ broker_files_next_free(struct broker_files_next *next)
 	broker_keyring_next_free(next->keys);
 	free(next->w);
 	free(next->watch_of_old);
+	free(next->rekeyed);
 	free(next);
 }
 
@@ -910,7 +912,8 @@ broker_files_prepare(struct broker *b, const struct broker_config *nc,
 	int rc;
 
 	if (next == NULL || (next->w = calloc(nc->nsecrets + 1, sizeof(*next->w))) == NULL ||
-	    (next->watch_of_old = calloc(b->n + 1, sizeof(*next->watch_of_old))) == NULL) {
+	    (next->watch_of_old = calloc(b->n + 1, sizeof(*next->watch_of_old))) == NULL ||
+	    (next->rekeyed = calloc(nc->nsecrets + 1, sizeof(*next->rekeyed))) == NULL) {
 		broker_files_next_free(next);
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	}
@@ -932,7 +935,7 @@ broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved
 	uint64_t one = 1;
 
 	if (next->keys != NULL)
-		broker_keyring_remap(b, next->keys);
+		broker_keyring_remap(b, next->keys, new_n, next->rekeyed);
 	next->keys = NULL;
 	if (fl == NULL) {
 		broker_files_next_free(next);
@@ -959,6 +962,11 @@ broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved
 		if (k != SIZE_MAX) {
 			*w = fl->w[k];
 			fl->w[k].entry = SIZE_MAX;      /* taken over */
+			/* Opened again with the key that replaced the old one. */
+			if (next->rekeyed[i]) {
+				w->due_mono_ms = 0;
+				w->again = 0;
+			}
 		} else {
 			memset(w, 0, sizeof(*w));
 			w->wd = -1;

@@ -812,6 +812,194 @@ START_TEST(test_file_source_first_refused)
 }
 END_TEST
 
+#define ROT_VALUE1 "reload-rotate-pass-51c2"
+#define ROT_VALUE2 "reload-rotate-pass-e8d4"
+#define ROT_VALUE3 "reload-rotate-pass-2f96"
+#define ROT_OWN1 "reload-rotate-own-7a13"
+#define ROT_OWN2 "reload-rotate-own-b05e"
+
+/* The volume at dir as the kubelet writes it: key password, value sealed with k for
+ * app/NAME/password. */
+static void
+seal_volume(const char *dir, struct lk_key *k, const char *name, const char *value)
+{
+	const char *keys[] = { "password" };
+	char label[LK_LABEL_MAX + 1], *ct = NULL;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", name, "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, value, strlen(value), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(dir, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
+}
+
+struct rot {
+	struct bf f;
+	char vol[700], own[700], keyfile[700], ownkey[700], secrets[4096], extra[1024];
+};
+
+/* Two sealed volumes: "top" opens with the top-level decryption_key, "own" with one of its
+ * own; both served. */
+static void
+rot_start(struct rot *r, struct lk_key **ret_top, struct lk_key **ret_own)
+{
+	ck_assert_int_eq(lk_secret_init(), 0);
+	bf_dev(&r->f, "1h", "2h");
+	snprintf(r->vol, sizeof(r->vol), "%s/top", r->f.dir);
+	snprintf(r->own, sizeof(r->own), "%s/own", r->f.dir);
+	snprintf(r->keyfile, sizeof(r->keyfile), "%s/top.lk1", r->f.dir);
+	snprintf(r->ownkey, sizeof(r->ownkey), "%s/own.lk1", r->f.dir);
+	*ret_top = key_file_new(r->keyfile);
+	*ret_own = key_file_new(r->ownkey);
+	seal_volume(r->vol, *ret_top, "top", ROT_VALUE1);
+	seal_volume(r->own, *ret_own, "own", ROT_OWN1);
+	snprintf(r->secrets, sizeof(r->secrets), API ", {\"name\": \"top\", \"from_file\": \"%s\", "
+		 "\"decrypt\": true, \"k8s_secret\": {\"namespace\": \"app\"}}, "
+		 "{\"name\": \"own\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\"}, \"decryption_key\": {\"file\": \"%s\"}}",
+		 r->vol, r->own, r->ownkey);
+	snprintf(r->extra, sizeof(r->extra), "\"decryption_key\": {\"file\": \"%s\"}", r->keyfile);
+	bf_config(&r->f, r->secrets, r->extra);
+	ck_assert(bf_start(&r->f));
+	{
+		struct value_wait w = { &r->f, "top", "password", ROT_VALUE1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "top is not served");
+	}
+	{
+		struct value_wait w = { &r->f, "own", "password", ROT_OWN1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "own is not served");
+	}
+}
+
+/* No value of the test in the log or in /v1/ready. */
+static void
+rot_no_values(struct rot *r)
+{
+	const char *values[] = { ROT_VALUE1, ROT_VALUE2, ROT_VALUE3, ROT_OWN1, ROT_OWN2 };
+	char *body = NULL;
+
+	ck_assert_int_eq(bf_get(&r->f, "/v1/ready", &body) > 0, 1);
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		ck_assert_int_eq(bf_log_count(&r->f, values[i]), 0);
+		ck_assert_ptr_null(strstr(body != NULL ? body : "", values[i]));
+	}
+	free(body);
+}
+
+/* Key rotation under the same file names: new keys written over both key files and the
+ * volumes sealed again with them. Until SIGHUP the new ciphertext does not open (each
+ * secret serves its old value, stale); the reload reads the key files again, sees their
+ * bytes changed, loads the new keys and opens the volumes again: the new values are
+ * served, valid, without a restart. */
+START_TEST(test_key_file_rotated)
+{
+	struct lk_key *top, *own, *top2, *own2;
+	struct rot r;
+
+	rot_start(&r, &top, &own);
+	top2 = key_file_new(r.keyfile);
+	own2 = key_file_new(r.ownkey);
+	seal_volume(r.vol, top2, "top", ROT_VALUE2);
+	seal_volume(r.own, own2, "own", ROT_OWN2);
+	{
+		struct state_wait w = { &r.f, "top", "stale" };
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "top did not go stale");
+		w.name = "own";
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "own did not go stale");
+	}
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE1));
+	ck_assert(served_value_is(&r.f, "own", "password", ROT_OWN1));
+
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	{
+		struct value_wait w = { &r.f, "top", "password", ROT_VALUE2 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "top is not opened with "
+			      "the new key");
+		w.name = "own";
+		w.want = ROT_OWN2;
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "own is not opened with "
+			      "the new key");
+	}
+	{
+		struct state_wait w = { &r.f, "top", "valid" };
+
+		ck_assert(t_wait_until(state_is, &w, T_DEADLINE_MS));
+		w.name = "own";
+		ck_assert(t_wait_until(state_is, &w, T_DEADLINE_MS));
+	}
+	ck_assert(bf_wait_log_count(&r.f, "\"replaced\":true", 2));
+	ck_assert_int_eq(bf_log_count(&r.f, REFUSED_LOG), 0);
+	rot_no_values(&r);
+	lk_key_free(top);
+	lk_key_free(own);
+	lk_key_free(top2);
+	lk_key_free(own2);
+	finish(&r.f);
+}
+END_TEST
+
+/* A key file that no longer parses, then one others may read: each reload is refused with
+ * the configuration key and the file named, and the old key goes on serving (a new
+ * version sealed with it opens). Put back as it was, the file reloads without replacing
+ * the key. */
+START_TEST(test_key_file_broken)
+{
+	struct lk_key *top, *own;
+	struct version_wait vw;
+	char *orig, needle[900];
+	struct rot r;
+
+	rot_start(&r, &top, &own);
+	orig = t_read_file(r.keyfile);
+	ck_assert_ptr_nonnull(orig);
+	ck_assert_int_eq(t_write_file(r.keyfile, "not a key\n", 0600), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 1));
+	snprintf(needle, sizeof(needle), "decryption_key.file: %s:", r.keyfile);
+	ck_assert_int_eq(bf_log_count(&r.f, needle), 1);
+
+	ck_assert_int_eq(t_write_file(r.keyfile, orig, 0644), 0);
+	ck_assert_int_eq(chmod(r.keyfile, 0644), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 2));
+	snprintf(needle, sizeof(needle), "decryption_key.file: %s: mode 0644", r.keyfile);
+	ck_assert_int_eq(bf_log_count(&r.f, needle), 1);
+	ck_assert_int_eq(bf_log_count(&r.f, OK_LOG), 0);
+
+	/* The old key serves, and opens what is sealed with it now. */
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE1));
+	vw.f = &r.f;
+	vw.name = "top";
+	vw.above = version_of(&r.f, "top");
+	ck_assert_int_gt(vw.above, 0);
+	seal_volume(r.vol, top, "top", ROT_VALUE3);
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the new version was missed");
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE3));
+	ck_assert(served_value_is(&r.f, "own", "password", ROT_OWN1));
+
+	ck_assert_int_eq(chmod(r.keyfile, 0600), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&r.f, "\"replaced\":true"), 0);
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE3));
+	rot_no_values(&r);
+	orig[strcspn(orig, "\r\n")] = '\0';
+	ck_assert_int_gt(strlen(orig), 16);
+	ck_assert_int_eq(bf_log_count(&r.f, orig), 0);
+	free(orig);
+	lk_key_free(top);
+	lk_key_free(own);
+	finish(&r.f);
+}
+END_TEST
+
 /* An invalid file, then a restart-only key: both refused with the key named, the running
  * configuration serving, reloads_total{result="error"} counting them. */
 START_TEST(test_refused)
@@ -1154,6 +1342,8 @@ reload_suite(void)
 	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_file_source_add_remove, 120);
 	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_key_file_rotated, 90);
+	ADD(s, test_key_file_broken, 90);
 	ADD(s, test_file_source_sealed_added, 90);
 	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
