@@ -886,7 +886,10 @@ int broker_source_file_read(const struct broker_source_file *fs, const struct lk
 /* The watcher thread: reads every file source, then again on inotify events (a write, a
  * rename such as the kubelet's ..data swap, a creation or removal in the directory),
  * every refresh as a safety net, and after a failure with the entry's backoff. Loads the
- * key files first: an unreadable one, or one others may read, is an error (exit 2). */
+ * key files first: an unreadable one, or one others may read, is an error (exit 2). The
+ * inotify instance is made also without a file source (before the allow-list, which does
+ * not let one be made), and the thread started then only if there is one: the reload
+ * that adds the first starts it (broker_files_prepare). */
 int broker_files_start(struct broker *b, struct lk_error *err)
 	__attribute__((warn_unused_result));
 /* Stops and joins the thread; broker_files_free (from broker_fini) frees its state. */

@@ -9,7 +9,8 @@
  * queued for revocation now and its snapshot released (zeroed when its last reader lets
  * go); one whose source changed is removed and added, its version going on from the old
  * one so that blocked readers see a change. A file source follows the same rules, its
- * watch kept, made or dropped with it (broker_files_remap). The rest of a secret's settings
+ * watch kept, made or dropped with it (broker_files_remap); the first one in a broker that
+ * started without starts the watcher thread (its inotify instance is made at start). The rest of a secret's settings
  * (allow, required, refresh, grace) follow the new file in place. The new client logs in
  * again when the auth settings, the token file or the contents of the credential files
  * changed; the token held serves until that login succeeds, and on when it fails
@@ -130,24 +131,6 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return lk_error_set(err, -EINVAL, "%s: secrets: the first secret read from the "
 				    "backend needs a restart (the running broker has no backend "
 				    "login); the running configuration goes on serving", f);
-	return 0;
-}
-
-/* The thread that reads file sources, and its inotify instance, are made at start when
- * there is a file source (broker/source_file.c): after the allow-list (seccomp.c) neither
- * can be made. */
-static int
-check_file_watcher(const struct broker *b, const struct broker_config *n, struct lk_error *err)
-{
-	if (b->files != NULL)
-		return 0;
-	for (size_t j = 0; j < n->nsecrets; j++)
-		if (n->secrets[j].from_file != NULL)
-			return lk_error_set(err, -EINVAL, "%s: secrets[%zu].from_file: the first "
-					    "secret read from a file needs a restart (the running "
-					    "broker started without file sources, so it has no file "
-					    "watcher); the running configuration goes on serving",
-					    n->file, j);
 	return 0;
 }
 
@@ -425,8 +408,7 @@ broker_reload(struct broker *b, struct lk_error *err)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	if ((rc = broker_config_load(nc, b->cfg->file, err)) < 0 ||
 	    (rc = broker_keys_check(nc, err)) < 0 ||
-	    (rc = check_restart_only(b->cfg, nc, err)) < 0 ||
-	    (rc = check_file_watcher(b, nc, err)) < 0)
+	    (rc = check_restart_only(b->cfg, nc, err)) < 0)
 		goto out;
 	if (nc->backend) {
 		/* A new client: the address, the TLS files and the auth settings read again. */

@@ -789,25 +789,112 @@ START_TEST(test_file_source_sealed_added)
 }
 END_TEST
 
-/* A broker that started without file sources has no watcher to give a new one: the reload
- * is refused, naming the secret, and the running configuration serves. */
-START_TEST(test_file_source_first_refused)
+/* The threads of the broker's process, from /proc (-1: unknown). */
+static int
+threads_of(pid_t pid)
 {
-	char secrets[2048], file[700];
+	char path[64], *text, *at;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	text = t_read_file(path);
+	if (text != NULL && (at = strstr(text, "\nThreads:")) != NULL)
+		n = atoi(at + strlen("\nThreads:"));
+	free(text);
+	return n;
+}
+
+struct threads_wait {
+	pid_t pid;
+	int n;
+};
+
+static bool
+threads_are(void *arg)
+{
+	const struct threads_wait *w = arg;
+
+	return threads_of(w->pid) == w->n;
+}
+
+#define FIRST_VALUE1 "reload-first-file-3b7d\n"
+#define FIRST_VALUE2 "reload-first-file-c41e\n"
+#define FIRST_SEALED "reload-first-sealed-9a0f"
+
+/* A broker that started with backend secrets only (and the allow-list on, as bf_config
+ * sets it) gets its first file sources by a reload: a plain file and a sealed volume that
+ * opens with a top-level decryption_key also added by that reload. The watcher thread
+ * starts then (one thread more, none before), both are served, and a change to the file is
+ * seen afterwards. */
+START_TEST(test_file_source_first_added)
+{
+	char secrets[4096], extra[1024], file[700], vol[700], keyfile[700];
+	char label[LK_LABEL_MAX + 1], *ct = NULL, *body = NULL;
+	const char *keys[] = { "password" };
+	struct version_wait vw;
+	struct lk_error err;
+	struct lk_key *k;
+	int threads;
 	struct bf f;
 
+	ck_assert_int_eq(lk_secret_init(), 0);
 	bf_dev(&f, "1h", "2h");
 	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
-	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	snprintf(vol, sizeof(vol), "%s/sealed", f.dir);
+	snprintf(keyfile, sizeof(keyfile), "%s/recipient.lk1", f.dir);
+	ck_assert_int_eq(t_write_file(file, FIRST_VALUE1, 0600), 0);
+	k = key_file_new(keyfile);
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", "db-creds", "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, FIRST_SEALED, strlen(FIRST_SEALED), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(vol, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
 	bf_config(&f, API, NULL);
 	ck_assert(bf_start(&f));
 	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
-	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}", file);
-	reload(&f, secrets, NULL, NULL, REFUSED_LOG, 1);
-	ck_assert_int_eq(bf_log_count(&f, "secrets[1].from_file: the first secret read from a "
-				      "file needs a restart"), 1);
-	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs", NULL), 404);
+	threads = threads_of(f.broker.pid);
+	ck_assert_int_gt(threads, 0);
+
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"sealed\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}}", file, vol);
+	snprintf(extra, sizeof(extra), "\"decryption_key\": {\"file\": \"%s\"}", keyfile);
+	reload(&f, secrets, NULL, extra, OK_LOG, 1);
+	{
+		struct value_wait w = { &f, "fs", "token.txt", FIRST_VALUE1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the first file source "
+			      "added is not served");
+	}
+	{
+		struct value_wait w = { &f, "sealed", "password", FIRST_SEALED };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the sealed volume added "
+			      "is not served");
+	}
+	{
+		struct threads_wait w = { f.broker.pid, threads + 1 };
+
+		ck_assert_msg(t_wait_until(threads_are, &w, T_DEADLINE_MS), "threads: %d, then %d",
+			      threads, threads_of(f.broker.pid));
+	}
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
+
+	/* Watched from then on. */
+	vw.f = &f;
+	vw.name = "fs";
+	vw.above = version_of(&f, "fs");
+	ck_assert_int_gt(vw.above, 0);
+	ck_assert_int_eq(t_write_file(file, FIRST_VALUE2, 0600), 0);
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the file change was missed");
+	ck_assert(served_value_is(&f, "fs", "token.txt", FIRST_VALUE2));
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, FIRST_SEALED));
+	free(body);
+	ck_assert_int_eq(bf_log_count(&f, FIRST_SEALED), 0);
+	ck_assert_int_eq(bf_log_count(&f, "reload-first-file-"), 0);
+	lk_key_free(k);
 	finish(&f);
 }
 END_TEST
@@ -1341,7 +1428,7 @@ reload_suite(void)
 	ADD(s, test_refused, 90);
 	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_file_source_add_remove, 120);
-	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_file_source_first_added, 90);
 	ADD(s, test_key_file_rotated, 90);
 	ADD(s, test_key_file_broken, 90);
 	ADD(s, test_file_source_sealed_added, 90);
