@@ -944,7 +944,8 @@ broker_files_prepare(struct broker *b, const struct broker_config *nc,
 		sources = nc->secrets[i].from_file != NULL;
 	/* The first file source: the thread starts now, before the generation lock, so that
 	 * a failure changes nothing; it waits, with no source, for the remap's wake. */
-	if (sources && !b->files->running && (rc = files_thread_start(b->files, err)) < 0) {
+	if (sources && b->files != NULL && !b->files->running &&
+	    (rc = files_thread_start(b->files, err)) < 0) {
 		broker_files_next_free(next);
 		return rc;
 	}
