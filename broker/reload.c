@@ -10,8 +10,10 @@
  * go); one whose source changed is removed and added, its version going on from the old
  * one so that blocked readers see a change. A file source follows the same rules, its
  * watch kept, made or dropped with it (broker_files_remap); the first one in a broker that
- * started without starts the watcher thread (its inotify instance is made at start). The rest of a secret's settings
- * (allow, required, refresh, grace) follow the new file in place. The new client logs in
+ * started without starts the watcher thread (its inotify instance is made at start), and
+ * a key file whose contents changed replaces its key and has its sources read again. The
+ * rest of a secret's settings (allow, required, refresh, grace) follow the new file in
+ * place. The new client logs in
  * again when the auth settings, the token file or the contents of the credential files
  * changed; the token held serves until that login succeeds, and on when it fails
  * (scheduler.c). docs/broker.md, "Reloading".
