@@ -5,12 +5,15 @@
  * A key file is read at start, and refused unless only its owner may read it. A key in
  * the backend is read by the scheduler thread (the one that talks to the backend) once it
  * is logged in, retried with backoff until it is in; the file sources that wait for it are
- * woken then (broker_files_wake). Once loaded a key set never changes, so the watcher
- * thread may use it without a lock after taking the pointer under one, for its round.
+ * woken then (broker_files_wake). A key set is replaced only by a reload, under the
+ * generation lock held for writing, so the watcher thread may use it without a lock after
+ * taking the pointer under one, for its round (which holds the generation lock).
  *
  * A reload (broker/reload.c) makes the keyring of the new configuration: a key named as
- * before is taken over with what it holds, a new key file is read then, and a key no
- * secret uses any more is zeroed, under the generation lock held for writing.
+ * before is taken over with what it holds, a key file is read again (a new one, and one
+ * named as before: its BLAKE2b digest, kept in memory, tells whether its contents changed;
+ * if so the new key replaces the old and the secrets using it are read again), and a key
+ * no secret uses any more is zeroed, under the generation lock held for writing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "broker/internal.h"
 #include "common/clock.h"
@@ -29,7 +33,8 @@
 struct broker_dkey {
 	const struct broker_key_spec *spec; /* borrowed from the configuration */
 	pthread_mutex_t lock;       /* guards ks, failed and reason */
-	struct lk_keyset *ks;       /* owned; NULL until loaded, then fixed */
+	struct lk_keyset *ks;       /* owned; NULL until loaded; replaced only by a reload */
+	unsigned char digest[BROKER_KEY_DIGEST_LEN]; /* a key file's: BLAKE2b of its bytes */
 	bool failed;                /* a backend read of it failed */
 	char reason[BROKER_REASON_MAX];
 	/* scheduler thread only */
@@ -131,7 +136,8 @@ out:
 /* ---- key files ---- */
 
 int
-broker_key_file_load(const char *path, struct lk_keyset **ret, char *why, size_t whylen)
+broker_key_file_load(const char *path, struct lk_keyset **ret,
+		     unsigned char ret_digest[BROKER_KEY_DIGEST_LEN], char *why, size_t whylen)
 {
 	struct lk_secret *text = NULL;
 	struct lk_keyset *ks = NULL;
@@ -199,6 +205,10 @@ broker_key_file_load(const char *path, struct lk_keyset **ret, char *why, size_t
 		snprintf(why, whylen, "%s: %s", path, strerror(-rc));
 		goto out;
 	}
+	if (ret_digest != NULL)
+		crypto_generichash(ret_digest, BROKER_KEY_DIGEST_LEN,
+				   (const unsigned char *)lk_secret_cstr(text), lk_secret_len(text),
+				   NULL, 0);
 	*ret = ks;
 	ks = NULL;
 out:
@@ -209,10 +219,8 @@ out:
 	return rc;
 }
 
-/* The key a secret's values open with: its own, else the top-level one; NULL when it does
- * not decrypt. */
-static const struct broker_key_spec *
-key_of(const struct broker_config *cfg, const struct broker_secret_spec *sp)
+const struct broker_key_spec *
+broker_key_of(const struct broker_config *cfg, const struct broker_secret_spec *sp)
 {
 	const struct broker_source_file *fs = sp->from_file;
 
@@ -223,10 +231,11 @@ key_of(const struct broker_config *cfg, const struct broker_secret_spec *sp)
 
 static int
 load_file_key(const struct broker_config *cfg, const struct broker_key_spec *spec,
-	      struct lk_keyset **ret, struct lk_error *err)
+	      struct lk_keyset **ret, unsigned char ret_digest[BROKER_KEY_DIGEST_LEN],
+	      struct lk_error *err)
 {
 	char why[BROKER_FILE_PATH_MAX + 256];
-	int rc = broker_key_file_load(spec->file, ret, why, sizeof(why));
+	int rc = broker_key_file_load(spec->file, ret, ret_digest, why, sizeof(why));
 
 	if (rc < 0)
 		return lk_error_set(err, rc == -ENOMEM ? rc : -EINVAL, "%s: %s.file: %s",
@@ -238,7 +247,7 @@ int
 broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
 {
 	for (size_t i = 0; i < cfg->nsecrets; i++) {
-		const struct broker_key_spec *spec = key_of(cfg, &cfg->secrets[i]);
+		const struct broker_key_spec *spec = broker_key_of(cfg, &cfg->secrets[i]);
 		struct lk_keyset *ks = NULL;
 		int rc;
 
@@ -249,11 +258,11 @@ broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
 			bool seen = false;
 
 			for (size_t j = 0; j < i && !seen; j++)
-				seen = key_of(cfg, &cfg->secrets[j]) == spec;
+				seen = broker_key_of(cfg, &cfg->secrets[j]) == spec;
 			if (seen)
 				continue;
 		}
-		if ((rc = load_file_key(cfg, spec, &ks, err)) < 0)
+		if ((rc = load_file_key(cfg, spec, &ks, NULL, err)) < 0)
 			return rc;
 		lk_keyset_free(ks);
 	}
@@ -275,7 +284,7 @@ broker_keyring_new(struct broker *b, struct lk_error *err)
 	if (kr->keys == NULL || kr->of_entry == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->n; i++) {
-		const struct broker_key_spec *spec = key_of(cfg, b->entries[i].spec);
+		const struct broker_key_spec *spec = broker_key_of(cfg, b->entries[i].spec);
 		struct broker_dkey *k = NULL;
 		int rc;
 
@@ -297,7 +306,7 @@ broker_keyring_new(struct broker *b, struct lk_error *err)
 		kr->of_entry[i] = kr->n++;
 		if (spec->file == NULL)
 			continue;           /* the scheduler reads it once logged in */
-		if ((rc = load_file_key(cfg, spec, &k->ks, err)) < 0)
+		if ((rc = load_file_key(cfg, spec, &k->ks, k->digest, err)) < 0)
 			return rc;
 		lk_log(LK_INFO, "decryption key loaded", LK_STR("config", spec->where),
 		       LK_STR("file", spec->file),
@@ -324,6 +333,7 @@ broker_key_spec_equal(const struct broker_key_spec *a, const struct broker_key_s
 struct broker_keyring_next {
 	struct broker_keyring *kr;  /* the keys of the new configuration */
 	size_t *from_old;           /* per new key: the old key it takes over, or SIZE_MAX */
+	bool *replaced;             /* per new key: a key file whose contents changed */
 };
 
 void
@@ -341,6 +351,7 @@ broker_keyring_next_free(struct broker_keyring_next *next)
 		free(next->kr);
 	}
 	free(next->from_old);
+	free(next->replaced);
 	free(next);
 }
 
@@ -359,7 +370,8 @@ broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
 	next->kr = kr = calloc(1, sizeof(*kr));
 	if (kr == NULL || (kr->keys = calloc(nc->nsecrets + 1, sizeof(*kr->keys))) == NULL ||
 	    (kr->of_entry = calloc(nc->nsecrets + 1, sizeof(*kr->of_entry))) == NULL ||
-	    (next->from_old = calloc(nc->nsecrets + 1, sizeof(*next->from_old))) == NULL) {
+	    (next->from_old = calloc(nc->nsecrets + 1, sizeof(*next->from_old))) == NULL ||
+	    (next->replaced = calloc(nc->nsecrets + 1, sizeof(*next->replaced))) == NULL) {
 		rc = lk_error_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -367,7 +379,7 @@ broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
 	 * The old keys' specs are read here without a lock: only this thread (the reload)
 	 * changes them, under the generation lock. */
 	for (size_t i = 0; i < nc->nsecrets; i++) {
-		const struct broker_key_spec *spec = key_of(nc, &nc->secrets[i]);
+		const struct broker_key_spec *spec = broker_key_of(nc, &nc->secrets[i]);
 		struct broker_dkey *k;
 		size_t j;
 
@@ -390,11 +402,23 @@ broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
 				break;
 			}
 		}
-		/* A key new to the broker: a file is read now (an error refuses the reload, as
-		 * it stops a start), a KV field by the scheduler. */
-		if (next->from_old[j] == SIZE_MAX && spec->file != NULL &&
-		    (rc = load_file_key(nc, spec, &k->ks, err)) < 0)
+		/* A key file is read now, new or not (an error refuses the reload, as it stops
+		 * a start; the old key goes on serving); a new KV field by the scheduler. */
+		if (spec->file == NULL)
+			continue;
+		if ((rc = load_file_key(nc, spec, &k->ks, k->digest, err)) < 0)
 			goto out;
+		/* The same bytes under the same name: the old key is taken over at remap (the
+		 * digests are the reload's own: only this thread writes them). */
+		if (next->from_old[j] != SIZE_MAX) {
+			const struct broker_dkey *from = &old->keys[next->from_old[j]];
+
+			if (sodium_memcmp(from->digest, k->digest, sizeof(k->digest)) == 0) {
+				k->ks = lk_keyset_free(k->ks);
+			} else {
+				next->replaced[j] = true;
+			}
+		}
 	}
 	*ret = next;
 	next = NULL;
@@ -404,10 +428,13 @@ out:
 }
 
 void
-broker_keyring_remap(struct broker *b, struct broker_keyring_next *next)
+broker_keyring_remap(struct broker *b, struct broker_keyring_next *next, size_t new_n,
+		     bool *ret_rekeyed)
 {
 	struct broker_keyring *old = b->keyring, *kr = next->kr;
 
+	for (size_t i = 0; i < new_n; i++)
+		ret_rekeyed[i] = kr->of_entry[i] != SIZE_MAX && next->replaced[kr->of_entry[i]];
 	if (old == NULL) {
 		broker_keyring_next_free(next);
 		return;
@@ -416,16 +443,19 @@ broker_keyring_remap(struct broker *b, struct broker_keyring_next *next)
 	for (size_t j = 0; j < kr->n; j++) {
 		struct broker_dkey *k = &kr->keys[j], *from;
 
-		if (next->from_old[j] == SIZE_MAX) {
+		if (next->from_old[j] == SIZE_MAX || next->replaced[j]) {
+			/* The old one of a replaced key is zeroed with the old keyring, below. */
 			if (k->ks != NULL)
 				lk_log(LK_INFO, "decryption key loaded", LK_STR("config", k->spec->where),
 				       LK_STR("file", k->spec->file),
-				       LK_STR("key_id", lk_key_id(lk_keyset_get(k->ks, 0))));
+				       LK_STR("key_id", lk_key_id(lk_keyset_get(k->ks, 0))),
+				       LK_BOOL("replaced", next->replaced[j]));
 			continue;
 		}
 		from = &old->keys[next->from_old[j]];
 		k->ks = from->ks;
 		from->ks = NULL;
+		memcpy(k->digest, from->digest, sizeof(k->digest));
 		k->failed = from->failed;
 		memcpy(k->reason, from->reason, sizeof(k->reason));
 		k->next_mono_ms = from->next_mono_ms;

@@ -898,7 +898,10 @@ int broker_source_file_read(const struct broker_source_file *fs, const struct lk
 /* The watcher thread: reads every file source, then again on inotify events (a write, a
  * rename such as the kubelet's ..data swap, a creation or removal in the directory),
  * every refresh as a safety net, and after a failure with the entry's backoff. Loads the
- * key files first: an unreadable one, or one others may read, is an error (exit 2). */
+ * key files first: an unreadable one, or one others may read, is an error (exit 2). The
+ * inotify instance is made also without a file source (before the allow-list, which does
+ * not let one be made), and the thread started then only if there is one: the reload
+ * that adds the first starts it (broker_files_prepare). */
 int broker_files_start(struct broker *b, struct lk_error *err)
 	__attribute__((warn_unused_result));
 /* Stops and joins the thread; broker_files_free (from broker_fini) frees its state. */
@@ -916,8 +919,9 @@ int broker_files_prepare(struct broker *b, const struct broker_config *nc,
 void broker_files_next_free(struct broker_files_next *next);
 /* Reload, under the generation lock held for writing (b->cfg and b->entries already the
  * new ones, new_n of them): a file source whose entry moved (moved[i], from old_of_new[i])
- * keeps its watch and timers; a new one, or one whose source changed, is read at once; the
- * watch of one removed goes. next is taken. */
+ * keeps its watch and timers (but is read at once when its decryption key was replaced);
+ * a new one, or one whose source changed, is read at once; the watch of one removed goes.
+ * next is taken. */
 void broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved,
 			size_t new_n, struct broker_files_next *next);
 
@@ -926,11 +930,15 @@ void broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *
 int broker_key_spec_parse(struct lk_cfg *c, const json_t *obj, const char *key,
 			  struct broker_key_spec **ret) __attribute__((warn_unused_result));
 void broker_key_spec_free(struct broker_key_spec *k);
+/* The length of a key file's BLAKE2b digest, kept to tell a changed file at a reload. */
+#define BROKER_KEY_DIGEST_LEN 32
 /* Reads an lk1 private key file: a regular file no one but its owner may read (mode 0600
  * or stricter) holding "lk1priv:...". *ret owned (lk_keyset_free): the key in sodium
- * memory. why says what is wrong, naming the file and never its content. */
-int broker_key_file_load(const char *path, struct lk_keyset **ret, char *why, size_t whylen)
-	__attribute__((warn_unused_result));
+ * memory; ret_digest (NULL: not wanted) the BLAKE2b digest of the file's bytes. why says
+ * what is wrong, naming the file and never its content. */
+int broker_key_file_load(const char *path, struct lk_keyset **ret,
+			 unsigned char ret_digest[BROKER_KEY_DIGEST_LEN], char *why,
+			 size_t whylen) __attribute__((warn_unused_result));
 /* For --check-config: every key file the secrets use is loaded and dropped again. */
 int broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
 	__attribute__((warn_unused_result));
@@ -939,20 +947,30 @@ int broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
  * config key: "FILE: decryption_key.file: why"), backend keys read by the scheduler. */
 int broker_keyring_new(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
 void broker_keyring_free(struct broker *b);
+/* The key sp's values open with (borrowed from cfg): its own, else the top-level one;
+ * NULL when it does not decrypt. */
+const struct broker_key_spec *broker_key_of(const struct broker_config *cfg,
+					    const struct broker_secret_spec *sp);
 /* True when a and b name the same key (file, or vault_path and field); NULL equals NULL. */
 bool broker_key_spec_equal(const struct broker_key_spec *a, const struct broker_key_spec *b);
 /* broker_files_prepare's and broker_files_remap's parts in broker/decrypt.c: the keyring of
- * nc, each key named as before taking over the old one's (at remap), a new key file read
- * now. *ret owned: broker_keyring_remap takes it, or broker_keyring_next_free. */
+ * nc, each key named as before taking over the old one's (at remap), every key file read
+ * now: a new one is loaded, and one named as before replaces the old key when its bytes
+ * changed (an unreadable or invalid one is an error: "FILE: KEY.file: why"). *ret owned:
+ * broker_keyring_remap takes it, or broker_keyring_next_free. */
 struct broker_keyring_next;
 int broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
 			   struct broker_keyring_next **ret, struct lk_error *err)
 	__attribute__((warn_unused_result));
 void broker_keyring_next_free(struct broker_keyring_next *next);
-void broker_keyring_remap(struct broker *b, struct broker_keyring_next *next);
-/* The key set that opens entry's values, borrowed (it never changes once loaded, and lives
- * until broker_keyring_free), or NULL while it is not loaded: why then says what it waits
- * for and *ret_failed whether reading it has failed. */
+/* Under the generation lock held for writing; next is taken. ret_rekeyed[i] (new_n of
+ * them) says whether new entry i opens with a key that replaced the one it had. */
+void broker_keyring_remap(struct broker *b, struct broker_keyring_next *next, size_t new_n,
+			  bool *ret_rekeyed);
+/* The key set that opens entry's values, borrowed (valid while the caller holds the
+ * generation lock: only a reload, holding it for writing, replaces or frees it), or NULL
+ * while it is not loaded: why then says what it waits for and *ret_failed whether reading
+ * it has failed. */
 const struct lk_keyset *broker_keyring_for(struct broker *b, size_t entry, char *why,
 					   size_t whylen, bool *ret_failed);
 /* Scheduler thread: when the next backend key read is due (INT64_MAX: none waits), and

@@ -9,8 +9,11 @@
  * queued for revocation now and its snapshot released (zeroed when its last reader lets
  * go); one whose source changed is removed and added, its version going on from the old
  * one so that blocked readers see a change. A file source follows the same rules, its
- * watch kept, made or dropped with it (broker_files_remap). The rest of a secret's settings
- * (allow, required, refresh, grace) follow the new file in place. The new client logs in
+ * watch kept, made or dropped with it (broker_files_remap); the first one in a broker that
+ * started without starts the watcher thread (its inotify instance is made at start), and
+ * a key file whose contents changed replaces its key and has its sources read again. The
+ * rest of a secret's settings (allow, required, refresh, grace) follow the new file in
+ * place. The new client logs in
  * again when the auth settings, the token file or the contents of the credential files
  * changed; the token held serves until that login succeeds, and on when it fails
  * (scheduler.c). docs/broker.md, "Reloading".
@@ -60,12 +63,15 @@ file_spec_eq(const struct broker_file_spec *a, const struct broker_file_spec *b)
 }
 
 /* Where a secret's data comes from and where it is written: a change means reading it
- * anew (and, for a dynamic secret, a new lease). */
+ * anew (and, for a dynamic secret, a new lease). The key its values open with is the one
+ * it uses, its own or the top-level one (ac's and bc's). */
 static bool
-source_eq(const struct broker_secret_spec *a, const struct broker_secret_spec *b)
+source_eq(const struct broker_config *ac, const struct broker_secret_spec *a,
+	  const struct broker_config *bc, const struct broker_secret_spec *b)
 {
 	return str_eq(a->name, b->name) && str_eq(a->path, b->path) && a->kind == b->kind &&
-	       source_file_eq(a->from_file, b->from_file) && file_spec_eq(a->file, b->file);
+	       source_file_eq(a->from_file, b->from_file) && file_spec_eq(a->file, b->file) &&
+	       broker_key_spec_equal(broker_key_of(ac, a), broker_key_of(bc, b));
 }
 
 static bool
@@ -123,30 +129,10 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return refuse(err, f, "audit_interval");
 	if (!str_eq(o->log_level, n->log_level))
 		return refuse(err, f, "log_level");
-	if (!broker_key_spec_equal(o->decryption_key, n->decryption_key))
-		return refuse(err, f, "decryption_key");
 	if (!o->backend && n->backend)
 		return lk_error_set(err, -EINVAL, "%s: secrets: the first secret read from the "
 				    "backend needs a restart (the running broker has no backend "
 				    "login); the running configuration goes on serving", f);
-	return 0;
-}
-
-/* The thread that reads file sources, and its inotify instance, are made at start when
- * there is a file source (broker/source_file.c): after the allow-list (seccomp.c) neither
- * can be made. */
-static int
-check_file_watcher(const struct broker *b, const struct broker_config *n, struct lk_error *err)
-{
-	if (b->files != NULL)
-		return 0;
-	for (size_t j = 0; j < n->nsecrets; j++)
-		if (n->secrets[j].from_file != NULL)
-			return lk_error_set(err, -EINVAL, "%s: secrets[%zu].from_file: the first "
-					    "secret read from a file needs a restart (the running "
-					    "broker started without file sources, so it has no file "
-					    "watcher); the running configuration goes on serving",
-					    n->file, j);
 	return 0;
 }
 
@@ -220,7 +206,8 @@ plan_make(struct broker *b, const struct broker_config *nc, struct plan *p)
 				continue;
 			p->old_of_new[i] = o;
 			p->new_of_old[o] = i;
-			p->moved[i] = source_eq(&nc->secrets[i], b->entries[o].spec);
+			p->moved[i] = source_eq(nc, &nc->secrets[i], b->cfg,
+					       b->entries[o].spec);
 			break;
 		}
 	}
@@ -423,8 +410,7 @@ broker_reload(struct broker *b, struct lk_error *err)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	if ((rc = broker_config_load(nc, b->cfg->file, err)) < 0 ||
 	    (rc = broker_keys_check(nc, err)) < 0 ||
-	    (rc = check_restart_only(b->cfg, nc, err)) < 0 ||
-	    (rc = check_file_watcher(b, nc, err)) < 0)
+	    (rc = check_restart_only(b->cfg, nc, err)) < 0)
 		goto out;
 	if (nc->backend) {
 		/* A new client: the address, the TLS files and the auth settings read again. */

@@ -3,12 +3,13 @@
  * sets it).
  *
  * After start-up the broker only reads and writes sockets and a few files, takes memory,
- * starts threads (libcurl's resolver) and signals a pidfile's process. A classic BPF
- * program over the system-call number allows exactly those, on every thread
- * (SECCOMP_FILTER_FLAG_TSYNC), with the arguments of the broad ones narrowed: clone only
- * for threads, socket only for Unix, IPv4, IPv6 and netlink, ioctl only for the few
- * requests libc and libcurl make, prctl only to name a thread. Anything else kills the
- * process (SIGSYS): a compromised broker cannot exec, ptrace, mount, or open a raw socket.
+ * starts threads (libcurl's resolver; the file watcher, when a reload adds the first file
+ * source) and signals a pidfile's process. A classic BPF program over the system-call
+ * number allows exactly those, on every thread (SECCOMP_FILTER_FLAG_TSYNC), with the
+ * arguments of the broad ones narrowed: clone only for threads, socket only for Unix,
+ * IPv4, IPv6 and netlink, ioctl only for the few requests libc and libcurl make, prctl
+ * only to name a thread. Anything else kills the process (SIGSYS): a compromised broker
+ * cannot exec, ptrace, mount, or open a raw socket.
  * clone3 answers ENOSYS, so that glibc falls back to clone, whose flags can be checked.
  *
  * Sanitizer builds log what is outside the list instead of killing (their runtimes make

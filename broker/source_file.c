@@ -572,6 +572,7 @@ struct file_watch {
 struct broker_files {
 	struct broker *b;
 	int ifd;                    /* inotify; -1 when there is none (then: polling) */
+	int ifd_errno;              /* why there is none */
 	int wake_fd;                /* eventfd: stop, or a decryption key came in */
 	atomic_bool stop;
 	pthread_t thread;
@@ -885,10 +886,28 @@ files_main(void *arg)
 	return NULL;
 }
 
+/* Starts the thread (with no source yet, it waits for a wake). At start, or at the reload
+ * that adds the first file source: the allow-list (seccomp.c) lets a thread be made. */
+static int
+files_thread_start(struct broker_files *fl, struct lk_error *err)
+{
+	int rc;
+
+	if (fl->ifd < 0)
+		lk_log(LK_WARN, "inotify is not available: file sources are read every 2s instead",
+		       LK_STR("error", strerror(fl->ifd_errno)));
+	rc = pthread_create(&fl->thread, NULL, files_main, fl);
+	if (rc != 0)
+		return lk_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
+	fl->running = true;
+	return 0;
+}
+
 struct broker_files_next {
 	struct broker_keyring_next *keys;
 	struct file_watch *w;       /* room for the watches of the new configuration */
 	size_t *watch_of_old;       /* per old entry: its watch, or SIZE_MAX (filled at remap) */
+	bool *rekeyed;              /* per new entry: its decryption key was replaced */
 };
 
 void
@@ -899,6 +918,7 @@ broker_files_next_free(struct broker_files_next *next)
 	broker_keyring_next_free(next->keys);
 	free(next->w);
 	free(next->watch_of_old);
+	free(next->rekeyed);
 	free(next);
 }
 
@@ -907,14 +927,25 @@ broker_files_prepare(struct broker *b, const struct broker_config *nc,
 		     struct broker_files_next **ret, struct lk_error *err)
 {
 	struct broker_files_next *next = calloc(1, sizeof(*next));
+	bool sources = false;
 	int rc;
 
 	if (next == NULL || (next->w = calloc(nc->nsecrets + 1, sizeof(*next->w))) == NULL ||
-	    (next->watch_of_old = calloc(b->n + 1, sizeof(*next->watch_of_old))) == NULL) {
+	    (next->watch_of_old = calloc(b->n + 1, sizeof(*next->watch_of_old))) == NULL ||
+	    (next->rekeyed = calloc(nc->nsecrets + 1, sizeof(*next->rekeyed))) == NULL) {
 		broker_files_next_free(next);
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	}
-	if (b->keyring != NULL && (rc = broker_keyring_prepare(b, nc, &next->keys, err)) < 0) {
+	if ((rc = broker_keyring_prepare(b, nc, &next->keys, err)) < 0) {
+		broker_files_next_free(next);
+		return rc;
+	}
+	for (size_t i = 0; i < nc->nsecrets && !sources; i++)
+		sources = nc->secrets[i].from_file != NULL;
+	/* The first file source: the thread starts now, before the generation lock, so that
+	 * a failure changes nothing; it waits, with no source, for the remap's wake. */
+	if (sources && b->files != NULL && !b->files->running &&
+	    (rc = files_thread_start(b->files, err)) < 0) {
 		broker_files_next_free(next);
 		return rc;
 	}
@@ -931,8 +962,7 @@ broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved
 	size_t m = 0, old_entries;
 	uint64_t one = 1;
 
-	if (next->keys != NULL)
-		broker_keyring_remap(b, next->keys);
+	broker_keyring_remap(b, next->keys, new_n, next->rekeyed);
 	next->keys = NULL;
 	if (fl == NULL) {
 		broker_files_next_free(next);
@@ -959,6 +989,11 @@ broker_files_remap(struct broker *b, const size_t *old_of_new, const bool *moved
 		if (k != SIZE_MAX) {
 			*w = fl->w[k];
 			fl->w[k].entry = SIZE_MAX;      /* taken over */
+			/* Opened again with the key that replaced the old one. */
+			if (next->rekeyed[i]) {
+				w->due_mono_ms = 0;
+				w->again = 0;
+			}
 		} else {
 			memset(w, 0, sizeof(*w));
 			w->wd = -1;
@@ -1012,8 +1047,6 @@ broker_files_start(struct broker *b, struct lk_error *err)
 
 	for (size_t i = 0; i < b->n; i++)
 		n += b->entries[i].spec->from_file != NULL;
-	if (n == 0)
-		return 0;
 	if ((rc = broker_keyring_new(b, err)) < 0)
 		return rc;
 	fl = calloc(1, sizeof(*fl));
@@ -1024,7 +1057,7 @@ broker_files_start(struct broker *b, struct lk_error *err)
 	fl->ifd = -1;
 	atomic_init(&fl->stop, false);
 	fl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	fl->w = calloc(n, sizeof(*fl->w));
+	fl->w = calloc(n + 1, sizeof(*fl->w));
 	if (fl->wake_fd < 0 || fl->w == NULL)
 		return lk_error_set(err, fl->w == NULL ? -ENOMEM : -errno, "file sources: %s",
 				    fl->w == NULL ? "out of memory" : strerror(errno));
@@ -1036,17 +1069,14 @@ broker_files_start(struct broker *b, struct lk_error *err)
 		fl->w[fl->n].due_mono_ms = 0;
 		fl->n++;
 	}
-	/* Made here, before the allow-list (seccomp.c) is installed: after it only watches
-	 * are added and removed. */
+	/* Made here, also without a file source, before the allow-list (seccomp.c) is
+	 * installed: after it only watches are added and removed, so that a reload can add
+	 * the first file source. The thread waits for that source. */
 	fl->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fl->ifd < 0)
-		lk_log(LK_WARN, "inotify is not available: file sources are read every 2s instead",
-		       LK_STR("error", strerror(errno)));
-	rc = pthread_create(&fl->thread, NULL, files_main, fl);
-	if (rc != 0)
-		return lk_error_set(err, -rc, "cannot start a thread: %s", strerror(rc));
-	fl->running = true;
-	return 0;
+	fl->ifd_errno = fl->ifd < 0 ? errno : 0;
+	if (n == 0)
+		return 0;
+	return files_thread_start(fl, err);
 }
 
 void

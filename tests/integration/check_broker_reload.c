@@ -789,26 +789,301 @@ START_TEST(test_file_source_sealed_added)
 }
 END_TEST
 
-/* A broker that started without file sources has no watcher to give a new one: the reload
- * is refused, naming the secret, and the running configuration serves. */
-START_TEST(test_file_source_first_refused)
+/* The threads of the broker's process, from /proc (-1: unknown). */
+static int
+threads_of(pid_t pid)
 {
-	char secrets[2048], file[700];
+	char path[64], *text, *at;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	text = t_read_file(path);
+	if (text != NULL && (at = strstr(text, "\nThreads:")) != NULL)
+		n = atoi(at + strlen("\nThreads:"));
+	free(text);
+	return n;
+}
+
+struct threads_wait {
+	pid_t pid;
+	int n;
+};
+
+static bool
+threads_are(void *arg)
+{
+	const struct threads_wait *w = arg;
+
+	return threads_of(w->pid) == w->n;
+}
+
+#define FIRST_VALUE1 "reload-first-file-3b7d\n"
+#define FIRST_VALUE2 "reload-first-file-c41e\n"
+#define FIRST_SEALED "reload-first-sealed-9a0f"
+
+/* A broker that started with backend secrets only (and the allow-list on, as bf_config
+ * sets it) gets its first file sources by a reload: a plain file and a sealed volume that
+ * opens with a top-level decryption_key also added by that reload. The watcher thread
+ * starts then (one thread more, none before), both are served, and a change to the file is
+ * seen afterwards. */
+START_TEST(test_file_source_first_added)
+{
+	char secrets[4096], extra[1024], file[700], vol[700], keyfile[700];
+	char label[LK_LABEL_MAX + 1], *ct = NULL, *body = NULL;
+	const char *keys[] = { "password" };
+	struct version_wait vw;
+	struct lk_error err;
+	struct lk_key *k;
+	int threads;
 	struct bf f;
 
+	ck_assert_int_eq(lk_secret_init(), 0);
 	bf_dev(&f, "1h", "2h");
 	snprintf(file, sizeof(file), "%s/token.txt", f.dir);
-	ck_assert_int_eq(t_write_file(file, "first-value\n", 0600), 0);
+	snprintf(vol, sizeof(vol), "%s/sealed", f.dir);
+	snprintf(keyfile, sizeof(keyfile), "%s/recipient.lk1", f.dir);
+	ck_assert_int_eq(t_write_file(file, FIRST_VALUE1, 0600), 0);
+	k = key_file_new(keyfile);
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", "db-creds", "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, FIRST_SEALED, strlen(FIRST_SEALED), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(vol, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
 	bf_config(&f, API, NULL);
 	ck_assert(bf_start(&f));
 	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
-	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}", file);
-	reload(&f, secrets, NULL, NULL, REFUSED_LOG, 1);
-	ck_assert_int_eq(bf_log_count(&f, "secrets[1].from_file: the first secret read from a "
-				      "file needs a restart"), 1);
-	ck_assert_int_eq(bf_get(&f, "/v1/secrets/fs", NULL), 404);
+	threads = threads_of(f.broker.pid);
+	ck_assert_int_gt(threads, 0);
+
+	snprintf(secrets, sizeof(secrets), API ", {\"name\": \"fs\", \"from_file\": \"%s\"}, "
+		 "{\"name\": \"sealed\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\", \"name\": \"db-creds\"}}", file, vol);
+	snprintf(extra, sizeof(extra), "\"decryption_key\": {\"file\": \"%s\"}", keyfile);
+	reload(&f, secrets, NULL, extra, OK_LOG, 1);
+	{
+		struct value_wait w = { &f, "fs", "token.txt", FIRST_VALUE1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the first file source "
+			      "added is not served");
+	}
+	{
+		struct value_wait w = { &f, "sealed", "password", FIRST_SEALED };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "the sealed volume added "
+			      "is not served");
+	}
+	{
+		struct threads_wait w = { f.broker.pid, threads + 1 };
+
+		ck_assert_msg(t_wait_until(threads_are, &w, T_DEADLINE_MS), "threads: %d, then %d",
+			      threads, threads_of(f.broker.pid));
+	}
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
+
+	/* Watched from then on. */
+	vw.f = &f;
+	vw.name = "fs";
+	vw.above = version_of(&f, "fs");
+	ck_assert_int_gt(vw.above, 0);
+	ck_assert_int_eq(t_write_file(file, FIRST_VALUE2, 0600), 0);
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the file change was missed");
+	ck_assert(served_value_is(&f, "fs", "token.txt", FIRST_VALUE2));
+	ck_assert_int_eq(bf_get(&f, "/v1/ready", &body), 200);
+	ck_assert_ptr_null(strstr(body, FIRST_SEALED));
+	free(body);
+	ck_assert_int_eq(bf_log_count(&f, FIRST_SEALED), 0);
+	ck_assert_int_eq(bf_log_count(&f, "reload-first-file-"), 0);
+	lk_key_free(k);
 	finish(&f);
+}
+END_TEST
+
+#define ROT_VALUE1 "reload-rotate-pass-51c2"
+#define ROT_VALUE2 "reload-rotate-pass-e8d4"
+#define ROT_VALUE3 "reload-rotate-pass-2f96"
+#define ROT_OWN1 "reload-rotate-own-7a13"
+#define ROT_OWN2 "reload-rotate-own-b05e"
+
+/* The volume at dir as the kubelet writes it: key password, value sealed with k for
+ * app/NAME/password. */
+static void
+seal_volume(const char *dir, struct lk_key *k, const char *name, const char *value)
+{
+	const char *keys[] = { "password" };
+	char label[LK_LABEL_MAX + 1], *ct = NULL;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	ck_assert_int_eq(lk_scope_label(LK_SCOPE_STRICT, "app", name, "password", label,
+					sizeof(label), &err), 0);
+	ck_assert_int_eq(lk_key_seal(k, label, value, strlen(value), &ct, &err), 0);
+	ck_assert_int_ge(t_kubelet_write(dir, keys, (const char *const[]){ ct }, 1), 0);
+	free(ct);
+}
+
+struct rot {
+	struct bf f;
+	char vol[700], own[700], keyfile[700], ownkey[700], secrets[4096], extra[1024];
+};
+
+/* Two sealed volumes: "top" opens with the top-level decryption_key, "own" with one of its
+ * own; both served. */
+static void
+rot_start(struct rot *r, struct lk_key **ret_top, struct lk_key **ret_own)
+{
+	ck_assert_int_eq(lk_secret_init(), 0);
+	bf_dev(&r->f, "1h", "2h");
+	snprintf(r->vol, sizeof(r->vol), "%s/top", r->f.dir);
+	snprintf(r->own, sizeof(r->own), "%s/own", r->f.dir);
+	snprintf(r->keyfile, sizeof(r->keyfile), "%s/top.lk1", r->f.dir);
+	snprintf(r->ownkey, sizeof(r->ownkey), "%s/own.lk1", r->f.dir);
+	*ret_top = key_file_new(r->keyfile);
+	*ret_own = key_file_new(r->ownkey);
+	seal_volume(r->vol, *ret_top, "top", ROT_VALUE1);
+	seal_volume(r->own, *ret_own, "own", ROT_OWN1);
+	snprintf(r->secrets, sizeof(r->secrets), API ", {\"name\": \"top\", \"from_file\": \"%s\", "
+		 "\"decrypt\": true, \"k8s_secret\": {\"namespace\": \"app\"}}, "
+		 "{\"name\": \"own\", \"from_file\": \"%s\", \"decrypt\": true, "
+		 "\"k8s_secret\": {\"namespace\": \"app\"}, \"decryption_key\": {\"file\": \"%s\"}}",
+		 r->vol, r->own, r->ownkey);
+	snprintf(r->extra, sizeof(r->extra), "\"decryption_key\": {\"file\": \"%s\"}", r->keyfile);
+	bf_config(&r->f, r->secrets, r->extra);
+	ck_assert(bf_start(&r->f));
+	{
+		struct value_wait w = { &r->f, "top", "password", ROT_VALUE1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "top is not served");
+	}
+	{
+		struct value_wait w = { &r->f, "own", "password", ROT_OWN1 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "own is not served");
+	}
+}
+
+/* No value of the test in the log or in /v1/ready. */
+static void
+rot_no_values(struct rot *r)
+{
+	const char *values[] = { ROT_VALUE1, ROT_VALUE2, ROT_VALUE3, ROT_OWN1, ROT_OWN2 };
+	char *body = NULL;
+
+	ck_assert_int_eq(bf_get(&r->f, "/v1/ready", &body) > 0, 1);
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		ck_assert_int_eq(bf_log_count(&r->f, values[i]), 0);
+		ck_assert_ptr_null(strstr(body != NULL ? body : "", values[i]));
+	}
+	free(body);
+}
+
+/* Key rotation under the same file names: new keys written over both key files and the
+ * volumes sealed again with them. Until SIGHUP the new ciphertext does not open (each
+ * secret serves its old value, stale); the reload reads the key files again, sees their
+ * bytes changed, loads the new keys and opens the volumes again: the new values are
+ * served, valid, without a restart. */
+START_TEST(test_key_file_rotated)
+{
+	struct lk_key *top, *own, *top2, *own2;
+	struct rot r;
+
+	rot_start(&r, &top, &own);
+	top2 = key_file_new(r.keyfile);
+	own2 = key_file_new(r.ownkey);
+	seal_volume(r.vol, top2, "top", ROT_VALUE2);
+	seal_volume(r.own, own2, "own", ROT_OWN2);
+	{
+		struct state_wait w = { &r.f, "top", "stale" };
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "top did not go stale");
+		w.name = "own";
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "own did not go stale");
+	}
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE1));
+	ck_assert(served_value_is(&r.f, "own", "password", ROT_OWN1));
+
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	{
+		struct value_wait w = { &r.f, "top", "password", ROT_VALUE2 };
+
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "top is not opened with "
+			      "the new key");
+		w.name = "own";
+		w.want = ROT_OWN2;
+		ck_assert_msg(t_wait_until(value_is, &w, T_DEADLINE_MS), "own is not opened with "
+			      "the new key");
+	}
+	{
+		struct state_wait w = { &r.f, "top", "valid" };
+
+		ck_assert(t_wait_until(state_is, &w, T_DEADLINE_MS));
+		w.name = "own";
+		ck_assert(t_wait_until(state_is, &w, T_DEADLINE_MS));
+	}
+	ck_assert(bf_wait_log_count(&r.f, "\"replaced\":true", 2));
+	ck_assert_int_eq(bf_log_count(&r.f, REFUSED_LOG), 0);
+	rot_no_values(&r);
+	lk_key_free(top);
+	lk_key_free(own);
+	lk_key_free(top2);
+	lk_key_free(own2);
+	finish(&r.f);
+}
+END_TEST
+
+/* A key file that no longer parses, then one others may read: each reload is refused with
+ * the configuration key and the file named, and the old key goes on serving (a new
+ * version sealed with it opens). Put back as it was, the file reloads without replacing
+ * the key. */
+START_TEST(test_key_file_broken)
+{
+	struct lk_key *top, *own;
+	struct version_wait vw;
+	char *orig, needle[900];
+	struct rot r;
+
+	rot_start(&r, &top, &own);
+	orig = t_read_file(r.keyfile);
+	ck_assert_ptr_nonnull(orig);
+	ck_assert_int_eq(t_write_file(r.keyfile, "not a key\n", 0600), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 1));
+	snprintf(needle, sizeof(needle), "decryption_key.file: %s:", r.keyfile);
+	ck_assert_int_eq(bf_log_count(&r.f, needle), 1);
+
+	ck_assert_int_eq(t_write_file(r.keyfile, orig, 0644), 0);
+	ck_assert_int_eq(chmod(r.keyfile, 0644), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 2));
+	snprintf(needle, sizeof(needle), "decryption_key.file: %s: mode 0644", r.keyfile);
+	ck_assert_int_eq(bf_log_count(&r.f, needle), 1);
+	ck_assert_int_eq(bf_log_count(&r.f, OK_LOG), 0);
+
+	/* The old key serves, and opens what is sealed with it now. */
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE1));
+	vw.f = &r.f;
+	vw.name = "top";
+	vw.above = version_of(&r.f, "top");
+	ck_assert_int_gt(vw.above, 0);
+	seal_volume(r.vol, top, "top", ROT_VALUE3);
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the new version was missed");
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE3));
+	ck_assert(served_value_is(&r.f, "own", "password", ROT_OWN1));
+
+	ck_assert_int_eq(chmod(r.keyfile, 0600), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&r.f, "\"replaced\":true"), 0);
+	ck_assert(served_value_is(&r.f, "top", "password", ROT_VALUE3));
+	rot_no_values(&r);
+	orig[strcspn(orig, "\r\n")] = '\0';
+	ck_assert_int_gt(strlen(orig), 16);
+	ck_assert_int_eq(bf_log_count(&r.f, orig), 0);
+	free(orig);
+	lk_key_free(top);
+	lk_key_free(own);
+	finish(&r.f);
 }
 END_TEST
 
@@ -1153,7 +1428,9 @@ reload_suite(void)
 	ADD(s, test_refused, 90);
 	ADD(s, test_file_source_kept, 90);
 	ADD(s, test_file_source_add_remove, 120);
-	ADD(s, test_file_source_first_refused, 90);
+	ADD(s, test_file_source_first_added, 90);
+	ADD(s, test_key_file_rotated, 90);
+	ADD(s, test_key_file_broken, 90);
 	ADD(s, test_file_source_sealed_added, 90);
 	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
