@@ -421,15 +421,26 @@ SHAPES="epoll threads"
 echo "== throughput: $CONNS connections, ${WARMUP}s warm-up + ${DURATION}s per run, $ROUNDS rounds, $WORKERS nginx workers / bare threads / broker threads, ${BODY_BYTES}-byte body"
 echo "   client shapes: epoll (one thread, one epoll loop), threads ($CONNS blocking threads, a connection each)"
 echo "   placements: $PLACEMENTS (shared: client and server on CPU $CPU_FIRST; split: client on CPU $CPU_FIRST, server on ${CPUS_REST:-none})"
-# nginx's master and its workers (the processes whose parent is the master).
-NGINX_PIDS="$NGINX_PID $(awk -v m="$NGINX_PID" '{ sub(/^.*\) /, ""); if ($2 == m) printf "%s ", FILENAME }' /proc/[0-9]*/stat 2>/dev/null | sed 's|/proc/||g; s|/stat||g')"
+# nginx's master and its workers (the master's children), each moved with it.
+NGINX_KIDS=$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null ||
+	pgrep -P "$NGINX_PID" 2>/dev/null || true)
+NGINX_PIDS="$NGINX_PID $(printf '%s\n' "$NGINX_KIDS" | tr '\n' ' ')"
+nkids=$(printf '%s\n' "$NGINX_KIDS" | wc -w)
+if [ "$nkids" -ne "$WORKERS" ] && [ "$PLACEMENTS" != free ]; then
+	fail "found $nkids nginx workers, not $WORKERS: the shared and split placements leave nginx out"
+	NGINX_PLACED=0
+else
+	NGINX_PLACED=1
+fi
 r=1
 while [ $r -le "$ROUNDS" ]; do
 	for placement in $PLACEMENTS; do
 		for shape in $SHAPES; do
-			# shellcheck disable=SC2086  # a list of PIDs
-			place "$placement" $NGINX_PIDS
-			load nginx "$shape" "$placement" "$NSOCK" --expect-file "$BODY"
+			if [ $NGINX_PLACED = 1 ] || [ "$placement" = free ]; then
+				# shellcheck disable=SC2086  # a list of PIDs
+				place "$placement" $NGINX_PIDS
+				load nginx "$shape" "$placement" "$NSOCK" --expect-file "$BODY"
+			fi
 			place "$placement" "$BARE_PID"
 			load bare "$shape" "$placement" "$BSOCK_BARE" --expect-file "$BODY"
 			if [ $BROKER_OK = 1 ]; then
@@ -463,10 +474,11 @@ range() {
 # run against the PEER run of its round (just before it), so that a slow phase of the
 # machine cancels out.
 paired() {
+	n=""
 	while IFS= read -r l; do
 		case $l in
 		*"\"label\":\"$3-$2\""*) n=$(jnum "$l" "$1") ;;
-		*"\"label\":\"broker-$2\""*) ratio "$(jnum "$l" "$1")" "${n:-}" ;;
+		*"\"label\":\"broker-$2\""*) ratio "$(jnum "$l" "$1")" "${n:-}"; n="" ;;
 		esac
 	done <"$RESULTS" | grep -v n/a | median %.2f
 }
