@@ -957,6 +957,56 @@ START_TEST(ambiguous_framing_refused)
 }
 END_TEST
 
+/* Every line of the chunked framing must end in CRLF (RFC 9112 section 7.1): a bare LF
+ * in a size line, after a chunk's data, in a trailer or as the last line is 400, the
+ * handler never runs, and what follows is not read as a request. The head may end its
+ * lines in a bare LF (RFC 9112 section 2.2): that is served. */
+START_TEST(chunked_bare_lf_refused)
+{
+	static const char *const bodies[] = {
+		"3\nabc\r\n0\r\n\r\n",             /* the size line */
+		"3;ext=1\nabc\r\n0\r\n\r\n",       /* a size line with an extension */
+		"3 \nabc\r\n0\r\n\r\n",            /* whitespace before the line end */
+		"3\r\nabc\n0\r\n\r\n",             /* after the data */
+		"3\r\nabc\r\n0\n\r\n",             /* the last chunk's size line */
+		"3\r\nabc\r\n0\r\nX-T: 1\n\r\n",   /* a trailer field */
+		"3\r\nabc\r\n0\r\n\n",             /* the final empty line */
+		/* A bare LF that another parser could read as part of the size line: here
+		 * it would end the body and serve the smuggled request after it. */
+		"0\n\r\nGET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+	};
+	static const char head[] = "POST /echo/ch HTTP/1.1\r\nHost: x\r\n"
+				   "Transfer-Encoding: chunked\r\n\r\n";
+	char buf[4096], req[512];
+	struct tsrv t;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, false, 2);
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		snprintf(req, sizeof(req), "%s%s", head, bodies[i]);
+		fd = raw_connect(&t);
+		raw_puts(fd, req);
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		close(fd);
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 400", 12) == 0, "case %zu: got %.80s", i, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "malformed chunked body"));
+		ck_assert_msg(strstr(buf, "HTTP/1.1 200") == NULL, "case %zu: a second answer", i);
+		ck_assert_int_eq(atomic_load(&t.calls), 0);
+	}
+	/* The same framing with CRLF is served, under a head whose lines end in bare LF. */
+	fd = raw_connect(&t);
+	raw_puts(fd, "POST /echo/lf HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n"
+		 "3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n");
+	ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=abc", 1), 1);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "got: %.80s", buf);
+	close(fd);
+	ck_assert_int_eq(atomic_load(&t.calls), 1);
+	tsrv_stop(&t);
+}
+END_TEST
+
 /* Expect: 100-continue gets its interim answer before the body is sent. */
 START_TEST(expect_continue)
 {
@@ -2092,6 +2142,7 @@ httpd_suite(void)
 	ADD(s, request_in_small_writes);
 	ADD(s, chunked_extensions_trailers);
 	ADD(s, ambiguous_framing_refused);
+	ADD(s, chunked_bare_lf_refused);
 	ADD(s, expect_continue);
 	ADD(s, head_has_no_body);
 	ADD(s, http10_close);
