@@ -198,6 +198,18 @@ handler(void *ctx, struct lk_http_req *req)
 			atomic_fetch_add(&t->resumed_by_stop, 1);
 			lk_http_respond(req, 200, "text/plain", "released", 8);
 		}
+	} else if (strcmp(path, "/hold-gate") == 0) {
+		/* Suspends; resumed by stop, it answers only once the test says so (slow_go),
+		 * so that the stop's drain lasts as long as the test needs. */
+		if (lk_http_state(req) == NULL) {
+			lk_http_set_state(req, t, NULL);
+			lk_http_suspend(req);
+			atomic_fetch_add(&t->suspended, 1);
+		} else {
+			atomic_fetch_add(&t->resumed_by_stop, 1);
+			(void)t_wait_until(slow_go_set, t, 3 * T_DEADLINE_MS);
+			lk_http_respond(req, 200, "text/plain", "released", 8);
+		}
 	} else {
 		lk_http_respond_error(req, 404, "not found", path);
 	}
@@ -2018,6 +2030,111 @@ START_TEST(header_deadline)
 }
 END_TEST
 
+/* A Unix-socket server with a header deadline of ms, threads 0 (a thread per connection)
+ * or a pool. */
+static void
+tsrv_start_deadline(struct tsrv *t, unsigned threads, unsigned ms)
+{
+	struct lk_httpd_config cfg = {
+		.unix_path = t->sock, .unix_owner = (uid_t)-1, .unix_group = (gid_t)-1,
+		.threads = threads, .header_timeout_ms = ms,
+	};
+
+	tsrv_start_cfg(t, &cfg);
+}
+
+/* The header deadline used below: long enough that the test quiesces or stops the server
+ * well before it passes, however busy the machine. */
+#define QUIESCED_DEADLINE_MS 1500
+
+/* A quiesced server still closes connections at their header deadline: one that never
+ * finishes its head and an idle one are closed, while new clients are refused. */
+START_TEST(header_deadline_while_quiesced)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct closed_wait slow, idle;
+		struct lk_httpd_stats st;
+		struct tsrv t;
+
+		tsrv_init(&t);
+		tsrv_start_deadline(&t, threads, QUIESCED_DEADLINE_MS);
+		slow.fd = raw_connect(&t);
+		idle.fd = raw_connect(&t);
+		raw_puts(slow.fd, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+		wait_conns(&t, 2);
+		lk_httpd_quiesce(t.srv);
+		ck_assert(refused_now(&t));
+		/* Both deadlines are still ahead: what closes them below is the quiesced
+		 * server's deadline. */
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 0);
+		ck_assert(!peer_closed(&slow));
+		ck_assert_msg(t_wait_until(peer_closed, &slow, T_DEADLINE_MS),
+			      "threads %u: a quiesced server kept a head that never ended", threads);
+		ck_assert_msg(t_wait_until(peer_closed, &idle, T_DEADLINE_MS),
+			      "threads %u: a quiesced server kept an idle connection", threads);
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 2);
+		close(slow.fd);
+		close(idle.fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
+/* While stop drains (a long poll it resumed has not answered yet), the header deadline
+ * still closes a client that never finishes its head; the long poll's answer still
+ * arrives, and the stop ends once it is sent. */
+START_TEST(header_deadline_during_stop)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct stop_arg a = { 0 };
+		struct closed_wait slow;
+		struct lk_httpd_stats st;
+		char buf[4096];
+		struct tsrv t;
+		pthread_t th;
+		int held;
+
+		tsrv_init(&t);
+		tsrv_start_deadline(&t, threads, QUIESCED_DEADLINE_MS);
+		held = raw_connect(&t);
+		raw_puts(held, "GET /hold-gate HTTP/1.1\r\nHost: x\r\n\r\n");
+		ck_assert(wait_count(&t.suspended, 1));
+		slow.fd = raw_connect(&t);
+		raw_puts(slow.fd, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+		wait_conns(&t, 2);
+		a.t = &t;
+		ck_assert_int_eq(pthread_create(&th, NULL, stop_run, &a), 0);
+		/* The drain is on: the resumed handler waits for slow_go, and the server
+		 * (stopping, not freed) cannot end before it answers. */
+		ck_assert(wait_count(&t.resumed_by_stop, 1));
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 0);
+		ck_assert_msg(t_wait_until(peer_closed, &slow, T_DEADLINE_MS),
+			      "threads %u: the head that never ended was kept through the drain",
+			      threads);
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_msg(st.header_timeouts == 1,
+			      "threads %u: closed by the stop, not by the deadline", threads);
+		ck_assert(!atomic_load(&a.stopped));
+		atomic_store(&t.slow_go, 1);
+		raw_read_all(held, buf, sizeof(buf), T_DEADLINE_MS);
+		pthread_join(th, NULL);
+		ck_assert(atomic_load(&a.stopped));
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "threads %u: got %.80s",
+			      threads, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "released"));
+		close(held);
+		close(slow.fd);
+		t.srv = NULL;
+		t_rmrf(t.dir);
+		free(t.dir);
+	}
+}
+END_TEST
+
 /* ---- stopping under load ---- */
 
 /* Start/stop cycles of the stop-under-load test, and client threads hammering each one. */
@@ -2168,6 +2285,8 @@ httpd_suite(void)
 	ADD(s, admission_per_uid_cap);
 	ADD(s, admission_reserve);
 	ADD(s, header_deadline);
+	ADD(s, header_deadline_while_quiesced);
+	ADD(s, header_deadline_during_stop);
 	return s;
 }
 
