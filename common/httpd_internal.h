@@ -269,7 +269,8 @@ int httpd_tcp_listen(struct lk_httpd *srv, const char *addr, int *ret_fd, struct
 /* Removes the Unix socket file if it is still the one created. */
 void httpd_unix_remove(struct lk_httpd *srv);
 
-/* The acceptor thread: accepts on srv->listen_fd until srv->stop_fd is signalled. */
+/* The acceptor thread: accepts on srv->listen_fd until srv->quiesce_fd is signalled, and
+ * enforces the header deadlines until srv->stop_fd is. */
 void *httpd_acceptor_run(void *arg);
 
 /* Has the acceptor close the listening socket (new clients are refused once this
