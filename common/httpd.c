@@ -980,6 +980,8 @@ srv_free(struct lk_httpd *srv)
 		close(srv->listen_fd);
 	if (srv->stop_fd >= 0)
 		close(srv->stop_fd);
+	if (srv->quiesce_fd >= 0)
+		close(srv->quiesce_fd);
 	workers_free(srv);
 	httpd_admission_free(srv);
 	pthread_mutex_destroy(&srv->conns_lock);
@@ -987,6 +989,7 @@ srv_free(struct lk_httpd *srv)
 	pthread_cond_destroy(&srv->tpc_gone);
 	pthread_cond_destroy(&srv->resumed);
 	pthread_cond_destroy(&srv->drained);
+	pthread_cond_destroy(&srv->listen_closed);
 	pthread_mutex_destroy(&srv->lock);
 	free(srv->unix_path);
 	free(srv);
@@ -1012,8 +1015,10 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		return lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 	srv->listen_fd = -1;
 	srv->stop_fd = -1;
+	srv->quiesce_fd = -1;
 	if (pthread_mutex_init(&srv->lock, NULL) != 0 ||
 	    pthread_cond_init(&srv->drained, NULL) != 0 ||
+	    pthread_cond_init(&srv->listen_closed, NULL) != 0 ||
 	    pthread_cond_init(&srv->resumed, NULL) != 0 ||
 	    pthread_cond_init(&srv->tpc_gone, NULL) != 0 ||
 	    pthread_mutex_init(&srv->tpc_lock, NULL) != 0 ||
@@ -1038,7 +1043,8 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		r = lk_error_set(err, -ENOMEM, "%s: out of memory", where);
 		goto out;
 	}
-	if ((srv->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+	if ((srv->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+	    (srv->quiesce_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
 		r = lk_error_set(err, -errno, "%s: eventfd: %s", where, strerror(errno));
 		goto out;
 	}
@@ -1096,7 +1102,7 @@ lk_httpd_quiesce(struct lk_httpd *srv)
 	pthread_mutex_lock(&srv->lock);
 	if (!srv->quiesced) {
 		srv->quiesced = true;
-		httpd_acceptor_stop(srv);
+		httpd_acceptor_quiesce(srv);
 	}
 	pthread_mutex_unlock(&srv->lock);
 }
@@ -1127,6 +1133,9 @@ lk_httpd_stop(struct lk_httpd *srv)
 			break;
 	}
 	pthread_mutex_unlock(&srv->lock);
+	/* The header deadlines ran through the drain; from here every connection that is not
+	 * answering is shut down anyway. */
+	httpd_acceptor_stop(srv);
 
 	/* Every connection closes; a handler in progress finishes first and its answer is
 	 * still written (only the reading side of a busy connection is shut), then its

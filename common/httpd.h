@@ -105,7 +105,8 @@ struct lk_httpd_stats {
 /* Fills *ret (NULL srv: zeroes). Thread-safe. */
 void lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret);
 
-/* Stops accepting new connections (new clients are refused); requests in flight go on. */
+/* Stops accepting new connections (new clients are refused once it returns); requests in
+ * flight go on, and connections are still closed at their header deadline. */
 void lk_httpd_quiesce(struct lk_httpd *srv);
 
 /* Stops the server: resumes suspended requests (their handler is called again and must

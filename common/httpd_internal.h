@@ -188,9 +188,13 @@ struct lk_httpd {
 	unsigned tpc_live;
 
 	/* The acceptor thread owns the listening socket and hands connections to workers
-	 * (docs/internals/httpd.md, "Listening sockets"). */
-	int listen_fd;
+	 * (docs/internals/httpd.md, "Listening sockets"); it also enforces the header
+	 * deadlines, from start until lk_httpd_stop's drain has ended. */
+	int listen_fd;                /* -1 once quiesced; set to -1 under conns_lock */
 	int stop_fd;                  /* eventfd: the acceptor returns when it is readable */
+	int quiesce_fd;               /* eventfd: the acceptor closes listen_fd and goes on
+				       * with the deadlines alone */
+	pthread_cond_t listen_closed; /* under conns_lock: listen_fd became -1 */
 	pthread_t acceptor;
 	bool acceptor_running;
 
@@ -265,10 +269,15 @@ int httpd_tcp_listen(struct lk_httpd *srv, const char *addr, int *ret_fd, struct
 /* Removes the Unix socket file if it is still the one created. */
 void httpd_unix_remove(struct lk_httpd *srv);
 
-/* The acceptor thread: accepts on srv->listen_fd until srv->stop_fd is signalled. */
+/* The acceptor thread: accepts on srv->listen_fd until srv->quiesce_fd is signalled, and
+ * enforces the header deadlines until srv->stop_fd is. */
 void *httpd_acceptor_run(void *arg);
 
-/* Stops and joins the acceptor, then closes the listening socket. */
+/* Has the acceptor close the listening socket (new clients are refused once this
+ * returns); it goes on enforcing the header deadlines until httpd_acceptor_stop. */
+void httpd_acceptor_quiesce(struct lk_httpd *srv);
+
+/* Stops and joins the acceptor, then closes the listening socket if it is still open. */
 void httpd_acceptor_stop(struct lk_httpd *srv);
 
 /* Admission set-up from cfg (limits, reserved uids, the 503 answers); 0 or -ENOMEM. */

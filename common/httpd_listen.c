@@ -534,15 +534,29 @@ accept_one(struct lk_httpd *srv, int *io_timeout)
 	httpd_tpc_reap(srv);
 }
 
-/* Accepts connections until stop_fd is signalled and hands each to a worker. With a
- * header deadline it also looks at the connections every scan interval. */
+/* Closes the listening socket when quiesce_fd is signalled; the quiescer waits for it. */
+static void
+acceptor_quiesce_now(struct lk_httpd *srv)
+{
+	/* Closed before the quiescer is told: once it returns, a new client is refused. */
+	pthread_mutex_lock(&srv->conns_lock);
+	close(srv->listen_fd);
+	srv->listen_fd = -1;
+	pthread_cond_broadcast(&srv->listen_closed);
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
+/* Accepts connections and hands each to a worker; with a header deadline it also looks
+ * at the connections every scan interval. Once quiesce_fd is signalled it closes the
+ * listening socket and only looks at the deadlines, until stop_fd is signalled. */
 void *
 httpd_acceptor_run(void *arg)
 {
 	struct lk_httpd *srv = arg;
-	struct pollfd pfd[2] = {
+	struct pollfd pfd[3] = {
 		{ .fd = srv->listen_fd, .events = POLLIN },
 		{ .fd = srv->stop_fd, .events = POLLIN },
+		{ .fd = srv->quiesce_fd, .events = POLLIN },
 	};
 	int64_t scan_ms = srv->header_timeout_ms / 4, next_scan = 0, now;
 	int timeout, pause = -1;
@@ -561,10 +575,16 @@ httpd_acceptor_run(void *arg)
 			if (timeout < 0 || wait < timeout)
 				timeout = (int)wait;
 		}
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents != 0)
 			break;
+		if (pfd[2].revents != 0) {
+			/* poll skips negative descriptors: from now on only the deadlines. */
+			acceptor_quiesce_now(srv);
+			pfd[0].fd = pfd[2].fd = -1;
+			pfd[0].revents = 0;
+		}
 		pause = -1;
 		if (srv->header_timeout_ms > 0 && (now = lk_now_mono_ms()) >= next_scan) {
 			deadlines_enforce(srv, now);
@@ -573,10 +593,30 @@ httpd_acceptor_run(void *arg)
 		if ((pfd[0].revents & POLLIN) != 0)
 			accept_one(srv, &pause);
 	}
+	/* Leaving (stop, or poll failed): nobody accepts any more, and a quiescer waits for
+	 * the socket to be closed. */
+	if (pfd[0].fd >= 0)
+		acceptor_quiesce_now(srv);
 	return NULL;
 }
 
-/* Stops the acceptor and closes the listening socket: new clients are refused. */
+void
+httpd_acceptor_quiesce(struct lk_httpd *srv)
+{
+	uint64_t one = 1;
+
+	if (!srv->acceptor_running) {
+		httpd_acceptor_stop(srv);
+		return;
+	}
+	while (write(srv->quiesce_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&srv->conns_lock);
+	while (srv->listen_fd >= 0)
+		pthread_cond_wait(&srv->listen_closed, &srv->conns_lock);
+	pthread_mutex_unlock(&srv->conns_lock);
+}
+
 void
 httpd_acceptor_stop(struct lk_httpd *srv)
 {

@@ -389,7 +389,14 @@ httpd_head_query(const struct httpd_head *h, const char *key)
 	return NULL;
 }
 
-/* ---- chunked bodies ---- */
+/* ---- chunked bodies ----
+ *
+ * Every line of the chunked framing (size lines, the line end after a chunk's data,
+ * trailer fields, the last empty line) must end in CRLF (RFC 9112 section 7.1): a bare LF
+ * is malformed. The head may end its lines in a bare LF (RFC 9112 section 2.2 lets a
+ * recipient accept it), but inside a body where the framing decides where the next
+ * request starts, a front end that reads a bare LF otherwise than this parser would see
+ * another request than we do (request smuggling). */
 
 enum {
 	CH_SIZE = 0,      /* hex digits of a chunk size */
@@ -441,8 +448,6 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 				c->state = CH_EXT;
 			} else if (b == '\r') {
 				c->state = CH_SIZE_LF;
-			} else if (b == '\n') {
-				size_line_done(c);
 			} else {
 				goto bad;
 			}
@@ -452,14 +457,9 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 		case CH_TRAILER:
 			/* A trailer line is a field, "name: value"; one without a colon (a
 			 * request line smuggled after the last chunk) is malformed. */
-			if ((b == '\n' || b == '\r') && c->state == CH_TRAILER && !c->colon)
+			if (b == '\r' && c->state == CH_TRAILER && !c->colon)
 				goto bad;
-			if (b == '\n') {
-				if (c->state == CH_EXT)
-					size_line_done(c);
-				else
-					c->state = CH_TRAILER_START;
-			} else if (b == '\r') {
+			if (b == '\r') {
 				/* The LF must follow. */
 				c->state = c->state == CH_EXT ? CH_SIZE_LF : CH_TRAILER_LF;
 			} else if ((b < 0x20 && b != '\t') || b == 0x7f ||
@@ -490,12 +490,9 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 				c->state = CH_DATA_CR;
 			break;
 		case CH_DATA_CR:
-			if (b == '\r')
-				c->state = CH_DATA_LF;
-			else if (b == '\n')
-				c->state = CH_SIZE;
-			else
+			if (b != '\r')
 				goto bad;
+			c->state = CH_DATA_LF;
 			i++;
 			break;
 		case CH_DATA_LF:
@@ -507,9 +504,7 @@ httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *
 		case CH_TRAILER_START:
 			if (b == '\r') {
 				c->state = CH_END_LF;
-			} else if (b == '\n') {
-				c->state = CH_DONE;
-			} else if (b == ' ' || b == '\t' || ++c->meta > HTTPD_CHUNK_META_MAX) {
+			} else if (b == '\n' || b == ' ' || b == '\t' || ++c->meta > HTTPD_CHUNK_META_MAX) {
 				goto bad;
 			} else {
 				c->state = CH_TRAILER;

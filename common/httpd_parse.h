@@ -94,7 +94,8 @@ void httpd_chunked_init(struct httpd_chunked *c);
 /* Feeds len bytes of a chunked body: data go to out (its max is the body limit). Sets
  * *ret_used to the bytes consumed. Returns 1 when the body ended (the last chunk and the
  * trailers read: bytes after it are not consumed), 0 when more is needed (all consumed),
- * -EINVAL when malformed, -E2BIG when the data pass out's limit, -ENOMEM. */
+ * -EINVAL when malformed (a line of the framing that does not end in CRLF too), -E2BIG
+ * when the data pass out's limit, -ENOMEM. */
 int httpd_chunked_feed(struct httpd_chunked *c, const char *in, size_t len, size_t *ret_used,
 		       struct lk_buf *out);
 

@@ -3,7 +3,8 @@
  *
  * The input is a request as a client would send it. Checks beyond "does not crash":
  * finding the end of the head in pieces gives what one look gives, a parsed head stays
- * inside its buffer, and a chunked body decoded in pieces gives what one feed gives. */
+ * inside its buffer, a chunked body decoded in pieces gives what one feed gives, and a
+ * chunked body that ended ends in CRLF CRLF. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,6 +60,10 @@ chunked_both_ways(const char *in, size_t len, size_t step)
 	}
 	if (r_one != r_many || used_one != used_many || a.len != b.len ||
 	    (a.len > 0 && memcmp(a.data, b.data, a.len) != 0))
+		abort();
+	/* A body that ended has its last line, the empty one after the last chunk or the
+	 * last trailer, framed in CRLF: a bare LF never ends a body. */
+	if (r_one == 1 && (used_one < 5 || memcmp(in + used_one - 4, "\r\n\r\n", 4) != 0))
 		abort();
 out:
 	lk_buf_free(&a);

@@ -198,6 +198,18 @@ handler(void *ctx, struct lk_http_req *req)
 			atomic_fetch_add(&t->resumed_by_stop, 1);
 			lk_http_respond(req, 200, "text/plain", "released", 8);
 		}
+	} else if (strcmp(path, "/hold-gate") == 0) {
+		/* Suspends; resumed by stop, it answers only once the test says so (slow_go),
+		 * so that the stop's drain lasts as long as the test needs. */
+		if (lk_http_state(req) == NULL) {
+			lk_http_set_state(req, t, NULL);
+			lk_http_suspend(req);
+			atomic_fetch_add(&t->suspended, 1);
+		} else {
+			atomic_fetch_add(&t->resumed_by_stop, 1);
+			(void)t_wait_until(slow_go_set, t, 3 * T_DEADLINE_MS);
+			lk_http_respond(req, 200, "text/plain", "released", 8);
+		}
 	} else {
 		lk_http_respond_error(req, 404, "not found", path);
 	}
@@ -953,6 +965,56 @@ START_TEST(ambiguous_framing_refused)
 		json_decref(j);
 	}
 	ck_assert_int_eq(atomic_load(&t.calls), 0);
+	tsrv_stop(&t);
+}
+END_TEST
+
+/* Every line of the chunked framing must end in CRLF (RFC 9112 section 7.1): a bare LF
+ * in a size line, after a chunk's data, in a trailer or as the last line is 400, the
+ * handler never runs, and what follows is not read as a request. The head may end its
+ * lines in a bare LF (RFC 9112 section 2.2): that is served. */
+START_TEST(chunked_bare_lf_refused)
+{
+	static const char *const bodies[] = {
+		"3\nabc\r\n0\r\n\r\n",             /* the size line */
+		"3;ext=1\nabc\r\n0\r\n\r\n",       /* a size line with an extension */
+		"3 \nabc\r\n0\r\n\r\n",            /* whitespace before the line end */
+		"3\r\nabc\n0\r\n\r\n",             /* after the data */
+		"3\r\nabc\r\n0\n\r\n",             /* the last chunk's size line */
+		"3\r\nabc\r\n0\r\nX-T: 1\n\r\n",   /* a trailer field */
+		"3\r\nabc\r\n0\r\n\n",             /* the final empty line */
+		/* A bare LF that another parser could read as part of the size line: here
+		 * it would end the body and serve the smuggled request after it. */
+		"0\n\r\nGET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+	};
+	static const char head[] = "POST /echo/ch HTTP/1.1\r\nHost: x\r\n"
+				   "Transfer-Encoding: chunked\r\n\r\n";
+	char buf[4096], req[512];
+	struct tsrv t;
+	int fd;
+
+	tsrv_init(&t);
+	tsrv_start(&t, false, 2);
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		snprintf(req, sizeof(req), "%s%s", head, bodies[i]);
+		fd = raw_connect(&t);
+		raw_puts(fd, req);
+		raw_read_all(fd, buf, sizeof(buf), T_DEADLINE_MS);
+		close(fd);
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 400", 12) == 0, "case %zu: got %.80s", i, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "malformed chunked body"));
+		ck_assert_msg(strstr(buf, "HTTP/1.1 200") == NULL, "case %zu: a second answer", i);
+		ck_assert_int_eq(atomic_load(&t.calls), 0);
+	}
+	/* The same framing with CRLF is served, under a head whose lines end in bare LF. */
+	fd = raw_connect(&t);
+	raw_puts(fd, "POST /echo/lf HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n"
+		 "3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n");
+	ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "body=abc", 1), 1);
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "got: %.80s", buf);
+	close(fd);
+	ck_assert_int_eq(atomic_load(&t.calls), 1);
 	tsrv_stop(&t);
 }
 END_TEST
@@ -1968,6 +2030,111 @@ START_TEST(header_deadline)
 }
 END_TEST
 
+/* A Unix-socket server with a header deadline of ms, threads 0 (a thread per connection)
+ * or a pool. */
+static void
+tsrv_start_deadline(struct tsrv *t, unsigned threads, unsigned ms)
+{
+	struct lk_httpd_config cfg = {
+		.unix_path = t->sock, .unix_owner = (uid_t)-1, .unix_group = (gid_t)-1,
+		.threads = threads, .header_timeout_ms = ms,
+	};
+
+	tsrv_start_cfg(t, &cfg);
+}
+
+/* The header deadline used below: long enough that the test quiesces or stops the server
+ * well before it passes, however busy the machine. */
+#define QUIESCED_DEADLINE_MS 1500
+
+/* A quiesced server still closes connections at their header deadline: one that never
+ * finishes its head and an idle one are closed, while new clients are refused. */
+START_TEST(header_deadline_while_quiesced)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct closed_wait slow, idle;
+		struct lk_httpd_stats st;
+		struct tsrv t;
+
+		tsrv_init(&t);
+		tsrv_start_deadline(&t, threads, QUIESCED_DEADLINE_MS);
+		slow.fd = raw_connect(&t);
+		idle.fd = raw_connect(&t);
+		raw_puts(slow.fd, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+		wait_conns(&t, 2);
+		lk_httpd_quiesce(t.srv);
+		ck_assert(refused_now(&t));
+		/* Both deadlines are still ahead: what closes them below is the quiesced
+		 * server's deadline. */
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 0);
+		ck_assert(!peer_closed(&slow));
+		ck_assert_msg(t_wait_until(peer_closed, &slow, T_DEADLINE_MS),
+			      "threads %u: a quiesced server kept a head that never ended", threads);
+		ck_assert_msg(t_wait_until(peer_closed, &idle, T_DEADLINE_MS),
+			      "threads %u: a quiesced server kept an idle connection", threads);
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 2);
+		close(slow.fd);
+		close(idle.fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
+/* While stop drains (a long poll it resumed has not answered yet), the header deadline
+ * still closes a client that never finishes its head; the long poll's answer still
+ * arrives, and the stop ends once it is sent. */
+START_TEST(header_deadline_during_stop)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct stop_arg a = { 0 };
+		struct closed_wait slow;
+		struct lk_httpd_stats st;
+		char buf[4096];
+		struct tsrv t;
+		pthread_t th;
+		int held;
+
+		tsrv_init(&t);
+		tsrv_start_deadline(&t, threads, QUIESCED_DEADLINE_MS);
+		held = raw_connect(&t);
+		raw_puts(held, "GET /hold-gate HTTP/1.1\r\nHost: x\r\n\r\n");
+		ck_assert(wait_count(&t.suspended, 1));
+		slow.fd = raw_connect(&t);
+		raw_puts(slow.fd, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+		wait_conns(&t, 2);
+		a.t = &t;
+		ck_assert_int_eq(pthread_create(&th, NULL, stop_run, &a), 0);
+		/* The drain is on: the resumed handler waits for slow_go, and the server
+		 * (stopping, not freed) cannot end before it answers. */
+		ck_assert(wait_count(&t.resumed_by_stop, 1));
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_uint_eq(st.header_timeouts, 0);
+		ck_assert_msg(t_wait_until(peer_closed, &slow, T_DEADLINE_MS),
+			      "threads %u: the head that never ended was kept through the drain",
+			      threads);
+		lk_httpd_stats(t.srv, &st);
+		ck_assert_msg(st.header_timeouts == 1,
+			      "threads %u: closed by the stop, not by the deadline", threads);
+		ck_assert(!atomic_load(&a.stopped));
+		atomic_store(&t.slow_go, 1);
+		raw_read_all(held, buf, sizeof(buf), T_DEADLINE_MS);
+		pthread_join(th, NULL);
+		ck_assert(atomic_load(&a.stopped));
+		ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "threads %u: got %.80s",
+			      threads, buf);
+		ck_assert_ptr_nonnull(strstr(buf, "Connection: close\r\n"));
+		ck_assert_ptr_nonnull(strstr(buf, "released"));
+		close(held);
+		close(slow.fd);
+		t.srv = NULL;
+		t_rmrf(t.dir);
+		free(t.dir);
+	}
+}
+END_TEST
+
 /* ---- stopping under load ---- */
 
 /* Start/stop cycles of the stop-under-load test, and client threads hammering each one. */
@@ -2092,6 +2259,7 @@ httpd_suite(void)
 	ADD(s, request_in_small_writes);
 	ADD(s, chunked_extensions_trailers);
 	ADD(s, ambiguous_framing_refused);
+	ADD(s, chunked_bare_lf_refused);
 	ADD(s, expect_continue);
 	ADD(s, head_has_no_body);
 	ADD(s, http10_close);
@@ -2117,6 +2285,8 @@ httpd_suite(void)
 	ADD(s, admission_per_uid_cap);
 	ADD(s, admission_reserve);
 	ADD(s, header_deadline);
+	ADD(s, header_deadline_while_quiesced);
+	ADD(s, header_deadline_during_stop);
 	return s;
 }
 
