@@ -160,6 +160,7 @@ parse_query(char *q, size_t n, struct httpd_head *h, const char **reason)
 		eq = memchr(seg, '=', len);
 		h->query[h->nquery].name = seg;
 		h->query[h->nquery].value = NULL;
+		h->query[h->nquery].name_len = 0;
 		if (eq != NULL) {
 			*eq = '\0';
 			if (!decode_text(eq + 1, (size_t)(seg + len - eq - 1), true)) {
@@ -260,9 +261,20 @@ parse_field(char *line, size_t n, struct httpd_head *h, const char **reason)
 	value[vlen] = '\0';
 	h->field[h->nfields].name = line;
 	h->field[h->nfields].value = value;
+	h->field[h->nfields].name_len = (size_t)(colon - line);
 	h->nfields++;
 	return HTTPD_PARSE_OK;
 }
+
+/* name (of nlen bytes) is lit, case aside. The length first: most names are none of those
+ * the server reads. */
+static bool
+name_is(const char *name, size_t nlen, const char *lit, size_t lit_len)
+{
+	return nlen == lit_len && strcasecmp(name, lit) == 0;
+}
+
+#define NAME_IS(name, nlen, lit) name_is(name, nlen, lit, sizeof(lit) - 1)
 
 /* What the fields say about the body and the connection. */
 static enum httpd_parse_result
@@ -273,8 +285,9 @@ read_framing(struct httpd_head *h, const char **reason)
 
 	for (unsigned i = 0; i < h->nfields; i++) {
 		const char *name = h->field[i].name, *value = h->field[i].value;
+		size_t nlen = h->field[i].name_len;
 
-		if (strcasecmp(name, "Content-Length") == 0) {
+		if (NAME_IS(name, nlen, "Content-Length")) {
 			if (!parse_length(value, &v)) {
 				*reason = "Content-Length is not a number";
 				return HTTPD_PARSE_BAD;
@@ -285,18 +298,18 @@ read_framing(struct httpd_head *h, const char **reason)
 			}
 			h->has_length = true;
 			h->content_length = v;
-		} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+		} else if (NAME_IS(name, nlen, "Transfer-Encoding")) {
 			if (te || strcasecmp(value, "chunked") != 0) {
 				*reason = "only the chunked transfer coding is served";
 				return HTTPD_PARSE_NOT_IMPLEMENTED;
 			}
 			te = true;
-		} else if (strcasecmp(name, "Connection") == 0) {
+		} else if (NAME_IS(name, nlen, "Connection")) {
 			if (list_has(value, "close"))
 				h->keep_alive = false;
 			else if (h->http10 && list_has(value, "keep-alive"))
 				h->keep_alive = true;
-		} else if (strcasecmp(name, "Expect") == 0) {
+		} else if (NAME_IS(name, nlen, "Expect")) {
 			h->expect_continue = strcasecmp(value, "100-continue") == 0;
 		}
 	}
@@ -374,8 +387,10 @@ httpd_parse_head(char *buf, size_t len, size_t max_header, struct httpd_head *re
 const char *
 httpd_head_field(const struct httpd_head *h, const char *name)
 {
+	size_t nlen = strlen(name);
+
 	for (unsigned i = 0; i < h->nfields; i++)
-		if (strcasecmp(h->field[i].name, name) == 0)
+		if (name_is(h->field[i].name, h->field[i].name_len, name, nlen))
 			return h->field[i].value;
 	return NULL;
 }

@@ -26,6 +26,7 @@
 struct httpd_field {
 	const char *name;
 	const char *value;
+	size_t name_len;            /* strlen(name); in the query, 0 */
 };
 
 struct httpd_head {

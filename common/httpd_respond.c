@@ -415,12 +415,12 @@ lk_http_add_header(struct lk_http_req *req, const char *name, const char *value)
 	if (c->nextra >= LK_HTTP_RESP_HEADERS_MAX)
 		return -E2BIG;
 	/* Framing the handler asks for, as the server's own lines would give it. */
-	if (strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
+	if (nlen == 10 && strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
 		c->close_after = true;      /* head_finish says Connection: close */
 		c->nextra++;
 		return 0;
 	}
-	if (strcasecmp(name, "Transfer-Encoding") == 0)
+	if (nlen == 17 && strcasecmp(name, "Transfer-Encoding") == 0)
 		c->extra_framed = true;     /* the body is sent as given, no Content-Length */
 	need = c->extra_len + nlen + vlen + 4;
 	if (need > c->extra_cap) {
