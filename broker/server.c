@@ -47,6 +47,13 @@ now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* now_ns's reading in lk_now_mono_ms's unit (the same clock). */
+static int64_t
+t_ms(int64_t ns)
+{
+	return ns / 1000000;
+}
+
 bool
 broker_peer_allowed(const struct broker_secret_spec *spec, const struct lk_peer *peer)
 {
@@ -234,14 +241,33 @@ answer_error(struct lk_http_req *req, unsigned status, const char *error, const 
 	return status;
 }
 
-/* Serves the current snapshot of e (or one key of it). Returns the status. */
+/* Writes "\"V\"", the ETag of version v, NUL-terminated (at most 23 bytes). */
+static void
+etag_format(char *out, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	*out++ = '"';
+	while (n > 0)
+		*out++ = digits[--n];
+	*out++ = '"';
+	*out = '\0';
+}
+
+/* Serves the current snapshot of e (or one key of it) at now (monotonic ms). Returns the
+ * status. */
 static unsigned
-serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const char *key)
+serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const char *key,
+      int64_t now)
 {
 	const struct lk_peer *peer = lk_http_peer(req);
 	struct broker_snapshot *s = broker_entry_snapshot(e);
 	char reason[BROKER_REASON_MAX + 64], etag[32];
-	int64_t now = lk_now_mono_ms();
 
 	if (s == NULL) {
 		bool revoked;
@@ -266,7 +292,7 @@ serve(struct broker *b, struct lk_http_req *req, struct broker_entry *e, const c
 		audit(peer, e->spec->name, key, v, "expired");
 		return answer_error(req, 503, "secret expired", reason);
 	}
-	snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", s->version);
+	etag_format(etag, s->version);
 	if (lk_http_add_header(req, "ETag", etag) < 0 ||
 	    lk_http_add_header(req, "Cache-Control", "no-store") < 0) {
 		broker_snapshot_unref(s);
@@ -530,7 +556,7 @@ route_metrics(struct broker *b, struct lk_http_req *req, const struct lk_peer *p
 
 static unsigned
 route_secret(struct broker *b, struct lk_http_req *req, const struct broker_route_req *rr,
-	     bool *suspended)
+	     int64_t now, bool *suspended)
 {
 	const struct lk_peer *peer = lk_http_peer(req);
 	const char *key = rr->key;
@@ -560,7 +586,7 @@ route_secret(struct broker *b, struct lk_http_req *req, const struct broker_rout
 		return answer_error(req, 400, "bad request",
 				    "index must be a non-negative integer and wait a duration such as 30s");
 	if (r == 1)
-		return serve(b, req, e, key);
+		return serve(b, req, e, key, now);
 
 	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->name = strdup(e->spec->name)) == NULL) {
@@ -593,7 +619,7 @@ route_secret(struct broker *b, struct lk_http_req *req, const struct broker_rout
 		waiter_unlink_locked(b, w);
 		pthread_mutex_unlock(&b->waiters_lock);
 		broker_snapshot_unref(s);
-		return serve(b, req, e, NULL);
+		return serve(b, req, e, NULL, lk_now_mono_ms());
 	}
 	{
 		int64_t soon = lk_now_mono_ms() + SERVER_SWEEP_MAX_MS;
@@ -652,7 +678,7 @@ handler_locked(struct broker *b, struct lk_http_req *req)
 				status = answer_error(req, 403, "forbidden", "this peer's uid and gid "
 						      "are not allowed to read the secret");
 			} else {
-				status = serve(b, req, e, NULL);
+				status = serve(b, req, e, NULL, t_ms(now_ns()));
 			}
 		}
 		broker_metrics_request(b->metrics, BROKER_ROUTE_SECRET, status, now_ns() - t0);
@@ -671,7 +697,7 @@ handler_locked(struct broker *b, struct lk_http_req *req)
 			break;
 		case BROKER_ROUTE_SECRET:
 		case BROKER_ROUTE_KEY:
-			status = route_secret(b, req, &rr, &suspended);
+			status = route_secret(b, req, &rr, t_ms(t0), &suspended);
 			break;
 		case BROKER_ROUTE_HEALTH:
 			lk_http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
