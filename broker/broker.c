@@ -124,10 +124,42 @@ broker_ready(struct broker *b, char *reason, size_t reasonlen)
 struct broker_entry *
 broker_find(struct broker *b, const char *name)
 {
-	for (size_t i = 0; i < b->n; i++)
-		if (strcmp(b->entries[i].spec->name, name) == 0)
+	size_t lo = 0, hi = b->n;
+
+	/* Binary search over the sorted indices: a read costs log n comparisons, not n. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, i = b->by_name[mid];
+		int c = strcmp(name, b->entries[i].spec->name);
+
+		if (c == 0)
 			return &b->entries[i];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	return NULL;
+}
+
+static int
+name_order(const void *x, const void *y, void *arg)
+{
+	const struct broker_secret_spec *secrets = arg;
+
+	return strcmp(secrets[*(const size_t *)x].name, secrets[*(const size_t *)y].name);
+}
+
+size_t *
+broker_name_index(const struct broker_secret_spec *secrets, size_t n)
+{
+	size_t *idx = malloc((n + 1) * sizeof(*idx));
+
+	if (idx == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	qsort_r(idx, n, sizeof(*idx), name_order, (void *)secrets);
+	return idx;
 }
 
 int
@@ -153,7 +185,8 @@ broker_init(struct broker *b, struct broker_config *cfg, struct lk_error *err)
 	atomic_init(&b->warned_unlocked, false);
 	b->arena = broker_arena_new_with(&b->memlock);
 	b->entries = calloc(cfg->nsecrets, sizeof(*b->entries));
-	if (b->arena == NULL || b->entries == NULL)
+	b->by_name = broker_name_index(cfg->secrets, cfg->nsecrets);
+	if (b->arena == NULL || b->entries == NULL || b->by_name == NULL)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	if (cfg->require_mlock && !broker_memlock_can_lock(&b->memlock))
 		return lk_error_set(err, -ENOLCK, "%s: require_mlock: memory cannot be locked "
@@ -216,6 +249,8 @@ broker_fini(struct broker *b)
 	}
 	free(b->entries);
 	b->entries = NULL;
+	free(b->by_name);
+	b->by_name = NULL;
 	broker_outputs_free(b->outputs, b->noutputs);
 	b->outputs = NULL;
 	b->noutputs = 0;

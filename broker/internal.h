@@ -490,6 +490,7 @@ struct broker {
 	struct broker_arena *arena;
 	struct broker_entry *entries;
 	size_t n;
+	size_t *by_name;            /* entries' indices sorted by name, for broker_find */
 	struct broker_output *outputs; /* the secrets' files, then templates[] */
 	size_t noutputs;
 	pthread_mutex_t render_lock; /* one render of the outputs at a time */
@@ -573,6 +574,9 @@ bool broker_ready_for(struct broker *b, const struct lk_peer *peer, char *reason
 /* True when peer is one of listen.admin_uids: it sees every secret's metadata. */
 bool broker_peer_admin(const struct broker *b, const struct lk_peer *peer);
 struct broker_entry *broker_find(struct broker *b, const char *name);
+/* The indices 0..n-1 sorted by secrets[i].name (owned: free), for b->by_name; NULL when out
+ * of memory. */
+size_t *broker_name_index(const struct broker_secret_spec *secrets, size_t n);
 
 /* SIGHUP (broker/reload.c): reads b->cfg->file again and applies it: secrets added are
  * read, those removed have their leases revoked and their memory wiped, those whose source

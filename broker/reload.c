@@ -161,6 +161,7 @@ struct plan {
 	bool *moved;                /* per new entry: same source, moves with its data */
 	const char **old_names;     /* borrowed from the old configuration */
 	struct broker_entry *entries; /* the new array */
+	size_t *by_name;            /* its name index */
 	struct broker_files_next *files; /* for broker_files_remap */
 	size_t nretired;            /* old entries whose lease is queued for revocation */
 };
@@ -173,6 +174,7 @@ plan_free(struct plan *p)
 	free(p->moved);
 	free(p->old_names);
 	free(p->entries);
+	free(p->by_name);
 	broker_files_next_free(p->files);
 	memset(p, 0, sizeof(*p));
 }
@@ -188,8 +190,9 @@ plan_make(struct broker *b, const struct broker_config *nc, struct plan *p)
 	p->moved = calloc(p->new_n + 1, sizeof(*p->moved));
 	p->old_names = calloc(p->old_n + 1, sizeof(*p->old_names));
 	p->entries = calloc(p->new_n + 1, sizeof(*p->entries));
+	p->by_name = broker_name_index(nc->secrets, nc->nsecrets);
 	if (p->old_of_new == NULL || p->new_of_old == NULL || p->moved == NULL ||
-	    p->old_names == NULL || p->entries == NULL) {
+	    p->old_names == NULL || p->entries == NULL || p->by_name == NULL) {
 		plan_free(p);
 		return -ENOMEM;
 	}
@@ -318,6 +321,12 @@ apply(struct broker *b, struct broker_config *nc, struct plan *p, int64_t now)
 	b->entries = p->entries;
 	b->n = p->new_n;
 	p->entries = old;           /* freed by plan_free */
+	{
+		size_t *old_index = b->by_name;
+
+		b->by_name = p->by_name;
+		p->by_name = old_index;
+	}
 	broker_files_remap(b, p->old_of_new, p->moved, p->new_n, p->files);
 	p->files = NULL;
 	broker_server_remap(b, p->new_of_old);

@@ -1058,6 +1058,47 @@ START_TEST(test_exec_config)
 }
 END_TEST
 
+/* broker_find by name over an index sorted at init: every name of a config listed out of
+ * order is found at its own entry, and names that are not there (between, before, after
+ * the others, a prefix) are not. */
+START_TEST(test_find_by_name)
+{
+	static const char *const names[] = { "m", "b", "zz", "a.b", "z", "c", "a", "mm" };
+	char text[2048];
+	size_t len;
+	struct broker_config cfg;
+	struct broker b;
+	struct lk_error err;
+
+	lk_error_clear(&err);
+	len = (size_t)snprintf(text, sizeof(text), "{\"vault\": {\"address\": \"http://127.0.0.1:8200\","
+			       " \"auth\": {\"method\": \"token\", \"token_file\": \"/run/t\"}},"
+			       " \"secrets\": [");
+	for (size_t i = 0; i < 8; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+				       "%s{\"name\": \"%s\", \"path\": \"secret/data/%zu\"}",
+				       i ? ", " : "", names[i], i);
+	snprintf(text + len, sizeof(text) - len, "]}");
+	ck_assert_msg(parse_text(text, &cfg, &err) == 0, "%s", err.msg);
+	ck_assert_msg(broker_init(&b, &cfg, &err) == 0, "%s", err.msg);
+	for (size_t i = 0; i < 8; i++) {
+		struct broker_entry *e = broker_find(&b, names[i]);
+
+		ck_assert_ptr_nonnull(e);
+		ck_assert_ptr_eq(e, &b.entries[i]);
+		ck_assert_str_eq(e->spec->name, names[i]);
+	}
+	ck_assert_ptr_null(broker_find(&b, ""));
+	ck_assert_ptr_null(broker_find(&b, "0"));
+	ck_assert_ptr_null(broker_find(&b, "a."));
+	ck_assert_ptr_null(broker_find(&b, "bb"));
+	ck_assert_ptr_null(broker_find(&b, "zzz"));
+	ck_assert_ptr_null(broker_find(&b, "M"));
+	broker_fini(&b);
+	broker_config_clear(&cfg);
+}
+END_TEST
+
 /* The launcher's message: the command, the broker's environment without VAULT_* and
  * LATCHKEY_* (and without what exec.env sets), then exec.env from the snapshots; a value
  * with a NUL byte is refused naming the variable, the secret and the key. */
@@ -1163,6 +1204,7 @@ broker_suite(void)
 	tcase_add_test(tc, test_audit_bounded);
 	tcase_add_test(tc, test_exec_config);
 	tcase_add_test(tc, test_exec_env_build);
+	tcase_add_test(tc, test_find_by_name);
 	tcase_add_test(tc, test_audit_grows_and_forgets);
 	suite_add_tcase(s, tc);
 	return s;
