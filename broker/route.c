@@ -17,17 +17,22 @@ broker_route_parse(const char *path, struct broker_route_req *ret)
 	const char *rest, *slash;
 	size_t n;
 
-	memset(ret, 0, sizeof(*ret));
-	if (strcmp(path, "/v1/secrets") == 0 || strcmp(path, "/v1/secrets/") == 0)
-		return ret->route = BROKER_ROUTE_LIST;
-	if (strcmp(path, "/v1/health") == 0)
-		return ret->route = BROKER_ROUTE_HEALTH;
-	if (strcmp(path, "/v1/ready") == 0)
-		return ret->route = BROKER_ROUTE_READY;
-	if (strcmp(path, "/metrics") == 0)
-		return ret->route = BROKER_ROUTE_METRICS;
-	if (strncmp(path, "/v1/secrets/", 12) != 0)
+	/* Not the name's bytes: it is a string, and most reads are of a secret. */
+	ret->name[0] = '\0';
+	ret->name_ok = false;
+	ret->key = NULL;
+	ret->key_ok = false;
+	if (strncmp(path, "/v1/secrets/", 12) != 0 || path[12] == '\0') {
+		if (strcmp(path, "/v1/secrets") == 0 || strcmp(path, "/v1/secrets/") == 0)
+			return ret->route = BROKER_ROUTE_LIST;
+		if (strcmp(path, "/v1/health") == 0)
+			return ret->route = BROKER_ROUTE_HEALTH;
+		if (strcmp(path, "/v1/ready") == 0)
+			return ret->route = BROKER_ROUTE_READY;
+		if (strcmp(path, "/metrics") == 0)
+			return ret->route = BROKER_ROUTE_METRICS;
 		return ret->route = BROKER_ROUTE_OTHER;
+	}
 	rest = path + 12;
 	slash = strchr(rest, '/');
 	ret->route = slash != NULL ? BROKER_ROUTE_KEY : BROKER_ROUTE_SECRET;

@@ -196,6 +196,13 @@ request_begin(struct http_conn *c)
 	req->prev = req->next = NULL;
 }
 
+/* The worker loop's time, read once per wake-up (a blocking connection's: now). */
+static int64_t
+conn_now(const struct http_conn *c)
+{
+	return c->worker != NULL ? c->worker->now_ms : lk_now_mono_ms();
+}
+
 /* Ends the current request, however it ended: the handler's cleanup, the answer released,
  * the body and the request's bytes wiped, pipelined bytes moved to the front. */
 static void
@@ -209,7 +216,7 @@ request_end(struct http_conn *c)
 		return;
 	c->has_request = false;
 	if (srv->header_timeout_ms > 0)
-		atomic_store_explicit(&c->ready_ms, lk_now_mono_ms(), memory_order_relaxed);
+		atomic_store_explicit(&c->ready_ms, conn_now(c), memory_order_relaxed);
 	/* Release: the acceptor that sees busy false (acquire) sees this ready_ms too. */
 	atomic_store_explicit(&c->busy, false, memory_order_release);
 	/* Set only on a suspended request's path, whose hand-over went through srv->lock. */
@@ -276,12 +283,6 @@ in_grow(struct http_conn *c)
 	c->in = p;
 	c->in_cap = ncap;
 	return 0;
-}
-
-static int64_t
-conn_now(const struct http_conn *c)
-{
-	return c->worker != NULL ? c->worker->now_ms : lk_now_mono_ms();
 }
 
 /* Reads into the free part of the buffer: > 0 bytes read, 0 the peer closed, -EAGAIN
