@@ -215,8 +215,10 @@ request_end(struct http_conn *c)
 	if (!c->has_request)
 		return;
 	c->has_request = false;
+	/* The clock now, not the worker's reading at its wake-up: the handler and the batch's
+	 * other events since then are not the client's time. */
 	if (srv->header_timeout_ms > 0)
-		atomic_store_explicit(&c->ready_ms, conn_now(c), memory_order_relaxed);
+		atomic_store_explicit(&c->ready_ms, lk_now_mono_ms(), memory_order_relaxed);
 	/* Release: the acceptor that sees busy false (acquire) sees this ready_ms too. */
 	atomic_store_explicit(&c->busy, false, memory_order_release);
 	/* Set only on a suspended request's path, whose hand-over went through srv->lock. */

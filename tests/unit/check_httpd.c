@@ -2239,6 +2239,38 @@ END_TEST
 	suite_add_tcase((s), tc_); \
 } while (0)
 
+/* A keep-alive client whose request took the handler longer than the header deadline asks
+ * again 300 ms after the answer: it is answered, since its deadline runs from the previous
+ * answer, not from when the worker last woke up. The pauses are the behaviour under test. */
+START_TEST(header_deadline_after_slow_handler)
+{
+	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct tsrv t;
+		char buf[4096];
+		int fd;
+		struct timespec ts = { 1, 500 * 1000000L }, gap = { 0, 300 * 1000000L };
+
+		tsrv_init(&t);
+		tsrv_start_deadline(&t, threads, 1000);
+		fd = raw_connect(&t);
+		raw_puts(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+		ck_assert(t_wait_until(slow_entered, &t, T_DEADLINE_MS));
+		nanosleep(&ts, NULL);
+		atomic_store(&t.slow_go, 1);
+		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "slow done", 1), 1);
+		nanosleep(&gap, NULL);
+		if (send(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31, MSG_NOSIGNAL) < 0)
+			buf[0] = '\0';
+		else
+			raw_read_until(fd, buf, sizeof(buf), "GET /echo", 1);
+		ck_assert_msg(strstr(buf, "GET /echo") != NULL,
+			      "threads=%u: keep-alive connection closed 300 ms after its answer", threads);
+		close(fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
 static Suite *
 httpd_suite(void)
 {
@@ -2287,6 +2319,7 @@ httpd_suite(void)
 	ADD(s, header_deadline);
 	ADD(s, header_deadline_while_quiesced);
 	ADD(s, header_deadline_during_stop);
+	ADD(s, header_deadline_after_slow_handler);
 	return s;
 }
 
