@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 
 #include "common/httpd.h"
+#include "common/httpd_internal.h"
 #include "testutil.h"
 
 /* Size of the response of /big: far more than a socket buffer holds. */
@@ -2239,33 +2240,45 @@ END_TEST
 	suite_add_tcase((s), tc_); \
 } while (0)
 
-/* A keep-alive client whose request took the handler longer than the header deadline asks
- * again 300 ms after the answer: it is answered, since its deadline runs from the previous
- * answer, not from when the worker last woke up. The pauses are the behaviour under test. */
+/* The header deadline of header_deadline_after_slow_handler, and how long its client stays
+ * idle after an answer: two of the acceptor's deadline scans (every HTTPD_DEADLINE_SCAN_MS
+ * at most) and a margin, well inside the deadline. */
+#define SLOW_HANDLER_DEADLINE_MS 2000
+#define SLOW_HANDLER_IDLE_MS (2 * HTTPD_DEADLINE_SCAN_MS + 100)
+
+/* A keep-alive client whose request took the handler longer than the header deadline stays
+ * idle after the answer, then asks again: it is answered, since its deadline runs from the
+ * answer, not from when the worker last woke up. */
 START_TEST(header_deadline_after_slow_handler)
 {
 	for (unsigned threads = 0; threads <= 2; threads += 2) {
+		struct closed_wait conn, probe;
 		struct tsrv t;
 		char buf[4096];
-		int fd;
-		struct timespec ts = { 1, 500 * 1000000L }, gap = { 0, 300 * 1000000L };
 
 		tsrv_init(&t);
-		tsrv_start_deadline(&t, threads, 1000);
-		fd = raw_connect(&t);
-		raw_puts(fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+		tsrv_start_deadline(&t, threads, SLOW_HANDLER_DEADLINE_MS);
+		conn.fd = raw_connect(&t);
+		raw_puts(conn.fd, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
 		ck_assert(t_wait_until(slow_entered, &t, T_DEADLINE_MS));
-		nanosleep(&ts, NULL);
+		/* A connection that sends nothing, opened once the handler runs: when its deadline
+		 * closes it, the handler has run longer than the deadline. */
+		probe.fd = raw_connect(&t);
+		ck_assert(t_wait_until(peer_closed, &probe, T_DEADLINE_MS));
 		atomic_store(&t.slow_go, 1);
-		ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "slow done", 1), 1);
-		nanosleep(&gap, NULL);
-		if (send(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31, MSG_NOSIGNAL) < 0)
+		ck_assert_int_eq(raw_read_until(conn.fd, buf, sizeof(buf), "slow done", 1), 1);
+		/* A deadline counted from before the handler ran is long past: the acceptor's next
+		 * scan would close the connection. */
+		ck_assert_msg(!t_wait_until(peer_closed, &conn, SLOW_HANDLER_IDLE_MS),
+			      "threads=%u: keep-alive connection closed right after its answer", threads);
+		if (send(conn.fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31, MSG_NOSIGNAL) < 0)
 			buf[0] = '\0';
 		else
-			raw_read_until(fd, buf, sizeof(buf), "GET /echo", 1);
+			raw_read_until(conn.fd, buf, sizeof(buf), "GET /echo", 1);
 		ck_assert_msg(strstr(buf, "GET /echo") != NULL,
-			      "threads=%u: keep-alive connection closed 300 ms after its answer", threads);
-		close(fd);
+			      "threads=%u: the request after a slow answer was not served", threads);
+		close(probe.fd);
+		close(conn.fd);
 		tsrv_stop(&t);
 	}
 }
