@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "broker/internal.h"
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -241,20 +242,13 @@ answer_error(struct lk_http_req *req, unsigned status, const char *error, const 
 	return status;
 }
 
-/* Writes "\"V\"", the ETag of version v, NUL-terminated (at most 23 bytes). */
+/* Writes "\"V\"", the ETag of version v, NUL-terminated (at most LK_U64_DIGITS + 3
+ * bytes). */
 static void
 etag_format(char *out, uint64_t v)
 {
-	char digits[20];
-	size_t n = 0;
-
-	do {
-		digits[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
 	*out++ = '"';
-	while (n > 0)
-		*out++ = digits[--n];
+	out = lk_put_u64(out, v);
 	*out++ = '"';
 	*out = '\0';
 }

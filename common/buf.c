@@ -150,3 +150,18 @@ lk_free_wiped(void *p)
 	wipe_memset(p, 0, malloc_usable_size(p));
 	free(p);
 }
+
+char *
+lk_put_u64(char *out, uint64_t v)
+{
+	char digits[LK_U64_DIGITS];
+	size_t n = 0;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n > 0)
+		*out++ = digits[--n];
+	return out;
+}

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct lk_buf {
 	char *data;    /* owned; NULL until the first append */
@@ -45,5 +46,10 @@ int lk_buf_take(struct lk_buf *b, char **ret_data, size_t *ret_len);
 /* Zeroes a block from malloc (all of its usable size) and frees it; NULL allowed. For
  * allocators that must not hand secret bytes back to the heap (jansson's, libcurl's). */
 void lk_free_wiped(void *p);
+
+/* Writes v in decimal at out (at most LK_U64_DIGITS bytes, no NUL); returns the byte after
+ * the last digit. For hot paths where snprintf's cost shows. */
+#define LK_U64_DIGITS 20
+char *lk_put_u64(char *out, uint64_t v);
 
 #endif

@@ -156,21 +156,6 @@ put(char *p, const char *s, size_t n)
 	return p + n;
 }
 
-static char *
-put_uint(char *p, uint64_t v)
-{
-	char tmp[24];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* Writes the answer's head but its last lines (head_finish adds them when it is sent). */
 static int
 head_build(struct http_conn *c, unsigned status, const char *content_type, size_t body_len)
@@ -189,7 +174,7 @@ head_build(struct http_conn *c, unsigned status, const char *content_type, size_
 	}
 	p = c->out_head;
 	p = put(p, "HTTP/1.1 ", 9);
-	p = put_uint(p, status);
+	p = lk_put_u64(p, status);
 	*p++ = ' ';
 	p = put(p, reason, strlen(reason));
 	p = put(p, "\r\n", 2);
@@ -200,7 +185,7 @@ head_build(struct http_conn *c, unsigned status, const char *content_type, size_
 	}
 	if (!no_body && !c->extra_framed) {
 		p = put(p, "Content-Length: ", 16);
-		p = put_uint(p, body_len);
+		p = lk_put_u64(p, body_len);
 		p = put(p, "\r\n", 2);
 	}
 	p = put(p, c->extra, c->extra_len);

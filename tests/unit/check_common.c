@@ -1,6 +1,7 @@
 /* check_common.c — the logger, buffers, clock and durations, backoff, config walker and
  * metrics registry. */
 #include <check.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -183,6 +184,23 @@ START_TEST(test_buf_cap)
 	lk_buf_free(&b);
 	ck_assert_ptr_null(b.data);
 	lk_buf_free(NULL);
+}
+END_TEST
+
+/* lk_put_u64 writes the decimal digits, no more, for the whole range. */
+START_TEST(test_put_u64)
+{
+	static const uint64_t vals[] = { 0, 7, 10, 99, 1000000007ULL, UINT64_MAX };
+	char got[LK_U64_DIGITS + 1], want[32];
+
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		char *end = lk_put_u64(got, vals[i]);
+
+		*end = '\0';
+		snprintf(want, sizeof(want), "%" PRIu64, vals[i]);
+		ck_assert_str_eq(got, want);
+		ck_assert_uint_eq((size_t)(end - got), strlen(want));
+	}
 }
 END_TEST
 
@@ -786,6 +804,7 @@ common_suite(void)
 	tcase_add_test(tc, test_log_long_value_stays_json);
 	tcase_add_test(tc, test_log_level_parse_and_filter);
 	tcase_add_test(tc, test_buf_cap);
+	tcase_add_test(tc, test_put_u64);
 	tcase_add_test(tc, test_buf_grow_and_take);
 	tcase_add_test(tc, test_rfc3339);
 	tcase_add_test(tc, test_duration_parse);
