@@ -477,8 +477,8 @@ static int
 parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 {
 	static const char *const keys[] = { "socket", "mode", "owner", "group", "metrics",
-		"threads", "max_connections", "max_connections_per_uid", "header_timeout",
-		"admin_uids", NULL };
+		"threads", "poll_us", "max_connections", "max_connections_per_uid",
+		"header_timeout", "admin_uids", NULL };
 	const char *s = NULL;
 	int64_t v;
 	int rc;
@@ -520,6 +520,10 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
 		return rc;
 	cfg->threads = (unsigned)v;
+	v = cfg->poll_us;
+	if ((rc = lk_cfg_int(c, obj, "poll_us", false, 0, LK_HTTPD_POLL_US_MAX, &v)) < 0)
+		return rc;
+	cfg->poll_us = (unsigned)v;
 	v = cfg->max_connections;
 	if ((rc = lk_cfg_int(c, obj, "max_connections", false, 32, 65536, &v)) < 0)
 		return rc;
@@ -846,6 +850,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->socket_owner = (uid_t)-1;
 	cfg->socket_group = (gid_t)-1;
 	cfg->threads = BROKER_THREADS_DEFAULT;
+	cfg->poll_us = BROKER_POLL_US_DEFAULT;
 	cfg->max_connections = BROKER_CONNECTIONS_DEFAULT;
 	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;
 	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;

@@ -85,6 +85,9 @@
 #define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
 /* Serving threads unless listen.threads says otherwise. */
 #define BROKER_THREADS_DEFAULT 2
+/* How long a serving thread may poll for the next request before sleeping, unless
+ * listen.poll_us says otherwise (docs/internals/httpd.md, "Polling before sleeping"). */
+#define BROKER_POLL_US_DEFAULT 20
 /* Socket connections, in all and per uid, unless listen says otherwise: one uid holding its
  * cap leaves room for 15 others at theirs. */
 #define BROKER_CONNECTIONS_DEFAULT 1024
@@ -188,6 +191,7 @@ struct broker_config {
 	gid_t socket_group;         /* (gid_t)-1: leave */
 	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
 	unsigned threads;
+	unsigned poll_us;
 	unsigned max_connections;
 	unsigned max_connections_per_uid;
 	int64_t header_timeout_ms;

@@ -63,6 +63,7 @@ struct broker_metrics {
 	struct lk_series *locked_bytes, *unlocked_bytes, *memlock_limit;
 	struct lk_series *ready, *backend_up;
 	struct lk_series *connections, *refused_per_uid, *refused_full, *header_timeouts;
+	struct lk_series *poll_hits, *poll_seconds;
 	struct lk_series *reloads_ok, *reloads_error;
 	struct lk_metric *backend_latency;
 	struct lk_series *exec_up, *exec_restarts; /* exec mode only; NULL otherwise */
@@ -155,6 +156,20 @@ broker_metrics_new(struct broker *b)
 			     "arrive within listen.header_timeout.", NULL, NULL, 0);
 	if (conn == NULL || refused == NULL || hto == NULL)
 		goto fail;
+	{
+		struct lk_metric *ph, *ps;
+
+		ph = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_poll_hits_total",
+				    "Requests a serving thread found by polling before it slept "
+				    "(listen.poll_us).", NULL, NULL, 0);
+		ps = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_poll_seconds_total",
+				    "CPU time the serving threads spent polling before they slept "
+				    "(listen.poll_us).", NULL, NULL, 0);
+		if (ph == NULL || ps == NULL)
+			goto fail;
+		m->poll_hits = lk_metric_series(ph, NULL);
+		m->poll_seconds = lk_metric_series(ps, NULL);
+	}
 	{
 		const char *ok[1] = { "ok" }, *error[1] = { "error" };
 		struct lk_metric *rl;
@@ -481,6 +496,8 @@ broker_metrics_render(struct broker_metrics *m, struct lk_buf *out)
 		lk_series_set(m->refused_per_uid, (double)hs.refused_per_uid);
 		lk_series_set(m->refused_full, (double)hs.refused_full);
 		lk_series_set(m->header_timeouts, (double)hs.header_timeouts);
+		lk_series_set(m->poll_hits, (double)hs.poll_hits);
+		lk_series_set(m->poll_seconds, (double)hs.poll_ns / 1e9);
 	}
 	{
 		struct broker_arena_stats as;

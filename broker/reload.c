@@ -111,6 +111,8 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return refuse(err, f, "listen.metrics");
 	if (o->threads != n->threads)
 		return refuse(err, f, "listen.threads");
+	if (o->poll_us != n->poll_us)
+		return refuse(err, f, "listen.poll_us");
 	if (o->max_connections != n->max_connections)
 		return refuse(err, f, "listen.max_connections");
 	if (o->max_connections_per_uid != n->max_connections_per_uid)

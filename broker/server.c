@@ -751,6 +751,7 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	hc.unix_owner = b->cfg->socket_owner;
 	hc.unix_group = b->cfg->socket_group;
 	hc.threads = b->cfg->threads;
+	hc.poll_us = b->cfg->poll_us;
 	/* Requests here are a line and a few headers. The library zeroes a connection's whole
 	 * memory pool (about twice max_header) before every request, so a small limit is
 	 * work saved on every read: 64 KiB to 28 KiB per request measured 15.5-16.8 against

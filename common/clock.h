@@ -11,6 +11,9 @@
 /* Milliseconds on CLOCK_MONOTONIC: for deadlines and intervals. */
 int64_t lk_now_mono_ms(void);
 
+/* Nanoseconds on CLOCK_MONOTONIC: for spans shorter than a millisecond. */
+int64_t lk_now_mono_ns(void);
+
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME): for timestamps shown to people. */
 int64_t lk_now_real_ms(void);
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -767,17 +768,98 @@ worker_scan_idle(struct httpd_worker *w)
 	}
 }
 
+/* Polling before sleeping (docs/internals/httpd.md). A worker that goes to sleep in
+ * epoll_wait may leave its CPU idle, and a request that then arrives pays for waking the
+ * CPU as well as the thread; where waking an idle CPU is dear (a virtual machine without
+ * guest halt-polling: tens of microseconds) a closed-loop client's throughput is set by
+ * it. So after serving, the worker polls its set for a span before sleeping. The span
+ * adapts as cpuidle's haltpoll governor does: a request that came within poll_us of the
+ * poll's start, but after the span, doubles it; one that came later, or none, halves it,
+ * down to nothing, so a worker whose requests are far apart soon does not poll at all.
+ * Between polls the worker yields: a yield that ran another task shows that this CPU is
+ * not going idle (the client may be on it, and polling would only take its time), and
+ * the worker then sleeps at once for the next HTTPD_POLL_SKIP batches. */
+#define HTTPD_POLL_YIELD_RAN_NS 2000
+#define HTTPD_POLL_SKIP 64
+
+enum poll_result {
+	POLL_NONE,     /* not polled and nothing to learn: sleep */
+	POLL_MISSED,   /* polled the span (perhaps 0) for nothing: sleep, then adapt */
+};
+
+/* Returns the events found (> 0), an epoll_wait error (< 0), or a poll_result. */
+static int
+worker_poll(struct httpd_worker *w, struct epoll_event *ev, enum poll_result *ret)
+{
+	int64_t start, t, after;
+	int n = 0;
+
+	*ret = POLL_NONE;
+	if (w->poll_max_ns == 0)
+		return 0;
+	if (w->poll_skip > 0) {
+		w->poll_skip--;
+		return 0;
+	}
+	*ret = POLL_MISSED;
+	if (w->poll_span_ns == 0)
+		return 0;
+	start = t = lk_now_mono_ns();
+	for (;;) {
+		if ((n = epoll_wait(w->epfd, ev, HTTPD_EVENTS_MAX, 0)) != 0)
+			break;
+		if (t - start >= w->poll_span_ns)
+			break;
+		sched_yield();
+		after = lk_now_mono_ns();
+		if (after - t >= HTTPD_POLL_YIELD_RAN_NS) {
+			w->poll_skip = HTTPD_POLL_SKIP;
+			*ret = POLL_NONE;
+			break;
+		}
+		t = after;
+	}
+	atomic_fetch_add_explicit(&w->poll_ns, (unsigned long long)(t - start),
+				  memory_order_relaxed);
+	if (n > 0)
+		atomic_fetch_add_explicit(&w->poll_hits, 1, memory_order_relaxed);
+	return n;
+}
+
+int64_t
+httpd_poll_span_next(int64_t span_ns, int64_t max_ns, int64_t slept_ns)
+{
+	int64_t floor_ns = max_ns / 4;
+
+	if (span_ns + slept_ns < max_ns) {
+		span_ns = span_ns == 0 ? floor_ns : span_ns * 2;
+		return span_ns > max_ns ? max_ns : span_ns;
+	}
+	return span_ns / 2 < floor_ns ? 0 : span_ns / 2;
+}
+
 static void *
 worker_run(void *arg)
 {
 	struct httpd_worker *w = arg;
 	struct epoll_event ev[HTTPD_EVENTS_MAX];
 	int64_t next_scan = lk_now_mono_ms() + HTTPD_IDLE_SCAN_MS;
-	bool stop = false;
+	enum poll_result polled = POLL_NONE;
+	bool stop = false, served = false;
 	int n;
 
 	while (!stop) {
-		n = epoll_wait(w->epfd, ev, HTTPD_EVENTS_MAX, HTTPD_IDLE_SCAN_MS);
+		n = served ? worker_poll(w, ev, &polled) : 0;
+		if (n == 0) {
+			int64_t slept = polled == POLL_MISSED ? lk_now_mono_ns() : 0;
+
+			n = epoll_wait(w->epfd, ev, HTTPD_EVENTS_MAX, HTTPD_IDLE_SCAN_MS);
+			if (polled == POLL_MISSED)
+				w->poll_span_ns = httpd_poll_span_next(w->poll_span_ns, w->poll_max_ns,
+								       lk_now_mono_ns() - slept);
+			polled = POLL_NONE;
+		}
+		served = n > 0;
 		w->now_ms = lk_now_mono_ms();
 		if (n < 0 && errno != EINTR)
 			break;
@@ -945,7 +1027,8 @@ workers_stop(struct lk_httpd *srv)
 }
 
 static int
-workers_start(struct lk_httpd *srv, unsigned n, const char *where, struct lk_error *err)
+workers_start(struct lk_httpd *srv, unsigned n, unsigned poll_us, const char *where,
+	      struct lk_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	int r;
@@ -965,6 +1048,10 @@ workers_start(struct lk_httpd *srv, unsigned n, const char *where, struct lk_err
 		    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) < 0)
 			return lk_error_set(err, -errno, "%s: epoll: %s", where, strerror(errno));
 		w->now_ms = lk_now_mono_ms();
+		w->poll_max_ns = (int64_t)poll_us * 1000;
+		w->poll_span_ns = w->poll_max_ns / 4;
+		atomic_init(&w->poll_hits, 0);
+		atomic_init(&w->poll_ns, 0);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct httpd_worker *w = &srv->workers[i];
@@ -1037,7 +1124,8 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	srv->max_header = cfg->max_header ? cfg->max_header : LK_HTTPD_MAX_HEADER_DEFAULT;
 	srv->error_body = cfg->error_body;
 	srv->idle_ms = (int64_t)(cfg->timeout_s ? cfg->timeout_s : LK_HTTPD_TIMEOUT_DEFAULT) * 1000;
-	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4) {
+	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4 ||
+	    cfg->poll_us > LK_HTTPD_POLL_US_MAX) {
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
 		goto out;
 	}
@@ -1067,7 +1155,7 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	}
 
 	srv->thread_per_conn = cfg->threads == 0;
-	if (!srv->thread_per_conn && (r = workers_start(srv, cfg->threads, where, err)) < 0)
+	if (!srv->thread_per_conn && (r = workers_start(srv, cfg->threads, cfg->poll_us, where, err)) < 0)
 		goto out;
 	/* *ret is set before the first connection can be accepted: a handler may read it
 	 * (the broker's metrics do), and the thread's creation orders the two. */

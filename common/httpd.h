@@ -31,6 +31,8 @@
 #define LK_HTTPD_TIMEOUT_DEFAULT    60          /* idle seconds before a connection is closed */
 /* Connections kept for reserved_uids out of max_connections unless the config says. */
 #define LK_HTTPD_RESERVED_DEFAULT   16
+/* The longest poll_us. */
+#define LK_HTTPD_POLL_US_MAX        1000
 /* Most extra headers one response may carry. */
 #define LK_HTTP_RESP_HEADERS_MAX 8
 
@@ -78,6 +80,10 @@ struct lk_httpd_config {
 	 * milliseconds of being accepted or of its previous answer, or it is closed (a
 	 * slowloris client, or an idle keep-alive connection). 0: no deadline. */
 	unsigned header_timeout_ms;
+	/* Epoll workers: after serving, poll for the next request up to this many
+	 * microseconds before sleeping, adapting the span to the gaps seen (docs/internals/
+	 * httpd.md, "Polling before sleeping"). 0: sleep at once. */
+	unsigned poll_us;        /* at most LK_HTTPD_POLL_US_MAX */
 
 	lk_httpd_error_body error_body; /* NULL: {"error","reason"} */
 
@@ -100,6 +106,8 @@ struct lk_httpd_stats {
 	unsigned long long refused_per_uid;  /* the peer's uid held max_per_uid already */
 	unsigned long long refused_full;     /* no slot left for the peer */
 	unsigned long long header_timeouts;  /* closed by the header deadline */
+	unsigned long long poll_hits;        /* polls that found the next request */
+	unsigned long long poll_ns;          /* time the workers spent polling */
 };
 
 /* Fills *ret (NULL srv: zeroes). Thread-safe. */

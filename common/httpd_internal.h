@@ -158,6 +158,12 @@ struct httpd_worker {
 	int epfd;
 	int wake_fd;                  /* eventfd: new connections, resumed requests, stop */
 	int64_t now_ms;
+	/* Polling before sleeping (httpd.c, worker_poll); the worker's own. */
+	int64_t poll_max_ns;          /* poll_us; 0: never */
+	int64_t poll_span_ns;         /* the span the next poll may take, 0 to poll_max_ns */
+	unsigned poll_skip;           /* batches to sleep at once after: the CPU had work */
+	atomic_ullong poll_hits;      /* read by lk_httpd_stats */
+	atomic_ullong poll_ns;
 	pthread_mutex_t lock;         /* conns, incoming, stop */
 	struct http_conn *conns;      /* every connection of this worker */
 	struct http_conn *incoming;   /* handed over by the acceptor, not yet in epfd */
@@ -298,5 +304,11 @@ void httpd_tpc_reap(struct lk_httpd *srv);
 
 /* The connection on fd closes: its admission slot is freed (before the descriptor is). */
 void httpd_conn_closed(struct lk_httpd *srv, int fd);
+
+/* Polling before sleeping (httpd.c): the span of a worker's next poll, after a poll of
+ * span_ns that found nothing and a sleep of slept_ns. A request that came within max_ns
+ * of the poll's start doubles the span (from nothing: a quarter of max_ns), up to max_ns;
+ * a later one, or none, halves it, and below a quarter of max_ns it is nothing. */
+int64_t httpd_poll_span_next(int64_t span_ns, int64_t max_ns, int64_t slept_ns);
 
 #endif

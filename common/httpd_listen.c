@@ -427,6 +427,12 @@ lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret)
 	ret->refused_full = srv->refused_full;
 	ret->header_timeouts = srv->header_timeouts;
 	pthread_mutex_unlock(&srv->conns_lock);
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		ret->poll_hits += atomic_load_explicit(&srv->workers[i].poll_hits,
+						       memory_order_relaxed);
+		ret->poll_ns += atomic_load_explicit(&srv->workers[i].poll_ns,
+						     memory_order_relaxed);
+	}
 }
 
 /* Shuts down the connections whose header deadline passed: their thread then sees the end

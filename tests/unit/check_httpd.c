@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <grp.h>
 #include <sys/wait.h>
 
+#include "common/clock.h"
 #include "common/httpd.h"
 #include "common/httpd_internal.h"
 #include "testutil.h"
@@ -2284,12 +2286,116 @@ START_TEST(header_deadline_after_slow_handler)
 }
 END_TEST
 
+/* The poll's span: doubled by a request that came within poll_us of the poll's start, up to
+ * poll_us; halved by one that came later, and nothing below a quarter of poll_us. */
+START_TEST(poll_span_adapts)
+{
+	const int64_t max = 20000;
+
+	/* From nothing, a quick request starts it at a quarter. */
+	ck_assert_int_eq(httpd_poll_span_next(0, max, 1000), 5000);
+	ck_assert_int_eq(httpd_poll_span_next(5000, max, 1000), 10000);
+	ck_assert_int_eq(httpd_poll_span_next(10000, max, 9999), 20000);
+	/* Capped at poll_us. */
+	ck_assert_int_eq(httpd_poll_span_next(15000, max, 1000), 20000);
+	ck_assert_int_eq(httpd_poll_span_next(15000, max, 4999), 20000);
+	/* The request came at poll_us or later: halved, then nothing. */
+	ck_assert_int_eq(httpd_poll_span_next(15000, max, 5000), 7500);
+	ck_assert_int_eq(httpd_poll_span_next(20000, max, 0), 10000);
+	ck_assert_int_eq(httpd_poll_span_next(10000, max, 10000), 5000);
+	ck_assert_int_eq(httpd_poll_span_next(5000, max, 1000000), 0);
+	ck_assert_int_eq(httpd_poll_span_next(0, max, 1000000), 0);
+	ck_assert_int_eq(httpd_poll_span_next(0, max, max), 0);
+}
+END_TEST
+
+/* CPU time this process used (user and system), in microseconds. */
+static int64_t
+cpu_used_us(void)
+{
+	struct rusage ru;
+
+	ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+	return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+	       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+#define POLL_REQUESTS 200
+#define POLL_IDLE_MS 1000
+
+/* Polling before sleeping: with the longest poll_us, answers come as before, the time
+ * counted as polling is within the time the workers ran, and once requests stop the
+ * workers sleep: an idle second (a measuring window, not a wait) costs next to no CPU.
+ * With poll_us 0 nothing polls. */
+START_TEST(poll_bounded_and_sleeps_when_idle)
+{
+	const unsigned spans[] = { 0, LK_HTTPD_POLL_US_MAX };
+
+	for (size_t i = 0; i < sizeof(spans) / sizeof(spans[0]); i++) {
+		struct lk_httpd_config cfg = {
+			.unix_owner = (uid_t)-1, .unix_group = (gid_t)-1, .threads = 2,
+			.poll_us = spans[i],
+		};
+		struct lk_httpd_stats st;
+		struct tsrv t;
+		char buf[4096];
+		int64_t cpu0, cpu1, wall0, wall1;
+		int fd;
+
+		tsrv_init(&t);
+		cfg.unix_path = t.sock;
+		tsrv_start_cfg(&t, &cfg);
+		wall0 = lk_now_mono_ns();
+		fd = raw_connect(&t);
+		for (int n = 0; n < POLL_REQUESTS; n++) {
+			raw_puts(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+			ck_assert_int_eq(raw_read_until(fd, buf, sizeof(buf), "GET /echo", 1), 1);
+		}
+		cpu0 = cpu_used_us();
+		lk_sleep_ms(POLL_IDLE_MS);
+		cpu1 = cpu_used_us();
+		lk_httpd_stats(t.srv, &st);
+		wall1 = lk_now_mono_ns();
+		ck_assert_msg(cpu1 - cpu0 < POLL_IDLE_MS * 1000 / 10,
+			      "poll_us=%u: %lld us of CPU in an idle %d ms", spans[i],
+			      (long long)(cpu1 - cpu0), POLL_IDLE_MS);
+		ck_assert_msg(st.poll_ns <= (unsigned long long)(wall1 - wall0) * cfg.threads,
+			      "poll_us=%u: polled %llu ns in %lld ns", spans[i], st.poll_ns,
+			      (long long)(wall1 - wall0));
+		if (spans[i] == 0) {
+			ck_assert_uint_eq(st.poll_ns, 0);
+			ck_assert_uint_eq(st.poll_hits, 0);
+		}
+		close(fd);
+		tsrv_stop(&t);
+	}
+}
+END_TEST
+
+/* poll_us past LK_HTTPD_POLL_US_MAX is refused. */
+START_TEST(poll_span_limit)
+{
+	struct lk_httpd_config cfg = {
+		.tcp_addr = "127.0.0.1:0", .threads = 1, .poll_us = LK_HTTPD_POLL_US_MAX + 1,
+		.handler = handler,
+	};
+	struct lk_httpd *srv = NULL;
+	struct lk_error err = { 0 };
+
+	ck_assert_int_eq(lk_httpd_start(&cfg, &srv, &err), -EINVAL);
+	ck_assert_ptr_null(srv);
+}
+END_TEST
+
 static Suite *
 httpd_suite(void)
 {
 	Suite *s = suite_create("httpd");
 
 	ADD(s, tcp_port0_answers);
+	ADD(s, poll_span_adapts);
+	ADD(s, poll_bounded_and_sleeps_when_idle);
+	ADD(s, poll_span_limit);
 	ADD(s, tcp_bad_addresses);
 	ADD(s, tcp_port_in_use);
 	ADD(s, tcp_ipv6);
