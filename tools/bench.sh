@@ -246,11 +246,11 @@ seed bench '{"data":{"username":"bench-user","password":"bench-password-01234567
 # ---- (2) the broker, serving that secret ----
 
 broker_config() {
-	# broker_config FILE SOCKET SECRETS_JSON
+	# broker_config FILE SOCKET SECRETS_JSON [MORE_LISTEN_KEYS]
 	cat >"$1" <<EOF
 {
   "vault": {"address": "$VAULT", "auth": {"method": "token", "token_file": "$TMP/token"}},
-  "listen": {"socket": "$2", "mode": "0600", "threads": $WORKERS},
+  "listen": {"socket": "$2", "mode": "0600", "threads": $WORKERS${4:+, $4}},
   "secrets": [$3]
 }
 EOF
@@ -275,6 +275,22 @@ if [ $BROKER_OK = 1 ]; then
 		tail -n 5 "$TMP/broker.log" >&2
 		fail "the broker did not become ready within $START_WAIT s"
 		BROKER_OK=0
+	fi
+fi
+# The same broker with listen.poll_us 0: what polling before sleeping buys, and costs.
+BSOCK0=$TMP/broker0.sock
+BROKER0_OK=0
+if [ $BROKER_OK = 1 ]; then
+	broker_config "$TMP/broker0.json" "$BSOCK0" \
+		'{"name": "bench", "path": "secret/data/bench", "required": true}' '"poll_us": 0'
+	"$LK" broker --config "$TMP/broker0.json" >"$TMP/broker0.log" 2>&1 &
+	BROKER0_PID=$!
+	PIDS="$PIDS $BROKER0_PID"
+	if wait_for "$START_WAIT" socket_ready "$BSOCK0"; then
+		BROKER0_OK=1
+	else
+		tail -n 5 "$TMP/broker0.log" >&2
+		fail "the broker with poll_us 0 did not become ready within $START_WAIT s"
 	fi
 fi
 if [ $BROKER_OK = 1 ]; then
@@ -389,6 +405,7 @@ place() {
 	split) cpus=$CPUS_REST; CLIENT_CPU="--cpu $CPU_FIRST" ;;
 	free) cpus=$CPUS_ALL; CLIENT_CPU="" ;;
 	esac
+	LOAD_PIDS="$*"
 	[ -n "$cpus" ] || return 0
 	for pid in "$@"; do
 		taskset -a -c -p "$cpus" "$pid" >/dev/null 2>&1 || fail "taskset could not move $pid to CPUs $cpus"
@@ -401,12 +418,23 @@ load() {
 	sock=$4
 	shift 4
 	set +e
+	# shellcheck disable=SC2086  # a list of PIDs
+	ticks0=$(cpu_ticks $LOAD_PIDS)
 	# shellcheck disable=SC2086  # CLIENT_CPU is empty or two words
 	out=$("$LOADGEN" --unix "$sock" --path /v1/secrets/bench -c "$CONNS" -d "$DURATION" \
 		-w "$WARMUP" --label "$label" --shape "$shape" $CLIENT_CPU "$@")
 	rc=$?
+	# shellcheck disable=SC2086
+	ticks1=$(cpu_ticks $LOAD_PIDS)
 	set -e
 	line=$(printf '%s\n' "$out" | grep '^{' || true)
+	# The server's CPU per request: its user and system time over the whole run (warm-up
+	# included) over the requests of the whole run, at the measured rate.
+	if [ -n "$line" ]; then
+		cpu=$(awk -v a="$ticks0" -v b="$ticks1" -v hz="$CLK_TCK" -v r="$(jnum "$line" rps)" \
+			-v s=$((WARMUP + DURATION)) 'BEGIN { if (r > 0) printf "%.2f", (b - a) * 1e6 / hz / (r * s); else print "n/a" }')
+		line=$(printf '%s' "$line" | sed "s/}\$/,\"cpu_us\":$cpu}/")
+	fi
 	printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' || true
 	if [ -z "$line" ]; then
 		fail "loadgen against $label could not run"
@@ -415,6 +443,15 @@ load() {
 	printf '%s\n' "$line" >>"$RESULTS"
 	[ $rc -eq 0 ] || fail "loadgen against $label reported errors: $(printf '%s' "$line" | sed -n 's/.*\("errors":[0-9]*\).*/\1/p')"
 }
+
+# cpu_ticks PID...: user and system clock ticks of the processes, all their threads.
+cpu_ticks() {
+	for pid in "$@"; do
+		sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+	done | awk '{ s += $1 } END { print s + 0 }'
+}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+LOAD_PIDS=""
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
 SHAPES="epoll threads"
@@ -448,6 +485,11 @@ while [ $r -le "$ROUNDS" ]; do
 				# shellcheck disable=SC2086
 				load broker "$shape" "$placement" "$BSOCK" $EXPECT_BROKER
 			fi
+			if [ $BROKER0_OK = 1 ]; then
+				place "$placement" "$BROKER0_PID"
+				# shellcheck disable=SC2086
+				load poll0 "$shape" "$placement" "$BSOCK0" $EXPECT_BROKER
+			fi
 		done
 	done
 	r=$((r + 1))
@@ -456,7 +498,8 @@ done
 CLIENT_CPU=""
 if [ -n "$CPUS_ALL" ]; then
 	# shellcheck disable=SC2086
-	for pid in $NGINX_PIDS $BARE_PID $( [ $BROKER_OK = 1 ] && echo "$BROKER_PID"); do
+	for pid in $NGINX_PIDS $BARE_PID $( [ $BROKER_OK = 1 ] && echo "$BROKER_PID") \
+		$( [ $BROKER0_OK = 1 ] && echo "$BROKER0_PID"); do
 		taskset -a -c -p "$CPUS_ALL" "$pid" >/dev/null 2>&1 || true
 	done
 fi
@@ -470,15 +513,15 @@ range() {
 	grep "\"label\":\"$1\"" "$RESULTS" | while IFS= read -r l; do jnum "$l" "$2"; done |
 		sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.0f-%.0f\n", lo, hi; else print "n/a" }'
 }
-# paired KEY SHAPE PEER: the median over the rounds of broker/PEER in SHAPE, each broker
-# run against the PEER run of its round (just before it), so that a slow phase of the
-# machine cancels out.
+# paired KEY SHAPE PEER [SERVER]: the median over the rounds of SERVER/PEER in SHAPE
+# (SERVER: broker unless named), each SERVER run against the PEER run of its round (before
+# it), so that a slow phase of the machine cancels out.
 paired() {
 	n=""
 	while IFS= read -r l; do
 		case $l in
 		*"\"label\":\"$3-$2\""*) n=$(jnum "$l" "$1") ;;
-		*"\"label\":\"broker-$2\""*) ratio "$(jnum "$l" "$1")" "${n:-}"; n="" ;;
+		*"\"label\":\"${4:-broker}-$2\""*) ratio "$(jnum "$l" "$1")" "${n:-}"; n="" ;;
 		esac
 	done <"$RESULTS" | grep -v n/a | median %.2f
 }
@@ -496,6 +539,10 @@ if [ $BROKER_OK = 1 ]; then
 	LCK_ONE=$(vm_field "$BROKER_PID" VmLck)
 	stop_pid "$BROKER_PID"
 	forget_pid "$BROKER_PID"
+fi
+if [ $BROKER0_OK = 1 ]; then
+	stop_pid "$BROKER0_PID"
+	forget_pid "$BROKER0_PID"
 fi
 stop_pid "$NGINX_PID"
 forget_pid "$NGINX_PID"
@@ -657,33 +704,44 @@ for placement in $PLACEMENTS; do
 for cshape in $SHAPES; do
 	shape=$cshape@$placement
 	echo "-- placement: $placement, client shape: $cshape"
-	printf '%-26s %10s %10s %10s %13s %12s\n' "figure" "broker" "nginx" "bare" "broker/nginx" "broker/bare"
-	for k in rps p50_us p99_us; do
+	printf '%-26s %10s %10s %10s %10s %13s %12s %12s\n' "figure" "broker" "poll 0" "nginx" "bare" \
+		"broker/nginx" "broker/bare" "poll0/nginx"
+	for k in rps p50_us p99_us cpu_us; do
 		case $k in
 		rps) name="throughput (req/s)" ;;
 		p50_us) name="latency p50 (us)" ;;
 		p99_us) name="latency p99 (us)" ;;
+		cpu_us) name="server CPU/request (us)" ;;
 		esac
 		b=n/a
+		b0=n/a
 		rn=n/a
 		rb=n/a
+		r0=n/a
 		if [ $BROKER_OK = 1 ]; then
 			b=$(figure "broker-$shape" "$k")
 			rn=$(paired "$k" "$shape" nginx)
 			rb=$(paired "$k" "$shape" bare)
 		fi
-		printf '%-26s %10s %10s %10s %13s %12s\n' "$name" "$b" "$(figure "nginx-$shape" "$k")" \
-			"$(figure "bare-$shape" "$k")" "$rn" "$rb"
+		if [ $BROKER0_OK = 1 ]; then
+			b0=$(figure "poll0-$shape" "$k")
+			r0=$(paired "$k" "$shape" nginx poll0)
+		fi
+		printf '%-26s %10s %10s %10s %10s %13s %12s %12s\n' "$name" "$b" "$b0" \
+			"$(figure "nginx-$shape" "$k")" "$(figure "bare-$shape" "$k")" "$rn" "$rb" "$r0"
 	done
-	printf '%-26s %10s %10s %10s\n' "  throughput range" \
+	printf '%-26s %10s %10s %10s %10s\n' "  throughput range" \
 		"$( [ $BROKER_OK = 1 ] && range "broker-$shape" rps || echo n/a)" \
+		"$( [ $BROKER0_OK = 1 ] && range "poll0-$shape" rps || echo n/a)" \
 		"$(range "nginx-$shape" rps)" "$(range "bare-$shape" rps)"
-	printf '%-26s %10s %10s %10s\n' "errors (all runs)" \
+	printf '%-26s %10s %10s %10s %10s\n' "errors (all runs)" \
 		"$( [ $BROKER_OK = 1 ] && errors_of "broker-$shape" || echo n/a)" \
+		"$( [ $BROKER0_OK = 1 ] && errors_of "poll0-$shape" || echo n/a)" \
 		"$(errors_of "nginx-$shape")" "$(errors_of "bare-$shape")"
 done
 done
-echo "(figures: medians over the runs; ratios: the median of each round's ratio)"
+echo "(figures: medians over the runs; ratios: the median of each round's ratio;"
+echo " poll 0: the broker with listen.poll_us 0; server CPU: user and system time per request)"
 echo "-- broker memory, each secret read once (MiB)"
 printf '%-26s %10s %10s %10s %10s\n' "secrets" "VmRSS" "RssAnon" "RssFile" "VmLck"
 while read -r n rss anon file lck hwm; do
