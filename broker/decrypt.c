@@ -12,8 +12,10 @@
  * A reload (broker/reload.c) makes the keyring of the new configuration: a key named as
  * before is taken over with what it holds, a key file is read again (a new one, and one
  * named as before: its BLAKE2b digest, kept in memory, tells whether its contents changed;
- * if so the new key replaces the old and the secrets using it are read again), and a key
- * no secret uses any more is zeroed, under the generation lock held for writing.
+ * if so the new key replaces the old and the secrets using it are read again), a key in
+ * the backend named as before that holds a key is read again the same way (by the reload's
+ * thread, through the reload's client, before the generation lock), and a key no secret
+ * uses any more is zeroed, under the generation lock held for writing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,13 +36,18 @@ struct broker_dkey {
 	const struct broker_key_spec *spec; /* borrowed from the configuration */
 	pthread_mutex_t lock;       /* guards ks, failed and reason */
 	struct lk_keyset *ks;       /* owned; NULL until loaded; replaced only by a reload */
-	unsigned char digest[BROKER_KEY_DIGEST_LEN]; /* a key file's: BLAKE2b of its bytes */
+	/* BLAKE2b of a key file's bytes, or of the KV field's text; set with ks */
+	unsigned char digest[BROKER_KEY_DIGEST_LEN];
 	bool failed;                /* a backend read of it failed */
 	char reason[BROKER_REASON_MAX];
 	/* scheduler thread only */
 	int64_t next_mono_ms;
 	struct lk_backoff backoff;
 };
+
+/* Room for why a backend key read failed: the backend's error, or a field's name and what
+ * its text is not. */
+#define KEY_WHY_MAX (LK_ERROR_MSG_MAX + 128)
 
 struct broker_keyring {
 	struct broker_dkey *keys;
@@ -243,6 +250,98 @@ load_file_key(const struct broker_config *cfg, const struct broker_key_spec *spe
 	return 0;
 }
 
+/* The data of a KV read, as the secrets' reads unwrap it: a KV v2 answer through the
+ * logical path is {"data": {...}, "metadata": {... "version" ...}}; NULL when that version
+ * holds no data (deleted or destroyed). */
+static const json_t *
+kv_data(const struct lk_vault_lease_secret *ls)
+{
+	json_t *inner = json_object_get(ls->data, "data");
+	json_t *meta = json_object_get(ls->data, "metadata");
+
+	if (ls->lease_id == NULL && json_is_object(meta) && json_object_size(ls->data) == 2 &&
+	    json_object_get(meta, "version") != NULL)
+		return json_is_object(inner) ? inner : NULL;
+	return ls->data;
+}
+
+/* Reads the key spec names in the backend through client: *ret (owned: lk_keyset_free)
+ * the private key in sodium memory, ret_digest the BLAKE2b digest of the field's text. On
+ * failure, why says what went wrong (the backend's error, the field missing, not a private
+ * key), never the field's text, and *ret and ret_digest are untouched. Any thread: the
+ * client serialises its calls. */
+static int
+backend_key_read(struct broker *b, struct lk_vault_client *client,
+		 const struct broker_key_spec *spec, struct lk_keyset **ret,
+		 unsigned char ret_digest[BROKER_KEY_DIGEST_LEN], char *why, size_t whylen)
+{
+	struct lk_vault_lease_secret ls;
+	struct lk_vault_error verr;
+	struct lk_secret *text = NULL;
+	struct lk_keyset *ks = NULL;
+	struct lk_key *key = NULL;
+	struct lk_error err;
+	const json_t *data, *v;
+	int64_t t0 = lk_now_mono_ms();
+	int rc;
+
+	memset(&ls, 0, sizeof(ls));
+	lk_vault_error_clear(&verr);
+	lk_error_clear(&err);
+	rc = lk_vault_lease_read(client, spec->vault_path, &ls, &verr);
+	broker_metrics_backend(b->metrics, "read", lk_now_mono_ms() - t0);
+	if (rc < 0) {
+		snprintf(why, whylen, "%s", verr.base.msg);
+		goto out;
+	}
+	rc = -EINVAL;
+	data = kv_data(&ls);
+	v = data != NULL ? json_object_get(data, spec->field) : NULL;
+	if (data == NULL) {
+		snprintf(why, whylen, "the KV version has no data (deleted or destroyed)");
+		goto out;
+	}
+	if (!json_is_string(v)) {
+		snprintf(why, whylen, "the secret has no string field \"%s\"", spec->field);
+		goto out;
+	}
+	text = lk_secret_new(json_string_value(v), json_string_length(v));
+	if (text == NULL) {
+		rc = -ENOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	if (lk_key_x25519_parse(lk_secret_cstr(text), lk_secret_len(text), &key, &err) < 0) {
+		snprintf(why, whylen, "field \"%s\": %s", spec->field, err.msg);
+		goto out;
+	}
+	if (!lk_key_has_private(key)) {
+		snprintf(why, whylen, "field \"%s\" holds an lk1 public key, not the private "
+			 "key that opens the values", spec->field);
+		goto out;
+	}
+	if ((ks = lk_keyset_new()) == NULL || lk_keyset_add_take(ks, key) < 0) {
+		if (ks == NULL)
+			lk_key_free(key);
+		key = NULL;
+		rc = -ENOMEM;
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	key = NULL;
+	crypto_generichash(ret_digest, BROKER_KEY_DIGEST_LEN,
+			   (const unsigned char *)lk_secret_cstr(text), lk_secret_len(text), NULL, 0);
+	*ret = ks;
+	ks = NULL;
+	rc = 0;
+out:
+	lk_keyset_free(ks);
+	lk_key_free(key);
+	lk_secret_free(text);
+	lk_vault_lease_secret_clear(&ls);
+	return rc;
+}
+
 int
 broker_keys_check(const struct broker_config *cfg, struct lk_error *err)
 {
@@ -355,9 +454,40 @@ broker_keyring_next_free(struct broker_keyring_next *next)
 	free(next);
 }
 
+/* The backend key k (spec, taking over old key from) read again for a reload: from has a
+ * key, so a failed read refuses the reload; the same text under the same name keeps from's
+ * key (k holds none), other text gives k the new key and marks it replaced. */
+static int
+reread_backend_key(struct broker *b, struct lk_vault_client *client,
+		   const struct broker_config *nc, struct broker_dkey *k,
+		   struct broker_dkey *from, bool *ret_replaced, struct lk_error *err)
+{
+	unsigned char held[BROKER_KEY_DIGEST_LEN];
+	char why[KEY_WHY_MAX];
+	bool replaced;
+	int rc;
+
+	if ((rc = backend_key_read(b, client, k->spec, &k->ks, k->digest, why, sizeof(why))) < 0)
+		return lk_error_set(err, rc == -ENOMEM ? rc : -EINVAL, "%s: %s.vault_path: the "
+				    "decryption key (%s, field %s) could not be read: %s (the key "
+				    "loaded before goes on serving)", nc->file, k->spec->where,
+				    k->spec->vault_path, k->spec->field, why);
+	/* Written with ks by the scheduler, under the lock, and not again once ks is set. */
+	pthread_mutex_lock(&from->lock);
+	memcpy(held, from->digest, sizeof(held));
+	pthread_mutex_unlock(&from->lock);
+	replaced = sodium_memcmp(held, k->digest, sizeof(held)) != 0;
+	sodium_memzero(held, sizeof(held));
+	if (!replaced)
+		k->ks = lk_keyset_free(k->ks);
+	*ret_replaced = replaced;
+	return 0;
+}
+
 int
 broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
-		       struct broker_keyring_next **ret, struct lk_error *err)
+		       struct lk_vault_client *client, struct broker_keyring_next **ret,
+		       struct lk_error *err)
 {
 	struct broker_keyring *old = b->keyring;
 	struct broker_keyring_next *next;
@@ -404,8 +534,23 @@ broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
 		}
 		/* A key file is read now, new or not (an error refuses the reload, as it stops
 		 * a start; the old key goes on serving); a new KV field by the scheduler. */
-		if (spec->file == NULL)
+		if (spec->file == NULL) {
+			struct broker_dkey *from;
+			bool held;
+
+			if (next->from_old[j] == SIZE_MAX || client == NULL)
+				continue;
+			/* A KV field named as before is read again when it holds a key, by
+			 * the same rules; one still waited for is the scheduler's (remap). */
+			from = &old->keys[next->from_old[j]];
+			pthread_mutex_lock(&from->lock);
+			held = from->ks != NULL;
+			pthread_mutex_unlock(&from->lock);
+			if (held && (rc = reread_backend_key(b, client, nc, k, from,
+							     &next->replaced[j], err)) < 0)
+				goto out;
 			continue;
+		}
 		if ((rc = load_file_key(nc, spec, &k->ks, k->digest, err)) < 0)
 			goto out;
 		/* The same bytes under the same name: the old key is taken over at remap (the
@@ -445,9 +590,15 @@ broker_keyring_remap(struct broker *b, struct broker_keyring_next *next, size_t 
 
 		if (next->from_old[j] == SIZE_MAX || next->replaced[j]) {
 			/* The old one of a replaced key is zeroed with the old keyring, below. */
-			if (k->ks != NULL)
+			if (k->ks != NULL && k->spec->file != NULL)
 				lk_log(LK_INFO, "decryption key loaded", LK_STR("config", k->spec->where),
 				       LK_STR("file", k->spec->file),
+				       LK_STR("key_id", lk_key_id(lk_keyset_get(k->ks, 0))),
+				       LK_BOOL("replaced", next->replaced[j]));
+			else if (k->ks != NULL)
+				lk_log(LK_INFO, "decryption key loaded", LK_STR("config", k->spec->where),
+				       LK_STR("vault_path", k->spec->vault_path),
+				       LK_STR("field", k->spec->field),
 				       LK_STR("key_id", lk_key_id(lk_keyset_get(k->ks, 0))),
 				       LK_BOOL("replaced", next->replaced[j]));
 			continue;
@@ -462,6 +613,10 @@ broker_keyring_remap(struct broker *b, struct broker_keyring_next *next, size_t 
 		k->backoff = from->backoff;
 		k->backoff.base_ms = b->cfg->retry_base_ms;
 		k->backoff.cap_ms = b->cfg->retry_cap_ms;
+		/* A KV field still waited for is tried again at once, as a reload reads the
+		 * keys it names (a policy or a secret fixed in the backend shows now). */
+		if (k->spec->vault_path != NULL && k->ks == NULL)
+			k->next_mono_ms = 0;
 	}
 	/* The keys no secret uses any more are zeroed now. */
 	b->keyring = kr;
@@ -530,21 +685,6 @@ broker_keyring_due(struct broker *b)
 	return at;
 }
 
-/* The data of a KV read, as the secrets' reads unwrap it: a KV v2 answer through the
- * logical path is {"data": {...}, "metadata": {... "version" ...}}; NULL when that version
- * holds no data (deleted or destroyed). */
-static const json_t *
-kv_data(const struct lk_vault_lease_secret *ls)
-{
-	json_t *inner = json_object_get(ls->data, "data");
-	json_t *meta = json_object_get(ls->data, "metadata");
-
-	if (ls->lease_id == NULL && json_is_object(meta) && json_object_size(ls->data) == 2 &&
-	    json_object_get(meta, "version") != NULL)
-		return json_is_object(inner) ? inner : NULL;
-	return ls->data;
-}
-
 static void
 key_failed(struct broker *b, struct broker_dkey *k, const char *why, int64_t now)
 {
@@ -569,17 +709,10 @@ void
 broker_keyring_fetch(struct broker *b, int64_t now)
 {
 	struct broker_keyring *kr = b->keyring;
-	struct lk_vault_lease_secret ls;
-	struct lk_vault_error verr;
+	unsigned char digest[BROKER_KEY_DIGEST_LEN];
 	struct broker_dkey *k = NULL;
-	struct lk_secret *text = NULL;
 	struct lk_keyset *ks = NULL;
-	struct lk_key *key = NULL;
-	struct lk_error err;
-	const json_t *data, *v;
-	int64_t t0 = lk_now_mono_ms();
-	char why[sizeof(err.msg) + 128];
-	int rc;
+	char why[KEY_WHY_MAX];
 
 	for (size_t i = 0; kr != NULL && i < kr->n && k == NULL; i++)
 		if (kr->keys[i].spec->vault_path != NULL && kr->keys[i].ks == NULL &&
@@ -587,64 +720,19 @@ broker_keyring_fetch(struct broker *b, int64_t now)
 			k = &kr->keys[i];
 	if (k == NULL)
 		return;
-	memset(&ls, 0, sizeof(ls));
-	lk_vault_error_clear(&verr);
-	lk_error_clear(&err);
-	rc = lk_vault_lease_read(b->vault, k->spec->vault_path, &ls, &verr);
-	broker_metrics_backend(b->metrics, "read", lk_now_mono_ms() - t0);
-	now = lk_now_mono_ms();
-	if (rc < 0) {
-		key_failed(b, k, verr.base.msg, now);
-		goto out;
+	if (backend_key_read(b, b->vault, k->spec, &ks, digest, why, sizeof(why)) < 0) {
+		key_failed(b, k, why, lk_now_mono_ms());
+		return;
 	}
-	data = kv_data(&ls);
-	v = data != NULL ? json_object_get(data, k->spec->field) : NULL;
-	if (data == NULL) {
-		key_failed(b, k, "the KV version has no data (deleted or destroyed)", now);
-		goto out;
-	}
-	if (!json_is_string(v)) {
-		snprintf(why, sizeof(why), "the secret has no string field \"%s\"", k->spec->field);
-		key_failed(b, k, why, now);
-		goto out;
-	}
-	text = lk_secret_new(json_string_value(v), json_string_length(v));
-	if (text == NULL) {
-		key_failed(b, k, "out of memory", now);
-		goto out;
-	}
-	if (lk_key_x25519_parse(lk_secret_cstr(text), lk_secret_len(text), &key, &err) < 0) {
-		snprintf(why, sizeof(why), "field \"%s\": %s", k->spec->field, err.msg);
-		key_failed(b, k, why, now);
-		goto out;
-	}
-	if (!lk_key_has_private(key)) {
-		snprintf(why, sizeof(why), "field \"%s\" holds an lk1 public key, not the private "
-			 "key that opens the values", k->spec->field);
-		key_failed(b, k, why, now);
-		goto out;
-	}
-	if ((ks = lk_keyset_new()) == NULL || lk_keyset_add_take(ks, key) < 0) {
-		if (ks == NULL)
-			lk_key_free(key);
-		key = NULL;
-		key_failed(b, k, "out of memory", now);
-		goto out;
-	}
-	key = NULL;
 	lk_log(LK_INFO, "decryption key loaded", LK_STR("config", k->spec->where),
 	       LK_STR("vault_path", k->spec->vault_path),
 	       LK_STR("key_id", lk_key_id(lk_keyset_get(ks, 0))));
 	pthread_mutex_lock(&k->lock);
 	k->ks = ks;
+	memcpy(k->digest, digest, sizeof(k->digest));
 	k->failed = false;
 	k->reason[0] = '\0';
 	pthread_mutex_unlock(&k->lock);
-	ks = NULL;
+	sodium_memzero(digest, sizeof(digest));
 	broker_files_wake(b);
-out:
-	lk_keyset_free(ks);
-	lk_key_free(key);
-	lk_secret_free(text);
-	lk_vault_lease_secret_clear(&ls);
 }

@@ -918,12 +918,13 @@ void broker_files_free(struct broker *b);
 /* A decryption key came in from the backend: the sources waiting for it are read. */
 void broker_files_wake(struct broker *b);
 /* Reload, while the running configuration serves: the watches and the keys of nc (the
- * new configuration), the key files it names anew read (err "FILE: KEY.file: why").
+ * new configuration), its key files read, and its keys in the backend named as before read
+ * again through client (borrowed; NULL: not read again), as broker_keyring_prepare says.
  * *ret owned: handed to broker_files_remap, or broker_files_next_free. */
 struct broker_files_next;
 int broker_files_prepare(struct broker *b, const struct broker_config *nc,
-			 struct broker_files_next **ret, struct lk_error *err)
-	__attribute__((warn_unused_result));
+			 struct lk_vault_client *client, struct broker_files_next **ret,
+			 struct lk_error *err) __attribute__((warn_unused_result));
 void broker_files_next_free(struct broker_files_next *next);
 /* Reload, under the generation lock held for writing (b->cfg and b->entries already the
  * new ones, new_n of them): a file source whose entry moved (moved[i], from old_of_new[i])
@@ -964,12 +965,16 @@ bool broker_key_spec_equal(const struct broker_key_spec *a, const struct broker_
 /* broker_files_prepare's and broker_files_remap's parts in broker/decrypt.c: the keyring of
  * nc, each key named as before taking over the old one's (at remap), every key file read
  * now: a new one is loaded, and one named as before replaces the old key when its bytes
- * changed (an unreadable or invalid one is an error: "FILE: KEY.file: why"). *ret owned:
- * broker_keyring_remap takes it, or broker_keyring_next_free. */
+ * changed (an unreadable or invalid one is an error: "FILE: KEY.file: why"). A key in the
+ * backend named as before that holds a key is read again through client (borrowed; NULL:
+ * not read again) by the same rules ("FILE: KEY.vault_path: the decryption key (PATH,
+ * field F) could not be read: why"); a new one, or one still waited for, is read by the
+ * scheduler once the reload is applied. *ret owned: broker_keyring_remap takes it, or
+ * broker_keyring_next_free. */
 struct broker_keyring_next;
 int broker_keyring_prepare(struct broker *b, const struct broker_config *nc,
-			   struct broker_keyring_next **ret, struct lk_error *err)
-	__attribute__((warn_unused_result));
+			   struct lk_vault_client *client, struct broker_keyring_next **ret,
+			   struct lk_error *err) __attribute__((warn_unused_result));
 void broker_keyring_next_free(struct broker_keyring_next *next);
 /* Under the generation lock held for writing; next is taken. ret_rekeyed[i] (new_n of
  * them) says whether new entry i opens with a key that replaced the one it had. */

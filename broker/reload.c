@@ -13,7 +13,9 @@
  * started without starts the watcher thread (its inotify instance is made at start), and
  * a key file whose contents changed replaces its key and has its sources read again. The
  * rest of a secret's settings (allow, required, refresh, grace) follow the new file in
- * place. The new client logs in
+ * place. A decryption key in the backend named as before is read again, as a key file is
+ * (broker/decrypt.c), with the token held, before the generation lock: a failed read
+ * refuses the reload. The new client logs in
  * again when the auth settings, the token file or the contents of the credential files
  * changed; the token held serves until that login succeeds, and on when it fails
  * (scheduler.c). docs/broker.md, "Reloading".
@@ -404,7 +406,7 @@ broker_reload(struct broker *b, struct lk_error *err)
 {
 	unsigned char creds[32];
 	struct broker_config *nc;
-	struct lk_vault_client *client = NULL, *old_client = NULL;
+	struct lk_vault_client *client = NULL, *old_client = NULL, *keys_client = NULL;
 	struct lk_vault_error verr;
 	struct plan plan;
 	struct broker_output *outputs = NULL;
@@ -440,8 +442,23 @@ broker_reload(struct broker *b, struct lk_error *err)
 		lk_error_set(err, rc, "out of memory");
 		goto out;
 	}
-	/* The watches and keys of the new file sources; a new key file is read here. */
-	if ((rc = broker_files_prepare(b, nc, &plan.files, err)) < 0)
+	/* The keys in the backend named as before are read again through the new client
+	 * with the token held (copied again under the lock: the scheduler may renew it
+	 * meanwhile), unless the reload logs in elsewhere or otherwise: the token held may
+	 * not be good there, and the next reload reads them with the new login. */
+	if (client != NULL && b->vault != NULL && auth_eq(&b->cfg->vault, &nc->vault)) {
+		struct lk_secret *token = lk_vault_client_token_dup(b->vault);
+
+		rc = token != NULL ? lk_vault_client_set_token(client, token) : 0;
+		lk_secret_free(token);
+		if (rc < 0) {
+			lk_error_set(err, rc, "out of memory");
+			goto out;
+		}
+		keys_client = client;
+	}
+	/* The watches and keys of the new file sources; the key files are read here. */
+	if ((rc = broker_files_prepare(b, nc, keys_client, &plan.files, err)) < 0)
 		goto out;
 
 	/* The broker's threads finish what they are doing first: a backend call in flight

@@ -924,7 +924,8 @@ broker_files_next_free(struct broker_files_next *next)
 
 int
 broker_files_prepare(struct broker *b, const struct broker_config *nc,
-		     struct broker_files_next **ret, struct lk_error *err)
+		     struct lk_vault_client *client, struct broker_files_next **ret,
+		     struct lk_error *err)
 {
 	struct broker_files_next *next = calloc(1, sizeof(*next));
 	bool sources = false;
@@ -936,7 +937,7 @@ broker_files_prepare(struct broker *b, const struct broker_config *nc,
 		broker_files_next_free(next);
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	}
-	if ((rc = broker_keyring_prepare(b, nc, &next->keys, err)) < 0) {
+	if ((rc = broker_keyring_prepare(b, nc, client, &next->keys, err)) < 0) {
 		broker_files_next_free(next);
 		return rc;
 	}

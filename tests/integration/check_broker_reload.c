@@ -3,8 +3,11 @@
  * 404 (its blocked readers too), one unchanged keeps its version and lease and costs no
  * login; an invalid file or a change of a restart-only key is refused and the running
  * configuration goes on serving; a change of allow takes effect; a new token in the token
- * file is used. Real broker, real `latchkey dev`, real sockets. */
+ * file is used; decryption keys, in files and in the backend, are read again (a changed one
+ * replaces the key, an unreadable one refuses the reload, an unchanged one changes
+ * nothing). Real broker, real `latchkey dev`, real sockets. */
 #include <check.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,9 +16,11 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "brokerutil.h"
 #include "kubeletvol.h"
@@ -1087,6 +1092,385 @@ START_TEST(test_key_file_broken)
 }
 END_TEST
 
+/* ---- decryption keys kept in the backend (decryption_key.vault_path) ---- */
+
+#define BK_PATH "secret/data/broker/keys"
+#define BK_VALUE1 "reload-backend-key-1f3a"
+#define BK_VALUE2 "reload-backend-key-8c2d"
+#define BK_VALUE3 "reload-backend-key-e947"
+/* The log line of a refused reload names the configuration key, the path and the field. */
+#define BK_REFUSED "decryption_key.vault_path: the decryption key (" BK_PATH ", field lk1) " \
+	"could not be read"
+
+/* True when the value of key of secret name, as served, has the BLAKE2b hash of want
+ * (neither is printed). */
+static bool
+served_hash_is(struct bf *f, const char *name, const char *key, const char *want)
+{
+	unsigned char got[32], expect[32];
+	char path[256], *body = NULL;
+	bool same = false;
+
+	snprintf(path, sizeof(path), "/v1/secrets/%s/%s", name, key);
+	if (bf_get(f, path, &body) == 200 && body != NULL) {
+		crypto_generichash(got, sizeof(got), (const unsigned char *)body, strlen(body),
+				   NULL, 0);
+		crypto_generichash(expect, sizeof(expect), (const unsigned char *)want,
+				   strlen(want), NULL, 0);
+		same = sodium_memcmp(got, expect, sizeof(got)) == 0;
+	}
+	free(body);
+	return same;
+}
+
+static bool
+hash_is(void *arg)
+{
+	struct value_wait *w = arg;
+
+	return served_hash_is(w->f, w->name, w->key, w->want);
+}
+
+/* Writes data (a JSON object's inside) as a new version of BK_PATH in the backend; the
+ * request body is zeroed after (it may hold a private key). */
+static void
+bk_put(struct bf *f, const char *data)
+{
+	char *body = NULL;
+
+	ck_assert_int_gt(asprintf(&body, "{\"data\": {%s}}", data), 0);
+	ck_assert_int_lt(bf_dev_call(f, "POST", "/v1/" BK_PATH, body, NULL), 300);
+	sodium_memzero(body, strlen(body));
+	free(body);
+}
+
+/* k's private half as a new version of field lk1 of BK_PATH (the request body zeroed
+ * after). */
+static void
+bk_put_key(struct bf *f, const struct lk_key *k)
+{
+	struct lk_secret *priv = NULL;
+	char *body;
+	json_t *kv;
+
+	ck_assert_int_eq(lk_key_x25519_private_text(k, &priv), 0);
+	kv = json_pack("{s:{s:s}}", "data", "lk1", lk_secret_cstr(priv));
+	lk_secret_free(priv);
+	ck_assert_ptr_nonnull(kv);
+	body = json_dumps(kv, JSON_COMPACT);
+	json_decref(kv);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_int_lt(bf_dev_call(f, "POST", "/v1/" BK_PATH, body, NULL), 300);
+	sodium_memzero(body, strlen(body));
+	free(body);
+}
+
+/* Lines of the backend's log (at debug: one per request) holding needle. */
+static int
+dev_log_count(struct bf *f, const char *needle)
+{
+	char path[700], *text, *line, *save = NULL;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/dev.log", f->dev.dir);
+	text = t_read_file(path);
+	for (line = text != NULL ? strtok_r(text, "\n", &save) : NULL; line != NULL;
+	     line = strtok_r(NULL, "\n", &save))
+		n += strstr(line, needle) != NULL;
+	free(text);
+	return n;
+}
+
+struct dev_log_wait {
+	struct bf *f;
+	const char *needle;
+	int count;
+};
+
+static bool
+dev_log_reaches(void *arg)
+{
+	const struct dev_log_wait *w = arg;
+
+	return dev_log_count(w->f, w->needle) >= w->count;
+}
+
+/* A counter's value on the metrics page: 0 while its series is not there (a series shows
+ * from its first count on), -1 when the page is not served. */
+static long long
+counter_value(struct bf *f, const char *sample)
+{
+	char *body = NULL, *at;
+	long long v = -1;
+
+	if (bf_get(f, "/metrics", &body) == 200 && body != NULL)
+		v = (at = strstr(body, sample)) != NULL ? strtoll(at + strlen(sample), NULL, 10) : 0;
+	free(body);
+	return v;
+}
+
+/* The ETag of GET path on the socket, read from the answer's head as a number (-1: none
+ * or not a quoted number). */
+static size_t
+etag_header(char *data, size_t size, size_t n, void *arg)
+{
+	long long *ret = arg;
+	size_t len = size * n;
+	char line[128];
+
+	if (len < sizeof(line) && strncasecmp(data, "ETag: \"", 7) == 0) {
+		memcpy(line, data, len);
+		line[len] = '\0';
+		*ret = strtoll(line + 7, NULL, 10);
+	}
+	return len;
+}
+
+static size_t
+discard_body(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}
+
+static long long
+etag_of(struct bf *f, const char *path)
+{
+	char url[300];
+	long long etag = -1;
+	CURL *c = curl_easy_init();
+
+	ck_assert_ptr_nonnull(c);
+	snprintf(url, sizeof(url), "http://broker%s", path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, f->sock);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, etag_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &etag);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)T_DEADLINE_MS);
+	if (curl_easy_perform(c) != CURLE_OK)
+		etag = -1;
+	curl_easy_cleanup(c);
+	return etag;
+}
+
+struct bk {
+	struct bf f;
+	char vol[700], secrets[2048];
+};
+
+/* A sealed volume "top" that opens with the top-level decryption_key kept in the backend
+ * (BK_PATH, field lk1), holding k; served with BK_VALUE1. The backend logs every request. */
+static void
+bk_start(struct bk *r, struct lk_key **ret_key)
+{
+	const char *dev_args[] = { "--log-level", "debug", NULL };
+
+	ck_assert_int_eq(lk_secret_init(), 0);
+	bf_dev_args(&r->f, "1h", "2h", dev_args);
+	snprintf(r->vol, sizeof(r->vol), "%s/top", r->f.dir);
+	ck_assert_int_eq(lk_key_x25519_generate(ret_key), 0);
+	bk_put_key(&r->f, *ret_key);
+	seal_volume(r->vol, *ret_key, "top", BK_VALUE1);
+	snprintf(r->secrets, sizeof(r->secrets), "{\"name\": \"top\", \"from_file\": \"%s\", "
+		 "\"decrypt\": true, \"k8s_secret\": {\"namespace\": \"app\"}}", r->vol);
+	bf_config(&r->f, r->secrets, "\"decryption_key\": {\"vault_path\": \"" BK_PATH "\", "
+		  "\"field\": \"lk1\"}");
+	ck_assert(bf_start(&r->f));
+	{
+		struct value_wait w = { &r->f, "top", "password", BK_VALUE1 };
+
+		ck_assert_msg(t_wait_until(hash_is, &w, T_DEADLINE_MS), "top is not served");
+	}
+}
+
+/* No value of the test and no text of the private keys (n of them) in the broker's log or
+ * in /v1/ready. */
+static void
+bk_no_values(struct bk *r, struct lk_key *const keys[], size_t n)
+{
+	const char *values[] = { BK_VALUE1, BK_VALUE2, BK_VALUE3 };
+	char *body = NULL;
+
+	ck_assert_int_eq(bf_get(&r->f, "/v1/ready", &body) > 0, 1);
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		ck_assert_int_eq(bf_log_count(&r->f, values[i]), 0);
+		ck_assert_ptr_null(strstr(body != NULL ? body : "", values[i]));
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct lk_secret *priv = NULL;
+		char *text;
+
+		ck_assert_int_eq(lk_key_x25519_private_text(keys[i], &priv), 0);
+		text = strdup(lk_secret_cstr(priv));
+		lk_secret_free(priv);
+		ck_assert_ptr_nonnull(text);
+		text[strcspn(text, "\r\n")] = '\0';
+		ck_assert_int_gt(strlen(text), 16);
+		ck_assert_int_eq(bf_log_count(&r->f, text), 0);
+		ck_assert_ptr_null(strstr(body != NULL ? body : "", text));
+		sodium_memzero(text, strlen(text));
+		free(text);
+	}
+	free(body);
+}
+
+/* The key rotated in the backend under the same path and field, the volume sealed again
+ * with the new key: until SIGHUP the new ciphertext does not open (stale, the old value
+ * served); the reload reads the key again, sees its text changed, loads it and opens the
+ * volume again: the new value is served, valid, as a new version. */
+START_TEST(test_backend_key_rotated)
+{
+	struct lk_key *k1, *k2;
+	long long v1;
+	struct bk r;
+
+	bk_start(&r, &k1);
+	v1 = version_of(&r.f, "top");
+	ck_assert_int_gt(v1, 0);
+	ck_assert_int_eq(lk_key_x25519_generate(&k2), 0);
+	bk_put_key(&r.f, k2);
+	seal_volume(r.vol, k2, "top", BK_VALUE2);
+	{
+		struct state_wait w = { &r.f, "top", "stale" };
+
+		ck_assert_msg(t_wait_until(state_is, &w, T_DEADLINE_MS), "top did not go stale");
+	}
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE1));
+
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	{
+		struct value_wait w = { &r.f, "top", "password", BK_VALUE2 };
+
+		ck_assert_msg(t_wait_until(hash_is, &w, T_DEADLINE_MS), "top is not opened with "
+			      "the key rotated in the backend");
+	}
+	{
+		struct state_wait w = { &r.f, "top", "valid" };
+
+		ck_assert(t_wait_until(state_is, &w, T_DEADLINE_MS));
+	}
+	ck_assert_int_gt(version_of(&r.f, "top"), v1);
+	ck_assert(bf_wait_log_count(&r.f, "\"vault_path\":\"" BK_PATH "\",\"field\":\"lk1\","
+				    "\"key_id\":", 1));
+	ck_assert_int_eq(bf_log_count(&r.f, "\"replaced\":true"), 1);
+	ck_assert_int_eq(bf_log_count(&r.f, REFUSED_LOG), 0);
+	bk_no_values(&r, (struct lk_key *const[]){ k1, k2 }, 2);
+	lk_key_free(k1);
+	lk_key_free(k2);
+	finish(&r.f);
+}
+END_TEST
+
+/* The key's path answers 403, then 404; then the field is missing, then not a key: each
+ * reload is refused naming the configuration key, the path and the field, and the key
+ * loaded before goes on serving (a new version sealed with it opens). Put back as it was,
+ * the key reloads without being replaced. */
+START_TEST(test_backend_key_unreadable)
+{
+	struct version_wait vw;
+	struct lk_key *k;
+	struct bk r;
+	long long v;
+
+	bk_start(&r, &k);
+	v = version_of(&r.f, "top");
+	ck_assert_int_lt(bf_dev_call(&r.f, "PUT", "/_latchkey/faults", "{\"error_rate\": 1, "
+				     "\"error_status\": 403, \"paths\": \"" BK_PATH "\"}", NULL), 300);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&r.f, BK_REFUSED), 1);
+	ck_assert_int_eq(bf_log_count(&r.f, "HTTP 403"), 1);
+	ck_assert_int_lt(bf_dev_call(&r.f, "DELETE", "/_latchkey/faults", NULL, NULL), 300);
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE1));
+	ck_assert_int_eq(version_of(&r.f, "top"), v);
+
+	/* Every version gone: 404. */
+	ck_assert_int_lt(bf_dev_call(&r.f, "DELETE", "/v1/secret/metadata/broker/keys", NULL,
+				     NULL), 300);
+	ck_assert_int_eq(bf_dev_call(&r.f, "GET", "/v1/" BK_PATH, NULL, NULL), 404);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 2));
+	ck_assert_int_eq(bf_log_count(&r.f, BK_REFUSED), 2);
+	ck_assert_int_eq(bf_log_count(&r.f, "HTTP 404"), 1);
+
+	bk_put(&r.f, "\"other\": \"x\"");
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 3));
+	ck_assert_int_eq(bf_log_count(&r.f, BK_REFUSED), 3);
+	ck_assert_int_eq(bf_log_count(&r.f, "no string field \\\"lk1\\\""), 1);
+
+	bk_put(&r.f, "\"lk1\": \"not a key\"");
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, REFUSED_LOG, 4));
+	ck_assert_int_eq(bf_log_count(&r.f, BK_REFUSED), 4);
+	ck_assert_int_eq(bf_log_count(&r.f, "field \\\"lk1\\\": "), 1);
+	ck_assert_int_eq(bf_log_count(&r.f, OK_LOG), 0);
+	ck_assert(metrics_has(&r.f, "latchkey_broker_reloads_total{result=\"error\"} 4\n"));
+
+	/* The old key serves, and opens what is sealed with it now. */
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE1));
+	vw.f = &r.f;
+	vw.name = "top";
+	vw.above = version_of(&r.f, "top");
+	ck_assert_int_eq(vw.above, v);
+	seal_volume(r.vol, k, "top", BK_VALUE3);
+	ck_assert_msg(t_wait_until(version_above, &vw, T_DEADLINE_MS), "the new version was missed");
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE3));
+
+	bk_put_key(&r.f, k);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	ck_assert_int_eq(bf_log_count(&r.f, "\"replaced\":true"), 0);
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE3));
+	bk_no_values(&r, &k, 1);
+	lk_key_free(k);
+	finish(&r.f);
+}
+END_TEST
+
+/* The same key text, written again as a new KV version: the reload reads it (the backend
+ * sees the read) and changes nothing: the secret keeps its version (its ETag), its source
+ * is not read again, no key is replaced. */
+START_TEST(test_backend_key_unchanged)
+{
+	const char *read_line = "\"method\":\"GET\",\"path\":\"/v1/" BK_PATH "\"";
+	const char *refreshes = "latchkey_broker_refreshes_total{secret=\"top\"} ";
+	long long v, reads;
+	struct lk_key *k;
+	int n0;
+	struct bk r;
+
+	bk_start(&r, &k);
+	bk_put_key(&r.f, k);
+	v = version_of(&r.f, "top");
+	ck_assert_int_gt(v, 0);
+	reads = counter_value(&r.f, refreshes);
+	ck_assert_int_ge(reads, 0);
+	n0 = dev_log_count(&r.f, read_line);
+	ck_assert_int_ge(n0, 1);
+
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	{
+		struct dev_log_wait w = { &r.f, read_line, n0 + 1 };
+
+		ck_assert_msg(t_wait_until(dev_log_reaches, &w, T_DEADLINE_MS), "the reload did "
+			      "not read the key in the backend");
+	}
+	ck_assert_int_eq(bf_log_count(&r.f, "\"replaced\":"), 0);
+	ck_assert_int_eq(version_of(&r.f, "top"), v);
+	ck_assert_int_eq(counter_value(&r.f, refreshes), reads);
+	ck_assert(served_hash_is(&r.f, "top", "password", BK_VALUE1));
+	ck_assert_int_eq(etag_of(&r.f, "/v1/secrets/top"), v);
+	bk_no_values(&r, &k, 1);
+	lk_key_free(k);
+	finish(&r.f);
+}
+END_TEST
+
 /* An invalid file, then a restart-only key: both refused with the key named, the running
  * configuration serving, reloads_total{result="error"} counting them. */
 START_TEST(test_refused)
@@ -1431,6 +1815,9 @@ reload_suite(void)
 	ADD(s, test_file_source_first_added, 90);
 	ADD(s, test_key_file_rotated, 90);
 	ADD(s, test_key_file_broken, 90);
+	ADD(s, test_backend_key_rotated, 90);
+	ADD(s, test_backend_key_unreadable, 120);
+	ADD(s, test_backend_key_unchanged, 90);
 	ADD(s, test_file_source_sealed_added, 90);
 	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);

@@ -10,10 +10,17 @@
 void
 bf_dev(struct bf *f, const char *default_ttl, const char *max_ttl)
 {
+	bf_dev_args(f, default_ttl, max_ttl, NULL);
+}
+
+void
+bf_dev_args(struct bf *f, const char *default_ttl, const char *max_ttl,
+	    const char *const extra_args[])
+{
 	char body[256];
 
 	memset(f, 0, sizeof(*f));
-	if (t_dev_start(&f->dev, NULL) != 0) {
+	if (t_dev_start(&f->dev, extra_args) != 0) {
 		fprintf(stderr, "bf_dev: latchkey dev did not start\n");
 		exit(1);
 	}

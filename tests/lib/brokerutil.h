@@ -27,6 +27,10 @@ struct bf {
  * and a KV v2 secret secret/data/app/api {"user","password"}; the token file holds the
  * root token. */
 void bf_dev(struct bf *f, const char *default_ttl, const char *max_ttl);
+/* The same with more arguments of `latchkey dev` (NULL-terminated, may be NULL), e.g.
+ * "--log-level", "debug" to have every request in its log (f->dev.dir/dev.log). */
+void bf_dev_args(struct bf *f, const char *default_ttl, const char *max_ttl,
+		 const char *const extra_args[]);
 /* A request to the dev backend with its root token; the status, the body in *ret (may be
  * NULL; malloc'd). */
 long bf_dev_call(struct bf *f, const char *method, const char *path, const char *body,
