@@ -1498,6 +1498,11 @@ START_TEST(test_refused)
 	ck_assert_int_eq(version_of(&f, "api"), v);
 	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 2\n"));
 
+	reload(&f, API "," API2, "\"poll_us\": 0", NULL, REFUSED_LOG, 3);
+	ck_assert_int_eq(bf_log_count(&f, "listen.poll_us: changed, and only a restart"), 1);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api2", NULL), 404);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 3\n"));
+
 	/* Fixed: applied. */
 	reload(&f, API "," API2, NULL, NULL, OK_LOG, 1);
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
