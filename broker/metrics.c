@@ -160,11 +160,11 @@ broker_metrics_new(struct broker *b)
 		struct lk_metric *ph, *ps;
 
 		ph = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_poll_hits_total",
-				    "Requests a serving thread found by polling before it slept "
-				    "(listen.poll_us).", NULL, NULL, 0);
+				    "Polls before sleeping (listen.poll_us) that ended with something "
+				    "to serve: a request, a new connection or a close.", NULL, NULL, 0);
 		ps = lk_metrics_add(m->reg, LK_COUNTER, "latchkey_broker_poll_seconds_total",
-				    "CPU time the serving threads spent polling before they slept "
-				    "(listen.poll_us).", NULL, NULL, 0);
+				    "Time the serving threads spent polling before they slept "
+				    "(listen.poll_us); they run meanwhile.", NULL, NULL, 0);
 		if (ph == NULL || ps == NULL)
 			goto fail;
 		m->poll_hits = lk_metric_series(ph, NULL);

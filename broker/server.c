@@ -802,10 +802,12 @@ broker_server_stop(struct broker *b)
 		lk_httpd_quiesce(b->httpd);
 	if (b->metrics_httpd != NULL)
 		lk_httpd_quiesce(b->metrics_httpd);
-	lk_httpd_stop(b->httpd);
-	b->httpd = NULL;
+	/* The metrics listener first: its answers read the socket server's figures
+	 * (lk_httpd_stats), which must not be freed under them. */
 	lk_httpd_stop(b->metrics_httpd);
 	b->metrics_httpd = NULL;
+	lk_httpd_stop(b->httpd);
+	b->httpd = NULL;
 	if (b->sweeper_running) {
 		pthread_mutex_lock(&b->waiters_lock);
 		b->sweeper_stop = true;

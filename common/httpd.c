@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -778,9 +779,23 @@ worker_scan_idle(struct httpd_worker *w)
  * down to nothing, so a worker whose requests are far apart soon does not poll at all.
  * Between polls the worker yields: a yield that ran another task shows that this CPU is
  * not going idle (the client may be on it, and polling would only take its time), and
- * the worker then sleeps at once for the next HTTPD_POLL_SKIP batches. */
+ * the worker then sleeps at once after each of its next HTTPD_POLL_SKIP batches. A yield
+ * that returns within HTTPD_POLL_YIELD_RAN_NS ran nothing worth counting; a longer one
+ * may have been an interrupt or the hypervisor, so the thread's context switches say
+ * whether another task ran. */
 #define HTTPD_POLL_YIELD_RAN_NS 2000
 #define HTTPD_POLL_SKIP 64
+
+/* The context switches of the calling thread so far. */
+static long
+thread_switches(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_THREAD, &ru) < 0)
+		return -1;
+	return ru.ru_nvcsw + ru.ru_nivcsw;
+}
 
 enum poll_result {
 	POLL_NONE,     /* not polled and nothing to learn: sleep */
@@ -792,6 +807,7 @@ static int
 worker_poll(struct httpd_worker *w, struct epoll_event *ev, enum poll_result *ret)
 {
 	int64_t start, t, after;
+	long switches = -1;
 	int n = 0;
 
 	*ret = POLL_NONE;
@@ -810,12 +826,18 @@ worker_poll(struct httpd_worker *w, struct epoll_event *ev, enum poll_result *re
 			break;
 		if (t - start >= w->poll_span_ns)
 			break;
+		if (switches < 0)
+			switches = thread_switches();
 		sched_yield();
 		after = lk_now_mono_ns();
 		if (after - t >= HTTPD_POLL_YIELD_RAN_NS) {
-			w->poll_skip = HTTPD_POLL_SKIP;
-			*ret = POLL_NONE;
-			break;
+			long now_switches = thread_switches();
+
+			if (now_switches != switches) {
+				w->poll_skip = HTTPD_POLL_SKIP;
+				*ret = POLL_NONE;
+				break;
+			}
 		}
 		t = after;
 	}
@@ -1124,9 +1146,13 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 	srv->max_header = cfg->max_header ? cfg->max_header : LK_HTTPD_MAX_HEADER_DEFAULT;
 	srv->error_body = cfg->error_body;
 	srv->idle_ms = (int64_t)(cfg->timeout_s ? cfg->timeout_s : LK_HTTPD_TIMEOUT_DEFAULT) * 1000;
-	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4 ||
-	    cfg->poll_us > LK_HTTPD_POLL_US_MAX) {
+	if (srv->max_body >= SIZE_MAX / 2 || srv->max_header >= SIZE_MAX / 4) {
 		r = lk_error_set(err, -EINVAL, "%s: limits out of range", where);
+		goto out;
+	}
+	if (cfg->poll_us > LK_HTTPD_POLL_US_MAX) {
+		r = lk_error_set(err, -EINVAL, "%s: poll_us %u: expected at most %u", where,
+				 cfg->poll_us, LK_HTTPD_POLL_US_MAX);
 		goto out;
 	}
 	srv->is_unix = cfg->unix_path != NULL;

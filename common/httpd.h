@@ -106,11 +106,11 @@ struct lk_httpd_stats {
 	unsigned long long refused_per_uid;  /* the peer's uid held max_per_uid already */
 	unsigned long long refused_full;     /* no slot left for the peer */
 	unsigned long long header_timeouts;  /* closed by the header deadline */
-	unsigned long long poll_hits;        /* polls that found the next request */
-	unsigned long long poll_ns;          /* time the workers spent polling */
+	unsigned long long poll_hits;        /* polls that ended with events to serve */
+	unsigned long long poll_ns;          /* time the workers spent polling (monotonic) */
 };
 
-/* Fills *ret (NULL srv: zeroes). Thread-safe. */
+/* Fills *ret (NULL srv: zeroes). Thread-safe, but not during lk_httpd_stop of srv. */
 void lk_httpd_stats(struct lk_httpd *srv, struct lk_httpd_stats *ret);
 
 /* Stops accepting new connections (new clients are refused once it returns); requests in

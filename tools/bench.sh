@@ -428,12 +428,13 @@ load() {
 	ticks1=$(cpu_ticks $LOAD_PIDS)
 	set -e
 	line=$(printf '%s\n' "$out" | grep '^{' || true)
-	# The server's CPU per request: its user and system time over the whole run (warm-up
-	# included) over the requests of the whole run, at the measured rate.
+	# The server's CPU per request: its user and system time over the whole run over the
+	# requests answered in it, warm-up included (null when none was).
 	if [ -n "$line" ]; then
-		cpu=$(awk -v a="$ticks0" -v b="$ticks1" -v hz="$CLK_TCK" -v r="$(jnum "$line" rps)" \
-			-v s=$((WARMUP + DURATION)) 'BEGIN { if (r > 0) printf "%.2f", (b - a) * 1e6 / hz / (r * s); else print "n/a" }')
-		line=$(printf '%s' "$line" | sed "s/}\$/,\"cpu_us\":$cpu}/")
+		cpu=$(awk -v a="$ticks0" -v b="$ticks1" -v hz="$CLK_TCK" -v n="$(jnum "$line" ok)" \
+			-v m="$(jnum "$line" warmup_ok)" \
+			'BEGIN { if (n + m > 0) printf "%.2f", (b - a) * 1e6 / hz / (n + m); else print "null" }')
+		line=$(printf '%s' "$line" | sed "s|}\$|,\"cpu_us\":$cpu}|")
 	fi
 	printf '%s\n' "$out" | grep -v '^{' | sed 's/^/  /' || true
 	if [ -z "$line" ]; then

@@ -2384,6 +2384,7 @@ START_TEST(poll_span_limit)
 
 	ck_assert_int_eq(lk_httpd_start(&cfg, &srv, &err), -EINVAL);
 	ck_assert_ptr_null(srv);
+	ck_assert_ptr_nonnull(strstr(err.msg, "poll_us 1001: expected at most 1000"));
 }
 END_TEST
 
