@@ -491,6 +491,11 @@ broker_main(int argc, char **argv)
 		lk_http_global_cleanup();
 		return LK_EXIT_USAGE;
 	}
+	/* The token is in secure memory now; left in the environment, /proc/PID/environ would
+	 * show it for as long as the broker runs. Still one thread, and before exec mode's
+	 * launcher is forked. A reload reads the environment again and finds no token: the
+	 * new client carries on the one in use (broker/reload.c). */
+	lk_vault_config_env_erase();
 	if (level_text == NULL && cfg.log_level != NULL)
 		lk_log_level_parse(cfg.log_level, &level);
 	lk_log_setup(2, level);

@@ -102,10 +102,14 @@ broker_etag_matches(const char *if_none_match, uint64_t version)
 		if (close == open)
 			digits = false;
 		for (const char *q = open; q < close && digits; q++) {
-			if (*q < '0' || *q > '9' || v > (UINT64_MAX - 9) / 10)
+			uint64_t d = (uint64_t)(*q - '0');
+
+			/* Every version up to UINT64_MAX, nothing past it. */
+			if (*q < '0' || *q > '9' || v > UINT64_MAX / 10 ||
+			    (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
 				digits = false;
 			else
-				v = v * 10 + (uint64_t)(*q - '0');
+				v = v * 10 + d;
 		}
 		if (digits && v == version)
 			return true;

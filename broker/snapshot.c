@@ -176,7 +176,8 @@ broker_snapshot_relabel(const struct broker_snapshot *old, const char *name,
 	json_t *data;
 	int rc;
 
-	data = json_loadb(old->data_json, old->data_len, JSON_DECODE_ANY, NULL);
+	/* A value may hold a NUL byte (render.c reads the data the same way). */
+	data = json_loadb(old->data_json, old->data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	if (data == NULL)
 		return -ENOMEM;
 	rc = broker_snapshot_new(old->arena, name, old->version, data, lease, ret);

@@ -69,7 +69,9 @@ parse_body(struct dev_call *c)
 		c->body = json_object();
 		return true;
 	}
-	c->body = json_loadb(text, len, 0, &jerr); /* duplicate keys: the last wins, as in Go */
+	/* Duplicate keys: the last wins, and "\u0000" is a character like any other, as in
+	 * Go's encoding/json. */
+	c->body = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
 	if (c->body == NULL) {
 		dev_reply_errorf(c, 400, "failed to parse JSON input: %s at line %d, column %d",
 		    dev_json_error_words(&jerr), jerr.line, jerr.column);

@@ -1,6 +1,7 @@
 #include "vault/config.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,26 @@ lk_vault_config_from_env(struct lk_vault_config *cfg, struct lk_vault_error *err
 			    "VAULT_TOKEN: cannot copy into secure memory");
 	}
 	return 0;
+}
+
+extern char **environ;
+
+void
+lk_vault_config_env_erase(void)
+{
+	static const char name[] = "VAULT_TOKEN=";
+
+	/* unsetenv only drops the pointer: the bytes stay where they are, and the process's
+	 * initial block is what /proc/PID/environ shows. Every entry of that name: a process
+	 * may be started with the variable twice. */
+	for (char **e = environ; e != NULL && *e != NULL; e++) {
+		if (strncmp(*e, name, sizeof(name) - 1) == 0) {
+			char *value = *e + sizeof(name) - 1;
+
+			sodium_memzero(value, strlen(value));
+		}
+	}
+	unsetenv("VAULT_TOKEN");
 }
 
 static int

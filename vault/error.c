@@ -110,6 +110,11 @@ lk_vault_error_from_json(struct lk_vault_error *err, const json_error_t *je)
 {
 	if (json_error_code(je) == json_error_out_of_memory)
 		return lk_vault_error_set(err, LK_VAULT_ERR_CONFIG, -ENOMEM, "out of memory");
+	/* Valid JSON, but jansson keeps keys as C strings: no "\u0000" in a key. */
+	if (json_error_code(je) == json_error_null_byte_in_key)
+		return lk_vault_error_set(err, LK_VAULT_ERR_INVALID, -EBADMSG,
+		    "response body: a key holds a NUL byte (\\u0000), which latchkey cannot "
+		    "represent (line %d, column %d)", je->line, je->column);
 	return lk_vault_error_set(err, LK_VAULT_ERR_INVALID, -EBADMSG,
 	    "response body is not valid JSON (%s at line %d, column %d)",
 	    lk_json_error_text(je), je->line, je->column);

@@ -42,6 +42,9 @@ get_string(const json_t *obj, const char *prefix, const char *key, bool required
 	}
 	if (!json_is_string(v))
 		return bad_field(err, prefix, key, "a string");
+	/* Values in data may hold NUL bytes; the backend's own fields are C strings. */
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return bad_field(err, prefix, key, "a string without NUL bytes");
 	*ret = json_string_value(v);
 	return 0;
 }
@@ -111,6 +114,8 @@ get_string_array(const json_t *obj, const char *prefix, const char *key, size_t 
 	json_array_foreach(v, i, item) {
 		if (!json_is_string(item))
 			return bad_field(err, prefix, key, "an array of strings");
+		if (strlen(json_string_value(item)) != json_string_length(item))
+			return bad_field(err, prefix, key, "an array of strings without NUL bytes");
 	}
 	if (json_array_size(v) > 0)
 		*ret = v;
@@ -160,7 +165,10 @@ lk_vault_response_parse(long status, const char *body, size_t len,
 		*ret = r;
 		return 0;
 	}
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	/* A KV value may hold "\u0000" (Vault stores what it is sent): it is kept whole, and
+	 * what cannot carry it (an environment variable, a file written raw) refuses it where
+	 * it is used. The envelope's own strings are checked by the getters above. */
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	if (root == NULL)
 		return lk_vault_error_from_json(err, &je);
 	if (!json_is_object(root)) {
@@ -365,6 +373,8 @@ lk_vault_response_auth(const struct lk_vault_response *r, struct lk_vault_token_
 	 * no error. */
 	meta = json_object_get(r->auth, "metadata");
 	role = json_string_value(json_object_get(meta, "role_name"));
+	if (role != NULL && strlen(role) != json_string_length(json_object_get(meta, "role_name")))
+		role = NULL;
 	if (role != NULL && (rc = dup_string(role, &t.role_name, err)) < 0)
 		goto out;
 	if (ret_token != NULL) {
@@ -409,6 +419,7 @@ lk_vault_response_lookup(const struct lk_vault_response *r, struct lk_vault_toke
 	expire = json_object_get(r->data, "expire_time");
 	if (expire != NULL && !json_is_null(expire)) {
 		if (!json_is_string(expire) ||
+		    strlen(json_string_value(expire)) != json_string_length(expire) ||
 		    lk_rfc3339_parse(json_string_value(expire), &t.expire_time_ms) < 0) {
 			rc = bad_field(err, "data", "expire_time", "an RFC 3339 time or null");
 			goto out;

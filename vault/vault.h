@@ -164,6 +164,14 @@ void lk_vault_config_clear(struct lk_vault_config *cfg);
  * -ENOMEM with err set. */
 int lk_vault_config_from_env(struct lk_vault_config *cfg, struct lk_vault_error *err);
 
+/* Erases VAULT_TOKEN from the process's environment: every entry's value is overwritten
+ * in place (zeroes), then the variable is unset, so that /proc/PID/environ, which shows
+ * the block the process was started with, no longer holds the token. For a long-lived
+ * process, after lk_vault_config_from_env took the token (and whether or not it did), and
+ * while it has one thread: the environment is not locked against a concurrent getenv.
+ * The other VAULT_ variables name an address, files and a namespace, and stay. */
+void lk_vault_config_env_erase(void);
+
 /* Fills cfg from a "vault" object of a config file (common/config.h reports where):
  *   { "address" (or "addr"), "cacert", "capath", "client_cert", "client_key", "namespace",
  *     "connect_timeout": "5s", "timeout": "30s",

@@ -2183,6 +2183,142 @@ START_TEST(test_require_mlock)
 }
 END_TEST
 
+/* The environment process pid was started with, as the kernel shows it
+ * (/proc/PID/environ: NAME=value entries, each ended by a NUL byte); malloc'd, its length
+ * in *ret_len; NULL when it cannot be read. */
+static char *
+proc_environ(pid_t pid, size_t *ret_len)
+{
+	char path[64], *buf = NULL;
+	size_t len = 0, cap = 0, n;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%ld/environ", (long)pid);
+	if ((fp = fopen(path, "rb")) == NULL)
+		return NULL;
+	do {
+		if (cap - len < 4096) {
+			cap = cap * 2 + 8192;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+		n = fread(buf + len, 1, cap - len, fp);
+		len += n;
+	} while (n > 0);
+	fclose(fp);
+	*ret_len = len;
+	return buf;
+}
+
+static bool
+block_holds(const char *block, size_t len, const char *text)
+{
+	return memmem(block, len, text, strlen(text)) != NULL;
+}
+
+struct version_wait {
+	struct fixture *f;
+	const char *name;
+	json_int_t above;
+};
+
+static bool
+version_above_cond(void *arg)
+{
+	struct version_wait *vw = arg;
+	json_t *j = get_secret(vw->f, vw->name, NULL);
+	bool ok = j != NULL && version_of(j) > vw->above;
+
+	json_decref(j);
+	return ok;
+}
+
+/* A token given in VAULT_TOKEN does not stay in the broker's environment, where root (and
+ * the broker's own uid, were it dumpable) reads it in /proc/PID/environ for as long as the
+ * broker runs: its bytes are gone from the block, not only unset. The broker still holds
+ * it: it renews it, reads a changed KV secret and a new lease with it. */
+START_TEST(test_token_not_left_in_environ)
+{
+	struct fixture f;
+	struct version_wait vw;
+	char text[4096], token[256], token_env[300], *body = NULL, *block, *log;
+	const char *argv[] = { t_latchkey_bin(), "broker", "--config", f.cfg,
+			       "--log-level", "debug", NULL };
+	const char *env[] = { token_env, "LK_ENV_PROBE=kept-6d0e", NULL };
+	size_t len;
+	json_t *j;
+
+	fixture_dev(&f);
+	/* A token of its own with a short TTL, so that the broker renews it within seconds. */
+	ck_assert_int_eq(dev_call(&f, "POST", "/v1/auth/token/create", "{\"ttl\":\"4s\"}", &body),
+			 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	body = NULL;
+	ck_assert_ptr_nonnull(json_string_value(json_object_get(json_object_get(j, "auth"),
+								"client_token")));
+	snprintf(token, sizeof(token), "%s",
+		 json_string_value(json_object_get(json_object_get(j, "auth"), "client_token")));
+	json_decref(j);
+	ck_assert_uint_gt(strlen(token), 16);
+	snprintf(token_env, sizeof(token_env), "VAULT_TOKEN=%s", token);
+	/* No token_file: the token is the environment's. */
+	snprintf(text, sizeof(text),
+		 "{\"vault\": {\"address\": \"%s\", \"auth\": {\"method\": \"token\"}},"
+		 " \"listen\": {\"socket\": \"%s\", \"mode\": \"0666\"},"
+		 " \"grace\": \"1s\", \"retry\": {\"initial\": \"200ms\", \"max\": \"1s\"},"
+		 " \"seccomp\": true,"
+		 " \"secrets\": [%s]}",
+		 f.dev.addr, f.sock,
+		 "{\"name\": \"db\", \"path\": \"database/creds/app\", \"required\": true},"
+		 "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"1s\"}");
+	ck_assert_int_eq(t_write_file(f.cfg, text, 0600), 0);
+	ck_assert_int_eq(t_spawn(&f.broker, argv, env, f.log), 0);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, NULL, 0));
+	wait_ready(&f);
+
+	block = proc_environ(f.broker.pid, &len);
+	ck_assert_ptr_nonnull(block);
+	/* The scan sees the block: the other variables are in it, PATH too. */
+	ck_assert(block_holds(block, len, "LK_ENV_PROBE=kept-6d0e"));
+	ck_assert(block_holds(block, len, "PATH="));
+	ck_assert_msg(!block_holds(block, len, token), "the token is in /proc/PID/environ");
+	/* Nor its second half, were it cut. */
+	ck_assert(!block_holds(block, len, token + strlen(token) / 2));
+	free(block);
+	block = NULL;
+
+	/* The token is the broker's still: renewed, ... */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"token renewed\"", T_DEADLINE_MS, NULL, 0));
+	/* ... a changed KV secret read with it, ... */
+	j = get_secret(&f, "api", NULL);
+	ck_assert_ptr_nonnull(j);
+	vw.f = &f;
+	vw.name = "api";
+	vw.above = version_of(j);
+	json_decref(j);
+	ck_assert_int_lt(dev_call(&f, "POST", "/v1/secret/data/app/api",
+				  "{\"data\":{\"user\":\"" KV_USER "\",\"password\":\"changed-5c1e\"}}",
+				  NULL), 300);
+	ck_assert_msg(t_wait_until(version_above_cond, &vw, T_DEADLINE_MS),
+		      "the changed KV secret was not read");
+	/* ... and a new lease once the first one ran out (max_ttl 6s). */
+	j = get_secret(&f, "db", NULL);
+	ck_assert_ptr_nonnull(j);
+	vw.name = "db";
+	vw.above = version_of(j);
+	json_decref(j);
+	ck_assert_msg(t_wait_until(version_above_cond, &vw, T_DEADLINE_MS),
+		      "the dynamic secret was not read again");
+	ck_assert(t_alive(&f.broker));
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, token) == NULL, "the token is in the log");
+	free(log);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=name runs one. */
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
@@ -2225,6 +2361,7 @@ broker_suite(void)
 	ADD(s, test_kill9_then_restart);
 	ADD(s, test_memlock_limit_reported);
 	ADD(s, test_require_mlock);
+	ADD(s, test_token_not_left_in_environ);
 	return s;
 }
 

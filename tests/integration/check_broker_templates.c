@@ -8,6 +8,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,7 @@ version_at_least(void *arg)
 		free(body);
 		return false;
 	}
-	j = json_loads(body, 0, NULL);
+	j = json_loads(body, JSON_ALLOW_NUL, NULL);
 	/* The body holds values: wiped before it goes. */
 	memset(body, 0, strlen(body));
 	free(body);
@@ -293,6 +294,125 @@ START_TEST(test_nul_in_a_file_source)
 }
 END_TEST
 
+/* A whole file's bytes (malloc'd) and their number; NULL when it cannot be read. */
+static char *
+read_bytes(const char *path, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+	FILE *fp = fopen(path, "rb");
+
+	if (fp == NULL)
+		return NULL;
+	do {
+		if (cap - len < 4096) {
+			cap = cap * 2 + 4096;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+		n = fread(buf + len, 1, cap - len, fp);
+		len += n;
+	} while (n > 0);
+	fclose(fp);
+	*ret_len = len;
+	return buf;
+}
+
+#define BNUL_LEFT "bnul-left-3d7a"
+#define BNUL_RIGHT "bnul-right-91c4"
+#define BNUL_CLEAN "clean-blob-0e5f"
+#define BNUL_NAME "plain-77b1"
+
+/* A KV value holding a NUL byte ("\u0000" in the backend's JSON, as Vault stores it) is
+ * what a file source's can be: the new version is loaded and served byte for byte on the
+ * socket; the file that would write it raw keeps the previous version's content and says
+ * which line, key and secret, never the value; the escaping template, the other values
+ * and the other secrets go on. */
+START_TEST(test_nul_in_a_backend_value)
+{
+	static const char nul_value[] = BNUL_LEFT "\0" BNUL_RIGHT;
+	struct bf f;
+	char secrets[1024], extra[4096], out[3][700], got_path[700], *bytes, *body = NULL, *log;
+	const char *get_argv[] = { t_latchkey_bin(), "get", "n/blob", "--socket", f.sock, NULL };
+	struct file_wait fw;
+	struct status_wait sw;
+	struct version_wait vw;
+	size_t len = 0;
+
+	bf_dev(&f, "1h", "2h");
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/nul",
+				"{\"blob\":\"" BNUL_CLEAN "\",\"name\":\"" BNUL_NAME "\"}"), 0);
+	for (int i = 0; i < 3; i++)
+		snprintf(out[i], sizeof(out[i]), "%s/out%d.conf", f.dir, i);
+	snprintf(got_path, sizeof(got_path), "%s/get.out", f.dir);
+	snprintf(secrets, sizeof(secrets),
+		 "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"1s\"},"
+		 "{\"name\": \"n\", \"path\": \"secret/data/app/nul\", \"refresh\": \"1s\"}");
+	snprintf(extra, sizeof(extra),
+		 "\"templates\": ["
+		 "{\"template\": \"name={{ .n.name }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"x\\nblob={{ .n.blob }}\\n\", \"destination\": \"%s\"},"
+		 "{\"template\": \"blob={{ .n.blob | json }}\\n\", \"destination\": \"%s\"}]",
+		 out[0], out[1], out[2]);
+	bf_config(&f, secrets, extra);
+	ck_assert(bf_start(&f));
+	fw.path = out[1];
+	fw.want = "x\nblob=" BNUL_CLEAN "\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "version 1 did not render");
+
+	/* Version 2, written over HTTP with the NUL byte escaped as JSON has it. */
+	ck_assert_int_eq(kv_put(&f, "/v1/secret/data/app/nul",
+				"{\"blob\":\"" BNUL_LEFT "\\u0000" BNUL_RIGHT "\","
+				"\"name\":\"" BNUL_NAME "\"}"), 0);
+	vw.f = &f;
+	vw.name = "n";
+	vw.version = 2;
+	ck_assert_msg(t_wait_until(version_at_least, &vw, T_DEADLINE_MS),
+		      "the version with a NUL byte was not loaded");
+	/* The socket serves it whole: `latchkey get` writes the bytes it was sent. */
+	ck_assert_int_eq(t_run(get_argv, NULL, NULL, got_path, NULL), 0);
+	bytes = read_bytes(got_path, &len);
+	ck_assert_ptr_nonnull(bytes);
+	ck_assert_uint_eq(len, sizeof(nul_value) - 1);
+	ck_assert_msg(memcmp(bytes, nul_value, len) == 0, "the value was not served as stored");
+	sodium_memzero(bytes, len);
+	free(bytes);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/n", &body), 200);
+	ck_assert_msg(strstr(body, "\"blob\":\"" BNUL_LEFT "\\u0000" BNUL_RIGHT "\"") != NULL,
+		      "the JSON answer does not escape the NUL byte");
+	free(body);
+	body = NULL;
+
+	/* The raw file keeps version 1, and its error names the line, the key, the secret. */
+	sw.f = &f;
+	sw.state = "failed";
+	sw.index = 1;
+	ck_assert(t_wait_until(file_state_is, &sw, T_DEADLINE_MS));
+	ck_assert_msg(strstr(sw.error, ":2: key \"blob\" of secret \"n\" holds a NUL byte") != NULL,
+		      "%s", sw.error);
+	ck_assert(strstr(sw.error, BNUL_LEFT) == NULL && strstr(sw.error, BNUL_RIGHT) == NULL);
+	ck_assert(file_is(&fw));
+	/* The escaping template writes the new version; the other value and secret serve. */
+	fw.path = out[2];
+	fw.want = "blob=\"" BNUL_LEFT "\\u0000" BNUL_RIGHT "\"\n";
+	ck_assert_msg(t_wait_until(file_is, &fw, T_DEADLINE_MS), "the escaped value did not render");
+	fw.path = out[0];
+	fw.want = "name=" BNUL_NAME "\n";
+	ck_assert(file_is(&fw));
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api", NULL), 200);
+	ck_assert_int_eq(bf_get(&f, "/v1/secrets/n/name", NULL), 200);
+	ck_assert_int_eq(bf_log_count(&f, "\"msg\":\"secret read failed\""), 0);
+	ck_assert(bf_wait_log_count(&f, "holds a NUL byte", 1));
+	log = t_read_file(f.log);
+	ck_assert_ptr_nonnull(log);
+	ck_assert_msg(strstr(log, BNUL_LEFT) == NULL && strstr(log, BNUL_RIGHT) == NULL &&
+		      strstr(log, BNUL_CLEAN) == NULL && strstr(log, BNUL_NAME) == NULL,
+		      "a value in the log");
+	free(log);
+	bf_stop(&f);
+}
+END_TEST
+
 /* A template that names a secret the configuration does not have is refused at load. */
 START_TEST(test_unknown_secret_refused_at_load)
 {
@@ -341,6 +461,7 @@ templates_suite(void)
 	ADD(s, test_two_secrets_render_rotate_and_fail, 120);
 	ADD(s, test_unknown_secret_refused_at_load, 60);
 	ADD(s, test_nul_in_a_file_source, 60);
+	ADD(s, test_nul_in_a_backend_value, 60);
 	return s;
 }
 

@@ -894,6 +894,21 @@ START_TEST(test_etag_and_route)
 	ck_assert(!broker_etag_matches("\"3", 3));
 	ck_assert(!broker_etag_matches("\"\"", 0));
 	ck_assert(!broker_etag_matches("\"99999999999999999999999\"", 3));
+	/* The edges of uint64_t: every version up to UINT64_MAX matches its own tag; one
+	 * past it, or a digit more, is no version and matches none (not the wrapped one). */
+	ck_assert(broker_etag_matches("\"18446744073709551615\"", UINT64_MAX));
+	ck_assert(broker_etag_matches("\"18446744073709551614\"", UINT64_MAX - 1));
+	ck_assert(broker_etag_matches("\"18446744073709551610\"", UINT64_MAX - 5));
+	ck_assert(broker_etag_matches("\"18446744073709551609\"", UINT64_MAX - 6));
+	ck_assert(broker_etag_matches("\"1844674407370955161\"", UINT64_MAX / 10));
+	ck_assert(broker_etag_matches("W/\"1\", \"18446744073709551615\"", UINT64_MAX));
+	ck_assert(!broker_etag_matches("\"18446744073709551615\"", UINT64_MAX - 1));
+	ck_assert(!broker_etag_matches("\"18446744073709551616\"", 0));
+	ck_assert(!broker_etag_matches("\"18446744073709551616\"", UINT64_MAX));
+	ck_assert(!broker_etag_matches("\"18446744073709551625\"", 9));
+	ck_assert(!broker_etag_matches("\"184467440737095516150\"", UINT64_MAX));
+	ck_assert(!broker_etag_matches("\"184467440737095516150\"", UINT64_MAX * 10));
+	ck_assert(!broker_etag_matches("\"99999999999999999999\"", UINT64_MAX));
 	ck_assert(!broker_etag_matches(NULL, 3));
 
 	ck_assert_int_eq(broker_route_parse("/v1/secrets", &rr), BROKER_ROUTE_LIST);

@@ -213,6 +213,59 @@ START_TEST(test_mistyped_envelope)
 }
 END_TEST
 
+/* A KV value may hold "\u0000": kept whole, length and bytes. The envelope's own strings
+ * (lease_id, client_token, warnings, policies) are C strings and refuse one by name; a
+ * key cannot hold one, and the error says so rather than "not valid JSON". */
+START_TEST(test_nul_bytes)
+{
+	static const char kv[] =
+	    "{\"data\":{\"data\":{\"blob\":\"a\\u0000b\",\"name\":\"plain\"},"
+	    "\"metadata\":{\"version\":3}}}";
+	struct lk_vault_response r;
+	struct lk_vault_kv_secret s;
+	struct lk_vault_token_info t;
+	struct lk_secret *token = NULL;
+	struct lk_vault_error err;
+	const json_t *blob;
+
+	ck_assert_int_eq(parse(200, kv, &r, &err), 0);
+	ck_assert_int_eq(lk_vault_response_kv2(&r, &s, &err), 0);
+	blob = json_object_get(s.data, "blob");
+	ck_assert(json_is_string(blob));
+	ck_assert_uint_eq(json_string_length(blob), 3);
+	ck_assert_mem_eq(json_string_value(blob), "a\0b", 3);
+	ck_assert_str_eq(json_string_value(json_object_get(s.data, "name")), "plain");
+	lk_vault_kv_secret_clear(&s);
+	lk_vault_response_clear(&r);
+
+	expect_parse_error("{\"lease_id\":\"db/creds/x\\u0000y\"}",
+	    "lease_id: expected a string without NUL bytes");
+	expect_parse_error("{\"warnings\":[\"ok\",\"a\\u0000\"]}",
+	    "warnings: expected an array of strings without NUL bytes");
+	expect_parse_error("{\"data\":{\"a\\u0000b\":\"x\"}}",
+	    "response body: a key holds a NUL byte (\\u0000), which latchkey cannot represent "
+	    "(line 1, column 19)");
+
+	ck_assert_int_eq(parse(200, "{\"auth\":{\"client_token\":\"hvs.a\\u0000b\","
+	    "\"lease_duration\":1}}", &r, &err), 0);
+	ck_assert_int_eq(lk_vault_response_auth(&r, &t, &token, &err), -EBADMSG);
+	ck_assert_str_eq(err.base.msg, "auth.client_token: expected a string without NUL bytes");
+	ck_assert_ptr_null(token);
+	lk_vault_response_clear(&r);
+	ck_assert_int_eq(parse(200, "{\"auth\":{\"client_token\":\"hvs.ab\",\"lease_duration\":1,"
+	    "\"policies\":[\"default\",\"a\\u0000\"]}}", &r, &err), 0);
+	ck_assert_int_eq(lk_vault_response_auth(&r, &t, &token, &err), -EBADMSG);
+	ck_assert_str_eq(err.base.msg,
+	    "auth.policies: expected an array of strings without NUL bytes");
+	lk_vault_response_clear(&r);
+	ck_assert_int_eq(parse(200, "{\"data\":{\"ttl\":5,"
+	    "\"expire_time\":\"2026-01-01T00:00:00Z\\u0000junk\"}}", &r, &err), 0);
+	ck_assert_int_eq(lk_vault_response_lookup(&r, &t, &err), -EBADMSG);
+	ck_assert_str_eq(err.base.msg, "data.expire_time: expected an RFC 3339 time or null");
+	lk_vault_response_clear(&r);
+}
+END_TEST
+
 START_TEST(test_mistyped_typed_fields)
 {
 	struct lk_vault_response r;
@@ -680,6 +733,7 @@ vault_suite(void)
 	tcase_add_test(tc, test_envelope_login);
 	tcase_add_test(tc, test_lookup_self);
 	tcase_add_test(tc, test_mistyped_envelope);
+	tcase_add_test(tc, test_nul_bytes);
 	tcase_add_test(tc, test_mistyped_typed_fields);
 	tcase_add_test(tc, test_not_json_never_quoted);
 	tcase_add_test(tc, test_404_forms);
