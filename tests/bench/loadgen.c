@@ -3,7 +3,7 @@
  *
  *   loadgen [run] (--unix PATH | --tcp HOST:PORT) [--path P] [-c CONNS] [-d SECS] [-w SECS]
  *           [-n MAX_REQUESTS] [--timeout-ms MS] [--expect-file FILE] [--label NAME] [--cpu N]
- *           [--shape epoll|threads]
+ *           [--shape epoll|threads] [--rate REQ_PER_S]
  *   loadgen ready (--unix PATH | --tcp HOST:PORT) [--path P] [--timeout-ms MS] [--log FILE]
  *           -- COMMAND [ARGS...]
  *
@@ -16,6 +16,12 @@
  * GET, waits for the whole response (no pipelining), checks it and sends the next. The run
  * ends by itself when the measured duration has passed or the request count is reached,
  * whichever comes first. Requests sent during the warm-up are not measured.
+ *
+ * --rate (with --shape threads) paces the load instead: each connection sends its
+ * requests on a fixed schedule, rate/conns a second, and waits for the next slot after
+ * each answer; one that falls behind sends at once and keeps the schedule. This is the
+ * steady, open load of a deployment, for measuring what a server spends at a given rate
+ * (latencies are from each request's write, not from its slot).
  *
  * A response counts as good when its status is 200, it has a Content-Length and the whole
  * body arrived (and equals the expected bytes when --expect-file is given). Anything else
@@ -424,6 +430,7 @@ struct run_opts {
 	unsigned timeout_ms;
 	int cpu;
 	bool threads;           /* --shape threads: a blocking thread per connection */
+	double rate;            /* --rate: requests per second in all; 0: as fast as answered */
 };
 
 struct run {
@@ -870,6 +877,8 @@ struct worker {
 	struct run r;
 	pthread_t thread;
 	uint64_t max_requests;
+	uint64_t interval_ns;   /* --rate: between this connection's sends; 0: none */
+	uint64_t next_ns;       /* --rate: the next send's slot */
 	char *rbuf;
 };
 
@@ -891,6 +900,19 @@ worker_main(void *arg)
 
 		if (r->stopping)
 			break;
+		if (w->interval_ns > 0) {
+			if (now < w->next_ns) {
+				struct timespec ts = {
+					.tv_sec = (time_t)(w->next_ns / 1000000000ull),
+					.tv_nsec = (long)(w->next_ns % 1000000000ull),
+				};
+
+				while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+					;
+				now = now_ns();
+			}
+			w->next_ns += w->interval_ns;
+		}
 		if (now >= r->t_measure) {
 			if (now >= r->t_end || r->issued >= w->max_requests)
 				break;
@@ -1013,6 +1035,11 @@ run_load_threads(const struct run_opts *o)
 		r->t_end = r->t_measure + (uint64_t)(o->duration_s * 1e9);
 		r->t_last = r->t_measure;
 		w[i].max_requests = (o->max_requests + o->conns - 1) / o->conns;
+		if (o->rate > 0) {
+			w[i].interval_ns = (uint64_t)(1e9 * o->conns / o->rate);
+			/* The connections' slots spread over one interval. */
+			w[i].next_ns = t_begin + w[i].interval_ns * i / o->conns;
+		}
 		if ((w[i].rbuf = malloc(LG_MAX_HEADER + LG_MAX_BODY + 1)) == NULL)
 			break;
 		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
@@ -1236,7 +1263,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: loadgen [run] (--unix PATH | --tcp HOST:PORT) [--path P] [-c CONNS] [-d SECS]\n"
 	    "               [-w SECS] [-n MAX_REQUESTS] [--timeout-ms MS] [--expect-file FILE]\n"
-	    "               [--label NAME] [--cpu N] [--shape epoll|threads]\n"
+	    "               [--label NAME] [--cpu N] [--shape epoll|threads] [--rate REQ_PER_S]\n"
 	    "       loadgen ready (--unix PATH | --tcp HOST:PORT) [--path P] [--timeout-ms MS]\n"
 	    "               [--log FILE] -- COMMAND [ARGS...]\n"
 	    "defaults: --path / -c 4 -d 5 -w 1 -n 100000000 --timeout-ms 5000 (ready: --path /v1/ready,\n"
@@ -1364,6 +1391,16 @@ main(int argc, char **argv)
 				return 2;
 			}
 			ro.threads = strcmp(v, "threads") == 0;
+		} else if (!ready_mode && strcmp(a, "--rate") == 0) {
+			char *end;
+
+			errno = 0;
+			ro.rate = strtod(v, &end);
+			if (errno != 0 || end == v || *end != '\0' || !(ro.rate > 0) || ro.rate > 1e7) {
+				fprintf(stderr, "loadgen: --rate: expected requests per second, above 0 "
+					"and at most 10000000\n");
+				return 2;
+			}
 		} else if (!ready_mode && strcmp(a, "--cpu") == 0) {
 			if (parse_uint(a, v, 0, CPU_SETSIZE - 1, &n) != 0)
 				return 2;
@@ -1398,6 +1435,10 @@ main(int argc, char **argv)
 			perror("loadgen: sched_setaffinity");
 			return 1;
 		}
+	}
+	if (ro.rate > 0 && !ro.threads) {
+		fprintf(stderr, "loadgen: --rate needs --shape threads\n");
+		return 2;
 	}
 	return ro.threads ? run_load_threads(&ro) : run_load(&ro);
 }
