@@ -18,6 +18,7 @@
 #   BENCH_SECRETS=1000    secrets cached for the memory figure
 #   BENCH_READY_RUNS=5    start-to-ready runs (the median is reported)
 #   BENCH_PLACEMENTS="shared split free"
+#   BENCH_RATES="2000 20000"  paced rates (req/s) for what each server spends at a steady load
 #                         where the client and the server under test run: shared, both on
 #                         one CPU; split, the client on one CPU and the server on the others;
 #                         free, wherever the kernel's scheduler puts them
@@ -46,6 +47,7 @@ NSECRETS=${BENCH_SECRETS:-1000}
 READY_RUNS=${BENCH_READY_RUNS:-5}
 TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
 PLACEMENTS=${BENCH_PLACEMENTS:-shared split free}
+RATES=${BENCH_RATES-2000 20000}
 # How long a started process may take to become ready, seconds.
 START_WAIT=20
 
@@ -58,6 +60,11 @@ done
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN: not built" >&2; exit 2; }
 [ -x "$BARE" ] || { echo "bench: $BARE: not built" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
+for v in $RATES; do
+	case $v in
+	'' | *[!0-9]* | 0) echo "bench: BENCH_RATES must be positive integers (req/s)" >&2; exit 2 ;;
+	esac
+done
 for p in $PLACEMENTS; do
 	case $p in
 	shared | split | free) ;;
@@ -495,6 +502,23 @@ while [ $r -le "$ROUNDS" ]; do
 	done
 	r=$((r + 1))
 done
+# Paced runs, unpinned: the threads client at a fixed rate (loadgen --rate), labelled
+# SERVER-threads@rateR, for what each server spends on a steady load.
+for rate in $RATES; do
+	# shellcheck disable=SC2086
+	place free $NGINX_PIDS
+	load nginx threads "rate$rate" "$NSOCK" --expect-file "$BODY" --rate "$rate"
+	if [ $BROKER_OK = 1 ]; then
+		place free "$BROKER_PID"
+		# shellcheck disable=SC2086
+		load broker threads "rate$rate" "$BSOCK" $EXPECT_BROKER --rate "$rate"
+	fi
+	if [ $BROKER0_OK = 1 ]; then
+		place free "$BROKER0_PID"
+		# shellcheck disable=SC2086
+		load poll0 threads "rate$rate" "$BSOCK0" $EXPECT_BROKER --rate "$rate"
+	fi
+done
 # The memory and start-up parts run where the scheduler puts them.
 CLIENT_CPU=""
 if [ -n "$CPUS_ALL" ]; then
@@ -743,6 +767,22 @@ done
 done
 echo "(figures: medians over the runs; ratios: the median of each round's ratio;"
 echo " poll 0: the broker with listen.poll_us 0; server CPU: user and system time per request)"
+for rate in $RATES; do
+	shape=threads@rate$rate
+	echo "-- paced: $rate req/s, threads client, unpinned, one run each"
+	printf '%-26s %10s %10s %10s\n' "figure" "broker" "poll 0" "nginx"
+	for k in rps p99_us cpu_us; do
+		case $k in
+		rps) name="throughput (req/s)" ;;
+		p99_us) name="latency p99 (us)" ;;
+		cpu_us) name="server CPU/request (us)" ;;
+		esac
+		printf '%-26s %10s %10s %10s\n' "$name" \
+			"$( [ $BROKER_OK = 1 ] && figure "broker-$shape" "$k" || echo n/a)" \
+			"$( [ $BROKER0_OK = 1 ] && figure "poll0-$shape" "$k" || echo n/a)" \
+			"$(figure "nginx-$shape" "$k")"
+	done
+done
 echo "-- broker memory, each secret read once (MiB)"
 printf '%-26s %10s %10s %10s %10s\n' "secrets" "VmRSS" "RssAnon" "RssFile" "VmLck"
 while read -r n rss anon file lck hwm; do
