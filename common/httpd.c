@@ -782,9 +782,7 @@ worker_scan_idle(struct httpd_worker *w)
  * the worker then sleeps at once after each of its next HTTPD_POLL_SKIP batches. A yield
  * that returns within HTTPD_POLL_YIELD_RAN_NS ran nothing worth counting; a longer one
  * may have been an interrupt or the hypervisor, so the thread's context switches say
- * whether another task ran. A sibling worker on the same CPU does not count: the two
- * take turns and the CPU idles only when both sleep, so a yield during which some worker
- * served a batch (srv->poll_seq moved) goes on polling. */
+ * whether another task ran. */
 #define HTTPD_POLL_YIELD_RAN_NS 2000
 #define HTTPD_POLL_SKIP 64
 
@@ -809,7 +807,6 @@ static int
 worker_poll(struct httpd_worker *w, struct epoll_event *ev, enum poll_result *ret)
 {
 	int64_t start, t, after;
-	unsigned long long seq;
 	long switches = -1;
 	int n = 0;
 
@@ -831,19 +828,16 @@ worker_poll(struct httpd_worker *w, struct epoll_event *ev, enum poll_result *re
 			break;
 		if (switches < 0)
 			switches = thread_switches();
-		seq = atomic_load_explicit(&w->srv->poll_seq, memory_order_relaxed);
 		sched_yield();
 		after = lk_now_mono_ns();
 		if (after - t >= HTTPD_POLL_YIELD_RAN_NS) {
 			long now_switches = thread_switches();
 
-			if (now_switches != switches &&
-			    atomic_load_explicit(&w->srv->poll_seq, memory_order_relaxed) == seq) {
+			if (now_switches != switches) {
 				w->poll_skip = HTTPD_POLL_SKIP;
 				*ret = POLL_NONE;
 				break;
 			}
-			switches = now_switches;
 		}
 		t = after;
 	}
@@ -888,8 +882,6 @@ worker_run(void *arg)
 			polled = POLL_NONE;
 		}
 		served = n > 0;
-		if (served && w->poll_max_ns > 0)
-			atomic_fetch_add_explicit(&w->srv->poll_seq, 1, memory_order_relaxed);
 		w->now_ms = lk_now_mono_ms();
 		if (n < 0 && errno != EINTR)
 			break;
@@ -1148,7 +1140,6 @@ lk_httpd_start(const struct lk_httpd_config *cfg, struct lk_httpd **ret,
 		return lk_error_set(err, -ENOMEM, "%s: mutex", where);
 	}
 	atomic_init(&srv->stopping, false);
-	atomic_init(&srv->poll_seq, 0);
 	srv->handler = cfg->handler;
 	srv->ctx = cfg->ctx;
 	srv->max_body = cfg->max_body ? cfg->max_body : LK_HTTPD_MAX_BODY_DEFAULT;

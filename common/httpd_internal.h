@@ -232,7 +232,6 @@ struct lk_httpd {
 	pthread_cond_t resumed;       /* thread-per-connection: a suspended request may go on */
 	bool quiesced;
 	atomic_bool stopping;         /* written under lock; read without it on the fast path */
-	atomic_ullong poll_seq;       /* polling workers: batches served by any worker */
 	unsigned draining;            /* requests resumed by stop, not ended yet */
 	struct lk_http_req *suspended;
 };
