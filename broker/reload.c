@@ -35,6 +35,10 @@
 #define RELOAD_NAMES_MAX 1024
 /* How much longer than a backend call in flight a reload waits for the broker's threads. */
 #define RELOAD_LOCK_SLACK_MS 5000
+/* The longest a reload waits for one decryption key kept in the backend (connecting, and
+ * the whole read): the signal loop, SIGTERM's too, waits meanwhile. */
+#define RELOAD_KEY_CONNECT_TIMEOUT_MS 1000
+#define RELOAD_KEY_TIMEOUT_MS 2000
 
 static bool
 str_eq(const char *a, const char *b)
@@ -444,8 +448,10 @@ broker_reload(struct broker *b, struct lk_error *err)
 	}
 	/* The keys in the backend named as before are read again through the new client
 	 * with the token held (copied again under the lock: the scheduler may renew it
-	 * meanwhile), unless the reload logs in elsewhere or otherwise: the token held may
-	 * not be good there, and the next reload reads them with the new login. */
+	 * meanwhile), unless the reload logs in again (elsewhere, otherwise, or with another
+	 * token or credentials file): the token held may not be good there, or may be the one
+	 * being replaced, and the next reload reads them with the new login. Each read is
+	 * cut short at RELOAD_KEY_TIMEOUT_MS, since signals wait for it. */
 	if (client != NULL && b->vault != NULL && auth_eq(&b->cfg->vault, &nc->vault)) {
 		struct lk_secret *token = lk_vault_client_token_dup(b->vault);
 
@@ -455,10 +461,24 @@ broker_reload(struct broker *b, struct lk_error *err)
 			lk_error_set(err, rc, "out of memory");
 			goto out;
 		}
-		keys_client = client;
+		/* The credentials digest is this thread's alone (the reload writes it). */
+		broker_credentials_digest(&nc->vault, creds);
+		if (!token_file_changed(nc, client) &&
+		    sodium_memcmp(creds, b->credentials_digest, sizeof(creds)) == 0) {
+			keys_client = client;
+			lk_vault_client_set_timeouts(client,
+				nc->vault.connect_timeout_ms < RELOAD_KEY_CONNECT_TIMEOUT_MS ?
+				nc->vault.connect_timeout_ms : RELOAD_KEY_CONNECT_TIMEOUT_MS,
+				nc->vault.timeout_ms < RELOAD_KEY_TIMEOUT_MS ?
+				nc->vault.timeout_ms : RELOAD_KEY_TIMEOUT_MS);
+		}
 	}
 	/* The watches and keys of the new file sources; the key files are read here. */
-	if ((rc = broker_files_prepare(b, nc, keys_client, &plan.files, err)) < 0)
+	rc = broker_files_prepare(b, nc, keys_client, &plan.files, err);
+	if (keys_client != NULL)
+		lk_vault_client_set_timeouts(client, nc->vault.connect_timeout_ms,
+					     nc->vault.timeout_ms);
+	if (rc < 0)
 		goto out;
 
 	/* The broker's threads finish what they are doing first: a backend call in flight

@@ -1800,6 +1800,62 @@ START_TEST(test_approle_login_fails)
 }
 END_TEST
 
+/* A token of its own, from the dev server's root, with a policy that reads secret/. */
+static void
+bk_new_token(struct bf *f, char *out, size_t len)
+{
+	char *body = NULL;
+	json_t *j;
+
+	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create",
+				     "{\"policies\":[\"bk-read\"],\"ttl\":\"1h\"}", &body), 200);
+	j = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_lt(snprintf(out, len, "%s", json_string_value(json_object_get(
+		json_object_get(j, "auth"), "client_token"))), (int)len);
+	json_decref(j);
+}
+
+/* The token held is revoked; a new one is written to token_file and SIGHUP sent. The
+ * reload logs in with it rather than reading the backend key with the revoked one (which
+ * would refuse the reload), and the secret keeps serving. */
+START_TEST(test_backend_key_token_rotated)
+{
+	char t1[256], t2[256], req[512];
+	struct lk_key *k;
+	struct bk r;
+
+	bk_start(&r, &k);
+	ck_assert_int_lt(bf_dev_call(&r.f, "PUT", "/v1/sys/policies/acl/bk-read",
+		    "{\"policy\":\"path \\\"secret/*\\\" { capabilities = [\\\"read\\\"] }\"}",
+		    NULL), 300);
+	bk_new_token(&r.f, t1, sizeof(t1));
+	ck_assert_int_eq(t_write_file(r.f.token_file, t1, 0600), 0);
+	sighup(&r.f);
+	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
+	ck_assert(bf_wait_log_count(&r.f, "\"msg\":\"logged in\"", 2));
+	snprintf(req, sizeof(req), "{\"token\":\"%s\"}", t1);
+	ck_assert_int_lt(bf_dev_call(&r.f, "POST", "/v1/auth/token/revoke", req, NULL), 300);
+	bk_new_token(&r.f, t2, sizeof(t2));
+	ck_assert_int_eq(t_write_file(r.f.token_file, t2, 0600), 0);
+	sighup(&r.f);
+	ck_assert_msg(bf_wait_log_count(&r.f, OK_LOG, 2),
+		      "the reload with a new token file was not applied (refused: %d)",
+		      bf_log_count(&r.f, REFUSED_LOG));
+	ck_assert(bf_wait_log_count(&r.f, "\"msg\":\"logged in\"", 3));
+	ck_assert_int_eq(bf_log_count(&r.f, REFUSED_LOG), 0);
+	ck_assert_int_eq(bf_log_count(&r.f, BK_REFUSED), 0);
+	{
+		struct value_wait w = { &r.f, "top", "password", BK_VALUE1 };
+
+		ck_assert(t_wait_until(hash_is, &w, T_DEADLINE_MS));
+	}
+	lk_key_free(k);
+	finish(&r.f);
+}
+END_TEST
+
 #define ADD(s, fn, secs) do { \
 	TCase *tc_ = tcase_create(#fn); \
 	tcase_set_timeout(tc_, (secs)); \
@@ -1823,6 +1879,7 @@ reload_suite(void)
 	ADD(s, test_backend_key_rotated, 90);
 	ADD(s, test_backend_key_unreadable, 120);
 	ADD(s, test_backend_key_unchanged, 90);
+	ADD(s, test_backend_key_token_rotated, 90);
 	ADD(s, test_file_source_sealed_added, 90);
 	ADD(s, test_file_source_reload_under_writes, 120);
 	ADD(s, test_reload_under_load, 120);
