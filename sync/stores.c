@@ -1069,8 +1069,11 @@ sync_store_read(struct sync_store *st, const char *key, const char *version, boo
 			/* Fresh enough: the read another ExternalSecret made serves this one. */
 			r = e->rc;
 			if (r == 0) {
-				data = json_loadb(e->text, e->len, 0, NULL);
-				r = data != NULL ? 0 : -ENOMEM;
+				/* As the backend's answer was read: a value may hold NUL. */
+				data = json_loadb(e->text, e->len, JSON_ALLOW_NUL, NULL);
+				r = data != NULL ? 0 :
+				    lk_error_set(err, -ENOMEM, "%s: the cached answer of another read "
+						 "could not be used", path);
 			} else {
 				lk_error_set(err, r, "%s", e->msg);
 			}

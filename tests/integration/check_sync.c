@@ -735,6 +735,22 @@ START_TEST(encryption_at_source)
 }
 END_TEST
 
+/* A backend value holding \u0000, read twice by one ExternalSecret: the second read is
+ * served from the first one's cached answer, NUL and all. */
+START_TEST(nul_value_read_twice)
+{
+	struct fx f;
+
+	fx_start(&f);
+	kv_put(&f, "app/db", "{\"user\":\"alice\",\"password\":\"a\\u0000b\"}");
+	ctl_start(&f, 0, (const char *const[]){ "--leader-elect=false", NULL });
+	es_create(&f, "db", plain_spec);
+	wait_ready(&f, "db", "True", "secret synced");
+	wait_value(&f, "db-creds", "user", "alice");
+	fx_stop(&f);
+}
+END_TEST
+
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
 	tcase_set_timeout(tc_, 240); \
@@ -758,6 +774,7 @@ sync_suite(void)
 	ADD(s, no_values_in_logs_events_or_status);
 	ADD(s, compat_external_secrets);
 	ADD(s, encryption_at_source);
+	ADD(s, nul_value_read_twice);
 	return s;
 }
 
