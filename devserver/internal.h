@@ -201,7 +201,8 @@ char *dev_duration_str(int64_t s, char *out, size_t outlen);
 /* A TTL field: an integer of seconds or a duration string. 0, or -EINVAL when malformed.
  * Leaves *ret_s untouched when v is NULL. */
 int dev_json_ttl(const json_t *v, int64_t *ret_s);
-/* The body's key as a string; NULL when absent or not a string. Borrowed. */
+/* The body's key as a string; NULL when absent, not a string, or holding a NUL byte.
+ * Borrowed. */
 const char *dev_body_str(const struct dev_call *c, const char *key);
 /* A list of strings from an array or a comma-separated string; new reference, sorted
  * and deduplicated when sort is set, or NULL when malformed. */

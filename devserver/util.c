@@ -206,7 +206,11 @@ dev_body_str(const struct dev_call *c, const char *key)
 {
 	const json_t *v = json_object_get(c->body, key);
 
-	return json_is_string(v) ? json_string_value(v) : NULL;
+	/* A field that holds a NUL byte is not the C string it would be cut to (a role_id
+	 * "x\u0000y" is not "x"): absent, as Vault's own decoding would not match it. */
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return NULL;
+	return json_string_value(v);
 }
 
 static int

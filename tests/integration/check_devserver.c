@@ -584,6 +584,12 @@ START_TEST(test_approle)
 	ck_assert_int_eq(call(&d, "POST", "/v1/auth/approle/login", NULL, body, &r), 400);
 	check_golden("error_approle", &r);
 	reply_clear(&r);
+	/* Credentials with a NUL byte and more after it are not the ones before the NUL. */
+	snprintf(body, sizeof(body), "{\"role_id\":\"%s\\u0000x\",\"secret_id\":\"%s\\u0000x\"}",
+		 role_id, secret_id);
+	ck_assert_int_eq(call(&d, "POST", "/v1/auth/approle/login", NULL, body, &r), 400);
+	ck_assert_ptr_null(jstr(r.json, "auth", "client_token"));
+	reply_clear(&r);
 	ck_assert_int_eq(call(&d, "GET", "/v1/auth/approle/role/none", "root", NULL, &r), 404);
 	reply_clear(&r);
 	stop(&d);
