@@ -90,7 +90,7 @@ broker_etag_matches(const char *if_none_match, uint64_t version)
 			p++;
 		if (*p == '\0')
 			return false;
-		if (*p == '*')
+		if (*p == '*' && p == if_none_match + strspn(if_none_match, " \t"))
 			return true;
 		if (p[0] == 'W' && p[1] == '/')
 			p += 2;
@@ -99,7 +99,9 @@ broker_etag_matches(const char *if_none_match, uint64_t version)
 		open = p + 1;
 		if ((close = strchr(open, '"')) == NULL)
 			return false;
-		if (close == open)
+		/* Tags compare as strings: the broker writes no leading zero, so "07" is
+		 * not the tag of version 7. */
+		if (close == open || (open[0] == '0' && close - open > 1))
 			digits = false;
 		for (const char *q = open; q < close && digits; q++) {
 			uint64_t d = (uint64_t)(*q - '0');
