@@ -2189,25 +2189,10 @@ END_TEST
 static char *
 proc_environ(pid_t pid, size_t *ret_len)
 {
-	char path[64], *buf = NULL;
-	size_t len = 0, cap = 0, n;
-	FILE *fp;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%ld/environ", (long)pid);
-	if ((fp = fopen(path, "rb")) == NULL)
-		return NULL;
-	do {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 8192;
-			buf = realloc(buf, cap);
-			ck_assert_ptr_nonnull(buf);
-		}
-		n = fread(buf + len, 1, cap - len, fp);
-		len += n;
-	} while (n > 0);
-	fclose(fp);
-	*ret_len = len;
-	return buf;
+	return t_read_bytes(path, ret_len);
 }
 
 static bool

@@ -138,25 +138,10 @@ xf_start(struct xf *x, const char *mode)
 static char *
 proc_environ(long pid, size_t *ret_len)
 {
-	char path[64], *buf = NULL;
-	size_t len = 0, cap = 0, n;
-	FILE *f;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
-	if ((f = fopen(path, "rb")) == NULL)
-		return NULL;
-	do {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 8192;
-			buf = realloc(buf, cap);
-			ck_assert_ptr_nonnull(buf);
-		}
-		n = fread(buf + len, 1, cap - len, f);
-		len += n;
-	} while (n > 0);
-	fclose(f);
-	*ret_len = len;
-	return buf;
+	return t_read_bytes(path, ret_len);
 }
 
 /* True when text occurs anywhere in the len bytes of block, across entries or not. */

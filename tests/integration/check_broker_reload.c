@@ -1594,14 +1594,15 @@ START_TEST(test_template_reload)
 }
 END_TEST
 
+/* A token of its own, from the dev server's root, with the policy named. */
 static void
-new_token(struct bf *f, char *out, size_t len)
+new_token(struct bf *f, const char *policy, char *out, size_t len)
 {
-	char *body = NULL;
+	char *body = NULL, req[128];
 	json_t *j;
 
-	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create",
-				     "{\"policies\":[\"app\"],\"ttl\":\"1h\"}", &body), 200);
+	snprintf(req, sizeof(req), "{\"policies\":[\"%s\"],\"ttl\":\"1h\"}", policy);
+	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create", req, &body), 200);
 	j = json_loads(body, 0, NULL);
 	free(body);
 	ck_assert_ptr_nonnull(j);
@@ -1621,8 +1622,8 @@ START_TEST(test_token_file)
 	bf_dev_call(&f, "PUT", "/v1/sys/policies/acl/app",
 		    "{\"policy\":\"path \\\"secret/data/app/*\\\" { capabilities = [\\\"read\\\"] }\"}",
 		    NULL);
-	new_token(&f, first, sizeof(first));
-	new_token(&f, second, sizeof(second));
+	new_token(&f, "app", first, sizeof(first));
+	new_token(&f, "app", second, sizeof(second));
 	ck_assert_int_eq(t_write_file(f.token_file, first, 0600), 0);
 	bf_config(&f, API, NULL);
 	ck_assert(bf_start(&f));
@@ -1800,23 +1801,6 @@ START_TEST(test_approle_login_fails)
 }
 END_TEST
 
-/* A token of its own, from the dev server's root, with a policy that reads secret/. */
-static void
-bk_new_token(struct bf *f, char *out, size_t len)
-{
-	char *body = NULL;
-	json_t *j;
-
-	ck_assert_int_eq(bf_dev_call(f, "POST", "/v1/auth/token/create",
-				     "{\"policies\":[\"bk-read\"],\"ttl\":\"1h\"}", &body), 200);
-	j = json_loads(body, 0, NULL);
-	free(body);
-	ck_assert_ptr_nonnull(j);
-	ck_assert_int_lt(snprintf(out, len, "%s", json_string_value(json_object_get(
-		json_object_get(j, "auth"), "client_token"))), (int)len);
-	json_decref(j);
-}
-
 /* The token held is revoked; a new one is written to token_file and SIGHUP sent. The
  * reload logs in with it rather than reading the backend key with the revoked one (which
  * would refuse the reload), and the secret keeps serving. */
@@ -1830,14 +1814,14 @@ START_TEST(test_backend_key_token_rotated)
 	ck_assert_int_lt(bf_dev_call(&r.f, "PUT", "/v1/sys/policies/acl/bk-read",
 		    "{\"policy\":\"path \\\"secret/*\\\" { capabilities = [\\\"read\\\"] }\"}",
 		    NULL), 300);
-	bk_new_token(&r.f, t1, sizeof(t1));
+	new_token(&r.f, "bk-read", t1, sizeof(t1));
 	ck_assert_int_eq(t_write_file(r.f.token_file, t1, 0600), 0);
 	sighup(&r.f);
 	ck_assert(bf_wait_log_count(&r.f, OK_LOG, 1));
 	ck_assert(bf_wait_log_count(&r.f, "\"msg\":\"logged in\"", 2));
 	snprintf(req, sizeof(req), "{\"token\":\"%s\"}", t1);
 	ck_assert_int_lt(bf_dev_call(&r.f, "POST", "/v1/auth/token/revoke", req, NULL), 300);
-	bk_new_token(&r.f, t2, sizeof(t2));
+	new_token(&r.f, "bk-read", t2, sizeof(t2));
 	ck_assert_int_eq(t_write_file(r.f.token_file, t2, 0600), 0);
 	sighup(&r.f);
 	ck_assert_msg(bf_wait_log_count(&r.f, OK_LOG, 2),

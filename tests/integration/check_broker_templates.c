@@ -294,30 +294,6 @@ START_TEST(test_nul_in_a_file_source)
 }
 END_TEST
 
-/* A whole file's bytes (malloc'd) and their number; NULL when it cannot be read. */
-static char *
-read_bytes(const char *path, size_t *ret_len)
-{
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-	FILE *fp = fopen(path, "rb");
-
-	if (fp == NULL)
-		return NULL;
-	do {
-		if (cap - len < 4096) {
-			cap = cap * 2 + 4096;
-			buf = realloc(buf, cap);
-			ck_assert_ptr_nonnull(buf);
-		}
-		n = fread(buf + len, 1, cap - len, fp);
-		len += n;
-	} while (n > 0);
-	fclose(fp);
-	*ret_len = len;
-	return buf;
-}
-
 #define BNUL_LEFT "bnul-left-3d7a"
 #define BNUL_RIGHT "bnul-right-91c4"
 #define BNUL_CLEAN "clean-blob-0e5f"
@@ -371,7 +347,7 @@ START_TEST(test_nul_in_a_backend_value)
 		      "the version with a NUL byte was not loaded");
 	/* The socket serves it whole: `latchkey get` writes the bytes it was sent. */
 	ck_assert_int_eq(t_run(get_argv, NULL, NULL, got_path, NULL), 0);
-	bytes = read_bytes(got_path, &len);
+	bytes = t_read_bytes(got_path, &len);
 	ck_assert_ptr_nonnull(bytes);
 	ck_assert_uint_eq(len, sizeof(nul_value) - 1);
 	ck_assert_msg(memcmp(bytes, nul_value, len) == 0, "the value was not served as stored");

@@ -248,7 +248,7 @@ t_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 }
 
 char *
-t_read_file(const char *path)
+t_read_bytes(const char *path, size_t *ret_len)
 {
 	FILE *f = fopen(path, "re");
 	char *buf = NULL;
@@ -274,7 +274,16 @@ t_read_file(const char *path)
 	}
 	buf[len] = '\0';
 	fclose(f);
+	*ret_len = len;
 	return buf;
+}
+
+char *
+t_read_file(const char *path)
+{
+	size_t len;
+
+	return t_read_bytes(path, &len);
 }
 
 int

@@ -67,6 +67,8 @@ bool t_have_program(const char *prog);
 
 /* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
 char *t_read_file(const char *path);
+/* The same, binary: NUL bytes kept, *ret_len bytes (a NUL follows them). */
+char *t_read_bytes(const char *path, size_t *ret_len);
 int t_write_file(const char *path, const char *text, mode_t mode);
 
 /* One HTTP request with libcurl, independent of latchkey's own client code.
