@@ -90,7 +90,7 @@ broker_etag_matches(const char *if_none_match, uint64_t version)
 			p++;
 		if (*p == '\0')
 			return false;
-		if (*p == '*' && p == if_none_match + strspn(if_none_match, " \t"))
+		if (*p == '*')
 			return true;
 		if (p[0] == 'W' && p[1] == '/')
 			p += 2;
@@ -100,7 +100,8 @@ broker_etag_matches(const char *if_none_match, uint64_t version)
 		if ((close = strchr(open, '"')) == NULL)
 			return false;
 		/* Tags compare as strings: the broker writes no leading zero, so "07" is
-		 * not the tag of version 7. */
+		 * not the tag of version 7. A "*" among tags (not RFC 9110's grammar) is
+		 * taken as the "*" it would be alone. */
 		if (close == open || (open[0] == '0' && close - open > 1))
 			digits = false;
 		for (const char *q = open; q < close && digits; q++) {
