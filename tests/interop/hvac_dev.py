@@ -193,6 +193,10 @@ def sec_kv2():
     r = kv.read_secret_version("app/db")
     check(r["data"]["data"]["password"] == "p2" and r["data"]["metadata"]["version"] == 2, "read", r)
     check(kv.read_secret_version("app/db", version=1)["data"]["data"]["password"] == "p1", "read v1")
+    # a NUL byte in a value is kept, as Vault keeps it
+    kv.create_or_update_secret("app/nul", {"blob": "a\x00b"})
+    check(kv.read_secret_version("app/nul")["data"]["data"] == {"blob": "a\x00b"}, "NUL kept")
+    kv.delete_metadata_and_all_versions("app/nul")
     # hvac's own patch: read, merge, write with cas
     p = kv.patch("app/db", {"password": "p3"})
     check(p["data"]["version"] == 3, "hvac patch", p)
@@ -261,6 +265,9 @@ def sec_approle():
     check(u.auth.token.lookup_self()["data"]["path"] == "auth/approle/login", "token path")
     e = raises(hvac.exceptions.InvalidRequest, client(None).auth.approle.login, role_id, "nope")
     check("invalid role or secret ID" in str(e), "bad secret ID", str(e))
+    # the real credentials with a NUL byte and more after them are other credentials
+    raises(hvac.exceptions.InvalidRequest, client(None).auth.approle.login,
+           role_id + "\x00x", sid["secret_id"] + "\x00x")
     ar.update_role_id("hvac-role", "custom-role-id")
     check(ar.read_role_id("hvac-role")["data"]["role_id"] == "custom-role-id", "update_role_id")
     ar.delete_role("hvac-role")
