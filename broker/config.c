@@ -8,6 +8,7 @@
 #include "broker/internal.h"
 #include "common/metrics.h"
 #include "common/config.h"
+#include "common/json.h"
 #include "common/log.h"
 
 /* A duration no longer than BROKER_DURATION_MAX_MS; key absent leaves *ret as it is. */
@@ -710,8 +711,7 @@ parse_exec(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 		json_array_foreach(cmd, i, v) {
 			if (rc < 0)
 				break;
-			if (!json_is_string(v) || (i == 0 && json_string_length(v) == 0) ||
-			    strlen(json_string_value(v)) != json_string_length(v)) {
+			if (!lk_json_is_cstring(v) || (i == 0 && json_string_length(v) == 0)) {
 				size_t m2 = lk_cfg_push_index(c, i);
 
 				rc = lk_cfg_fail(c, i == 0 ? "expected the program: a non-empty "

@@ -193,7 +193,7 @@ lk_cfg_string(struct lk_cfg *c, const json_t *obj, const char *key, bool require
 	}
 	if (json_string_length(v) == 0)
 		return fail_key(c, key, "expected a non-empty string");
-	if (strlen(json_string_value(v)) != json_string_length(v))
+	if (!lk_json_is_cstring(v))
 		return fail_key(c, key, "expected a string without NUL bytes");
 	*ret = json_string_value(v);
 	return 0;

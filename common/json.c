@@ -140,3 +140,9 @@ lk_json_string_lossy(const char *text)
 	free(copy);
 	return j;
 }
+
+bool
+lk_json_is_cstring(const json_t *v)
+{
+	return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}

@@ -9,6 +9,7 @@
 #define LK_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/error.h"
@@ -34,6 +35,10 @@ const char *lk_json_error_text(const json_error_t *je);
  * "NAME:LINE:COLUMN: <lk_json_error_text>" (-EINVAL, or -ENOMEM). */
 json_t *lk_json_parse(const char *text, size_t len, size_t flags, const char *name,
 		      struct lk_error *err);
+
+/* True when v is a JSON string that holds no NUL byte: one whose C string is the whole of
+ * it. (Parsed with JSON_ALLOW_NUL, "\u0000" may stand anywhere in a string.) */
+bool lk_json_is_cstring(const json_t *v);
 
 /* A JSON string of text that may not be valid UTF-8 (a message cut at a fixed length in
  * the middle of a character, a file name of other bytes): each byte that does not begin

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 
 static void
 set_reply(struct dev_call *c, unsigned status, json_t *body)
@@ -208,9 +209,7 @@ dev_body_str(const struct dev_call *c, const char *key)
 
 	/* A field that holds a NUL byte is not the C string it would be cut to (a role_id
 	 * "x\u0000y" is not "x"): absent, as Vault's own decoding would not match it. */
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-		return NULL;
-	return json_string_value(v);
+	return lk_json_is_cstring(v) ? json_string_value(v) : NULL;
 }
 
 static int

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "vault/error.h"
 
 
@@ -43,7 +44,7 @@ get_string(const json_t *obj, const char *prefix, const char *key, bool required
 	if (!json_is_string(v))
 		return bad_field(err, prefix, key, "a string");
 	/* Values in data may hold NUL bytes; the backend's own fields are C strings. */
-	if (strlen(json_string_value(v)) != json_string_length(v))
+	if (!lk_json_is_cstring(v))
 		return bad_field(err, prefix, key, "a string without NUL bytes");
 	*ret = json_string_value(v);
 	return 0;
@@ -114,7 +115,7 @@ get_string_array(const json_t *obj, const char *prefix, const char *key, size_t 
 	json_array_foreach(v, i, item) {
 		if (!json_is_string(item))
 			return bad_field(err, prefix, key, "an array of strings");
-		if (strlen(json_string_value(item)) != json_string_length(item))
+		if (!lk_json_is_cstring(item))
 			return bad_field(err, prefix, key, "an array of strings without NUL bytes");
 	}
 	if (json_array_size(v) > 0)
@@ -348,7 +349,7 @@ lk_vault_response_auth(const struct lk_vault_response *r, struct lk_vault_token_
 {
 	struct lk_vault_token_info t = { 0 };
 	const char *token = NULL, *accessor = NULL, *type = NULL, *role = NULL;
-	const json_t *meta;
+	const json_t *meta, *v;
 	struct lk_secret *secret = NULL;
 	int rc;
 
@@ -372,9 +373,8 @@ lk_vault_response_auth(const struct lk_vault_response *r, struct lk_vault_token_
 	/* Who logged in, for messages only: a metadata object that is absent, null or odd is
 	 * no error. */
 	meta = json_object_get(r->auth, "metadata");
-	role = json_string_value(json_object_get(meta, "role_name"));
-	if (role != NULL && strlen(role) != json_string_length(json_object_get(meta, "role_name")))
-		role = NULL;
+	v = json_object_get(meta, "role_name");
+	role = lk_json_is_cstring(v) ? json_string_value(v) : NULL;
 	if (role != NULL && (rc = dup_string(role, &t.role_name, err)) < 0)
 		goto out;
 	if (ret_token != NULL) {
@@ -418,8 +418,7 @@ lk_vault_response_lookup(const struct lk_vault_response *r, struct lk_vault_toke
 		goto out;
 	expire = json_object_get(r->data, "expire_time");
 	if (expire != NULL && !json_is_null(expire)) {
-		if (!json_is_string(expire) ||
-		    strlen(json_string_value(expire)) != json_string_length(expire) ||
+		if (!lk_json_is_cstring(expire) ||
 		    lk_rfc3339_parse(json_string_value(expire), &t.expire_time_ms) < 0) {
 			rc = bad_field(err, "data", "expire_time", "an RFC 3339 time or null");
 			goto out;
