@@ -263,6 +263,20 @@ broker_config() {
 EOF
 }
 
+# start_broker NAME SOCKET [MORE_LISTEN_KEYS]: a broker serving the bench secret, with its
+# config in $TMP/NAME.json and its log in $TMP/NAME.log; STARTED_PID is its PID. Fails
+# (its log's tail on stderr) when it is not ready within START_WAIT seconds.
+start_broker() {
+	broker_config "$TMP/$1.json" "$2" \
+		'{"name": "bench", "path": "secret/data/bench", "required": true}' "${3:-}"
+	"$LK" broker --config "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
+	STARTED_PID=$!
+	PIDS="$PIDS $STARTED_PID"
+	wait_for "$START_WAIT" socket_ready "$2" && return 0
+	tail -n 5 "$TMP/$1.log" >&2
+	return 1
+}
+
 BROKER_OK=1
 if ! "$LK" broker --help >/dev/null 2>&1; then
 	fail "this latchkey has no working 'broker' subcommand: broker figures skipped"
@@ -273,32 +287,19 @@ BSOCK=$TMP/broker.sock
 BODY=$TMP/body.json
 CTYPE=application/json
 if [ $BROKER_OK = 1 ]; then
-	broker_config "$TMP/broker.json" "$BSOCK" \
-		'{"name": "bench", "path": "secret/data/bench", "required": true}'
-	"$LK" broker --config "$TMP/broker.json" >"$TMP/broker.log" 2>&1 &
-	BROKER_PID=$!
-	PIDS="$PIDS $BROKER_PID"
-	if ! wait_for "$START_WAIT" socket_ready "$BSOCK"; then
-		tail -n 5 "$TMP/broker.log" >&2
-		fail "the broker did not become ready within $START_WAIT s"
-		BROKER_OK=0
-	fi
+	start_broker broker "$BSOCK" || { fail "the broker did not become ready within $START_WAIT s"; BROKER_OK=0; }
+	BROKER_PID=$STARTED_PID
 fi
 # The same broker with listen.poll_us 0: what polling before sleeping buys, and costs.
 BSOCK0=$TMP/broker0.sock
 BROKER0_OK=0
 if [ $BROKER_OK = 1 ]; then
-	broker_config "$TMP/broker0.json" "$BSOCK0" \
-		'{"name": "bench", "path": "secret/data/bench", "required": true}' '"poll_us": 0'
-	"$LK" broker --config "$TMP/broker0.json" >"$TMP/broker0.log" 2>&1 &
-	BROKER0_PID=$!
-	PIDS="$PIDS $BROKER0_PID"
-	if wait_for "$START_WAIT" socket_ready "$BSOCK0"; then
+	if start_broker broker0 "$BSOCK0" '"poll_us": 0'; then
 		BROKER0_OK=1
 	else
-		tail -n 5 "$TMP/broker0.log" >&2
 		fail "the broker with poll_us 0 did not become ready within $START_WAIT s"
 	fi
+	BROKER0_PID=$STARTED_PID
 fi
 if [ $BROKER_OK = 1 ]; then
 	curl -sf --max-time 5 --unix-socket "$BSOCK" -D "$TMP/headers" -o "$BODY" \
