@@ -474,6 +474,36 @@ parse_vault(struct lk_cfg *c, struct broker_config *cfg, const json_t *vobj)
 	return lk_vault_config_from_json(&cfg->vault, c, vobj);
 }
 
+/* listen.poll_us: "auto" or a number of microseconds. */
+static int
+parse_poll_us(struct lk_cfg *c, const json_t *obj, unsigned *ret)
+{
+	const json_t *v = json_object_get(obj, "poll_us");
+	size_t mark;
+	int rc;
+
+	if (v == NULL)
+		return 0;
+	if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
+		*ret = BROKER_POLL_US_AUTO;
+		return 0;
+	}
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= LK_HTTPD_POLL_US_MAX) {
+		*ret = (unsigned)json_integer_value(v);
+		return 0;
+	}
+	mark = lk_cfg_push_key(c, "poll_us");
+	if (json_is_integer(v))
+		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from 0 to %d, got %lld",
+				 LK_HTTPD_POLL_US_MAX, (long long)json_integer_value(v));
+	else
+		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from 0 to %d",
+				 LK_HTTPD_POLL_US_MAX);
+	lk_cfg_pop(c, mark);
+	return rc;
+}
+
 static int
 parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 {
@@ -521,10 +551,8 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
 		return rc;
 	cfg->threads = (unsigned)v;
-	v = cfg->poll_us;
-	if ((rc = lk_cfg_int(c, obj, "poll_us", false, 0, LK_HTTPD_POLL_US_MAX, &v)) < 0)
+	if ((rc = parse_poll_us(c, obj, &cfg->poll_us)) < 0)
 		return rc;
-	cfg->poll_us = (unsigned)v;
 	v = cfg->max_connections;
 	if ((rc = lk_cfg_int(c, obj, "max_connections", false, 32, 65536, &v)) < 0)
 		return rc;
@@ -850,7 +878,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->socket_owner = (uid_t)-1;
 	cfg->socket_group = (gid_t)-1;
 	cfg->threads = BROKER_THREADS_DEFAULT;
-	cfg->poll_us = BROKER_POLL_US_DEFAULT;
+	cfg->poll_us = BROKER_POLL_US_AUTO;
 	cfg->max_connections = BROKER_CONNECTIONS_DEFAULT;
 	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;
 	cfg->header_timeout_ms = BROKER_HEADER_TIMEOUT_DEFAULT_MS;

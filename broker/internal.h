@@ -5,6 +5,7 @@
 #define LK_BROKER_INTERNAL_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -85,9 +86,12 @@
 #define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
 /* Serving threads unless listen.threads says otherwise. */
 #define BROKER_THREADS_DEFAULT 2
-/* How long a serving thread may poll for the next request before sleeping, unless
- * listen.poll_us says otherwise (docs/internals/httpd.md, "Polling before sleeping"). */
+/* How long a serving thread may poll for the next request before sleeping where that
+ * pays (common/cpuidle.h; docs/internals/httpd.md, "Polling before sleeping"), unless
+ * listen.poll_us gives a number. */
 #define BROKER_POLL_US_DEFAULT 20
+/* listen.poll_us "auto", the default: BROKER_POLL_US_DEFAULT where polling pays, else 0. */
+#define BROKER_POLL_US_AUTO UINT_MAX
 /* Socket connections, in all and per uid, unless listen says otherwise: one uid holding its
  * cap leaves room for 15 others at theirs. */
 #define BROKER_CONNECTIONS_DEFAULT 1024
@@ -191,7 +195,7 @@ struct broker_config {
 	gid_t socket_group;         /* (gid_t)-1: leave */
 	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
 	unsigned threads;
-	unsigned poll_us;
+	unsigned poll_us;           /* BROKER_POLL_US_AUTO: decided at start */
 	unsigned max_connections;
 	unsigned max_connections_per_uid;
 	int64_t header_timeout_ms;
@@ -546,6 +550,8 @@ struct broker {
 	/* server */
 	struct lk_httpd *httpd;
 	struct lk_httpd *metrics_httpd;
+	unsigned poll_us;           /* what the serving threads poll (listen.poll_us, decided) */
+	const char *poll_why;       /* static: what decided it */
 	pthread_mutex_t waiters_lock;
 	struct broker_waiter *waiters;
 	size_t nwaiters;

@@ -19,6 +19,7 @@
 #include "broker/internal.h"
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/cpuidle.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -751,7 +752,15 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	hc.unix_owner = b->cfg->socket_owner;
 	hc.unix_group = b->cfg->socket_group;
 	hc.threads = b->cfg->threads;
-	hc.poll_us = b->cfg->poll_us;
+	b->poll_us = b->cfg->poll_us;
+	b->poll_why = "listen.poll_us";
+	if (b->poll_us == BROKER_POLL_US_AUTO) {
+		struct lk_cpuidle idle;
+
+		lk_cpuidle_probe("", &idle);
+		b->poll_us = lk_cpuidle_poll_pays(&idle, &b->poll_why) ? BROKER_POLL_US_DEFAULT : 0;
+	}
+	hc.poll_us = b->poll_us;
 	/* Requests here are a line and a few headers. The library zeroes a connection's whole
 	 * memory pool (about twice max_header) before every request, so a small limit is
 	 * work saved on every read: 64 KiB to 28 KiB per request measured 15.5-16.8 against

@@ -1,10 +1,12 @@
-/* fuzz_config.c — the config loader and walker, durations and RFC 3339 timestamps. */
+/* fuzz_config.c — the config loader and walker, durations, RFC 3339 timestamps, and the
+ * text of the kernel files lk_cpuidle_probe reads (split at the first two NUL bytes). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/cpuidle.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,6 +30,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = '\0';
+	{
+		/* text[size] is a NUL too, so each part is a string within the copy. */
+		const char *end = text + size, *driver = NULL, *ns = NULL;
+		struct lk_cpuidle m;
+
+		if (text + strlen(text) < end)
+			driver = text + strlen(text) + 1;
+		if (driver != NULL && driver + strlen(driver) < end)
+			ns = driver + strlen(driver) + 1;
+		lk_cpuidle_parse(text, driver, ns, &m);
+	}
 	lk_duration_parse(text, &ms);
 	lk_rfc3339_parse(text, &ms);
 	root = lk_cfg_load_text("fuzz.json", text, size, &err);

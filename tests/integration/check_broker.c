@@ -2304,6 +2304,57 @@ START_TEST(test_token_not_left_in_environ)
 }
 END_TEST
 
+/* listen.poll_us: left out, the broker decides at start and says what decided in its
+ * "serving" line; given, the number is used as it is. Polling is counted in /metrics only
+ * when it is on. */
+START_TEST(test_poll_us_decided)
+{
+	struct fixture f;
+	char line[1024], *text, *at, *metrics = NULL;
+	size_t n;
+
+	fixture_dev(&f);
+	fixture_config(&f, default_secrets, NULL, NULL);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, sizeof(line)));
+	if (strstr(line, "\"poll_us\":20,") != NULL)
+		ck_assert_msg(strstr(line, "\"poll_us_because\":\"a virtual machine whose idle CPUs "
+				     "halt without polling\"") != NULL, "%s", line);
+	else
+		ck_assert_msg(strstr(line, "\"poll_us\":0,\"poll_us_because\":\"") != NULL &&
+			      strstr(line, "\"poll_us_because\":\"listen.poll_us\"") == NULL &&
+			      strstr(line, "halt without polling") == NULL, "%s", line);
+	t_stop(&f.broker, SIGTERM, 5000);
+
+	/* Given as a number: that number, whatever the machine. */
+	text = t_read_file(f.cfg);
+	ck_assert_ptr_nonnull(text);
+	at = strstr(text, "\"mode\": \"0666\"}");
+	ck_assert_ptr_nonnull(at);
+	n = (size_t)(at - text) + strlen("\"mode\": \"0666\"");
+	{
+		char out[4096];
+
+		snprintf(out, sizeof(out), "%.*s, \"poll_us\": 0%s", (int)n, text, text + n);
+		ck_assert_int_eq(t_write_file(f.cfg, out, 0600), 0);
+	}
+	free(text);
+	snprintf(f.log, sizeof(f.log), "%s/broker2.log", f.dir);
+	fixture_start(&f);
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, sizeof(line)));
+	ck_assert_msg(strstr(line, "\"poll_us\":0,\"poll_us_because\":\"listen.poll_us\"") != NULL,
+		      "%s", line);
+	wait_ready(&f);
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_eq(t_http("GET", "http://l/v1/secrets/api", f.sock, NULL, NULL, NULL), 200);
+	ck_assert_int_eq(t_http("GET", "http://l/metrics", f.sock, NULL, NULL, &metrics), 200);
+	ck_assert_ptr_nonnull(strstr(metrics, "\nlatchkey_broker_poll_seconds_total 0\n"));
+	ck_assert_ptr_nonnull(strstr(metrics, "\nlatchkey_broker_poll_hits_total 0\n"));
+	free(metrics);
+	fixture_stop(&f);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=name runs one. */
 #define ADD(s, fn) do { \
 	TCase *tc_ = tcase_create(#fn); \
@@ -2318,6 +2369,7 @@ broker_suite(void)
 	Suite *s = suite_create("broker-integration");
 
 	ADD(s, test_first_load);
+	ADD(s, test_poll_us_decided);
 	ADD(s, test_renewal_rotation_revocation);
 	ADD(s, test_revoke_on_shutdown);
 	ADD(s, test_backend_down);

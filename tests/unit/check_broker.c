@@ -74,8 +74,37 @@ START_TEST(test_config_example)
 	ck_assert_int_eq(cfg.grace_ms, BROKER_GRACE_DEFAULT_MS);
 	ck_assert_int_eq(cfg.secrets[1].grace_ms, BROKER_GRACE_DEFAULT_MS);
 	ck_assert(cfg.revoke_on_shutdown);
+	ck_assert_uint_eq(cfg.poll_us, BROKER_POLL_US_AUTO);
 	broker_config_clear(&cfg);
 	ck_assert_ptr_null(cfg.secrets);
+}
+END_TEST
+
+/* listen.poll_us: "auto" (the default) or a number, 0 and the longest included. */
+START_TEST(test_config_poll_us)
+{
+	static const struct {
+		const char *value;
+		unsigned want;
+	} cases[] = {
+		{ "\"auto\"", BROKER_POLL_US_AUTO },
+		{ "0", 0 },
+		{ "20", 20 },
+		{ "1000", 1000 },
+	};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct broker_config cfg;
+		struct lk_error err;
+
+		snprintf(text, sizeof(text), "{\"vault\":{},\"listen\":{\"poll_us\":%s},"
+			 "\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}", cases[i].value);
+		lk_error_clear(&err);
+		ck_assert_msg(parse_text(text, &cfg, &err) == 0, "%s: %s", cases[i].value, err.msg);
+		ck_assert_uint_eq(cfg.poll_us, cases[i].want);
+		broker_config_clear(&cfg);
+	}
 }
 END_TEST
 
@@ -140,9 +169,13 @@ START_TEST(test_config_errors)
 		{ "{\"vault\":{},\"listen\":{\"threads\":0},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: listen.threads" },
 		{ "{\"vault\":{},\"listen\":{\"poll_us\":1001},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
-		  "broker.json: listen.poll_us: expected an integer from 0 to 1000, got 1001" },
+		  "broker.json: listen.poll_us: expected \"auto\" or an integer from 0 to 1000, got 1001" },
+		{ "{\"vault\":{},\"listen\":{\"poll_us\":-1},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.poll_us: expected \"auto\" or an integer from 0 to 1000, got -1" },
 		{ "{\"vault\":{},\"listen\":{\"poll_us\":\"20us\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
-		  "broker.json: listen.poll_us: expected an integer, got a string" },
+		  "broker.json: listen.poll_us: expected \"auto\" or an integer from 0 to 1000" },
+		{ "{\"vault\":{},\"listen\":{\"poll_us\":20.5},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.poll_us: expected \"auto\" or an integer from 0 to 1000" },
 		{ "{\"vault\":{\"address\":\"http://a\",\"addr\":\"http://b\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: vault.address: give either address or addr" },
 		{ "{\"vault\":{\"auth\":{\"method\":\"token\",\"token\":\"t\"}},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
@@ -1207,6 +1240,7 @@ broker_suite(void)
 	TCase *tc = tcase_create("broker");
 
 	tcase_add_test(tc, test_config_example);
+	tcase_add_test(tc, test_config_poll_us);
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tc, test_config_file_and_addr);
 	tcase_add_test(tc, test_arena);

@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/cpuidle.h"
 #include "common/error.h"
 #include "common/file.h"
 #include "common/json.h"
@@ -793,6 +794,116 @@ START_TEST(test_file_write_atomic_and_new)
 }
 END_TEST
 
+/* ---- cpuidle ---- */
+
+/* The files' text as the kernel writes it, and what is not quite it. */
+START_TEST(test_cpuidle_parse)
+{
+	struct lk_cpuidle m;
+
+	lk_cpuidle_parse("console=ttyS0 idle=poll quiet\n", "haltpoll\n", "200000\n", &m);
+	ck_assert(m.idle_poll);
+	ck_assert_str_eq(m.driver, "haltpoll");
+	ck_assert_uint_eq(m.halt_poll_ns, 200000);
+	/* idle=poll only as a word of its own. */
+	lk_cpuidle_parse("xidle=poll idle=pollx idle=halt", NULL, NULL, &m);
+	ck_assert(!m.idle_poll);
+	ck_assert_str_eq(m.driver, "");
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	lk_cpuidle_parse("idle=poll", "none\n", "0\n", &m);
+	ck_assert(m.idle_poll);
+	ck_assert_str_eq(m.driver, "none");
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	/* A driver name longer than the field is taken as none; numbers are whole or 0. */
+	lk_cpuidle_parse("", "a_driver_name_longer_than_thirty_one_bytes\n", "12ab\n", &m);
+	ck_assert_str_eq(m.driver, "");
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	lk_cpuidle_parse(NULL, "", "-1\n", &m);
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	lk_cpuidle_parse(NULL, NULL, "99999999999999999999999\n", &m);
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	lk_cpuidle_parse(NULL, NULL, "", &m);
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	lk_cpuidle_parse(NULL, NULL, " 5", &m);
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+}
+END_TEST
+
+static void
+write_under(const char *root, const char *rel, const char *text)
+{
+	char path[1024], *p;
+
+	snprintf(path, sizeof(path), "%s%s", root, rel);
+	for (p = strchr(path + strlen(root) + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		ck_assert(mkdir(path, 0700) == 0 || errno == EEXIST);
+		*p = '/';
+	}
+	ck_assert_int_eq(t_write_file(path, text, 0600), 0);
+}
+
+/* The probe reads the files under its root; one that is missing leaves its default. */
+START_TEST(test_cpuidle_probe_files)
+{
+	char *root = t_tmpdir();
+	struct lk_cpuidle m;
+
+	lk_cpuidle_probe(root, &m);
+	ck_assert(!m.sys_hypervisor);
+	ck_assert(!m.idle_poll);
+	ck_assert_str_eq(m.driver, "");
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+
+	write_under(root, "/proc/cmdline", "root=/dev/vda idle=poll\n");
+	write_under(root, "/sys/devices/system/cpu/cpuidle/current_driver", "haltpoll\n");
+	write_under(root, "/sys/module/haltpoll/parameters/guest_halt_poll_ns", "200000\n");
+	write_under(root, "/sys/hypervisor/type", "\n");
+	lk_cpuidle_probe(root, &m);
+	ck_assert(!m.sys_hypervisor);
+	ck_assert(m.idle_poll);
+	ck_assert_str_eq(m.driver, "haltpoll");
+	ck_assert_uint_eq(m.halt_poll_ns, 200000);
+
+	write_under(root, "/sys/hypervisor/type", "xen\n");
+	lk_cpuidle_probe(root, &m);
+	ck_assert(m.sys_hypervisor);
+	t_rmrf(root);
+}
+END_TEST
+
+/* Polling pays only in a virtual machine whose idle CPUs halt without polling first. */
+START_TEST(test_cpuidle_poll_pays)
+{
+	static const struct {
+		struct lk_cpuidle m;
+		bool pays;
+		const char *why;
+	} cases[] = {
+		{ { .cpuid_hypervisor = false }, false, "not a virtual machine" },
+		{ { .cpuid_hypervisor = false, .driver = "haltpoll", .halt_poll_ns = 0 }, false,
+		  "not a virtual machine" },
+		{ { .cpuid_hypervisor = true }, true, "halt without polling" },
+		{ { .sys_hypervisor = true, .driver = "none" }, true, "halt without polling" },
+		{ { .cpuid_hypervisor = true, .driver = "haltpoll", .halt_poll_ns = 0 }, true,
+		  "halt without polling" },
+		{ { .cpuid_hypervisor = true, .driver = "haltpoll", .halt_poll_ns = 200000 }, false,
+		  "poll before halting" },
+		{ { .cpuid_hypervisor = true, .driver = "acpi_idle", .halt_poll_ns = 200000 }, true,
+		  "halt without polling" },
+		{ { .cpuid_hypervisor = true, .idle_poll = true }, false, "idle=poll" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *why = NULL;
+
+		ck_assert_msg(lk_cpuidle_poll_pays(&cases[i].m, &why) == cases[i].pays, "case %zu", i);
+		ck_assert_ptr_nonnull(why);
+		ck_assert_msg(strstr(why, cases[i].why) != NULL, "case %zu: %s", i, why);
+	}
+}
+END_TEST
+
 static Suite *
 common_suite(void)
 {
@@ -824,6 +935,9 @@ common_suite(void)
 	tcase_add_test(tc, test_json_string_lossy);
 	tcase_add_test(tc, test_file_read_cap_and_stdin_socket);
 	tcase_add_test(tc, test_file_write_atomic_and_new);
+	tcase_add_test(tc, test_cpuidle_parse);
+	tcase_add_test(tc, test_cpuidle_probe_files);
+	tcase_add_test(tc, test_cpuidle_poll_pays);
 	suite_add_tcase(s, tc);
 	return s;
 }
