@@ -18,10 +18,12 @@
 #   BENCH_SECRETS=1000    secrets cached for the memory figure
 #   BENCH_READY_RUNS=5    start-to-ready runs (the median is reported)
 #   BENCH_PLACEMENTS="shared split free"
-#   BENCH_RATES="2000 20000"  paced rates (req/s) for what each server spends at a steady load
 #                         where the client and the server under test run: shared, both on
 #                         one CPU; split, the client on one CPU and the server on the others;
 #                         free, wherever the kernel's scheduler puts them
+#   BENCH_RATES="2000 20000"  paced rates (req/s) for what each server spends at a steady load
+#   BENCH_POLL_US=        the broker's listen.poll_us (empty: left out, so the broker
+#                         decides; the second broker always has 0)
 #   BENCH_TIME_LIMIT=900  seconds after which the whole run is stopped
 #   BENCH_KEEP=1          keep the temporary directory (logs, configs) for a look afterwards
 #
@@ -48,6 +50,7 @@ READY_RUNS=${BENCH_READY_RUNS:-5}
 TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
 PLACEMENTS=${BENCH_PLACEMENTS:-shared split free}
 RATES=${BENCH_RATES-2000 20000}
+POLL_US=${BENCH_POLL_US:-}
 # How long a started process may take to become ready, seconds.
 START_WAIT=20
 
@@ -60,6 +63,10 @@ done
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN: not built" >&2; exit 2; }
 [ -x "$BARE" ] || { echo "bench: $BARE: not built" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
+case $POLL_US in
+'' | auto) ;;
+*[!0-9]*) echo "bench: BENCH_POLL_US must be empty, auto or an integer (microseconds)" >&2; exit 2 ;;
+esac
 for v in $RATES; do
 	case $v in
 	'' | *[!0-9]* | 0) echo "bench: BENCH_RATES must be positive integers (req/s)" >&2; exit 2 ;;
@@ -287,8 +294,20 @@ BSOCK=$TMP/broker.sock
 BODY=$TMP/body.json
 CTYPE=application/json
 if [ $BROKER_OK = 1 ]; then
-	start_broker broker "$BSOCK" || { fail "the broker did not become ready within $START_WAIT s"; BROKER_OK=0; }
+	POLL_KEY=
+	case $POLL_US in
+	'') ;;
+	auto) POLL_KEY='"poll_us": "auto"' ;;
+	*) POLL_KEY="\"poll_us\": $POLL_US" ;;
+	esac
+	start_broker broker "$BSOCK" "$POLL_KEY" ||
+		{ fail "the broker did not become ready within $START_WAIT s"; BROKER_OK=0; }
 	BROKER_PID=$STARTED_PID
+	# What it polls, and what decided it: the poll_us fields of its "serving" line.
+	wait_for 5 grep -q '"msg":"serving"' "$TMP/broker.log" || true
+	BROKER_POLL=$(sed -n 's/.*"msg":"serving".*"poll_us":\([0-9]*\),"poll_us_because":"\([^"]*\)".*/\1 µs (\2)/p' \
+		"$TMP/broker.log" | head -n 1)
+	echo "== broker: listen.poll_us ${BROKER_POLL:-unknown}"
 fi
 # The same broker with listen.poll_us 0: what polling before sleeping buys, and costs.
 BSOCK0=$TMP/broker0.sock
@@ -726,6 +745,7 @@ echo
 echo "== summary ($(date -u +%Y-%m-%d), $(nproc 2>/dev/null || echo '?') cores, medians of $ROUNDS runs)"
 # Other work on the machine moves every figure; the load average says how busy it was.
 echo "load average before the throughput runs: $LOAD_BEFORE; now: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
+[ $BROKER_OK = 1 ] && echo "broker: listen.poll_us ${BROKER_POLL:-unknown}"
 for placement in $PLACEMENTS; do
 for cshape in $SHAPES; do
 	shape=$cshape@$placement
