@@ -199,19 +199,20 @@ out:
 	return rc;
 }
 
-/* Appends the lines of one backend error to out, trimmed, without go-multierror's
- * "N errors occurred:" line and "* " bullets, separated by "; ". */
+/* Appends the lines of one backend error (len bytes, NUL bytes among them shown as spaces
+ * like other control characters) to out, trimmed, without go-multierror's "N errors
+ * occurred:" line and "* " bullets, separated by "; ". */
 static void
-append_error_lines(char *out, size_t outlen, const char *text)
+append_error_lines(char *out, size_t outlen, const char *text, size_t len)
 {
-	const char *p = text;
+	const char *p = text, *end = text + len;
 
-	while (*p != '\0') {
-		const char *eol = strchr(p, '\n'), *s = p, *e;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)), *s = p, *e;
 		size_t used, n;
 
 		if (eol == NULL)
-			eol = p + strlen(p);
+			eol = end;
 		e = eol;
 		while (s < e && isspace((unsigned char)*s))
 			s++;
@@ -241,7 +242,7 @@ append_error_lines(char *out, size_t outlen, const char *text)
 			}
 			out[used + n] = '\0';
 		}
-		p = *eol == '\n' ? eol + 1 : eol;
+		p = eol < end ? eol + 1 : eol;
 	}
 }
 
@@ -258,7 +259,7 @@ lk_vault_response_error(struct lk_vault_error *err, long status, const char *bod
 	int code = lk_vault_error_http_code(status);
 
 	if (len > 0)
-		root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+		root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	if (json_is_object(root)) {
 		is_json = true;
 		errors = json_object_get(root, "errors");
@@ -269,7 +270,7 @@ lk_vault_response_error(struct lk_vault_error *err, long status, const char *bod
 					break;
 				if (json_is_string(item))
 					append_error_lines(joined, sizeof(joined),
-					    json_string_value(item));
+					    json_string_value(item), json_string_length(item));
 			}
 		}
 	}

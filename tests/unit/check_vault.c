@@ -376,6 +376,16 @@ START_TEST(test_404_forms)
 	ck_assert_int_eq(err.not_found, LK_VAULT_NF_NO_ROUTE);
 	ck_assert_ptr_nonnull(strstr(err.base.msg, "no handler for route"));
 
+	/* NUL bytes in the answer, as KV metadata may hold: still the deleted version, and an
+	 * error line with one is shown whole, the NUL as a space. */
+	ck_assert_int_eq(http_error(404, "{\"data\":{\"data\":null,\"metadata\":{\"custom_metadata\":"
+	    "{\"owner\":\"a\\u0000b\"},\"destroyed\":false,\"version\":5}}}", &err), -ENOENT);
+	ck_assert_int_eq(err.not_found, LK_VAULT_NF_DELETED);
+	ck_assert_int_eq(err.version, 5);
+	ck_assert_int_eq(http_error(403, "{\"errors\":[\"permission\\u0000denied\\nsecond line\"]}", &err),
+			 -EACCES);
+	ck_assert_str_eq(err.base.msg, "HTTP 403: permission denied; second line");
+
 	/* A 200 whose data.data is null is the same "deleted" answer. */
 	{
 		struct lk_vault_response r;
