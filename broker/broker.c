@@ -596,7 +596,8 @@ broker_main(int argc, char **argv)
 	}
 	lk_log(LK_INFO, "serving", LK_STR("socket", cfg.socket_path),
 	       LK_STR("metrics", cfg.metrics_addr), LK_INT("secrets", cfg.nsecrets),
-	       LK_BOOL("exec", cfg.exec != NULL), LK_INT("poll_us", b.poll_us),
+	       LK_BOOL("exec", cfg.exec != NULL), LK_INT("threads", b.threads),
+	       LK_INT("poll_us", b.poll_us),
 	       LK_STR("poll_us_because", b.poll_why));
 	status = LK_EXIT_OK;
 	for (;;) {

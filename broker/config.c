@@ -474,32 +474,31 @@ parse_vault(struct lk_cfg *c, struct broker_config *cfg, const json_t *vobj)
 	return lk_vault_config_from_json(&cfg->vault, c, vobj);
 }
 
-/* listen.poll_us: "auto" or a number of microseconds. */
+/* key: "auto" (auto_value in *ret) or an integer from min to max; left out, *ret is kept. */
 static int
-parse_poll_us(struct lk_cfg *c, const json_t *obj, unsigned *ret)
+parse_auto_int(struct lk_cfg *c, const json_t *obj, const char *key, int min, int max,
+	       unsigned auto_value, unsigned *ret)
 {
-	const json_t *v = json_object_get(obj, "poll_us");
+	const json_t *v = json_object_get(obj, key);
 	size_t mark;
 	int rc;
 
 	if (v == NULL)
 		return 0;
 	if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
-		*ret = BROKER_POLL_US_AUTO;
+		*ret = auto_value;
 		return 0;
 	}
-	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-	    json_integer_value(v) <= LK_HTTPD_POLL_US_MAX) {
+	if (json_is_integer(v) && json_integer_value(v) >= min && json_integer_value(v) <= max) {
 		*ret = (unsigned)json_integer_value(v);
 		return 0;
 	}
-	mark = lk_cfg_push_key(c, "poll_us");
+	mark = lk_cfg_push_key(c, key);
 	if (json_is_integer(v))
-		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from 0 to %d, got %lld",
-				 LK_HTTPD_POLL_US_MAX, (long long)json_integer_value(v));
+		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from %d to %d, got %lld", min,
+				 max, (long long)json_integer_value(v));
 	else
-		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from 0 to %d",
-				 LK_HTTPD_POLL_US_MAX);
+		rc = lk_cfg_fail(c, "expected \"auto\" or an integer from %d to %d", min, max);
 	lk_cfg_pop(c, mark);
 	return rc;
 }
@@ -547,11 +546,11 @@ parse_listen(struct lk_cfg *c, struct broker_config *cfg, const json_t *obj)
 		return rc;
 	if (s != NULL && (cfg->metrics_addr = dup_or_fail(c, s, &rc)) == NULL)
 		return rc;
-	v = cfg->threads;
-	if ((rc = lk_cfg_int(c, obj, "threads", false, 1, 64, &v)) < 0)
+	if ((rc = parse_auto_int(c, obj, "threads", 1, BROKER_THREADS_MAX, BROKER_THREADS_AUTO,
+				 &cfg->threads)) < 0)
 		return rc;
-	cfg->threads = (unsigned)v;
-	if ((rc = parse_poll_us(c, obj, &cfg->poll_us)) < 0)
+	if ((rc = parse_auto_int(c, obj, "poll_us", 0, LK_HTTPD_POLL_US_MAX, BROKER_POLL_US_AUTO,
+				 &cfg->poll_us)) < 0)
 		return rc;
 	v = cfg->max_connections;
 	if ((rc = lk_cfg_int(c, obj, "max_connections", false, 32, 65536, &v)) < 0)
@@ -877,7 +876,7 @@ broker_config_parse(struct broker_config *cfg, const char *file, const json_t *r
 	cfg->socket_mode = 0660;
 	cfg->socket_owner = (uid_t)-1;
 	cfg->socket_group = (gid_t)-1;
-	cfg->threads = BROKER_THREADS_DEFAULT;
+	cfg->threads = BROKER_THREADS_AUTO;
 	cfg->poll_us = BROKER_POLL_US_AUTO;
 	cfg->max_connections = BROKER_CONNECTIONS_DEFAULT;
 	cfg->max_connections_per_uid = BROKER_CONNECTIONS_PER_UID_DEFAULT;

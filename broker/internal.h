@@ -84,8 +84,13 @@
 /* Longest lease or token TTL taken from the backend as it is (10 years); a longer one is
  * cut to this, so that expiry arithmetic cannot overflow. */
 #define BROKER_TTL_MAX_S (10 * 366 * 24 * 3600LL)
-/* Serving threads unless listen.threads says otherwise. */
+/* Serving threads unless listen.threads gives a number ("auto", the default): this many,
+ * or as many as the CPUs the broker may run on (its affinity mask) when they are fewer. More
+ * threads than CPUs take turns on one: on one CPU, one thread measured 70,000-75,000 req/s
+ * against 62,000-65,000 for two (docs/benchmarks.md, "Where polling pays"). */
 #define BROKER_THREADS_DEFAULT 2
+#define BROKER_THREADS_AUTO 0
+#define BROKER_THREADS_MAX 64
 /* How long a serving thread may poll for the next request before sleeping where that
  * pays (common/cpuidle.h; docs/internals/httpd.md, "Polling before sleeping"), unless
  * listen.poll_us gives a number. */
@@ -194,7 +199,7 @@ struct broker_config {
 	uid_t socket_owner;         /* (uid_t)-1: leave */
 	gid_t socket_group;         /* (gid_t)-1: leave */
 	char *metrics_addr;         /* owned; NULL: no TCP metrics listener */
-	unsigned threads;
+	unsigned threads;           /* BROKER_THREADS_AUTO: decided at start */
 	unsigned poll_us;           /* BROKER_POLL_US_AUTO: decided at start */
 	unsigned max_connections;
 	unsigned max_connections_per_uid;
@@ -550,6 +555,7 @@ struct broker {
 	/* server */
 	struct lk_httpd *httpd;
 	struct lk_httpd *metrics_httpd;
+	unsigned threads;           /* serving threads (listen.threads, decided) */
 	unsigned poll_us;           /* what the serving threads poll (listen.poll_us, decided) */
 	const char *poll_why;       /* static: what decided it */
 	pthread_mutex_t waiters_lock;

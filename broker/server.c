@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -732,6 +733,20 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 		lk_http_respond_error(req, 404, "not found", "this listener serves /metrics only");
 }
 
+/* listen.threads "auto": BROKER_THREADS_DEFAULT, or as many as the CPUs this process may
+ * run on when they are fewer. */
+static unsigned
+broker_threads_auto(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return BROKER_THREADS_DEFAULT;
+	n = CPU_COUNT(&set);
+	return n >= 1 && n < BROKER_THREADS_DEFAULT ? (unsigned)n : BROKER_THREADS_DEFAULT;
+}
+
 int
 broker_server_start(struct broker *b, struct lk_error *err)
 {
@@ -751,7 +766,10 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	hc.unix_mode = b->cfg->socket_mode;
 	hc.unix_owner = b->cfg->socket_owner;
 	hc.unix_group = b->cfg->socket_group;
-	hc.threads = b->cfg->threads;
+	b->threads = b->cfg->threads;
+	if (b->threads == BROKER_THREADS_AUTO)
+		b->threads = broker_threads_auto();
+	hc.threads = b->threads;
 	b->poll_us = b->cfg->poll_us;
 	b->poll_why = "listen.poll_us";
 	if (b->poll_us == BROKER_POLL_US_AUTO) {

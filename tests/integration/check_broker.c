@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sodium.h>
@@ -2304,19 +2305,72 @@ START_TEST(test_token_not_left_in_environ)
 }
 END_TEST
 
-/* listen.poll_us: left out, the broker decides at start and says what decided in its
- * "serving" line; given, the number is used as it is. Polling is counted in /metrics only
- * when it is on. */
-START_TEST(test_poll_us_decided)
+/* Replaces the fixture config's listen object's closing with extra listen keys. */
+static void
+config_listen_add(struct fixture *f, const char *keys)
 {
-	struct fixture f;
-	char line[1024], *text, *at, *metrics = NULL;
+	char out[4096], *text = t_read_file(f->cfg), *at;
 	size_t n;
 
+	ck_assert_ptr_nonnull(text);
+	at = strstr(text, "\"mode\": \"0666\"}");
+	ck_assert_ptr_nonnull(at);
+	n = (size_t)(at - text) + strlen("\"mode\": \"0666\"");
+	snprintf(out, sizeof(out), "%.*s, %s%s", (int)n, text, keys, text + n);
+	free(text);
+	ck_assert_int_eq(t_write_file(f->cfg, out, 0600), 0);
+}
+
+/* Starts the broker (log: NAME.log), on the first CPU of this process's only when one_cpu,
+ * and returns its "serving" line in line. */
+static void
+start_serving(struct fixture *f, const char *name, bool one_cpu, char *line, size_t len)
+{
+	cpu_set_t all, one;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	if (one_cpu) {
+		CPU_ZERO(&one);
+		for (int c = 0; c < CPU_SETSIZE; c++) {
+			if (CPU_ISSET(c, &all)) {
+				CPU_SET(c, &one);
+				break;
+			}
+		}
+		ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	}
+	snprintf(f->log, sizeof(f->log), "%s/%s.log", f->dir, name);
+	/* The child inherits the mask at fork; this process gets its own back at once. */
+	{
+		const char *argv[] = { t_latchkey_bin(), "broker", "--config", f->cfg, NULL };
+		int rc = t_spawn(&f->broker, argv, NULL, f->log);
+
+		if (one_cpu)
+			ck_assert_int_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+		ck_assert_int_eq(rc, 0);
+	}
+	ck_assert_msg(t_wait_log(&f->broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, len),
+		      "the broker did not start serving");
+}
+
+/* listen.threads and listen.poll_us left out: the broker decides at start and says what it
+ * decided in its "serving" line; given, a number is used as it is. */
+START_TEST(test_auto_settings_decided)
+{
+	struct fixture f;
+	char line[1024], want[64], *metrics = NULL;
+	cpu_set_t mine;
+	int ncpu;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(mine), &mine), 0);
+	ncpu = CPU_COUNT(&mine);
 	fixture_dev(&f);
 	fixture_config(&f, default_secrets, NULL, NULL);
-	fixture_start(&f);
-	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, sizeof(line)));
+
+	/* Unpinned: two threads, or one on a machine with one CPU. */
+	start_serving(&f, "auto", false, line, sizeof(line));
+	snprintf(want, sizeof(want), "\"threads\":%d,", ncpu >= 2 ? 2 : 1);
+	ck_assert_msg(strstr(line, want) != NULL, "want %s: %s", want, line);
 	if (strstr(line, "\"poll_us\":20,") != NULL)
 		ck_assert_msg(strstr(line, "\"poll_us_because\":\"a virtual machine whose idle CPUs "
 				     "halt without polling\"") != NULL, "%s", line);
@@ -2326,24 +2380,16 @@ START_TEST(test_poll_us_decided)
 			      strstr(line, "halt without polling") == NULL, "%s", line);
 	t_stop(&f.broker, SIGTERM, 5000);
 
-	/* Given as a number: that number, whatever the machine. */
-	text = t_read_file(f.cfg);
-	ck_assert_ptr_nonnull(text);
-	at = strstr(text, "\"mode\": \"0666\"}");
-	ck_assert_ptr_nonnull(at);
-	n = (size_t)(at - text) + strlen("\"mode\": \"0666\"");
-	{
-		char out[4096];
+	/* On one CPU: one thread. */
+	start_serving(&f, "one-cpu", true, line, sizeof(line));
+	ck_assert_msg(strstr(line, "\"threads\":1,") != NULL, "%s", line);
+	t_stop(&f.broker, SIGTERM, 5000);
 
-		snprintf(out, sizeof(out), "%.*s, \"poll_us\": 0%s", (int)n, text, text + n);
-		ck_assert_int_eq(t_write_file(f.cfg, out, 0600), 0);
-	}
-	free(text);
-	snprintf(f.log, sizeof(f.log), "%s/broker2.log", f.dir);
-	fixture_start(&f);
-	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, sizeof(line)));
-	ck_assert_msg(strstr(line, "\"poll_us\":0,\"poll_us_because\":\"listen.poll_us\"") != NULL,
-		      "%s", line);
+	/* Given as numbers: those numbers, whatever the machine. */
+	config_listen_add(&f, "\"threads\": 2, \"poll_us\": 0");
+	start_serving(&f, "given", true, line, sizeof(line));
+	ck_assert_msg(strstr(line, "\"threads\":2,\"poll_us\":0,\"poll_us_because\":\"listen.poll_us\"")
+		      != NULL, "%s", line);
 	wait_ready(&f);
 	for (int i = 0; i < 50; i++)
 		ck_assert_int_eq(t_http("GET", "http://l/v1/secrets/api", f.sock, NULL, NULL, NULL), 200);
@@ -2369,7 +2415,7 @@ broker_suite(void)
 	Suite *s = suite_create("broker-integration");
 
 	ADD(s, test_first_load);
-	ADD(s, test_poll_us_decided);
+	ADD(s, test_auto_settings_decided);
 	ADD(s, test_renewal_rotation_revocation);
 	ADD(s, test_revoke_on_shutdown);
 	ADD(s, test_backend_down);

@@ -75,34 +75,42 @@ START_TEST(test_config_example)
 	ck_assert_int_eq(cfg.secrets[1].grace_ms, BROKER_GRACE_DEFAULT_MS);
 	ck_assert(cfg.revoke_on_shutdown);
 	ck_assert_uint_eq(cfg.poll_us, BROKER_POLL_US_AUTO);
+	ck_assert_uint_eq(cfg.threads, BROKER_THREADS_AUTO);
 	broker_config_clear(&cfg);
 	ck_assert_ptr_null(cfg.secrets);
 }
 END_TEST
 
-/* listen.poll_us: "auto" (the default) or a number, 0 and the longest included. */
-START_TEST(test_config_poll_us)
+/* listen.threads and listen.poll_us: "auto" (the default) or a number, the ends included. */
+START_TEST(test_config_auto_settings)
 {
 	static const struct {
-		const char *value;
+		const char *key, *value;
 		unsigned want;
 	} cases[] = {
-		{ "\"auto\"", BROKER_POLL_US_AUTO },
-		{ "0", 0 },
-		{ "20", 20 },
-		{ "1000", 1000 },
+		{ "poll_us", "\"auto\"", BROKER_POLL_US_AUTO },
+		{ "poll_us", "0", 0 },
+		{ "poll_us", "20", 20 },
+		{ "poll_us", "1000", 1000 },
+		{ "threads", "\"auto\"", BROKER_THREADS_AUTO },
+		{ "threads", "1", 1 },
+		{ "threads", "64", 64 },
 	};
 	char text[256];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct broker_config cfg;
 		struct lk_error err;
+		bool poll = strcmp(cases[i].key, "poll_us") == 0;
 
-		snprintf(text, sizeof(text), "{\"vault\":{},\"listen\":{\"poll_us\":%s},"
-			 "\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}", cases[i].value);
+		snprintf(text, sizeof(text), "{\"vault\":{},\"listen\":{\"%s\":%s},"
+			 "\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}", cases[i].key,
+			 cases[i].value);
 		lk_error_clear(&err);
 		ck_assert_msg(parse_text(text, &cfg, &err) == 0, "%s: %s", cases[i].value, err.msg);
-		ck_assert_uint_eq(cfg.poll_us, cases[i].want);
+		ck_assert_uint_eq(poll ? cfg.poll_us : cfg.threads, cases[i].want);
+		ck_assert_uint_eq(poll ? cfg.threads : cfg.poll_us,
+				  poll ? BROKER_THREADS_AUTO : BROKER_POLL_US_AUTO);
 		broker_config_clear(&cfg);
 	}
 }
@@ -167,7 +175,9 @@ START_TEST(test_config_errors)
 		{ "{\"vault\":{},\"listen\":{\"socket\":\"relative.sock\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: listen.socket: expected an absolute path" },
 		{ "{\"vault\":{},\"listen\":{\"threads\":0},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
-		  "broker.json: listen.threads" },
+		  "broker.json: listen.threads: expected \"auto\" or an integer from 1 to 64, got 0" },
+		{ "{\"vault\":{},\"listen\":{\"threads\":\"all\"},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
+		  "broker.json: listen.threads: expected \"auto\" or an integer from 1 to 64" },
 		{ "{\"vault\":{},\"listen\":{\"poll_us\":1001},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
 		  "broker.json: listen.poll_us: expected \"auto\" or an integer from 0 to 1000, got 1001" },
 		{ "{\"vault\":{},\"listen\":{\"poll_us\":-1},\"secrets\":[{\"name\":\"a\",\"path\":\"p/a\"}]}",
@@ -1240,7 +1250,7 @@ broker_suite(void)
 	TCase *tc = tcase_create("broker");
 
 	tcase_add_test(tc, test_config_example);
-	tcase_add_test(tc, test_config_poll_us);
+	tcase_add_test(tc, test_config_auto_settings);
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tc, test_config_file_and_addr);
 	tcase_add_test(tc, test_arena);
