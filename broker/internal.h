@@ -619,6 +619,11 @@ void broker_scheduler_stop(struct broker *b);
 /* ---- server (broker/server.c) ------------------------------------------------------ */
 
 int broker_server_start(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
+/* listen.threads and listen.poll_us as the serving threads run them: a number as it is;
+ * "auto" decided now, from the CPUs this process may run on and from what an idle CPU
+ * does (common/cpuidle.h). *why (static) says what decided the poll. */
+unsigned broker_threads_decide(unsigned configured);
+unsigned broker_poll_us_decide(unsigned configured, const char **why);
 /* Stops accepting, answers what is in flight (suspended readers get the current
  * snapshot), removes the socket. */
 void broker_server_stop(struct broker *b);

@@ -98,12 +98,14 @@ refuse(struct lk_error *err, const char *file, const char *key)
 			    "running configuration goes on serving)", file, key);
 }
 
-/* The settings the running broker holds in its sockets, threads, filters and memory. */
+/* The settings the running broker holds in its sockets, threads, filters and memory. The
+ * serving threads' count and poll compare as they run: "auto" and the number it chose are
+ * the same, and "auto" again keeps what it chose at start. */
 static int
-check_restart_only(const struct broker_config *o, const struct broker_config *n,
-		   struct lk_error *err)
+check_restart_only(const struct broker *b, const struct broker_config *o,
+		   const struct broker_config *n, struct lk_error *err)
 {
-	const char *f = n->file;
+	const char *f = n->file, *why;
 
 	if (!str_eq(o->socket_path, n->socket_path))
 		return refuse(err, f, "listen.socket");
@@ -115,9 +117,9 @@ check_restart_only(const struct broker_config *o, const struct broker_config *n,
 		return refuse(err, f, "listen.group");
 	if (!str_eq(o->metrics_addr, n->metrics_addr))
 		return refuse(err, f, "listen.metrics");
-	if (o->threads != n->threads)
+	if (n->threads != o->threads && broker_threads_decide(n->threads) != b->threads)
 		return refuse(err, f, "listen.threads");
-	if (o->poll_us != n->poll_us)
+	if (n->poll_us != o->poll_us && broker_poll_us_decide(n->poll_us, &why) != b->poll_us)
 		return refuse(err, f, "listen.poll_us");
 	if (o->max_connections != n->max_connections)
 		return refuse(err, f, "listen.max_connections");
@@ -427,7 +429,7 @@ broker_reload(struct broker *b, struct lk_error *err)
 		return lk_error_set(err, -ENOMEM, "out of memory");
 	if ((rc = broker_config_load(nc, b->cfg->file, err)) < 0 ||
 	    (rc = broker_keys_check(nc, err)) < 0 ||
-	    (rc = check_restart_only(b->cfg, nc, err)) < 0)
+	    (rc = check_restart_only(b, b->cfg, nc, err)) < 0)
 		goto out;
 	if (nc->backend) {
 		/* A new client: the address, the TLS files and the auth settings read again. */

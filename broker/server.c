@@ -733,18 +733,31 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 		lk_http_respond_error(req, 404, "not found", "this listener serves /metrics only");
 }
 
-/* listen.threads "auto": BROKER_THREADS_DEFAULT, or as many as the CPUs this process may
- * run on when they are fewer. */
-static unsigned
-broker_threads_auto(void)
+unsigned
+broker_threads_decide(unsigned configured)
 {
 	cpu_set_t set;
 	int n;
 
+	if (configured != BROKER_THREADS_AUTO)
+		return configured;
 	if (sched_getaffinity(0, sizeof(set), &set) != 0)
 		return BROKER_THREADS_DEFAULT;
 	n = CPU_COUNT(&set);
 	return n >= 1 && n < BROKER_THREADS_DEFAULT ? (unsigned)n : BROKER_THREADS_DEFAULT;
+}
+
+unsigned
+broker_poll_us_decide(unsigned configured, const char **why)
+{
+	struct lk_cpuidle idle;
+
+	if (configured != BROKER_POLL_US_AUTO) {
+		*why = "listen.poll_us";
+		return configured;
+	}
+	lk_cpuidle_probe("", &idle);
+	return lk_cpuidle_poll_pays(&idle, why) ? BROKER_POLL_US_DEFAULT : 0;
 }
 
 int
@@ -766,18 +779,9 @@ broker_server_start(struct broker *b, struct lk_error *err)
 	hc.unix_mode = b->cfg->socket_mode;
 	hc.unix_owner = b->cfg->socket_owner;
 	hc.unix_group = b->cfg->socket_group;
-	b->threads = b->cfg->threads;
-	if (b->threads == BROKER_THREADS_AUTO)
-		b->threads = broker_threads_auto();
+	b->threads = broker_threads_decide(b->cfg->threads);
 	hc.threads = b->threads;
-	b->poll_us = b->cfg->poll_us;
-	b->poll_why = "listen.poll_us";
-	if (b->poll_us == BROKER_POLL_US_AUTO) {
-		struct lk_cpuidle idle;
-
-		lk_cpuidle_probe("", &idle);
-		b->poll_us = lk_cpuidle_poll_pays(&idle, &b->poll_why) ? BROKER_POLL_US_DEFAULT : 0;
-	}
+	b->poll_us = broker_poll_us_decide(b->cfg->poll_us, &b->poll_why);
 	hc.poll_us = b->poll_us;
 	/* Requests here are a line and a few headers. The library zeroes a connection's whole
 	 * memory pool (about twice max_header) before every request, so a small limit is

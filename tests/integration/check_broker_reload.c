@@ -1475,7 +1475,10 @@ END_TEST
  * configuration serving, reloads_total{result="error"} counting them. */
 START_TEST(test_refused)
 {
+	char line[1024], keys[64];
+	const char *at;
 	long long v;
+	unsigned threads, poll_us;
 	struct bf f;
 
 	bf_dev(&f, "1h", "2h");
@@ -1483,6 +1486,13 @@ START_TEST(test_refused)
 	ck_assert(bf_start(&f));
 	ck_assert(wait_status(&f, "/v1/secrets/api", 200));
 	v = version_of(&f, "api");
+	/* What "auto" chose for the serving threads, which differs from machine to machine. */
+	ck_assert(t_wait_log(&f.broker, "\"msg\":\"serving\"", T_DEADLINE_MS, line, sizeof(line)));
+	ck_assert_ptr_nonnull(at = strstr(line, "\"threads\":"));
+	threads = (unsigned)strtoul(at + strlen("\"threads\":"), NULL, 10);
+	ck_assert_ptr_nonnull(at = strstr(line, "\"poll_us\":"));
+	poll_us = (unsigned)strtoul(at + strlen("\"poll_us\":"), NULL, 10);
+	ck_assert_uint_ge(threads, 1);
 
 	reload(&f, "{\"name\": \"api\", \"path\": \"secret/data/app/api\", \"refresh\": \"soon\"},"
 	       API2, NULL, NULL, REFUSED_LOG, 1);
@@ -1498,15 +1508,21 @@ START_TEST(test_refused)
 	ck_assert_int_eq(version_of(&f, "api"), v);
 	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 2\n"));
 
-	reload(&f, API "," API2, "\"poll_us\": 0", NULL, REFUSED_LOG, 3);
+	snprintf(keys, sizeof(keys), "\"poll_us\": %u", poll_us == 0 ? 20 : 0);
+	reload(&f, API "," API2, keys, NULL, REFUSED_LOG, 3);
 	ck_assert_int_eq(bf_log_count(&f, "listen.poll_us: changed, and only a restart"), 1);
 	ck_assert_int_eq(bf_get(&f, "/v1/secrets/api2", NULL), 404);
 	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 3\n"));
 
-	/* Fixed: applied. */
-	reload(&f, API "," API2, NULL, NULL, OK_LOG, 1);
+	/* Fixed: applied. The numbers "auto" chose are no change. */
+	snprintf(keys, sizeof(keys), "\"threads\": %u, \"poll_us\": %u", threads, poll_us);
+	reload(&f, API "," API2, keys, NULL, OK_LOG, 1);
 	ck_assert(wait_status(&f, "/v1/secrets/api2", 200));
 	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 1\n"));
+	/* And back to "auto": no change either. */
+	reload(&f, API "," API2, "\"threads\": \"auto\", \"poll_us\": \"auto\"", NULL, OK_LOG, 2);
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"ok\"} 2\n"));
+	ck_assert(metrics_has(&f, "latchkey_broker_reloads_total{result=\"error\"} 3\n"));
 	finish(&f);
 }
 END_TEST
