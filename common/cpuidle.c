@@ -12,17 +12,18 @@
 #include <cpuid.h>
 #endif
 
-/* The whole of a small file under root into buf (NUL-terminated); false if it cannot be
- * read. Longer files are cut at n - 1 bytes: the files read here are a line each. */
+/* The whole of a small file under root into buf (n > 0, NUL-terminated); false if it
+ * cannot be opened or read. Longer files are cut at n - 1 bytes: the files read here are a
+ * line each. */
 static bool
 read_small(const char *root, const char *rel, char *buf, size_t n)
 {
 	char path[4096];
 	size_t got = 0;
-	ssize_t r;
+	ssize_t r = 0;
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s%s", root, rel) >= (int)sizeof(path))
+	if (n == 0 || snprintf(path, sizeof(path), "%s%s", root, rel) >= (int)sizeof(path))
 		return false;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
 		return false;
@@ -36,7 +37,7 @@ read_small(const char *root, const char *rel, char *buf, size_t n)
 	}
 	close(fd);
 	buf[got] = '\0';
-	return true;
+	return r >= 0;
 }
 
 /* True if the space-separated words of text include word exactly. */
@@ -63,6 +64,7 @@ lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_poll_
 		 struct lk_cpuidle *m)
 {
 	m->idle_poll = cmdline != NULL && has_word(cmdline, "idle=poll");
+	m->cpuidle_seen = driver != NULL;
 	m->driver[0] = '\0';
 	if (driver != NULL) {
 		size_t len = strcspn(driver, " \t\n");
@@ -125,6 +127,11 @@ lk_cpuidle_poll_pays(const struct lk_cpuidle *m, const char **why)
 	if (strcmp(m->driver, "haltpoll") == 0 && m->halt_poll_ns > 0) {
 		*why = "a virtual machine whose idle CPUs poll before halting (cpuidle haltpoll)";
 		return false;
+	}
+	if (!m->cpuidle_seen) {
+		*why = "a virtual machine whose idle CPUs are taken to halt without polling (no "
+		       "/sys/devices/system/cpu/cpuidle to say otherwise)";
+		return true;
 	}
 	*why = "a virtual machine whose idle CPUs halt without polling";
 	return true;

@@ -18,6 +18,7 @@ struct lk_cpuidle {
 	bool cpuid_hypervisor;      /* x86 CPUID: the hypervisor-present bit */
 	bool sys_hypervisor;        /* /sys/hypervisor/type names one (Xen and others) */
 	bool idle_poll;             /* idle=poll on the kernel command line */
+	bool cpuidle_seen;          /* current_driver below could be read */
 	char driver[32];            /* /sys/devices/system/cpu/cpuidle/current_driver; "" */
 	unsigned long long halt_poll_ns; /* haltpoll's guest_halt_poll_ns; 0 if absent */
 };
@@ -33,7 +34,10 @@ void lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_
 		      struct lk_cpuidle *m);
 
 /* True where polling before sleeping pays: a virtual machine whose idle CPUs halt without
- * polling first. *why (static text) says what decided, either way. */
+ * polling first, which is also what a virtual machine whose cpuidle files cannot be read is
+ * taken for. A virtual machine is told by x86's CPUID or /sys/hypervisor/type; elsewhere
+ * (an arm64 KVM guest) it is taken for bare metal. *why (static text) says what decided,
+ * either way. */
 bool lk_cpuidle_poll_pays(const struct lk_cpuidle *m, const char **why);
 
 #endif

@@ -826,6 +826,14 @@ START_TEST(test_cpuidle_parse)
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
 	lk_cpuidle_parse(NULL, NULL, " 5", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.cpuidle_seen);
+	/* The longest driver name that fits (31 bytes), and one byte more. */
+	lk_cpuidle_parse(NULL, "abcdefghijklmnopqrstuvwxyz01234\n", NULL, &m);
+	ck_assert(m.cpuidle_seen);
+	ck_assert_str_eq(m.driver, "abcdefghijklmnopqrstuvwxyz01234");
+	lk_cpuidle_parse(NULL, "abcdefghijklmnopqrstuvwxyz012345\n", NULL, &m);
+	ck_assert(m.cpuidle_seen);
+	ck_assert_str_eq(m.driver, "");
 }
 END_TEST
 
@@ -868,6 +876,28 @@ START_TEST(test_cpuidle_probe_files)
 	write_under(root, "/sys/hypervisor/type", "xen\n");
 	lk_cpuidle_probe(root, &m);
 	ck_assert(m.sys_hypervisor);
+	ck_assert(m.cpuidle_seen);
+
+	/* A file longer than what is read of it: cut, a word past the cut not seen. */
+	{
+		char big[6000];
+
+		memset(big, 'x', sizeof(big));
+		memcpy(big + sizeof(big) - 12, " idle=poll\n", 12);
+		write_under(root, "/proc/cmdline", big);
+		lk_cpuidle_probe(root, &m);
+		ck_assert(!m.idle_poll);
+		memcpy(big, "idle=poll ", 10);
+		write_under(root, "/proc/cmdline", big);
+		lk_cpuidle_probe(root, &m);
+		ck_assert(m.idle_poll);
+	}
+	/* A directory where a file should be cannot be read: as if missing. */
+	t_rmrf(t_path(root, "sys/devices/system/cpu/cpuidle/current_driver"));
+	ck_assert_int_eq(mkdir(t_path(root, "sys/devices/system/cpu/cpuidle/current_driver"), 0700), 0);
+	lk_cpuidle_probe(root, &m);
+	ck_assert(!m.cpuidle_seen);
+	ck_assert_str_eq(m.driver, "");
 	t_rmrf(root);
 }
 END_TEST
@@ -883,14 +913,16 @@ START_TEST(test_cpuidle_poll_pays)
 		{ { .cpuid_hypervisor = false }, false, "not a virtual machine" },
 		{ { .cpuid_hypervisor = false, .driver = "haltpoll", .halt_poll_ns = 0 }, false,
 		  "not a virtual machine" },
-		{ { .cpuid_hypervisor = true }, true, "halt without polling" },
-		{ { .sys_hypervisor = true, .driver = "none" }, true, "halt without polling" },
-		{ { .cpuid_hypervisor = true, .driver = "haltpoll", .halt_poll_ns = 0 }, true,
-		  "halt without polling" },
-		{ { .cpuid_hypervisor = true, .driver = "haltpoll", .halt_poll_ns = 200000 }, false,
-		  "poll before halting" },
-		{ { .cpuid_hypervisor = true, .driver = "acpi_idle", .halt_poll_ns = 200000 }, true,
-		  "halt without polling" },
+		{ { .cpuid_hypervisor = true }, true,
+		  "taken to halt without polling (no /sys/devices/system/cpu/cpuidle" },
+		{ { .sys_hypervisor = true, .cpuidle_seen = true, .driver = "none" }, true,
+		  "CPUs halt without polling" },
+		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "haltpoll",
+		    .halt_poll_ns = 0 }, true, "CPUs halt without polling" },
+		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "haltpoll",
+		    .halt_poll_ns = 200000 }, false, "poll before halting" },
+		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "acpi_idle",
+		    .halt_poll_ns = 200000 }, true, "CPUs halt without polling" },
 		{ { .cpuid_hypervisor = true, .idle_poll = true }, false, "idle=poll" },
 	};
 
