@@ -199,6 +199,13 @@ out:
 	return rc;
 }
 
+/* White space, and the NUL byte, which an error line shows as a space. */
+static bool
+blank(char ch)
+{
+	return ch == '\0' || isspace((unsigned char)ch);
+}
+
 /* Appends the lines of one backend error (len bytes, NUL bytes among them shown as spaces
  * like other control characters) to out, trimmed, without go-multierror's "N errors
  * occurred:" line and "* " bullets, separated by "; ". */
@@ -214,14 +221,14 @@ append_error_lines(char *out, size_t outlen, const char *text, size_t len)
 		if (eol == NULL)
 			eol = end;
 		e = eol;
-		while (s < e && isspace((unsigned char)*s))
+		while (s < e && blank(*s))
 			s++;
 		if (s < e && *s == '*') {
 			s++;
-			while (s < e && isspace((unsigned char)*s))
+			while (s < e && blank(*s))
 				s++;
 		}
-		while (e > s && isspace((unsigned char)e[-1]))
+		while (e > s && blank(e[-1]))
 			e--;
 		n = (size_t)(e - s);
 		/* "1 error occurred:" / "2 errors occurred:" say nothing the list does not. */
