@@ -87,7 +87,9 @@
 /* Serving threads unless listen.threads gives a number ("auto", the default): this many,
  * or as many as the CPUs the broker may run on (its affinity mask) when they are fewer. More
  * threads than CPUs take turns on one: on one CPU, one thread measured 70,000-75,000 req/s
- * against 62,000-65,000 for two (docs/benchmarks.md, "Where polling pays"). */
+ * against 62,000-65,000 for two with a four-thread client, the same (51,000-53,000) with
+ * an epoll client, and 228,000-233,000 against 98,000-99,000 on a guest that halt-polls
+ * (docs/benchmarks.md, "Where polling pays"). */
 #define BROKER_THREADS_DEFAULT 2
 #define BROKER_THREADS_AUTO 0
 #define BROKER_THREADS_MAX 64
@@ -619,11 +621,6 @@ void broker_scheduler_stop(struct broker *b);
 /* ---- server (broker/server.c) ------------------------------------------------------ */
 
 int broker_server_start(struct broker *b, struct lk_error *err) __attribute__((warn_unused_result));
-/* listen.threads and listen.poll_us as the serving threads run them: a number as it is;
- * "auto" decided now, from the CPUs this process may run on and from what an idle CPU
- * does (common/cpuidle.h). *why (static) says what decided the poll. */
-unsigned broker_threads_decide(unsigned configured);
-unsigned broker_poll_us_decide(unsigned configured, const char **why);
 /* Stops accepting, answers what is in flight (suspended readers get the current
  * snapshot), removes the socket. */
 void broker_server_stop(struct broker *b);

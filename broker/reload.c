@@ -99,13 +99,13 @@ refuse(struct lk_error *err, const char *file, const char *key)
 }
 
 /* The settings the running broker holds in its sockets, threads, filters and memory. The
- * serving threads' count and poll compare as they run: "auto" and the number it chose are
- * the same, and "auto" again keeps what it chose at start. */
+ * serving threads' count and poll compare as they run: "auto" was decided at start and
+ * keeps what it decided, and a number is a change only if it is not what runs. */
 static int
 check_restart_only(const struct broker *b, const struct broker_config *o,
 		   const struct broker_config *n, struct lk_error *err)
 {
-	const char *f = n->file, *why;
+	const char *f = n->file;
 
 	if (!str_eq(o->socket_path, n->socket_path))
 		return refuse(err, f, "listen.socket");
@@ -117,9 +117,9 @@ check_restart_only(const struct broker *b, const struct broker_config *o,
 		return refuse(err, f, "listen.group");
 	if (!str_eq(o->metrics_addr, n->metrics_addr))
 		return refuse(err, f, "listen.metrics");
-	if (n->threads != o->threads && broker_threads_decide(n->threads) != b->threads)
+	if (n->threads != BROKER_THREADS_AUTO && n->threads != b->threads)
 		return refuse(err, f, "listen.threads");
-	if (n->poll_us != o->poll_us && broker_poll_us_decide(n->poll_us, &why) != b->poll_us)
+	if (n->poll_us != BROKER_POLL_US_AUTO && n->poll_us != b->poll_us)
 		return refuse(err, f, "listen.poll_us");
 	if (o->max_connections != n->max_connections)
 		return refuse(err, f, "listen.max_connections");

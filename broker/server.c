@@ -733,21 +733,37 @@ metrics_handler(void *ctx, struct lk_http_req *req)
 		lk_http_respond_error(req, 404, "not found", "this listener serves /metrics only");
 }
 
-unsigned
+/* listen.threads and listen.poll_us as the serving threads run them: a number as it is;
+ * "auto" decided from the CPUs this process may run on and from what an idle CPU does
+ * (common/cpuidle.h). *why (static) says what decided the poll. */
+static unsigned
 broker_threads_decide(unsigned configured)
 {
-	cpu_set_t set;
-	int n;
+	int n = 0;
 
 	if (configured != BROKER_THREADS_AUTO)
 		return configured;
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return BROKER_THREADS_DEFAULT;
-	n = CPU_COUNT(&set);
+	/* A mask as large as the kernel's possible CPUs: past CPU_SETSIZE (1024), a cpu_set_t
+	 * is too small and sched_getaffinity fails with EINVAL. */
+	for (int ncpus = CPU_SETSIZE; ncpus <= (1 << 20); ncpus *= 2) {
+		cpu_set_t *set = CPU_ALLOC(ncpus);
+		size_t size = CPU_ALLOC_SIZE(ncpus);
+		int rc, e;
+
+		if (set == NULL)
+			break;
+		rc = sched_getaffinity(0, size, set);
+		e = errno;
+		if (rc == 0)
+			n = CPU_COUNT_S(size, set);
+		CPU_FREE(set);
+		if (rc == 0 || e != EINVAL)
+			break;
+	}
 	return n >= 1 && n < BROKER_THREADS_DEFAULT ? (unsigned)n : BROKER_THREADS_DEFAULT;
 }
 
-unsigned
+static unsigned
 broker_poll_us_decide(unsigned configured, const char **why)
 {
 	struct lk_cpuidle idle;
