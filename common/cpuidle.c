@@ -75,6 +75,7 @@ lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_poll_
 		}
 	}
 	m->halt_poll_ns = 0;
+	m->halt_poll_seen = halt_poll_ns != NULL;
 	if (halt_poll_ns != NULL) {
 		char *end;
 		unsigned long long v;
@@ -126,6 +127,13 @@ lk_cpuidle_poll_pays(const struct lk_cpuidle *m, const char **why)
 	}
 	if (strcmp(m->driver, "haltpoll") == 0 && m->halt_poll_ns > 0) {
 		*why = "a virtual machine whose idle CPUs poll before halting (cpuidle haltpoll)";
+		return false;
+	}
+	/* The kernel's own guest_halt_poll_ns is 200000: a haltpoll driver whose setting
+	 * cannot be read most likely polls. */
+	if (strcmp(m->driver, "haltpoll") == 0 && !m->halt_poll_seen) {
+		*why = "a virtual machine whose idle CPUs are taken to poll before halting (cpuidle "
+		       "haltpoll, guest_halt_poll_ns unreadable)";
 		return false;
 	}
 	if (!m->cpuidle_seen) {

@@ -20,6 +20,7 @@ struct lk_cpuidle {
 	bool idle_poll;             /* idle=poll on the kernel command line */
 	bool cpuidle_seen;          /* current_driver below could be read */
 	char driver[32];            /* /sys/devices/system/cpu/cpuidle/current_driver; "" */
+	bool halt_poll_seen;        /* guest_halt_poll_ns below could be read */
 	unsigned long long halt_poll_ns; /* haltpoll's guest_halt_poll_ns; 0 if absent */
 };
 

@@ -803,11 +803,13 @@ START_TEST(test_cpuidle_parse)
 
 	lk_cpuidle_parse("console=ttyS0 idle=poll quiet\n", "haltpoll\n", "200000\n", &m);
 	ck_assert(m.idle_poll);
+	ck_assert(m.halt_poll_seen);
 	ck_assert_str_eq(m.driver, "haltpoll");
 	ck_assert_uint_eq(m.halt_poll_ns, 200000);
 	/* idle=poll only as a word of its own. */
 	lk_cpuidle_parse("xidle=poll idle=pollx idle=halt", NULL, NULL, &m);
 	ck_assert(!m.idle_poll);
+	ck_assert(!m.halt_poll_seen);
 	ck_assert_str_eq(m.driver, "");
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
 	lk_cpuidle_parse("idle=poll", "none\n", "0\n", &m);
@@ -918,11 +920,14 @@ START_TEST(test_cpuidle_poll_pays)
 		{ { .sys_hypervisor = true, .cpuidle_seen = true, .driver = "none" }, true,
 		  "CPUs halt without polling" },
 		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "haltpoll",
-		    .halt_poll_ns = 0 }, true, "CPUs halt without polling" },
+		    .halt_poll_seen = true, .halt_poll_ns = 0 }, true, "CPUs halt without polling" },
 		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "haltpoll",
-		    .halt_poll_ns = 200000 }, false, "poll before halting" },
+		    .halt_poll_seen = true, .halt_poll_ns = 200000 }, false, "CPUs poll before halting" },
+		/* haltpoll whose setting cannot be read: the kernel's default polls. */
+		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "haltpoll" }, false,
+		  "taken to poll before halting (cpuidle haltpoll, guest_halt_poll_ns unreadable)" },
 		{ { .cpuid_hypervisor = true, .cpuidle_seen = true, .driver = "acpi_idle",
-		    .halt_poll_ns = 200000 }, true, "CPUs halt without polling" },
+		    .halt_poll_seen = true, .halt_poll_ns = 200000 }, true, "CPUs halt without polling" },
 		{ { .cpuid_hypervisor = true, .idle_poll = true }, false, "idle=poll" },
 	};
 
