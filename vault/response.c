@@ -199,11 +199,13 @@ out:
 	return rc;
 }
 
-/* White space, and the NUL byte, which an error line shows as a space. */
+/* White space, and the control characters an error line shows as spaces. */
 static bool
 blank(char ch)
 {
-	return ch == '\0' || isspace((unsigned char)ch);
+	unsigned char c = (unsigned char)ch;
+
+	return c == ' ' || c < 0x20 || c == 0x7f;
 }
 
 /* Appends the lines of one backend error (len bytes, NUL bytes among them shown as spaces

@@ -385,8 +385,12 @@ START_TEST(test_404_forms)
 	ck_assert_int_eq(http_error(403, "{\"errors\":[\"permission\\u0000denied\\nsecond line\"]}", &err),
 			 -EACCES);
 	ck_assert_str_eq(err.base.msg, "HTTP 403: permission denied; second line");
-	/* A line of NUL bytes only is no line, as one of blanks is. */
+	/* A line of NUL bytes or other control characters only is no line, as one of blanks
+	 * is. */
 	ck_assert_int_eq(http_error(404, "{\"errors\":[\"\\u0000 \\u0000\"]}", &err), -ENOENT);
+	ck_assert_int_eq(err.not_found, LK_VAULT_NF_MISSING);
+	ck_assert_str_eq(err.base.msg, "HTTP 404: not found");
+	ck_assert_int_eq(http_error(404, "{\"errors\":[\"\\u0001\\u001b\\u007f\"]}", &err), -ENOENT);
 	ck_assert_int_eq(err.not_found, LK_VAULT_NF_MISSING);
 	ck_assert_str_eq(err.base.msg, "HTTP 404: not found");
 
