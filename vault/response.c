@@ -199,23 +199,32 @@ out:
 	return rc;
 }
 
-/* White space, and the control characters an error line shows as spaces. */
-static bool
-blank(char ch)
-{
-	unsigned char c = (unsigned char)ch;
-
-	return c == ' ' || c < 0x20 || c == 0x7f;
-}
-
-/* Appends the lines of one backend error (len bytes, NUL bytes among them shown as spaces
- * like other control characters) to out, trimmed, without go-multierror's "N errors
- * occurred:" line and "* " bullets, separated by "; ". */
+/* Appends the lines of one backend error (len bytes) to out, trimmed, without
+ * go-multierror's "N errors occurred:" line and "* " bullets, separated by "; ". Control
+ * characters (C0 but the line feed, NUL among them, DEL, and C1 as UTF-8) are shown as
+ * spaces, and trimmed like them: no terminal control reaches a message. */
 static void
-append_error_lines(char *out, size_t outlen, const char *text, size_t len)
+append_error_lines(char *out, size_t outlen, const char *raw, size_t len)
 {
-	const char *p = text, *end = text + len;
+	char *text = malloc(len + 1);
+	const char *p, *end;
 
+	if (text == NULL)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)raw[i];
+
+		if (ch == 0xc2 && i + 1 < len && (unsigned char)raw[i + 1] >= 0x80 &&
+		    (unsigned char)raw[i + 1] <= 0x9f) {
+			text[i] = text[i + 1] = ' ';
+			i++;
+		} else {
+			text[i] = (ch != '\n' && (ch < 0x20 || ch == 0x7f)) ? ' ' : (char)ch;
+		}
+	}
+	text[len] = '\0';
+	p = text;
+	end = text + len;
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p)), *s = p, *e;
 		size_t used, n;
@@ -223,14 +232,14 @@ append_error_lines(char *out, size_t outlen, const char *text, size_t len)
 		if (eol == NULL)
 			eol = end;
 		e = eol;
-		while (s < e && blank(*s))
+		while (s < e && *s == ' ')
 			s++;
 		if (s < e && *s == '*') {
 			s++;
-			while (s < e && blank(*s))
+			while (s < e && *s == ' ')
 				s++;
 		}
-		while (e > s && blank(e[-1]))
+		while (e > s && e[-1] == ' ')
 			e--;
 		n = (size_t)(e - s);
 		/* "1 error occurred:" / "2 errors occurred:" say nothing the list does not. */
@@ -245,14 +254,12 @@ append_error_lines(char *out, size_t outlen, const char *text, size_t len)
 			}
 			if (n > outlen - used - 1)
 				n = outlen - used - 1;
-			for (size_t i = 0; i < n; i++) {
-				unsigned char ch = (unsigned char)s[i];
-				out[used + i] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
-			}
+			memcpy(out + used, s, n);
 			out[used + n] = '\0';
 		}
 		p = eol < end ? eol + 1 : eol;
 	}
+	free(text);
 }
 
 int

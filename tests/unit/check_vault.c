@@ -393,6 +393,12 @@ START_TEST(test_404_forms)
 	ck_assert_int_eq(http_error(404, "{\"errors\":[\"\\u0001\\u001b\\u007f\"]}", &err), -ENOENT);
 	ck_assert_int_eq(err.not_found, LK_VAULT_NF_MISSING);
 	ck_assert_str_eq(err.base.msg, "HTTP 404: not found");
+	/* C1 controls (U+0080-U+009F, two bytes in UTF-8) too; CSI never reaches a terminal. */
+	ck_assert_int_eq(http_error(404, "{\"errors\":[\"\\u0085\\u009f\"]}", &err), -ENOENT);
+	ck_assert_int_eq(err.not_found, LK_VAULT_NF_MISSING);
+	ck_assert_int_eq(http_error(403, "{\"errors\":[\"\\u009b31mdenied\\u009bm\\u00e9\"]}", &err),
+			 -EACCES);
+	ck_assert_str_eq(err.base.msg, "HTTP 403: 31mdenied  m\xc3\xa9");
 
 	/* A 200 whose data.data is null is the same "deleted" answer. */
 	{
