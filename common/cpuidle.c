@@ -75,7 +75,7 @@ lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_poll_
 		}
 	}
 	m->halt_poll_ns = 0;
-	m->halt_poll_seen = halt_poll_ns != NULL;
+	m->halt_poll_seen = false;
 	if (halt_poll_ns != NULL) {
 		char *end;
 		unsigned long long v;
@@ -83,8 +83,10 @@ lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_poll_
 		errno = 0;
 		v = strtoull(halt_poll_ns, &end, 10);
 		if (errno == 0 && end != halt_poll_ns && halt_poll_ns[0] >= '0' &&
-		    halt_poll_ns[0] <= '9' && (*end == '\0' || *end == '\n'))
+		    halt_poll_ns[0] <= '9' && (*end == '\0' || *end == '\n')) {
 			m->halt_poll_ns = v;
+			m->halt_poll_seen = true;
+		}
 	}
 }
 

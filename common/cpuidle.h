@@ -20,7 +20,7 @@ struct lk_cpuidle {
 	bool idle_poll;             /* idle=poll on the kernel command line */
 	bool cpuidle_seen;          /* current_driver below could be read */
 	char driver[32];            /* /sys/devices/system/cpu/cpuidle/current_driver; "" */
-	bool halt_poll_seen;        /* guest_halt_poll_ns below could be read */
+	bool halt_poll_seen;        /* guest_halt_poll_ns below could be read and parsed */
 	unsigned long long halt_poll_ns; /* haltpoll's guest_halt_poll_ns; 0 if absent */
 };
 
@@ -35,10 +35,11 @@ void lk_cpuidle_parse(const char *cmdline, const char *driver, const char *halt_
 		      struct lk_cpuidle *m);
 
 /* True where polling before sleeping pays: a virtual machine whose idle CPUs halt without
- * polling first, which is also what a virtual machine whose cpuidle files cannot be read is
- * taken for. A virtual machine is told by x86's CPUID or /sys/hypervisor/type; elsewhere
- * (an arm64 KVM guest) it is taken for bare metal. *why (static text) says what decided,
- * either way. */
+ * polling first. Not on bare metal, with idle=poll, or with the haltpoll driver whose
+ * guest_halt_poll_ns is above 0 or cannot be read (the kernel's default polls); a virtual
+ * machine whose cpuidle driver cannot be read is taken to halt without polling. A virtual
+ * machine is told by x86's CPUID or /sys/hypervisor/type; elsewhere (an arm64 KVM guest)
+ * it is taken for bare metal. *why (static text) says what decided, either way. */
 bool lk_cpuidle_poll_pays(const struct lk_cpuidle *m, const char **why);
 
 #endif

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -2386,22 +2387,52 @@ has_word(const char *text, const char *word)
 	return false;
 }
 
+/* A file's text, or NULL when it cannot be opened or read (a directory opens). */
+static char *
+read_text(const char *path)
+{
+	char *text = t_read_file(path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char c;
+
+	if (fd < 0 || read(fd, &c, 1) < 0) {
+		free(text);
+		text = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	return text;
+}
+
+/* guest_halt_poll_ns as the kernel writes it ("%u\n"): a number above 0, 0, or -1 when
+ * the text is not one. */
+static long long
+halt_poll_value(const char *ns)
+{
+	size_t digits = strspn(ns, "0123456789");
+
+	if (digits == 0 || digits > 19 || (ns[digits] != '\0' && strcmp(ns + digits, "\n") != 0))
+		return -1;
+	return strtoll(ns, NULL, 10);
+}
+
 /* What listen.poll_us "auto" should choose here, worked out apart from the broker's probe:
  * the hypervisor flag as /proc/cpuinfo lists it (the probe asks the CPU), the kernel's
  * command line and the cpuidle files. */
 static unsigned
 poll_us_expected(void)
 {
-	char *cpuinfo = t_read_file("/proc/cpuinfo"), *cmdline = t_read_file("/proc/cmdline");
-	char *type = t_read_file("/sys/hypervisor/type");
-	char *driver = t_read_file("/sys/devices/system/cpu/cpuidle/current_driver");
-	char *ns = t_read_file("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
+	char *cpuinfo = read_text("/proc/cpuinfo"), *cmdline = read_text("/proc/cmdline");
+	char *type = read_text("/sys/hypervisor/type");
+	char *driver = read_text("/sys/devices/system/cpu/cpuidle/current_driver");
+	char *ns = read_text("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
 	bool vm = (cpuinfo != NULL && has_word(cpuinfo, "hypervisor")) ||
-		  (type != NULL && type[0] != '\0' && type[0] != '\n');
+		  (type != NULL && type[strspn(type, " \t\n")] != '\0');
 	bool idle_poll = cmdline != NULL && has_word(cmdline, "idle=poll");
 	/* haltpoll whose setting cannot be read counts as polling: the kernel's default does. */
-	bool halt_polls = driver != NULL && strcmp(driver, "haltpoll\n") == 0 &&
-			  (ns == NULL || strtoull(ns, NULL, 10) > 0);
+	bool halt_polls = driver != NULL && strncmp(driver, "haltpoll", 8) == 0 &&
+			  strchr(" \t\n", driver[8]) != NULL &&
+			  (ns == NULL || halt_poll_value(ns) != 0);
 	unsigned want = vm && !idle_poll && !halt_polls ? 20 : 0;
 
 	free(cpuinfo);

@@ -816,18 +816,27 @@ START_TEST(test_cpuidle_parse)
 	ck_assert(m.idle_poll);
 	ck_assert_str_eq(m.driver, "none");
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	/* A driver name longer than the field is taken as none; numbers are whole or 0. */
+	/* A driver name longer than the field is taken as none; a number that is not whole is
+	 * not seen at all. */
 	lk_cpuidle_parse("", "a_driver_name_longer_than_thirty_one_bytes\n", "12ab\n", &m);
 	ck_assert_str_eq(m.driver, "");
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.halt_poll_seen);
 	lk_cpuidle_parse(NULL, "", "-1\n", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.halt_poll_seen);
 	lk_cpuidle_parse(NULL, NULL, "99999999999999999999999\n", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.halt_poll_seen);
 	lk_cpuidle_parse(NULL, NULL, "", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.halt_poll_seen);
 	lk_cpuidle_parse(NULL, NULL, " 5", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(!m.halt_poll_seen);
+	lk_cpuidle_parse(NULL, NULL, "0\n", &m);
+	ck_assert_uint_eq(m.halt_poll_ns, 0);
+	ck_assert(m.halt_poll_seen);
 	ck_assert(!m.cpuidle_seen);
 	/* The longest driver name that fits (31 bytes), and one byte more. */
 	lk_cpuidle_parse(NULL, "abcdefghijklmnopqrstuvwxyz01234\n", NULL, &m);
@@ -862,7 +871,9 @@ START_TEST(test_cpuidle_probe_files)
 	lk_cpuidle_probe(root, &m);
 	ck_assert(!m.sys_hypervisor);
 	ck_assert(!m.idle_poll);
+	ck_assert(!m.cpuidle_seen);
 	ck_assert_str_eq(m.driver, "");
+	ck_assert(!m.halt_poll_seen);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
 
 	write_under(root, "/proc/cmdline", "root=/dev/vda idle=poll\n");
@@ -873,6 +884,7 @@ START_TEST(test_cpuidle_probe_files)
 	ck_assert(!m.sys_hypervisor);
 	ck_assert(m.idle_poll);
 	ck_assert_str_eq(m.driver, "haltpoll");
+	ck_assert(m.halt_poll_seen);
 	ck_assert_uint_eq(m.halt_poll_ns, 200000);
 
 	write_under(root, "/sys/hypervisor/type", "xen\n");
