@@ -913,6 +913,7 @@ START_TEST(test_cpuidle_probe_files)
 	ck_assert(!m.cpuidle_seen);
 	ck_assert_str_eq(m.driver, "");
 	t_rmrf(root);
+	free(root);
 }
 END_TEST
 
