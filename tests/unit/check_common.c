@@ -799,6 +799,8 @@ END_TEST
 /* The files' text as the kernel writes it, and what is not quite it. */
 START_TEST(test_cpuidle_parse)
 {
+	static const char *const not_numbers[] = { "12ab\n", "-1\n", "99999999999999999999999\n",
+		"", " 5", "5 \n" };
 	struct lk_cpuidle m;
 
 	lk_cpuidle_parse("console=ttyS0 idle=poll quiet\n", "haltpoll\n", "200000\n", &m);
@@ -820,20 +822,11 @@ START_TEST(test_cpuidle_parse)
 	 * not seen at all. */
 	lk_cpuidle_parse("", "a_driver_name_longer_than_thirty_one_bytes\n", "12ab\n", &m);
 	ck_assert_str_eq(m.driver, "");
-	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	ck_assert(!m.halt_poll_seen);
-	lk_cpuidle_parse(NULL, "", "-1\n", &m);
-	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	ck_assert(!m.halt_poll_seen);
-	lk_cpuidle_parse(NULL, NULL, "99999999999999999999999\n", &m);
-	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	ck_assert(!m.halt_poll_seen);
-	lk_cpuidle_parse(NULL, NULL, "", &m);
-	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	ck_assert(!m.halt_poll_seen);
-	lk_cpuidle_parse(NULL, NULL, " 5", &m);
-	ck_assert_uint_eq(m.halt_poll_ns, 0);
-	ck_assert(!m.halt_poll_seen);
+	for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
+		lk_cpuidle_parse(NULL, NULL, not_numbers[i], &m);
+		ck_assert_uint_eq(m.halt_poll_ns, 0);
+		ck_assert_msg(!m.halt_poll_seen, "\"%s\"", not_numbers[i]);
+	}
 	lk_cpuidle_parse(NULL, NULL, "0\n", &m);
 	ck_assert_uint_eq(m.halt_poll_ns, 0);
 	ck_assert(m.halt_poll_seen);
