@@ -64,10 +64,8 @@ done
 [ -x "$BARE" ] || { echo "bench: $BARE: not built" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "bench: curl is needed" >&2; exit 2; }
 case $POLL_US in
-'' | auto | 0) ;;
-*[!0-9]* | 0*) echo "bench: BENCH_POLL_US must be empty, auto or an integer from 0 to 1000" >&2; exit 2 ;;
-*) [ "$POLL_US" -le 1000 ] ||
-	{ echo "bench: BENCH_POLL_US must be empty, auto or an integer from 0 to 1000" >&2; exit 2; } ;;
+'' | auto | 0 | [1-9] | [1-9][0-9] | [1-9][0-9][0-9] | 1000) ;;
+*) echo "bench: BENCH_POLL_US must be empty, auto or an integer from 0 to 1000" >&2; exit 2 ;;
 esac
 for v in $RATES; do
 	case $v in

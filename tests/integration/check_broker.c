@@ -4,7 +4,6 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -2387,23 +2386,6 @@ has_word(const char *text, const char *word)
 	return false;
 }
 
-/* A file's text, or NULL when it cannot be opened or read (a directory opens). */
-static char *
-read_text(const char *path)
-{
-	char *text = t_read_file(path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	char c;
-
-	if (fd < 0 || read(fd, &c, 1) < 0) {
-		free(text);
-		text = NULL;
-	}
-	if (fd >= 0)
-		close(fd);
-	return text;
-}
-
 /* guest_halt_poll_ns as the kernel writes it ("%u\n"): a number above 0, 0, or -1 when
  * the text is not one. */
 static long long
@@ -2422,10 +2404,10 @@ halt_poll_value(const char *ns)
 static unsigned
 poll_us_expected(void)
 {
-	char *cpuinfo = read_text("/proc/cpuinfo"), *cmdline = read_text("/proc/cmdline");
-	char *type = read_text("/sys/hypervisor/type");
-	char *driver = read_text("/sys/devices/system/cpu/cpuidle/current_driver");
-	char *ns = read_text("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
+	char *cpuinfo = t_read_file("/proc/cpuinfo"), *cmdline = t_read_file("/proc/cmdline");
+	char *type = t_read_file("/sys/hypervisor/type");
+	char *driver = t_read_file("/sys/devices/system/cpu/cpuidle/current_driver");
+	char *ns = t_read_file("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
 	bool vm = (cpuinfo != NULL && has_word(cpuinfo, "hypervisor")) ||
 		  (type != NULL && type[strspn(type, " \t\n")] != '\0');
 	bool idle_poll = cmdline != NULL && has_word(cmdline, "idle=poll");

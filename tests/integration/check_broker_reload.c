@@ -1524,9 +1524,10 @@ START_TEST(test_refused)
 	 * than at start ("auto" is decided at start, and is not decided again here). */
 	{
 		cpu_set_t one;
+		int cpu = sched_getcpu();
 
 		CPU_ZERO(&one);
-		CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+		CPU_SET(cpu >= 0 ? cpu : 0, &one);
 		ck_assert_int_eq(sched_setaffinity(f.broker.pid, sizeof(one), &one), 0);
 	}
 	reload(&f, API "," API2, "\"threads\": \"auto\", \"poll_us\": \"auto\"", NULL, OK_LOG, 2);

@@ -272,6 +272,12 @@ t_read_bytes(const char *path, size_t *ret_len)
 		if (n == 0)
 			break;
 	}
+	/* A file that opens but cannot be read (a directory) is an error, not empty. */
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
 	buf[len] = '\0';
 	fclose(f);
 	*ret_len = len;

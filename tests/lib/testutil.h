@@ -65,7 +65,8 @@ void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when an executable named prog is found on PATH (or prog is an executable path). */
 bool t_have_program(const char *prog);
 
-/* Reads a whole file into a malloc'd NUL-terminated string (NULL on error). */
+/* Reads a whole file into a malloc'd NUL-terminated string (NULL on error: one that cannot
+ * be opened or read, a directory too). */
 char *t_read_file(const char *path);
 /* The same, binary: NUL bytes kept, *ret_len bytes (a NUL follows them). */
 char *t_read_bytes(const char *path, size_t *ret_len);
